@@ -1,0 +1,34 @@
+"""fftelemetry: a Pyramid/ZODB application with transparent, opt-in usage telemetry."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from pyramid.config import Configurator
+
+from . import settings as app_settings
+from .resources import root_factory
+
+try:
+    __version__ = version("fftelemetry")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+
+def main(global_config, **settings):
+    """The WSGI application; refuses to start, in one line, on a setting it does not accept."""
+    try:
+        resolved = app_settings.load(settings, global_config)
+    except app_settings.SettingsError as exc:
+        raise SystemExit(f"fftelemetry: {exc}") from None
+    settings.setdefault("tm.manager_hook", "pyramid_tm.explicit_manager")
+    settings.setdefault("retry.attempts", "3")
+    with Configurator(settings=settings, root_factory=root_factory) as config:
+        config.registry.app_settings = resolved
+        config.include("pyramid_retry")
+        config.include("pyramid_tm")
+        config.include("pyramid_zodbconn")
+        config.include("pyramid_chameleon")
+        config.include(".settings")
+        config.include(".telemetry")
+        config.include(".views")
+        config.scan(".views")
+    return config.make_wsgi_app()

@@ -1,0 +1,60 @@
+"""The languages this application is translated into, and the locales a user may pick.
+
+Only the language list is ours (it names our translations). Which locales exist, and what they are
+called, is Babel's knowledge: the locale list is derived from Babel's data, never typed by hand.
+"""
+
+from functools import cache
+
+from babel import Locale
+from babel.core import get_global
+from babel.localedata import locale_identifiers
+
+SUPPORTED_LANGUAGES = ("en", "de", "fr", "nl", "es", "it", "pt", "pl")
+DEFAULT_LANGUAGE = "en"
+# Firefly III lets a user keep "the same as my language"; telemetry stores what it resolves to.
+SAME_AS_LANGUAGE = "equal"
+
+
+@cache
+def supported_locales():
+    """Every `ll_TT` locale Babel knows for a supported language, sorted."""
+    return tuple(
+        sorted(
+            ident
+            for ident in locale_identifiers()
+            if "_" in ident
+            and ident.split("_")[0] in SUPPORTED_LANGUAGES
+            and len(ident.split("_")) == 2
+            and ident.split("_")[1].isalpha()
+        )
+    )
+
+
+def default_locale(language):
+    """The locale Babel thinks most likely for a language (nl -> nl_NL, pt -> pt_BR)."""
+    likely = Locale.parse(get_global("likely_subtags")[language])
+    return f"{likely.language}_{likely.territory}"
+
+
+def resolve_locale(language, locale):
+    """The concrete locale code for a user's choice; "equal" follows the language."""
+    if locale == SAME_AS_LANGUAGE:
+        return default_locale(language)
+    return locale
+
+
+def language_choices():
+    return [(code, Locale.parse(code).get_display_name(code)) for code in SUPPORTED_LANGUAGES]
+
+
+def locale_choices():
+    return [(code, Locale.parse(code).get_display_name("en")) for code in supported_locales()]
+
+
+def is_supported_language(code):
+    return isinstance(code, str) and code in SUPPORTED_LANGUAGES
+
+
+def is_supported_locale(code):
+    return isinstance(code, str) and code in supported_locales()

@@ -1,0 +1,274 @@
+"""The persistent telemetry store: records, their indexes and counters, and the telemetry state.
+
+Layout, chosen so that nothing ever scans all records:
+
+- records live in two *partitions*, `pending` and `submitted`, each a `LOBTree` keyed by a
+  sequence number plus a `BTrees.Length` counter. Counting is O(1); marking a batch submitted
+  moves its records across; "delete submitted" swaps in an empty partition, O(1) however many
+  records there were (a concurrent transaction still holding the old partition writes into an
+  orphan: the same outcome as if it had committed first and then been deleted).
+- `identity` maps (type, key, JSON value) to a sequence number: the feature dedup in O(log n).
+  "Delete submitted" keeps it on purpose, so facts that were already sent are not collected and
+  sent again; "delete all" is a fresh start and clears it.
+- `last_recurring` maps a key to when its last recurring value was stored.
+- sequence numbers are microseconds since the epoch shifted left by 10 bits with random low
+  bits: ordered by time (newest first = highest first) and unlikely to collide, so two
+  processes inserting at once touch different keys and BTrees resolves the bucket conflict.
+
+A record is an immutable `Record` tuple stored inside the tree's buckets rather than a
+`Persistent` object of its own: one object per ~60 records instead of one per record, which keeps
+Data.fs small and marking a batch cheap. Being immutable, it cannot be changed in place by
+mistake; marking replaces it.
+"""
+
+import json
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+from heapq import merge
+from typing import NamedTuple
+
+from BTrees.Length import Length
+from BTrees.LOBTree import LOBTree
+from BTrees.OOBTree import OOBTree
+from persistent import Persistent
+
+PAGE_SIZE = 100
+ALL, PENDING, SUBMITTED = "all", "pending", "submitted"
+FILTERS = (ALL, PENDING, SUBMITTED)
+
+
+class Record(NamedTuple):
+    # Stored in pickles: add fields only at the end, with defaults; never rename this class.
+    id: str
+    installation_id: str
+    type: str
+    key: str
+    value: str | int
+    collected_at: datetime
+    submitted_at: datetime | None = None
+    submission_uuid: str | None = None
+
+    @property
+    def is_submitted(self):
+        return self.submitted_at is not None
+
+    def payload(self):
+        """The record as the receiver gets it."""
+        return {
+            "id": self.id,
+            "installation_id": self.installation_id,
+            "collected_at": self.collected_at.isoformat(),
+            "type": self.type,
+            "key": self.key,
+            "value": self.value,
+        }
+
+
+class SubmissionResult(NamedTuple):
+    """One run of the sender, kept in the bounded submission log."""
+
+    at: datetime
+    sent: int
+    status: int | None
+    uuid: str | None
+    error: str | None
+
+    @property
+    def ok(self):
+        return self.error is None
+
+
+class Partition(Persistent):
+    """Records of one state (pending or submitted), with their count."""
+
+    def __init__(self):
+        self.records = LOBTree()
+        self.count = Length()
+
+    def add(self, seq, record):
+        self.records[seq] = record
+        self.count.change(1)
+
+    def remove(self, seq):
+        record = self.records.pop(seq, None)
+        if record is not None:
+            self.count.change(-1)
+        return record
+
+    def __len__(self):
+        return self.count()
+
+    def newest_first(self, before=None):
+        """(seq, record) pairs, highest sequence first, strictly below `before` if given.
+
+        Walks with maxKey(): O(log n) a step, never touching the buckets it skips."""
+        tree = self.records
+        bound = None if before is None else before - 1
+        while True:
+            try:
+                seq = tree.maxKey() if bound is None else tree.maxKey(bound)
+            except ValueError:  # nothing (left) below the bound
+                return
+            yield seq, tree[seq]
+            bound = seq - 1
+
+    def oldest_first(self, limit):
+        """Up to `limit` (seq, record) pairs, lowest sequence first."""
+        items = []
+        for seq, record in self.records.items():
+            if len(items) >= limit:
+                break
+            items.append((seq, record))
+        return items
+
+
+def new_sequence(now):
+    micros = int(now.timestamp() * 1_000_000)
+    return (micros << 10) | random.getrandbits(10)  # uniqueness, not secrecy
+
+
+def utcnow():
+    return datetime.now(UTC)
+
+
+class TelemetryStore(Persistent):
+    def __init__(self):
+        self.installation_id = None
+        self.last_success_at = None
+        self._clear_records()
+        self.log = LOBTree()
+
+    def _clear_records(self):
+        self.pending = Partition()
+        self.submitted = Partition()
+        self.identity = OOBTree()
+        self.last_recurring = OOBTree()
+
+    # -- collecting -----------------------------------------------------------------------
+
+    def ensure_installation_id(self):
+        """A random uuid4 made once per installation (5.2.7/5.2.8 derived it from a constant)."""
+        if self.installation_id is None:
+            self.installation_id = str(uuid.uuid4())
+        return self.installation_id
+
+    def add_feature(self, key, value, now=None):
+        """Store a feature value unless this (key, value) was stored before; the new record
+        or None."""
+        identity = ("feature", key, json.dumps(value))
+        if identity in self.identity:
+            return None
+        seq, record = self._add("feature", key, value, now)
+        self.identity[identity] = seq
+        return record
+
+    def add_recurring(self, key, value, every_days, now=None):
+        """Store a recurring value unless one for `key` is younger than `every_days` days."""
+        now = now or utcnow()
+        last = self.last_recurring.get(key)
+        if last is not None and now - last < timedelta(days=every_days):
+            return None
+        self.last_recurring[key] = now
+        return self._add("recurring", key, value, now)[1]
+
+    def _add(self, type_, key, value, now):
+        now = now or utcnow()
+        record = Record(
+            id=uuid.uuid4().hex,
+            installation_id=self.ensure_installation_id(),
+            type=type_,
+            key=key,
+            value=value,
+            collected_at=now,
+        )
+        seq = new_sequence(now)
+        while seq in self.pending.records or seq in self.submitted.records:
+            seq += 1
+        self.pending.add(seq, record)
+        return seq, record
+
+    # -- counting and listing -------------------------------------------------------------
+
+    def counts(self):
+        pending, submitted = len(self.pending), len(self.submitted)
+        return {ALL: pending + submitted, PENDING: pending, SUBMITTED: submitted}
+
+    def page(self, which=ALL, before=None, size=PAGE_SIZE):
+        """Up to `size` (seq, record) pairs newest first, below the sequence `before`.
+
+        Keyset paging: a page deep in a million records costs what the first page costs."""
+        if which not in FILTERS:
+            raise ValueError(f"unknown filter {which!r}")
+        streams = []
+        if which in (ALL, PENDING):
+            streams.append(self.pending.newest_first(before))
+        if which in (ALL, SUBMITTED):
+            streams.append(self.submitted.newest_first(before))
+        merged = merge(*streams, key=lambda item: item[0], reverse=True)
+        page = []
+        for item in merged:
+            page.append(item)
+            if len(page) >= size:
+                break
+        return page
+
+    def has_older(self, which, seq):
+        return bool(self.page(which, before=seq, size=1))
+
+    def get(self, seq):
+        return self.pending.records.get(seq) or self.submitted.records.get(seq)
+
+    def pending_batch(self, limit):
+        """The oldest `limit` pending records, as (seq, record) pairs."""
+        return self.pending.oldest_first(limit)
+
+    # -- submitting -------------------------------------------------------------------------
+
+    def mark_submitted(self, seqs, submission_uuid, now=None):
+        """Move the given pending records to `submitted`; returns how many moved (records
+        deleted or already marked in the meantime are skipped)."""
+        now = now or utcnow()
+        moved = 0
+        for seq in seqs:
+            record = self.pending.remove(seq)
+            if record is None:
+                continue
+            self.submitted.add(
+                seq, record._replace(submitted_at=now, submission_uuid=submission_uuid)
+            )
+            moved += 1
+        return moved
+
+    def log_submission(self, result, keep=50):
+        """Keep `result` in the bounded log; a success also moves `last_success_at`."""
+        key = new_sequence(result.at)
+        while key in self.log:
+            key += 1
+        self.log[key] = result
+        if result.ok:
+            self.last_success_at = result.at
+        while len(self.log) > keep:
+            del self.log[self.log.minKey()]
+
+    def submissions(self, limit=10):
+        """The newest `limit` submission results, newest first."""
+        return [self.log[k] for k in list(self.log.keys())[-limit:][::-1]]
+
+    def last_submission(self):
+        return self.log[self.log.maxKey()] if len(self.log) else None
+
+    # -- deleting ---------------------------------------------------------------------------
+
+    def delete_all(self):
+        """Forget every record, pending or submitted, and the dedup memory; returns how many."""
+        count = self.counts()[ALL]
+        self._clear_records()
+        return count
+
+    def delete_submitted(self):
+        """Forget the submitted records (their facts stay known, so they are not re-sent)."""
+        count = len(self.submitted)
+        self.submitted = Partition()
+        return count
+

@@ -1,0 +1,40 @@
+"""Running application code outside a web request (console commands, tests, benchmarks).
+
+`pyramid.paster.bootstrap` computes the root before any transaction has begun; with pyramid_tm's
+explicit transaction manager that read fails (NoTransaction). So we begin the request's
+transaction first and then prepare the environment, and own the commit/abort ourselves.
+"""
+
+from contextlib import contextmanager
+
+from pyramid.request import Request, apply_request_extensions
+from pyramid.scripting import prepare
+
+
+@contextmanager
+def request_environment(registry, url="http://localhost/"):
+    """An env dict (request, root, registry) inside one transaction: committed when the block
+    ends normally, aborted when it raises."""
+    request = Request.blank("/", base_url=url.rstrip("/"))
+    request.registry = registry
+    apply_request_extensions(request)  # request.tm and friends
+    request.tm.begin()
+    env = prepare(request=request, registry=registry)
+    try:
+        yield env
+    except BaseException:
+        request.tm.abort()
+        raise
+    else:
+        if request.tm.isDoomed():
+            request.tm.abort()
+        else:
+            request.tm.commit()
+    finally:
+        env["closer"]()
+
+
+def close_databases(registry):
+    """Close pyramid_zodbconn's databases (a FileStorage left open rebuilds its index later)."""
+    for db in getattr(registry, "_zodb_databases", {}).values():
+        db.close()

@@ -1,0 +1,189 @@
+"""The one place that reads configuration: ini settings, a `.env` file beside the ini, and the
+process environment (which wins). Every other part asks `request.app_settings` (or
+`registry.app_settings`); nothing else parses SEND_TELEMETRY or friends.
+
+Firefly III tested its switch three different ways in three places, so `SEND_TELEMETRY=0` turned
+collection on while the admin page said off. Here a value is parsed once, strictly, and a value we
+do not understand stops start-up with one line naming it.
+"""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from dotenv.parser import parse_stream
+
+TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+FALSE_WORDS = frozenset({"false", "0", "no", "off"})
+
+DEFAULT_TELEMETRY_URL = "http://127.0.0.1:6544"
+
+
+class SettingsError(ValueError):
+    """A configuration value we refuse; its message is one line meant for the operator."""
+
+
+@dataclass(frozen=True)
+class Sourced:
+    """A raw configuration value and where it came from."""
+
+    value: str | None
+    source: str  # "environment", ".env", "ini" or "default"
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    send_telemetry: bool
+    # Where the switch's value came from: environment, .env, ini, default or DO_NOT_TRACK.
+    send_telemetry_source: str
+    telemetry_url: str
+    batch_size: int
+    interval_days: int
+    connect_timeout: float
+    read_timeout: float
+    submission_log_size: int
+    session_secret: str
+    allow_registration: bool
+    strict_catalog: bool
+    env_file: str | None
+
+
+def parse_bool(name, raw):
+    """true/false/1/0/yes/no/on/off in any case; None for empty or absent."""
+    if raw is None or raw.strip() == "":
+        return None
+    word = raw.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise SettingsError(
+        f"{name}={raw!r} is not understood: use true or false (also 1/0, yes/no, on/off)"
+    )
+
+
+def read_env_file(path):
+    """The key/value pairs of a `.env` file; a line python-dotenv cannot parse is an error,
+    not a silent skip, so a truncated file cannot quietly switch telemetry off or on."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{path}: cannot read .env file ({exc})") from exc
+    values = {}
+    for binding in parse_stream(_StringStream(text)):
+        if binding.error:
+            raise SettingsError(
+                f"{path}: line {binding.original.line} of the .env file cannot be parsed: "
+                f"{binding.original.string.strip()[:60]!r}"
+            )
+        if binding.key is not None:
+            values[binding.key] = binding.value or ""
+    return values
+
+
+class _StringStream:
+    """parse_stream wants a stream with read(); a str is all we have."""
+
+    def __init__(self, text):
+        self._text = text
+
+    def read(self):
+        return self._text
+
+
+class Sources:
+    """Looks a name up in the environment, then `.env`, then the ini settings."""
+
+    def __init__(self, ini, environ, dotenv):
+        self.ini = ini
+        self.environ = environ
+        self.dotenv = dotenv
+
+    def lookup(self, env_name, ini_name=None):
+        if env_name and self.environ.get(env_name, "") != "":
+            return Sourced(self.environ[env_name], "environment")
+        if env_name and self.dotenv.get(env_name, "") != "":
+            return Sourced(self.dotenv[env_name], ".env")
+        if ini_name and str(self.ini.get(ini_name, "")).strip() != "":
+            return Sourced(str(self.ini[ini_name]), "ini")
+        return Sourced(None, "default")
+
+    def boolean(self, env_name, ini_name, default):
+        found = self.lookup(env_name, ini_name)
+        value = parse_bool(env_name if found.source != "ini" else ini_name, found.value)
+        if value is None:
+            return default, "default"
+        return value, found.source
+
+    def number(self, ini_name, kind, default, minimum):
+        raw = self.ini.get(ini_name)
+        if raw is None or str(raw).strip() == "":
+            return default
+        try:
+            value = kind(str(raw).strip())
+        except ValueError:
+            raise SettingsError(f"{ini_name}={raw!r} is not a number") from None
+        if value < minimum:
+            raise SettingsError(f"{ini_name}={raw!r} must be at least {minimum}")
+        return value
+
+
+def env_file_for(global_config, ini):
+    """The `.env` beside the ini file (PasteDeploy's `here`), unless the ini names another."""
+    explicit = ini.get("fftelemetry.env_file")
+    if explicit:
+        return explicit
+    here = (global_config or {}).get("here") or ini.get("here")
+    return os.path.join(here, ".env") if here else None
+
+
+def load(ini, global_config=None, environ=None):
+    """Resolve every setting of the application; raises SettingsError with a one-line message."""
+    environ = os.environ if environ is None else environ
+    env_file = env_file_for(global_config, ini)
+    sources = Sources(ini, environ, read_env_file(env_file) if env_file else {})
+
+    send, send_source = sources.boolean("SEND_TELEMETRY", "fftelemetry.send_telemetry", False)
+    do_not_track, _ = sources.boolean("DO_NOT_TRACK", None, False)
+    if do_not_track:
+        send, send_source = False, "DO_NOT_TRACK"
+
+    url = sources.lookup("TELEMETRY_URL", "fftelemetry.telemetry_url").value
+    url = (url or DEFAULT_TELEMETRY_URL).strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise SettingsError(f"TELEMETRY_URL={url!r} must start with http:// or https://")
+
+    secret = sources.lookup("FFTELEMETRY_SECRET", "fftelemetry.session_secret").value
+    if not secret:
+        raise SettingsError(
+            "no session secret: set FFTELEMETRY_SECRET in the environment or .env, "
+            "or fftelemetry.session_secret in the ini"
+        )
+    if len(secret) < 16:
+        raise SettingsError("the session secret must be at least 16 characters long")
+
+    allow_registration, _ = sources.boolean(None, "fftelemetry.allow_registration", True)
+    strict, _ = sources.boolean(None, "fftelemetry.strict_catalog", False)
+    return AppSettings(
+        send_telemetry=send,
+        send_telemetry_source=send_source,
+        telemetry_url=url,
+        batch_size=sources.number("fftelemetry.batch_size", int, 500, 1),
+        interval_days=sources.number("fftelemetry.interval_days", int, 7, 1),
+        connect_timeout=sources.number("fftelemetry.connect_timeout", float, 5.0, 0.001),
+        read_timeout=sources.number("fftelemetry.read_timeout", float, 30.0, 0.001),
+        submission_log_size=sources.number("fftelemetry.submission_log_size", int, 50, 1),
+        session_secret=secret,
+        allow_registration=allow_registration,
+        strict_catalog=strict,
+        env_file=env_file,
+    )
+
+
+def includeme(config):
+    """Hang the resolved settings (see `fftelemetry.main`) on every request."""
+    config.add_request_method(
+        lambda request: request.registry.app_settings, "app_settings", reify=True
+    )

@@ -1,0 +1,77 @@
+"""The real WSGI app on a real FileStorage answers along the traversal tree."""
+
+import pytest
+import webtest
+
+from fftelemetry import main
+from fftelemetry.catalog import CatalogError
+from fftelemetry.scripting import close_databases, request_environment
+from tests.conftest import app_settings
+
+
+def test_admin_telemetry_pages_answer(testapp):
+    status = testapp.get("/admin/telemetry", status=200)
+    assert "Telemetry" in status.text
+    records = testapp.get("/admin/telemetry/view", status=200)
+    assert "records collected" in records.text
+
+
+def test_unknown_paths_are_404(testapp):
+    testapp.get("/admin/telemetry/nope", status=404)
+    testapp.get("/nothing-here", status=404)
+
+
+def test_resource_urls_follow_the_tree(make_app):
+    app = make_app()
+    with request_environment(app.registry) as env:
+        telemetry = env["root"]["admin"]["telemetry"]
+        request = env["request"]
+        assert request.resource_url(telemetry) == "http://localhost/admin/telemetry/"
+        assert request.resource_url(telemetry["view"], "submit").endswith(
+            "/admin/telemetry/view/submit"
+        )
+
+
+def test_bad_switch_stops_start_up_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEND_TELEMETRY", "maybe")
+    with pytest.raises(SystemExit) as info:
+        main({"here": str(tmp_path)}, **app_settings(tmp_path))
+    assert str(info.value) == (
+        "fftelemetry: SEND_TELEMETRY='maybe' is not understood: "
+        "use true or false (also 1/0, yes/no, on/off)"
+    )
+
+
+def test_collect_through_the_request_respects_the_switch(make_app, tmp_path):
+    for switch, expected in (("false", 0), ("true", 1)):
+        app = make_app(**{"fftelemetry.send_telemetry": switch})
+        with request_environment(app.registry) as env:
+            record = env["request"].telemetry.collect("system.users.count", 1)
+        with request_environment(app.registry) as env:
+            store = env["request"].telemetry.store
+            assert store.counts()["all"] == expected
+            assert (record is not None) == bool(expected)
+            assert (store.installation_id is not None) == bool(expected)
+        close_databases(app.registry)
+
+
+def test_refused_value_is_dropped_and_logged_when_not_strict(make_app, caplog):
+    app = make_app(**{"fftelemetry.strict_catalog": "false"})
+    with request_environment(app.registry) as env:
+        request = env["request"]
+        assert request.telemetry.collect("system.users.count", "12.50 EUR") is None
+        assert request.telemetry.collect("finance.balance", 100) is None
+        assert request.telemetry.store.counts()["all"] == 0
+    assert "telemetry value dropped: system.users.count" in caplog.text
+
+
+def test_refused_value_raises_when_strict(make_app):
+    app = make_app()
+    with pytest.raises(CatalogError), request_environment(app.registry) as env:
+        env["request"].telemetry.collect("system.users.count", "12.50 EUR")
+
+
+def test_webtest_app_is_reusable_across_requests(make_app):
+    app = webtest.TestApp(make_app())
+    for _ in range(3):
+        app.get("/admin/telemetry", status=200)

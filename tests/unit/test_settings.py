@@ -1,0 +1,130 @@
+"""The opt-in switch and the other settings: every spelling, precedence, DO_NOT_TRACK, errors."""
+
+import pytest
+
+from fftelemetry import settings
+from fftelemetry.settings import SettingsError
+
+SECRET = "a-secret-of-sufficient-length"
+
+
+def load(ini=None, environ=None, dotenv_text=None, tmp_path=None):
+    ini = {"fftelemetry.session_secret": SECRET, **(ini or {})}
+    global_config = {}
+    if tmp_path is not None:
+        global_config["here"] = str(tmp_path)
+        if dotenv_text is not None:
+            (tmp_path / ".env").write_text(dotenv_text)
+    return settings.load(ini, global_config, environ=environ or {})
+
+
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ("true", True), ("TRUE", True), ("True", True), ("1", True), ("yes", True),
+        ("on", True), (" On ", True), ("false", False), ("FALSE", False), ("0", False),
+        ("no", False), ("off", False), ("Off", False),
+    ],
+)
+def test_every_spelling(raw, expected):
+    result = load(environ={"SEND_TELEMETRY": raw})
+    assert result.send_telemetry is expected
+    assert result.send_telemetry_source == "environment"
+
+
+@pytest.mark.parametrize("raw", ["2", "enabled", "ja", "null", "tru", "-1", "true!"])
+def test_a_bad_value_is_one_clear_line(raw):
+    with pytest.raises(SettingsError) as info:
+        load(environ={"SEND_TELEMETRY": raw})
+    message = str(info.value)
+    assert "SEND_TELEMETRY" in message and repr(raw) in message
+    assert "\n" not in message
+
+
+def test_bad_ini_value_names_the_ini_setting():
+    with pytest.raises(SettingsError, match=r"fftelemetry\.send_telemetry='maybe'"):
+        load(ini={"fftelemetry.send_telemetry": "maybe"})
+
+
+def test_default_is_off():
+    result = load()
+    assert (result.send_telemetry, result.send_telemetry_source) == (False, "default")
+    empty = load(environ={"SEND_TELEMETRY": ""}, ini={"fftelemetry.send_telemetry": " "})
+    assert (empty.send_telemetry, empty.send_telemetry_source) == (False, "default")
+
+
+def test_precedence_environment_then_dotenv_then_ini(tmp_path):
+    ini = {"fftelemetry.send_telemetry": "false"}
+    assert load(ini=ini).send_telemetry_source == "ini"
+    from_dotenv = load(ini=ini, dotenv_text="SEND_TELEMETRY=true\n", tmp_path=tmp_path)
+    assert (from_dotenv.send_telemetry, from_dotenv.send_telemetry_source) == (True, ".env")
+    from_env = load(
+        ini=ini, environ={"SEND_TELEMETRY": "off"}, dotenv_text="SEND_TELEMETRY=true\n",
+        tmp_path=tmp_path,
+    )
+    assert (from_env.send_telemetry, from_env.send_telemetry_source) == (False, "environment")
+
+
+def test_dotenv_quotes_comments_and_export(tmp_path):
+    text = '# telemetry\nexport SEND_TELEMETRY="yes" # opted in\nTELEMETRY_URL=http://x:1/\n'
+    result = load(dotenv_text=text, tmp_path=tmp_path)
+    assert result.send_telemetry is True
+    assert result.telemetry_url == "http://x:1"
+
+
+@pytest.mark.parametrize("value", ["1", "true", "yes"])
+def test_do_not_track_forces_off(value, tmp_path):
+    result = load(environ={"SEND_TELEMETRY": "true", "DO_NOT_TRACK": value})
+    assert (result.send_telemetry, result.send_telemetry_source) == (False, "DO_NOT_TRACK")
+    via_dotenv = load(
+        environ={"SEND_TELEMETRY": "true"}, dotenv_text=f"DO_NOT_TRACK={value}\n",
+        tmp_path=tmp_path,
+    )
+    assert via_dotenv.send_telemetry is False
+
+
+def test_do_not_track_zero_changes_nothing():
+    result = load(environ={"SEND_TELEMETRY": "true", "DO_NOT_TRACK": "0"})
+    assert (result.send_telemetry, result.send_telemetry_source) == (True, "environment")
+
+
+def test_broken_dotenv_line_is_an_error_not_a_skip(tmp_path):
+    with pytest.raises(SettingsError, match=r"line 2 of the \.env file"):
+        load(dotenv_text='A=1\nSEND_TELEMETRY="tr\n', tmp_path=tmp_path)
+
+
+def test_undecodable_dotenv_is_an_error(tmp_path):
+    (tmp_path / ".env").write_bytes(b"SEND_TELEMETRY=\xff\xfe\n")
+    with pytest.raises(SettingsError, match=r"cannot read \.env"):
+        load(tmp_path=tmp_path)
+
+
+def test_missing_dotenv_is_fine(tmp_path):
+    assert load(tmp_path=tmp_path).send_telemetry is False
+
+
+def test_explicit_env_file_setting(tmp_path):
+    other = tmp_path / "elsewhere.env"
+    other.write_text("SEND_TELEMETRY=on\n")
+    result = load(ini={"fftelemetry.env_file": str(other)})
+    assert result.send_telemetry is True and result.env_file == str(other)
+
+
+def test_secret_is_required_and_long_enough():
+    with pytest.raises(SettingsError, match="no session secret"):
+        settings.load({}, {}, environ={})
+    with pytest.raises(SettingsError, match="at least 16"):
+        settings.load({}, {}, environ={"FFTELEMETRY_SECRET": "short"})
+    assert settings.load({}, {}, environ={"FFTELEMETRY_SECRET": SECRET}).session_secret == SECRET
+
+
+def test_numbers_and_url():
+    result = load(ini={"fftelemetry.batch_size": "50", "fftelemetry.read_timeout": "2.5"})
+    assert (result.batch_size, result.read_timeout, result.interval_days) == (50, 2.5, 7)
+    with pytest.raises(SettingsError, match="not a number"):
+        load(ini={"fftelemetry.batch_size": "many"})
+    with pytest.raises(SettingsError, match="at least 1"):
+        load(ini={"fftelemetry.batch_size": "0"})
+    with pytest.raises(SettingsError, match="must start with http"):
+        load(environ={"TELEMETRY_URL": "ftp://example.org"})
+    assert load(environ={"TELEMETRY_URL": "http://h:1/"}).telemetry_url == "http://h:1"

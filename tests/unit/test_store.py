@@ -1,0 +1,201 @@
+"""The telemetry store on a real FileStorage: dedup, recurring window, counts, paging, deletes."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import transaction
+from ZODB import DB
+from ZODB.FileStorage import FileStorage
+
+from fftelemetry.resources import appmaker
+from fftelemetry.resources.store import (
+    ALL,
+    PENDING,
+    SUBMITTED,
+    SubmissionResult,
+    TelemetryStore,
+)
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(opened_root):
+    root, _tm = opened_root
+    return root["admin"]["telemetry"].store
+
+
+def test_new_store_is_empty_and_has_no_installation_id(store):
+    assert store.counts() == {ALL: 0, PENDING: 0, SUBMITTED: 0}
+    assert store.installation_id is None
+    assert store.page() == []
+
+
+def test_feature_is_stored_once_per_key_and_value(store):
+    first = store.add_feature("system.command.executed", "cron", T0)
+    again = store.add_feature("system.command.executed", "cron", T0 + timedelta(days=1))
+    other = store.add_feature("system.command.executed", "status", T0)
+    assert first is not None and other is not None
+    assert again is None
+    assert store.counts()[ALL] == 2
+
+
+def test_int_and_str_values_are_distinct_identities(store):
+    assert store.add_feature("system.users.count", 1, T0)
+    assert store.add_feature("system.users.count", "1", T0)  # store does not coerce
+    assert store.add_feature("system.users.count", 1, T0) is None
+
+
+def test_record_fields(store):
+    record = store.add_feature("system.python.version", "3.11.7", T0)
+    assert len(record.id) == 32 and record.id != store.installation_id.replace("-", "")
+    assert record.installation_id == store.installation_id
+    assert (record.type, record.key, record.value) == ("feature", "system.python.version", "3.11.7")
+    assert record.collected_at == T0 and record.collected_at.tzinfo is UTC
+    assert record.submitted_at is None and record.submission_uuid is None
+
+
+def test_installation_id_is_random_and_kept(opened_root):
+    root, _tm = opened_root
+    store = root["admin"]["telemetry"].store
+    store.add_feature("system.users.count", 1, T0)
+    first = store.installation_id
+    store.add_feature("system.users.count", 2, T0)
+    assert store.installation_id == first
+    other = TelemetryStore()
+    other.add_feature("system.users.count", 1, T0)
+    assert other.installation_id != first
+    # the uuid of 5.2.7/5.2.8 that every installation shared
+    assert first != "b2c27d92-be90-5c10-8589-005df5b314e6"
+
+
+def test_recurring_window(store):
+    assert store.add_recurring("k", 1, 7, T0)
+    assert store.add_recurring("k", 2, 7, T0 + timedelta(days=6, hours=23)) is None
+    assert store.add_recurring("k", 3, 7, T0 + timedelta(days=7))
+    assert store.add_recurring("other", 1, 7, T0 + timedelta(days=1))
+    # a recurring value may repeat: it is not deduplicated like a feature
+    assert store.add_recurring("k", 3, 7, T0 + timedelta(days=14))
+    assert store.counts()[ALL] == 4
+    assert {r.type for _, r in store.page()} == {"recurring"}
+
+
+def _fill(store, n, start=T0):
+    for i in range(n):
+        store.add_feature("system.users.count", i, start + timedelta(seconds=i))
+
+
+def test_page_is_newest_first_and_keyset_paged(store):
+    _fill(store, 25)
+    first = store.page(size=10)
+    assert [r.value for _, r in first] == list(range(24, 14, -1))
+    second = store.page(before=first[-1][0], size=10)
+    assert [r.value for _, r in second] == list(range(14, 4, -1))
+    last = store.page(before=second[-1][0], size=10)
+    assert [r.value for _, r in last] == [4, 3, 2, 1, 0]
+    assert not store.has_older(ALL, last[-1][0])
+    assert store.has_older(ALL, first[-1][0])
+
+
+def test_mark_submitted_counts_and_filters(store):
+    _fill(store, 10)
+    batch = store.pending_batch(4)
+    assert [r.value for _, r in batch] == [0, 1, 2, 3]  # oldest first
+    moved = store.mark_submitted([seq for seq, _ in batch], "u-1", T0 + timedelta(days=1))
+    assert moved == 4
+    assert store.counts() == {ALL: 10, PENDING: 6, SUBMITTED: 4}
+    submitted = store.page(SUBMITTED)
+    assert [r.value for _, r in submitted] == [3, 2, 1, 0]
+    assert {r.submission_uuid for _, r in submitted} == {"u-1"}
+    assert all(r.submitted_at == T0 + timedelta(days=1) for _, r in submitted)
+    assert [r.value for _, r in store.page(PENDING)] == [9, 8, 7, 6, 5, 4]
+    # "all" merges both partitions, still newest first
+    assert [r.value for _, r in store.page(ALL)] == list(range(9, -1, -1))
+    # marking again (a re-run after a crash) moves nothing twice
+    assert store.mark_submitted([seq for seq, _ in batch], "u-2") == 0
+    assert store.counts()[SUBMITTED] == 4
+
+
+def test_unknown_filter_is_refused(store):
+    with pytest.raises(ValueError, match="unknown filter"):
+        store.page("everything")
+
+
+def test_delete_submitted_keeps_pending_and_remembers_facts(store):
+    _fill(store, 6)
+    store.mark_submitted([seq for seq, _ in store.pending_batch(2)], "u")
+    assert store.delete_submitted() == 2
+    assert store.counts() == {ALL: 4, PENDING: 4, SUBMITTED: 0}
+    assert [r.value for _, r in store.page()] == [5, 4, 3, 2]
+    # a submitted fact is not collected (and sent) a second time
+    assert store.add_feature("system.users.count", 0, T0) is None
+
+
+def test_delete_all_is_a_fresh_start(store):
+    _fill(store, 6)
+    store.add_recurring("k", 1, 7, T0)
+    installation = store.installation_id
+    store.mark_submitted([seq for seq, _ in store.pending_batch(2)], "u")
+    assert store.delete_all() == 7
+    assert store.counts() == {ALL: 0, PENDING: 0, SUBMITTED: 0}
+    assert store.add_feature("system.users.count", 0, T0)
+    assert store.add_recurring("k", 1, 7, T0)
+    assert store.installation_id == installation
+
+
+def test_submission_log_is_bounded_and_newest_first(store):
+    for i in range(8):
+        store.log_submission(
+            SubmissionResult(T0 + timedelta(minutes=i), i, 200, f"u{i}", None), keep=5
+        )
+    store.log_submission(
+        SubmissionResult(T0 + timedelta(minutes=9), 0, None, None, "refused"), keep=5
+    )
+    results = store.submissions(limit=10)
+    assert [r.uuid for r in results] == [None, "u7", "u6", "u5", "u4"]
+    assert store.last_submission().error == "refused"
+    assert store.last_success_at == T0 + timedelta(minutes=7)
+
+
+def test_records_survive_a_reopened_filestorage(tmp_path):
+    path = str(tmp_path / "Data.fs")
+    db = DB(FileStorage(path))
+    with db.transaction() as conn:
+        store = appmaker(conn.root())["admin"]["telemetry"].store
+        _fill(store, 120)
+        store.mark_submitted([seq for seq, _ in store.pending_batch(50)], "u")
+    db.close()
+    db = DB(FileStorage(path))
+    try:
+        with db.transaction() as conn:
+            store = appmaker(conn.root())["admin"]["telemetry"].store
+            assert store.counts() == {ALL: 120, PENDING: 70, SUBMITTED: 50}
+            assert store.page(size=1)[0][1].value == 119
+            assert store.page(SUBMITTED, size=1)[0][1].submission_uuid == "u"
+    finally:
+        db.close()
+
+
+def test_concurrent_collects_in_two_connections_both_commit(tmp_path):
+    """Two writers adding different records at once: BTrees resolve the conflict."""
+    db = DB(FileStorage(str(tmp_path / "Data.fs")))
+    try:
+        with db.transaction() as conn:
+            store = appmaker(conn.root())["admin"]["telemetry"].store
+            store.add_feature("system.users.count", 0, T0)  # installation id exists
+        tm1, tm2 = transaction.TransactionManager(), transaction.TransactionManager()
+        c1, c2 = db.open(tm1), db.open(tm2)
+        s1 = appmaker(c1.root())["admin"]["telemetry"].store
+        s2 = appmaker(c2.root())["admin"]["telemetry"].store
+        s1.add_feature("system.command.executed", "cron", T0)
+        s2.add_feature("system.command.executed", "status", T0)
+        tm1.commit()
+        tm2.commit()
+        c1.close()
+        c2.close()
+        with db.transaction() as conn:
+            store = appmaker(conn.root())["admin"]["telemetry"].store
+            assert store.counts()[ALL] == 3
+            assert {r.value for _, r in store.page()} == {0, "cron", "status"}
+    finally:
+        db.close()
