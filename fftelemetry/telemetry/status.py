@@ -1,0 +1,48 @@
+"""The facts the status page and `fftelemetry status` show, computed in one place."""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from ..resources.store import SubmissionResult, TelemetryStore, utcnow
+from ..settings import AppSettings
+
+
+def next_submission_due(store: TelemetryStore, interval_days: int) -> datetime | None:
+    """When the next cron submission is due; None means "now" (never sent, or the last attempt
+    failed: a failure is retried on the next run rather than a week later)."""
+    last = store.last_submission()
+    if store.last_success_at is None or (last is not None and not last.ok):
+        return None
+    return store.last_success_at + timedelta(days=interval_days)
+
+
+def is_due(store, interval_days, now=None):
+    due = next_submission_due(store, interval_days)
+    return due is None or (now or utcnow()) >= due
+
+
+@dataclass(frozen=True)
+class StatusFacts:
+    enabled: bool
+    source: str
+    installation_id: str | None
+    endpoint: str
+    counts: dict
+    last_submission: SubmissionResult | None
+    last_success_at: datetime | None
+    next_due: datetime | None
+    submissions: list
+
+
+def status_facts(store: TelemetryStore, settings: AppSettings) -> StatusFacts:
+    return StatusFacts(
+        enabled=settings.send_telemetry,
+        source=settings.send_telemetry_source,
+        installation_id=store.installation_id,
+        endpoint=settings.telemetry_url + "/submit",
+        counts=store.counts(),
+        last_submission=store.last_submission(),
+        last_success_at=store.last_success_at,
+        next_due=next_submission_due(store, settings.interval_days),
+        submissions=store.submissions(limit=10),
+    )
