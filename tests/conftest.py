@@ -1,12 +1,23 @@
 """Shared fixtures: real apps on real FileStorages in temp dirs, and a clean environment."""
 
+import socket
+import subprocess
+import sys
+import threading
+from contextlib import contextmanager
+
 import pytest
+import requests
 import transaction
+import waitress
 import webtest
+from waitress import wasyncore
 from ZODB import DB
 from ZODB.FileStorage import FileStorage
 
 from fftelemetry import main
+from fftelemetry.receiver import main as receiver_main
+from fftelemetry.receiver.resources import ROOT_KEY as RECEIVER_ROOT_KEY
 from fftelemetry.resources import appmaker
 from fftelemetry.scripting import close_databases
 
@@ -72,3 +83,122 @@ def opened_root(zodb):
     yield root, tm
     tm.abort()
     conn.close()
+
+
+# -- console commands, the sender and the receiver ------------------------------------------------
+
+LOGGING_SECTIONS = """
+[loggers]
+keys = root
+
+[handlers]
+keys = console
+
+[formatters]
+keys = generic
+
+[logger_root]
+level = INFO
+handlers = console
+
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+level = NOTSET
+formatter = generic
+
+[formatter_generic]
+format = %(levelname)s [%(name)s] %(message)s
+"""
+
+
+@pytest.fixture
+def write_ini(tmp_path):
+    """write_ini(**settings) -> path of an ini for the real app on tmp_path/Data.fs (file://),
+    telemetry on, logging at INFO to stderr; a value of None drops that setting."""
+
+    def write(name="app.ini", **overrides):
+        settings = app_settings(tmp_path, **{"fftelemetry.password_profile": "cheapest"})
+        settings.update(overrides)
+        lines = ["[app:main]", "use = egg:fftelemetry"]
+        lines += [f"{key} = {value}" for key, value in settings.items() if value is not None]
+        path = tmp_path / name
+        path.write_text("\n".join(lines) + "\n" + LOGGING_SECTIONS)
+        return str(path)
+
+    return write
+
+
+@pytest.fixture
+def run_cli():
+    """run_cli(*args, input=None) -> CompletedProcess of the real `fftelemetry` in a subprocess
+    (the environment is the test's, cleaned of the steering variables)."""
+
+    def run(*args, input=None, timeout=60):
+        return subprocess.run(
+            [sys.executable, "-m", "fftelemetry.cli.main", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    return run
+
+
+@contextmanager
+def serving(app):
+    """Serve a WSGI app with waitress on 127.0.0.1 (ephemeral port) in a thread; yields its URL."""
+    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=2)
+    stop = threading.Event()
+
+    def serve():  # server.run(), but stoppable; sockets are closed by this thread only
+        while not stop.is_set():
+            wasyncore.loop(timeout=0.05, map=server._map, count=1)
+        wasyncore.close_all(server._map)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.effective_port}"
+    finally:
+        server.task_dispatcher.shutdown(timeout=5)  # lets a running request finish first
+        stop.set()
+        thread.join(timeout=5)
+
+
+class RunningReceiver:
+    """The real receiver app behind `url`; `stats()` over HTTP, `read(fn)` on its database."""
+
+    def __init__(self, url, app):
+        self.url = url
+        self.app = app
+
+    def stats(self):
+        return requests.get(self.url + "/stats", timeout=5).json()
+
+    def read(self, fn):
+        conn = self.app.registry._zodb_databases[""].open()
+        try:
+            return fn(conn.root()[RECEIVER_ROOT_KEY])
+        finally:
+            conn.close()
+
+
+@pytest.fixture
+def receiver(tmp_path):
+    """The real receiver app on tmp_path/receiver.fs, served over HTTP."""
+    app = receiver_main({}, **{"zodbconn.uri": f"file://{tmp_path}/receiver.fs"})
+    with serving(app) as url:
+        yield RunningReceiver(url, app)
+    close_databases(app.registry)
+
+
+@pytest.fixture
+def closed_port_url():
+    """The URL of a port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"

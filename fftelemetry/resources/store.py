@@ -113,10 +113,12 @@ class Partition(Persistent):
             yield seq, tree[seq]
             bound = seq - 1
 
-    def oldest_first(self, limit):
-        """Up to `limit` (seq, record) pairs, lowest sequence first."""
+    def oldest_first(self, limit, after=None):
+        """Up to `limit` (seq, record) pairs, lowest sequence first, strictly above `after`
+        if given (so a reader can walk all records batch by batch without changing them)."""
         items = []
-        for seq, record in self.records.items():
+        rest = self.records.items() if after is None else self.records.items(after, excludemin=True)
+        for seq, record in rest:
             if len(items) >= limit:
                 break
             items.append((seq, record))
@@ -219,9 +221,10 @@ class TelemetryStore(Persistent):
     def get(self, seq):
         return self.pending.records.get(seq) or self.submitted.records.get(seq)
 
-    def pending_batch(self, limit):
-        """The oldest `limit` pending records, as (seq, record) pairs."""
-        return self.pending.oldest_first(limit)
+    def pending_batch(self, limit, after=None):
+        """The oldest `limit` pending records (above the sequence `after`), as (seq, record)
+        pairs."""
+        return self.pending.oldest_first(limit, after)
 
     # -- submitting -------------------------------------------------------------------------
 

@@ -1,0 +1,46 @@
+"""The receiver: a small Pyramid app of its own that accepts telemetry batches (`receiver.ini`).
+
+POST /submit takes a JSON array of records, validates every field against the same catalog the
+sending side collects by, stores the batch and answers `200 {"uuid": "<uuid4>"}`. GET / (or
+/stats) shows counts. No sessions, no templates: JSON in, JSON out.
+"""
+
+from pyramid.config import Configurator
+from pyramid.renderers import JSON
+
+from .resources import root_factory
+
+DEFAULT_MAX_RECORDS = 1000
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+
+def _positive_int(settings, name, default):
+    raw = str(settings.get(name, "") or "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SystemExit(f"fftelemetry receiver: {name}={raw!r} is not a number") from None
+    if value < 1:
+        raise SystemExit(f"fftelemetry receiver: {name}={raw!r} must be at least 1")
+    return value
+
+
+def main(global_config, **settings):
+    settings.setdefault("tm.manager_hook", "pyramid_tm.explicit_manager")
+    settings.setdefault("retry.attempts", "3")
+    settings["receiver.max_records"] = _positive_int(
+        settings, "receiver.max_records", DEFAULT_MAX_RECORDS
+    )
+    settings["receiver.max_body_bytes"] = _positive_int(
+        settings, "receiver.max_body_bytes", DEFAULT_MAX_BODY_BYTES
+    )
+    with Configurator(settings=settings, root_factory=root_factory) as config:
+        config.include("pyramid_retry")
+        config.include("pyramid_tm")
+        config.include("pyramid_zodbconn")
+        # Compact JSON, so the sender's log line reads `{"uuid":"..."}`.
+        config.add_renderer("json", JSON(separators=(",", ":")))
+        config.scan(".views")
+    return config.make_wsgi_app()

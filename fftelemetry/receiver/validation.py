@@ -1,0 +1,115 @@
+"""Checking a submitted batch, field by field, against the catalog of the sending side.
+
+Every problem is reported with the index of the record and the field, so a sender's bug can be
+found from the 400 answer alone.
+"""
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from .. import catalog
+
+FIELDS = frozenset({"id", "installation_id", "collected_at", "type", "key", "value"})
+
+
+@dataclass
+class Invalid(Exception):
+    """The batch is refused; `status` is the HTTP status to answer with."""
+
+    message: str
+    status: int = 400
+    record: int | None = None
+    field: str | None = None
+
+    def __str__(self):
+        return self.message
+
+    def as_json(self):
+        answer = {"error": self.message}
+        if self.record is not None:
+            answer["record"] = self.record
+        if self.field is not None:
+            answer["field"] = self.field
+        return answer
+
+
+def parse_batch(body, max_records):
+    """The records of a raw JSON body, each a dict of checked and normalised fields."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Invalid(f"the body is not JSON ({exc})") from None
+    if not isinstance(data, list):
+        raise Invalid(f"expected a JSON array of records, got {_json_type(data)}")
+    if not data:
+        raise Invalid("the batch holds no records")
+    if len(data) > max_records:
+        raise Invalid(f"at most {max_records} records per batch, got {len(data)}", status=413)
+    return [check_record(index, item) for index, item in enumerate(data)]
+
+
+def check_record(index, item):
+    def fail(field, problem):
+        where = f"record {index}" if field is None else f"record {index}, field {field!r}"
+        return Invalid(f"{where}: {problem}", record=index, field=field)
+
+    if not isinstance(item, dict):
+        raise fail(None, f"expected an object, got {_json_type(item)}")
+    missing, unknown = FIELDS - item.keys(), item.keys() - FIELDS
+    if missing:
+        raise fail(sorted(missing)[0], f"missing field(s) {', '.join(sorted(missing))}")
+    if unknown:
+        shown = ", ".join(repr(name)[:40] for name in sorted(unknown)[:5])
+        raise fail(sorted(unknown)[0][:40], f"unknown field(s) {shown}")
+    checked = {}
+    for field in ("id", "installation_id"):
+        try:
+            checked[field] = _uuid(item[field])
+        except ValueError as exc:
+            raise fail(field, str(exc)) from None
+    try:
+        checked["collected_at"] = _timestamp(item["collected_at"])
+    except ValueError as exc:
+        raise fail("collected_at", str(exc)) from None
+    try:
+        entry = catalog.lookup(item["key"])
+    except catalog.CatalogError as exc:
+        raise fail("key", str(exc)) from None
+    if item["type"] != entry.type:
+        raise fail("type", f"{item['key']} records are of type {entry.type!r}")
+    try:
+        checked["value"] = entry.validate(item["value"])
+    except catalog.CatalogError as exc:
+        raise fail("value", str(exc)) from None
+    checked["type"], checked["key"] = entry.type, entry.key
+    return checked
+
+
+def _uuid(value):
+    if not isinstance(value, str) or len(value) > 36:
+        raise ValueError("expected a uuid string")
+    try:
+        return uuid.UUID(value).hex  # one spelling, so the same id is always found again
+    except ValueError:
+        raise ValueError("expected a uuid string") from None
+
+
+def _timestamp(value):
+    if not isinstance(value, str) or len(value) > 40:
+        raise ValueError("expected an ISO 8601 timestamp string")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("expected an ISO 8601 timestamp") from None
+    if moment.tzinfo is None:
+        raise ValueError("the timestamp has no timezone")
+    return moment
+
+
+def _json_type(value):
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    return names.get(type(value), "a number")

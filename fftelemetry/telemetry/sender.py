@@ -1,0 +1,243 @@
+"""Sending pending records to the receiver: the one code path behind `fftelemetry cron` and the
+admin's "submit now" button.
+
+A batch is read and its transaction ended *before* the POST, and marked submitted in a new
+transaction *after* the receiver's acknowledgement. A crash in between leaves the batch pending, so
+it is sent again; the receiver keys records by their id and stores each once. So the worst case is
+a duplicate POST, never a record marked sent that the receiver did not acknowledge.
+
+Retries: urllib3 retries connection errors only (nothing has reached the receiver yet). A POST that
+was sent is never retried within a run, although it would be harmless (the record ids make it
+idempotent): a receiver that is slow or failing is better left alone until the next run (the next
+daily cron, or the next click) than hammered.
+"""
+
+import json
+import logging
+from dataclasses import dataclass
+
+import requests
+import transaction
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+from ZODB.POSException import ConflictError
+
+from .. import __version__
+from ..resources import appmaker
+from ..resources.store import SubmissionResult, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def _not_a_retry_notice(record):
+    # urllib3 warns on each connection retry; our one WARNING line after the last try says it.
+    return not record.getMessage().startswith("Retrying (")
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_not_a_retry_notice)
+
+LOGGED_BODY_CHARS = 300
+CONNECT_RETRIES = 2
+TRANSACTION_ATTEMPTS = 3
+TELEMETRY_OFF = "telemetry is off"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    sent: int
+    status: int | None
+    uuid: str | None
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def message(self) -> str:
+        if self.error == TELEMETRY_OFF:
+            return "Telemetry is off: nothing was sent."
+        if self.ok and not self.sent:
+            return "Nothing to send: there are no pending records."
+        if self.ok:
+            return f"Sent {_records(self.sent)}; the receiver's reference is {self.uuid}."
+        if not self.sent:
+            return f"Nothing was sent: {self.error}. The records stay pending for the next try."
+        return (
+            f"Sent {_records(self.sent)}, then the submission failed: {self.error}. "
+            "The other records stay pending for the next try."
+        )
+
+
+def _records(count):
+    return f"{count} record" if count == 1 else f"{count} records"
+
+
+class SubmissionFailed(Exception):
+    """An expected failure of one POST; its message is one line for the operator."""
+
+    def __init__(self, reason, status=None):
+        super().__init__(reason)
+        self.status = status
+
+
+def submit_pending(db, settings, *, now=None) -> Outcome:
+    """Send every pending record, oldest first, one POST and one transaction per batch; stop at
+    the first failure. Never sends anything while telemetry is off."""
+    if not settings.send_telemetry:
+        return Outcome(sent=0, status=None, uuid=None, error=TELEMETRY_OFF)
+    now = now or utcnow()
+    tm = transaction.TransactionManager()
+    conn = db.open(tm)
+    try:
+        outcome = _send_batches(conn, tm, settings, now)
+        _log_run(tm, conn, settings, outcome, now)
+    finally:
+        tm.abort()
+        conn.close()
+    return outcome
+
+
+def _send_batches(conn, tm, settings, now):
+    sent, status, batch_uuid = 0, None, None
+    with _session(settings) as session:
+        while True:
+            with tm:  # read-only: ended before the POST, so no transaction spans the network
+                batch = _store(conn).pending_batch(settings.batch_size)
+                body = encode([record for _, record in batch])
+            if not batch:
+                return Outcome(sent=sent, status=status, uuid=batch_uuid, error=None)
+            try:
+                status, batch_uuid = _post(session, settings, body)
+            except SubmissionFailed as exc:
+                log.warning("Telemetry submission failed: %s; the records stay pending.", exc)
+                return Outcome(sent=sent, status=exc.status, uuid=None, error=str(exc))
+            try:
+                _mark(tm, conn, [seq for seq, _ in batch], batch_uuid, now)
+            except ConflictError:
+                reason = "sent, but could not be marked for conflicting writes; will be re-sent"
+                log.warning("Telemetry submission failed: %s.", reason)
+                return Outcome(sent=sent, status=status, uuid=batch_uuid, error=reason)
+            sent += len(batch)
+            conn.cacheGC()  # memory stays flat however many batches there are
+
+
+def encode(records):
+    """The POST body for `records`: a compact JSON array of their payloads."""
+    return json.dumps([record.payload() for record in records], separators=(",", ":"))
+
+
+def pending_bodies(db, batch_size):
+    """The POST bodies a submission would send now, oldest first; reads, changes nothing."""
+    tm = transaction.TransactionManager()
+    conn = db.open(tm)
+    try:
+        after = None
+        while True:
+            with tm:
+                batch = _store(conn).pending_batch(batch_size, after=after)
+            if not batch:
+                return
+            yield encode([record for _, record in batch])
+            after = batch[-1][0]
+            conn.cacheGC()
+    finally:
+        tm.abort()
+        conn.close()
+
+
+def _store(conn):
+    return appmaker(conn.root())["admin"]["telemetry"].store
+
+
+def _mark(tm, conn, seqs, batch_uuid, now):
+    for attempt in tm.attempts(TRANSACTION_ATTEMPTS):  # retries ConflictError, then re-raises
+        with attempt:
+            _store(conn).mark_submitted(seqs, batch_uuid, now)
+
+
+def _log_run(tm, conn, settings, outcome, now):
+    result = SubmissionResult(
+        at=now, sent=outcome.sent, status=outcome.status, uuid=outcome.uuid, error=outcome.error
+    )
+    try:
+        for attempt in tm.attempts(TRANSACTION_ATTEMPTS):
+            with attempt:
+                _store(conn).log_submission(result, keep=settings.submission_log_size)
+    except ConflictError:
+        log.warning("Telemetry submission log not updated: conflicting writes.")
+
+
+class _session:
+    """A requests Session that retries failed connections (only those) and always closes."""
+
+    def __init__(self, settings):
+        retry = Retry(
+            total=CONNECT_RETRIES,
+            connect=CONNECT_RETRIES,
+            read=0,
+            status=0,
+            other=0,
+            redirect=0,
+            backoff_factor=0.2,
+            raise_on_status=False,
+        )
+        self.session = requests.Session()
+        self.session.mount("http://", HTTPAdapter(max_retries=retry))
+        self.session.mount("https://", HTTPAdapter(max_retries=retry))
+        self.session.headers.update(
+            {
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "User-Agent": f"fftelemetry/{__version__}",
+            }
+        )
+
+    def __enter__(self):
+        return self.session
+
+    def __exit__(self, *exc_info):
+        self.session.close()
+
+
+def _post(session, settings, body):
+    """POST one batch; (status, uuid) on acknowledgement, else SubmissionFailed."""
+    url = settings.telemetry_url + "/submit"
+    try:
+        response = session.post(
+            url,
+            data=body,
+            timeout=(settings.connect_timeout, settings.read_timeout),
+            allow_redirects=False,
+        )
+    except requests.ConnectTimeout:
+        raise SubmissionFailed(
+            f"connecting to {url} timed out after {settings.connect_timeout:g}s"
+        ) from None
+    except requests.ReadTimeout:
+        raise SubmissionFailed(
+            f"no answer from {url} within {settings.read_timeout:g}s"
+        ) from None
+    except requests.ConnectionError:
+        raise SubmissionFailed(
+            f"cannot connect to {url} (tried {CONNECT_RETRIES + 1} times)"
+        ) from None
+    except requests.RequestException as exc:
+        raise SubmissionFailed(f"the request to {url} failed ({type(exc).__name__})") from None
+    log.info("Result of submission [%s]: %s", response.status_code, _shown(response.text))
+    if response.status_code != 200:
+        raise SubmissionFailed(
+            f"the receiver answered HTTP {response.status_code}", response.status_code
+        )
+    try:
+        answer = response.json()
+    except ValueError:
+        raise SubmissionFailed("the receiver's answer is not JSON", 200) from None
+    if not isinstance(answer, dict) or not isinstance(answer.get("uuid"), str):
+        raise SubmissionFailed("the receiver's answer holds no uuid", 200)
+    return 200, answer["uuid"][:64]
+
+
+def _shown(text):
+    """A receiver's body for the log: on one line and cut to a sane length."""
+    cut = text[:LOGGED_BODY_CHARS].replace("\r", "\\r").replace("\n", "\\n")
+    return cut if len(text) <= LOGGED_BODY_CHARS else f"{cut}... ({len(text)} characters)"

@@ -1,0 +1,121 @@
+"""The receiver through WebTest on a real FileStorage: what it accepts, what it refuses, and that a
+refused batch stores nothing."""
+
+import json
+import uuid
+
+import pytest
+import webob
+import webtest
+
+from fftelemetry.receiver import main
+from fftelemetry.scripting import close_databases
+
+
+@pytest.fixture
+def app(tmp_path):
+    wsgi = main(
+        {},
+        **{
+            "zodbconn.uri": f"file://{tmp_path}/receiver.fs",
+            "receiver.max_records": "5",
+            "receiver.max_body_bytes": "4000",
+        },
+    )
+    yield webtest.TestApp(wsgi)
+    close_databases(wsgi.registry)
+
+
+def record(**fields):
+    base = {
+        "id": uuid.uuid4().hex,
+        "installation_id": str(uuid.uuid4()),
+        "collected_at": "2026-11-26T05:40:43.831638+00:00",
+        "type": "feature",
+        "key": "system.python.version",
+        "value": "3.11.7",
+    }
+    base.update(fields)
+    return base
+
+
+def post(app, body, status):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return app.post("/submit", data, content_type="application/json", status=status)
+
+
+def test_a_valid_batch_is_stored_and_answered_with_a_uuid(app):
+    answer = post(app, [record(), record(key="system.users.count", value=3)], 200)
+    assert answer.text == f'{{"uuid":"{answer.json["uuid"]}"}}'  # compact, as the log shows it
+    assert uuid.UUID(answer.json["uuid"]).version == 4
+    assert app.get("/stats").json == {"records": 2, "batches": 1}
+    assert app.get("/").json == {"records": 2, "batches": 1}
+
+
+def test_a_resent_record_is_counted_once(app):
+    batch = [record(), record(value="3.12.1")]
+    first, second = post(app, batch, 200).json, post(app, batch, 200).json
+    assert first["uuid"] != second["uuid"]
+    assert app.get("/stats").json == {"records": 2, "batches": 2}
+
+
+def test_the_same_id_in_another_spelling_is_the_same_record(app):
+    same = uuid.uuid4()
+    post(app, [record(id=same.hex)], 200)
+    post(app, [record(id=str(same))], 200)
+    assert app.get("/stats").json["records"] == 1
+
+
+REFUSED = {
+    "not json": (b"{nope", 400, None, None, "not JSON"),
+    "not an array": ({"id": 1}, 400, None, None, "expected a JSON array"),
+    "empty": ([], 400, None, None, "no records"),
+    "not an object": ([record(), "x"], 400, 1, None, "record 1: expected an object"),
+    "missing field": (
+        [{k: v for k, v in record().items() if k != "value"}], 400, 0, "value", "missing field"
+    ),
+    "unknown field": ([record(amount=12)], 400, 0, "amount", "unknown field(s) 'amount'"),
+    "bad id": ([record(id="123")], 400, 0, "id", "uuid"),
+    "id not a string": ([record(id=5)], 400, 0, "id", "uuid"),
+    "bad installation id": ([record(installation_id=None)], 400, 0, "installation_id", "uuid"),
+    "bad timestamp": ([record(collected_at="yesterday")], 400, 0, "collected_at", "ISO 8601"),
+    "naive timestamp": (
+        [record(collected_at="2026-11-26T05:40:43")], 400, 0, "collected_at", "no timezone"
+    ),
+    "unknown key": ([record(key="finance.balance")], 400, 0, "key", "not a telemetry key"),
+    "wrong type": ([record(type="recurring")], 400, 0, "type", "of type 'feature'"),
+    "bad value": ([record(), record(value="12.50 EUR")], 400, 1, "value", "Python version"),
+    "bad value type": ([record(key="system.users.count", value="3")], 400, 0, "value", "number"),
+    "too many records": ([record() for _ in range(6)], 413, None, None, "at most 5 records"),
+    "too large": ([record(value="3.11.7", pad="x" * 5000)], 413, None, None, "larger than"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_a_bad_batch_is_refused_naming_the_problem_and_nothing_is_stored(app, case):
+    body, status, index, field, words = REFUSED[case]
+    answer = post(app, body, status).json
+    assert words in answer["error"]
+    assert answer.get("record") == index
+    assert answer.get("field") == field
+    assert app.get("/stats").json == {"records": 0, "batches": 0}
+
+
+def test_a_body_without_content_length_is_measured_too(app):
+    big = json.dumps([record(pad="x" * 5000)]).encode()
+    request = webob.Request.blank("/submit", method="POST", body=big)
+    # A chunked body as a WSGI server may hand it on: no length, the input marked terminated.
+    del request.environ["CONTENT_LENGTH"]
+    request.environ["wsgi.input_terminated"] = True
+    answer = request.get_response(app.app)
+    assert answer.status_int == 413 and "larger than" in answer.json["error"]
+
+
+def test_submit_takes_only_post(app):
+    app.get("/submit", status=404)
+
+
+def test_bad_limits_stop_start_up_in_one_line():
+    with pytest.raises(SystemExit) as info:
+        main({}, **{"zodbconn.uri": "memory://", "receiver.max_records": "many"})
+    assert str(info.value) == "fftelemetry receiver: receiver.max_records='many' is not a number"

@@ -1,0 +1,236 @@
+"""The sender over real HTTP on 127.0.0.1: the real receiver for the happy paths, tiny stub WSGI
+apps (not our code) for the ways a receiver fails."""
+
+import json
+import logging
+import time
+from dataclasses import replace
+
+import pytest
+import transaction
+from ZODB import DB
+from ZODB.FileStorage import FileStorage
+from ZODB.POSException import ReadOnlyError
+
+from fftelemetry import __version__
+from fftelemetry.resources import appmaker
+from fftelemetry.settings import load
+from fftelemetry.telemetry.sender import Outcome, pending_bodies, submit_pending
+from tests.conftest import SECRET, serving
+
+
+def settings_for(url, **overrides):
+    ini = {
+        "fftelemetry.session_secret": SECRET,
+        "fftelemetry.send_telemetry": "true",
+        "fftelemetry.telemetry_url": url,
+        "fftelemetry.connect_timeout": "2",
+        "fftelemetry.read_timeout": "5",
+    }
+    return replace(load(ini, environ={}), **overrides)
+
+
+@pytest.fixture
+def fs_path(tmp_path):
+    return str(tmp_path / "app.fs")
+
+
+@pytest.fixture
+def db(fs_path):
+    db = DB(FileStorage(fs_path))
+    yield db
+    db.close()
+
+
+def in_store(db, fn):
+    """fn(store) in a transaction of its own, committed; returns its result."""
+    tm = transaction.TransactionManager()
+    conn = db.open(tm)
+    try:
+        with tm:
+            return fn(appmaker(conn.root())["admin"]["telemetry"].store)
+    finally:
+        conn.close()
+
+
+def collect(db, count):
+    """`count` distinct records, oldest first; returns their ids in that order."""
+    return in_store(
+        db, lambda store: [store.add_feature("system.users.count", n).id for n in range(count)]
+    )
+
+
+def counts(db):
+    return in_store(db, lambda store: store.counts())
+
+
+class Stub:
+    """A receiver that answers every POST the same way and remembers what it got."""
+
+    def __init__(self, status="200 OK", body=b'{"uuid":"stub-uuid"}', delay=0.0):
+        self.status, self.body, self.delay = status, body, delay
+        self.requests = []
+
+    def __call__(self, environ, start_response):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        headers = {k[5:]: v for k, v in environ.items() if k.startswith("HTTP_")}
+        headers["CONTENT_TYPE"] = environ.get("CONTENT_TYPE")
+        self.requests.append((headers, environ["wsgi.input"].read(length)))
+        time.sleep(self.delay)
+        start_response(self.status, [("Content-Type", "application/json")])
+        return [self.body]
+
+
+def test_full_loop_marks_records_with_the_receivers_uuid(db, receiver, caplog):
+    collect(db, 5)
+    caplog.set_level(logging.INFO, logger="fftelemetry")
+    outcome = submit_pending(db, settings_for(receiver.url))
+    assert outcome.ok and outcome.sent == 5 and outcome.status == 200
+    assert receiver.read(lambda r: list(r.batches.keys())) == [outcome.uuid]
+    assert receiver.stats() == {"records": 5, "batches": 1}
+    submitted = in_store(db, lambda store: [r for _, r in store.page("submitted")])
+    assert {r.submission_uuid for r in submitted} == {outcome.uuid}
+    assert all(r.submitted_at is not None for r in submitted)
+    assert counts(db)["pending"] == 0
+    assert f'Result of submission [200]: {{"uuid":"{outcome.uuid}"}}' in caplog.messages
+    last = in_store(db, lambda store: store.last_submission())
+    assert (last.sent, last.status, last.uuid, last.error) == (5, 200, outcome.uuid, None)
+    assert outcome.message() == f"Sent 5 records; the receiver's reference is {outcome.uuid}."
+
+
+def test_batches_go_oldest_first_one_post_each(db, receiver):
+    ids = collect(db, 10)
+    outcome = submit_pending(db, settings_for(receiver.url, batch_size=3))
+    assert outcome.ok and outcome.sent == 10
+    assert receiver.stats() == {"records": 10, "batches": 4}
+    batches = receiver.read(
+        lambda r: sorted((b.received_at, b.record_ids) for b in r.batches.values())
+    )
+    assert [len(ids_) for _, ids_ in batches] == [3, 3, 3, 1]
+    assert [i for _, ids_ in batches for i in ids_] == ids
+
+
+def test_request_carries_the_agreed_headers_and_payload(db):
+    ids = collect(db, 2)
+    stub = Stub()
+    with serving(stub) as url:
+        assert submit_pending(db, settings_for(url)).uuid == "stub-uuid"
+    [(headers, body)] = stub.requests
+    assert headers["CONTENT_TYPE"] == "application/json"
+    assert headers["ACCEPT"] == "application/json"
+    assert headers["USER_AGENT"] == f"fftelemetry/{__version__}"
+    sent = json.loads(body)
+    assert [r["id"] for r in sent] == ids
+    assert set(sent[0]) == {"id", "installation_id", "collected_at", "type", "key", "value"}
+    assert sent[0]["value"] == 0 and sent[0]["collected_at"].endswith("+00:00")
+
+
+FAILURES = {
+    "server error": (Stub(status="500 Internal Server Error", body=b"oops"), 500, "HTTP 500"),
+    "not json": (Stub(body=b"<html>hello</html>"), 200, "not JSON"),
+    "no uuid": (Stub(body=b'{"ok": true}'), 200, "holds no uuid"),
+    "not an object": (Stub(body=b'["uuid"]'), 200, "holds no uuid"),
+    "too slow": (Stub(delay=1.0), None, "no answer from"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FAILURES))
+def test_a_failing_receiver_leaves_everything_pending(db, case, caplog):
+    stub, status, reason = FAILURES[case]
+    collect(db, 4)
+    with serving(stub) as url:
+        outcome = submit_pending(db, settings_for(url, read_timeout=0.3, batch_size=2))
+    assert not outcome.ok and outcome.sent == 0 and reason in outcome.error
+    assert outcome.status == status
+    assert len(stub.requests) == 1, "stops at the first failure"
+    assert counts(db) == {"all": 4, "pending": 4, "submitted": 0}
+    last = in_store(db, lambda store: store.last_submission())
+    assert not last.ok and reason in last.error
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].exc_info is None
+    assert reason in warnings[0].getMessage()
+
+
+def test_a_receiver_that_is_down(db, closed_port_url, caplog):
+    collect(db, 1)
+    outcome = submit_pending(db, settings_for(closed_port_url))
+    assert outcome.error == f"cannot connect to {closed_port_url}/submit (tried 3 times)"
+    assert outcome.status is None and counts(db)["pending"] == 1
+    assert outcome.message().startswith("Nothing was sent: cannot connect")
+    assert [r.levelname for r in caplog.records] == ["WARNING"]  # no urllib3 retry chatter
+
+
+def test_a_failure_after_some_batches_keeps_the_rest(db):
+    answers = iter([b'{"uuid":"first"}', b"broken"])
+    stub = Stub()
+
+    def app(environ, start_response):
+        stub.body = next(answers)
+        return stub(environ, start_response)
+
+    collect(db, 5)
+    with serving(app) as url:
+        outcome = submit_pending(db, settings_for(url, batch_size=2))
+    assert (outcome.sent, outcome.ok) == (2, False)
+    assert counts(db) == {"all": 5, "pending": 3, "submitted": 2}
+    assert outcome.message().startswith("Sent 2 records, then the submission failed")
+
+
+def test_a_crash_between_post_and_commit_resends_and_counts_once(db, fs_path, receiver):
+    ids = collect(db, 3)
+    db.close()
+    # The marking transaction cannot commit on a read-only storage: the POST went through,
+    # the process "dies" before the records are marked.
+    read_only = DB(FileStorage(fs_path, read_only=True))
+    with pytest.raises(ReadOnlyError):
+        submit_pending(read_only, settings_for(receiver.url))
+    read_only.close()
+    assert receiver.stats() == {"records": 3, "batches": 1}
+
+    reopened = DB(FileStorage(fs_path))
+    try:
+        assert counts(reopened)["pending"] == 3, "nothing marked without a commit"
+        outcome = submit_pending(reopened, settings_for(receiver.url))
+        assert outcome.ok and outcome.sent == 3
+        assert counts(reopened)["submitted"] == 3
+    finally:
+        reopened.close()
+    assert receiver.stats() == {"records": 3, "batches": 2}, "re-sent, counted once"
+    assert receiver.read(lambda r: sorted(r.records.keys())) == sorted(ids)
+
+
+def test_nothing_is_sent_while_telemetry_is_off(db):
+    collect(db, 3)
+    stub = Stub()
+    with serving(stub) as url:
+        outcome = submit_pending(db, settings_for(url, send_telemetry=False))
+    assert stub.requests == [], "the receiver must never be called"
+    assert outcome == Outcome(sent=0, status=None, uuid=None, error="telemetry is off")
+    assert outcome.message() == "Telemetry is off: nothing was sent."
+    assert in_store(db, lambda store: store.last_submission()) is None
+    assert counts(db)["pending"] == 3
+
+
+def test_nothing_pending_makes_no_request(db):
+    stub = Stub()
+    with serving(stub) as url:
+        outcome = submit_pending(db, settings_for(url))
+    assert stub.requests == [] and outcome.ok and outcome.sent == 0
+    assert outcome.message() == "Nothing to send: there are no pending records."
+
+
+def test_a_long_answer_is_cut_in_the_log_line(db, caplog):
+    collect(db, 1)
+    caplog.set_level(logging.INFO, logger="fftelemetry")
+    with serving(Stub(status="502 Bad Gateway", body=b"x" * 5000 + b"\nsecond line")) as url:
+        submit_pending(db, settings_for(url))
+    [line] = [m for m in caplog.messages if m.startswith("Result of submission [502]: ")]
+    assert len(line) < 400 and "\n" not in line and "(5012 characters)" in line
+
+
+def test_pending_bodies_walks_every_batch_and_changes_nothing(db):
+    ids = collect(db, 5)
+    bodies = list(pending_bodies(db, 2))
+    assert [len(json.loads(b)) for b in bodies] == [2, 2, 1]
+    assert [r["id"] for b in bodies for r in json.loads(b)] == ids
+    assert counts(db)["pending"] == 5
