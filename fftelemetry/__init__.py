@@ -28,6 +28,7 @@ def main(global_config, **settings):
         config.include("pyramid_zodbconn")
         config.include("pyramid_chameleon")
         config.include(".settings")
+        config.include(".security")
         config.include(".telemetry")
         config.include(".views")
         config.scan(".views")

@@ -17,6 +17,7 @@ TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 FALSE_WORDS = frozenset({"false", "0", "no", "off"})
 
 DEFAULT_TELEMETRY_URL = "http://127.0.0.1:6544"
+HASHING_PROFILES = ("default", "cheapest")
 
 
 class SettingsError(ValueError):
@@ -46,6 +47,8 @@ class AppSettings:
     allow_registration: bool
     strict_catalog: bool
     env_file: str | None
+    # argon2 cost: "default" (RFC 9106 low-memory) or "cheapest" (tests only: ~1 ms a hash).
+    hashing_profile: str = "default"
 
 
 def parse_bool(name, raw):
@@ -166,6 +169,11 @@ def load(ini, global_config=None, environ=None):
 
     allow_registration, _ = sources.boolean(None, "fftelemetry.allow_registration", True)
     strict, _ = sources.boolean(None, "fftelemetry.strict_catalog", False)
+    profile = (sources.lookup(None, "fftelemetry.password_profile").value or "default").strip()
+    if profile not in HASHING_PROFILES:
+        raise SettingsError(
+            f"fftelemetry.password_profile={profile!r}: use one of {', '.join(HASHING_PROFILES)}"
+        )
     return AppSettings(
         send_telemetry=send,
         send_telemetry_source=send_source,
@@ -179,6 +187,7 @@ def load(ini, global_config=None, environ=None):
         allow_registration=allow_registration,
         strict_catalog=strict,
         env_file=env_file,
+        hashing_profile=profile,
     )
 
 

@@ -1,6 +1,7 @@
 """The persistent resource tree that traversal walks:
 
     Root
+    ├── users                 Users: accounts keyed by normalised email (users.py)
     └── admin                 Admin (administrators only, by ACL)
         └── telemetry         TelemetryAdmin: the status page; holds the TelemetryStore
             └── view          RecordsView: the records page and its actions (transient)
@@ -8,54 +9,24 @@
 Class paths are stored in pickles: keep them stable, or write a migration.
 """
 
-from BTrees.Length import Length
-from BTrees.OOBTree import OOBTree
 from persistent import Persistent
-from pyramid.authorization import ALL_PERMISSIONS, DENY_ALL, Allow
+from pyramid.authorization import ALL_PERMISSIONS, DENY_ALL, Allow, Authenticated, Everyone
 from pyramid_zodbconn import get_connection
 
+from .folder import Folder
 from .store import TelemetryStore
+from .users import Users
 
 ROOT_KEY = "fftelemetry"
 ADMIN_ROLE = "role:admin"
-
-
-class Folder(Persistent):
-    """A container whose items live in an OOBTree and whose size in a Length (Substance D)."""
-
-    __name__ = None
-    __parent__ = None
-
-    def __init__(self):
-        self.data = OOBTree()
-        self._num_objects = Length()
-
-    def add(self, name, item):
-        if not isinstance(name, str) or not name or "/" in name or name.startswith("@@"):
-            raise ValueError(f"{name!r} is not a valid name")
-        if name in self.data:
-            raise KeyError(f"{name!r} exists already")
-        item.__name__ = name
-        item.__parent__ = self
-        self.data[name] = item
-        self._num_objects.change(1)
-        return item
-
-    def __getitem__(self, name):
-        return self.data[name]
-
-    def get(self, name, default=None):
-        return self.data.get(name, default)
-
-    def __contains__(self, name):
-        return name in self.data
-
-    def __len__(self):
-        return self._num_objects()
+# Permissions: every view needs one (the default is VIEW, see fftelemetry.security), so a view
+# added without thinking about security is still covered by the ACLs below.
+VIEW = "view"
+ACCOUNT = "account"  # pages of one's own account: signed-in users
 
 
 class Root(Folder):
-    pass
+    __acl__ = [(Allow, Everyone, VIEW), (Allow, Authenticated, ACCOUNT)]
 
 
 class Admin(Folder):
@@ -101,6 +72,7 @@ def appmaker(zodb_root):
     root = zodb_root.get(ROOT_KEY)
     if root is None:
         root = zodb_root[ROOT_KEY] = Root()
+    _ensure(root, "users", Users)
     admin = _ensure(root, "admin", Admin)
     _ensure(admin, "telemetry", TelemetryAdmin)
     return root
@@ -108,6 +80,10 @@ def appmaker(zodb_root):
 
 def root_factory(request):
     return appmaker(get_connection(request).root())
+
+
+def users_folder(request):
+    return root_factory(request)["users"]
 
 
 def telemetry_store(request):

@@ -1,5 +1,22 @@
 """Views, one module per area. `config.scan('.views')` in `main` registers them."""
 
+from pyramid.csrf import get_csrf_token
+from pyramid.events import BeforeRender
+from pyramid.security import NO_PERMISSION_REQUIRED
+
+
+def add_template_globals(event):
+    """What layout.pt needs on every page: the signed-in user, the CSRF token, flash messages."""
+    request = event["request"]
+    if request is None:  # render() outside a request
+        return
+    event.setdefault("user", request.identity)
+    event.setdefault("csrf_token", lambda: get_csrf_token(request))
+    event.setdefault("pop_flash", request.session.pop_flash)
+
 
 def includeme(config):
-    config.add_static_view("static", "fftelemetry:static", cache_max_age=3600)
+    config.add_static_view(
+        "static", "fftelemetry:static", cache_max_age=3600, permission=NO_PERMISSION_REQUIRED
+    )
+    config.add_subscriber(add_template_globals, BeforeRender)

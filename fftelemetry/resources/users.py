@@ -1,0 +1,105 @@
+"""Accounts: `Root → users`, a folder of `User`s keyed by normalised email.
+
+Passwords are argon2id hashes made by argon2-cffi; the hasher is passed in (see
+`fftelemetry.security.password_hasher`) so its cost comes from the settings. Class paths are
+stored in pickles: keep `fftelemetry.resources.users.User` and `.Users` where they are.
+"""
+
+import re
+from datetime import UTC, datetime
+
+from argon2.exceptions import InvalidHashError, VerificationError
+from persistent import Persistent
+
+from .. import i18n
+from .folder import Folder
+
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024  # hashing a megabyte of "password" is a cheap way to burn our CPU
+MAX_EMAIL = 254
+# Deliberately loose (an address is proven by mail, not by regex) but without spaces or slashes,
+# which would make a bad folder name.
+EMAIL_PATTERN = re.compile(r"[^@\s/]+@[^@\s/]+\.[^@\s/]+")
+
+
+class AccountError(ValueError):
+    """A refused email, password or duplicate account; the message is meant for the user."""
+
+
+def normalise_email(email):
+    return (email or "").strip().lower()
+
+
+def check_email(email):
+    email = normalise_email(email)
+    if len(email) > MAX_EMAIL or not EMAIL_PATTERN.fullmatch(email):
+        raise AccountError("Please enter a valid email address.")
+    return email
+
+
+def check_password(password):
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD:
+        raise AccountError(f"The password must have at least {MIN_PASSWORD} characters.")
+    if len(password) > MAX_PASSWORD:
+        raise AccountError(f"The password must have at most {MAX_PASSWORD} characters.")
+    return password
+
+
+class User(Persistent):
+    __name__ = None
+    __parent__ = None
+
+    def __init__(self, email, password_hash, is_admin=False):
+        self.email = email
+        self.password_hash = password_hash
+        self.is_admin = is_admin
+        self.language = i18n.DEFAULT_LANGUAGE
+        self.locale = i18n.SAME_AS_LANGUAGE
+        # False until the new-user wizard is finished; login sends such a user to /welcome.
+        self.welcomed = False
+        self.created_at = datetime.now(UTC)
+
+    def verify_password(self, password, hasher):
+        """Whether `password` is right; upgrades the hash when the hasher's cost has changed."""
+        try:
+            hasher.verify(self.password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+        if hasher.check_needs_rehash(self.password_hash):
+            self.password_hash = hasher.hash(password)
+        return True
+
+    def set_preferences(self, language, locale):
+        """Store a choice from the supported lists; raises AccountError for anything else."""
+        if not i18n.is_supported_language(language):
+            raise AccountError("Please choose a language from the list.")
+        if locale != i18n.SAME_AS_LANGUAGE and not i18n.is_supported_locale(locale):
+            raise AccountError("Please choose a locale from the list.")
+        self.language = language
+        self.locale = locale
+
+    @property
+    def resolved_locale(self):
+        return i18n.resolve_locale(self.language, self.locale)
+
+
+class Users(Folder):
+    # Who registered first: the installation's owner. Two first registrations racing both write
+    # this attribute, so one gets a ConflictError, is retried, and becomes an ordinary user.
+    owner = None
+
+    def by_email(self, email):
+        return self.get(normalise_email(email))
+
+    def create(self, email, password, hasher, admin=None):
+        """A new User; `admin=None` makes the first account the administrator (as Firefly III
+        does: the first user owns the installation). Raises AccountError."""
+        email = check_email(email)
+        check_password(password)
+        if email in self:
+            raise AccountError("An account with this email address exists already.")
+        first = self.owner is None
+        if first:
+            self.owner = email
+        user = User(email, hasher.hash(password), is_admin=first if admin is None else admin)
+        return self.add(email, user)

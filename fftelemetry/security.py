@@ -1,0 +1,78 @@
+"""Who is signed in, and what they may do (Pyramid 2's ISecurityPolicy, as in Warehouse).
+
+The session remembers a user's normalised email; ACLs on the resources decide. Every view
+needs a permission (default VIEW) and every POST a CSRF token, so forgetting either on a new
+view fails closed.
+"""
+
+import argon2
+from pyramid.authentication import SessionAuthenticationHelper
+from pyramid.authorization import ACLHelper, Authenticated, Everyone
+from pyramid.interfaces import ISecurityPolicy
+from pyramid.session import SignedCookieSessionFactory
+from zope.interface import implementer
+
+from .resources import ADMIN_ROLE, VIEW, users_folder
+
+PROFILES = {
+    "default": argon2.profiles.RFC_9106_LOW_MEMORY,
+    "cheapest": argon2.profiles.CHEAPEST,
+}
+
+
+def password_hasher(settings):
+    """The argon2 hasher for the configured cost (`fftelemetry.password_profile`)."""
+    return argon2.PasswordHasher.from_parameters(PROFILES[settings.hashing_profile])
+
+
+def principals_for(user):
+    principals = [Everyone]
+    if user is not None:
+        principals += [Authenticated, f"user:{user.email}"]
+        if user.is_admin:
+            principals.append(ADMIN_ROLE)
+    return principals
+
+
+@implementer(ISecurityPolicy)
+class SecurityPolicy:
+    def __init__(self):
+        self.session = SessionAuthenticationHelper()
+        self.acl = ACLHelper()
+
+    def identity(self, request):
+        """The signed-in User, or None (also when the account no longer exists)."""
+        email = self.session.authenticated_userid(request)
+        return None if email is None else users_folder(request).get(email)
+
+    def authenticated_userid(self, request):
+        user = request.identity
+        return None if user is None else user.email
+
+    def permits(self, request, context, permission):
+        return self.acl.permits(context, principals_for(request.identity), permission)
+
+    def remember(self, request, userid, **kw):
+        return self.session.remember(request, userid, **kw)
+
+    def forget(self, request, **kw):
+        return self.session.forget(request, **kw)
+
+
+def includeme(config):
+    settings = config.registry.app_settings
+    config.set_session_factory(
+        SignedCookieSessionFactory(
+            settings.session_secret,
+            salt="fftelemetry.session.",
+            httponly=True,
+            samesite="Lax",
+            timeout=8 * 3600,
+            reissue_time=600,
+        )
+    )
+    config.set_security_policy(SecurityPolicy())
+    config.set_default_permission(VIEW)
+    config.set_default_csrf_options(require_csrf=True)
+    hasher = password_hasher(settings)
+    config.add_request_method(lambda request: hasher, "password_hasher", reify=True)

@@ -1,0 +1,138 @@
+"""Accounts: register, log in and out, the new-user wizard (/welcome) and /preferences.
+
+These views announce what happened with events (fftelemetry.events) and know nothing about
+who listens; telemetry is one listener.
+"""
+
+from pyramid.httpexceptions import HTTPSeeOther
+from pyramid.security import forget, remember
+from pyramid.view import view_config
+
+from .. import i18n
+from ..events import PreferencesChanged, UserRegistered
+from ..resources import ACCOUNT, Root
+from ..resources.users import AccountError
+
+
+def safe_next(request, url):
+    """`url` if it points into this application, else the home page (no open redirects)."""
+    home = request.application_url + "/"
+    if url and url.startswith(home):
+        return url
+    if url and url.startswith("/") and not url.startswith("//") and "\\" not in url:
+        return request.application_url + url
+    return home
+
+
+def sign_in(request, user, came_from):
+    """Start a fresh session for `user`; a user who has not finished the wizard goes there."""
+    request.session.invalidate()
+    headers = remember(request, user.email)
+    request.session.new_csrf_token()
+    if not user.welcomed:
+        came_from = request.resource_url(request.root, "welcome", query={"came_from": came_from})
+    return HTTPSeeOther(came_from, headers=headers)
+
+
+def registration_open(request, users):
+    # The first account can always be made: somebody has to own the installation.
+    return request.app_settings.allow_registration or len(users) == 0
+
+
+@view_config(context=Root, name="register", renderer="fftelemetry:templates/register.pt")
+def register(context, request):
+    users = context["users"]
+    if not registration_open(request, users):
+        request.response.status = 403
+        return {"closed": True, "email": "", "error": None}
+    email, error = request.POST.get("email", ""), None
+    if request.method == "POST":
+        try:
+            user = users.create(email, request.POST.get("password", ""), request.password_hasher)
+        except AccountError as exc:
+            error = str(exc)
+            request.response.status = 400
+        else:
+            request.registry.notify(UserRegistered(request, user, len(users)))
+            request.session.flash(f"Welcome! Your account {user.email} is ready.", "info")
+            return sign_in(request, user, request.application_url + "/")
+    return {"closed": False, "email": email, "error": error}
+
+
+@view_config(context=Root, name="login", renderer="fftelemetry:templates/login.pt")
+def login(context, request):
+    came_from = safe_next(request, request.params.get("came_from"))
+    email, error = request.POST.get("email", ""), None
+    if request.method == "POST":
+        user = context["users"].by_email(email)
+        password = request.POST.get("password", "")
+        if user is not None and user.verify_password(password, request.password_hasher):
+            return sign_in(request, user, came_from)
+        if user is None:
+            request.password_hasher.hash(password)  # as slow as a wrong password: no probing
+        error = "Wrong email address or password."
+        request.response.status = 400
+    return {"came_from": came_from, "email": email, "error": error}
+
+
+@view_config(context=Root, name="logout", request_method="POST")
+def logout(context, request):
+    headers = forget(request)
+    request.session.invalidate()
+    request.session.flash("You are logged out.", "info")
+    return HTTPSeeOther(request.application_url + "/", headers=headers)
+
+
+def preferences_form(request, user, wizard):
+    """Show the language/locale form, or save it on POST; returns a dict or a redirect."""
+    values = {"language": user.language, "locale": user.locale}
+    error = None
+    if request.method == "POST":
+        values = {key: request.POST.get(key, "") for key in values}
+        try:
+            user.set_preferences(values["language"], values["locale"])
+        except AccountError as exc:
+            error = str(exc)
+            request.response.status = 400
+        else:
+            user.welcomed = True
+            request.registry.notify(PreferencesChanged(request, user, wizard=wizard))
+            return None
+    return {
+        "values": values,
+        "error": error,
+        "languages": i18n.language_choices(),
+        "locales": [(i18n.SAME_AS_LANGUAGE, "The same as my language"), *i18n.locale_choices()],
+    }
+
+
+@view_config(
+    context=Root,
+    name="welcome",
+    permission=ACCOUNT,
+    renderer="fftelemetry:templates/preferences.pt",
+)
+def welcome(context, request):
+    user = request.identity
+    came_from = safe_next(request, request.params.get("came_from"))
+    if user.welcomed and request.method != "POST":
+        return HTTPSeeOther(request.resource_url(context, "preferences"))
+    result = preferences_form(request, user, wizard=True)
+    if result is None:
+        request.session.flash("Thank you, you are all set.", "info")
+        return HTTPSeeOther(came_from)
+    return dict(result, wizard=True, came_from=came_from)
+
+
+@view_config(
+    context=Root,
+    name="preferences",
+    permission=ACCOUNT,
+    renderer="fftelemetry:templates/preferences.pt",
+)
+def preferences(context, request):
+    result = preferences_form(request, request.identity, wizard=False)
+    if result is None:
+        request.session.flash("Your preferences are saved.", "info")
+        return HTTPSeeOther(request.resource_url(context, "preferences"))
+    return dict(result, wizard=False, came_from=None)

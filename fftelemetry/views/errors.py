@@ -1,0 +1,70 @@
+"""Error pages: sign in first (anonymous), 403, 404, a stale form (bad CSRF token), and 405
+for a GET on a URL that only a form's POST may use."""
+
+from pyramid.csrf import BadCSRFToken
+from pyramid.httpexceptions import HTTPSeeOther
+from pyramid.renderers import render_to_response
+from pyramid.view import (
+    exception_view_config,
+    forbidden_view_config,
+    notfound_view_config,
+    view_config,
+)
+
+from ..resources import RecordsView, Root
+
+ERROR_PAGE = "fftelemetry:templates/error.pt"
+
+
+def error_page(request, status, title, message):
+    response = render_to_response(
+        ERROR_PAGE, {"title": title, "message": message}, request=request
+    )
+    response.status = status
+    return response
+
+
+@forbidden_view_config()
+def forbidden(exc, request):
+    if request.identity is None:
+        # Only a GET is worth coming back to; a POST's form is gone by then.
+        came_from = request.url if request.method == "GET" else request.application_url + "/"
+        return HTTPSeeOther(
+            request.resource_url(request.root, "login", query={"came_from": came_from})
+        )
+    return error_page(
+        request, 403, "Not allowed", "This page is for administrators of this installation."
+    )
+
+
+@notfound_view_config()
+def notfound(exc, request):
+    return error_page(request, 404, "Not found", "There is no page at this address.")
+
+
+@exception_view_config(BadCSRFToken)
+def bad_csrf_token(exc, request):
+    return error_page(
+        request,
+        400,
+        "The form has expired",
+        "Nothing was changed. Go back, reload the page and try again.",
+    )
+
+
+@view_config(context=Root, name="logout")
+@view_config(context=RecordsView, name="submit")
+@view_config(context=RecordsView, name="delete-all")
+@view_config(context=RecordsView, name="delete-submitted")
+def use_the_button(context, request):
+    """Any method but POST on an action URL: explain, change nothing (Firefly III's GET
+    actions could be triggered by a link prefetch)."""
+    response = error_page(
+        request,
+        405,
+        "Use the button",
+        "This address only takes a form's POST; nothing was changed. "
+        "Use the button on the page instead.",
+    )
+    response.allow = ("POST",)
+    return response

@@ -1,0 +1,214 @@
+"""Accounts in the browser: register, log in and out, the wizard, preferences, and the security
+around them (CSRF on every POST, sessions, who may see the admin area)."""
+
+import pytest
+
+from tests.functional.conftest import ADMIN_EMAIL, PASSWORD, USER_EMAIL, finish_wizard
+
+
+def log_in(browser, email, password=PASSWORD, came_from=None):
+    url = "/login" if came_from is None else f"/login?came_from={came_from}"
+    form = browser.get(url).forms["login"]
+    form["email"], form["password"] = email, password
+    return form.submit(status="*")
+
+
+def test_first_account_is_the_admin_and_later_ones_are_not(site, admin, member):
+    with site.root() as root:
+        users = root["users"]
+        assert len(users) == 2
+        assert users[ADMIN_EMAIL].is_admin
+        assert not users[USER_EMAIL].is_admin
+        assert users[ADMIN_EMAIL].password_hash.startswith("$argon2id$")
+        assert PASSWORD not in users[ADMIN_EMAIL].password_hash
+    assert "(admin)" in admin.get("/").text
+    assert "(admin)" not in member.get("/").text
+
+
+def test_email_is_normalised_so_case_does_not_make_a_second_account(site, admin):
+    browser = site.browser()
+    form = browser.get("/register").forms["register"]
+    form["email"], form["password"] = "  Owner@Example.ORG ", PASSWORD
+    page = form.submit(status=400)
+    assert "exists already" in page.text
+    assert log_in(site.browser(), "OWNER@example.org").status_int == 303
+
+
+@pytest.mark.parametrize(
+    ("email", "password", "message"),
+    [
+        ("not-an-email", PASSWORD, "valid email address"),
+        ("a@b.example", "short", "at least 8 characters"),
+        ("a/b@c.example", PASSWORD, "valid email address"),
+    ],
+)
+def test_registration_refuses_bad_input_and_stores_nothing(site, email, password, message):
+    browser = site.browser()
+    form = browser.get("/register").forms["register"]
+    form["email"], form["password"] = email, password
+    page = form.submit(status=400)
+    assert message in page.text
+    with site.root() as root:
+        assert len(root["users"]) == 0
+    assert "Log out" not in page.text
+
+
+def test_closed_registration_still_lets_the_first_user_in(make_site):
+    site = make_site(**{"fftelemetry.allow_registration": "false"})
+    site.register(ADMIN_EMAIL)
+    browser = site.browser()
+    page = browser.get("/register", status=403)
+    assert "Registration is closed" in page.text
+    assert "register" not in page.forms
+    # A hand-made POST (with a valid token from another page) is refused as well.
+    token = browser.get("/login").forms["login"]["csrf_token"].value
+    browser.post("/register", {"email": USER_EMAIL, "password": PASSWORD, "csrf_token": token},
+                 status=403)
+    with site.root() as root:
+        assert list(root["users"].data) == [ADMIN_EMAIL]
+
+
+def test_login_wrong_password_or_unknown_email(site, admin):
+    for email, password in ((ADMIN_EMAIL, "wrong password"), ("nobody@example.org", PASSWORD)):
+        browser = site.browser()
+        page = log_in(browser, email, password)
+        assert page.status_int == 400
+        assert "Wrong email address or password." in page.text
+        browser.get("/preferences", status=303)  # still anonymous
+
+
+def test_anonymous_admin_page_goes_to_login_and_back(site, admin):
+    browser = site.browser()
+    res = browser.get("/admin/telemetry", status=303)
+    assert res.location.startswith("http://localhost/login?came_from=")
+    form = res.follow().forms["login"]
+    form["email"], form["password"] = ADMIN_EMAIL, PASSWORD
+    back = form.submit(status=303)
+    assert back.location == "http://localhost/admin/telemetry"
+    assert "Telemetry is" in back.follow(status=200).text
+
+
+def test_login_never_redirects_to_another_site(site, admin):
+    res = log_in(site.browser(), ADMIN_EMAIL, came_from="http://evil.example/steal")
+    assert res.location == "http://localhost/"
+    res = log_in(site.browser(), ADMIN_EMAIL, came_from="//evil.example/steal")
+    assert res.location == "http://localhost/"
+
+
+def test_non_admin_gets_403_on_every_admin_page(member):
+    for url in ("/admin/telemetry", "/admin/telemetry/view", "/admin/telemetry/view/preview",
+                "/admin/telemetry/view/export.json"):
+        page = member.get(url, status=403)
+        assert "for administrators" in page.text
+
+
+def test_login_without_csrf_token_is_refused(site, admin):
+    browser = site.browser()
+    page = browser.post("/login", {"email": ADMIN_EMAIL, "password": PASSWORD}, status=400)
+    assert "The form has expired" in page.text
+    browser.get("/preferences", status=303)
+
+
+def test_register_without_csrf_token_creates_nothing(site):
+    site.browser().post("/register", {"email": ADMIN_EMAIL, "password": PASSWORD}, status=400)
+    with site.root() as root:
+        assert len(root["users"]) == 0
+
+
+def test_logout_is_a_post_and_get_changes_nothing(site, admin):
+    page = admin.get("/logout", status=405)
+    assert "Use the button" in page.text
+    assert page.headers["Allow"] == "POST"
+    admin.get("/preferences", status=200)  # still signed in
+    home = admin.get("/")
+    out = home.forms["logout"].submit(status=303).follow()
+    assert "You are logged out." in out.text
+    admin.get("/preferences", status=303)
+
+
+def test_logout_without_token_does_nothing(admin):
+    admin.post("/logout", status=400)
+    admin.get("/preferences", status=200)
+
+
+def test_a_login_starts_a_new_csrf_token(site, admin):
+    browser = site.browser()
+    before = browser.get("/login").forms["login"]["csrf_token"].value
+    log_in(browser, ADMIN_EMAIL)
+    after = browser.get("/preferences").forms["preferences"]["csrf_token"].value
+    assert before != after
+
+
+def test_session_cookie_is_httponly_and_samesite(site):
+    res = site.browser().get("/login")
+    cookie = res.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie
+    assert "SameSite=Lax" in cookie
+
+
+def test_new_user_is_sent_to_the_wizard_until_it_is_finished(site, admin):
+    site.register(USER_EMAIL, wizard=None)
+    browser = site.browser()
+    res = log_in(browser, USER_EMAIL, came_from="/preferences")
+    assert res.location.startswith("http://localhost/welcome?came_from=")
+    page = res.follow()
+    done = page.forms["preferences"].submit(status=303)
+    assert done.location == "http://localhost/preferences"
+    # Finished: the next login goes straight where it was going, /welcome to preferences.
+    browser = site.browser()
+    assert log_in(browser, USER_EMAIL, came_from="/preferences").location.endswith("/preferences")
+    assert browser.get("/welcome", status=303).location.endswith("/preferences")
+
+
+def test_account_pages_need_a_login(anonymous):
+    for url in ("/welcome", "/preferences"):
+        assert "/login?came_from=" in anonymous.get(url, status=303).location
+
+
+def test_preferences_are_saved(site, member):
+    form = member.get("/preferences").forms["preferences"]
+    form["language"], form["locale"] = "nl", "nl_BE"
+    page = form.submit(status=303).follow()
+    assert "Your preferences are saved." in page.text
+    assert page.forms["preferences"]["locale"].value == "nl_BE"
+    with site.root() as root:
+        user = root["users"][USER_EMAIL]
+        assert (user.language, user.locale) == ("nl", "nl_BE")
+
+
+@pytest.mark.parametrize(("field", "value"), [("language", "xx"), ("locale", "en_XX"),
+                                              ("language", "<b>en</b>")])
+def test_preferences_outside_the_lists_are_refused(site, member, field, value):
+    form = member.get("/preferences").forms["preferences"]
+    form[field].force_value(value)
+    page = form.submit(status=400)
+    assert "choose a" in page.text
+    with site.root() as root:
+        user = root["users"][USER_EMAIL]
+        assert (user.language, user.locale) == ("en", "equal")
+
+
+def test_wizard_refuses_bad_values_and_stays_unfinished(site, admin):
+    browser = site.register(USER_EMAIL, wizard=None)
+    form = browser.get("/welcome").forms["preferences"]
+    form["locale"].force_value("tlh_QO")
+    form.submit(status=400)
+    with site.root() as root:
+        assert not root["users"][USER_EMAIL].welcomed
+    finish_wizard(browser.get("/welcome"), "de", "de_AT")
+    with site.root() as root:
+        user = root["users"][USER_EMAIL]
+        assert user.welcomed
+        assert (user.language, user.locale) == ("de", "de_AT")
+
+
+def test_unknown_pages_are_404_pages(admin):
+    page = admin.get("/no-such-page", status=404)
+    assert "There is no page at this address." in page.text
+    admin.get("/users", status=404)
+    admin.get(f"/users/{ADMIN_EMAIL}", status=404)
+
+
+def test_stylesheet_is_public(anonymous):
+    res = anonymous.get("/static/style.css", status=200)
+    assert "body" in res.text
