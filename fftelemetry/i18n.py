@@ -58,3 +58,11 @@ def is_supported_language(code):
 
 def is_supported_locale(code):
     return isinstance(code, str) and code in supported_locales()
+
+
+def installation_language(registry_settings):
+    """The installation's default language: the language of `pyramid.default_locale_name`
+    when we support it, else DEFAULT_LANGUAGE."""
+    name = str(registry_settings.get("pyramid.default_locale_name") or "")
+    language = name.replace("-", "_").split("_")[0].lower()
+    return language if is_supported_language(language) else DEFAULT_LANGUAGE
