@@ -1,0 +1,55 @@
+"""Loading the application for a console command, turning every way that can fail into one line.
+
+Not `pyramid.paster.bootstrap`: with pyramid_tm's explicit manager it reads the root outside any
+transaction (see fftelemetry.scripting).
+"""
+
+import logging
+import os
+from contextlib import contextmanager
+
+import plaster
+from pyramid.paster import get_app, setup_logging
+from zc.lockfile import LockError
+from ZEO.Exceptions import ClientDisconnected
+
+from .errors import ConfigProblem
+
+
+def load_app(config_uri):
+    path = plaster.parse_uri(config_uri).path
+    if path and not os.path.isfile(path):
+        raise ConfigProblem(f"config file {path} not found")
+    try:
+        setup_logging(config_uri)
+        with _quiet("zc.lockfile"):  # it logs a traceback before raising; we say it in one line
+            return get_app(config_uri)
+    except SystemExit as exc:  # fftelemetry.main refusing a setting, already one line
+        raise ConfigProblem(str(exc.code).removeprefix("fftelemetry: ")) from None
+    except LockError:
+        raise ConfigProblem(
+            f"the database of {path} is in use by another process (a file:// FileStorage "
+            "allows only one); serve it with ZEO (zeo://, see development.ini) to share it"
+        ) from None
+    except ClientDisconnected:
+        raise ConfigProblem(
+            f"cannot reach the ZEO server named in {path}: is runzeo running?"
+        ) from None
+    except Exception as exc:
+        raise ConfigProblem(f"cannot load {path or config_uri}: {one_line(exc)}") from None
+
+
+def one_line(exc):
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+@contextmanager
+def _quiet(logger_name):
+    logger = logging.getLogger(logger_name)
+    before = logger.disabled
+    logger.disabled = True
+    try:
+        yield
+    finally:
+        logger.disabled = before

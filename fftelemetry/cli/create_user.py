@@ -1,0 +1,45 @@
+"""`fftelemetry create-user --email E [--admin]`: an account made on the console."""
+
+import getpass
+import sys
+
+from ..resources import users_folder
+from ..resources.users import AccountError
+from ..scripting import request_environment
+from ..security import password_hasher
+from .errors import CommandError
+
+HELP = "create a user account (the password is asked for, or read from stdin)"
+
+
+def add_arguments(parser):
+    parser.add_argument("--email", required=True, help="the account's email address")
+    parser.add_argument("--admin", action="store_true", help="make the account an administrator")
+    parser.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+
+
+def run(registry, args):
+    password = read_password(args.password_stdin)
+    hasher = password_hasher(registry.app_settings)
+    try:
+        with request_environment(registry) as env:
+            # Without --admin the first account still becomes the administrator, as on /register.
+            user = users_folder(env["request"]).create(
+                args.email, password, hasher, admin=True if args.admin else None
+            )
+            email, is_admin = user.email, user.is_admin
+    except AccountError as exc:
+        raise CommandError(str(exc), status=1) from None
+    print(f"Created {'administrator' if is_admin else 'user'} {email}.")
+    return 0
+
+
+def read_password(from_stdin):
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Password (again): ") != password:
+        raise CommandError("the two passwords differ", status=1)
+    return password

@@ -1,0 +1,51 @@
+"""`fftelemetry cron`: meant for a daily crontab line; submits when a submission is due.
+
+Due means: never submitted, the last attempt failed (so a failure is retried the next day, not a
+week later), or the last success is `fftelemetry.interval_days` old. Exit status: 0 sent, nothing
+due or telemetry off; 1 the submission failed (the records stay pending).
+"""
+
+import logging
+
+from pyramid_zodbconn import get_connection
+
+from ..resources import telemetry_store
+from ..scripting import request_environment
+from ..telemetry.sender import pending_bodies, submit_pending
+from ..telemetry.status import is_due, next_submission_due
+
+HELP = "submit pending telemetry records when a submission is due (run it daily)"
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser):
+    parser.add_argument("--force", action="store_true", help="submit now, due or not")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the JSON that would be sent (one POST body a line) and change nothing",
+    )
+
+
+def run(registry, args):
+    settings = registry.app_settings
+    if not settings.send_telemetry:
+        log.info("Telemetry is off (%s): nothing to submit.", settings.send_telemetry_source)
+        return 0
+    with request_environment(registry) as env:
+        db = get_connection(env["request"]).db()
+        store = telemetry_store(env["request"])
+        due = is_due(store, settings.interval_days)
+        next_due = next_submission_due(store, settings.interval_days)
+    if not (due or args.force):
+        log.info("Not due: the next submission is due %s (--force submits now).", next_due)
+        return 0
+    if args.dry_run:
+        for body in pending_bodies(db, settings.batch_size):
+            print(body)
+        return 0
+    outcome = submit_pending(db, settings)
+    if outcome.ok:
+        log.info(outcome.message())
+    return 0 if outcome.ok else 1

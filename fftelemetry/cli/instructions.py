@@ -1,0 +1,102 @@
+"""`fftelemetry instructions install|upgrade`: what to do next, and the system facts.
+
+Like a package manager's post-install step, it also collects (when telemetry is on) the Python and
+OS version, the kind of database and whether it runs in Docker.
+"""
+
+import platform
+import re
+from pathlib import Path
+
+from pyramid_zodbconn import get_connection
+
+from .. import __version__
+from ..scripting import request_environment
+
+HELP = "print the install or upgrade instructions (and collect the system facts)"
+
+# The class name of a ZODB storage -> the catalog's name for it.
+STORAGE_KINDS = {
+    "FileStorage": "FileStorage",
+    "ClientStorage": "ZEO",
+    "RelStorage": "RelStorage",
+    "MappingStorage": "MappingStorage",
+    "DemoStorage": "DemoStorage",
+    "BlobStorage": "BlobStorage",
+}
+
+TEXTS = {
+    "install": """\
+fftelemetry {version} is installed.
+
+Next steps:
+  1. Create the first user (the administrator):
+       fftelemetry create-user {config} --email you@example.org --admin
+  2. Add the daily cron line that submits telemetry once a week (see scripts/crontab.example):
+       17 4 * * *  fftelemetry cron {config}
+  3. Start the application: pserve {config}
+""",
+    "upgrade": """\
+fftelemetry is upgraded to {version}.
+
+Next steps:
+  1. Read CHANGES.md for what is new.
+  2. Restart the application and its cron job; the database is brought up to date on first use.
+""",
+}
+
+
+def add_arguments(parser):
+    parser.add_argument("which", choices=tuple(TEXTS), help="install or upgrade")
+
+
+def run(registry, args):
+    print(TEXTS[args.which].format(version=__version__, config=args.config_uri))
+    settings = registry.app_settings
+    with request_environment(registry) as env:
+        request = env["request"]
+        for key, value in system_facts(get_connection(request).db()).items():
+            request.telemetry.collect(key, value)
+    if settings.send_telemetry:
+        print(
+            f"Telemetry is on ({settings.send_telemetry_source}): the Python and OS version, "
+            "the database kind and whether this runs in Docker were recorded; "
+            "see /admin/telemetry/view."
+        )
+    else:
+        print("Telemetry is off: nothing was collected.")
+    return 0
+
+
+def system_facts(db):
+    return {
+        "system.python.version": platform.python_version(),
+        "system.os.version": os_version(platform.system(), platform.release()),
+        "system.database.driver": database_driver(db),
+        "system.os.is_docker": "true" if is_docker() else "false",
+    }
+
+
+def os_version(system, release):
+    """The system's name and its release's major.minor, e.g. "Linux 6.1" (not the full
+    "6.1.0-18-amd64", which says more about the machine than we need to know)."""
+    name = re.sub(r"[^A-Za-z0-9]", "", system)[:20] or "unknown"
+    if not name[0].isalpha():
+        name = "os" + name[:18]
+    numbers = re.match(r"(\d{1,4})(?:\.(\d{1,4}))?", release or "")
+    if numbers is None:
+        return name
+    return f"{name} {'.'.join(part for part in numbers.groups() if part is not None)}"
+
+
+def database_driver(db):
+    return STORAGE_KINDS.get(type(db.storage).__name__, "other")
+
+
+def is_docker(dockerenv=Path("/.dockerenv"), cgroup=Path("/proc/1/cgroup")):
+    if dockerenv.exists():
+        return True
+    try:
+        return "docker" in cgroup.read_text(errors="replace")
+    except OSError:
+        return False

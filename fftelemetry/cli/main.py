@@ -1,0 +1,80 @@
+"""`fftelemetry COMMAND CONFIG_URI [options]`: the console script.
+
+Each command runs against the application's own settings and database (loaded from the ini like
+`pserve` does). The first use of each command is collected as `system.command.executed`, a
+failing one as `system.command.errored` (both only when telemetry is on). A config that cannot be
+loaded gives one line on stderr and exit status 2, never a traceback.
+"""
+
+import argparse
+import logging
+import sys
+
+from ..scripting import close_databases, request_environment
+from . import COMMAND_NAMES, create_user, cron, instructions, status
+from .bootstrap import load_app
+from .errors import CommandError, ConfigProblem
+
+log = logging.getLogger(__name__)
+
+COMMANDS = {
+    "cron": cron,
+    "instructions": instructions,
+    "create-user": create_user,
+    "status": status,
+}
+assert tuple(COMMANDS) == COMMAND_NAMES, "keep COMMAND_NAMES (the catalog's list) in sync"
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="fftelemetry", description="Console commands of fftelemetry."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module in COMMANDS.items():
+        sub = commands.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(sub)
+        sub.add_argument(
+            "config_uri", metavar="CONFIG_URI", help="the ini file, e.g. development.ini"
+        )
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)  # bad usage: argparse says so and exits with 2
+    try:
+        app = load_app(args.config_uri)
+    except ConfigProblem as exc:
+        print(f"fftelemetry: {exc}", file=sys.stderr)
+        return 2
+    registry = app.registry
+    try:
+        collect(registry, "system.command.executed", args.command)
+        exit_status = run_command(registry, args)
+        if exit_status != 0:
+            collect(registry, "system.command.errored", args.command)
+        return exit_status
+    finally:
+        close_databases(registry)
+
+
+def run_command(registry, args):
+    try:
+        return args.run(registry, args)
+    except CommandError as exc:
+        print(f"fftelemetry {args.command}: {exc}", file=sys.stderr)
+        return exc.status
+    except Exception:
+        log.exception("fftelemetry %s failed", args.command)
+        return 1
+
+
+def collect(registry, key, value):
+    """Collect one value in a transaction of its own (kept even if the command then fails)."""
+    with request_environment(registry) as env:
+        env["request"].telemetry.collect(key, value)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""`fftelemetry status`: the facts of the admin's status page, as text."""
+
+from ..resources import telemetry_store
+from ..scripting import request_environment
+from ..telemetry.status import status_facts
+
+HELP = "show whether telemetry is on, what is collected and pending, and the last submissions"
+
+
+def add_arguments(parser):
+    pass
+
+
+def run(registry, args):
+    with request_environment(registry) as env:
+        facts = status_facts(telemetry_store(env["request"]), registry.app_settings)
+    print("\n".join(describe(facts)))
+    return 0
+
+
+def describe(facts):
+    counts = facts.counts
+    lines = [
+        f"Telemetry: {'enabled' if facts.enabled else 'disabled'} ({facts.source})",
+        f"Installation id: {facts.installation_id or 'none yet'}",
+        f"Receiver: {facts.endpoint}",
+        f"Records: {counts['all']} ({counts['pending']} pending, {counts['submitted']} submitted)",
+        f"Last successful submission: {_when(facts.last_success_at) or 'never'}",
+    ]
+    if facts.enabled:
+        due = _when(facts.next_due) or "now (on the next cron run)"
+        lines.append(f"Next submission due: {due}")
+    lines.append("Recent submissions:" if facts.submissions else "Recent submissions: none")
+    lines += ["  " + submission_line(result) for result in facts.submissions]
+    return lines
+
+
+def submission_line(result):
+    status = f"HTTP {result.status}" if result.status is not None else "no answer"
+    outcome = f"receiver uuid {result.uuid}" if result.ok else f"FAILED: {result.error}"
+    return f"{_when(result.at)}  sent {result.sent}  {status}  {outcome}"
+
+
+def _when(moment):
+    return None if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S %Z")

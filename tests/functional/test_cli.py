@@ -1,0 +1,210 @@
+"""The `fftelemetry` console script as a real subprocess, against a temp ini with a file://
+FileStorage (and, for cron, the real receiver or a stub over real HTTP)."""
+
+import json
+import platform
+import re
+
+import pytest
+from ZODB import DB
+from ZODB.FileStorage import FileStorage
+
+from fftelemetry.resources import appmaker
+from tests.conftest import serving
+from tests.functional.test_sender import Stub
+
+
+def stored(tmp_path):
+    """(installation id, [(key, value, submitted?) oldest first], submission log newest first)."""
+    db = DB(FileStorage(str(tmp_path / "Data.fs"), read_only=True))
+    try:
+        conn = db.open()
+        store = appmaker(conn.root())["admin"]["telemetry"].store
+        records = [(r.key, r.value, r.is_submitted) for _, r in reversed(store.page(size=1000))]
+        return store.installation_id, records, store.submissions()
+    finally:
+        db.close()
+
+
+def values(records, key):
+    return [value for k, value, _ in records if k == key]
+
+
+def assert_one_line(result, status, *words):
+    """Exit `status` and one line on stderr (besides INFO logging) holding all of `words`."""
+    assert result.returncode == status, result.stderr
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("INFO [")]
+    assert len(lines) == 1, result.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+def test_each_command_is_counted_once(tmp_path, write_ini, run_cli, receiver):
+    ini = write_ini(**{"fftelemetry.telemetry_url": receiver.url})
+    for args in (["status"], ["status"], ["instructions", "install"], ["cron"]):
+        assert run_cli(*args, ini).returncode == 0
+    created = run_cli("create-user", ini, "--email", "Ann@Example.org", "--password-stdin",
+                      input="a good password\n")
+    assert created.returncode == 0 and created.stdout == "Created administrator ann@example.org.\n"
+    installation_id, records, _ = stored(tmp_path)
+    assert installation_id is not None
+    executed = values(records, "system.command.executed")
+    assert sorted(executed) == ["create-user", "cron", "instructions", "status"]
+    assert values(records, "system.command.errored") == []
+
+
+def test_instructions_collect_the_system_facts(tmp_path, write_ini, run_cli):
+    result = run_cli("instructions", "upgrade", write_ini())
+    assert result.returncode == 0 and "upgraded to" in result.stdout
+    assert "Telemetry is on (ini)" in result.stdout
+    _, records, _ = stored(tmp_path)
+    facts = {key: value for key, value, _ in records if key != "system.command.executed"}
+    assert facts["system.python.version"] == platform.python_version()
+    assert re.fullmatch(rf"{platform.system()} \d+(\.\d+)?", facts["system.os.version"])
+    assert facts["system.database.driver"] == "FileStorage"
+    assert facts["system.os.is_docker"] in ("true", "false")
+
+
+def test_nothing_is_collected_while_telemetry_is_off(tmp_path, write_ini, run_cli):
+    ini = write_ini(**{"fftelemetry.send_telemetry": "false"})
+    result = run_cli("instructions", "install", ini)
+    assert result.returncode == 0 and "Telemetry is off: nothing was collected." in result.stdout
+    status = run_cli("status", ini)
+    assert "Telemetry: disabled (ini)" in status.stdout
+    assert "Installation id: none yet" in status.stdout
+    assert stored(tmp_path)[:2] == (None, [])
+
+
+def test_a_failing_command_is_counted_as_errored(tmp_path, write_ini, run_cli):
+    ini = write_ini()
+    result = run_cli("create-user", ini, "--email", "not-an-email", "--password-stdin",
+                     input="a good password\n")
+    assert_one_line(result, 1, "fftelemetry create-user: Please enter a valid email address.")
+    _, records, _ = stored(tmp_path)
+    assert values(records, "system.command.errored") == ["create-user"]
+    assert values(records, "system.command.executed") == ["create-user"]
+
+
+def test_create_user_refuses_a_duplicate(tmp_path, write_ini, run_cli):
+    ini = write_ini()
+    args = ("create-user", ini, "--email", "bo@example.org", "--password-stdin")
+    assert run_cli(*args, input="a good password\n").returncode == 0
+    again = run_cli(*args, "--admin", input="another password\n")
+    assert_one_line(again, 1, "exists already")
+
+
+def test_missing_config_is_one_line_and_status_2(tmp_path, run_cli):
+    result = run_cli("status", str(tmp_path / "nope.ini"))
+    assert_one_line(result, 2, f"fftelemetry: config file {tmp_path / 'nope.ini'} not found")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["this is not an ini file\n[app:main\n", "[loggers]\nkeys = root\n", "[other]\nx = 1\n"],
+    ids=["garbage", "broken logging", "no app section"],
+)
+def test_broken_config_is_one_line_and_status_2(tmp_path, run_cli, text):
+    ini = tmp_path / "broken.ini"
+    ini.write_text(text)
+    assert_one_line(run_cli("status", str(ini)), 2, f"fftelemetry: cannot load {ini}: ")
+
+
+def test_bad_switch_is_one_line_and_status_2(write_ini, run_cli, monkeypatch):
+    monkeypatch.setenv("SEND_TELEMETRY", "maybe")
+    result = run_cli("cron", write_ini())
+    assert_one_line(result, 2, "fftelemetry: SEND_TELEMETRY='maybe' is not understood")
+
+
+def test_a_locked_database_points_to_zeo(tmp_path, write_ini, run_cli):
+    ini = write_ini()
+    db = DB(FileStorage(str(tmp_path / "Data.fs")))  # holds the lock, as a running pserve would
+    try:
+        result = run_cli("status", ini)
+    finally:
+        db.close()
+    assert_one_line(result, 2, "is in use by another process", "ZEO")
+
+
+def test_bad_usage_is_status_2(write_ini, run_cli):
+    assert run_cli("instructions", "reinstall", write_ini()).returncode == 2
+    assert run_cli("cron").returncode == 2
+    assert "--dry-run" in run_cli("cron", "--help").stdout
+
+
+# -- cron -------------------------------------------------------------------------------------
+
+
+def test_cron_sends_then_waits_a_week_unless_forced(tmp_path, write_ini, run_cli, receiver):
+    ini = write_ini(**{"fftelemetry.telemetry_url": receiver.url})
+    first = run_cli("cron", ini)
+    assert first.returncode == 0, first.stderr
+    [uuid] = receiver.read(lambda r: list(r.batches.keys()))
+    assert f'Result of submission [200]: {{"uuid":"{uuid}"}}' in first.stderr
+    assert "Sent 1 record; the receiver's reference is" in first.stderr
+    _, records, log = stored(tmp_path)
+    assert records == [("system.command.executed", "cron", True)]
+    assert (log[0].uuid, log[0].sent) == (uuid, 1)
+
+    run_cli("status", ini)  # a new pending record
+    waiting = run_cli("cron", ini)
+    assert waiting.returncode == 0 and "Not due: the next submission is due" in waiting.stderr
+    assert receiver.stats()["batches"] == 1 and stored(tmp_path)[1][-1][2] is False
+
+    forced = run_cli("cron", ini, "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert receiver.stats() == {"records": 2, "batches": 2}
+    assert all(submitted for _, _, submitted in stored(tmp_path)[1])
+
+
+def test_cron_failure_exits_1_and_shows_in_status(tmp_path, write_ini, run_cli):
+    stub = Stub(status="500 Internal Server Error", body=b'{"error":"down for maintenance"}')
+    with serving(stub) as url:
+        ini = write_ini(**{"fftelemetry.telemetry_url": url})
+        result = run_cli("cron", ini)
+    assert result.returncode == 1
+    assert 'Result of submission [500]: {"error":"down for maintenance"}' in result.stderr
+    [warning] = [line for line in result.stderr.splitlines() if line.startswith("WARNING")]
+    assert "the receiver answered HTTP 500" in warning
+    _, records, log = stored(tmp_path)
+    assert not any(submitted for _, _, submitted in records)
+    assert values(records, "system.command.errored") == ["cron"]
+    assert "HTTP 500" in log[0].error
+    status = run_cli("status", ini).stdout
+    assert "FAILED: the receiver answered HTTP 500" in status
+    assert "Next submission due: now" in status
+
+
+def test_cron_retries_the_next_day_after_a_failure(tmp_path, write_ini, run_cli,
+                                                   closed_port_url, receiver):
+    down = write_ini(**{"fftelemetry.telemetry_url": closed_port_url})
+    assert run_cli("cron", down).returncode == 1
+    again = run_cli("cron", write_ini(**{"fftelemetry.telemetry_url": receiver.url}))
+    assert again.returncode == 0, again.stderr
+    assert receiver.stats()["records"] == 2  # executed cron + errored cron
+
+
+def test_cron_dry_run_prints_what_it_would_send_and_sends_nothing(tmp_path, write_ini, run_cli):
+    stub = Stub()
+    with serving(stub) as url:
+        ini = write_ini(**{"fftelemetry.telemetry_url": url, "fftelemetry.batch_size": "2"})
+        run_cli("instructions", "install", ini)  # 5 records
+        result = run_cli("cron", ini, "--dry-run")
+    assert result.returncode == 0 and stub.requests == []
+    bodies = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [len(body) for body in bodies] == [2, 2, 2]  # and the cron record itself
+    sent_keys = [record["key"] for body in bodies for record in body]
+    _, records, log = stored(tmp_path)
+    assert sent_keys == [key for key, _, _ in records]
+    assert not any(submitted for _, _, submitted in records) and log == []
+
+
+def test_cron_sends_nothing_while_telemetry_is_off(tmp_path, write_ini, run_cli):
+    stub = Stub()
+    with serving(stub) as url:
+        run_cli("status", write_ini(**{"fftelemetry.telemetry_url": url}))  # one pending record
+        off = write_ini(**{"fftelemetry.telemetry_url": url, "fftelemetry.send_telemetry": "no"})
+        result = run_cli("cron", off, "--force")
+    assert result.returncode == 0 and stub.requests == [], "the receiver must never be called"
+    assert "Telemetry is off (ini): nothing to submit." in result.stderr
+    assert "WARNING" not in result.stderr
+    assert [submitted for _, _, submitted in stored(tmp_path)[1]] == [False]
