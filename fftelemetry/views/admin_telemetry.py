@@ -1,21 +1,248 @@
-"""The admin area's telemetry pages: the status page and the records page."""
+"""The admin area's telemetry pages: the status page, the records page and its actions.
 
+Every action that changes something is a POST with a CSRF token (Firefly III's were GET links a
+prefetch could trigger) and redirects back with a flash saying what actually happened.
+"""
+
+import importlib
+import json
+from heapq import nsmallest
+from operator import itemgetter
+
+import transaction
+from pyramid.httpexceptions import HTTPBadRequest, HTTPSeeOther
+from pyramid.response import Response
 from pyramid.view import view_config
+from pyramid_zodbconn import get_connection
 
 from .. import catalog
-from ..resources import RecordsView, TelemetryAdmin
+from ..resources import ROOT_KEY, RecordsView, TelemetryAdmin
+from ..resources.store import ALL, FILTERS, PAGE_SIZE, PENDING, SUBMITTED
+from ..telemetry.status import status_facts
+
+SHORT_VALUE = 60  # characters shown before a value folds into <details>
+EXPORT_CHUNK = 1000
+SENDER_MODULE = "fftelemetry.telemetry.sender"
+
+SOURCES = {
+    "environment": "the SEND_TELEMETRY environment variable",
+    ".env": "SEND_TELEMETRY in the .env file",
+    "ini": "fftelemetry.send_telemetry in the ini file",
+    "default": "the default: off unless you switch it on",
+    "DO_NOT_TRACK": "DO_NOT_TRACK, which turns it off whatever else is set",
+}
+
+
+def when(moment):
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else ""
+
+
+def shown(value):
+    """A record's value as text, and whether it is long enough to fold away."""
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text, len(text) > SHORT_VALUE
 
 
 @view_config(context=TelemetryAdmin, renderer="fftelemetry:templates/telemetry_status.pt")
 def status(context, request):
+    settings = request.app_settings
     return {
-        "settings": request.app_settings,
-        "store": context.store,
-        "counts": context.store.counts(),
+        "facts": status_facts(context.store, settings),
+        "source": SOURCES.get(settings.send_telemetry_source, settings.send_telemetry_source),
+        "env_file": settings.env_file,
         "catalog": catalog.ENTRIES,
+        "records_url": request.resource_url(context, RecordsView.NAME),
+        "when": when,
     }
+
+
+# -- the records page -----------------------------------------------------------------------
+
+
+def partitions(store, which):
+    return {
+        ALL: (store.pending, store.submitted),
+        PENDING: (store.pending,),
+        SUBMITTED: (store.submitted,),
+    }[which]
+
+
+def newer_page(store, which, after, size=PAGE_SIZE):
+    """The `size` records just above the sequence `after`, newest first: the page before a
+    keyset page. Like store.page it costs O(size · log n), however deep `after` is."""
+    nearest = [item for part in partitions(store, which) for item in part.oldest_first(size, after)]
+    return sorted(nsmallest(size, nearest, key=itemgetter(0)), key=itemgetter(0), reverse=True)
+
+
+def sequence_param(request, name):
+    raw = request.GET.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise HTTPBadRequest(f"{name} must be a whole number") from None
+
+
+def filter_param(request):
+    which = request.GET.get("show", ALL)
+    if which not in FILTERS:
+        raise HTTPBadRequest(f"show must be one of {', '.join(FILTERS)}")
+    return which
 
 
 @view_config(context=RecordsView, renderer="fftelemetry:templates/telemetry_records.pt")
 def records(context, request):
-    return {"counts": context.store.counts(), "page": context.store.page()}
+    store, which = context.store, filter_param(request)
+    after, before = sequence_param(request, "after"), sequence_param(request, "before")
+    if after is not None:
+        page = newer_page(store, which, after)
+    else:
+        page = store.page(which, before=before)
+
+    def url(**query):
+        return request.resource_url(context, query={"show": which, **query})
+
+    newer = older = None
+    if page:
+        first, last = page[0][0], page[-1][0]
+        newer = url(after=first) if newer_page(store, which, first, size=1) else None
+        older = url(before=last) if store.has_older(which, last) else None
+    return {
+        "counts": store.counts(),
+        "which": which,
+        "filters": [(name, url(show=name)) for name in FILTERS],
+        "page": [record for _, record in page],
+        # Away from the newest page, or on an empty page past either end.
+        "newest_url": url() if newer or (not page and (after, before) != (None, None)) else None,
+        "newer_url": newer,
+        "older_url": older,
+        "enabled": request.app_settings.send_telemetry,
+        "batch_size": request.app_settings.batch_size,
+        "when": when,
+        "shown": shown,
+    }
+
+
+def back_to_records(request, context):
+    return HTTPSeeOther(request.resource_url(context))
+
+
+# -- actions --------------------------------------------------------------------------------
+
+
+def load_sender():
+    """The sending module, or None while this version has none. Looked up at call time, so the
+    page works (and says so) before the sender exists; a sender that fails to import for another
+    reason is a bug and is not hidden."""
+    try:
+        return importlib.import_module(SENDER_MODULE)
+    except ModuleNotFoundError as exc:
+        if exc.name != SENDER_MODULE:
+            raise
+        return None
+
+
+@view_config(context=RecordsView, name="submit", request_method="POST")
+def submit(context, request):
+    """Send pending records now. The sender commits in transactions of its own, so this view
+    writes nothing to the database itself; the redirect lets the next GET see the result."""
+    settings = request.app_settings
+    sender = load_sender() if settings.send_telemetry else None
+    if not settings.send_telemetry:
+        request.session.flash(
+            "Not sent: telemetry is off. Set SEND_TELEMETRY=true to allow sending.", "error"
+        )
+    elif sender is None:
+        request.session.flash("Not sent: sending is not available in this version.", "error")
+    else:
+        outcome = sender.submit_pending(get_connection(request).db(), settings)
+        request.session.flash(outcome.message(), "info" if outcome.ok else "error")
+    return back_to_records(request, context)
+
+
+def confirmed(request):
+    if request.POST.get("confirm") == "yes":
+        return True
+    request.session.flash("Nothing deleted: tick the box to confirm first.", "error")
+    return False
+
+
+def records_word(count):
+    return "1 record" if count == 1 else f"{count} records"
+
+
+@view_config(context=RecordsView, name="delete-all", request_method="POST")
+def delete_all(context, request):
+    if confirmed(request):
+        deleted = context.store.delete_all()
+        request.session.flash(
+            f"Deleted {records_word(deleted)}, pending and submitted. This is a fresh start: "
+            "facts that were sent before will be collected and sent again.",
+            "info",
+        )
+    return back_to_records(request, context)
+
+
+@view_config(context=RecordsView, name="delete-submitted", request_method="POST")
+def delete_submitted(context, request):
+    if confirmed(request):
+        deleted = context.store.delete_submitted()
+        pending = context.store.counts()[PENDING]
+        request.session.flash(
+            f"Deleted {records_word(deleted)} already submitted; "
+            f"{records_word(pending)} still pending. Facts that were sent are remembered, "
+            "so they are not sent again.",
+            "info",
+        )
+    return back_to_records(request, context)
+
+
+# -- JSON -------------------------------------------------------------------------------------
+
+
+@view_config(context=RecordsView, name="preview", request_method="GET")
+def preview(context, request):
+    """The body the next POST to the receiver would carry: the oldest batch of pending records,
+    serialised as the sender serialises it."""
+    batch = context.store.pending_batch(request.app_settings.batch_size)
+    body = json.dumps([record.payload() for _, record in batch], separators=(",", ":"))
+    return Response(body, content_type="application/json", charset="utf-8")
+
+
+def exported(record):
+    return dict(
+        record.payload(),
+        submitted_at=record.submitted_at.isoformat() if record.submitted_at else None,
+        submission_uuid=record.submission_uuid,
+    )
+
+
+def export_chunks(db, which):
+    """Every record as a JSON array, newest first, a keyset page at a time. It runs after the
+    request has ended, so it reads on a connection of its own (one consistent snapshot)."""
+    tm = transaction.TransactionManager()
+    conn = db.open(tm)
+    try:
+        store = conn.root()[ROOT_KEY]["admin"]["telemetry"].store
+        yield b"["
+        separator, before = "\n", None
+        while page := store.page(which, before=before, size=EXPORT_CHUNK):
+            for _, record in page:
+                yield (separator + json.dumps(exported(record))).encode()
+                separator = ",\n"
+            before = page[-1][0]
+            conn.cacheGC()  # memory stays flat however many records there are
+        yield b"\n]\n"
+    finally:
+        tm.abort()
+        conn.close()
+
+
+@view_config(context=RecordsView, name="export.json", request_method="GET")
+def export(context, request):
+    which = filter_param(request)
+    response = Response(content_type="application/json", charset="utf-8")
+    response.app_iter = export_chunks(get_connection(request).db(), which)
+    response.content_disposition = f'attachment; filename="fftelemetry-{which}-records.json"'
+    return response

@@ -1,0 +1,344 @@
+"""/admin/telemetry and /admin/telemetry/view in the browser, as anonymous, user and admin."""
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from fftelemetry import catalog
+from fftelemetry.resources.store import SubmissionResult
+
+STATUS = "/admin/telemetry"
+RECORDS = "/admin/telemetry/view"
+ACTIONS = ("submit", "delete-all", "delete-submitted")
+
+
+def rows(page):
+    """The records table as lists of cell texts."""
+    return [
+        [cell.get_text(" ", strip=True) for cell in row.find_all("td")]
+        for row in page.html.select("table.records tbody tr")
+    ]
+
+
+def flash(page):
+    return " ".join(p.get_text(" ", strip=True) for p in page.html.select(".flash p"))
+
+
+def store_rows(site, which="all"):
+    with site.store() as store:
+        return [r.id for _, r in store.page(which, size=10_000)], store.counts()
+
+
+def records_from_store(site, which="all"):
+    with site.store() as store:
+        return [r for _, r in store.page(which, size=10_000)]
+
+
+# -- who may do what ----------------------------------------------------------------------------
+
+PAGES = (STATUS, RECORDS, RECORDS + "/preview", RECORDS + "/export.json")
+
+
+@pytest.mark.parametrize("url", PAGES)
+def test_anonymous_is_sent_to_login(anonymous, url):
+    assert "/login?came_from=" in anonymous.get(url, status=303).location
+
+
+@pytest.mark.parametrize("url", PAGES)
+def test_admin_sees_every_page(admin, url):
+    admin.get(url, status=200)
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+def test_actions_refuse_anyone_but_the_admin(site, admin, member, action):
+    site.seed(3, submitted=1)
+    before = store_rows(site)
+    # An ordinary user with a valid token of their own session: 403.
+    token = member.get("/preferences").forms["preferences"]["csrf_token"].value
+    page = member.post(f"{RECORDS}/{action}", {"csrf_token": token, "confirm": "yes"}, status=403)
+    assert "for administrators" in page.text
+    # Nobody signed in: to the login page.
+    anonymous = site.browser()
+    token = anonymous.get("/login").forms["login"]["csrf_token"].value
+    res = anonymous.post(f"{RECORDS}/{action}", {"csrf_token": token, "confirm": "yes"}, status=303)
+    assert "/login" in res.location
+    assert store_rows(site) == before
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+def test_get_on_an_action_changes_nothing(site, admin, action):
+    site.seed(3, submitted=1)
+    before = store_rows(site)
+    page = admin.get(f"{RECORDS}/{action}?confirm=yes", status=405)
+    assert "Use the button" in page.text
+    assert store_rows(site) == before
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+def test_forged_posts_change_nothing(site, admin, action):
+    site.seed(3, submitted=1)
+    before = store_rows(site)
+    admin.post(f"{RECORDS}/{action}", {"confirm": "yes"}, status=400)  # no token
+    admin.post(f"{RECORDS}/{action}", {"confirm": "yes", "csrf_token": "guess"}, status=400)
+    # A token from another session (an attacker's own) is no good either.
+    other = site.browser().get("/login").forms["login"]["csrf_token"].value
+    page = admin.post(f"{RECORDS}/{action}", {"confirm": "yes", "csrf_token": other}, status=400)
+    assert "Nothing was changed" in page.text
+    assert store_rows(site) == before
+
+
+# -- the status page ------------------------------------------------------------------------------
+
+
+def test_status_page_shows_the_facts(site, admin):
+    site.seed(4, submitted=3)
+    at = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+    with site.store() as store:
+        store.log_submission(SubmissionResult(at, 3, 200, "1ebfb9f0-6c0b-11ea", None))
+        installation_id, counts = store.installation_id, store.counts()
+    page = admin.get(STATUS)
+    text = page.text
+    assert "Telemetry is <strong>enabled</strong>" in text
+    assert "fftelemetry.send_telemetry in the ini file" in text
+    assert "tell them" in text
+    assert "SEND_TELEMETRY=true" in text and "docker run -e SEND_TELEMETRY=true" in text
+    assert installation_id in text
+    assert "http://127.0.0.1:6544/submit" in text
+    for which in ("all", "pending", "submitted"):
+        assert page.html.select_one(f"#count-{which}").text == str(counts[which])
+    assert "2026-01-05 12:00:00 UTC: sent 3" in text
+    assert "1ebfb9f0-6c0b-11ea" in text
+    assert "2026-01-12 12:00:00 UTC" in text  # next due: a week after the last success
+    for entry in catalog.ENTRIES:
+        assert entry.key in text
+        assert entry.description in text
+    assert page.click("See the records").status_int == 200
+
+
+def test_status_page_when_off_by_do_not_track(make_site, monkeypatch):
+    monkeypatch.setenv("DO_NOT_TRACK", "1")
+    site = make_site()
+    admin = site.register("owner@example.org")
+    text = admin.get(STATUS).text
+    assert "Telemetry is <strong>disabled</strong>" in text
+    assert "DO_NOT_TRACK" in text
+    assert "none yet" in text  # no installation id: nothing was ever collected
+    assert "none while telemetry is off" in text
+
+
+def test_status_page_shows_a_failed_submission(site, admin):
+    with site.store() as store:
+        store.log_submission(SubmissionResult(datetime(2026, 1, 5, tzinfo=UTC), 0, None, None,
+                                              "cannot connect to http://x/submit"))
+    text = admin.get(STATUS).text
+    assert "failed: cannot connect to http://x/submit" in text
+    assert "due now" in text
+
+
+# -- the records page -----------------------------------------------------------------------------
+
+
+def test_records_page_matches_the_store(site, admin):
+    site.seed(6, submitted=3)
+    for which in ("all", "pending", "submitted"):
+        page = admin.get(RECORDS, {"show": which})
+        records = records_from_store(site, which)
+        counts = site.counts()
+        assert " ".join(page.html.select_one("#counts").get_text().split()).startswith(
+            f"{counts['all']} records collected: {counts['pending']} pending, "
+            f"{counts['submitted']} submitted."
+        )
+        shown = rows(page)
+        assert [row[4] for row in shown] == [str(r.value) for r in records]
+        assert [row[3] for row in shown] == [r.key for r in records]
+        for row, record in zip(shown, records, strict=True):
+            if record.submitted_at is None:
+                assert row[1] == "not yet submitted" and row[5] == ""
+            else:
+                assert row[5] == record.submission_uuid == "receiver-uuid-1"
+        assert len(shown) == counts[which]
+
+
+def test_records_are_paged_newest_first_with_keyset_links(site, admin):
+    site.seed(250, submitted=40)
+    expected = [str(r.value) for r in records_from_store(site)]
+    assert len(expected) == 254
+    page, seen, pages = admin.get(RECORDS), [], []
+    while True:
+        pages.append(page)
+        seen += [row[4] for row in rows(page)]
+        if not page.html.select_one("a[rel=next]"):
+            break
+        page = page.click("Older")
+    assert seen == expected
+    assert [len(rows(p)) for p in pages] == [100, 100, 54]
+    assert not pages[0].html.select_one("a[rel=prev]")
+    # The way back: Newer from the last page is the middle page again, Newest the first.
+    assert rows(pages[2].click("Newer")) == rows(pages[1])
+    assert rows(pages[2].click("Newest")) == rows(pages[0])
+    assert rows(pages[1].click("Newer")) == rows(pages[0])
+
+
+def test_paging_keeps_the_filter(site, admin):
+    site.seed(150, submitted=120)
+    first = admin.get(RECORDS, {"show": "submitted"})
+    older = first.click("Older")
+    assert [len(rows(first)), len(rows(older))] == [100, 20]
+    assert all(row[1] != "not yet submitted" for row in rows(first) + rows(older))
+
+
+@pytest.mark.parametrize("query", [{"show": "everything"}, {"before": "x"}, {"after": "1.5"}])
+def test_bad_query_is_400(admin, query):
+    admin.get(RECORDS, query, status=400)
+
+
+def test_an_empty_page_offers_the_way_back(site, admin):
+    page = admin.get(RECORDS, {"before": "1"})
+    assert "No records here." in page.text
+    assert len(rows(page.click("Newest"))) == site.counts()["all"]
+
+
+def test_long_values_fold_and_everything_is_escaped(site, admin):
+    # Values the catalog would refuse can't be collected; write one straight into the store, as
+    # an older version's record might be, to prove the page escapes and folds whatever it shows.
+    nasty = "<script>alert(1)</script>" + "x" * 80
+    with site.store() as store:
+        store.add_feature("system.os.version", nasty)
+    page = admin.get(RECORDS)
+    assert "<script>alert(1)</script>" not in page.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+    details = page.html.select_one("table.records details")
+    assert details.summary.get_text().endswith("…")
+    assert len(details.summary.get_text()) < len(nasty)
+    assert nasty in details.get_text()
+
+
+# -- delete ---------------------------------------------------------------------------------------
+
+
+def test_delete_all_needs_the_box_ticked(site, admin):
+    site.seed(5, submitted=2)
+    before = store_rows(site)
+    form = admin.get(RECORDS).forms["delete-all-form"]
+    page = form.submit(status=303).follow()
+    assert "Nothing deleted: tick the box" in flash(page)
+    assert store_rows(site) == before
+
+
+def test_delete_all_deletes_everything_and_forgets_what_was_sent(site, admin):
+    site.seed(5, submitted=2)
+    total = site.counts()["all"]
+    form = admin.get(RECORDS).forms["delete-all-form"]
+    form["confirm"] = True
+    page = form.submit(status=303).follow()
+    assert f"Deleted {total} records, pending and submitted" in flash(page)
+    assert site.counts() == {"all": 0, "pending": 0, "submitted": 0}
+    assert rows(page) == []
+    with site.store() as store:  # a fresh start: a known fact is new again
+        assert store.add_feature("system.users.count", 1000) is not None
+
+
+def test_delete_submitted_deletes_exactly_the_submitted(site, admin):
+    site.seed(5, submitted=3)
+    pending_before, _ = store_rows(site, "pending")
+    form = admin.get(RECORDS).forms["delete-submitted-form"]
+    form["confirm"] = True
+    page = form.submit(status=303).follow()
+    counts = site.counts()
+    assert counts == {"all": len(pending_before), "pending": len(pending_before), "submitted": 0}
+    assert "Deleted 3 records already submitted; 6 records still pending." in flash(page)
+    assert store_rows(site, "pending")[0] == pending_before
+    # The oldest three were users.count=1 and the wizard's language and locale: deleted, yet
+    # still known, so they are not collected (and sent) again.
+    assert ["system.users.count", "1"] not in [row[3:5] for row in rows(page)]
+    with site.store() as store:
+        assert store.add_feature("system.users.count", 1) is None
+        assert store.add_feature("user.preferences.language", "en") is None
+
+
+def test_delete_submitted_with_nothing_submitted(site, admin):
+    form = admin.get(RECORDS).forms["delete-submitted-form"]
+    form["confirm"] = True
+    assert "Deleted 0 records already submitted" in flash(form.submit().follow())
+
+
+# -- submit ---------------------------------------------------------------------------------------
+
+
+def test_submit_is_refused_while_telemetry_is_off(make_site):
+    site = make_site(**{"fftelemetry.send_telemetry": "false"})
+    admin = site.register("owner@example.org")
+    site.seed(3)
+    page = admin.get(RECORDS)
+    assert "Telemetry is off: sending is refused." in page.text
+    page = page.forms["submit-form"].submit(status=303).follow()
+    assert "Not sent: telemetry is off" in flash(page)
+    assert site.counts() == {"all": 3, "pending": 3, "submitted": 0}
+    with site.store() as store:
+        assert store.last_submission() is None
+
+
+def test_submit_reports_an_unreachable_receiver(make_site, closed_port_url):
+    site = make_site(**{"fftelemetry.telemetry_url": closed_port_url})
+    admin = site.register("owner@example.org")
+    before = site.counts()
+    page = admin.get(RECORDS).forms["submit-form"].submit(status=303).follow()
+    assert f"Nothing was sent: cannot connect to {closed_port_url}/submit" in flash(page)
+    assert page.html.select_one(".flash .error")
+    assert site.counts() == before
+
+
+def test_submit_sends_everything_pending(make_site, receiver):
+    site = make_site(**{"fftelemetry.telemetry_url": receiver.url,
+                        "fftelemetry.batch_size": "3"})
+    admin = site.register("owner@example.org")
+    site.seed(3)
+    total = site.counts()["pending"]
+    page = admin.get(RECORDS).forms["submit-form"].submit(status=303).follow()
+    assert f"Sent {total} records; the receiver's reference is" in flash(page)
+    assert site.counts() == {"all": total, "pending": 0, "submitted": total}
+    uuids = {row[5] for row in rows(page)}
+    assert len(uuids) == -(-total // 3) and "" not in uuids  # each batch has its reference
+    again = admin.get(RECORDS).forms["submit-form"].submit().follow()
+    assert "Nothing to send" in flash(again)
+
+
+# -- preview and export ---------------------------------------------------------------------------
+
+
+def test_preview_is_the_next_batch_exactly(make_site):
+    site = make_site(**{"fftelemetry.batch_size": "3"})
+    admin = site.register("owner@example.org")  # 4 records: users.count and the wizard's 3
+    site.seed(4, submitted=2)
+    with site.store() as store:
+        batch = [r.payload() for _, r in store.pending_batch(3)]
+    res = admin.get(RECORDS + "/preview")
+    assert res.content_type == "application/json"
+    assert res.text == json.dumps(batch, separators=(",", ":"))
+    assert len(res.json) == 3
+    assert all(set(item) == {"id", "installation_id", "collected_at", "type", "key", "value"}
+               for item in res.json)
+    assert site.counts()["pending"] == 6  # looking changed nothing
+
+
+def test_export_has_every_record(site, admin):
+    site.seed(1200, submitted=100)  # more than one chunk of the stream
+    records = records_from_store(site)
+    res = admin.get(RECORDS + "/export.json")
+    assert res.content_type == "application/json"
+    assert "attachment" in res.headers["Content-Disposition"]
+    exported = res.json
+    assert [item["id"] for item in exported] == [r.id for r in records]
+    submitted = [item for item in exported if item["submitted_at"]]
+    assert len(submitted) == 100
+    assert {item["submission_uuid"] for item in submitted} == {"receiver-uuid-1"}
+    pending = admin.get(RECORDS + "/export.json", {"show": "pending"}).json
+    assert len(pending) == site.counts()["pending"]
+    assert all(item["submitted_at"] is None for item in pending)
+
+
+def test_export_of_nothing_is_an_empty_array(make_site):
+    site = make_site(**{"fftelemetry.send_telemetry": "false"})
+    admin = site.register("owner@example.org")
+    assert admin.get(RECORDS + "/export.json").json == []
