@@ -4,7 +4,6 @@ Every action that changes something is a POST with a CSRF token (Firefly III's w
 prefetch could trigger) and redirects back with a flash saying what actually happened.
 """
 
-import importlib
 import json
 from heapq import nsmallest
 from operator import itemgetter
@@ -18,11 +17,11 @@ from pyramid_zodbconn import get_connection
 from .. import catalog
 from ..resources import ROOT_KEY, RecordsView, TelemetryAdmin
 from ..resources.store import ALL, FILTERS, PAGE_SIZE, PENDING, SUBMITTED
+from ..telemetry.sender import submit_pending
 from ..telemetry.status import status_facts
 
 SHORT_VALUE = 60  # characters shown before a value folds into <details>
 EXPORT_CHUNK = 1000
-SENDER_MODULE = "fftelemetry.telemetry.sender"
 
 SOURCES = {
     "environment": "the SEND_TELEMETRY environment variable",
@@ -131,32 +130,17 @@ def back_to_records(request, context):
 # -- actions --------------------------------------------------------------------------------
 
 
-def load_sender():
-    """The sending module, or None while this version has none. Looked up at call time, so the
-    page works (and says so) before the sender exists; a sender that fails to import for another
-    reason is a bug and is not hidden."""
-    try:
-        return importlib.import_module(SENDER_MODULE)
-    except ModuleNotFoundError as exc:
-        if exc.name != SENDER_MODULE:
-            raise
-        return None
-
-
 @view_config(context=RecordsView, name="submit", request_method="POST")
 def submit(context, request):
     """Send pending records now. The sender commits in transactions of its own, so this view
     writes nothing to the database itself; the redirect lets the next GET see the result."""
     settings = request.app_settings
-    sender = load_sender() if settings.send_telemetry else None
-    if not settings.send_telemetry:
+    if not settings.send_telemetry:  # the sender refuses too; this says why in plain words
         request.session.flash(
             "Not sent: telemetry is off. Set SEND_TELEMETRY=true to allow sending.", "error"
         )
-    elif sender is None:
-        request.session.flash("Not sent: sending is not available in this version.", "error")
     else:
-        outcome = sender.submit_pending(get_connection(request).db(), settings)
+        outcome = submit_pending(get_connection(request).db(), settings)
         request.session.flash(outcome.message(), "info" if outcome.ok else "error")
     return back_to_records(request, context)
 

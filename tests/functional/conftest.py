@@ -65,8 +65,8 @@ class Site:
             return store.counts()
 
     def seed(self, count, start=1000, submitted=0):
-        """`count` feature records straight into the store (values start, start+1, ...), the
-        oldest `submitted` of them marked submitted; returns their ids, oldest first."""
+        """`count` feature records straight into the store (values start, start+1, ...), then
+        the oldest `submitted` pending records marked submitted; returns the new records' ids."""
         with self.store() as store:
             records = [store.add_feature("system.users.count", start + i) for i in range(count)]
             oldest = [seq for seq, _ in store.pending_batch(submitted)] if submitted else []
