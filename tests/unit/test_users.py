@@ -3,6 +3,7 @@
 import argon2
 import pytest
 import transaction
+from ZODB.POSException import ConflictError
 
 from fftelemetry import settings
 from fftelemetry.i18n import installation_language
@@ -115,3 +116,26 @@ def test_password_cost_setting():
 )
 def test_installation_language(configured, expected):
     assert installation_language({"pyramid.default_locale_name": configured}) == expected
+
+
+def test_two_first_registrations_at_once_make_one_admin(zodb, opened_root):
+    """Both see no users; the second commit conflicts on `owner`, and its retry (what
+    pyramid_retry does for a request) sees the first user and makes an ordinary one."""
+    opened_root[1].commit()
+    managers = [transaction.TransactionManager() for _ in range(2)]
+    conns = [zodb.open(tm) for tm in managers]
+    try:
+        folders = [conn.root()["fftelemetry"]["users"] for conn in conns]
+        folders[0].create("a@example.org", "long enough", CHEAP)
+        folders[1].create("b@example.org", "long enough", CHEAP)
+        managers[0].commit()
+        with pytest.raises(ConflictError):
+            managers[1].commit()
+        managers[1].abort()
+        retried = folders[1].create("b@example.org", "long enough", CHEAP)
+        managers[1].commit()
+        assert not retried.is_admin
+        assert folders[1].by_email("a@example.org").is_admin
+    finally:
+        for conn in conns:
+            conn.close()
