@@ -4,6 +4,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from contextlib import contextmanager
 
 import pytest
@@ -202,3 +203,21 @@ def closed_port_url():
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+class Stub:
+    """A stand-in receiver (a bare WSGI app, not our code) that answers every request the same
+    way, after `delay` seconds, and remembers each request's headers and body."""
+
+    def __init__(self, status="200 OK", body=b'{"uuid":"stub-uuid"}', delay=0.0):
+        self.status, self.body, self.delay = status, body, delay
+        self.requests = []
+
+    def __call__(self, environ, start_response):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        headers = {k[5:]: v for k, v in environ.items() if k.startswith("HTTP_")}
+        headers["CONTENT_TYPE"] = environ.get("CONTENT_TYPE")
+        self.requests.append((headers, environ["wsgi.input"].read(length)))
+        time.sleep(self.delay)
+        start_response(self.status, [("Content-Type", "application/json")])
+        return [self.body]

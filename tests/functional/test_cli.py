@@ -10,8 +10,7 @@ from ZODB import DB
 from ZODB.FileStorage import FileStorage
 
 from fftelemetry.resources import appmaker
-from tests.conftest import serving
-from tests.functional.test_sender import Stub
+from tests.conftest import Stub, serving
 
 
 def stored(tmp_path):

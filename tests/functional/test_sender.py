@@ -3,7 +3,6 @@ apps (not our code) for the ways a receiver fails."""
 
 import json
 import logging
-import time
 from dataclasses import replace
 
 import pytest
@@ -16,7 +15,7 @@ from fftelemetry import __version__
 from fftelemetry.resources import appmaker
 from fftelemetry.settings import load
 from fftelemetry.telemetry.sender import Outcome, pending_bodies, submit_pending
-from tests.conftest import SECRET, serving
+from tests.conftest import SECRET, Stub, serving
 
 
 def settings_for(url, **overrides):
@@ -64,23 +63,6 @@ def counts(db):
     return in_store(db, lambda store: store.counts())
 
 
-class Stub:
-    """A receiver that answers every POST the same way and remembers what it got."""
-
-    def __init__(self, status="200 OK", body=b'{"uuid":"stub-uuid"}', delay=0.0):
-        self.status, self.body, self.delay = status, body, delay
-        self.requests = []
-
-    def __call__(self, environ, start_response):
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        headers = {k[5:]: v for k, v in environ.items() if k.startswith("HTTP_")}
-        headers["CONTENT_TYPE"] = environ.get("CONTENT_TYPE")
-        self.requests.append((headers, environ["wsgi.input"].read(length)))
-        time.sleep(self.delay)
-        start_response(self.status, [("Content-Type", "application/json")])
-        return [self.body]
-
-
 def test_full_loop_marks_records_with_the_receivers_uuid(db, receiver, caplog):
     collect(db, 5)
     caplog.set_level(logging.INFO, logger="fftelemetry")
@@ -125,18 +107,19 @@ def test_request_carries_the_agreed_headers_and_payload(db):
     assert sent[0]["value"] == 0 and sent[0]["collected_at"].endswith("+00:00")
 
 
-FAILURES = {
-    "server error": (Stub(status="500 Internal Server Error", body=b"oops"), 500, "HTTP 500"),
-    "not json": (Stub(body=b"<html>hello</html>"), 200, "not JSON"),
-    "no uuid": (Stub(body=b'{"ok": true}'), 200, "holds no uuid"),
-    "not an object": (Stub(body=b'["uuid"]'), 200, "holds no uuid"),
-    "too slow": (Stub(delay=1.0), None, "no answer from"),
+FAILURES = {  # case: (the receiver's answer, status seen, words of the reason)
+    "server error": (dict(status="500 Internal Server Error", body=b"oops"), 500, "HTTP 500"),
+    "not json": (dict(body=b"<html>hello</html>"), 200, "not JSON"),
+    "no uuid": (dict(body=b'{"ok": true}'), 200, "holds no uuid"),
+    "not an object": (dict(body=b'["uuid"]'), 200, "holds no uuid"),
+    "too slow": (dict(delay=1.0), None, "no answer from"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(FAILURES))
 def test_a_failing_receiver_leaves_everything_pending(db, case, caplog):
-    stub, status, reason = FAILURES[case]
+    answer, status, reason = FAILURES[case]
+    stub = Stub(**answer)
     collect(db, 4)
     with serving(stub) as url:
         outcome = submit_pending(db, settings_for(url, read_timeout=0.3, batch_size=2))
