@@ -16,6 +16,7 @@ def add_template_globals(event):
 
 
 def includeme(config):
+    config.include(".rendering")
     config.add_static_view(
         "static", "fftelemetry:static", cache_max_age=3600, permission=NO_PERMISSION_REQUIRED
     )
