@@ -20,13 +20,13 @@ def main(global_config, **settings):
     except app_settings.SettingsError as exc:
         raise SystemExit(f"fftelemetry: {exc}") from None
     settings.setdefault("tm.manager_hook", "pyramid_tm.explicit_manager")
-    settings.setdefault("retry.attempts", "3")
+    settings.setdefault("retry.attempts", "10")
     with Configurator(settings=settings, root_factory=root_factory) as config:
         config.registry.app_settings = resolved
         config.include("pyramid_retry")
+        config.include(".retries")
         config.include("pyramid_tm")
         config.include("pyramid_zodbconn")
-        config.include("pyramid_chameleon")
         config.include(".settings")
         config.include(".security")
         config.include(".telemetry")
