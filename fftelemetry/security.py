@@ -9,6 +9,7 @@ import argon2
 from pyramid.authentication import SessionAuthenticationHelper
 from pyramid.authorization import ACLHelper, Authenticated, Everyone
 from pyramid.interfaces import ISecurityPolicy
+from pyramid.request import RequestLocalCache
 from pyramid.session import SignedCookieSessionFactory
 from zope.interface import implementer
 
@@ -39,9 +40,15 @@ class SecurityPolicy:
     def __init__(self):
         self.session = SessionAuthenticationHelper()
         self.acl = ACLHelper()
+        # request.identity is asked for by pyramid_tm, the permission check and the layout:
+        # look the user up once per request.
+        self.identity_cache = RequestLocalCache(self._load_identity)
 
     def identity(self, request):
         """The signed-in User, or None (also when the account no longer exists)."""
+        return self.identity_cache.get_or_create(request)
+
+    def _load_identity(self, request):
         email = self.session.authenticated_userid(request)
         return None if email is None else users_folder(request).get(email)
 
@@ -53,9 +60,11 @@ class SecurityPolicy:
         return self.acl.permits(context, principals_for(request.identity), permission)
 
     def remember(self, request, userid, **kw):
+        self.identity_cache.clear(request)
         return self.session.remember(request, userid, **kw)
 
     def forget(self, request, **kw):
+        self.identity_cache.clear(request)
         return self.session.forget(request, **kw)
 
 
