@@ -1,0 +1,129 @@
+"""Real processes for end-to-end tests: runzeo, pserve, ini files, ports on 127.0.0.1."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+BIN = Path(sys.executable).parent
+SECRET = "end-to-end-secret-0123456789"
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(ready, timeout=30, what="a condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+def port_open(port):
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def write_ini(path, app_settings, port=None, use="egg:fftelemetry"):
+    """An ini like development.ini: [app:main] with `app_settings`, waitress on `port`."""
+    lines = ["[app:main]", f"use = {use}"]
+    lines += [f"{key} = {value}" for key, value in app_settings.items()]
+    lines += ["", "[server:main]", "use = egg:waitress#main", f"listen = 127.0.0.1:{port or 0}"]
+    lines += ["threads = 8", ""]
+    lines += [
+        "[loggers]", "keys = root", "", "[handlers]", "keys = console", "",
+        "[formatters]", "keys = generic", "", "[logger_root]", "level = INFO",
+        "handlers = console", "", "[handler_console]", "class = StreamHandler",
+        "args = (sys.stderr,)", "level = NOTSET", "formatter = generic", "",
+        "[formatter_generic]", "format = %(levelname)s [%(name)s] %(message)s", "",
+    ]
+    Path(path).write_text("\n".join(lines))
+    return Path(path)
+
+
+def app_settings(uri, **extra):
+    settings = {
+        "zodbconn.uri": uri,
+        "fftelemetry.session_secret": SECRET,
+        "fftelemetry.send_telemetry": "true",
+        "retry.attempts": "10",
+    }
+    settings.update(extra)
+    return settings
+
+
+@contextmanager
+def process(args, log_path, ready=None, timeout=30, env=None):
+    """A child process with its output in `log_path`; ended (SIGTERM, then SIGKILL) after."""
+    log = open(log_path, "wb")  # noqa: SIM115 - closed below, after the process
+    child = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        if ready is not None:
+            try:
+                wait_until(lambda: ready() or child.poll() is not None, timeout, str(args))
+            finally:
+                if child.poll() is not None:
+                    raise RuntimeError(
+                        f"{args[0]} exited with {child.returncode}: "
+                        f"{Path(log_path).read_text()[-2000:]}"
+                    )
+        yield child
+    finally:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        log.close()
+
+
+@contextmanager
+def zeo_server(folder):
+    """runzeo on a unix socket in `folder`; yields the zodburi URI."""
+    sock = Path(folder) / "zeo.sock"
+    args = [str(BIN / "runzeo"), "-a", str(sock), "-f", str(Path(folder) / "Data.fs")]
+    with process(args, Path(folder) / "zeo.log", ready=sock.exists):
+        yield f"zeo://{sock}?wait_timeout=30"
+
+
+@contextmanager
+def pserve(ini_path, port, env=None):
+    """`pserve ini` listening on `port`; yields its base URL."""
+    env = {**os.environ, **(env or {})}
+    args = [str(BIN / "pserve"), str(ini_path)]
+    log = Path(ini_path).with_suffix(".log")
+    with process(args, log, ready=lambda: port_open(port), env=env):
+        yield f"http://127.0.0.1:{port}"
+
+
+def csrf_token(html):
+    match = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html)
+    if match is None:
+        match = re.search(r'value="([^"]+)"[^>]*name="csrf_token"', html)
+    assert match, "no CSRF token in the page"
+    return match.group(1)
+
+
+def post_form(session, url, data, timeout=30):
+    """GET the page for its CSRF token, then POST the form as a browser would."""
+    page = session.get(url, timeout=timeout)
+    page.raise_for_status()
+    return session.post(url, data={**data, "csrf_token": csrf_token(page.text)}, timeout=timeout)
+
+
+def new_session():
+    return requests.Session()
