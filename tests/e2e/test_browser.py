@@ -1,0 +1,139 @@
+"""A person in a real browser (Debian's headless Chromium, driven by Selenium through Debian's
+chromedriver; never a downloaded browser): register the first account, finish the wizard, open
+the telemetry pages, submit the records to the real receiver, delete what was submitted.
+Screenshots of each admin page land in test-output/browser/."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import serving
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "browser"
+EMAIL, PASSWORD = "owner@example.org", "correct horse battery"
+
+
+@pytest.fixture
+def browser():
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip(
+            "NO CHROMIUM HERE: the browser test did not run. "
+            "Install Debian's chromium and chromium-driver (.ci/run does)."
+        )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--disable-quic", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--window-size=1280,1000",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.implicitly_wait(5)
+    yield driver
+    driver.quit()
+
+
+def shoot(driver, name):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    height = driver.execute_script("return document.body.scrollHeight")
+    driver.set_window_size(1280, max(1000, height + 100))
+    assert driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+
+
+def fill(driver, form_id, **fields):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    form = driver.find_element(By.ID, form_id)
+    for name, value in fields.items():
+        field = form.find_element(By.NAME, name)
+        if field.tag_name == "select":
+            Select(field).select_by_value(value)
+        else:
+            field.clear()
+            field.send_keys(value)
+    return form
+
+
+def press(driver, button):
+    """Click a button that loads a new page, and wait until that page is there."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old_page = driver.find_element("tag name", "html")
+    button.click()
+    if expected_conditions.alert_is_present()(driver):
+        driver.switch_to.alert.accept()  # the page asks before it deletes
+    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(old_page))
+
+
+def submit(driver, form):
+    press(driver, form.find_element("css selector", "button[type=submit], button"))
+
+
+def text(driver):
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.TAG_NAME, "body").text
+
+
+def test_an_administrator_in_a_browser(browser, make_app, receiver):
+    from selenium.webdriver.common.by import By
+
+    app = make_app(
+        **{"fftelemetry.password_profile": "cheapest", "fftelemetry.telemetry_url": receiver.url}
+    )
+    with serving(app) as base:
+        browser.get(f"{base}/register")
+        submit(browser, fill(browser, "register", email=EMAIL, password=PASSWORD))
+        assert "/welcome" in browser.current_url
+        submit(browser, fill(browser, "preferences", language="nl", locale="nl_BE"))
+        assert "you are all set" in text(browser)
+
+        browser.get(f"{base}/admin/telemetry")
+        page = text(browser)
+        assert "enabled" in page.lower()
+        assert "system.users.count" in page  # the catalog table
+        shoot(browser, "01-status")
+
+        press(browser, browser.find_element(By.PARTIAL_LINK_TEXT, "records"))
+        assert browser.current_url.startswith(f"{base}/admin/telemetry/view")
+        page = text(browser)
+        assert "4 records collected: 4 pending, 0 submitted" in page
+        for key in ("system.users.count", "user.preferences.language", "user.preferences.locale",
+                    "config.default_language"):
+            assert key in page
+        assert "nl_BE" in page
+        shoot(browser, "02-records-pending")
+
+        submit(browser, browser.find_element(By.ID, "submit-form"))
+        page = text(browser)
+        assert "4 records collected: 0 pending, 4 submitted" in page
+        batches = receiver.read(lambda root: list(root.batches.keys()))
+        assert len(batches) == 1 and batches[0] in page  # the receiver's uuid, on every row
+        assert page.count(batches[0]) == 1 + 4  # the flash message, then each row
+        assert receiver.stats()["records"] == 4
+        shoot(browser, "03-records-submitted")
+
+        form = browser.find_element(By.ID, "delete-submitted-form")
+        form.find_element(By.NAME, "confirm").click()
+        submit(browser, form)
+        page = text(browser)
+        assert "0 records collected: 0 pending, 0 submitted" in page
+        assert "4" in page and "deleted" in page.lower()
+        shoot(browser, "04-after-delete-submitted")
+
+        browser.get(f"{base}/admin/telemetry")
+        assert receiver.read(lambda root: batches[0] in root.batches)
+        shoot(browser, "05-status-after")
+    for name in ("01-status", "02-records-pending", "03-records-submitted"):
+        assert (SCREENSHOTS / f"{name}.png").stat().st_size > 10_000
