@@ -1,5 +1,7 @@
-"""Error pages: sign in first (anonymous), 403, 404, a stale form (bad CSRF token), and 405
-for a GET on a URL that only a form's POST may use."""
+"""Error pages: sign in first (anonymous), 403, 404, a stale form (bad CSRF token), 405
+for a GET on a URL that only a form's POST may use, and 503 when the database cannot write."""
+
+import logging
 
 from pyramid.csrf import BadCSRFToken
 from pyramid.httpexceptions import HTTPSeeOther
@@ -10,8 +12,11 @@ from pyramid.view import (
     notfound_view_config,
     view_config,
 )
+from ZODB.POSException import StorageError
 
 from ..resources import RecordsView, Root
+
+log = logging.getLogger(__name__)
 
 ERROR_PAGE = "fftelemetry:templates/error.pt"
 
@@ -68,3 +73,18 @@ def use_the_button(context, request):
     )
     response.allow = ("POST",)
     return response
+
+
+@exception_view_config(OSError)
+@exception_view_config(StorageError)
+def cannot_save(exc, request):
+    """The database could not write (a full disk, a lost ZEO server...). pyramid_tm renders this
+    for an error raised by the commit too; the transaction is aborted, so nothing half-saved."""
+    log.error("%s %s not saved: %s: %s", request.method, request.path, type(exc).__name__, exc)
+    return error_page(
+        request,
+        503,
+        "Not saved",
+        f"The database could not store this ({exc}). Nothing was changed. "
+        "Try again later; if it keeps happening, tell the administrator.",
+    )
