@@ -2,8 +2,14 @@
 FileStorage (and, for cron, the real receiver or a stub over real HTTP)."""
 
 import json
+import os
 import platform
+import pty
 import re
+import select
+import signal
+import sys
+import time
 
 import pytest
 from ZODB import DB
@@ -207,3 +213,45 @@ def test_cron_sends_nothing_while_telemetry_is_off(tmp_path, write_ini, run_cli)
     assert "Telemetry is off (ini): nothing to submit." in result.stderr
     assert "WARNING" not in result.stderr
     assert [submitted for _, _, submitted in stored(tmp_path)[1]] == [False]
+
+
+def test_an_unreachable_zeo_server_is_one_line(tmp_path, write_ini, run_cli):
+    ini = write_ini(**{"zodbconn.uri": f"zeo://{tmp_path}/no-zeo.sock?wait_timeout=1"})
+    assert_one_line(run_cli("status", ini), 2, "cannot reach the ZEO server", "runzeo")
+
+
+def converse(argv, *answers, timeout=30):
+    """Run argv on a pseudo-terminal (getpass reads /dev/tty), typing each answer after the
+    next prompt; returns (exit status, everything the terminal showed)."""
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child becomes the command
+        os.execv(argv[0], argv)  # noqa: S606 - argv is ours, no shell wanted
+    shown, pending = b"", list(answers)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+            if pending and shown.endswith(b": "):  # a prompt waits (an answer ends that)
+                os.write(fd, pending.pop(0).encode() + b"\n")
+    else:
+        os.kill(pid, signal.SIGKILL)  # stuck: fail the test, don't hang it
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")
+
+
+def test_create_user_asks_for_the_password_twice(tmp_path, write_ini):
+    argv = [sys.executable, "-m", "fftelemetry.cli.main", "create-user", write_ini(),
+            "--email", "cy@example.org"]
+    status, shown = converse(argv, "a good password", "another one")
+    assert status == 1 and "the two passwords differ" in shown
+    status, shown = converse(argv, "a good password", "a good password")
+    assert status == 0 and "Created administrator cy@example.org." in shown
+    assert "a good password" not in shown, "a password prompt does not echo"
