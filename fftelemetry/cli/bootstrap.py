@@ -9,6 +9,7 @@ import os
 from contextlib import contextmanager
 
 import plaster
+from plaster.exceptions import InvalidURI
 from pyramid.paster import get_app, setup_logging
 from zc.lockfile import LockError
 from ZEO.Exceptions import ClientDisconnected
@@ -17,7 +18,7 @@ from .errors import ConfigProblem
 
 
 def load_app(config_uri):
-    path = plaster.parse_uri(config_uri).path
+    path = config_path(config_uri)
     if path and not os.path.isfile(path):
         raise ConfigProblem(f"config file {path} not found")
     try:
@@ -37,6 +38,15 @@ def load_app(config_uri):
         ) from None
     except Exception as exc:
         raise ConfigProblem(f"cannot load {path or config_uri}: {one_line(exc)}") from None
+
+
+def config_path(config_uri):
+    """The file a config URI names; plaster cannot even parse a name without a known suffix
+    (a folder, say), which is still worth a plain "not found" rather than a traceback."""
+    try:
+        return plaster.parse_uri(config_uri).path
+    except InvalidURI:
+        return config_uri.partition("#")[0]
 
 
 def one_line(exc):

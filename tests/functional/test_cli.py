@@ -103,6 +103,13 @@ def test_missing_config_is_one_line_and_status_2(tmp_path, run_cli):
     assert_one_line(result, 2, f"fftelemetry: config file {tmp_path / 'nope.ini'} not found")
 
 
+def test_a_folder_or_a_name_without_suffix_is_one_line_and_status_2(tmp_path, run_cli):
+    assert_one_line(run_cli("status", str(tmp_path)), 2, f"config file {tmp_path} not found")
+    odd = tmp_path / "settings"
+    odd.write_text("[app:main]\n")
+    assert_one_line(run_cli("status", str(odd)), 2, f"cannot load {odd}: ", "loader scheme")
+
+
 @pytest.mark.parametrize(
     "text",
     ["this is not an ini file\n[app:main\n", "[loggers]\nkeys = root\n", "[other]\nx = 1\n"],
