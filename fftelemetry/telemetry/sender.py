@@ -99,7 +99,7 @@ def submit_pending(db, settings, *, now=None) -> Outcome:
 
 def _send_batches(conn, tm, settings, now):
     sent, status, batch_uuid = 0, None, None
-    with _session(settings) as session:
+    with make_session() as session:
         while True:
             with tm:  # read-only: ended before the POST, so no transaction spans the network
                 batch = _store(conn).pending_batch(settings.batch_size)
@@ -167,36 +167,30 @@ def _log_run(tm, conn, settings, outcome, now):
         log.warning("Telemetry submission log not updated: conflicting writes.")
 
 
-class _session:
-    """A requests Session that retries failed connections (only those) and always closes."""
-
-    def __init__(self, settings):
-        retry = Retry(
-            total=CONNECT_RETRIES,
-            connect=CONNECT_RETRIES,
-            read=0,
-            status=0,
-            other=0,
-            redirect=0,
-            backoff_factor=0.2,
-            raise_on_status=False,
-        )
-        self.session = requests.Session()
-        self.session.mount("http://", HTTPAdapter(max_retries=retry))
-        self.session.mount("https://", HTTPAdapter(max_retries=retry))
-        self.session.headers.update(
-            {
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-                "User-Agent": f"fftelemetry/{__version__}",
-            }
-        )
-
-    def __enter__(self):
-        return self.session
-
-    def __exit__(self, *exc_info):
-        self.session.close()
+def make_session():
+    """A requests Session (a context manager that closes its connections) that retries failed
+    connections, only those: nothing has reached the receiver then."""
+    retry = Retry(
+        total=CONNECT_RETRIES,
+        connect=CONNECT_RETRIES,
+        read=0,
+        status=0,
+        other=0,
+        redirect=0,
+        backoff_factor=0.2,
+        raise_on_status=False,
+    )
+    session = requests.Session()
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    session.mount("https://", HTTPAdapter(max_retries=retry))
+    session.headers.update(
+        {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": f"fftelemetry/{__version__}",
+        }
+    )
+    return session
 
 
 def _post(session, settings, body):
