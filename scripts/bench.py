@@ -154,6 +154,23 @@ def measure_delete_submitted(path):
     emit("delete_submitted_records", deleted, "records")
 
 
+def measure_submit(path, receiver_url, total):
+    """Records per second from pending to marked, through the real receiver over loopback."""
+    from fftelemetry.scripting import close_databases
+    from fftelemetry.telemetry.sender import submit_pending
+
+    app = app_for(path, **{"fftelemetry.telemetry_url": receiver_url})
+    db = app.registry._zodb_databases[""]
+    started = time.perf_counter()
+    outcome = submit_pending(db, app.registry.app_settings)
+    elapsed = time.perf_counter() - started
+    close_databases(app.registry)
+    if not outcome.ok or outcome.sent != total:
+        raise SystemExit(f"bench: submission failed: {outcome.message()}")
+    emit("submit_records_per_s", round(total / elapsed), "records/s")
+    emit("submit_s", round(elapsed, 2), "s")
+
+
 def measure_bytes(path, total):
     emit("bytes_per_record", round(os.path.getsize(path) / total, 1), "bytes")
 
@@ -171,7 +188,11 @@ def serve(kind, path, port):
     """Child process: waitress serving the app (or the plain hello app) until killed."""
     import waitress
 
-    if kind == "hello":
+    if kind == "receiver":
+        from fftelemetry.receiver import main as receiver_main
+
+        app = receiver_main({}, **{"zodbconn.uri": f"file://{path}"})
+    elif kind == "hello":
         from pyramid.config import Configurator
         from pyramid.response import Response
 
@@ -254,6 +275,25 @@ def measure_status_rps(workdir, seconds):
 # -- the parent: prepare once, run each measurement in a child -------------------------------
 
 
+def measure_submit_rate(workdir, total):
+    """`total` pending records sent to the real receiver, served by waitress in a process of
+    its own on 127.0.0.1 (its own FileStorage)."""
+    app_db, receiver_db = workdir / f"submit{total}.fs", workdir / f"receiver{total}.fs"
+    run_child("--child", "fill-pending", "--db", app_db, "--total", total)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve", "receiver", "--db", str(receiver_db),
+         "--port", str(port)]
+    )
+    try:
+        wait_for(port)
+        url = f"http://127.0.0.1:{port}"
+        return run_child("--child", "submit", "--db", app_db, "--url", url, "--total", total)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
 def run_child(*args):
     output = subprocess.run(
         [sys.executable, __file__, *map(str, args)], capture_output=True, text=True, check=False
@@ -280,6 +320,7 @@ def main(argv=None):
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--label", help=argparse.SUPPRESS)
     parser.add_argument("--total", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.serve:
@@ -291,6 +332,8 @@ def main(argv=None):
             "delete": lambda: measure_delete_submitted(args.db),
             "bytes": lambda: measure_bytes(args.db, args.total),
             "fill": lambda: fill(args.db, args.total, pending=1_000),
+            "fill-pending": lambda: fill(args.db, args.total, pending=args.total),
+            "submit": lambda: measure_submit(args.db, args.url, args.total),
         }[args.child]
         child()
         emit("peak_rss_mb", round(peak_rss_mb(), 1), "MB")
@@ -343,6 +386,12 @@ def main(argv=None):
         show("hello_rps", round(rps["hello"]), "req/s")
         show("status_rps", round(rps["app"]), "req/s")
         show("status_vs_hello", round(rps["app"] / rps["hello"], 2), "ratio")
+
+        submitted = measure_submit_rate(workdir, 100_000)
+        show(**submitted["submit_records_per_s"])
+        show("submit_peak_rss_mb", submitted["peak_rss_mb"]["value"], "MB")
+        small = measure_submit_rate(workdir, 10_000)
+        show("submit_peak_rss_mb_10k", small["peak_rss_mb"]["value"], "MB")
 
         deleted = on_copy(big_db, "--child", "delete")
         show(**deleted["delete_submitted_s_1m"])

@@ -36,7 +36,7 @@ def port_open(port):
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def write_ini(path, app_settings, port=None, use="egg:fftelemetry"):
+def write_server_ini(path, app_settings, port=None, use="egg:fftelemetry"):
     """An ini like development.ini: [app:main] with `app_settings`, waitress on `port`."""
     lines = ["[app:main]", f"use = {use}"]
     lines += [f"{key} = {value}" for key, value in app_settings.items()]

@@ -16,7 +16,7 @@ from zodburi import resolve_uri
 from fftelemetry.resources import appmaker
 from tests.conftest import serving
 
-from .harness import app_settings, free_port, post_form, pserve, write_ini, zeo_server
+from .harness import app_settings, free_port, post_form, pserve, write_server_ini, zeo_server
 
 pytestmark = pytest.mark.slow
 
@@ -103,7 +103,10 @@ def test_two_pserve_processes_share_one_zeo_server(tmp_path):
     with zeo_server(tmp_path) as uri:
         settings = app_settings(uri, **{"fftelemetry.password_profile": "cheapest"})
         ports = free_port(), free_port()
-        inis = [write_ini(tmp_path / f"web{i}.ini", settings, port) for i, port in enumerate(ports)]
+        inis = [
+            write_server_ini(tmp_path / f"web{i}.ini", settings, port)
+            for i, port in enumerate(ports)
+        ]
         with pserve(inis[0], ports[0]) as first, pserve(inis[1], ports[1]) as second:
             errors = sign_up_many([first, second])
             assert errors == []

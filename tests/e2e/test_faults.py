@@ -1,0 +1,136 @@
+"""Faults: the cron command killed mid-submission, a corrupted .env, an unreadable ini. Each ends
+in a clear error or a clean recovery, and no record is lost or marked twice."""
+
+import subprocess
+from contextlib import contextmanager
+from signal import SIGKILL
+
+import pytest
+from ZODB import DB
+from ZODB.FileStorage import FileStorage
+
+from fftelemetry.resources import appmaker
+from fftelemetry.resources.store import SUBMITTED
+
+from .harness import BIN, app_settings, free_port, wait_until, write_server_ini
+
+pytestmark = pytest.mark.slow
+
+
+@contextmanager
+def store_of(path):
+    db = DB(FileStorage(str(path)))
+    try:
+        with db.transaction() as conn:
+            yield appmaker(conn.root())["admin"]["telemetry"].store
+    finally:
+        db.close()
+
+
+def seed(path, count):
+    with store_of(path) as store:
+        for i in range(count):
+            store.add_feature("system.users.count", i)
+
+
+def fftelemetry(*args, timeout=120):
+    return subprocess.run(
+        [str(BIN / "fftelemetry"), *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )
+
+
+def one_line_error(result):
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr, result.stderr
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_cron_killed_mid_submission_then_rerun_marks_each_record_once(tmp_path, receiver):
+    total = 30_000
+    data = tmp_path / "Data.fs"
+    seed(data, total)
+    ini = write_server_ini(
+        tmp_path / "app.ini",
+        app_settings(
+            f"file://{data}",
+            **{"fftelemetry.telemetry_url": receiver.url, "fftelemetry.batch_size": "100"},
+        ),
+    )
+    cron = subprocess.Popen(
+        [str(BIN / "fftelemetry"), "cron", str(ini), "--force"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: receiver.stats()["records"] >= 3_000, 60, "the first batches")
+    finally:
+        cron.send_signal(SIGKILL)
+        cron.wait()
+    assert cron.returncode == -SIGKILL
+    received_before_rerun = receiver.stats()["records"]
+    assert received_before_rerun < total, "the cron run ended before it could be killed"
+
+    rerun = fftelemetry("cron", ini, "--force")
+    assert rerun.returncode == 0, rerun.stderr
+    total += 1  # the first run collected its own first use (system.command.executed: cron)
+
+    batches = receiver.read(
+        lambda root: {uuid: set(batch.record_ids) for uuid, batch in root.batches.items()}
+    )
+    receiver_ids = receiver.read(lambda root: set(root.records.keys()))
+    assert receiver.stats()["records"] == len(receiver_ids) == total
+    with store_of(data) as store:
+        assert store.counts() == {"all": total, "pending": 0, "submitted": total}
+        records = [record for _, record in store.page(SUBMITTED, size=total + 1)]
+    assert len({record.id for record in records}) == total
+    assert {record.id for record in records} == receiver_ids
+    for record in records:  # marked once, with the batch that really holds it
+        assert record.id in batches[record.submission_uuid]
+
+
+def test_a_corrupted_dotenv_stops_commands_and_server_in_one_line(tmp_path):
+    data = tmp_path / "Data.fs"
+    seed(data, 10)
+    port = free_port()
+    ini = write_server_ini(tmp_path / "app.ini", app_settings(f"file://{data}"), port)
+    dotenv = tmp_path / ".env"
+    dotenv.write_text('FFTELEMETRY_SECRET=abc\nSEND_TELEMETRY="tr')  # cut off mid-value
+
+    status = fftelemetry("status", ini)
+    assert status.returncode == 2
+    line = one_line_error(status)
+    assert ".env" in line and "line 2" in line
+
+    server = subprocess.run(
+        [str(BIN / "pserve"), str(ini)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert server.returncode != 0
+    assert "Traceback" not in server.stderr
+    assert server.stderr.strip().splitlines()[-1].startswith("fftelemetry: ")
+    assert "line 2 of the .env file" in server.stderr
+
+    dotenv.write_text("SEND_TELEMETRY=true\n")
+    status = fftelemetry("status", ini)
+    assert status.returncode == 0, status.stderr
+    with store_of(data) as store:
+        assert store.counts()["all"] == 10 + 1  # what was there, and `status` first used
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"\xff\xfe\x00garbage", b"[app:main\nuse = egg:fftelemetry\n", b"[server:main]\nport = 1\n"],
+    ids=["binary", "truncated-section", "no-app-section"],
+)
+def test_an_unreadable_ini_is_one_line_and_exit_2(tmp_path, content):
+    ini = tmp_path / "broken.ini"
+    ini.write_bytes(content)
+    result = fftelemetry("status", ini)
+    assert result.returncode == 2
+    assert str(ini) in one_line_error(result)
+
+
+def test_an_ini_that_is_a_folder_is_one_line_and_exit_2(tmp_path):
+    result = fftelemetry("cron", tmp_path)
+    assert result.returncode == 2
+    assert "not found" in one_line_error(result)
