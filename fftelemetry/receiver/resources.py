@@ -3,12 +3,14 @@
 Class paths are stored in pickles: keep them stable.
 """
 
+import random
 import uuid
-from datetime import datetime
+from datetime import UTC
 from typing import NamedTuple
 
 from BTrees.Length import Length
-from BTrees.OOBTree import OOBTree
+from BTrees.LOBTree import LOBTree
+from BTrees.OOBTree import OOBTree, OOTreeSet
 from persistent import Persistent
 from pyramid_zodbconn import get_connection
 
@@ -16,54 +18,87 @@ ROOT_KEY = "fftelemetry-receiver"
 
 
 class ReceivedRecord(NamedTuple):
-    # Stored in pickles: add fields only at the end, with defaults.
+    # Stored in pickles: add fields only at the end, with defaults. Few and plain on purpose:
+    # pickling cost is per object, so the time of arrival lives once, on the batch.
     id: str
     installation_id: str
-    collected_at: datetime
+    collected_at: str  # ISO 8601, UTC
     type: str
     key: str
     value: str | int
-    received_at: datetime
     batch_uuid: str
 
 
-class Batch(NamedTuple):
-    received_at: datetime
-    record_ids: tuple
-    new_records: int  # how many of record_ids this batch stored first (a re-send: 0)
+class Batch(Persistent):
+    """One accepted POST. A persistent object of its own: `batches` is keyed by random uuids,
+    so each new batch lands in an old bucket, and a bucket holding whole batches (500 ids each)
+    was rewritten in full every time; now it holds references."""
+
+    def __init__(self, received_at, record_ids, new_records):
+        self.received_at = received_at
+        self.record_ids = record_ids  # every id the POST carried, re-sent ones too
+        self.new_records = new_records  # how many of them this batch stored first
 
 
 class Receiver(Persistent):
-    """The root: `records` (id -> ReceivedRecord) and `batches` (uuid -> Batch)."""
+    """The root: `records` in arrival order, `seen` (the dedup) and `batches` (uuid -> Batch).
+
+    Record ids are random (uuid4): an index keyed by them alone puts a batch's 500 records in
+    ~500 different buckets, and every touched bucket is rewritten at commit. Stored that way,
+    each record cost ~60 pickled objects and the receiver got slower as it grew. So:
+
+    - records are appended under an arrival sequence (a batch fills a few neighbouring buckets);
+    - the dedup key is "installation id, collected_at, record id". A record never changes
+      those three, so a re-sent record is found again; and a batch's records (one installation,
+      oldest first) sit next to each other in `seen`, after the batches before them.
+    """
 
     __name__ = None
     __parent__ = None
 
     def __init__(self):
-        self.records = OOBTree()
+        self.records = LOBTree()
+        self.seen = OOTreeSet()
         self.batches = OOBTree()
         self.record_count = Length()
         self.batch_count = Length()
 
     def accept(self, records, now):
-        """Store a validated batch; a record id known already is not stored again.
+        """Store a validated batch; a record known already is not stored again.
         Returns the batch's new uuid4."""
         batch_uuid = str(uuid.uuid4())
+        seq = self._next_sequence(now)
         new = 0
         for fields in records:
-            if fields["id"] in self.records:
-                continue
-            self.records[fields["id"]] = ReceivedRecord(
-                received_at=now, batch_uuid=batch_uuid, **fields
+            collected_at = fields["collected_at"].astimezone(UTC).isoformat()
+            key = dedup_key(fields["installation_id"], collected_at, fields["id"])
+            if not self.seen.insert(key):
+                continue  # a re-sent record
+            self.records[seq] = ReceivedRecord(
+                **dict(fields, collected_at=collected_at), batch_uuid=batch_uuid
             )
+            seq += 1
             new += 1
         self.record_count.change(new)
         self.batches[batch_uuid] = Batch(now, tuple(r["id"] for r in records), new)
         self.batch_count.change(1)
         return batch_uuid
 
+    def _next_sequence(self, now):
+        """Where this batch's records start: after every record so far (milliseconds since the
+        epoch << 20, at a random offset, so two batches arriving at once are unlikely to start
+        at the same place; if they do, their inserts conflict and one is retried)."""
+        start = (int(now.timestamp() * 1000) << 20) | (random.getrandbits(10) << 10)
+        if self.records:
+            start = max(start, self.records.maxKey() + 1)
+        return start
+
     def stats(self):
         return {"records": self.record_count(), "batches": self.batch_count()}
+
+
+def dedup_key(installation_id, collected_at, record_id):
+    return f"{installation_id} {collected_at} {record_id}"
 
 
 def root_factory(request):

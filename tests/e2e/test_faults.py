@@ -78,7 +78,7 @@ def test_cron_killed_mid_submission_then_rerun_marks_each_record_once(tmp_path, 
     batches = receiver.read(
         lambda root: {uuid: set(batch.record_ids) for uuid, batch in root.batches.items()}
     )
-    receiver_ids = receiver.read(lambda root: set(root.records.keys()))
+    receiver_ids = receiver.read(lambda root: {r.id for r in root.records.values()})
     assert receiver.stats()["records"] == len(receiver_ids) == total
     with store_of(data) as store:
         assert store.counts() == {"all": total, "pending": 0, "submitted": total}

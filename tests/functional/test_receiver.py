@@ -60,9 +60,9 @@ def test_a_resent_record_is_counted_once(app):
 
 
 def test_the_same_id_in_another_spelling_is_the_same_record(app):
-    same = uuid.uuid4()
-    post(app, [record(id=same.hex)], 200)
-    post(app, [record(id=str(same))], 200)
+    same, installation = uuid.uuid4(), uuid.uuid4()
+    post(app, [record(id=same.hex, installation_id=str(installation))], 200)
+    post(app, [record(id=str(same), installation_id=installation.hex)], 200)
     assert app.get("/stats").json["records"] == 1
 
 

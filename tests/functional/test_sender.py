@@ -179,7 +179,7 @@ def test_a_crash_between_post_and_commit_resends_and_counts_once(db, fs_path, re
     finally:
         reopened.close()
     assert receiver.stats() == {"records": 3, "batches": 2}, "re-sent, counted once"
-    assert receiver.read(lambda r: sorted(r.records.keys())) == sorted(ids)
+    assert receiver.read(lambda r: sorted(rec.id for rec in r.records.values())) == sorted(ids)
 
 
 def test_nothing_is_sent_while_telemetry_is_off(db):
