@@ -38,20 +38,43 @@ ALL, PENDING, SUBMITTED = "all", "pending", "submitted"
 FILTERS = (ALL, PENDING, SUBMITTED)
 
 
+def to_micros(moment):
+    """A timezone-aware datetime as whole microseconds since the epoch."""
+    return (moment - EPOCH) // ONE_MICROSECOND
+
+
+def from_micros(micros):
+    return EPOCH + timedelta(microseconds=micros)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_MICROSECOND = timedelta(microseconds=1)
+
+
 class Record(NamedTuple):
     # Stored in pickles: add fields only at the end, with defaults; never rename this class.
+    # Times are kept as microseconds since the epoch: pickled, an int is one object and an
+    # aware datetime five, and pickling is most of the cost of storing and marking records.
     id: str
     installation_id: str
     type: str
     key: str
     value: str | int
-    collected_at: datetime
-    submitted_at: datetime | None = None
+    collected_us: int
+    submitted_us: int | None = None
     submission_uuid: str | None = None
 
     @property
+    def collected_at(self):
+        return from_micros(self.collected_us)
+
+    @property
+    def submitted_at(self):
+        return None if self.submitted_us is None else from_micros(self.submitted_us)
+
+    @property
     def is_submitted(self):
-        return self.submitted_at is not None
+        return self.submitted_us is not None
 
     def payload(self):
         """The record as the receiver gets it."""
@@ -182,7 +205,7 @@ class TelemetryStore(Persistent):
             type=type_,
             key=key,
             value=value,
-            collected_at=now,
+            collected_us=to_micros(now),
         )
         seq = new_sequence(now)
         while seq in self.pending.records or seq in self.submitted.records:
@@ -231,14 +254,14 @@ class TelemetryStore(Persistent):
     def mark_submitted(self, seqs, submission_uuid, now=None):
         """Move the given pending records to `submitted`; returns how many moved (records
         deleted or already marked in the meantime are skipped)."""
-        now = now or utcnow()
+        submitted_us = to_micros(now or utcnow())
         moved = 0
         for seq in seqs:
             record = self.pending.remove(seq)
             if record is None:
                 continue
             self.submitted.add(
-                seq, record._replace(submitted_at=now, submission_uuid=submission_uuid)
+                seq, record._replace(submitted_us=submitted_us, submission_uuid=submission_uuid)
             )
             moved += 1
         return moved
