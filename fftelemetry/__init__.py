@@ -21,6 +21,7 @@ def main(global_config, **settings):
         raise SystemExit(f"fftelemetry: {exc}") from None
     settings.setdefault("tm.manager_hook", "pyramid_tm.explicit_manager")
     settings.setdefault("retry.attempts", "10")
+    settings.setdefault("tm.annotate_user", "false")
     with Configurator(settings=settings, root_factory=root_factory) as config:
         config.registry.app_settings = resolved
         config.include("pyramid_retry")

@@ -11,6 +11,7 @@ Class paths are stored in pickles: keep them stable, or write a migration.
 
 from persistent import Persistent
 from pyramid.authorization import ALL_PERMISSIONS, DENY_ALL, Allow, Authenticated, Everyone
+from pyramid.request import RequestLocalCache
 from pyramid_zodbconn import get_connection
 
 from .folder import Folder
@@ -78,8 +79,13 @@ def appmaker(zodb_root):
     return root
 
 
+# The root is asked for by traversal, the security policy and the telemetry collector: find (or
+# make) it once per request.
+_roots = RequestLocalCache(lambda request: appmaker(get_connection(request).root()))
+
+
 def root_factory(request):
-    return appmaker(get_connection(request).root())
+    return _roots.get_or_create(request)
 
 
 def users_folder(request):

@@ -12,7 +12,13 @@ def add_template_globals(event):
         return
     event.setdefault("user", request.identity)
     event.setdefault("csrf_token", lambda: get_csrf_token(request))
-    event.setdefault("pop_flash", request.session.pop_flash)
+    event.setdefault("pop_flash", lambda queue="": pop_flash(request.session, queue))
+
+
+def pop_flash(session, queue):
+    """The queue's messages, emptied. Only a queue that holds some is popped: popping marks the
+    session changed, and a changed session is re-signed and re-sent as a cookie."""
+    return session.pop_flash(queue) if session.peek_flash(queue) else []
 
 
 def includeme(config):
