@@ -7,8 +7,11 @@ loaded gives one line on stderr and exit status 2, never a traceback.
 """
 
 import argparse
+import contextlib
 import logging
 import sys
+
+from ZODB.POSException import StorageError
 
 from ..scripting import close_databases, request_environment
 from . import COMMAND_NAMES, create_user, cron, instructions, status
@@ -49,14 +52,21 @@ def main(argv=None):
         print(f"fftelemetry: {exc}", file=sys.stderr)
         return 2
     registry = app.registry
+    write_failed = False
     try:
         collect(registry, "system.command.executed", args.command)
         exit_status = run_command(registry, args)
         if exit_status != 0:
             collect(registry, "system.command.errored", args.command)
         return exit_status
+    except CANNOT_WRITE as exc:  # a full disk, say: the transaction is aborted whole
+        print(f"fftelemetry {args.command}: {cannot_write(exc)}", file=sys.stderr)
+        write_failed = True
+        return 1
     finally:
-        close_databases(registry)
+        # FileStorage flushes its file on close, and the same disk refuses that too: said above.
+        with contextlib.suppress(*(CANNOT_WRITE if write_failed else ())):
+            close_databases(registry)
 
 
 def run_command(registry, args):
@@ -65,9 +75,18 @@ def run_command(registry, args):
     except CommandError as exc:
         print(f"fftelemetry {args.command}: {exc}", file=sys.stderr)
         return exc.status
+    except CANNOT_WRITE:
+        raise  # said in one line by main()
     except Exception:
         log.exception("fftelemetry %s failed", args.command)
         return 1
+
+
+CANNOT_WRITE = (OSError, StorageError)
+
+
+def cannot_write(exc):
+    return f"could not write ({type(exc).__name__}: {exc}); the change in progress was rolled back"
 
 
 def collect(registry, key, value):

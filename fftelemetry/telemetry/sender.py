@@ -63,16 +63,16 @@ class Outcome:
         if self.ok and not self.sent:
             return "Nothing to send: there are no pending records."
         if self.ok:
-            return f"Sent {_records(self.sent)}; the receiver's reference is {self.uuid}."
+            return f"Sent {records_word(self.sent)}; the receiver's reference is {self.uuid}."
         if not self.sent:
             return f"Nothing was sent: {self.error}. The records stay pending for the next try."
         return (
-            f"Sent {_records(self.sent)}, then the submission failed: {self.error}. "
+            f"Sent {records_word(self.sent)}, then the submission failed: {self.error}. "
             "The other records stay pending for the next try."
         )
 
 
-def _records(count):
+def records_word(count):
     return f"{count} record" if count == 1 else f"{count} records"
 
 

@@ -17,7 +17,7 @@ from pyramid_zodbconn import get_connection
 from .. import catalog
 from ..resources import ROOT_KEY, RecordsView, TelemetryAdmin
 from ..resources.store import ALL, FILTERS, PAGE_SIZE, PENDING, SUBMITTED
-from ..telemetry.sender import submit_pending
+from ..telemetry.sender import encode, records_word, submit_pending
 from ..telemetry.status import status_facts
 
 SHORT_VALUE = 60  # characters shown before a value folds into <details>
@@ -152,10 +152,6 @@ def confirmed(request):
     return False
 
 
-def records_word(count):
-    return "1 record" if count == 1 else f"{count} records"
-
-
 @view_config(context=RecordsView, name="delete-all", request_method="POST")
 def delete_all(context, request):
     if confirmed(request):
@@ -188,9 +184,9 @@ def delete_submitted(context, request):
 @view_config(context=RecordsView, name="preview", request_method="GET")
 def preview(context, request):
     """The body the next POST to the receiver would carry: the oldest batch of pending records,
-    serialised as the sender serialises it."""
+    serialised by the sender's own encoder."""
     batch = context.store.pending_batch(request.app_settings.batch_size)
-    body = json.dumps([record.payload() for _, record in batch], separators=(",", ":"))
+    body = encode([record for _, record in batch])
     return Response(body, content_type="application/json", charset="utf-8")
 
 

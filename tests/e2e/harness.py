@@ -13,6 +13,14 @@ from pathlib import Path
 import requests
 
 BIN = Path(sys.executable).parent
+
+
+def child_environment(extra=None):
+    """The test's environment for a child process, without what only the test process wants
+    (tests/functional/conftest.py points Chameleon at a cache, and Chameleon then says so)."""
+    env = {k: v for k, v in os.environ.items() if k != "CHAMELEON_CACHE"}
+    env.update(extra or {})
+    return env
 SECRET = "end-to-end-secret-0123456789"
 
 
@@ -103,7 +111,7 @@ def zeo_server(folder):
 @contextmanager
 def pserve(ini_path, port, env=None):
     """`pserve ini` listening on `port`; yields its base URL."""
-    env = {**os.environ, **(env or {})}
+    env = child_environment(env)
     args = [str(BIN / "pserve"), str(ini_path)]
     log = Path(ini_path).with_suffix(".log")
     with process(args, log, ready=lambda: port_open(port), env=env):

@@ -12,7 +12,14 @@ from ZODB.FileStorage import FileStorage
 from fftelemetry.resources import appmaker
 from fftelemetry.resources.store import SUBMITTED
 
-from .harness import BIN, app_settings, free_port, wait_until, write_server_ini
+from .harness import (
+    BIN,
+    app_settings,
+    child_environment,
+    free_port,
+    wait_until,
+    write_server_ini,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -33,10 +40,11 @@ def seed(path, count):
             store.add_feature("system.users.count", i)
 
 
-def fftelemetry(*args, timeout=120):
+def fftelemetry(*args, timeout=120, **options):
     return subprocess.run(
         [str(BIN / "fftelemetry"), *map(str, args)],
         capture_output=True, text=True, timeout=timeout, check=False,
+        env=child_environment(), **options,
     )
 
 
@@ -60,7 +68,7 @@ def test_cron_killed_mid_submission_then_rerun_marks_each_record_once(tmp_path, 
     )
     cron = subprocess.Popen(
         [str(BIN / "fftelemetry"), "cron", str(ini), "--force"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=child_environment(),
     )
     try:
         wait_until(lambda: receiver.stats()["records"] >= 3_000, 60, "the first batches")
@@ -103,7 +111,8 @@ def test_a_corrupted_dotenv_stops_commands_and_server_in_one_line(tmp_path):
     assert ".env" in line and "line 2" in line
 
     server = subprocess.run(
-        [str(BIN / "pserve"), str(ini)], capture_output=True, text=True, timeout=60, check=False
+        [str(BIN / "pserve"), str(ini)],
+        capture_output=True, text=True, timeout=60, check=False, env=child_environment(),
     )
     assert server.returncode != 0
     assert "Traceback" not in server.stderr
@@ -134,3 +143,31 @@ def test_an_ini_that_is_a_folder_is_one_line_and_exit_2(tmp_path):
     result = fftelemetry("cron", tmp_path)
     assert result.returncode == 2
     assert "not found" in one_line_error(result)
+
+
+def test_a_full_disk_fails_a_command_in_one_line_and_loses_nothing(tmp_path):
+    """RLIMIT_FSIZE makes every write past the file's size fail (EFBIG), as a full disk would."""
+    import resource
+    import signal
+
+    data = tmp_path / "Data.fs"
+    seed(data, 50)
+    ini = write_server_ini(tmp_path / "app.ini", app_settings(f"file://{data}"))
+    limit = data.stat().st_size
+
+    def no_room():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    result = fftelemetry("instructions", "install", ini, preexec_fn=no_room)
+    assert result.returncode == 1
+    line = one_line_error(result)
+    assert line.startswith("fftelemetry instructions: could not write")
+    assert "File too large" in line
+    with store_of(data) as store:
+        assert store.counts()["all"] == 50
+
+    again = fftelemetry("instructions", "install", ini)
+    assert again.returncode == 0, again.stderr
+    with store_of(data) as store:
+        assert store.counts()["all"] == 50 + 1 + 4  # the command's first use, the system facts
