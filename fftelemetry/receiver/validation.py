@@ -5,6 +5,7 @@ found from the 400 answer alone.
 """
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -87,9 +88,15 @@ def check_record(index, item):
     return checked
 
 
+# The spellings our sender uses (hex, or the dashed form), lower case: no need to parse those.
+PLAIN_UUID = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}")
+
+
 def _uuid(value):
     if not isinstance(value, str) or len(value) > 36:
         raise ValueError("expected a uuid string")
+    if PLAIN_UUID.fullmatch(value):
+        return value.replace("-", "")
     try:
         return uuid.UUID(value).hex  # one spelling, so the same id is always found again
     except ValueError:

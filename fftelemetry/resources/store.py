@@ -113,11 +113,21 @@ class Partition(Persistent):
         self.records[seq] = record
         self.count.change(1)
 
-    def remove(self, seq):
-        record = self.records.pop(seq, None)
-        if record is not None:
-            self.count.change(-1)
-        return record
+    def take(self, seqs):
+        """Remove the records of `seqs` that are here; returns them as (seq, record) pairs."""
+        taken = []
+        for seq in seqs:
+            record = self.records.pop(seq, None)
+            if record is not None:
+                taken.append((seq, record))
+        self.count.change(-len(taken))
+        return taken
+
+    def put(self, items):
+        """Add (seq, record) pairs."""
+        for seq, record in items:
+            self.records[seq] = record
+        self.count.change(len(items))
 
     def __len__(self):
         return self.count()
@@ -254,17 +264,11 @@ class TelemetryStore(Persistent):
     def mark_submitted(self, seqs, submission_uuid, now=None):
         """Move the given pending records to `submitted`; returns how many moved (records
         deleted or already marked in the meantime are skipped)."""
-        submitted_us = to_micros(now or utcnow())
-        moved = 0
-        for seq in seqs:
-            record = self.pending.remove(seq)
-            if record is None:
-                continue
-            self.submitted.add(
-                seq, record._replace(submitted_us=submitted_us, submission_uuid=submission_uuid)
-            )
-            moved += 1
-        return moved
+        marks = (to_micros(now or utcnow()), submission_uuid)
+        taken = self.pending.take(seqs)
+        # Record._make over the first six fields: _replace does the same, several times slower.
+        self.submitted.put([(seq, Record._make(record[:6] + marks)) for seq, record in taken])
+        return len(taken)
 
     def log_submission(self, result, keep=50):
         """Keep `result` in the bounded log; a success also moves `last_success_at`."""
