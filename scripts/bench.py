@@ -387,6 +387,7 @@ def main(argv=None):
         high = on_copy(big_db, "--child", "view", "--label", "1m")
         show(**low["view_ms_at_100"])
         show(**high["view_ms_at_1m"])
+        show("view_peak_rss_mb_at_100", low["peak_rss_mb"]["value"], "MB")
         show("view_peak_rss_mb_at_1m", high["peak_rss_mb"]["value"], "MB")
         ratio = high["view_ms_at_1m"]["value"] / low["view_ms_at_100"]["value"]
         show("view_flatness", round(ratio, 2), "ratio")

@@ -54,9 +54,11 @@ def main(argv=None):
     registry = app.registry
     write_failed = False
     try:
-        collect(registry, "system.command.executed", args.command)
+        counted = not getattr(args, "dry_run", False)  # a dry run changes nothing at all
+        if counted:
+            collect(registry, "system.command.executed", args.command)
         exit_status = run_command(registry, args)
-        if exit_status != 0:
+        if exit_status != 0 and counted:
             collect(registry, "system.command.errored", args.command)
         return exit_status
     except CANNOT_WRITE as exc:  # a full disk, say: the transaction is aborted whole

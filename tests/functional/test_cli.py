@@ -200,12 +200,14 @@ def test_cron_dry_run_prints_what_it_would_send_and_sends_nothing(tmp_path, writ
     with serving(stub) as url:
         ini = write_ini(**{"fftelemetry.telemetry_url": url, "fftelemetry.batch_size": "2"})
         run_cli("instructions", "install", ini)  # 5 records
+        _, before, _ = stored(tmp_path)
         result = run_cli("cron", ini, "--dry-run")
     assert result.returncode == 0 and stub.requests == []
     bodies = [json.loads(line) for line in result.stdout.splitlines()]
-    assert [len(body) for body in bodies] == [2, 2, 2]  # and the cron record itself
+    assert [len(body) for body in bodies] == [2, 2, 1]
     sent_keys = [record["key"] for body in bodies for record in body]
     _, records, log = stored(tmp_path)
+    assert records == before, "a dry run changes nothing, not even its own first use"
     assert sent_keys == [key for key, _, _ in records]
     assert not any(submitted for _, _, submitted in records) and log == []
 

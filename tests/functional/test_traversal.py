@@ -75,3 +75,16 @@ def test_webtest_app_is_reusable_across_requests(make_app):
     app = webtest.TestApp(make_app())
     for _ in range(3):
         app.get("/", status=200)
+
+
+def test_production_ini_ships_without_a_secret_and_refuses_to_start(tmp_path):
+    from pathlib import Path
+
+    from pyramid.paster import get_app
+
+    shipped = Path(__file__).resolve().parents[2] / "production.ini"
+    copy = tmp_path / "production.ini"  # away from any .env a developer keeps beside the repo's
+    copy.write_text(shipped.read_text())
+    with pytest.raises(SystemExit) as info:
+        get_app(str(copy))
+    assert str(info.value).startswith("fftelemetry: no session secret: set FFTELEMETRY_SECRET")
