@@ -40,7 +40,6 @@ def app_settings(tmp_path, **overrides):
         "fftelemetry.strict_catalog": "true",
         "fftelemetry.env_file": str(tmp_path / ".env"),
         "fftelemetry.send_telemetry": "true",
-        "retry.attempts": "3",
     }
     settings.update(overrides)
     return settings
