@@ -2,6 +2,7 @@
 
 from ..resources import telemetry_store
 from ..scripting import request_environment
+from ..telemetry.status import format_time as _when
 from ..telemetry.status import status_facts
 
 HELP = "show whether telemetry is on, what is collected and pending, and the last submissions"
@@ -40,6 +41,3 @@ def submission_line(result):
     outcome = f"receiver uuid {result.uuid}" if result.ok else f"FAILED: {result.error}"
     return f"{_when(result.at)}  sent {result.sent}  {status}  {outcome}"
 
-
-def _when(moment):
-    return None if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S %Z")

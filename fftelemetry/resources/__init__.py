@@ -94,3 +94,8 @@ def users_folder(request):
 
 def telemetry_store(request):
     return root_factory(request)["admin"]["telemetry"].store
+
+
+def telemetry_store_in(zodb_root):
+    """The store, from a connection of one's own (the sender, the streamed export)."""
+    return appmaker(zodb_root)["admin"]["telemetry"].store

@@ -25,7 +25,9 @@ import json
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
-from heapq import merge
+from heapq import merge, nsmallest
+from itertools import islice
+from operator import itemgetter
 from typing import NamedTuple
 
 from BTrees.Length import Length
@@ -229,30 +231,36 @@ class TelemetryStore(Persistent):
         pending, submitted = len(self.pending), len(self.submitted)
         return {ALL: pending + submitted, PENDING: pending, SUBMITTED: submitted}
 
+    def partitions(self, which):
+        """The partitions a filter (all, pending or submitted) looks at."""
+        if which not in FILTERS:
+            raise ValueError(f"unknown filter {which!r}")
+        return {
+            ALL: (self.pending, self.submitted),
+            PENDING: (self.pending,),
+            SUBMITTED: (self.submitted,),
+        }[which]
+
     def page(self, which=ALL, before=None, size=PAGE_SIZE):
         """Up to `size` (seq, record) pairs newest first, below the sequence `before`.
 
         Keyset paging: a page deep in a million records costs what the first page costs."""
-        if which not in FILTERS:
-            raise ValueError(f"unknown filter {which!r}")
-        streams = []
-        if which in (ALL, PENDING):
-            streams.append(self.pending.newest_first(before))
-        if which in (ALL, SUBMITTED):
-            streams.append(self.submitted.newest_first(before))
-        merged = merge(*streams, key=lambda item: item[0], reverse=True)
-        page = []
-        for item in merged:
-            page.append(item)
-            if len(page) >= size:
-                break
-        return page
+        streams = [part.newest_first(before) for part in self.partitions(which)]
+        merged = merge(*streams, key=itemgetter(0), reverse=True)
+        return list(islice(merged, size))
+
+    def page_above(self, which, after, size=PAGE_SIZE):
+        """The `size` records just above the sequence `after`, newest first: the page before a
+        keyset page, at the same O(size · log n) cost however deep `after` is."""
+        parts = self.partitions(which)
+        nearest = [item for part in parts for item in part.oldest_first(size, after)]
+        return sorted(nsmallest(size, nearest, key=itemgetter(0)), key=itemgetter(0), reverse=True)
 
     def has_older(self, which, seq):
         return bool(self.page(which, before=seq, size=1))
 
-    def get(self, seq):
-        return self.pending.records.get(seq) or self.submitted.records.get(seq)
+    def has_newer(self, which, seq):
+        return bool(self.page_above(which, seq, size=1))
 
     def pending_batch(self, limit, after=None):
         """The oldest `limit` pending records (above the sequence `after`), as (seq, record)

@@ -24,7 +24,7 @@ from urllib3.util.retry import Retry
 from ZODB.POSException import ConflictError
 
 from .. import __version__
-from ..resources import appmaker
+from ..resources import telemetry_store_in
 from ..resources.store import SubmissionResult, utcnow
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ def pending_bodies(db, batch_size):
 
 
 def _store(conn):
-    return appmaker(conn.root())["admin"]["telemetry"].store
+    return telemetry_store_in(conn.root())
 
 
 def _mark(tm, conn, seqs, batch_uuid, now):

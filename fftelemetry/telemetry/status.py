@@ -7,6 +7,11 @@ from ..resources.store import SubmissionResult, TelemetryStore, utcnow
 from ..settings import AppSettings
 
 
+def format_time(moment):
+    """A time as the status page and `fftelemetry status` show it; "" for none."""
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else ""
+
+
 def next_submission_due(store: TelemetryStore, interval_days: int) -> datetime | None:
     """When the next cron submission is due; None means "now" (never sent, or the last attempt
     failed: a failure is retried on the next run rather than a week later)."""

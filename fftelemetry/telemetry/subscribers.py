@@ -16,7 +16,7 @@ def preferences_changed(event):
     request, user = event.request, event.user
     collect = request.telemetry.collect
     collect("user.preferences.language", user.language)
-    collect("user.preferences.locale", i18n.resolve_locale(user.language, user.locale))
+    collect("user.preferences.locale", user.resolved_locale)
     collect("config.default_language", i18n.installation_language(request.registry.settings))
 
 

@@ -5,8 +5,6 @@ prefetch could trigger) and redirects back with a flash saying what actually hap
 """
 
 import json
-from heapq import nsmallest
-from operator import itemgetter
 
 import transaction
 from pyramid.httpexceptions import HTTPBadRequest, HTTPSeeOther
@@ -15,9 +13,10 @@ from pyramid.view import view_config
 from pyramid_zodbconn import get_connection
 
 from .. import catalog
-from ..resources import ROOT_KEY, RecordsView, TelemetryAdmin
-from ..resources.store import ALL, FILTERS, PAGE_SIZE, PENDING, SUBMITTED
+from ..resources import RecordsView, TelemetryAdmin, telemetry_store_in
+from ..resources.store import ALL, FILTERS, PENDING
 from ..telemetry.sender import encode, records_word, submit_pending
+from ..telemetry.status import format_time as when
 from ..telemetry.status import status_facts
 
 SHORT_VALUE = 60  # characters shown before a value folds into <details>
@@ -30,10 +29,6 @@ SOURCES = {
     "default": "the default: off unless you switch it on",
     "DO_NOT_TRACK": "DO_NOT_TRACK, which turns it off whatever else is set",
 }
-
-
-def when(moment):
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else ""
 
 
 def shown(value):
@@ -58,21 +53,6 @@ def status(context, request):
 # -- the records page -----------------------------------------------------------------------
 
 
-def partitions(store, which):
-    return {
-        ALL: (store.pending, store.submitted),
-        PENDING: (store.pending,),
-        SUBMITTED: (store.submitted,),
-    }[which]
-
-
-def newer_page(store, which, after, size=PAGE_SIZE):
-    """The `size` records just above the sequence `after`, newest first: the page before a
-    keyset page. Like store.page it costs O(size · log n), however deep `after` is."""
-    nearest = [item for part in partitions(store, which) for item in part.oldest_first(size, after)]
-    return sorted(nsmallest(size, nearest, key=itemgetter(0)), key=itemgetter(0), reverse=True)
-
-
 def sequence_param(request, name):
     raw = request.GET.get(name)
     if raw is None or raw == "":
@@ -94,10 +74,9 @@ def filter_param(request):
 def records(context, request):
     store, which = context.store, filter_param(request)
     after, before = sequence_param(request, "after"), sequence_param(request, "before")
-    if after is not None:
-        page = newer_page(store, which, after)
-    else:
-        page = store.page(which, before=before)
+    page = (
+        store.page_above(which, after) if after is not None else store.page(which, before=before)
+    )
 
     def url(**query):
         return request.resource_url(context, query={"show": which, **query})
@@ -105,7 +84,7 @@ def records(context, request):
     newer = older = None
     if page:
         first, last = page[0][0], page[-1][0]
-        newer = url(after=first) if newer_page(store, which, first, size=1) else None
+        newer = url(after=first) if store.has_newer(which, first) else None
         older = url(before=last) if store.has_older(which, last) else None
     return {
         "counts": store.counts(),
@@ -204,7 +183,7 @@ def export_chunks(db, which):
     tm = transaction.TransactionManager()
     conn = db.open(tm)
     try:
-        store = conn.root()[ROOT_KEY]["admin"]["telemetry"].store
+        store = telemetry_store_in(conn.root())
         yield b"["
         separator, before = "\n", None
         while page := store.page(which, before=before, size=EXPORT_CHUNK):
