@@ -73,7 +73,25 @@ def press(driver, button):
     button.click()
     if expected_conditions.alert_is_present()(driver):
         driver.switch_to.alert.accept()  # the page asks before it deletes
-    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(old_page))
+    wait = WebDriverWait(driver, 10)
+    wait.until(lambda _: gone(old_page))
+    wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
+def gone(element):
+    """Whether the element's document has been replaced. Chromium says so either as a stale
+    element or, mid-navigation, as "Node with given id does not belong to the document"."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as exc:
+        if "does not belong to the document" in str(exc):
+            return True
+        raise
+    return False
 
 
 def submit(driver, form):
