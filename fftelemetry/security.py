@@ -68,18 +68,22 @@ class SecurityPolicy:
         return self.session.forget(request, **kw)
 
 
+def session_factory(secret):
+    """Signed-cookie sessions: eight hours idle, and re-signed at most every ten minutes (not on
+    every request, Pyramid's default)."""
+    return SignedCookieSessionFactory(
+        secret,
+        salt="fftelemetry.session.",
+        httponly=True,
+        samesite="Lax",
+        timeout=8 * 3600,
+        reissue_time=600,
+    )
+
+
 def includeme(config):
     settings = config.registry.app_settings
-    config.set_session_factory(
-        SignedCookieSessionFactory(
-            settings.session_secret,
-            salt="fftelemetry.session.",
-            httponly=True,
-            samesite="Lax",
-            timeout=8 * 3600,
-            reissue_time=600,
-        )
-    )
+    config.set_session_factory(session_factory(settings.session_secret))
     config.set_security_policy(SecurityPolicy())
     config.set_default_permission(VIEW)
     config.set_default_csrf_options(require_csrf=True)

@@ -1,0 +1,42 @@
+"""scripts/bench.py still runs: its requests-per-second part, the quickest, prints every figure.
+
+Figures are not judged here (the brief keeps timings out of the test suite); only that the
+benchmark works, so a change that breaks it is seen before someone needs its numbers."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .harness import child_environment
+
+pytestmark = pytest.mark.slow
+
+BENCH = Path(__file__).resolve().parents[2] / "scripts" / "bench.py"
+FIGURES = ("hello_rps", "stack_rps", "status_rps", "stack_vs_hello", "status_vs_stack",
+           "status_vs_hello")
+
+
+def test_bench_status_prints_its_figures():
+    run = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--only", "status"],
+        capture_output=True, text=True, timeout=300, env=child_environment(), check=False,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stderr == ""  # no stray warnings in the middle of the figures
+    figures = dict(line.split(": ", 1) for line in run.stdout.splitlines()[1:])
+    assert tuple(figures) == FIGURES
+    for name, text in figures.items():
+        value, unit = text.split()
+        assert float(value) > 0, name
+        assert unit == ("ratio" if "_vs_" in name else "req/s"), name
+
+
+def test_bench_refuses_an_unknown_measurement():
+    run = subprocess.run(
+        [sys.executable, str(BENCH), "--only", "everything"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert run.returncode == 2
+    assert "invalid choice: 'everything'" in run.stderr
