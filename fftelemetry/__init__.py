@@ -5,6 +5,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pyramid.config import Configurator
 
 from . import settings as app_settings
+from .request import AppRequest
 from .resources import root_factory
 
 try:
@@ -27,8 +28,12 @@ def main(global_config, **settings):
         config.include("pyramid_retry")
         config.include(".retries")
         config.include("pyramid_tm")
+        # AppRequest carries request.tm. Declaring the name here, without a callable, overrides
+        # pyramid_tm's add_request_method (the including configuration wins), which would
+        # otherwise give every request a class of its own (see fftelemetry/request.py).
+        config.set_request_factory(AppRequest)
+        config.add_request_method(None, "tm")
         config.include("pyramid_zodbconn")
-        config.include(".settings")
         config.include(".security")
         config.include(".telemetry")
         config.include(".views")

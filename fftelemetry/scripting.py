@@ -7,6 +7,7 @@ transaction first and then prepare the environment, and own the commit/abort our
 
 from contextlib import contextmanager
 
+from pyramid.interfaces import IRequestFactory
 from pyramid.request import Request, apply_request_extensions
 from pyramid.scripting import prepare
 
@@ -15,9 +16,10 @@ from pyramid.scripting import prepare
 def request_environment(registry, url="http://localhost/"):
     """An env dict (request, root, registry) inside one transaction: committed when the block
     ends normally, aborted when it raises."""
-    request = Request.blank("/", base_url=url.rstrip("/"))
+    request_factory = registry.queryUtility(IRequestFactory, default=Request)
+    request = request_factory.blank("/", base_url=url.rstrip("/"))
     request.registry = registry
-    apply_request_extensions(request)  # request.tm and friends
+    apply_request_extensions(request)  # none for our registries (AppRequest has request.tm)
     request.tm.begin()
     env = prepare(request=request, registry=registry)
     try:

@@ -87,5 +87,4 @@ def includeme(config):
     config.set_security_policy(SecurityPolicy())
     config.set_default_permission(VIEW)
     config.set_default_csrf_options(require_csrf=True)
-    hasher = password_hasher(settings)
-    config.add_request_method(lambda request: hasher, "password_hasher", reify=True)
+    config.registry.password_hasher = password_hasher(settings)

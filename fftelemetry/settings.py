@@ -189,10 +189,3 @@ def load(ini, global_config=None, environ=None):
         env_file=env_file,
         hashing_profile=profile,
     )
-
-
-def includeme(config):
-    """Hang the resolved settings (see `fftelemetry.main`) on every request."""
-    config.add_request_method(
-        lambda request: request.registry.app_settings, "app_settings", reify=True
-    )

@@ -2,5 +2,4 @@
 
 
 def includeme(config):
-    config.include(".collector")
     config.include(".subscribers")

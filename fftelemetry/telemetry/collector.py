@@ -42,7 +42,3 @@ class Telemetry:
         if entry.type == catalog.FEATURE:
             return self.store.add_feature(key, value, now)
         return self.store.add_recurring(key, value, entry.every_days, now)
-
-
-def includeme(config):
-    config.add_request_method(Telemetry, "telemetry", reify=True)

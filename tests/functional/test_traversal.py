@@ -2,9 +2,11 @@
 
 import pytest
 import webtest
+from pyramid.interfaces import INewRequest, IRequestExtensions
 
 from fftelemetry import main
 from fftelemetry.catalog import CatalogError
+from fftelemetry.request import AppRequest
 from fftelemetry.scripting import close_databases, request_environment
 from tests.conftest import app_settings
 
@@ -88,3 +90,20 @@ def test_production_ini_ships_without_a_secret_and_refuses_to_start(tmp_path):
     with pytest.raises(SystemExit) as info:
         get_app(str(copy))
     assert str(info.value).startswith("fftelemetry: no session secret: set FFTELEMETRY_SECRET")
+
+
+def test_every_request_is_an_app_request_with_no_class_of_its_own(site, admin):
+    """Pyramid gives each request a class of its own when anything is added with
+    add_request_method(reify=True), which slows every attribute lookup on it (see
+    fftelemetry/request.py). The request properties live on AppRequest instead, pyramid_tm's
+    `tm` included; the console's requests are made the same way."""
+    assert site.app.registry.queryUtility(IRequestExtensions) is None
+    seen = []
+    site.app.registry.registerHandler(
+        lambda event: seen.append(type(event.request)), (INewRequest,)
+    )
+    admin.get("/admin/telemetry")
+    assert seen == [AppRequest]
+    with request_environment(site.app.registry) as env:
+        assert type(env["request"]) is AppRequest
+        assert env["request"].tm.explicit  # pyramid_tm's manager hook still applies

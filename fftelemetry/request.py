@@ -1,0 +1,36 @@
+"""The application's request class, with everything the application hangs on a request.
+
+Pyramid's `add_request_method(..., reify=True)` makes a new subclass of the request's class on
+every request to carry such properties, and an attribute lookup on an instance of a class that
+new misses CPython's type cache: the whole request gets slower, not just the property. Declared
+once on this class, the same properties cost nothing per request (see docs/performance.md).
+"""
+
+import pyramid_tm
+from pyramid.decorator import reify
+from pyramid.request import Request
+
+from .telemetry.collector import Telemetry
+
+
+class AppRequest(Request):
+    @reify
+    def tm(self):
+        """pyramid_tm's transaction manager for this request (`main` keeps pyramid_tm from
+        adding it per request)."""
+        return pyramid_tm.create_tm(self)
+
+    @reify
+    def app_settings(self):
+        """The settings resolved at start-up (`fftelemetry.settings.load`)."""
+        return self.registry.app_settings
+
+    @reify
+    def telemetry(self):
+        """The one way to collect a value: `request.telemetry.collect(key, value)`."""
+        return Telemetry(self)
+
+    @reify
+    def password_hasher(self):
+        """The argon2 hasher for the configured cost."""
+        return self.registry.password_hasher
