@@ -178,7 +178,7 @@ def load(ini, global_config=None, environ=None):
         send_telemetry=send,
         send_telemetry_source=send_source,
         telemetry_url=url,
-        batch_size=sources.number("fftelemetry.batch_size", int, 500, 1),
+        batch_size=sources.number("fftelemetry.batch_size", int, 1000, 1),
         interval_days=sources.number("fftelemetry.interval_days", int, 7, 1),
         connect_timeout=sources.number("fftelemetry.connect_timeout", float, 5.0, 0.001),
         read_timeout=sources.number("fftelemetry.read_timeout", float, 30.0, 0.001),

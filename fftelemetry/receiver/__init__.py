@@ -10,7 +10,7 @@ from pyramid.renderers import JSON
 
 from .resources import root_factory
 
-DEFAULT_MAX_RECORDS = 1000
+DEFAULT_MAX_RECORDS = 2000
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 
