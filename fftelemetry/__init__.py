@@ -5,7 +5,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pyramid.config import Configurator
 
 from . import settings as app_settings
-from .request import AppRequest
+from .request import use_app_request
 from .resources import root_factory
 
 try:
@@ -28,11 +28,7 @@ def main(global_config, **settings):
         config.include("pyramid_retry")
         config.include(".retries")
         config.include("pyramid_tm")
-        # AppRequest carries request.tm. Declaring the name here, without a callable, overrides
-        # pyramid_tm's add_request_method (the including configuration wins), which would
-        # otherwise give every request a class of its own (see fftelemetry/request.py).
-        config.set_request_factory(AppRequest)
-        config.add_request_method(None, "tm")
+        use_app_request(config)  # here, at the top level: see fftelemetry/request.py
         config.include("pyramid_zodbconn")
         config.include(".security")
         config.include(".telemetry")

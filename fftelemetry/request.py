@@ -34,3 +34,12 @@ class AppRequest(Request):
     def password_hasher(self):
         """The argon2 hasher for the configured cost."""
         return self.registry.password_hasher
+
+
+def use_app_request(config):
+    """Make AppRequest the request class. Call it in the top-level configuration, after
+    `config.include("pyramid_tm")`, not from an includeme: declaring `tm` there without a
+    callable overrides pyramid_tm's add_request_method (the including configuration wins),
+    which would otherwise give every request a class of its own."""
+    config.set_request_factory(AppRequest)
+    config.add_request_method(None, "tm")

@@ -254,7 +254,7 @@ def stack_app(path):
     from pyramid.response import Response
     from pyramid_zodbconn import get_connection
 
-    from fftelemetry.request import AppRequest
+    from fftelemetry.request import use_app_request
     from fftelemetry.security import session_factory
 
     def hello(request):
@@ -270,8 +270,7 @@ def stack_app(path):
     with Configurator(settings=settings) as config:
         config.include("pyramid_retry")
         config.include("pyramid_tm")
-        config.set_request_factory(AppRequest)  # with request.tm, as fftelemetry.main does
-        config.add_request_method(None, "tm")
+        use_app_request(config)  # as fftelemetry.main does
         config.include("pyramid_zodbconn")
         config.set_session_factory(session_factory(SECRET))
         config.add_route("hello", "/")

@@ -6,7 +6,6 @@ import sys
 from ..resources import users_folder
 from ..resources.users import AccountError
 from ..scripting import request_environment
-from ..security import password_hasher
 from .errors import CommandError
 
 HELP = "create a user account (the password is asked for, or read from stdin)"
@@ -22,12 +21,12 @@ def add_arguments(parser):
 
 def run(registry, args):
     password = read_password(args.password_stdin)
-    hasher = password_hasher(registry.app_settings)
     try:
         with request_environment(registry) as env:
+            request = env["request"]
             # Without --admin the first account still becomes the administrator, as on /register.
-            user = users_folder(env["request"]).create(
-                args.email, password, hasher, admin=True if args.admin else None
+            user = users_folder(request).create(
+                args.email, password, request.password_hasher, admin=True if args.admin else None
             )
             email, is_admin = user.email, user.is_admin
     except AccountError as exc:

@@ -42,7 +42,7 @@ def shown(value):
 @functools.cache
 def catalog_table():
     """The catalog as an HTML table. It is fixed for the life of the process, so it is rendered
-    once rather than on every view of the status page (it was a fifth of the page's cost)."""
+    once rather than on every view of the status page (about a tenth of the page's cost)."""
     return render("fftelemetry:templates/catalog_table.pt", {"catalog": catalog.ENTRIES})
 
 
