@@ -14,8 +14,8 @@ from .harness import child_environment
 pytestmark = pytest.mark.slow
 
 BENCH = Path(__file__).resolve().parents[2] / "scripts" / "bench.py"
-FIGURES = ("hello_rps", "stack_rps", "status_rps", "stack_vs_hello", "status_vs_stack",
-           "status_vs_hello")
+FIGURES = ("hello_rps", "stack_rps", "untemplated_rps", "status_rps", "stack_vs_hello",
+           "untemplated_vs_hello", "status_vs_stack", "status_vs_hello")
 
 
 def test_bench_status_prints_its_figures():
