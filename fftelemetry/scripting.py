@@ -7,6 +7,7 @@ transaction first and then prepare the environment, and own the commit/abort our
 
 from contextlib import contextmanager
 
+import transaction
 from pyramid.interfaces import IRequestFactory
 from pyramid.request import Request, apply_request_extensions
 from pyramid.scripting import prepare
@@ -40,3 +41,17 @@ def close_databases(registry):
     """Close pyramid_zodbconn's databases (a FileStorage left open rebuilds its index later)."""
     for db in getattr(registry, "_zodb_databases", {}).values():
         db.close()
+
+
+@contextmanager
+def own_connection(db):
+    """(tm, conn): a connection of one's own with its own transaction manager, for work that
+    commits in transactions of its own or outlives the request (the sender, the streamed
+    export). Whatever is left uncommitted is aborted, then the connection goes back to the pool."""
+    tm = transaction.TransactionManager()
+    conn = db.open(tm)
+    try:
+        yield tm, conn
+    finally:
+        tm.abort()
+        conn.close()

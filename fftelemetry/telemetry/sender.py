@@ -18,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import requests
-import transaction
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 from ZODB.POSException import ConflictError
@@ -26,6 +25,7 @@ from ZODB.POSException import ConflictError
 from .. import __version__
 from ..resources import telemetry_store_in
 from ..resources.store import SubmissionResult, utcnow
+from ..scripting import own_connection
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +90,9 @@ def submit_pending(db, settings, *, now=None) -> Outcome:
     if not settings.send_telemetry:
         return Outcome(sent=0, status=None, uuid=None, error=TELEMETRY_OFF)
     now = now or utcnow()
-    tm = transaction.TransactionManager()
-    conn = db.open(tm)
-    try:
+    with own_connection(db) as (tm, conn):
         outcome = _send_batches(conn, tm, settings, now)
         _log_run(tm, conn, settings, outcome, now)
-    finally:
-        tm.abort()
-        conn.close()
     return outcome
 
 
@@ -153,21 +148,12 @@ def encode(records):
 
 def pending_bodies(db, batch_size):
     """The POST bodies a submission would send now, oldest first; reads, changes nothing."""
-    tm = transaction.TransactionManager()
-    conn = db.open(tm)
-    try:
+    with own_connection(db) as (tm, conn):
         after = None
-        while True:
-            with tm:
-                batch = _store(conn).pending_batch(batch_size, after=after)
-            if not batch:
-                return
+        while batch := _read_batch(conn, tm, batch_size, after):
             yield encode([record for _, record in batch])
             after = batch[-1][0]
             conn.cacheGC()
-    finally:
-        tm.abort()
-        conn.close()
 
 
 def _store(conn):

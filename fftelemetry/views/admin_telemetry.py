@@ -7,7 +7,6 @@ prefetch could trigger) and redirects back with a flash saying what actually hap
 import functools
 import json
 
-import transaction
 from pyramid.httpexceptions import HTTPBadRequest, HTTPSeeOther
 from pyramid.renderers import render
 from pyramid.response import Response
@@ -17,6 +16,7 @@ from pyramid_zodbconn import get_connection
 from .. import catalog
 from ..resources import RecordsView, TelemetryAdmin, telemetry_store_in
 from ..resources.store import ALL, FILTERS, PENDING
+from ..scripting import own_connection
 from ..telemetry.sender import encode, records_word, submit_pending
 from ..telemetry.status import format_time as when
 from ..telemetry.status import status_facts
@@ -189,9 +189,7 @@ def exported(record):
 def export_chunks(db, which):
     """Every record as a JSON array, newest first, a keyset page at a time. It runs after the
     request has ended, so it reads on a connection of its own (one consistent snapshot)."""
-    tm = transaction.TransactionManager()
-    conn = db.open(tm)
-    try:
+    with own_connection(db) as (_, conn):
         store = telemetry_store_in(conn.root())
         yield b"["
         separator, before = "\n", None
@@ -202,9 +200,6 @@ def export_chunks(db, which):
             before = page[-1][0]
             conn.cacheGC()  # memory stays flat however many records there are
         yield b"\n]\n"
-    finally:
-        tm.abort()
-        conn.close()
 
 
 @view_config(context=RecordsView, name="export.json", request_method="GET")
