@@ -36,9 +36,8 @@ def run(registry, args):
     with request_environment(registry) as env:
         db = get_connection(env["request"]).db()
         store = telemetry_store(env["request"])
-        due = is_due(store, settings.interval_days)
         next_due = next_submission_due(store, settings.interval_days)
-    if not (due or args.force):
+    if not (is_due(next_due) or args.force):
         log.info("Not due: the next submission is due %s (--force submits now).", next_due)
         return 0
     if args.dry_run:

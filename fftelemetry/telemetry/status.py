@@ -21,9 +21,9 @@ def next_submission_due(store: TelemetryStore, interval_days: int) -> datetime |
     return store.last_success_at + timedelta(days=interval_days)
 
 
-def is_due(store, interval_days, now=None):
-    due = next_submission_due(store, interval_days)
-    return due is None or (now or utcnow()) >= due
+def is_due(next_due: datetime | None, now=None) -> bool:
+    """Whether a submission due at `next_due` (from next_submission_due) is due by `now`."""
+    return next_due is None or (now or utcnow()) >= next_due
 
 
 @dataclass(frozen=True)
