@@ -49,12 +49,12 @@ def open_db(path):
 
 def fill(path, total, pending, chunk=20_000):
     """`total` feature records, all but the newest `pending` marked submitted."""
-    from fftelemetry.resources import appmaker
+    from fftelemetry.resources import telemetry_store_in
 
     db = open_db(path)
     for start in range(0, total, chunk):
         with db.transaction() as conn:
-            store = appmaker(conn.root())["admin"]["telemetry"].store
+            store = telemetry_store_in(conn.root())
             for i in range(start, min(start + chunk, total)):
                 store.add_feature("system.users.count", i, T0 + timedelta(microseconds=i))
             submit_upto = total - pending
@@ -129,12 +129,12 @@ def signed_in_testapp(app):
 def records_pages(path):
     """A signed-in WebTest app on the store, and the records page's URLs to time: the first
     page and one deep in the middle."""
-    from fftelemetry.resources import appmaker
+    from fftelemetry.resources import telemetry_store_in
     from fftelemetry.resources.store import PAGE_SIZE, new_sequence
 
     db = open_db(path)
     with db.transaction() as conn:
-        total = appmaker(conn.root())["admin"]["telemetry"].store.counts()["all"]
+        total = telemetry_store_in(conn.root()).counts()["all"]
     db.close()
     # fill() collected record i at T0 + i microseconds. The deep page is the one below the
     # middle record; a store of two pages or less has no such page, so there it is the keyset
@@ -176,12 +176,12 @@ def list_records(stores, rounds=30):
 
 
 def measure_delete_submitted(path):
-    from fftelemetry.resources import appmaker
+    from fftelemetry.resources import telemetry_store_in
 
     db = open_db(path)
     started = time.perf_counter()
     with db.transaction() as conn:
-        store = appmaker(conn.root())["admin"]["telemetry"].store
+        store = telemetry_store_in(conn.root())
         deleted = store.delete_submitted()
     elapsed = time.perf_counter() - started
     db.close()

@@ -9,7 +9,7 @@ import pytest
 from ZODB import DB
 from ZODB.FileStorage import FileStorage
 
-from fftelemetry.resources import appmaker
+from fftelemetry.resources import telemetry_store_in
 from fftelemetry.resources.store import SUBMITTED
 
 from .harness import (
@@ -29,7 +29,7 @@ def store_of(path):
     db = DB(FileStorage(str(path)))
     try:
         with db.transaction() as conn:
-            yield appmaker(conn.root())["admin"]["telemetry"].store
+            yield telemetry_store_in(conn.root())
     finally:
         db.close()
 

@@ -15,7 +15,7 @@ import pytest
 from ZODB import DB
 from ZODB.FileStorage import FileStorage
 
-from fftelemetry.resources import appmaker
+from fftelemetry.resources import telemetry_store_in
 from tests.conftest import Stub, serving
 
 
@@ -24,7 +24,7 @@ def stored(tmp_path):
     db = DB(FileStorage(str(tmp_path / "Data.fs"), read_only=True))
     try:
         conn = db.open()
-        store = appmaker(conn.root())["admin"]["telemetry"].store
+        store = telemetry_store_in(conn.root())
         records = [(r.key, r.value, r.is_submitted) for _, r in reversed(store.page(size=1000))]
         return store.installation_id, records, store.submissions()
     finally:

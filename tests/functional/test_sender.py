@@ -12,7 +12,7 @@ from ZODB.FileStorage import FileStorage
 from ZODB.POSException import ReadOnlyError
 
 from fftelemetry import __version__
-from fftelemetry.resources import appmaker
+from fftelemetry.resources import telemetry_store_in
 from fftelemetry.settings import load
 from fftelemetry.telemetry.sender import Outcome, pending_bodies, submit_pending
 from tests.conftest import SECRET, Stub, serving
@@ -47,7 +47,7 @@ def in_store(db, fn):
     conn = db.open(tm)
     try:
         with tm:
-            return fn(appmaker(conn.root())["admin"]["telemetry"].store)
+            return fn(telemetry_store_in(conn.root()))
     finally:
         conn.close()
 

@@ -7,7 +7,7 @@ import transaction
 from ZODB import DB
 from ZODB.FileStorage import FileStorage
 
-from fftelemetry.resources import appmaker
+from fftelemetry.resources import telemetry_store_in
 from fftelemetry.resources.store import (
     ALL,
     PENDING,
@@ -161,14 +161,14 @@ def test_records_survive_a_reopened_filestorage(tmp_path):
     path = str(tmp_path / "Data.fs")
     db = DB(FileStorage(path))
     with db.transaction() as conn:
-        store = appmaker(conn.root())["admin"]["telemetry"].store
+        store = telemetry_store_in(conn.root())
         _fill(store, 120)
         store.mark_submitted([seq for seq, _ in store.pending_batch(50)], "u")
     db.close()
     db = DB(FileStorage(path))
     try:
         with db.transaction() as conn:
-            store = appmaker(conn.root())["admin"]["telemetry"].store
+            store = telemetry_store_in(conn.root())
             assert store.counts() == {ALL: 120, PENDING: 70, SUBMITTED: 50}
             assert store.page(size=1)[0][1].value == 119
             assert store.page(SUBMITTED, size=1)[0][1].submission_uuid == "u"
@@ -181,12 +181,12 @@ def test_concurrent_collects_in_two_connections_both_commit(tmp_path):
     db = DB(FileStorage(str(tmp_path / "Data.fs")))
     try:
         with db.transaction() as conn:
-            store = appmaker(conn.root())["admin"]["telemetry"].store
+            store = telemetry_store_in(conn.root())
             store.add_feature("system.users.count", 0, T0)  # installation id exists
         tm1, tm2 = transaction.TransactionManager(), transaction.TransactionManager()
         c1, c2 = db.open(tm1), db.open(tm2)
-        s1 = appmaker(c1.root())["admin"]["telemetry"].store
-        s2 = appmaker(c2.root())["admin"]["telemetry"].store
+        s1 = telemetry_store_in(c1.root())
+        s2 = telemetry_store_in(c2.root())
         s1.add_feature("system.command.executed", "cron", T0)
         s2.add_feature("system.command.executed", "status", T0)
         tm1.commit()
@@ -194,7 +194,7 @@ def test_concurrent_collects_in_two_connections_both_commit(tmp_path):
         c1.close()
         c2.close()
         with db.transaction() as conn:
-            store = appmaker(conn.root())["admin"]["telemetry"].store
+            store = telemetry_store_in(conn.root())
             assert store.counts()[ALL] == 3
             assert {r.value for _, r in store.page()} == {0, "cron", "status"}
     finally:
