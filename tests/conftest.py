@@ -204,11 +204,14 @@ def closed_port_url():
     return f"http://127.0.0.1:{port}"
 
 
+STUB_UUID = "0b7a6e8e-3c1f-4d2a-9a57-5d0f2c9e1b11"
+
+
 class Stub:
     """A stand-in receiver (a bare WSGI app, not our code) that answers every request the same
     way, after `delay` seconds, and remembers each request's headers and body."""
 
-    def __init__(self, status="200 OK", body=b'{"uuid":"stub-uuid"}', delay=0.0):
+    def __init__(self, status="200 OK", body=b'{"uuid":"%s"}' % STUB_UUID.encode(), delay=0.0):
         self.status, self.body, self.delay = status, body, delay
         self.requests = []
 

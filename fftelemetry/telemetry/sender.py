@@ -14,6 +14,7 @@ daily cron, or the next click) than hammered.
 
 import json
 import logging
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -239,7 +240,12 @@ def _post(session, settings, body):
         raise SubmissionFailed("the receiver's answer is not JSON", 200) from None
     if not isinstance(answer, dict) or not isinstance(answer.get("uuid"), str):
         raise SubmissionFailed("the receiver's answer holds no uuid", 200)
-    return 200, answer["uuid"][:64]
+    try:
+        # Anything else that answers 200 with JSON (a wrong URL, a proxy's page) has not
+        # stored the batch: only a real uuid marks records submitted.
+        return 200, str(uuid.UUID(answer["uuid"]))
+    except ValueError:
+        raise SubmissionFailed("the receiver's answer holds no valid uuid", 200) from None
 
 
 def _shown(text):

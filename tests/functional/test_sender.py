@@ -15,7 +15,7 @@ from fftelemetry import __version__
 from fftelemetry.resources import telemetry_store_in
 from fftelemetry.settings import load
 from fftelemetry.telemetry.sender import Outcome, pending_bodies, submit_pending
-from tests.conftest import SECRET, Stub, serving
+from tests.conftest import SECRET, STUB_UUID, Stub, serving
 
 
 def settings_for(url, **overrides):
@@ -96,7 +96,7 @@ def test_request_carries_the_agreed_headers_and_payload(db):
     ids = collect(db, 2)
     stub = Stub()
     with serving(stub) as url:
-        assert submit_pending(db, settings_for(url)).uuid == "stub-uuid"
+        assert submit_pending(db, settings_for(url)).uuid == STUB_UUID
     [(headers, body)] = stub.requests
     assert headers["CONTENT_TYPE"] == "application/json"
     assert headers["ACCEPT"] == "application/json"
@@ -112,6 +112,8 @@ FAILURES = {  # case: (the receiver's answer, status seen, words of the reason)
     "not json": (dict(body=b"<html>hello</html>"), 200, "not JSON"),
     "no uuid": (dict(body=b'{"ok": true}'), 200, "holds no uuid"),
     "not an object": (dict(body=b'["uuid"]'), 200, "holds no uuid"),
+    "empty uuid": (dict(body=b'{"uuid": ""}'), 200, "holds no valid uuid"),
+    "not a uuid": (dict(body=b'{"uuid": "n/a", "error": "db down"}'), 200, "holds no valid uuid"),
     "too slow": (dict(delay=1.0), None, "no answer from"),
 }
 
@@ -144,7 +146,7 @@ def test_a_receiver_that_is_down(db, closed_port_url, caplog):
 
 
 def test_a_failure_after_some_batches_keeps_the_rest(db):
-    answers = iter([b'{"uuid":"first"}', b"broken"])
+    answers = iter([b'{"uuid":"%s"}' % STUB_UUID.encode(), b"broken"])
     stub = Stub()
 
     def app(environ, start_response):
