@@ -1,5 +1,7 @@
 """Shared fixtures: real apps on real FileStorages in temp dirs, and a clean environment."""
 
+import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -205,13 +207,14 @@ def closed_port_url():
 
 
 STUB_UUID = "0b7a6e8e-3c1f-4d2a-9a57-5d0f2c9e1b11"
+STUB_ANSWER = f'{{"uuid":"{STUB_UUID}"}}'.encode()
 
 
 class Stub:
     """A stand-in receiver (a bare WSGI app, not our code) that answers every request the same
     way, after `delay` seconds, and remembers each request's headers and body."""
 
-    def __init__(self, status="200 OK", body=b'{"uuid":"%s"}' % STUB_UUID.encode(), delay=0.0):
+    def __init__(self, status="200 OK", body=STUB_ANSWER, delay=0.0):
         self.status, self.body, self.delay = status, body, delay
         self.requests = []
 
@@ -223,3 +226,16 @@ class Stub:
         time.sleep(self.delay)
         start_response(self.status, [("Content-Type", "application/json")])
         return [self.body]
+
+
+@contextmanager
+def file_size_limit(nbytes):
+    """No file of this process may grow past `nbytes` while the block runs."""
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old_handler)

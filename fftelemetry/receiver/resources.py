@@ -5,7 +5,6 @@ Class paths are stored in pickles: keep them stable.
 
 import random
 import uuid
-from datetime import UTC
 from typing import NamedTuple
 
 from BTrees.Length import Length
@@ -70,7 +69,7 @@ class Receiver(Persistent):
         seq = self._next_sequence(now)
         new = 0
         for fields in records:
-            collected_at = fields["collected_at"].astimezone(UTC).isoformat()
+            collected_at = fields["collected_at"].isoformat()  # UTC since parse_batch
             key = dedup_key(fields["installation_id"], collected_at, fields["id"])
             if not self.seen.insert(key):
                 continue  # a re-sent record

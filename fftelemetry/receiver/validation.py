@@ -8,7 +8,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from .. import catalog
 
@@ -42,6 +42,8 @@ def parse_batch(body, max_records):
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise Invalid(f"the body is not JSON ({exc})") from None
+    except RecursionError:
+        raise Invalid("the body is nested too deeply to be a batch") from None
     if not isinstance(data, list):
         raise Invalid(f"expected a JSON array of records, got {_json_type(data)}")
     if not data:
@@ -112,7 +114,10 @@ def _timestamp(value):
         raise ValueError("expected an ISO 8601 timestamp") from None
     if moment.tzinfo is None:
         raise ValueError("the timestamp has no timezone")
-    return moment
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59-12:00 is past the last day Python knows
+        raise ValueError("the timestamp is out of range") from None
 
 
 def _json_type(value):

@@ -1,10 +1,15 @@
-"""The receiver's two views: POST /submit and the JSON counts."""
+"""The receiver's views: POST /submit and the JSON counts; every error is answered in JSON too,
+so a sender (or its operator reading the log line) always gets a reason it can parse."""
 
-from pyramid.view import view_config
+import logging
+
+from pyramid.view import exception_view_config, notfound_view_config, view_config
 
 from ..resources.store import utcnow
 from .resources import Receiver
 from .validation import Invalid, parse_batch
+
+log = logging.getLogger(__name__)
 
 
 @view_config(context=Receiver, name="submit", request_method="POST", renderer="json")
@@ -23,7 +28,29 @@ def submit(context, request):
     return {"uuid": context.accept(records, utcnow())}
 
 
+@view_config(context=Receiver, name="submit", renderer="json")
+def submit_takes_post(context, request):
+    request.response.status_int = 405
+    request.response.allow = ("POST",)
+    return {"error": "POST a JSON array of records to /submit"}
+
+
 @view_config(context=Receiver, request_method="GET", renderer="json")
 @view_config(context=Receiver, name="stats", request_method="GET", renderer="json")
 def stats(context, request):
     return context.stats()
+
+
+@notfound_view_config(renderer="json")
+def not_found(request):
+    request.response.status_int = 404
+    return {"error": f"nothing here: {request.method} {request.path}; POST batches to /submit"}
+
+
+@exception_view_config(Exception, renderer="json")
+def failed(exc, request):
+    """A bug or a storage failure: pyramid_tm aborts (nothing of the batch is stored), and the
+    sender keeps its records pending and tries again next time."""
+    log.error("%s %s failed", request.method, request.path, exc_info=exc)
+    request.response.status_int = 500
+    return {"error": "the receiver failed; nothing was stored, send the batch again later"}

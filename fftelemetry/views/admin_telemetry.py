@@ -23,6 +23,7 @@ from ..telemetry.status import status_facts
 
 SHORT_VALUE = 60  # characters shown before a value folds into <details>
 EXPORT_CHUNK = 1000
+SEQUENCE_MIN, SEQUENCE_MAX = -(2**63), 2**63 - 1
 
 SOURCES = {
     "environment": "the SEND_TELEMETRY environment variable",
@@ -67,9 +68,12 @@ def sequence_param(request, name):
     if raw is None or raw == "":
         return None
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise HTTPBadRequest(f"{name} must be a whole number") from None
+    if not SEQUENCE_MIN <= value <= SEQUENCE_MAX:  # the trees' keys are 64-bit
+        raise HTTPBadRequest(f"{name} is out of range")
+    return value
 
 
 def filter_param(request):

@@ -1,5 +1,6 @@
 """Error pages: sign in first (anonymous), 403, 404, a stale form (bad CSRF token), 405
-for a GET on a URL that only a form's POST may use, and 503 when the database cannot write."""
+for a GET on a URL that only a form's POST may use, 503 when the database cannot write, and 500
+for anything else."""
 
 import logging
 
@@ -81,10 +82,25 @@ def cannot_save(exc, request):
     """The database could not write (a full disk, a lost ZEO server...). pyramid_tm renders this
     for an error raised by the commit too; the transaction is aborted, so nothing half-saved."""
     log.error("%s %s not saved: %s: %s", request.method, request.path, type(exc).__name__, exc)
+    # The reason without its file name: the page may be shown to anybody, the log has it all.
+    reason = getattr(exc, "strerror", None) or type(exc).__name__
     return error_page(
         request,
         503,
         "Not saved",
-        f"The database could not store this ({exc}). Nothing was changed. "
+        f"The database could not store this ({reason}). Nothing was changed. "
         "Try again later; if it keeps happening, tell the administrator.",
+    )
+
+
+@exception_view_config(Exception)
+def failed(exc, request):
+    """A bug: the traceback goes to the log, the visitor gets a page in the site's own layout.
+    pyramid_tm aborts the transaction, so nothing half-done is stored."""
+    log.error("%s %s failed", request.method, request.path, exc_info=exc)
+    return error_page(
+        request,
+        500,
+        "Something went wrong",
+        "Nothing was changed. The error was logged for the administrator.",
     )

@@ -93,6 +93,8 @@ def test_login_never_redirects_to_another_site(site, admin):
     assert res.location == "http://localhost/"
     res = log_in(site.browser(), ADMIN_EMAIL, came_from="//evil.example/steal")
     assert res.location == "http://localhost/"
+    res = log_in(site.browser(), ADMIN_EMAIL, came_from="/%0d%0aSet-Cookie:%20x=1")
+    assert res.location == "http://localhost/" and "x=1" not in res.headers.get("Set-Cookie")
 
 
 def test_non_admin_gets_403_on_every_admin_page(member):

@@ -188,7 +188,11 @@ def test_paging_keeps_the_filter(site, admin):
     assert all(row[1] != "not yet submitted" for row in rows(first) + rows(older))
 
 
-@pytest.mark.parametrize("query", [{"show": "everything"}, {"before": "x"}, {"after": "1.5"}])
+@pytest.mark.parametrize(
+    "query",
+    [{"show": "everything"}, {"before": "x"}, {"after": "1.5"}, {"before": "9" * 30},
+     {"after": str(-(2**63) - 1)}],
+)
 def test_bad_query_is_400(admin, query):
     admin.get(RECORDS, query, status=400)
 

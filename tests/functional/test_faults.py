@@ -1,23 +1,11 @@
 """A database that cannot write (a full disk, simulated with RLIMIT_FSIZE: every write past the
 limit fails with EFBIG, as a full disk's fail with ENOSPC) gives a clear page and loses nothing."""
 
-import resource
-import signal
-from contextlib import contextmanager
 from pathlib import Path
 
-
-@contextmanager
-def file_size_limit(nbytes):
-    """No file of this process may grow past `nbytes` while the block runs."""
-    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
-    try:
-        yield
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, old_handler)
+from fftelemetry.resources import Root
+from tests.conftest import file_size_limit
+from tests.functional.conftest import ADMIN_EMAIL
 
 
 def data_fs(site):
@@ -45,3 +33,27 @@ def test_a_write_error_at_commit_is_a_clear_page_and_loses_nothing(site, admin):
         assert root["users"].get("owner@example.org").language == "de"
     after = site.counts()
     assert after["all"] == before["all"] + 2  # language de and locale de_AT, new facts
+
+
+def failing_view(config):
+    """`pyramid.includes` hook: /broken collects a record, then fails as a bug would."""
+
+    def broken(context, request):
+        request.telemetry.collect("system.users.count", 99)
+        raise RuntimeError("a bug")
+
+    config.add_view(broken, context=Root, name="broken")
+
+
+def test_an_unexpected_error_is_a_500_page_logged_and_nothing_is_kept(make_site, caplog):
+    site = make_site(**{"pyramid.includes": "tests.functional.test_faults.failing_view"})
+    admin = site.register(ADMIN_EMAIL)
+    before = site.counts()
+
+    page = admin.get("/broken", status=500)
+
+    assert "Something went wrong" in page.text and "Nothing was changed" in page.text
+    assert "a bug" not in page.text and "Log out" in page.text  # the site's layout, no details
+    assert site.counts() == before
+    [logged] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert logged.getMessage() == "GET /broken failed" and logged.exc_info[1].args == ("a bug",)

@@ -10,6 +10,7 @@ import webtest
 
 from fftelemetry.receiver import main
 from fftelemetry.scripting import close_databases
+from tests.conftest import file_size_limit
 
 
 @pytest.fixture
@@ -78,6 +79,13 @@ REFUSED = {
     "bad id": ([record(id="123")], 400, 0, "id", "uuid"),
     "id not a string": ([record(id=5)], 400, 0, "id", "uuid"),
     "bad installation id": ([record(installation_id=None)], 400, 0, "installation_id", "uuid"),
+    "nested too deeply": (b"[" * 1900 + b"]" * 1900, 400, None, None, "nested too deeply"),
+    "timestamp past year 9999 in UTC": (
+        [record(collected_at="9999-12-31T23:59:59-12:00")], 400, 0, "collected_at", "out of range"
+    ),
+    "timestamp before year 1 in UTC": (
+        [record(collected_at="0001-01-01T00:00:00+12:00")], 400, 0, "collected_at", "out of range"
+    ),
     "bad timestamp": ([record(collected_at="yesterday")], 400, 0, "collected_at", "ISO 8601"),
     "naive timestamp": (
         [record(collected_at="2026-11-26T05:40:43")], 400, 0, "collected_at", "no timezone"
@@ -112,7 +120,25 @@ def test_a_body_without_content_length_is_measured_too(app):
 
 
 def test_submit_takes_only_post(app):
-    app.get("/submit", status=404)
+    answer = app.get("/submit", status=405)
+    assert answer.json == {"error": "POST a JSON array of records to /submit"}
+    assert answer.headers["Allow"] == "POST"
+
+
+def test_an_unknown_address_is_a_json_404(app):
+    answer = app.post("/submitt", b"[]", status=404)
+    assert answer.json == {"error": "nothing here: POST /submitt; POST batches to /submit"}
+
+
+def test_a_failure_is_a_json_500_and_stores_nothing(tmp_path, app):
+    post(app, [record()], 200)
+    data_fs = tmp_path / "receiver.fs"
+    with file_size_limit(data_fs.stat().st_size):  # the commit cannot write: a full disk
+        answer = post(app, [record()], 500)
+    assert answer.json == {
+        "error": "the receiver failed; nothing was stored, send the batch again later"
+    }
+    assert app.get("/stats").json == {"records": 1, "batches": 1}
 
 
 def test_bad_limits_stop_start_up_in_one_line():

@@ -15,7 +15,7 @@ from fftelemetry import __version__
 from fftelemetry.resources import telemetry_store_in
 from fftelemetry.settings import load
 from fftelemetry.telemetry.sender import Outcome, pending_bodies, submit_pending
-from tests.conftest import SECRET, STUB_UUID, Stub, serving
+from tests.conftest import SECRET, STUB_ANSWER, STUB_UUID, Stub, serving
 
 
 def settings_for(url, **overrides):
@@ -146,7 +146,7 @@ def test_a_receiver_that_is_down(db, closed_port_url, caplog):
 
 
 def test_a_failure_after_some_batches_keeps_the_rest(db):
-    answers = iter([b'{"uuid":"%s"}' % STUB_UUID.encode(), b"broken"])
+    answers = iter([STUB_ANSWER, b"broken"])
     stub = Stub()
 
     def app(environ, start_response):
