@@ -65,6 +65,12 @@ def parse_bool(name, raw):
     )
 
 
+def do_not_track(raw):
+    """DO_NOT_TRACK (consoledonottrack.com) is usually set machine-wide, for every tool: any
+    value but an empty one or a false word means "don't", and none stops the application."""
+    return raw is not None and raw.strip().lower() not in FALSE_WORDS | {""}
+
+
 def read_env_file(path):
     """The key/value pairs of a `.env` file; a line python-dotenv cannot parse is an error,
     not a silent skip, so a truncated file cannot quietly switch telemetry off or on."""
@@ -149,8 +155,7 @@ def load(ini, global_config=None, environ=None):
     sources = Sources(ini, environ, read_env_file(env_file) if env_file else {})
 
     send, send_source = sources.boolean("SEND_TELEMETRY", "fftelemetry.send_telemetry", False)
-    do_not_track, _ = sources.boolean("DO_NOT_TRACK", None, False)
-    if do_not_track:
+    if do_not_track(sources.lookup("DO_NOT_TRACK", None).value):
         send, send_source = False, "DO_NOT_TRACK"
 
     url = sources.lookup("TELEMETRY_URL", "fftelemetry.telemetry_url").value

@@ -12,7 +12,7 @@ from pyramid_zodbconn import get_connection
 from ..resources import telemetry_store
 from ..scripting import request_environment
 from ..telemetry.sender import pending_bodies, submit_pending
-from ..telemetry.status import is_due, next_submission_due
+from ..telemetry.status import format_time, is_due, next_submission_due
 
 HELP = "submit pending telemetry records when a submission is due (run it daily)"
 
@@ -33,12 +33,16 @@ def run(registry, args):
     if not settings.send_telemetry:
         log.info("Telemetry is off (%s): nothing to submit.", settings.send_telemetry_source)
         return 0
+    # cron's environment is not the web server's: say which setting switched it on here
+    log.info("Telemetry is on (%s).", settings.send_telemetry_source)
     with request_environment(registry) as env:
         db = get_connection(env["request"]).db()
         store = telemetry_store(env["request"])
         next_due = next_submission_due(store, settings.interval_days)
     if not (is_due(next_due) or args.force):
-        log.info("Not due: the next submission is due %s (--force submits now).", next_due)
+        log.info(
+            "Not due: the next submission is due %s (--force submits now).", format_time(next_due)
+        )
         return 0
     if args.dry_run:
         for body in pending_bodies(db, settings.batch_size):

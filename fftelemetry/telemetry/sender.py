@@ -87,13 +87,17 @@ class SubmissionFailed(Exception):
 
 def submit_pending(db, settings, *, now=None) -> Outcome:
     """Send every pending record, oldest first, one POST and one transaction per batch; stop at
-    the first failure. Never sends anything while telemetry is off."""
+    the first failure, and keep the run in the submission log unless there was nothing to send.
+    Never sends anything while telemetry is off."""
     if not settings.send_telemetry:
         return Outcome(sent=0, status=None, uuid=None, error=TELEMETRY_OFF)
     now = now or utcnow()
     with own_connection(db) as (tm, conn):
         outcome = _send_batches(conn, tm, settings, now)
-        _log_run(tm, conn, settings, outcome, now)
+        # A run that found nothing to send is no submission: logged, it would hide the last
+        # real one on the status page and put the next one off by a week.
+        if outcome.sent or not outcome.ok:
+            _log_run(tm, conn, settings, outcome, now)
     return outcome
 
 

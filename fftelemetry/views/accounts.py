@@ -56,8 +56,10 @@ def register(context, request):
             request.response.status = 400
         else:
             request.registry.notify(UserRegistered(request, user, len(users)))
+            response = sign_in(request, user, request.application_url + "/")
+            # after sign_in, whose fresh session would drop it
             request.session.flash(f"Welcome! Your account {user.email} is ready.", "info")
-            return sign_in(request, user, request.application_url + "/")
+            return response
     return {"closed": False, "email": email, "error": error}
 
 

@@ -44,7 +44,7 @@ class Site:
         form = browser.get("/register").forms["register"]
         form["email"], form["password"] = email, password
         welcome = form.submit(status=303).follow(status=200)
-        assert "Welcome" in welcome.text
+        assert f"Welcome! Your account {email.lower()} is ready." in welcome.text
         if wizard is not None:
             finish_wizard(welcome, *wizard)
         return browser

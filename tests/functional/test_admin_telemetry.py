@@ -101,7 +101,7 @@ def test_status_page_shows_the_facts(site, admin):
     text = page.text
     assert "Telemetry is <strong>enabled</strong>" in text
     assert "fftelemetry.send_telemetry in the ini file" in text
-    assert "tell them" in text
+    assert "tell them" in text and "environment-only" not in text
     assert "SEND_TELEMETRY=true" in text and "docker run -e SEND_TELEMETRY=true" in text
     assert installation_id in text
     assert "http://127.0.0.1:6544/submit" in text
@@ -125,6 +125,15 @@ def test_status_page_when_off_by_do_not_track(make_site, monkeypatch):
     assert "DO_NOT_TRACK" in text
     assert "none yet" in text  # no installation id: nothing was ever collected
     assert "none while telemetry is off" in text
+    assert "tell them" not in text and "environment-only" not in text
+
+
+def test_status_page_warns_that_the_environment_is_this_process_only(make_site, monkeypatch):
+    monkeypatch.setenv("SEND_TELEMETRY", "true")
+    site = make_site(**{"fftelemetry.send_telemetry": "false"})
+    page = site.register("owner@example.org").get(STATUS)
+    assert "set by the SEND_TELEMETRY environment variable" in page.text
+    assert "started from a crontab" in page.html.select_one("#environment-only").text
 
 
 def test_status_page_shows_a_failed_submission(site, admin):

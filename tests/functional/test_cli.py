@@ -152,6 +152,7 @@ def test_cron_sends_then_waits_a_week_unless_forced(tmp_path, write_ini, run_cli
     assert first.returncode == 0, first.stderr
     [uuid] = receiver.read(lambda r: list(r.batches.keys()))
     assert f'Result of submission [200]: {{"uuid":"{uuid}"}}' in first.stderr
+    assert "Telemetry is on (ini)." in first.stderr
     assert "Sent 1 record; the receiver's reference is" in first.stderr
     _, records, log = stored(tmp_path)
     assert records == [("system.command.executed", "cron", True)]
@@ -159,7 +160,9 @@ def test_cron_sends_then_waits_a_week_unless_forced(tmp_path, write_ini, run_cli
 
     run_cli("status", ini)  # a new pending record
     waiting = run_cli("cron", ini)
-    assert waiting.returncode == 0 and "Not due: the next submission is due" in waiting.stderr
+    assert waiting.returncode == 0
+    assert re.search(r"Not due: the next submission is due \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC \(",
+                     waiting.stderr), waiting.stderr
     assert receiver.stats()["batches"] == 1 and stored(tmp_path)[1][-1][2] is False
 
     forced = run_cli("cron", ini, "--force")

@@ -202,6 +202,17 @@ def test_nothing_pending_makes_no_request(db):
         outcome = submit_pending(db, settings_for(url))
     assert stub.requests == [] and outcome.ok and outcome.sent == 0
     assert outcome.message() == "Nothing to send: there are no pending records."
+    assert in_store(db, lambda store: store.last_submission()) is None, "no run to log"
+
+
+def test_a_run_with_nothing_to_send_keeps_the_last_real_one(db, receiver):
+    collect(db, 2)
+    sent = submit_pending(db, settings_for(receiver.url))
+    empty = submit_pending(db, settings_for(receiver.url))
+    assert (sent.sent, empty.sent, empty.ok) == (2, 0, True)
+    runs, last_success = in_store(db, lambda store: (store.submissions(), store.last_success_at))
+    assert [run.uuid for run in runs] == [sent.uuid]
+    assert last_success == runs[0].at
 
 
 def test_a_long_answer_is_cut_in_the_log_line(db, caplog):

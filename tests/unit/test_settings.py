@@ -72,7 +72,7 @@ def test_dotenv_quotes_comments_and_export(tmp_path):
     assert result.telemetry_url == "http://x:1"
 
 
-@pytest.mark.parametrize("value", ["1", "true", "yes"])
+@pytest.mark.parametrize("value", ["1", "true", "yes", "2", "please"])
 def test_do_not_track_forces_off(value, tmp_path):
     result = load(environ={"SEND_TELEMETRY": "true", "DO_NOT_TRACK": value})
     assert (result.send_telemetry, result.send_telemetry_source) == (False, "DO_NOT_TRACK")
@@ -83,8 +83,9 @@ def test_do_not_track_forces_off(value, tmp_path):
     assert via_dotenv.send_telemetry is False
 
 
-def test_do_not_track_zero_changes_nothing():
-    result = load(environ={"SEND_TELEMETRY": "true", "DO_NOT_TRACK": "0"})
+@pytest.mark.parametrize("value", ["0", "false", "", " "])
+def test_do_not_track_zero_or_empty_changes_nothing(value):
+    result = load(environ={"SEND_TELEMETRY": "true", "DO_NOT_TRACK": value})
     assert (result.send_telemetry, result.send_telemetry_source) == (True, "environment")
 
 
