@@ -19,10 +19,13 @@ from .errors import ConfigProblem
 
 def load_app(config_uri):
     path = config_path(config_uri)
+    if path and os.path.isdir(path):
+        raise ConfigProblem(f"{path} is a folder, not a config file")
     if path and not os.path.isfile(path):
         raise ConfigProblem(f"config file {path} not found")
     try:
         setup_logging(config_uri)
+        _quiet_zeo_unless_configured()
         with _quiet("zc.lockfile"):  # it logs a traceback before raising; we say it in one line
             return get_app(config_uri)
     except SystemExit as exc:  # fftelemetry.main refusing a setting, already one line
@@ -38,6 +41,15 @@ def load_app(config_uri):
         ) from None
     except Exception as exc:
         raise ConfigProblem(f"cannot load {path or config_uri}: {one_line(exc)}") from None
+
+
+def _quiet_zeo_unless_configured():
+    """ZEO logs connecting, connected and every retry at INFO: four lines or more on every
+    command, drowning the one a command has to say (and filling cron's log). Its warnings and
+    errors still show, and an ini that sets a level for the ZEO logger is obeyed."""
+    zeo = logging.getLogger("ZEO")
+    if zeo.level == logging.NOTSET:
+        zeo.setLevel(logging.WARNING)
 
 
 def config_path(config_uri):
