@@ -3,6 +3,7 @@
 import getpass
 import sys
 
+from ..events import UserRegistered
 from ..resources import users_folder
 from ..resources.users import AccountError
 from ..scripting import request_environment
@@ -25,9 +26,12 @@ def run(registry, args):
         with request_environment(registry) as env:
             request = env["request"]
             # Without --admin the first account still becomes the administrator, as on /register.
-            user = users_folder(request).create(
+            users = users_folder(request)
+            user = users.create(
                 args.email, password, request.password_hasher, admin=True if args.admin else None
             )
+            # an account made here is a registration too (telemetry counts the users then)
+            request.registry.notify(UserRegistered(request, user, len(users)))
             email, is_admin = user.email, user.is_admin
     except AccountError as exc:
         raise CommandError(str(exc), status=1) from None

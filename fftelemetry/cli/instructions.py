@@ -6,6 +6,8 @@ OS version, the kind of database and whether it runs in Docker.
 
 import platform
 import re
+import shutil
+import sys
 from pathlib import Path
 
 from pyramid_zodbconn import get_connection
@@ -31,10 +33,10 @@ fftelemetry {version} is installed.
 
 Next steps:
   1. Create the first user (the administrator):
-       fftelemetry create-user {config} --email you@example.org --admin
+       {bin}fftelemetry create-user {config} --email you@example.org --admin
   2. Add the daily cron line that submits telemetry once a week (see scripts/crontab.example):
-       17 4 * * *  fftelemetry cron {config}
-  3. Start the application: pserve {config}
+       17 4 * * *  {bin}fftelemetry cron {config}
+  3. Start the application: {bin}pserve {config}
 """,
     "upgrade": """\
 fftelemetry is upgraded to {version}.
@@ -51,7 +53,7 @@ def add_arguments(parser):
 
 
 def run(registry, args):
-    print(TEXTS[args.which].format(version=__version__, config=args.config_uri))
+    print(TEXTS[args.which].format(version=__version__, config=args.config_uri, bin=bin_prefix()))
     settings = registry.app_settings
     with request_environment(registry) as env:
         request = env["request"]
@@ -60,12 +62,19 @@ def run(registry, args):
     if settings.send_telemetry:
         print(
             f"Telemetry is on ({settings.send_telemetry_source}): the Python and OS version, "
-            "the database kind and whether this runs in Docker were recorded; "
-            "see /admin/telemetry/view."
+            "the database kind and whether this runs in Docker are recorded, each value once "
+            "(one known already is not stored again); see /admin/telemetry/view."
         )
     else:
         print("Telemetry is off: nothing was collected.")
     return 0
+
+
+def bin_prefix():
+    """Where the commands are, when the shell would not find them (a virtual environment that
+    is not activated, as after `make run`)."""
+    scripts = Path(sys.executable).parent
+    return "" if shutil.which("fftelemetry") == str(scripts / "fftelemetry") else f"{scripts}/"
 
 
 def system_facts(db):

@@ -14,7 +14,7 @@ from pyramid.view import view_config
 from pyramid_zodbconn import get_connection
 
 from .. import catalog
-from ..resources import RecordsView, TelemetryAdmin, telemetry_store_in
+from ..resources import Admin, RecordsView, TelemetryAdmin, telemetry_store_in
 from ..resources.store import ALL, FILTERS, PENDING
 from ..scripting import own_connection
 from ..telemetry.sender import encode, records_word, submit_pending
@@ -45,6 +45,12 @@ def catalog_table():
     """The catalog as an HTML table. It is fixed for the life of the process, so it is rendered
     once rather than on every view of the status page (about a tenth of the page's cost)."""
     return render("fftelemetry:templates/catalog_table.pt", {"catalog": catalog.ENTRIES})
+
+
+@view_config(context=Admin)
+def admin_area(context, request):
+    """`/admin`: the admin area has one section so far, so it opens there."""
+    return HTTPSeeOther(request.resource_url(context["telemetry"]))
 
 
 @view_config(context=TelemetryAdmin, renderer="fftelemetry:templates/telemetry_status.pt")

@@ -7,6 +7,7 @@ import platform
 import pty
 import re
 import select
+import shutil
 import signal
 import sys
 import time
@@ -56,6 +57,14 @@ def test_each_command_is_counted_once(tmp_path, write_ini, run_cli, receiver):
     executed = values(records, "system.command.executed")
     assert sorted(executed) == ["create-user", "cron", "instructions", "status"]
     assert values(records, "system.command.errored") == []
+    assert values(records, "system.users.count") == [1]  # as when registering on the web
+
+
+def test_install_instructions_name_commands_that_run(write_ini, run_cli):
+    result = run_cli("instructions", "install", write_ini())
+    commands = re.findall(r"(\S*(?:fftelemetry|pserve)) (?:create-user|cron|\S+\.ini)",
+                          result.stdout)
+    assert len(commands) == 3 and all(shutil.which(command) for command in commands), commands
 
 
 def test_instructions_collect_the_system_facts(tmp_path, write_ini, run_cli):
