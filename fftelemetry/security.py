@@ -68,13 +68,15 @@ class SecurityPolicy:
         return self.session.forget(request, **kw)
 
 
-def session_factory(secret):
+def session_factory(secret, secure=False):
     """Signed-cookie sessions: eight hours idle, and re-signed at most every ten minutes (not on
-    every request, Pyramid's default)."""
+    every request, Pyramid's default). `secure` (behind HTTPS) keeps browsers from ever sending
+    the cookie over plain HTTP."""
     return SignedCookieSessionFactory(
         secret,
         salt="fftelemetry.session.",
         httponly=True,
+        secure=secure,
         samesite="Lax",
         timeout=8 * 3600,
         reissue_time=600,
@@ -83,7 +85,7 @@ def session_factory(secret):
 
 def includeme(config):
     settings = config.registry.app_settings
-    config.set_session_factory(session_factory(settings.session_secret))
+    config.set_session_factory(session_factory(settings.session_secret, settings.secure_cookies))
     config.set_security_policy(SecurityPolicy())
     config.set_default_permission(VIEW)
     config.set_default_csrf_options(require_csrf=True)

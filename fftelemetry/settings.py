@@ -46,6 +46,7 @@ class AppSettings:
     session_secret: str
     allow_registration: bool
     strict_catalog: bool
+    secure_cookies: bool
     env_file: str | None
     # argon2 cost: "default" (RFC 9106 low-memory) or "cheapest" (tests only: ~1 ms a hash).
     hashing_profile: str = "default"
@@ -174,6 +175,7 @@ def load(ini, global_config=None, environ=None):
 
     allow_registration, _ = sources.boolean(None, "fftelemetry.allow_registration", True)
     strict, _ = sources.boolean(None, "fftelemetry.strict_catalog", False)
+    secure_cookies, _ = sources.boolean(None, "fftelemetry.secure_cookies", False)
     profile = (sources.lookup(None, "fftelemetry.password_profile").value or "default").strip()
     if profile not in HASHING_PROFILES:
         raise SettingsError(
@@ -191,6 +193,7 @@ def load(ini, global_config=None, environ=None):
         session_secret=secret,
         allow_registration=allow_registration,
         strict_catalog=strict,
+        secure_cookies=secure_cookies,
         env_file=env_file,
         hashing_profile=profile,
     )

@@ -2,6 +2,7 @@
 around them (CSRF on every POST, sessions, who may see the admin area)."""
 
 import pytest
+import webtest
 
 from tests.functional.conftest import ADMIN_EMAIL, PASSWORD, USER_EMAIL, finish_wizard
 
@@ -97,9 +98,14 @@ def test_login_never_redirects_to_another_site(site, admin):
     assert res.location == "http://localhost/" and "x=1" not in res.headers.get("Set-Cookie")
 
 
+def test_admin_opens_the_telemetry_section(admin, anonymous):
+    assert admin.get("/admin", status=303).location == "http://localhost/admin/telemetry/"
+    assert "/login?came_from=" in anonymous.get("/admin", status=303).location
+
+
 def test_non_admin_gets_403_on_every_admin_page(member):
-    for url in ("/admin/telemetry", "/admin/telemetry/view", "/admin/telemetry/view/preview",
-                "/admin/telemetry/view/export.json"):
+    for url in ("/admin", "/admin/telemetry", "/admin/telemetry/view",
+                "/admin/telemetry/view/preview", "/admin/telemetry/view/export.json"):
         page = member.get(url, status=403)
         assert "for administrators" in page.text
 
@@ -146,6 +152,14 @@ def test_session_cookie_is_httponly_and_samesite(site):
     cookie = res.headers["Set-Cookie"]
     assert "HttpOnly" in cookie
     assert "SameSite=Lax" in cookie
+    assert "secure" not in cookie.lower()  # development serves plain HTTP
+
+
+def test_session_cookie_is_secure_when_configured(make_site):
+    site = make_site(**{"fftelemetry.secure_cookies": "true"})
+    browser = webtest.TestApp(site.app, extra_environ={"wsgi.url_scheme": "https"})
+    cookie = browser.get("/login").headers["Set-Cookie"]
+    assert "; secure" in cookie.lower()
 
 
 def test_new_user_is_sent_to_the_wizard_until_it_is_finished(site, admin):
