@@ -141,7 +141,7 @@ def test_an_unreadable_ini_is_one_line_and_exit_2(tmp_path, content):
 def test_an_ini_that_is_a_folder_is_one_line_and_exit_2(tmp_path):
     result = fftelemetry("cron", tmp_path)
     assert result.returncode == 2
-    assert "not found" in one_line_error(result)
+    assert one_line_error(result).endswith(f"{tmp_path} is a folder, not a config file")
 
 
 def test_a_full_disk_fails_a_command_in_one_line_and_loses_nothing(tmp_path):
