@@ -267,6 +267,11 @@ class TelemetryStore(Persistent):
         pairs."""
         return self.pending.oldest_first(limit, after)
 
+    def discard_pending(self, seqs):
+        """Remove these pending records unsent (the sender's, for records this version may no
+        longer send); returns how many there were."""
+        return len(self.pending.take(seqs))
+
     # -- submitting -------------------------------------------------------------------------
 
     def mark_submitted(self, seqs, submission_uuid, now=None):

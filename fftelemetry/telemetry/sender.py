@@ -23,7 +23,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 from ZODB.POSException import ConflictError
 
-from .. import __version__
+from .. import __version__, catalog
 from ..resources import telemetry_store_in
 from ..resources.store import SubmissionResult, utcnow
 from ..scripting import own_connection
@@ -112,7 +112,9 @@ def _send_batches(conn, tm, settings, now):
     with make_session() as session, ThreadPoolExecutor(1, "telemetry-post") as poster:
 
         def prepare(after=None):
-            batch = _read_batch(conn, tm, settings.batch_size, after)
+            batch, refused = _read_batch(conn, tm, settings.batch_size, after)
+            if refused:
+                _discard(tm, conn, refused)
             return batch, encode([record for _, record in batch])
 
         batch, body = prepare()
@@ -143,7 +145,46 @@ def _send_batches(conn, tm, settings, now):
 
 def _read_batch(conn, tm, size, after=None):
     with tm:  # read-only: ended before the POST, so no transaction spans the network
-        return _store(conn).pending_batch(size, after=after)
+        return next_batch(_store(conn), size, after)
+
+
+def next_batch(store, size, after=None):
+    """The next batch to send (pending records above the sequence `after`, oldest first) and,
+    apart, the pending records met on the way that this version's catalog refuses."""
+    refused = []
+    while raw := store.pending_batch(size, after=after):
+        batch = []
+        for seq, record in raw:
+            (batch if sendable(record) else refused).append((seq, record))
+        if batch:
+            return batch, refused
+        after = raw[-1][0]
+    return [], refused
+
+
+def sendable(record):
+    """Whether this version's catalog allows the record. Each was checked when collected, but an
+    upgrade may have dropped a key or narrowed its values (a locale Babel no longer knows):
+    such a record is never sent, and left pending it would stop every submission after it."""
+    try:
+        entry, _ = catalog.validate(record.key, record.value)
+    except catalog.CatalogError:
+        return False
+    return entry.type == record.type
+
+
+def _discard(tm, conn, refused):
+    try:
+        for attempt in tm.attempts(TRANSACTION_ATTEMPTS):
+            with attempt:
+                _store(conn).discard_pending([seq for seq, _ in refused])
+    except ConflictError:
+        return  # not sent either way; the next run discards them
+    keys = sorted({record.key for _, record in refused})
+    log.warning(
+        "Discarded %s that this version may not send (%s): telemetry's catalog no longer "
+        "allows them.", records_word(len(refused)), ", ".join(keys),
+    )
 
 
 def encode(records):
@@ -155,9 +196,13 @@ def pending_bodies(db, batch_size):
     """The POST bodies a submission would send now, oldest first; reads, changes nothing."""
     with own_connection(db) as (tm, conn):
         after = None
-        while batch := _read_batch(conn, tm, batch_size, after):
+        while True:
+            batch, refused = _read_batch(conn, tm, batch_size, after)
+            if not batch:
+                return
             yield encode([record for _, record in batch])
-            after = batch[-1][0]
+            # past the refused ones too, which a real run discards: the same batches follow
+            after = max(batch[-1][0], refused[-1][0]) if refused else batch[-1][0]
             conn.cacheGC()
 
 
@@ -236,7 +281,8 @@ def _post(session, settings, body):
     log.info("Result of submission [%s]: %s", response.status_code, _shown(response.text))
     if response.status_code != 200:
         raise SubmissionFailed(
-            f"the receiver answered HTTP {response.status_code}", response.status_code
+            f"the receiver answered HTTP {response.status_code}{_their_reason(response)}",
+            response.status_code,
         )
     try:
         answer = response.json()
@@ -250,6 +296,15 @@ def _post(session, settings, body):
         return 200, str(uuid.UUID(answer["uuid"]))
     except ValueError:
         raise SubmissionFailed("the receiver's answer holds no valid uuid", 200) from None
+
+
+def _their_reason(response):
+    """": <the receiver's JSON error>" (ours names the record and field), or nothing."""
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        return ""
+    return f": {_shown(error)}" if isinstance(error, str) else ""
 
 
 def _shown(text):

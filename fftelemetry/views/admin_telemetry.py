@@ -17,7 +17,7 @@ from .. import catalog
 from ..resources import Admin, RecordsView, TelemetryAdmin, telemetry_store_in
 from ..resources.store import ALL, FILTERS, PENDING
 from ..scripting import own_connection
-from ..telemetry.sender import encode, records_word, submit_pending
+from ..telemetry.sender import encode, next_batch, records_word, submit_pending
 from ..telemetry.status import format_time as when
 from ..telemetry.status import status_facts
 
@@ -183,7 +183,7 @@ def delete_submitted(context, request):
 def preview(context, request):
     """The body the next POST to the receiver would carry: the oldest batch of pending records,
     serialised by the sender's own encoder."""
-    batch = context.store.pending_batch(request.app_settings.batch_size)
+    batch, _ = next_batch(context.store, request.app_settings.batch_size)
     body = encode([record for _, record in batch])
     return Response(body, content_type="application/json", charset="utf-8")
 

@@ -335,6 +335,17 @@ def test_preview_is_the_next_batch_exactly(make_site):
     assert site.counts()["pending"] == 6  # looking changed nothing
 
 
+def test_preview_leaves_out_what_this_version_may_not_send(make_site):
+    site = make_site(**{"fftelemetry.batch_size": "2"})
+    admin = site.register("owner@example.org")
+    with site.store() as store:
+        store.delete_all()
+        store.add_feature("system.command.executed", "migrate")  # as an older version stored it
+        kept = store.add_feature("system.users.count", 7)
+    assert [item["id"] for item in admin.get(RECORDS + "/preview").json] == [kept.id]
+    assert site.counts()["pending"] == 2
+
+
 def test_export_has_every_record(site, admin):
     site.seed(1200, submitted=100)  # more than one chunk of the stream
     records = records_from_store(site)

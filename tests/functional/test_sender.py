@@ -230,3 +230,43 @@ def test_pending_bodies_walks_every_batch_and_changes_nothing(db):
     assert [len(json.loads(b)) for b in bodies] == [2, 2, 1]
     assert [r["id"] for b in bodies for r in json.loads(b)] == ids
     assert counts(db)["pending"] == 5
+
+
+def store_one_this_version_refuses(db):
+    """Records as an older version may have stored them: between good ones, a command name the
+    catalog no longer allows."""
+    return in_store(db, lambda store: [
+        store.add_feature("system.users.count", 1).id,
+        store.add_feature("system.command.executed", "migrate").id,
+        store.add_feature("system.users.count", 2).id,
+        store.add_feature("system.users.count", 3).id,
+    ])
+
+
+def test_a_record_this_version_may_not_send_is_discarded_and_the_rest_sent(db, receiver, caplog):
+    first, _refused, *rest = store_one_this_version_refuses(db)
+    bodies = list(pending_bodies(db, batch_size=2))  # what --dry-run shows: never the refused
+    assert [[r["id"] for r in json.loads(body)] for body in bodies] == [[first], rest]
+    assert counts(db)["pending"] == 4, "looking changes nothing"
+
+    outcome = submit_pending(db, settings_for(receiver.url, batch_size=2))
+
+    assert (outcome.ok, outcome.sent) == (True, 3), outcome
+    assert receiver.stats() == {"records": 3, "batches": 2}
+    assert counts(db) == {"all": 3, "pending": 0, "submitted": 3}
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.startswith("Discarded 1 record that this version may not send "
+                              "(system.command.executed)")
+
+
+def test_the_receivers_reason_for_a_refusal_is_kept(db, tmp_path):
+    # A receiver of another version, whose catalog lacks a key ours has: its 400 names it.
+    stub = Stub(status="400 Bad Request",
+                body=b'{"error":"record 0, field \'key\': not a telemetry key","record":0}')
+    collect(db, 1)
+    with serving(stub) as url:
+        outcome = submit_pending(db, settings_for(url))
+    assert outcome.error == (
+        "the receiver answered HTTP 400: record 0, field 'key': not a telemetry key"
+    )
+    assert counts(db)["pending"] == 1, "what this version may send stays pending"
