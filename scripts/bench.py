@@ -123,6 +123,7 @@ def signed_in_testapp(app):
     form = testapp.get("/register").forms["register"]
     form["email"], form["password"] = ADMIN
     form.submit(status=303)  # the first account is the admin, signed in at once
+    testapp.get("/")  # shows the "Welcome!" message once, as a new user sees it; then it is gone
     return testapp
 
 
@@ -367,6 +368,7 @@ def session_cookie(kind, port):
         token = re.search(r'name="csrf_token"\s+value="([^"]+)"', page.text).group(1)
         data = {"email": ADMIN[0], "password": ADMIN[1], "csrf_token": token}
         session.post(url, data=data, timeout=10, allow_redirects=False).raise_for_status()
+        session.get(f"http://127.0.0.1:{port}/", timeout=10).raise_for_status()  # the welcome
     return "; ".join(f"{c.name}={c.value}" for c in session.cookies)
 
 
