@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
-from ZODB.POSException import ConflictError
+from ZODB.POSException import ConflictError, StorageError
 
 from .. import __version__, catalog
 from ..resources import telemetry_store_in
@@ -38,6 +38,8 @@ def _not_a_retry_notice(record):
 
 logging.getLogger("urllib3.connectionpool").addFilter(_not_a_retry_notice)
 
+# What a commit can fail with: the next run re-sends (the receiver counts each record once).
+CANNOT_WRITE = (ConflictError, StorageError, OSError)
 LOGGED_BODY_CHARS = 300
 CONNECT_RETRIES = 2
 TRANSACTION_ATTEMPTS = 3
@@ -66,7 +68,9 @@ class Outcome:
         if self.ok:
             return f"Sent {records_word(self.sent)}; the receiver's reference is {self.uuid}."
         if not self.sent:
-            return f"Nothing was sent: {self.error}. The records stay pending for the next try."
+            # a batch the receiver acknowledged (it has a uuid) but that could not be marked
+            nothing = "Nothing was sent" if self.uuid is None else "Nothing was marked as sent"
+            return f"{nothing}: {self.error}. The records stay pending for the next try."
         return (
             f"Sent {records_word(self.sent)}, then the submission failed: {self.error}. "
             "The other records stay pending for the next try."
@@ -131,8 +135,10 @@ def _send_batches(conn, tm, settings, now):
                 next_in_flight = poster.submit(_post, session, settings, following_body)
             try:
                 _mark(tm, conn, [seq for seq, _ in batch], batch_uuid, now)
-            except ConflictError:
-                reason = "sent, but could not be marked for conflicting writes; will be re-sent"
+            except CANNOT_WRITE as exc:
+                reason = (
+                    f"a batch was sent but could not be marked ({why(exc)}); it will be re-sent"
+                )
                 log.warning("Telemetry submission failed: %s.", reason)
                 return Outcome(sent=sent, status=status, uuid=batch_uuid, error=reason)
             sent += len(batch)
@@ -178,7 +184,7 @@ def _discard(tm, conn, refused):
         for attempt in tm.attempts(TRANSACTION_ATTEMPTS):
             with attempt:
                 _store(conn).discard_pending([seq for seq, _ in refused])
-    except ConflictError:
+    except CANNOT_WRITE:
         return  # not sent either way; the next run discards them
     keys = sorted({record.key for _, record in refused})
     log.warning(
@@ -224,8 +230,15 @@ def _log_run(tm, conn, settings, outcome, now):
         for attempt in tm.attempts(TRANSACTION_ATTEMPTS):
             with attempt:
                 _store(conn).log_submission(result, keep=settings.submission_log_size)
-    except ConflictError:
-        log.warning("Telemetry submission log not updated: conflicting writes.")
+    except CANNOT_WRITE as exc:
+        log.warning("Telemetry submission log not updated: %s.", why(exc))
+
+
+def why(exc):
+    """Why a write failed, in a few words (an OSError's without its file name)."""
+    if isinstance(exc, ConflictError):
+        return "conflicting writes"
+    return getattr(exc, "strerror", None) or type(exc).__name__
 
 
 def make_session():

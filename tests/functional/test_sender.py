@@ -4,18 +4,18 @@ apps (not our code) for the ways a receiver fails."""
 import json
 import logging
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import transaction
 from ZODB import DB
 from ZODB.FileStorage import FileStorage
-from ZODB.POSException import ReadOnlyError
 
 from fftelemetry import __version__
 from fftelemetry.resources import telemetry_store_in
 from fftelemetry.settings import load
 from fftelemetry.telemetry.sender import Outcome, pending_bodies, submit_pending
-from tests.conftest import SECRET, STUB_ANSWER, STUB_UUID, Stub, serving
+from tests.conftest import SECRET, STUB_ANSWER, STUB_UUID, Stub, file_size_limit, serving
 
 
 def settings_for(url, **overrides):
@@ -167,8 +167,8 @@ def test_a_crash_between_post_and_commit_resends_and_counts_once(db, fs_path, re
     # The marking transaction cannot commit on a read-only storage: the POST went through,
     # the process "dies" before the records are marked.
     read_only = DB(FileStorage(fs_path, read_only=True))
-    with pytest.raises(ReadOnlyError):
-        submit_pending(read_only, settings_for(receiver.url))
+    failed = submit_pending(read_only, settings_for(receiver.url))
+    assert (failed.ok, failed.sent) == (False, 0) and "(ReadOnlyError)" in failed.error
     read_only.close()
     assert receiver.stats() == {"records": 3, "batches": 1}
 
@@ -270,3 +270,20 @@ def test_the_receivers_reason_for_a_refusal_is_kept(db, tmp_path):
         "the receiver answered HTTP 400: record 0, field 'key': not a telemetry key"
     )
     assert counts(db)["pending"] == 1, "what this version may send stays pending"
+
+
+def test_a_full_disk_while_marking_keeps_the_batch_pending_and_says_so(db, fs_path):
+    collect(db, 300)
+    stub = Stub()
+    with serving(stub) as url, file_size_limit(Path(fs_path).stat().st_size):
+        outcome = submit_pending(db, settings_for(url, batch_size=100))
+    assert (outcome.ok, outcome.sent) == (False, 0)
+    assert outcome.error == (
+        "a batch was sent but could not be marked (File too large); it will be re-sent"
+    )
+    assert outcome.message().startswith("Nothing was marked as sent: a batch was sent but")
+    assert counts(db) == {"all": 300, "pending": 300, "submitted": 0}
+
+    with serving(stub) as url:  # room again: the next run sends it all, the first batch again
+        assert submit_pending(db, settings_for(url, batch_size=100)).sent == 300
+    assert counts(db)["submitted"] == 300
