@@ -4,6 +4,7 @@ so a sender (or its operator reading the log line) always gets a reason it can p
 import logging
 
 from pyramid.view import exception_view_config, notfound_view_config, view_config
+from ZODB.POSException import ConflictError
 
 from ..resources.store import utcnow
 from .resources import Receiver
@@ -47,10 +48,16 @@ def not_found(request):
     return {"error": f"nothing here: {request.method} {request.path}; POST batches to /submit"}
 
 
-@exception_view_config(Exception, renderer="json")
+# Not for a conflict that pyramid_retry will rerun (two batches at once may conflict).
+@exception_view_config(Exception, retryable_error=False, renderer="json")
 def failed(exc, request):
-    """A bug or a storage failure: pyramid_tm aborts (nothing of the batch is stored), and the
-    sender keeps its records pending and tries again next time."""
+    """A bug, a storage failure or conflicts on every attempt: pyramid_tm aborts (nothing of the
+    batch is stored), and the sender keeps its records pending and tries again next time."""
+    if isinstance(exc, ConflictError):
+        log.warning("%s %s gave up: conflicting writes on every attempt", request.method,
+                    request.path)
+        request.response.status_int = 503
+        return {"error": "the receiver is busy; nothing was stored, send the batch again later"}
     log.error("%s %s failed", request.method, request.path, exc_info=exc)
     request.response.status_int = 500
     return {"error": "the receiver failed; nothing was stored, send the batch again later"}

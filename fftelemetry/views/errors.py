@@ -1,6 +1,6 @@
 """Error pages: sign in first (anonymous), 403, 404, a stale form (bad CSRF token), 405
-for a GET on a URL that only a form's POST may use, 503 when the database cannot write, and 500
-for anything else."""
+for a GET on a URL that only a form's POST may use, 503 when the database cannot write or keeps
+conflicting, and 500 for anything else."""
 
 import logging
 
@@ -13,7 +13,7 @@ from pyramid.view import (
     notfound_view_config,
     view_config,
 )
-from ZODB.POSException import StorageError
+from ZODB.POSException import ConflictError, StorageError
 
 from ..resources import RecordsView, Root
 
@@ -93,7 +93,22 @@ def cannot_save(exc, request):
     )
 
 
-@exception_view_config(Exception)
+# retryable_error=False (pyramid_retry's predicate): a conflict that will be retried is not
+# this view's business; pyramid_retry reruns the request and logs one line (retries.py).
+@exception_view_config(ConflictError, retryable_error=False)
+def still_conflicting(exc, request):
+    """Conflicts on every attempt: others kept writing the same objects. Nothing was saved."""
+    log.warning("%s %s gave up: conflicting writes on every attempt", request.method, request.path)
+    return error_page(
+        request,
+        503,
+        "Busy",
+        "Others were changing the same data at the same moment, every time we tried. "
+        "Nothing was changed. Try again in a moment.",
+    )
+
+
+@exception_view_config(Exception, retryable_error=False)
 def failed(exc, request):
     """A bug: the traceback goes to the log, the visitor gets a page in the site's own layout.
     pyramid_tm aborts the transaction, so nothing half-done is stored."""

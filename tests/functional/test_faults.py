@@ -1,7 +1,11 @@
 """A database that cannot write (a full disk, simulated with RLIMIT_FSIZE: every write past the
 limit fails with EFBIG, as a full disk's fail with ENOSPC) gives a clear page and loses nothing."""
 
+import logging
 from pathlib import Path
+
+from pyramid.response import Response
+from ZODB.POSException import ConflictError
 
 from fftelemetry.resources import Root
 from tests.conftest import file_size_limit
@@ -36,13 +40,47 @@ def test_a_write_error_at_commit_is_a_clear_page_and_loses_nothing(site, admin):
 
 
 def failing_view(config):
-    """`pyramid.includes` hook: /broken collects a record, then fails as a bug would."""
+    """`pyramid.includes` hook: /broken collects a record, then fails as a bug would;
+    /conflict-once conflicts on its first attempt only, /conflict on every attempt."""
 
     def broken(context, request):
         request.telemetry.collect("system.users.count", 99)
         raise RuntimeError("a bug")
 
+    def conflict(context, request):
+        request.telemetry.collect("system.users.count", 98)
+        if request.view_name == "conflict" or request.environ["retry.attempt"] == 0:
+            raise ConflictError
+        return Response("done")
+
     config.add_view(broken, context=Root, name="broken")
+    config.add_view(conflict, context=Root, name="conflict-once")
+    config.add_view(conflict, context=Root, name="conflict")
+
+
+def test_a_conflict_that_is_retried_logs_no_error(make_site, caplog):
+    site = make_site(**{"pyramid.includes": "tests.functional.test_faults.failing_view",
+                        "retry.attempts": "3"})
+    admin = site.register(ADMIN_EMAIL)
+    caplog.set_level(logging.INFO)
+    caplog.clear()
+    assert admin.get("/conflict-once", status=200).text == "done"
+    assert [(r.levelname, r.getMessage()[:30]) for r in caplog.records] == [
+        ("INFO", "retrying GET /conflict-once af")
+    ]
+
+
+def test_conflicts_on_every_attempt_are_a_503_page_and_keep_nothing(make_site, caplog):
+    site = make_site(**{"pyramid.includes": "tests.functional.test_faults.failing_view",
+                        "retry.attempts": "3"})
+    admin = site.register(ADMIN_EMAIL)
+    before = site.counts()
+    caplog.set_level(logging.INFO)
+    caplog.clear()
+    page = admin.get("/conflict", status=503)
+    assert "Nothing was changed. Try again in a moment." in page.text
+    assert site.counts() == before
+    assert [r.levelname for r in caplog.records] == ["INFO", "INFO", "WARNING"]
 
 
 def test_an_unexpected_error_is_a_500_page_logged_and_nothing_is_kept(make_site, caplog):

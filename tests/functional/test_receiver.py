@@ -7,8 +7,10 @@ import uuid
 import pytest
 import webob
 import webtest
+from ZODB.POSException import ConflictError
 
 from fftelemetry.receiver import main
+from fftelemetry.receiver.resources import Receiver
 from fftelemetry.scripting import close_databases
 from tests.conftest import file_size_limit
 
@@ -145,3 +147,31 @@ def test_bad_limits_stop_start_up_in_one_line():
     with pytest.raises(SystemExit) as info:
         main({}, **{"zodbconn.uri": "memory://", "receiver.max_records": "many"})
     assert str(info.value) == "fftelemetry receiver: receiver.max_records='many' is not a number"
+
+
+def conflicting_view(config):
+    """`pyramid.includes` hook: /conflict stores nothing and conflicts on the first `n`
+    attempts (n in the query)."""
+
+    def conflict(context, request):
+        if request.environ["retry.attempt"] < int(request.GET["n"]):
+            raise ConflictError
+        return {"ok": request.environ["retry.attempt"]}
+
+    config.add_view(conflict, context=Receiver, name="conflict", renderer="json")
+
+
+def test_conflicts_are_retried_quietly_and_a_last_one_is_a_json_503(tmp_path, caplog):
+    wsgi = main({}, **{"zodbconn.uri": f"file://{tmp_path}/receiver.fs", "retry.attempts": "3",
+                       "pyramid.includes": "tests.functional.test_receiver.conflicting_view"})
+    app = webtest.TestApp(wsgi)
+    try:
+        assert app.get("/conflict?n=1").json == {"ok": 1}
+        assert not [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+        answer = app.get("/conflict?n=3", status=503)
+        assert answer.json == {
+            "error": "the receiver is busy; nothing was stored, send the batch again later"
+        }
+        assert [r.levelname for r in caplog.records if r.levelname != "INFO"] == ["WARNING"]
+    finally:
+        close_databases(wsgi.registry)
