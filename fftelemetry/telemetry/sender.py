@@ -91,16 +91,20 @@ class SubmissionFailed(Exception):
 
 def submit_pending(db, settings, *, now=None) -> Outcome:
     """Send every pending record, oldest first, one POST and one transaction per batch; stop at
-    the first failure, and keep the run in the submission log unless there was nothing to send.
+    the first failure, and keep the run in the submission log unless there was nothing to send
+    (and nothing to set right).
     Never sends anything while telemetry is off."""
     if not settings.send_telemetry:
         return Outcome(sent=0, status=None, uuid=None, error=TELEMETRY_OFF)
     now = now or utcnow()
     with own_connection(db) as (tm, conn):
+        with tm:
+            last = _store(conn).last_submission()
         outcome = _send_batches(conn, tm, settings, now)
         # A run that found nothing to send is no submission: logged, it would hide the last
-        # real one on the status page and put the next one off by a week.
-        if outcome.sent or not outcome.ok:
+        # real one on the status page and put the next one off by a week. Unless the last one
+        # failed and its records are gone since (deleted, discarded): then all is well again.
+        if outcome.sent or not outcome.ok or (last is not None and not last.ok):
             _log_run(tm, conn, settings, outcome, now)
     return outcome
 
@@ -299,7 +303,7 @@ def _post(session, settings, body):
         )
     try:
         answer = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         raise SubmissionFailed("the receiver's answer is not JSON", 200) from None
     if not isinstance(answer, dict) or not isinstance(answer.get("uuid"), str):
         raise SubmissionFailed("the receiver's answer holds no uuid", 200)
@@ -315,7 +319,7 @@ def _their_reason(response):
     """": <the receiver's JSON error>" (ours names the record and field), or nothing."""
     try:
         error = response.json().get("error")
-    except (ValueError, AttributeError):
+    except (ValueError, RecursionError, AttributeError):
         return ""
     return f": {_shown(error)}" if isinstance(error, str) else ""
 

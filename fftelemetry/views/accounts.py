@@ -17,8 +17,8 @@ from ..resources.users import AccountError
 def safe_next(request, url):
     """`url` if it points into this application, else the home page (no open redirects)."""
     home = request.application_url + "/"
-    if url and not url.isprintable():  # a control character would break the Location header
-        return home
+    if url and not (url.isascii() and url.isprintable()):
+        return home  # a Location header holds neither control characters nor raw non-ASCII
     if url and url.startswith(home):
         return url
     if url and url.startswith("/") and not url.startswith("//") and "\\" not in url:

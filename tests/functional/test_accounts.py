@@ -96,6 +96,8 @@ def test_login_never_redirects_to_another_site(site, admin):
     assert res.location == "http://localhost/"
     res = log_in(site.browser(), ADMIN_EMAIL, came_from="/%0d%0aSet-Cookie:%20x=1")
     assert res.location == "http://localhost/" and "x=1" not in res.headers.get("Set-Cookie")
+    res = log_in(site.browser(), ADMIN_EMAIL, came_from="/%E6%97%A5%E6%9C%AC")  # /日本
+    assert res.location == "http://localhost/"
 
 
 def test_admin_opens_the_telemetry_section(admin, anonymous):

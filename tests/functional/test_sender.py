@@ -112,6 +112,10 @@ FAILURES = {  # case: (the receiver's answer, status seen, words of the reason)
     "not json": (dict(body=b"<html>hello</html>"), 200, "not JSON"),
     "no uuid": (dict(body=b'{"ok": true}'), 200, "holds no uuid"),
     "not an object": (dict(body=b'["uuid"]'), 200, "holds no uuid"),
+    "nested too deeply": (dict(body=b"[" * 100_000 + b"]" * 100_000), 200, "not JSON"),
+    "refused, nested too deeply": (
+        dict(status="400 Bad Request", body=b"[" * 100_000), 400, "answered HTTP 400"
+    ),
     "empty uuid": (dict(body=b'{"uuid": ""}'), 200, "holds no valid uuid"),
     "not a uuid": (dict(body=b'{"uuid": "n/a", "error": "db down"}'), 200, "holds no valid uuid"),
     "too slow": (dict(delay=1.0), None, "no answer from"),
@@ -203,6 +207,16 @@ def test_nothing_pending_makes_no_request(db):
     assert stub.requests == [] and outcome.ok and outcome.sent == 0
     assert outcome.message() == "Nothing to send: there are no pending records."
     assert in_store(db, lambda store: store.last_submission()) is None, "no run to log"
+
+
+def test_a_run_with_nothing_to_send_after_a_failure_says_all_is_well_again(db, closed_port_url):
+    collect(db, 2)
+    assert not submit_pending(db, settings_for(closed_port_url)).ok
+    in_store(db, lambda store: store.delete_all())
+    empty = submit_pending(db, settings_for(closed_port_url))
+    assert (empty.ok, empty.sent) == (True, 0)
+    last, success = in_store(db, lambda store: (store.last_submission(), store.last_success_at))
+    assert last.ok and success == last.at
 
 
 def test_a_run_with_nothing_to_send_keeps_the_last_real_one(db, receiver):
