@@ -37,6 +37,9 @@ class AppSettings:
     send_telemetry: bool
     # Where the switch's value came from: environment, .env, ini, default or DO_NOT_TRACK.
     send_telemetry_source: str
+    # Whether that value came from this process's environment (SEND_TELEMETRY or DO_NOT_TRACK),
+    # which other processes (cron's) do not share.
+    switch_in_environment: bool
     telemetry_url: str
     batch_size: int
     interval_days: int
@@ -156,8 +159,10 @@ def load(ini, global_config=None, environ=None):
     sources = Sources(ini, environ, read_env_file(env_file) if env_file else {})
 
     send, send_source = sources.boolean("SEND_TELEMETRY", "fftelemetry.send_telemetry", False)
-    if do_not_track(sources.lookup("DO_NOT_TRACK", None).value):
-        send, send_source = False, "DO_NOT_TRACK"
+    in_environment = send_source == "environment"
+    dnt = sources.lookup("DO_NOT_TRACK", None)
+    if do_not_track(dnt.value):
+        send, send_source, in_environment = False, "DO_NOT_TRACK", dnt.source == "environment"
 
     url = sources.lookup("TELEMETRY_URL", "fftelemetry.telemetry_url").value
     url = (url or DEFAULT_TELEMETRY_URL).strip().rstrip("/")
@@ -184,6 +189,7 @@ def load(ini, global_config=None, environ=None):
     return AppSettings(
         send_telemetry=send,
         send_telemetry_source=send_source,
+        switch_in_environment=in_environment,
         telemetry_url=url,
         batch_size=sources.number("fftelemetry.batch_size", int, 1000, 1),
         interval_days=sources.number("fftelemetry.interval_days", int, 7, 1),

@@ -7,7 +7,7 @@ OS version, the kind of database and whether it runs in Docker.
 import platform
 import re
 import shutil
-import sys
+import sysconfig
 from pathlib import Path
 
 from pyramid_zodbconn import get_connection
@@ -73,8 +73,11 @@ def run(registry, args):
 def bin_prefix():
     """Where the commands are, when the shell would not find them (a virtual environment that
     is not activated, as after `make run`)."""
-    scripts = Path(sys.executable).parent
-    return "" if shutil.which("fftelemetry") == str(scripts / "fftelemetry") else f"{scripts}/"
+    scripts = Path(sysconfig.get_path("scripts"))
+    command = scripts / "fftelemetry"
+    if not command.exists() or shutil.which("fftelemetry") == str(command):
+        return ""
+    return f"{scripts}/"
 
 
 def system_facts(db):

@@ -60,6 +60,7 @@ def status(context, request):
         "facts": status_facts(context.store, settings),
         "source": SOURCES.get(settings.send_telemetry_source, settings.send_telemetry_source),
         "env_file": settings.env_file,
+        "set_in_environment": settings.switch_in_environment,
         "catalog_table": catalog_table(),
         "records_url": request.resource_url(context, RecordsView.NAME),
         "when": when,

@@ -76,11 +76,12 @@ def test_dotenv_quotes_comments_and_export(tmp_path):
 def test_do_not_track_forces_off(value, tmp_path):
     result = load(environ={"SEND_TELEMETRY": "true", "DO_NOT_TRACK": value})
     assert (result.send_telemetry, result.send_telemetry_source) == (False, "DO_NOT_TRACK")
+    assert result.switch_in_environment
     via_dotenv = load(
         environ={"SEND_TELEMETRY": "true"}, dotenv_text=f"DO_NOT_TRACK={value}\n",
         tmp_path=tmp_path,
     )
-    assert via_dotenv.send_telemetry is False
+    assert via_dotenv.send_telemetry is False and not via_dotenv.switch_in_environment
 
 
 @pytest.mark.parametrize("value", ["0", "false", "", " "])
