@@ -11,8 +11,7 @@ import contextlib
 import logging
 import sys
 
-from ZODB.POSException import StorageError
-
+from ..failures import CANNOT_WRITE
 from ..scripting import close_databases, request_environment
 from . import COMMAND_NAMES, create_user, cron, instructions, status
 from .bootstrap import load_app
@@ -82,9 +81,6 @@ def run_command(registry, args):
     except Exception:
         log.exception("fftelemetry %s failed", args.command)
         return 1
-
-
-CANNOT_WRITE = (OSError, StorageError)
 
 
 def cannot_write(exc):

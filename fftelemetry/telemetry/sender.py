@@ -21,9 +21,10 @@ from dataclasses import dataclass
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
-from ZODB.POSException import ConflictError, StorageError
+from ZODB.POSException import ConflictError
 
 from .. import __version__, catalog
+from ..failures import CANNOT_WRITE, why_not_written
 from ..resources import telemetry_store_in
 from ..resources.store import SubmissionResult, utcnow
 from ..scripting import own_connection
@@ -38,8 +39,9 @@ def _not_a_retry_notice(record):
 
 logging.getLogger("urllib3.connectionpool").addFilter(_not_a_retry_notice)
 
-# What a commit can fail with: the next run re-sends (the receiver counts each record once).
-CANNOT_WRITE = (ConflictError, StorageError, OSError)
+# What a commit can fail with, retries spent: the next run re-sends (the receiver counts each
+# record once).
+NOT_WRITTEN = (ConflictError, *CANNOT_WRITE)
 LOGGED_BODY_CHARS = 300
 CONNECT_RETRIES = 2
 TRANSACTION_ATTEMPTS = 3
@@ -139,9 +141,10 @@ def _send_batches(conn, tm, settings, now):
                 next_in_flight = poster.submit(_post, session, settings, following_body)
             try:
                 _mark(tm, conn, [seq for seq, _ in batch], batch_uuid, now)
-            except CANNOT_WRITE as exc:
+            except NOT_WRITTEN as exc:
                 reason = (
-                    f"a batch was sent but could not be marked ({why(exc)}); it will be re-sent"
+                    f"a batch was sent but could not be marked ({why_not_written(exc)}); "
+                    "it will be re-sent"
                 )
                 log.warning("Telemetry submission failed: %s.", reason)
                 return Outcome(sent=sent, status=status, uuid=batch_uuid, error=reason)
@@ -188,7 +191,7 @@ def _discard(tm, conn, refused):
         for attempt in tm.attempts(TRANSACTION_ATTEMPTS):
             with attempt:
                 _store(conn).discard_pending([seq for seq, _ in refused])
-    except CANNOT_WRITE:
+    except NOT_WRITTEN:
         return  # not sent either way; the next run discards them
     keys = sorted({record.key for _, record in refused})
     log.warning(
@@ -234,15 +237,8 @@ def _log_run(tm, conn, settings, outcome, now):
         for attempt in tm.attempts(TRANSACTION_ATTEMPTS):
             with attempt:
                 _store(conn).log_submission(result, keep=settings.submission_log_size)
-    except CANNOT_WRITE as exc:
-        log.warning("Telemetry submission log not updated: %s.", why(exc))
-
-
-def why(exc):
-    """Why a write failed, in a few words (an OSError's without its file name)."""
-    if isinstance(exc, ConflictError):
-        return "conflicting writes"
-    return getattr(exc, "strerror", None) or type(exc).__name__
+    except NOT_WRITTEN as exc:
+        log.warning("Telemetry submission log not updated: %s.", why_not_written(exc))
 
 
 def make_session():

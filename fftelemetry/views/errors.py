@@ -15,6 +15,7 @@ from pyramid.view import (
 )
 from ZODB.POSException import ConflictError, StorageError
 
+from ..failures import why_not_written
 from ..resources import RecordsView, Root
 
 log = logging.getLogger(__name__)
@@ -82,13 +83,11 @@ def cannot_save(exc, request):
     """The database could not write (a full disk, a lost ZEO server...). pyramid_tm renders this
     for an error raised by the commit too; the transaction is aborted, so nothing half-saved."""
     log.error("%s %s not saved: %s: %s", request.method, request.path, type(exc).__name__, exc)
-    # The reason without its file name: the page may be shown to anybody, the log has it all.
-    reason = getattr(exc, "strerror", None) or type(exc).__name__
-    return error_page(
+    return error_page(  # the log above has it all, file names included
         request,
         503,
         "Not saved",
-        f"The database could not store this ({reason}). Nothing was changed. "
+        f"The database could not store this ({why_not_written(exc)}). Nothing was changed. "
         "Try again later; if it keeps happening, tell the administrator.",
     )
 

@@ -1,0 +1,14 @@
+"""What a write that failed looks like, and how to say why in a few words."""
+
+from ZODB.POSException import ConflictError, StorageError
+
+# The storage cannot write: a full disk (OSError), a read-only or lost database (StorageError).
+CANNOT_WRITE = (OSError, StorageError)
+
+
+def why_not_written(exc):
+    """Why a write failed, in a few words: an OSError's reason without its file name (it may be
+    shown to anybody), else the kind of error."""
+    if isinstance(exc, ConflictError):
+        return "conflicting writes"
+    return getattr(exc, "strerror", None) or type(exc).__name__
