@@ -100,14 +100,8 @@ def submit_pending(db, settings, *, now=None) -> Outcome:
         return Outcome(sent=0, status=None, uuid=None, error=TELEMETRY_OFF)
     now = now or utcnow()
     with own_connection(db) as (tm, conn):
-        with tm:
-            last = _store(conn).last_submission()
         outcome = _send_batches(conn, tm, settings, now)
-        # A run that found nothing to send is no submission: logged, it would hide the last
-        # real one on the status page and put the next one off by a week. Unless the last one
-        # failed and its records are gone since (deleted, discarded): then all is well again.
-        if outcome.sent or not outcome.ok or (last is not None and not last.ok):
-            _log_run(tm, conn, settings, outcome, now)
+        _log_run(tm, conn, settings, outcome, now)
     return outcome
 
 
@@ -188,9 +182,7 @@ def sendable(record):
 
 def _discard(tm, conn, refused):
     try:
-        for attempt in tm.attempts(TRANSACTION_ATTEMPTS):
-            with attempt:
-                _store(conn).discard_pending([seq for seq, _ in refused])
+        _write(tm, conn, lambda store: store.discard_pending([seq for seq, _ in refused]))
     except NOT_WRITTEN:
         return  # not sent either way; the next run discards them
     keys = sorted({record.key for _, record in refused})
@@ -223,20 +215,32 @@ def _store(conn):
     return telemetry_store_in(conn.root())
 
 
-def _mark(tm, conn, seqs, batch_uuid, now):
-    for attempt in tm.attempts(TRANSACTION_ATTEMPTS):  # retries ConflictError, then re-raises
+def _write(tm, conn, change):
+    """change(store) in a transaction of its own; a conflict is retried, then re-raised."""
+    for attempt in tm.attempts(TRANSACTION_ATTEMPTS):
         with attempt:
-            _store(conn).mark_submitted(seqs, batch_uuid, now)
+            change(_store(conn))
+
+
+def _mark(tm, conn, seqs, batch_uuid, now):
+    _write(tm, conn, lambda store: store.mark_submitted(seqs, batch_uuid, now))
 
 
 def _log_run(tm, conn, settings, outcome, now):
     result = SubmissionResult(
         at=now, sent=outcome.sent, status=outcome.status, uuid=outcome.uuid, error=outcome.error
     )
+
+    def log_it(store):
+        # A run that found nothing to send is no submission: logged, it would hide the last
+        # real one on the status page and put the next one off by a week. Unless the last one
+        # failed and its records are gone since (deleted, discarded): then all is well again.
+        last = store.last_submission()
+        if outcome.sent or not outcome.ok or (last is not None and not last.ok):
+            store.log_submission(result, keep=settings.submission_log_size)
+
     try:
-        for attempt in tm.attempts(TRANSACTION_ATTEMPTS):
-            with attempt:
-                _store(conn).log_submission(result, keep=settings.submission_log_size)
+        _write(tm, conn, log_it)
     except NOT_WRITTEN as exc:
         log.warning("Telemetry submission log not updated: %s.", why_not_written(exc))
 
