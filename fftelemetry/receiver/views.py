@@ -48,16 +48,19 @@ def not_found(request):
     return {"error": f"nothing here: {request.method} {request.path}; POST batches to /submit"}
 
 
-# Not for a conflict that pyramid_retry will rerun (two batches at once may conflict).
+# Error views: pyramid_tm aborts (nothing of the batch is stored), and the sender keeps its
+# records pending for the next try. retryable_error=False: a conflict that pyramid_retry will
+# rerun (two batches at once may conflict) is none of their business.
+@exception_view_config(ConflictError, retryable_error=False, renderer="json")
+def still_conflicting(exc, request):
+    log.warning("%s %s gave up: conflicting writes on every attempt", request.method, request.path)
+    request.response.status_int = 503
+    return {"error": "the receiver is busy; nothing was stored, send the batch again later"}
+
+
 @exception_view_config(Exception, retryable_error=False, renderer="json")
 def failed(exc, request):
-    """A bug, a storage failure or conflicts on every attempt: pyramid_tm aborts (nothing of the
-    batch is stored), and the sender keeps its records pending and tries again next time."""
-    if isinstance(exc, ConflictError):
-        log.warning("%s %s gave up: conflicting writes on every attempt", request.method,
-                    request.path)
-        request.response.status_int = 503
-        return {"error": "the receiver is busy; nothing was stored, send the batch again later"}
+    """A bug or a storage failure."""
     log.error("%s %s failed", request.method, request.path, exc_info=exc)
     request.response.status_int = 500
     return {"error": "the receiver failed; nothing was stored, send the batch again later"}
