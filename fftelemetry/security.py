@@ -1,6 +1,7 @@
 """Who is signed in, and what they may do (Pyramid 2's ISecurityPolicy, as in Warehouse).
 
-The session remembers a user's normalised email; ACLs on the resources decide. Every view
+The session remembers a user's normalised email and the account's session key (a log-out
+changes the key, which ends every session of the account); ACLs on the resources decide. Every view
 needs a permission (default VIEW) and every POST a CSRF token, so forgetting either on a new
 view fails closed.
 """
@@ -14,6 +15,8 @@ from pyramid.session import SignedCookieSessionFactory
 from zope.interface import implementer
 
 from .resources import ADMIN_ROLE, VIEW, users_folder
+
+SESSION_KEY = "account.session_key"
 
 PROFILES = {
     "default": argon2.profiles.RFC_9106_LOW_MEMORY,
@@ -50,7 +53,10 @@ class SecurityPolicy:
 
     def _load_identity(self, request):
         email = self.session.authenticated_userid(request)
-        return None if email is None else users_folder(request).get(email)
+        user = None if email is None else users_folder(request).get(email)
+        if user is None or request.session.get(SESSION_KEY) != user.session_key:
+            return None
+        return user
 
     def authenticated_userid(self, request):
         user = request.identity
@@ -60,7 +66,10 @@ class SecurityPolicy:
         return self.acl.permits(context, principals_for(request.identity), permission)
 
     def remember(self, request, userid, **kw):
+        """Sign `userid` in: remember the email and the account's current session key."""
         self.identity_cache.clear(request)
+        user = users_folder(request).get(userid)
+        request.session[SESSION_KEY] = None if user is None else user.session_key
         return self.session.remember(request, userid, **kw)
 
     def forget(self, request, **kw):

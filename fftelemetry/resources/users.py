@@ -6,6 +6,7 @@ stored in pickles: keep `fftelemetry.resources.users.User` and `.Users` where th
 """
 
 import re
+import secrets
 from datetime import UTC, datetime
 
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -48,6 +49,9 @@ def check_password(password):
 class User(Persistent):
     __name__ = None
     __parent__ = None
+    # Stored in each session at sign-in; a session holding another value is no longer signed in.
+    # Accounts made before it existed have None until their first log-out.
+    session_key = None
 
     def __init__(self, email, password_hash, is_admin=False):
         self.email = email
@@ -58,6 +62,13 @@ class User(Persistent):
         # False until the new-user wizard is finished; login sends such a user to /welcome.
         self.welcomed = False
         self.created_at = datetime.now(UTC)
+        self.session_key = secrets.token_hex(16)
+
+    def end_sessions(self):
+        """Sign this account out everywhere: sessions are signed cookies that a browser (or
+        anyone who copied one) could keep sending, so a log-out must change what they are
+        checked against, not only clear the one browser's cookie."""
+        self.session_key = secrets.token_hex(16)
 
     def verify_password(self, password, hasher):
         """Whether `password` is right; upgrades the hash when the hasher's cost has changed."""

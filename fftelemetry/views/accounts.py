@@ -81,6 +81,8 @@ def login(context, request):
 
 @view_config(context=Root, name="logout", request_method="POST")
 def logout(context, request):
+    if request.identity is not None:
+        request.identity.end_sessions()  # a copied cookie must not outlive the log-out
     headers = forget(request)
     request.session.invalidate()
     request.session.flash("You are logged out.", "info")

@@ -1,9 +1,13 @@
 """Accounts in the browser: register, log in and out, the wizard, preferences, and the security
 around them (CSRF on every POST, sessions, who may see the admin area)."""
 
+import time
+
 import pytest
 import webtest
+from webob.cookies import JSONSerializer, SignedSerializer
 
+from tests.conftest import SECRET
 from tests.functional.conftest import ADMIN_EMAIL, PASSWORD, USER_EMAIL, finish_wizard
 
 
@@ -134,6 +138,61 @@ def test_logout_is_a_post_and_get_changes_nothing(site, admin):
     out = home.forms["logout"].submit(status=303).follow()
     assert "You are logged out." in out.text
     admin.get("/preferences", status=303)
+
+
+def copy_of(site, browser):
+    """Another browser holding the same session cookie, as someone who copied it would."""
+    other = site.browser()
+    for name, value in browser.cookies.items():
+        other.set_cookie(name, value)
+    return other
+
+
+def log_out(browser):
+    browser.get("/").forms["logout"].submit(status=303)
+
+
+def test_logout_ends_a_copied_session_cookie(site, admin):
+    copy = copy_of(site, admin)
+    copy.get("/admin/telemetry", status=200)
+    log_out(admin)
+    assert "/login?came_from=" in copy.get("/admin/telemetry", status=303).location
+    copy.get("/preferences", status=303)
+    log_in(admin, ADMIN_EMAIL)
+    admin.get("/admin/telemetry", status=200)
+    copy.get("/admin/telemetry", status=303)  # a new sign-in does not bring the old one back
+
+
+def test_logout_signs_the_account_out_everywhere_and_no_one_else(site, admin, member):
+    laptop = site.browser()
+    log_in(laptop, ADMIN_EMAIL)
+    laptop.get("/admin/telemetry", status=200)
+    log_out(admin)
+    laptop.get("/admin/telemetry", status=303)
+    member.get("/preferences", status=200)
+
+
+def earlier_versions_session_cookie(email):
+    """The session cookie an earlier version gave at sign-in: the email only, no session key
+    (Pyramid's SignedCookieSessionFactory format: signed JSON of renewed, created, state)."""
+    signer = SignedSerializer(SECRET, "fftelemetry.session.", "sha512", JSONSerializer())
+    now = time.time()
+    return signer.dumps((now, now, {"auth.userid": email})).decode()
+
+
+def test_sessions_and_accounts_from_before_session_keys_work_until_a_log_out(site, admin):
+    with site.root() as root:
+        del root["users"][ADMIN_EMAIL].session_key  # an account stored by an earlier version
+    old = site.browser()
+    old.set_cookie("session", earlier_versions_session_cookie(ADMIN_EMAIL))
+    old.get("/admin/telemetry", status=200)  # an upgrade signs nobody out
+    copy = copy_of(site, old)
+    log_out(old)
+    copy.get("/admin/telemetry", status=303)
+    with site.root() as root:
+        assert root["users"][ADMIN_EMAIL].session_key is not None
+    log_in(old, ADMIN_EMAIL)
+    old.get("/admin/telemetry", status=200)
 
 
 def test_logout_without_token_does_nothing(admin):

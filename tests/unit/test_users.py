@@ -49,6 +49,16 @@ def test_duplicate_is_refused():
         users.create("A@EXAMPLE.org", "other password", CHEAP)
 
 
+def test_each_account_has_its_own_session_key_and_a_log_out_changes_it():
+    users = Users()
+    first = users.create("a@example.org", "long enough", CHEAP)
+    second = users.create("b@example.org", "long enough", CHEAP)
+    assert len({first.session_key, second.session_key}) == 2
+    before = first.session_key
+    first.end_sessions()
+    assert first.session_key not in (before, None, second.session_key)
+
+
 def test_password_check_and_rehash_when_the_cost_changes():
     user = Users().create("a@example.org", "long enough", CHEAP)
     assert not user.verify_password("wrong password", CHEAP)
