@@ -89,6 +89,10 @@ def session_factory(secret, secure=False):
         samesite="Lax",
         timeout=8 * 3600,
         reissue_time=600,
+        # An error page (the transaction aborted) must not carry what that request put in the
+        # session: a 503 "not saved" registration would otherwise sign in and welcome an
+        # account that does not exist.
+        set_on_exception=False,
     )
 
 

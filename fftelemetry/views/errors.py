@@ -1,6 +1,10 @@
 """Error pages: sign in first (anonymous), 403, 404, a stale form (bad CSRF token), 405
 for a GET on a URL that only a form's POST may use, 503 when the database cannot write or keeps
-conflicting, and 500 for anything else."""
+conflicting, and 500 for anything else.
+
+A response to an exception carries no session cookie (`set_on_exception=False` in
+fftelemetry.security): what the failed request put in the session (a sign-in, a "Welcome!") is
+dropped, as its database changes were."""
 
 import logging
 
@@ -23,10 +27,15 @@ log = logging.getLogger(__name__)
 ERROR_PAGE = "fftelemetry:templates/error.pt"
 
 
-def error_page(request, status, title, message):
-    response = render_to_response(
-        ERROR_PAGE, {"title": title, "message": message}, request=request
-    )
+def no_flash(queue=""):
+    """An error page shows no flash messages: those of a failed request were never saved, and
+    earlier ones stay in the session (not sent back) for the next page."""
+    return []
+
+
+def error_page(request, status, title, message, **values):
+    values = {"title": title, "message": message, "pop_flash": no_flash, **values}
+    response = render_to_response(ERROR_PAGE, values, request=request)
     response.status = status
     return response
 

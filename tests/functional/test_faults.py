@@ -39,6 +39,22 @@ def test_a_write_error_at_commit_is_a_clear_page_and_loses_nothing(site, admin):
     assert after["all"] == before["all"] + 2  # language de and locale de_AT, new facts
 
 
+def test_a_registration_that_could_not_be_saved_signs_nobody_in(site, admin):
+    browser = site.browser()
+    form = browser.get("/register").forms["register"]
+    form["email"], form["password"] = "late@example.org", "long enough password"
+
+    with file_size_limit(data_fs(site).stat().st_size):
+        page = form.submit(status=503)
+
+    assert "Not saved" in page.text
+    assert "Welcome!" not in page.text  # the failed request's session is not sent
+    assert "Set-Cookie" not in page.headers
+    browser.get("/preferences", status=303)
+    with site.root() as root:
+        assert "late@example.org" not in root["users"]
+
+
 def failing_view(config):
     """`pyramid.includes` hook: /broken collects a record, then fails as a bug would;
     /conflict-once conflicts on its first attempt only, /conflict on every attempt."""
