@@ -3,6 +3,7 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from pyramid.config import Configurator
+from ZEO.Exceptions import ClientDisconnected
 
 from . import settings as app_settings
 from .request import use_app_request
@@ -29,7 +30,13 @@ def main(global_config, **settings):
         config.include(".retries")
         config.include("pyramid_tm")
         use_app_request(config)  # here, at the top level: see fftelemetry/request.py
-        config.include("pyramid_zodbconn")
+        try:
+            config.include("pyramid_zodbconn")  # opens the database
+        except ClientDisconnected:
+            where = global_config.get("__file__", "zodbconn.uri")
+            raise SystemExit(
+                f"fftelemetry: cannot reach the ZEO server named in {where}: is runzeo running?"
+            ) from None
         config.include(".security")
         config.include(".telemetry")
         config.include(".views")

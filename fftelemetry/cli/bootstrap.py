@@ -12,7 +12,6 @@ import plaster
 from plaster.exceptions import InvalidURI
 from pyramid.paster import get_app, setup_logging
 from zc.lockfile import LockError
-from ZEO.Exceptions import ClientDisconnected
 
 from .errors import ConfigProblem
 
@@ -28,16 +27,12 @@ def load_app(config_uri):
         _quiet_zeo_unless_configured()
         with _quiet("zc.lockfile"):  # it logs a traceback before raising; we say it in one line
             return get_app(config_uri)
-    except SystemExit as exc:  # fftelemetry.main refusing a setting, already one line
+    except SystemExit as exc:  # fftelemetry.main refusing a setting or no ZEO: already one line
         raise ConfigProblem(str(exc.code).removeprefix("fftelemetry: ")) from None
     except LockError:
         raise ConfigProblem(
             f"the database of {path} is in use by another process (a file:// FileStorage "
             "allows only one); serve it with ZEO (zeo://, see development.ini) to share it"
-        ) from None
-    except ClientDisconnected:
-        raise ConfigProblem(
-            f"cannot reach the ZEO server named in {path}: is runzeo running?"
         ) from None
     except Exception as exc:
         raise ConfigProblem(f"cannot load {path or config_uri}: {one_line(exc)}") from None

@@ -1,6 +1,6 @@
 """Error pages: sign in first (anonymous), 403, 404, a stale form (bad CSRF token), 405
-for a GET on a URL that only a form's POST may use, 503 when the database cannot write or keeps
-conflicting, and 500 for anything else.
+for a GET on a URL that only a form's POST may use, 503 when the database cannot write, cannot be
+reached or keeps conflicting, and 500 for anything else.
 
 A response to an exception carries no session cookie (`set_on_exception=False` in
 fftelemetry.security): what the failed request put in the session (a sign-in, a "Welcome!") is
@@ -17,6 +17,7 @@ from pyramid.view import (
     notfound_view_config,
     view_config,
 )
+from ZEO.Exceptions import ClientDisconnected
 from ZODB.POSException import ConflictError, StorageError
 
 from ..failures import why_not_written
@@ -99,6 +100,28 @@ def cannot_save(exc, request):
         f"The database could not store this ({why_not_written(exc)}). Nothing was changed. "
         "Try again later; if it keeps happening, tell the administrator.",
     )
+
+
+@exception_view_config(ClientDisconnected)
+def database_unavailable(exc, request):
+    """The ZEO server cannot be reached (stopped, restarting). ZEO has already waited for it
+    (the URI's `wait_timeout`); a rerun would wait as long again, `retry.attempts` times over
+    (ClientDisconnected is a TransientError, which pyramid_tm marks retryable), holding a worker
+    thread for minutes. So this attempt is made the last one, and the page is drawn without the
+    database (no signed-in user)."""
+    request.environ["retry.attempts"] = request.environ.get("retry.attempt", 0) + 1
+    log.warning("%s %s: the ZEO server cannot be reached; nothing was changed",
+                request.method, request.path)
+    response = error_page(
+        request,
+        503,
+        "Database unavailable",
+        "The database server cannot be reached right now. Nothing was changed. "
+        "Try again in a minute; if it keeps happening, tell the administrator.",
+        user=None,
+    )
+    response.retry_after = 30
+    return response
 
 
 # retryable_error=False (pyramid_retry's predicate): a conflict that will be retried is not

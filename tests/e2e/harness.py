@@ -99,13 +99,24 @@ def process(args, log_path, ready=None, timeout=30, env=None):
         log.close()
 
 
+def zeo_uri(folder, wait_timeout=30):
+    return f"zeo://{Path(folder) / 'zeo.sock'}?wait_timeout={wait_timeout}"
+
+
+@contextmanager
+def runzeo(folder):
+    """runzeo on a unix socket in `folder` (see zeo_uri); yields its process."""
+    sock = Path(folder) / "zeo.sock"
+    args = [str(BIN / "runzeo"), "-a", str(sock), "-f", str(Path(folder) / "Data.fs")]
+    with process(args, Path(folder) / "zeo.log", ready=sock.exists) as child:
+        yield child
+
+
 @contextmanager
 def zeo_server(folder):
     """runzeo on a unix socket in `folder`; yields the zodburi URI."""
-    sock = Path(folder) / "zeo.sock"
-    args = [str(BIN / "runzeo"), "-a", str(sock), "-f", str(Path(folder) / "Data.fs")]
-    with process(args, Path(folder) / "zeo.log", ready=sock.exists):
-        yield f"zeo://{sock}?wait_timeout=30"
+    with runzeo(folder):
+        yield zeo_uri(folder)
 
 
 @contextmanager

@@ -1,0 +1,88 @@
+"""The ZEO server goes away while `pserve` keeps running, then comes back. A request that needs
+the server gets a 503 within one `wait_timeout` (pyramid_retry would otherwise rerun it ten
+times, waiting each time), saves nothing and signs nobody in; the app recovers by itself. And
+`pserve` started with no ZEO server says so in one line."""
+
+import signal
+import subprocess
+import time
+
+import pytest
+
+from .harness import (
+    BIN,
+    app_settings,
+    child_environment,
+    csrf_token,
+    free_port,
+    new_session,
+    post_form,
+    pserve,
+    runzeo,
+    wait_until,
+    write_server_ini,
+    zeo_uri,
+)
+
+pytestmark = pytest.mark.slow
+
+PASSWORD = "long enough password"
+WAIT_TIMEOUT = 2
+
+
+def register(base, email):
+    return post_form(new_session(), f"{base}/register", {"email": email, "password": PASSWORD})
+
+
+def test_a_lost_zeo_server_is_one_quick_503_and_the_app_recovers(tmp_path):
+    cheap = {"fftelemetry.password_profile": "cheapest"}
+    settings = app_settings(zeo_uri(tmp_path, WAIT_TIMEOUT), **cheap)
+    port = free_port()
+    ini = write_server_ini(tmp_path / "web.ini", settings, port)
+    with runzeo(tmp_path) as zeo, pserve(ini, port) as base:
+        assert register(base, "first@example.org").status_code == 200
+        browser = new_session()
+        form = browser.get(f"{base}/register", timeout=30)  # the form, while the server is up
+        zeo.send_signal(signal.SIGTERM)
+        zeo.wait(10)
+
+        started = time.monotonic()
+        down = browser.post(
+            f"{base}/register",
+            data={"email": "second@example.org", "password": PASSWORD,
+                  "csrf_token": csrf_token(form.text)},
+            timeout=120,
+            allow_redirects=False,
+        )
+        waited = time.monotonic() - started
+        assert down.status_code == 503, down.text
+        assert waited < 4 * WAIT_TIMEOUT, f"{waited:.1f} s: the request was rerun"
+        assert "Database unavailable" in down.text and "Nothing was changed" in down.text
+        assert "Welcome!" not in down.text and "Set-Cookie" not in down.headers
+        assert down.headers["Retry-After"] == "30"
+        log = ini.with_suffix(".log").read_text()
+        assert log.count("the ZEO server cannot be reached") == 1
+        assert "retrying POST" not in log
+
+        with runzeo(tmp_path):
+            wait_until(lambda: register(base, "third@example.org").status_code == 200, 30,
+                       "the app to reconnect")
+            second = post_form(new_session(), f"{base}/login",
+                               {"email": "second@example.org", "password": PASSWORD})
+            assert second.status_code == 400, "the refused registration was not stored"
+            assert "Wrong email address or password." in second.text
+
+
+def test_pserve_without_its_zeo_server_stops_in_one_line(tmp_path):
+    port = free_port()
+    ini = write_server_ini(tmp_path / "web.ini", app_settings(zeo_uri(tmp_path, 1)), port)
+    server = subprocess.run(
+        [str(BIN / "pserve"), str(ini)],
+        capture_output=True, text=True, timeout=60, check=False, env=child_environment(),
+    )
+    assert server.returncode != 0
+    assert "Traceback" not in server.stderr, server.stderr
+    last = server.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"fftelemetry: cannot reach the ZEO server named in {ini}: is runzeo running?"
+    )
