@@ -16,16 +16,21 @@ def data_fs(site):
     return Path(site.app.registry.settings["zodbconn.uri"].removeprefix("file://"))
 
 
+def submit_on_a_full_disk(site, form):
+    """Submit `form` while the Data.fs cannot grow: the 503 "Not saved" page."""
+    with file_size_limit(data_fs(site).stat().st_size):
+        page = form.submit(status=503)
+    assert "Not saved" in page.text
+    return page
+
+
 def test_a_write_error_at_commit_is_a_clear_page_and_loses_nothing(site, admin):
     site.seed(200)
     before = site.counts()
     form = admin.get("/preferences").forms["preferences"]
     form["language"], form["locale"] = "de", "de_AT"
 
-    with file_size_limit(data_fs(site).stat().st_size):
-        page = form.submit(status=503)
-
-    assert "Not saved" in page.text
+    page = submit_on_a_full_disk(site, form)
     assert "File too large" in page.text and "Nothing was changed" in page.text
     assert site.counts() == before
     with site.root() as root:
@@ -44,10 +49,7 @@ def test_a_registration_that_could_not_be_saved_signs_nobody_in(site, admin):
     form = browser.get("/register").forms["register"]
     form["email"], form["password"] = "late@example.org", "long enough password"
 
-    with file_size_limit(data_fs(site).stat().st_size):
-        page = form.submit(status=503)
-
-    assert "Not saved" in page.text
+    page = submit_on_a_full_disk(site, form)
     assert "Welcome!" not in page.text  # the failed request's session is not sent
     assert "Set-Cookie" not in page.headers
     browser.get("/preferences", status=303)
