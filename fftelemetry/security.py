@@ -54,9 +54,9 @@ class SecurityPolicy:
     def _load_identity(self, request):
         email = self.session.authenticated_userid(request)
         user = None if email is None else users_folder(request).get(email)
-        if user is None or request.session.get(SESSION_KEY) != user.session_key:
+        if user is None or user.session_key is None:  # fail closed: see User.session_key
             return None
-        return user
+        return user if request.session.get(SESSION_KEY) == user.session_key else None
 
     def authenticated_userid(self, request):
         user = request.identity
@@ -69,6 +69,8 @@ class SecurityPolicy:
         """Sign `userid` in: remember the email and the account's current session key."""
         self.identity_cache.clear(request)
         user = users_folder(request).get(userid)
+        if user is not None and user.session_key is None:
+            user.end_sessions()  # an account stored without a key gets its first one
         request.session[SESSION_KEY] = None if user is None else user.session_key
         return self.session.remember(request, userid, **kw)
 

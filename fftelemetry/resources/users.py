@@ -50,7 +50,8 @@ class User(Persistent):
     __name__ = None
     __parent__ = None
     # Stored in each session at sign-in; a session holding another value is no longer signed in.
-    # Accounts made before it existed have None until their first log-out.
+    # An account stored before keys existed has None, and no session is signed in to it until
+    # its next sign-in gives it a key: a cookie copied before then is worth nothing.
     session_key = None
 
     def __init__(self, email, password_hash, is_admin=False):
