@@ -1,5 +1,6 @@
 """fftelemetry: a Pyramid/ZODB application with transparent, opt-in usage telemetry."""
 
+import logging
 from importlib.metadata import PackageNotFoundError, version
 
 from pyramid.config import Configurator
@@ -15,6 +16,12 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 
+def not_a_lost_zeo_server(record):
+    """ZODB.Connection logs an ERROR and a traceback for every object it could not load; for a
+    lost ZEO server the 503 page's view says it in one WARNING line instead."""
+    return not (record.exc_info and isinstance(record.exc_info[1], ClientDisconnected))
+
+
 def main(global_config, **settings):
     """The WSGI application; refuses to start, in one line, on a setting it does not accept."""
     try:
@@ -24,6 +31,8 @@ def main(global_config, **settings):
     settings.setdefault("tm.manager_hook", "pyramid_tm.explicit_manager")
     settings.setdefault("retry.attempts", "10")
     settings.setdefault("tm.annotate_user", "false")
+    # one filter however many apps a process makes: addFilter skips one it already has
+    logging.getLogger("ZODB.Connection").addFilter(not_a_lost_zeo_server)
     with Configurator(settings=settings, root_factory=root_factory) as config:
         config.registry.app_settings = resolved
         config.include("pyramid_retry")

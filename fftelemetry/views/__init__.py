@@ -10,7 +10,9 @@ def add_template_globals(event):
     request = event["request"]
     if request is None:  # render() outside a request
         return
-    event.setdefault("user", request.identity)
+    given = event.rendering_val if isinstance(event.rendering_val, dict) else {}
+    if "user" not in given:  # a page given its user (None) must not load one
+        event.setdefault("user", request.identity)
     event.setdefault("csrf_token", lambda: get_csrf_token(request))
     event.setdefault("pop_flash", lambda queue="": pop_flash(request.session, queue))
 

@@ -17,6 +17,8 @@ from pyramid.view import (
     notfound_view_config,
     view_config,
 )
+from pyramid_retry import is_last_attempt
+from pyramid_zodbconn import get_connection
 from ZEO.Exceptions import ClientDisconnected
 from ZODB.POSException import ConflictError, StorageError
 
@@ -35,6 +37,11 @@ def no_flash(queue=""):
 
 
 def error_page(request, status, title, message, **values):
+    if "user" not in values:
+        try:
+            values["user"] = request.identity  # maybe first loaded here (a 404 of traversal)
+        except ClientDisconnected as exc:  # or pyramid_retry reruns the request
+            return database_unavailable(exc, request)
     values = {"title": title, "message": message, "pop_flash": no_flash, **values}
     response = render_to_response(ERROR_PAGE, values, request=request)
     response.status = status
@@ -102,16 +109,25 @@ def cannot_save(exc, request):
     )
 
 
+def zeo_connected(request):
+    is_connected = getattr(get_connection(request).db().storage, "is_connected", None)
+    return is_connected is not None and is_connected()
+
+
 @exception_view_config(ClientDisconnected)
 def database_unavailable(exc, request):
-    """The ZEO server cannot be reached (stopped, restarting). ZEO has already waited for it
-    (the URI's `wait_timeout`); a rerun would wait as long again, `retry.attempts` times over
-    (ClientDisconnected is a TransientError, which pyramid_tm marks retryable), holding a worker
-    thread for minutes. So this attempt is made the last one, and the page is drawn without the
-    database (no signed-in user)."""
-    request.environ["retry.attempts"] = request.environ.get("retry.attempt", 0) + 1
-    log.warning("%s %s: the ZEO server cannot be reached; nothing was changed",
-                request.method, request.path)
+    """The ZEO server cannot be reached (stopped, restarting). A load has waited for it up to
+    the URI's `wait_timeout` already (a commit fails at once). pyramid_retry would rerun the
+    request `retry.attempts` times (ClientDisconnected is a TransientError, which pyramid_tm
+    marks retryable), each load waiting again: a worker thread held for minutes. So while the
+    server is away this attempt is the last; once it is back (it came back during this attempt)
+    pyramid_retry reruns the request as for a conflict. The page is drawn without the database
+    (no signed-in user)."""
+    if not zeo_connected(request):
+        request.environ["retry.attempts"] = request.environ.get("retry.attempt", 0) + 1
+    if is_last_attempt(request):
+        log.warning("%s %s: the ZEO server cannot be reached; nothing was changed",
+                    request.method, request.path)
     response = error_page(
         request,
         503,

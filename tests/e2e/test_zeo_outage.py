@@ -5,6 +5,7 @@ times, waiting each time), saves nothing and signs nobody in; the app recovers b
 
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -30,21 +31,29 @@ PASSWORD = "long enough password"
 WAIT_TIMEOUT = 2
 
 
-def register(base, email):
-    return post_form(new_session(), f"{base}/register", {"email": email, "password": PASSWORD})
+def register(base, email, browser=None):
+    browser = browser or new_session()
+    return post_form(browser, f"{base}/register", {"email": email, "password": PASSWORD})
+
+
+def stop(zeo):
+    zeo.send_signal(signal.SIGTERM)
+    zeo.wait(10)
+
+
+def settings_for(tmp_path, wait_timeout=WAIT_TIMEOUT):
+    cheap = {"fftelemetry.password_profile": "cheapest"}
+    return app_settings(zeo_uri(tmp_path, wait_timeout), **cheap)
 
 
 def test_a_lost_zeo_server_is_one_quick_503_and_the_app_recovers(tmp_path):
-    cheap = {"fftelemetry.password_profile": "cheapest"}
-    settings = app_settings(zeo_uri(tmp_path, WAIT_TIMEOUT), **cheap)
     port = free_port()
-    ini = write_server_ini(tmp_path / "web.ini", settings, port)
+    ini = write_server_ini(tmp_path / "web.ini", settings_for(tmp_path), port)
     with runzeo(tmp_path) as zeo, pserve(ini, port) as base:
         assert register(base, "first@example.org").status_code == 200
         browser = new_session()
         form = browser.get(f"{base}/register", timeout=30)  # the form, while the server is up
-        zeo.send_signal(signal.SIGTERM)
-        zeo.wait(10)
+        stop(zeo)
 
         started = time.monotonic()
         down = browser.post(
@@ -71,6 +80,67 @@ def test_a_lost_zeo_server_is_one_quick_503_and_the_app_recovers(tmp_path):
                                {"email": "second@example.org", "password": PASSWORD})
             assert second.status_code == 400, "the refused registration was not stored"
             assert "Wrong email address or password." in second.text
+
+
+def test_signed_in_pages_missing_the_server_are_quick_503s_not_reruns(tmp_path):
+    """The outage first bites while loading the signed-in user (a fresh pserve has nothing in
+    its caches), once in a view and once in the 404 page."""
+    port = free_port()
+    ini = write_server_ini(tmp_path / "web.ini", settings_for(tmp_path), port)
+    browser = new_session()
+    with runzeo(tmp_path) as zeo:
+        with pserve(ini, port) as base:
+            assert register(base, "first@example.org", browser).status_code == 200
+        with pserve(ini, port) as base:
+            assert new_session().get(f"{base}/", timeout=30).status_code == 200
+            stop(zeo)
+            for path in ("/preferences", "/no-such-page"):
+                started = time.monotonic()
+                page = browser.get(f"{base}{path}", timeout=120, allow_redirects=False)
+                waited = time.monotonic() - started
+                assert page.status_code == 503, (path, page.status_code)
+                assert "Database unavailable" in page.text
+                assert waited < 4 * WAIT_TIMEOUT, f"{path}: {waited:.1f} s, rerun"
+            log = ini.with_suffix(".log").read_text()
+    assert log.count("the ZEO server cannot be reached") == 2
+    assert "retrying GET" not in log
+    assert "Couldn't load state" not in log and "Traceback" not in log
+
+
+def test_a_write_as_the_server_comes_back_goes_through(tmp_path):
+    port = free_port()
+    ini = write_server_ini(tmp_path / "web.ini", settings_for(tmp_path, 10), port)
+    with runzeo(tmp_path) as zeo, pserve(ini, port) as base:
+        assert register(base, "first@example.org").status_code == 200
+        browser = new_session()
+        form = browser.get(f"{base}/register", timeout=30)
+        stop(zeo)
+        back, done = threading.Event(), threading.Event()
+
+        def restart_a_second_later():
+            time.sleep(1)
+            with runzeo(tmp_path):
+                back.set()
+                done.wait(60)
+
+        restarter = threading.Thread(target=restart_a_second_later)
+        restarter.start()
+        try:
+            saved = browser.post(
+                f"{base}/register",
+                data={"email": "second@example.org", "password": PASSWORD,
+                      "csrf_token": csrf_token(form.text)},
+                timeout=120,
+                allow_redirects=False,
+            )
+            assert back.wait(10)
+            assert saved.status_code == 303, saved.text
+            again = post_form(new_session(), f"{base}/login",
+                              {"email": "second@example.org", "password": PASSWORD})
+            assert again.status_code == 200 and "Log out" in again.text
+        finally:
+            done.set()
+            restarter.join()
 
 
 def test_pserve_without_its_zeo_server_stops_in_one_line(tmp_path):
