@@ -36,6 +36,12 @@ def register(base, email, browser=None):
     return post_form(browser, f"{base}/register", {"email": email, "password": PASSWORD})
 
 
+def submit_registration(browser, base, form, email):
+    """POST the register `form` that `browser` fetched earlier (while the server was up)."""
+    data = {"email": email, "password": PASSWORD, "csrf_token": csrf_token(form.text)}
+    return browser.post(f"{base}/register", data=data, timeout=120, allow_redirects=False)
+
+
 def stop(zeo):
     zeo.send_signal(signal.SIGTERM)
     zeo.wait(10)
@@ -56,13 +62,7 @@ def test_a_lost_zeo_server_is_one_quick_503_and_the_app_recovers(tmp_path):
         stop(zeo)
 
         started = time.monotonic()
-        down = browser.post(
-            f"{base}/register",
-            data={"email": "second@example.org", "password": PASSWORD,
-                  "csrf_token": csrf_token(form.text)},
-            timeout=120,
-            allow_redirects=False,
-        )
+        down = submit_registration(browser, base, form, "second@example.org")
         waited = time.monotonic() - started
         assert down.status_code == 503, down.text
         assert waited < 4 * WAIT_TIMEOUT, f"{waited:.1f} s: the request was rerun"
@@ -126,13 +126,7 @@ def test_a_write_as_the_server_comes_back_goes_through(tmp_path):
         restarter = threading.Thread(target=restart_a_second_later)
         restarter.start()
         try:
-            saved = browser.post(
-                f"{base}/register",
-                data={"email": "second@example.org", "password": PASSWORD,
-                      "csrf_token": csrf_token(form.text)},
-                timeout=120,
-                allow_redirects=False,
-            )
+            saved = submit_registration(browser, base, form, "second@example.org")
             assert back.wait(10)
             assert saved.status_code == 303, saved.text
             again = post_form(new_session(), f"{base}/login",
