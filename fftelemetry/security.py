@@ -1,10 +1,13 @@
 """Who is signed in, and what they may do (Pyramid 2's ISecurityPolicy, as in Warehouse).
 
-The session remembers a user's normalised email and the account's session key (a log-out
-changes the key, which ends every session of the account); ACLs on the resources decide. Every view
+The session remembers a user's normalised email, the account's session key (a log-out changes
+the key, which ends every session of the account) and when the user signed in (a sign-in lasts
+a week at most, however busy its session); ACLs on the resources decide. Every view
 needs a permission (default VIEW) and every POST a CSRF token, so forgetting either on a new
 view fails closed.
 """
+
+import time
 
 import argon2
 from pyramid.authentication import SessionAuthenticationHelper
@@ -17,6 +20,7 @@ from zope.interface import implementer
 from .resources import ADMIN_ROLE, VIEW, users_folder
 
 SESSION_KEY = "account.session_key"
+SIGNED_IN_AT = "account.signed_in_at"
 
 PROFILES = {
     "default": argon2.profiles.RFC_9106_LOW_MEMORY,
@@ -40,7 +44,8 @@ def principals_for(user):
 
 @implementer(ISecurityPolicy)
 class SecurityPolicy:
-    def __init__(self):
+    def __init__(self, lifetime_seconds):
+        self.lifetime_seconds = lifetime_seconds
         self.session = SessionAuthenticationHelper()
         self.acl = ACLHelper()
         # request.identity is asked for by pyramid_tm, the permission check and the layout:
@@ -56,7 +61,15 @@ class SecurityPolicy:
         user = None if email is None else users_folder(request).get(email)
         if user is None or user.session_key is None:  # fail closed: see User.session_key
             return None
-        return user if request.session.get(SESSION_KEY) == user.session_key else None
+        if request.session.get(SESSION_KEY) != user.session_key:
+            return None
+        return user if self._within_lifetime(request.session.get(SIGNED_IN_AT)) else None
+
+    def _within_lifetime(self, signed_in_at):
+        # A session from before sign-in times were kept has none: it has to sign in again.
+        if not isinstance(signed_in_at, int):
+            return False
+        return time.time() - signed_in_at <= self.lifetime_seconds
 
     def authenticated_userid(self, request):
         user = request.identity
@@ -66,12 +79,13 @@ class SecurityPolicy:
         return self.acl.permits(context, principals_for(request.identity), permission)
 
     def remember(self, request, userid, **kw):
-        """Sign `userid` in: remember the email and the account's current session key."""
+        """Sign `userid` in: remember the email, the account's current session key and now."""
         self.identity_cache.clear(request)
         user = users_folder(request).get(userid)
         if user is not None and user.session_key is None:
             user.end_sessions()  # an account stored without a key gets its first one
         request.session[SESSION_KEY] = None if user is None else user.session_key
+        request.session[SIGNED_IN_AT] = int(time.time())
         return self.session.remember(request, userid, **kw)
 
     def forget(self, request, **kw):
@@ -101,7 +115,7 @@ def session_factory(secret, secure=False):
 def includeme(config):
     settings = config.registry.app_settings
     config.set_session_factory(session_factory(settings.session_secret, settings.secure_cookies))
-    config.set_security_policy(SecurityPolicy())
+    config.set_security_policy(SecurityPolicy(settings.session_lifetime_hours * 3600))
     config.set_default_permission(VIEW)
     config.set_default_csrf_options(require_csrf=True)
     config.registry.password_hasher = password_hasher(settings)

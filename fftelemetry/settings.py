@@ -50,6 +50,8 @@ class AppSettings:
     allow_registration: bool
     strict_catalog: bool
     secure_cookies: bool
+    # A sign-in lasts at most this long, however active the session (the idle limit is 8 hours).
+    session_lifetime_hours: int
     env_file: str | None
     # argon2 cost: "default" (RFC 9106 low-memory) or "cheapest" (tests only: ~1 ms a hash).
     hashing_profile: str = "default"
@@ -200,6 +202,7 @@ def load(ini, global_config=None, environ=None):
         allow_registration=allow_registration,
         strict_catalog=strict,
         secure_cookies=secure_cookies,
+        session_lifetime_hours=sources.number("fftelemetry.session_lifetime_hours", int, 168, 1),
         env_file=env_file,
         hashing_profile=profile,
     )

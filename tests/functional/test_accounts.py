@@ -98,6 +98,8 @@ def test_login_never_redirects_to_another_site(site, admin):
     assert res.location == "http://localhost/"
     res = log_in(site.browser(), ADMIN_EMAIL, came_from="//evil.example/steal")
     assert res.location == "http://localhost/"
+    res = log_in(site.browser(), ADMIN_EMAIL, came_from="/\\evil.example/steal")
+    assert res.location == "http://localhost/"
     res = log_in(site.browser(), ADMIN_EMAIL, came_from="/%0d%0aSet-Cookie:%20x=1")
     assert res.location == "http://localhost/" and "x=1" not in res.headers.get("Set-Cookie")
     res = log_in(site.browser(), ADMIN_EMAIL, came_from="/%E6%97%A5%E6%9C%AC")  # /日本
@@ -172,12 +174,17 @@ def test_logout_signs_the_account_out_everywhere_and_no_one_else(site, admin, me
     member.get("/preferences", status=200)
 
 
-def earlier_versions_session_cookie(email):
-    """The session cookie an earlier version gave at sign-in: the email only, no session key
-    (Pyramid's SignedCookieSessionFactory format: signed JSON of renewed, created, state)."""
+def session_cookie(state):
+    """A session cookie holding `state`, signed as the application signs them (Pyramid's
+    SignedCookieSessionFactory format: signed JSON of renewed, created, state), used just now."""
     signer = SignedSerializer(SECRET, "fftelemetry.session.", "sha512", JSONSerializer())
     now = time.time()
-    return signer.dumps((now, now, {"auth.userid": email})).decode()
+    return signer.dumps((now, now, state)).decode()
+
+
+def earlier_versions_session_cookie(email):
+    """The session cookie an earlier version gave at sign-in: the email only, no session key."""
+    return session_cookie({"auth.userid": email})
 
 
 def test_an_account_stored_without_a_session_key_is_signed_in_by_no_old_cookie(site, admin):
@@ -192,6 +199,43 @@ def test_an_account_stored_without_a_session_key_is_signed_in_by_no_old_cookie(s
     old.get("/admin/telemetry", status=303)
     with site.root() as root:
         assert root["users"][ADMIN_EMAIL].session_key is not None
+
+
+def signed_in_hours_ago(site, email, hours):
+    """A browser whose session, busy until now, signed `email` in `hours` ago."""
+    with site.root() as root:
+        key = root["users"][email].session_key
+    browser = site.browser()
+    signed_in_at = int(time.time() - hours * 3600)
+    state = {"auth.userid": email, "account.session_key": key, "account.signed_in_at": signed_in_at}
+    browser.set_cookie("session", session_cookie(state))
+    return browser
+
+
+def test_a_sign_in_lasts_a_week_however_busy_its_session(site, admin):
+    signed_in_hours_ago(site, ADMIN_EMAIL, 167).get("/admin/telemetry", status=200)
+    week_old = signed_in_hours_ago(site, ADMIN_EMAIL, 169)
+    assert "/login?came_from=" in week_old.get("/admin/telemetry", status=303).location
+    log_in(week_old, ADMIN_EMAIL)
+    week_old.get("/admin/telemetry", status=200)
+
+
+def test_the_sign_in_lifetime_is_a_setting(make_site):
+    site = make_site(**{"fftelemetry.session_lifetime_hours": "2"})
+    site.register(ADMIN_EMAIL)
+    signed_in_hours_ago(site, ADMIN_EMAIL, 1).get("/admin/telemetry", status=200)
+    signed_in_hours_ago(site, ADMIN_EMAIL, 3).get("/admin/telemetry", status=303)
+
+
+def test_a_session_that_kept_no_sign_in_time_signs_in_again(site, admin):
+    with site.root() as root:
+        key = root["users"][ADMIN_EMAIL].session_key
+    old = site.browser()
+    old.set_cookie(
+        "session", session_cookie({"auth.userid": ADMIN_EMAIL, "account.session_key": key})
+    )
+    old.get("/admin/telemetry", status=303)
+    admin.get("/admin/telemetry", status=200)
 
 
 def test_logout_without_token_does_nothing(admin):

@@ -127,6 +127,9 @@ def test_numbers_and_url():
         load(ini={"fftelemetry.batch_size": "many"})
     with pytest.raises(SettingsError, match="at least 1"):
         load(ini={"fftelemetry.batch_size": "0"})
+    assert load().session_lifetime_hours == 168  # a week
+    with pytest.raises(SettingsError, match="session_lifetime_hours='0' must be at least 1"):
+        load(ini={"fftelemetry.session_lifetime_hours": "0"})
     with pytest.raises(SettingsError, match="must start with http"):
         load(environ={"TELEMETRY_URL": "ftp://example.org"})
     assert load(environ={"TELEMETRY_URL": "http://h:1/"}).telemetry_url == "http://h:1"
