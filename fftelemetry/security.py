@@ -21,6 +21,7 @@ from .resources import ADMIN_ROLE, VIEW, users_folder
 
 SESSION_KEY = "account.session_key"
 SIGNED_IN_AT = "account.signed_in_at"
+SESSION_AUTH = SessionAuthenticationHelper()  # keeps the email under "auth.userid"
 
 PROFILES = {
     "default": argon2.profiles.RFC_9106_LOW_MEMORY,
@@ -46,7 +47,7 @@ def principals_for(user):
 class SecurityPolicy:
     def __init__(self, lifetime_seconds):
         self.lifetime_seconds = lifetime_seconds
-        self.session = SessionAuthenticationHelper()
+        self.session = SESSION_AUTH
         self.acl = ACLHelper()
         # request.identity is asked for by pyramid_tm, the permission check and the layout:
         # look the user up once per request.
@@ -91,6 +92,14 @@ class SecurityPolicy:
     def forget(self, request, **kw):
         self.identity_cache.clear(request)
         return self.session.forget(request, **kw)
+
+
+def ended_sign_in(request):
+    """The email this session was signed in with, if that sign-in has ended without a log-out
+    here (its week is over, or the account logged out in another browser); else None."""
+    if request.identity is not None:
+        return None
+    return SESSION_AUTH.authenticated_userid(request)
 
 
 def session_factory(secret, secure=False):

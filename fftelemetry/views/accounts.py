@@ -12,6 +12,7 @@ from .. import i18n
 from ..events import PreferencesChanged, UserRegistered
 from ..resources import ACCOUNT, Root
 from ..resources.users import AccountError
+from ..security import ended_sign_in
 
 
 def safe_next(request, url):
@@ -66,7 +67,8 @@ def register(context, request):
 @view_config(context=Root, name="login", renderer="fftelemetry:templates/login.pt")
 def login(context, request):
     came_from = safe_next(request, request.params.get("came_from"))
-    email, error = request.POST.get("email", ""), None
+    ended = ended_sign_in(request)
+    email, error = request.POST.get("email", ended or ""), None
     if request.method == "POST":
         user = context["users"].by_email(email)
         password = request.POST.get("password", "")
@@ -76,7 +78,7 @@ def login(context, request):
             request.password_hasher.hash(password)  # as slow as a wrong password: no probing
         error = "Wrong email address or password."
         request.response.status = 400
-    return {"came_from": came_from, "email": email, "error": error}
+    return {"came_from": came_from, "email": email, "error": error, "ended": ended}
 
 
 @view_config(context=Root, name="logout", request_method="POST")

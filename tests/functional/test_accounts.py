@@ -170,7 +170,10 @@ def test_logout_signs_the_account_out_everywhere_and_no_one_else(site, admin, me
     log_in(laptop, ADMIN_EMAIL)
     laptop.get("/admin/telemetry", status=200)
     log_out(admin)
-    laptop.get("/admin/telemetry", status=303)
+    login = laptop.get("/admin/telemetry", status=303).follow()
+    assert f"Your sign-in as {ADMIN_EMAIL} has ended" in login.text
+    assert "has ended" not in admin.get("/login").text  # logged out here: nothing to explain
+    assert "has ended" not in site.browser().get("/login").text
     member.get("/preferences", status=200)
 
 
@@ -215,7 +218,9 @@ def signed_in_hours_ago(site, email, hours):
 def test_a_sign_in_lasts_a_week_however_busy_its_session(site, admin):
     signed_in_hours_ago(site, ADMIN_EMAIL, 167).get("/admin/telemetry", status=200)
     week_old = signed_in_hours_ago(site, ADMIN_EMAIL, 169)
-    assert "/login?came_from=" in week_old.get("/admin/telemetry", status=303).location
+    login = week_old.get("/admin/telemetry", status=303).follow()
+    assert f"Your sign-in as {ADMIN_EMAIL} has ended" in login.text
+    assert login.forms["login"]["email"].value == ADMIN_EMAIL
     log_in(week_old, ADMIN_EMAIL)
     week_old.get("/admin/telemetry", status=200)
 
