@@ -136,9 +136,10 @@ def run_cli():
     """run_cli(*args, input=None) -> CompletedProcess of the real `fftelemetry` in a subprocess
     (the environment is the test's, cleaned of the steering variables)."""
 
-    def run(*args, input=None, timeout=60):
+    def run(*args, input=None, timeout=60, cwd=None):
         return subprocess.run(
             [sys.executable, "-m", "fftelemetry.cli.main", *args],
+            cwd=cwd,
             input=input,
             capture_output=True,
             text=True,

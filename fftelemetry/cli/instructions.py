@@ -6,6 +6,7 @@ OS version, the kind of database and whether it runs in Docker.
 
 import platform
 import re
+import shlex
 import shutil
 import sysconfig
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 from pyramid_zodbconn import get_connection
 
 from .. import __version__
+from ..resources import users_folder
 from ..scripting import request_environment
 
 HELP = "print the install or upgrade instructions (and collect the system facts)"
@@ -27,36 +29,27 @@ STORAGE_KINDS = {
     "BlobStorage": "BlobStorage",
 }
 
-TEXTS = {
-    "install": """\
-fftelemetry {version} is installed.
-
-Next steps:
-  1. Create the first user (the administrator):
-       {bin}fftelemetry create-user {config} --email you@example.org --admin
-  2. Add the daily cron line that submits telemetry once a week (see scripts/crontab.example):
-       17 4 * * *  {bin}fftelemetry cron {config}
-  3. Start the application: {bin}pserve {config}
-""",
-    "upgrade": """\
+UPGRADE = """\
 fftelemetry is upgraded to {version}.
 
 Next steps:
   1. Read CHANGES.md for what is new.
   2. Restart the application and its cron job; the database is brought up to date on first use.
-""",
-}
+"""
 
 
 def add_arguments(parser):
-    parser.add_argument("which", choices=tuple(TEXTS), help="install or upgrade")
+    parser.add_argument("which", choices=("install", "upgrade"), help="install or upgrade")
 
 
 def run(registry, args):
-    print(TEXTS[args.which].format(version=__version__, config=args.config_uri, bin=bin_prefix()))
     settings = registry.app_settings
     with request_environment(registry) as env:
         request = env["request"]
+        if args.which == "install":
+            print(install_text(args.config_uri, has_users=len(users_folder(request)) > 0))
+        else:
+            print(UPGRADE.format(version=__version__))
         for key, value in system_facts(get_connection(request).db()).items():
             request.telemetry.collect(key, value)
     if settings.send_telemetry:
@@ -68,6 +61,36 @@ def run(registry, args):
     else:
         print("Telemetry is off: nothing was collected.")
     return 0
+
+
+def install_text(config_uri, has_users):
+    shown = bin_prefix()
+    steps = [] if has_users else [
+        "Create the first user (the administrator):\n"
+        f"       {shown}fftelemetry create-user {config_uri} --email you@example.org --admin"
+    ]
+    steps += [
+        "Add the daily cron line that submits telemetry once a week (see "
+        f"scripts/crontab.example):\n       {cron_line(config_uri)}",
+        f"Start the application: {shown}pserve {config_uri}",
+    ]
+    numbered = "\n".join(f"  {number}. {step}" for number, step in enumerate(steps, 1))
+    return f"fftelemetry {__version__} is installed.\n\nNext steps:\n{numbered}\n"
+
+
+def cron_line(config_uri):
+    """The crontab line for this config. cron starts in the home folder with a bare PATH, so
+    the line goes to the ini's folder and names the command by its full path."""
+    path, hash_mark, section = config_uri.partition("#")
+    ini = Path(path).resolve()
+    command = Path(sysconfig.get_path("scripts")) / "fftelemetry"
+    if not command.exists():  # run as `python -m` from elsewhere: whatever the shell finds
+        command = shutil.which("fftelemetry") or "fftelemetry"
+    config = shlex.quote(ini.name + hash_mark + section)
+    return (
+        f"17 4 * * *  cd {shlex.quote(str(ini.parent))} && "
+        f"{shlex.quote(str(command))} cron {config}"
+    )
 
 
 def bin_prefix():

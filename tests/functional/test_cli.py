@@ -9,6 +9,7 @@ import re
 import select
 import shutil
 import signal
+import subprocess
 import sys
 import time
 
@@ -66,6 +67,33 @@ def test_install_instructions_name_commands_that_run(write_ini, run_cli):
     commands = re.findall(r"(\S*(?:fftelemetry|pserve)) (?:create-user|cron|\S+\.ini)",
                           result.stdout)
     assert len(commands) == 3 and all(shutil.which(command) for command in commands), commands
+
+
+def test_install_instructions_give_a_cron_line_that_runs_under_cron(
+    tmp_path, write_ini, run_cli, receiver
+):
+    write_ini(**{"fftelemetry.telemetry_url": receiver.url})
+    shown = run_cli("instructions", "install", "app.ini", cwd=tmp_path).stdout  # as in make run
+    line = re.search(r"^ +(17 4 \* \* \*  .*)$", shown, re.M)
+    command = line.group(1).removeprefix("17 4 * * *  ")
+    # as cron runs it: from the home folder, with a bare PATH and nothing of ours around
+    cron = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home"), "SHELL": "/bin/sh"}
+    (tmp_path / "home").mkdir()
+    result = subprocess.run(["/bin/sh", "-c", command], cwd=tmp_path / "home", env=cron,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "Result of submission [200]" in result.stderr
+    assert [submitted for _, _, submitted in stored(tmp_path)[1]] == [True] * 6
+
+
+def test_install_instructions_skip_creating_the_first_user_once_there_is_one(write_ini, run_cli):
+    ini = write_ini()
+    assert "create-user" in run_cli("instructions", "install", ini).stdout
+    run_cli("create-user", ini, "--email", "ann@example.org", "--password-stdin",
+            input="a good password\n")
+    again = run_cli("instructions", "install", ini).stdout
+    assert "create-user" not in again
+    assert "  1. Add the daily cron line" in again and "  2. Start the application" in again
 
 
 def test_instructions_collect_the_system_facts(tmp_path, write_ini, run_cli):
