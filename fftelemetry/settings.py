@@ -146,12 +146,17 @@ class Sources:
 
 
 def env_file_for(global_config, ini):
-    """The `.env` beside the ini file (PasteDeploy's `here`), unless the ini names another."""
-    explicit = ini.get("fftelemetry.env_file")
-    if explicit:
-        return explicit
+    """The `.env` beside the ini file (PasteDeploy's `here`), unless the ini names another: a
+    relative name is taken from the ini's folder too, whatever folder a command runs in. A
+    file the ini names must exist; a misspelt name would drop its DO_NOT_TRACK without a word."""
     here = (global_config or {}).get("here") or ini.get("here")
-    return os.path.join(here, ".env") if here else None
+    explicit = str(ini.get("fftelemetry.env_file") or "").strip()
+    if not explicit:
+        return os.path.join(here, ".env") if here else None
+    path = os.path.join(here or "", os.path.expanduser(explicit))
+    if not os.path.exists(path):
+        raise SettingsError(f"fftelemetry.env_file={explicit!r}: there is no file {path}")
+    return path
 
 
 def load(ini, global_config=None, environ=None):

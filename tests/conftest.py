@@ -40,7 +40,6 @@ def app_settings(tmp_path, **overrides):
         "zodbconn.uri": f"file://{tmp_path}/Data.fs",
         "fftelemetry.session_secret": SECRET,
         "fftelemetry.strict_catalog": "true",
-        "fftelemetry.env_file": str(tmp_path / ".env"),
         "fftelemetry.send_telemetry": "true",
     }
     settings.update(overrides)

@@ -112,6 +112,21 @@ def test_explicit_env_file_setting(tmp_path):
     assert result.send_telemetry is True and result.env_file == str(other)
 
 
+def test_a_relative_env_file_is_found_beside_the_ini_from_any_folder(tmp_path, monkeypatch):
+    (tmp_path / "custom.env").write_text("DO_NOT_TRACK=1\n")
+    monkeypatch.chdir("/")
+    result = load(ini={"fftelemetry.env_file": "custom.env", "fftelemetry.send_telemetry": "on"},
+                  tmp_path=tmp_path)
+    assert (result.send_telemetry, result.send_telemetry_source) == (False, "DO_NOT_TRACK")
+    assert result.env_file == str(tmp_path / "custom.env")
+
+
+def test_an_env_file_that_is_not_there_stops_start_up(tmp_path):
+    with pytest.raises(SettingsError, match=r"env_file='custom\.env': there is no file .*custom"):
+        load(ini={"fftelemetry.env_file": "custom.env"}, tmp_path=tmp_path)
+    assert load(tmp_path=tmp_path).send_telemetry is False  # the usual .env beside it: optional
+
+
 def test_secret_is_required_and_long_enough():
     with pytest.raises(SettingsError, match="no session secret"):
         settings.load({}, {}, environ={})
