@@ -8,6 +8,7 @@ sending side collects by, stores the batch and answers `200 {"uuid": "<uuid4>"}`
 from pyramid.config import Configurator
 from pyramid.renderers import JSON
 
+from .. import NO_DATABASE
 from .resources import root_factory
 
 DEFAULT_MAX_RECORDS = 2000
@@ -28,6 +29,8 @@ def _positive_int(settings, name, default):
 
 
 def main(global_config, **settings):
+    if not str(settings.get("zodbconn.uri") or "").strip():
+        raise SystemExit(f"fftelemetry receiver: {NO_DATABASE}")
     settings.setdefault("tm.manager_hook", "pyramid_tm.explicit_manager")
     settings.setdefault("retry.attempts", "3")
     settings["receiver.max_records"] = _positive_int(

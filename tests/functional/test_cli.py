@@ -160,6 +160,11 @@ def test_broken_config_is_one_line_and_status_2(tmp_path, run_cli, text):
     assert_one_line(run_cli("status", str(ini)), 2, f"fftelemetry: cannot load {ini}: ")
 
 
+def test_an_ini_without_a_database_is_one_line_and_status_2(write_ini, run_cli):
+    result = run_cli("status", write_ini(**{"zodbconn.uri": None}))
+    assert_one_line(result, 2, "fftelemetry: no database: set zodbconn.uri in the ini")
+
+
 def test_bad_switch_is_one_line_and_status_2(write_ini, run_cli, monkeypatch):
     monkeypatch.setenv("SEND_TELEMETRY", "maybe")
     result = run_cli("cron", write_ini())

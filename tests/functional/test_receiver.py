@@ -147,6 +147,9 @@ def test_bad_limits_stop_start_up_in_one_line():
     with pytest.raises(SystemExit) as info:
         main({}, **{"zodbconn.uri": "memory://", "receiver.max_records": "many"})
     assert str(info.value) == "fftelemetry receiver: receiver.max_records='many' is not a number"
+    with pytest.raises(SystemExit) as info:
+        main({}, **{"receiver.max_records": "50"})
+    assert str(info.value).startswith("fftelemetry receiver: no database: set zodbconn.uri")
 
 
 def conflicting_view(config):
