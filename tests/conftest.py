@@ -140,6 +140,7 @@ def run_cli():
             [sys.executable, "-m", "fftelemetry.cli.main", *args],
             cwd=cwd,
             input=input,
+            start_new_session=True,  # no terminal, as under cron (else getpass would use ours)
             capture_output=True,
             text=True,
             timeout=timeout,

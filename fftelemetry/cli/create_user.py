@@ -2,6 +2,7 @@
 
 import getpass
 import sys
+import warnings
 
 from ..events import UserRegistered
 from ..resources import users_folder
@@ -42,7 +43,20 @@ def run(registry, args):
 def read_password(from_stdin):
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
-    password = getpass.getpass("Password: ")
-    if getpass.getpass("Password (again): ") != password:
+    try:
+        with warnings.catch_warnings():
+            # no terminal: getpass would read a visible password from stdin, and warn
+            warnings.simplefilter("error", getpass.GetPassWarning)
+            password = getpass.getpass("Password: ")
+            again = getpass.getpass("Password (again): ")
+    except getpass.GetPassWarning:
+        raise CommandError(
+            "no terminal to ask for the password on: give it on standard input with "
+            "--password-stdin",
+            status=2,
+        ) from None
+    except EOFError:
+        raise CommandError("no password given", status=1) from None
+    if again != password:
         raise CommandError("the two passwords differ", status=1)
     return password

@@ -46,6 +46,18 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)  # bad usage: argparse says so and exits with 2
     try:
+        return run_loaded(args)
+    except KeyboardInterrupt:  # Ctrl-C: the transaction in progress is aborted on the way out
+        print(
+            f"fftelemetry {args.command}: interrupted; the change in progress, if any, "
+            "was rolled back",
+            file=sys.stderr,
+        )
+        return 130
+
+
+def run_loaded(args):
+    try:
         app = load_app(args.config_uri)
     except ConfigProblem as exc:
         print(f"fftelemetry: {exc}", file=sys.stderr)

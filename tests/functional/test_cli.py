@@ -281,6 +281,9 @@ def test_an_unreachable_zeo_server_is_one_line(tmp_path, write_ini, run_cli):
     assert "ZEO" not in result.stderr.replace("the ZEO server", ""), "ZEO's retries are not shown"
 
 
+CTRL_C = b"\x03"  # the terminal turns it into SIGINT
+
+
 def converse(argv, *answers, timeout=30):
     """Run argv on a pseudo-terminal (getpass reads /dev/tty), typing each answer after the
     next prompt; returns (exit status, everything the terminal showed)."""
@@ -300,7 +303,8 @@ def converse(argv, *answers, timeout=30):
                 break
             shown += chunk
             if pending and shown.endswith(b": "):  # a prompt waits (an answer ends that)
-                os.write(fd, pending.pop(0).encode() + b"\n")
+                answer = pending.pop(0).encode()
+                os.write(fd, answer if answer == CTRL_C else answer + b"\n")
     else:
         os.kill(pid, signal.SIGKILL)  # stuck: fail the test, don't hang it
     _, status = os.waitpid(pid, 0)
@@ -316,3 +320,18 @@ def test_create_user_asks_for_the_password_twice(tmp_path, write_ini):
     status, shown = converse(argv, "a good password", "a good password")
     assert status == 0 and "Created administrator cy@example.org." in shown
     assert "a good password" not in shown, "a password prompt does not echo"
+
+
+def test_create_user_interrupted_at_the_prompt_is_one_line(tmp_path, write_ini):
+    argv = [sys.executable, "-m", "fftelemetry.cli.main", "create-user", write_ini(),
+            "--email", "cy@example.org"]
+    status, shown = converse(argv, "a good password", CTRL_C.decode())
+    assert status == 130 and "fftelemetry create-user: interrupted" in shown
+    assert "Traceback" not in shown and "KeyboardInterrupt" not in shown
+    assert values(stored(tmp_path)[1], "system.users.count") == []
+
+
+def test_create_user_without_a_terminal_asks_for_password_stdin(tmp_path, write_ini, run_cli):
+    result = run_cli("create-user", write_ini(), "--email", "cy@example.org", input="")
+    assert_one_line(result, 2, "no terminal to ask for the password on", "--password-stdin")
+    assert values(stored(tmp_path)[1], "system.users.count") == []
