@@ -61,6 +61,7 @@ def status(context, request):
         "source": SOURCES.get(settings.send_telemetry_source, settings.send_telemetry_source),
         "env_file": settings.env_file,
         "set_in_environment": settings.switch_in_environment,
+        "do_not_track": settings.send_telemetry_source == "DO_NOT_TRACK",
         "catalog_table": catalog_table(),
         "records_url": request.resource_url(context, RecordsView.NAME),
         "when": when,
@@ -135,13 +136,21 @@ def submit(context, request):
     writes nothing to the database itself; the redirect lets the next GET see the result."""
     settings = request.app_settings
     if not settings.send_telemetry:  # the sender refuses too; this says why in plain words
-        request.session.flash(
-            "Not sent: telemetry is off. Set SEND_TELEMETRY=true to allow sending.", "error"
-        )
+        request.session.flash(f"Not sent: {why_off(settings)}", "error")
     else:
         outcome = submit_pending(get_connection(request).db(), settings)
         request.session.flash(outcome.message(), "info" if outcome.ok else "error")
     return back_to_records(request, context)
+
+
+def why_off(settings):
+    if settings.send_telemetry_source != "DO_NOT_TRACK":
+        return "telemetry is off. Set SEND_TELEMETRY=true to allow sending."
+    where = "this server's environment" if settings.switch_in_environment else "the .env file"
+    return (
+        f"DO_NOT_TRACK is set in {where}, which turns telemetry off whatever else is set. "
+        "Remove it to allow sending."
+    )
 
 
 def confirmed(request):

@@ -127,6 +127,19 @@ def test_status_page_when_off_by_do_not_track(make_site, monkeypatch):
     assert "none while telemetry is off" in text
     assert "tell them" not in text
     assert "environment-only" in text  # DO_NOT_TRACK here is this process's own
+    where = " ".join(admin.get(STATUS).html.select_one("#environment-only").text.split())
+    assert "Set it in the .env file to give every process" in where  # not the ini: no such setting
+    page = admin.get(RECORDS).forms["submit-form"].submit(status=303).follow()
+    assert "Not sent: DO_NOT_TRACK is set in this server's environment" in flash(page)
+
+
+def test_submit_names_a_do_not_track_in_the_env_file(make_site, tmp_path):
+    (tmp_path / ".env").write_text("DO_NOT_TRACK=1\n")
+    site = make_site(**{"fftelemetry.send_telemetry": "true"})
+    admin = site.register("owner@example.org")
+    page = admin.get(RECORDS).forms["submit-form"].submit(status=303).follow()
+    assert "Not sent: DO_NOT_TRACK is set in the .env file" in flash(page)
+    assert "Remove it to allow sending" in flash(page)
 
 
 def test_status_page_warns_that_the_environment_is_this_process_only(make_site, monkeypatch):
