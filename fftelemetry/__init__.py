@@ -9,6 +9,7 @@ from ZEO.Exceptions import ClientDisconnected
 from . import settings as app_settings
 from .request import use_app_request
 from .resources import root_factory
+from .shutdown import close_on_exit
 
 try:
     __version__ = version("fftelemetry")
@@ -52,6 +53,7 @@ def main(global_config, **settings):
             raise SystemExit(
                 f"fftelemetry: cannot reach the ZEO server named in {where}: is runzeo running?"
             ) from None
+        close_on_exit(config.registry)
         config.include(".security")
         config.include(".telemetry")
         config.include(".views")

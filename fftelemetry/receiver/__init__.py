@@ -9,6 +9,7 @@ from pyramid.config import Configurator
 from pyramid.renderers import JSON
 
 from .. import NO_DATABASE
+from ..shutdown import close_on_exit
 from .resources import root_factory
 
 DEFAULT_MAX_RECORDS = 2000
@@ -43,6 +44,7 @@ def main(global_config, **settings):
         config.include("pyramid_retry")
         config.include("pyramid_tm")
         config.include("pyramid_zodbconn")
+        close_on_exit(config.registry)
         # Compact JSON, so the sender's log line reads `{"uuid":"..."}`.
         config.add_renderer("json", JSON(separators=(",", ":")))
         config.scan(".views")
