@@ -14,6 +14,7 @@ daily cron, or the next click) than hammered.
 
 import json
 import logging
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -274,6 +275,7 @@ def make_session():
 def _post(session, settings, body):
     """POST one batch; (status, uuid) on acknowledgement, else SubmissionFailed."""
     url = settings.telemetry_url + "/submit"
+    started = time.monotonic()
     try:
         response = session.post(
             url,
@@ -286,9 +288,7 @@ def _post(session, settings, body):
             f"connecting to {url} timed out after {settings.connect_timeout:g}s"
         ) from None
     except requests.ReadTimeout:
-        raise SubmissionFailed(
-            f"no answer from {url} within {settings.read_timeout:g}s"
-        ) from None
+        raise SubmissionFailed(no_answer(url, time.monotonic() - started, settings)) from None
     except requests.ConnectionError:
         raise SubmissionFailed(
             f"cannot connect to {url} (tried {CONNECT_RETRIES + 1} times)"
@@ -313,6 +313,17 @@ def _post(session, settings, body):
         return 200, str(uuid.UUID(answer["uuid"]))
     except ValueError:
         raise SubmissionFailed("the receiver's answer holds no valid uuid", 200) from None
+
+
+def no_answer(url, waited, settings):
+    """A read timeout, naming the timeout that ran out: a TLS handshake's is the connect
+    timeout (an https:// URL for a receiver that speaks plain HTTP waits just so)."""
+    if waited >= settings.read_timeout:
+        return f"no answer from {url} within {settings.read_timeout:g}s"
+    said = f"no answer from {url} within {settings.connect_timeout:g}s"
+    if url.startswith("https://"):
+        said += " (the TLS handshake got no answer: does the receiver speak https?)"
+    return said
 
 
 def _their_reason(response):

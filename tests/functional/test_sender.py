@@ -118,7 +118,7 @@ FAILURES = {  # case: (the receiver's answer, status seen, words of the reason)
     ),
     "empty uuid": (dict(body=b'{"uuid": ""}'), 200, "holds no valid uuid"),
     "not a uuid": (dict(body=b'{"uuid": "n/a", "error": "db down"}'), 200, "holds no valid uuid"),
-    "too slow": (dict(delay=1.0), None, "no answer from"),
+    "too slow": (dict(delay=1.0), None, "/submit within 0.3s"),
 }
 
 
@@ -138,6 +138,18 @@ def test_a_failing_receiver_leaves_everything_pending(db, case, caplog):
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and warnings[0].exc_info is None
     assert reason in warnings[0].getMessage()
+
+
+def test_https_to_a_plain_http_receiver_says_what_timed_out(db):
+    collect(db, 1)
+    with serving(Stub()) as url:
+        url = url.replace("http://", "https://")
+        outcome = submit_pending(db, settings_for(url, connect_timeout=0.3, read_timeout=30))
+    assert outcome.error == (
+        f"no answer from {url}/submit within 0.3s "
+        "(the TLS handshake got no answer: does the receiver speak https?)"
+    )
+    assert counts(db)["pending"] == 1
 
 
 def test_a_receiver_that_is_down(db, closed_port_url, caplog):
