@@ -9,6 +9,7 @@ loaded gives one line on stderr and exit status 2, never a traceback.
 import argparse
 import contextlib
 import logging
+import os
 import sys
 
 from ..failures import CANNOT_WRITE
@@ -46,7 +47,12 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)  # bad usage: argparse says so and exits with 2
     try:
-        return run_loaded(args)
+        exit_status = run_loaded(args)
+        sys.stdout.flush()  # so that a reader gone away shows here, not at exit
+        return exit_status
+    except BrokenPipeError:  # the output's reader stopped (`| head`): nothing wrong was done
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # for the exit's flush
+        return 141  # as a shell reports a command stopped by SIGPIPE
     except KeyboardInterrupt:  # Ctrl-C: the transaction in progress is aborted on the way out
         print(
             f"fftelemetry {args.command}: interrupted; the change in progress, if any, "
@@ -72,6 +78,8 @@ def run_loaded(args):
         if exit_status != 0 and counted:
             collect(registry, "system.command.errored", args.command)
         return exit_status
+    except BrokenPipeError:
+        raise  # stdout, not the database: see main()
     except CANNOT_WRITE as exc:  # a full disk, say: the transaction is aborted whole
         print(f"fftelemetry {args.command}: {cannot_write(exc)}", file=sys.stderr)
         write_failed = True
@@ -88,8 +96,8 @@ def run_command(registry, args):
     except CommandError as exc:
         print(f"fftelemetry {args.command}: {exc}", file=sys.stderr)
         return exc.status
-    except CANNOT_WRITE:
-        raise  # said in one line by main()
+    except (BrokenPipeError, *CANNOT_WRITE):
+        raise  # said by main() and run_loaded()
     except Exception:
         log.exception("fftelemetry %s failed", args.command)
         return 1

@@ -335,3 +335,14 @@ def test_create_user_without_a_terminal_asks_for_password_stdin(tmp_path, write_
     result = run_cli("create-user", write_ini(), "--email", "cy@example.org", input="")
     assert_one_line(result, 2, "no terminal to ask for the password on", "--password-stdin")
     assert values(stored(tmp_path)[1], "system.users.count") == []
+
+
+def test_output_cut_off_by_its_reader_is_no_error(write_ini):
+    # `fftelemetry status app.ini | head -1`: the reader goes away before the output is written
+    argv = [sys.executable, "-m", "fftelemetry.cli.main", "status", write_ini()]
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child.stdout.close()
+    stderr = child.stderr.read().decode()
+    child.stderr.close()
+    assert child.wait(60) == 141, stderr
+    assert [line for line in stderr.splitlines() if not line.startswith("INFO [")] == []
