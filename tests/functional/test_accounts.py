@@ -73,6 +73,23 @@ def test_closed_registration_still_lets_the_first_user_in(make_site):
         assert list(root["users"].data) == [ADMIN_EMAIL]
 
 
+def register_links(page):
+    return [a for a in page.html.select("a") if a.get("href", "").endswith("/register")]
+
+
+def test_closed_registration_is_not_offered_once_there_is_an_administrator(make_site):
+    site = make_site(**{"fftelemetry.allow_registration": "false"})
+    assert register_links(site.browser().get("/")), "the first user needs the way in"
+    site.register(ADMIN_EMAIL)
+    for url in ("/", "/login"):
+        assert register_links(site.browser().get(url)) == [], url
+
+
+def test_open_registration_is_offered_on_every_page(site, admin):
+    for url in ("/", "/login"):
+        assert register_links(site.browser().get(url)), url
+
+
 def test_login_wrong_password_or_unknown_email(site, admin):
     for email, password in ((ADMIN_EMAIL, "wrong password"), ("nobody@example.org", PASSWORD)):
         browser = site.browser()
