@@ -5,7 +5,7 @@ from ..scripting import request_environment
 from ..telemetry.status import format_time as _when
 from ..telemetry.status import status_facts
 
-HELP = "show whether telemetry is on, what is collected and pending, and the last submissions"
+HELP = "show whether telemetry is on, the counts of pending and sent records, the last submissions"
 
 
 def add_arguments(parser):
