@@ -48,8 +48,8 @@ def write_server_ini(path, app_settings, port=None, use="egg:fftelemetry"):
     """An ini like development.ini: [app:main] with `app_settings`, waitress on `port`."""
     lines = ["[app:main]", f"use = {use}"]
     lines += [f"{key} = {value}" for key, value in app_settings.items()]
-    lines += ["", "[server:main]", "use = egg:waitress#main", f"listen = 127.0.0.1:{port or 0}"]
-    lines += ["threads = 8", ""]
+    lines += ["", "[server:main]", "use = egg:fftelemetry#waitress"]
+    lines += [f"listen = 127.0.0.1:{port or 0}", "threads = 8", ""]
     lines += [
         "[loggers]", "keys = root", "", "[handlers]", "keys = console", "",
         "[formatters]", "keys = generic", "", "[logger_root]", "level = INFO",

@@ -1,5 +1,6 @@
-"""Stopping the servers: SIGTERM (honcho, systemd, `docker stop`) and Ctrl-C close the databases,
-so a FileStorage saves its index and the next start does not read the whole file again."""
+"""Stopping the servers (`egg:fftelemetry#waitress`): SIGTERM (honcho, systemd, `docker stop`)
+and Ctrl-C close the databases, so a FileStorage saves its index and the next start does not
+read the whole file again."""
 
 import os
 import signal
@@ -49,3 +50,9 @@ def test_a_stopped_server_leaves_an_index_that_covers_its_file(tmp_path, kind, s
     assert "Traceback" not in log, log
     saved = fsIndex.load(f"{path}.index")
     assert saved["pos"] == os.path.getsize(path), "the index must cover the whole file"
+
+
+def test_only_the_server_turns_sigterm_into_a_clean_stop(make_app):
+    # a console command or a test run killed by SIGTERM ends at once, as Python's default does
+    make_app()
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
