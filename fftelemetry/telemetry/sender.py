@@ -316,11 +316,12 @@ def _post(session, settings, body):
 
 
 def no_answer(url, waited, settings):
-    """A read timeout, naming the timeout that ran out: a TLS handshake's is the connect
-    timeout (an https:// URL for a receiver that speaks plain HTTP waits just so)."""
-    if waited >= settings.read_timeout:
-        return f"no answer from {url} within {settings.read_timeout:g}s"
-    said = f"no answer from {url} within {settings.connect_timeout:g}s"
+    """A read timeout, naming the timeout that ran out (the one nearer the time waited): a TLS
+    handshake's is the connect timeout (an https:// URL for a plain-HTTP receiver waits so)."""
+    connect, read = settings.connect_timeout, settings.read_timeout
+    if connect == read or abs(waited - read) <= abs(waited - connect):
+        return f"no answer from {url} within {read:g}s"
+    said = f"no answer from {url} within {connect:g}s"
     if url.startswith("https://"):
         said += " (the TLS handshake got no answer: does the receiver speak https?)"
     return said
