@@ -16,6 +16,7 @@ from pyramid_zodbconn import get_connection
 from .. import __version__
 from ..resources import users_folder
 from ..scripting import request_environment
+from .bootstrap import config_path
 
 HELP = "print the install or upgrade instructions (and collect the system facts)"
 
@@ -81,16 +82,14 @@ def install_text(config_uri, has_users):
 def cron_line(config_uri):
     """The crontab line for this config. cron starts in the home folder with a bare PATH, so
     the line goes to the ini's folder and names the command by its full path."""
-    path, hash_mark, section = config_uri.partition("#")
-    ini = Path(path).resolve()
+    ini = Path(config_path(config_uri)).resolve()
+    _, hash_mark, section = config_uri.partition("#")
     command = Path(sysconfig.get_path("scripts")) / "fftelemetry"
     if not command.exists():  # run as `python -m` from elsewhere: whatever the shell finds
         command = shutil.which("fftelemetry") or "fftelemetry"
     config = shlex.quote(ini.name + hash_mark + section)
-    return (
-        f"17 4 * * *  cd {shlex.quote(str(ini.parent))} && "
-        f"{shlex.quote(str(command))} cron {config}"
-    )
+    line = f"cd {shlex.quote(str(ini.parent))} && {shlex.quote(str(command))} cron {config}"
+    return "17 4 * * *  " + line.replace("%", "\\%")  # cron reads a bare % as a new line
 
 
 def bin_prefix():

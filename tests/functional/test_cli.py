@@ -69,14 +69,23 @@ def test_install_instructions_name_commands_that_run(write_ini, run_cli):
     assert len(commands) == 3 and all(shutil.which(command) for command in commands), commands
 
 
+@pytest.mark.parametrize(
+    ("folder", "given_as"),
+    [("site", "a name in the current folder"), ("my site", "a URI")],
+)
 def test_install_instructions_give_a_cron_line_that_runs_under_cron(
-    tmp_path, write_ini, run_cli, receiver
+    tmp_path, write_ini, run_cli, receiver, folder, given_as
 ):
     write_ini(**{"fftelemetry.telemetry_url": receiver.url})
-    shown = run_cli("instructions", "install", "app.ini", cwd=tmp_path).stdout  # as in make run
-    line = re.search(r"^ +(17 4 \* \* \*  .*)$", shown, re.M)
-    command = line.group(1).removeprefix("17 4 * * *  ")
+    (tmp_path / folder).mkdir()
+    ini = (tmp_path / "app.ini").rename(tmp_path / folder / "app.ini")
+    if given_as == "a URI":
+        shown = run_cli("instructions", "install", f"pastedeploy+ini://{ini}#main").stdout
+    else:
+        shown = run_cli("instructions", "install", "app.ini", cwd=ini.parent).stdout  # make run
+    line = re.search(r"^ +(17 4 \* \* \*  .*)$", shown, re.M).group(1)
     # as cron runs it: from the home folder, with a bare PATH and nothing of ours around
+    command = line.removeprefix("17 4 * * *  ")
     cron = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home"), "SHELL": "/bin/sh"}
     (tmp_path / "home").mkdir()
     result = subprocess.run(["/bin/sh", "-c", command], cwd=tmp_path / "home", env=cron,

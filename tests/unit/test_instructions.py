@@ -6,7 +6,13 @@ from ZODB.FileStorage import FileStorage
 from ZODB.MappingStorage import MappingStorage
 
 from fftelemetry import catalog
-from fftelemetry.cli.instructions import database_driver, is_docker, os_version, system_facts
+from fftelemetry.cli.instructions import (
+    cron_line,
+    database_driver,
+    is_docker,
+    os_version,
+    system_facts,
+)
 
 
 @pytest.mark.parametrize(
@@ -56,3 +62,11 @@ def test_every_fact_passes_the_catalog():
             catalog.validate(key, value)
     finally:
         db.close()
+
+
+def test_a_cron_line_escapes_the_percent_sign_that_cron_reads_as_a_new_line():
+    # (PasteDeploy refuses an ini in such a folder, but a virtual environment may be in one)
+    line = cron_line("/srv/50%/app.ini#main")
+    assert line.startswith("17 4 * * *  cd /srv/50\\% && ")
+    assert line.endswith(" cron 'app.ini#main'")
+    assert "%" not in line.replace("\\%", "")
