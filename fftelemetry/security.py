@@ -21,6 +21,7 @@ from .resources import ADMIN_ROLE, VIEW, users_folder
 
 SESSION_KEY = "account.session_key"
 SIGNED_IN_AT = "account.signed_in_at"
+CLOCK_SKEW_SECONDS = 300
 SESSION_AUTH = SessionAuthenticationHelper()  # keeps the email under "auth.userid"
 
 PROFILES = {
@@ -70,7 +71,9 @@ class SecurityPolicy:
         # A session from before sign-in times were kept has none: it has to sign in again.
         if not isinstance(signed_in_at, int):
             return False
-        return time.time() - signed_in_at <= self.lifetime_seconds
+        # A sign-in time ahead of our clock (another server's clock, fast) may be so by a few
+        # minutes, not more: else it would stretch the lifetime by as much.
+        return -CLOCK_SKEW_SECONDS <= time.time() - signed_in_at <= self.lifetime_seconds
 
     def authenticated_userid(self, request):
         user = request.identity

@@ -242,6 +242,11 @@ def test_a_sign_in_lasts_a_week_however_busy_its_session(site, admin):
     week_old.get("/admin/telemetry", status=200)
 
 
+def test_a_sign_in_time_ahead_of_the_clock_is_allowed_a_few_minutes(site, admin):
+    signed_in_hours_ago(site, ADMIN_EMAIL, -0.05).get("/admin/telemetry", status=200)  # 3 min
+    signed_in_hours_ago(site, ADMIN_EMAIL, -1).get("/admin/telemetry", status=303)
+
+
 def test_the_sign_in_lifetime_is_a_setting(make_site):
     site = make_site(**{"fftelemetry.session_lifetime_hours": "2"})
     site.register(ADMIN_EMAIL)
