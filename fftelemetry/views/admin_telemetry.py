@@ -146,7 +146,11 @@ def submit(context, request):
 def why_off(settings):
     if settings.send_telemetry_source != "DO_NOT_TRACK":
         return "telemetry is off. Set SEND_TELEMETRY=true to allow sending."
-    where = "this server's environment" if settings.switch_in_environment else "the .env file"
+    where = (
+        "this server's environment"
+        if settings.switch_in_environment
+        else f"the .env file ({settings.env_file})"
+    )
     return (
         f"DO_NOT_TRACK is set in {where}, which turns telemetry off whatever else is set. "
         "Remove it to allow sending."

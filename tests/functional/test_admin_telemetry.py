@@ -138,7 +138,7 @@ def test_submit_names_a_do_not_track_in_the_env_file(make_site, tmp_path):
     site = make_site(**{"fftelemetry.send_telemetry": "true"})
     admin = site.register("owner@example.org")
     page = admin.get(RECORDS).forms["submit-form"].submit(status=303).follow()
-    assert "Not sent: DO_NOT_TRACK is set in the .env file" in flash(page)
+    assert f"Not sent: DO_NOT_TRACK is set in the .env file ({tmp_path / '.env'})" in flash(page)
     assert "Remove it to allow sending" in flash(page)
 
 
