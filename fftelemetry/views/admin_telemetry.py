@@ -15,7 +15,7 @@ from pyramid_zodbconn import get_connection
 
 from .. import catalog
 from ..resources import Admin, RecordsView, TelemetryAdmin, telemetry_store_in
-from ..resources.store import ALL, FILTERS, PENDING
+from ..resources.store import ALL, FILTERS, PENDING, SUBMITTED
 from ..scripting import own_connection
 from ..telemetry.sender import encode, next_batch, records_word, submit_pending
 from ..telemetry.status import format_time as when
@@ -157,16 +157,25 @@ def why_off(settings):
     )
 
 
-def confirmed(request):
-    if request.POST.get("confirm") == "yes":
-        return True
-    request.session.flash("Nothing deleted: tick the box to confirm first.", "error")
-    return False
+def confirmed(request, count):
+    """The box ticked, for as many records as there are: the form says how many the page
+    showed, and records that came since (a registration, a cron run) were not agreed to."""
+    if request.POST.get("confirm") != "yes":
+        request.session.flash("Nothing deleted: tick the box to confirm first.", "error")
+        return False
+    if request.POST.get("shown") != str(count):
+        request.session.flash(
+            f"Nothing deleted: the records changed since the page was shown (now {count}). "
+            "Check them and confirm again.",
+            "error",
+        )
+        return False
+    return True
 
 
 @view_config(context=RecordsView, name="delete-all", request_method="POST")
 def delete_all(context, request):
-    if confirmed(request):
+    if confirmed(request, context.store.counts()[ALL]):
         deleted = context.store.delete_all()
         request.session.flash(
             f"Deleted {records_word(deleted)}, pending and submitted. This is a fresh start: "
@@ -178,7 +187,7 @@ def delete_all(context, request):
 
 @view_config(context=RecordsView, name="delete-submitted", request_method="POST")
 def delete_submitted(context, request):
-    if confirmed(request):
+    if confirmed(request, context.store.counts()[SUBMITTED]):
         deleted = context.store.delete_submitted()
         pending = context.store.counts()[PENDING]
         request.session.flash(

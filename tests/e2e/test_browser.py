@@ -65,17 +65,21 @@ def fill(driver, form_id, **fields):
 
 
 def press(driver, button):
-    """Click a button that loads a new page, and wait until that page is there."""
+    """Click a button that loads a new page, and wait until that page is there; returns what
+    the page asked first, if it did (and says yes), else None."""
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
     old_page = driver.find_element("tag name", "html")
     button.click()
+    asked = None
     if expected_conditions.alert_is_present()(driver):
+        asked = driver.switch_to.alert.text
         driver.switch_to.alert.accept()  # the page asks before it deletes
     wait = WebDriverWait(driver, 10)
     wait.until(lambda _: gone(old_page))
     wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
+    return asked
 
 
 def gone(element):
@@ -95,7 +99,7 @@ def gone(element):
 
 
 def submit(driver, form):
-    press(driver, form.find_element("css selector", "button[type=submit], button"))
+    return press(driver, form.find_element("css selector", "button[type=submit], button"))
 
 
 def text(driver):
@@ -144,7 +148,7 @@ def test_an_administrator_in_a_browser(browser, make_app, receiver):
 
         form = browser.find_element(By.ID, "delete-submitted-form")
         form.find_element(By.NAME, "confirm").click()
-        submit(browser, form)
+        assert submit(browser, form) == "Delete the 4 submitted records?"
         page = text(browser)
         assert "0 records collected: 0 pending, 0 submitted" in page
         assert "4" in page and "deleted" in page.lower()

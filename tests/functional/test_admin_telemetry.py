@@ -284,10 +284,29 @@ def test_delete_submitted_deletes_exactly_the_submitted(site, admin):
         assert store.add_feature("user.preferences.language", "en") is None
 
 
-def test_delete_submitted_with_nothing_submitted(site, admin):
-    form = admin.get(RECORDS).forms["delete-submitted-form"]
+def test_nothing_to_delete_is_not_offered(site, admin):
+    page = admin.get(RECORDS)  # the records of the admin's registration, none submitted
+    assert "delete-submitted-form" not in page.forms and "delete-all-form" in page.forms
+    assert "No submitted records to delete." in page.text
+    page.forms["delete-all-form"]["confirm"] = True
+    page = page.forms["delete-all-form"].submit().follow()
+    assert "delete-all-form" not in page.forms and site.counts()["all"] == 0
+
+
+@pytest.mark.parametrize(("form_id", "which"), [("delete-all-form", "all"),
+                                                ("delete-submitted-form", "submitted")])
+def test_records_that_came_after_the_page_are_not_deleted_unseen(site, admin, form_id, which):
+    site.seed(5, submitted=2)
+    form = admin.get(RECORDS).forms[form_id]
     form["confirm"] = True
-    assert "Deleted 0 records already submitted" in flash(form.submit().follow())
+    site.seed(1, start=2000, submitted=1)  # a registration, a cron run: while the admin reads
+    before, now = store_rows(site), site.counts()[which]
+    page = form.submit(status=303).follow()
+    assert f"Nothing deleted: the records changed since the page was shown (now {now})" in flash(
+        page
+    )
+    assert store_rows(site) == before
+    assert page.forms[form_id]["shown"].value == str(now)  # the new count, to confirm
 
 
 # -- submit ---------------------------------------------------------------------------------------
