@@ -1,6 +1,6 @@
-"""Error pages: sign in first (anonymous), 403, 404, a stale form (bad CSRF token), 405
-for a GET on a URL that only a form's POST may use, 503 when the database cannot write, cannot be
-reached or keeps conflicting, and 500 for anything else.
+"""Error pages: sign in first (anonymous), 403, 404, a stale form (bad CSRF token) or a query a
+page cannot use (400), 405 for a GET on a URL that only a form's POST may use, 503 when the
+database cannot write, cannot be reached or keeps conflicting, and 500 for anything else.
 
 A response to an exception carries no session cookie (`set_on_exception=False` in
 fftelemetry.security): what the failed request put in the session (a sign-in, a "Welcome!") is
@@ -9,7 +9,7 @@ dropped, as its database changes were."""
 import logging
 
 from pyramid.csrf import BadCSRFToken
-from pyramid.httpexceptions import HTTPSeeOther
+from pyramid.httpexceptions import HTTPBadRequest, HTTPSeeOther
 from pyramid.renderers import render_to_response
 from pyramid.view import (
     exception_view_config,
@@ -73,6 +73,14 @@ def bad_csrf_token(exc, request):
         400,
         "The form has expired",
         "Nothing was changed. Go back, reload the page and try again.",
+    )
+
+
+@exception_view_config(HTTPBadRequest)
+def bad_request(exc, request):
+    """A query a page cannot use (`?show=bogus`, `?before=abc`): which, in the site's layout."""
+    return error_page(
+        request, 400, "Bad request", f"This address cannot be shown: {exc.detail}."
     )
 
 

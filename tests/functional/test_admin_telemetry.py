@@ -217,7 +217,17 @@ def test_paging_keeps_the_filter(site, admin):
      {"after": str(-(2**63) - 1)}],
 )
 def test_bad_query_is_400(admin, query):
-    admin.get(RECORDS, query, status=400)
+    page = admin.get(RECORDS, query, status=400)
+    assert page.html.select_one("header nav a.brand"), "in the site's layout"
+    assert "This address cannot be shown: " in page.html.select_one("main").text
+    if "show" in query:  # the export takes the filter only
+        export = admin.get(f"{RECORDS}/export.json", query, status=400)
+        assert "This address cannot be shown: " in export.text
+
+
+def test_a_bad_query_says_what_is_wrong(admin):
+    page = admin.get(RECORDS, {"show": "everything"}, status=400)
+    assert "show must be one of all, pending, submitted." in page.text
 
 
 def test_an_empty_page_offers_the_way_back(site, admin):
