@@ -1,7 +1,8 @@
 """Views, one module per area. `config.scan('.views')` in `main` registers them."""
 
 from pyramid.csrf import get_csrf_token
-from pyramid.events import BeforeRender
+from pyramid.events import BeforeRender, ContextFound
+from pyramid.httpexceptions import HTTPNotFound
 from pyramid.security import NO_PERMISSION_REQUIRED
 
 
@@ -23,9 +24,18 @@ def pop_flash(session, queue):
     return session.pop_flash(queue) if session.peek_flash(queue) else []
 
 
+def no_subpath(event):
+    """Traversal hands a view the segments past its name as a subpath, which no page here takes:
+    /preferences/foo is a 404, not the preferences page under another address."""
+    request = event.request
+    if request.subpath and request.matched_route is None:  # static files come by route
+        raise HTTPNotFound()
+
+
 def includeme(config):
     config.include(".rendering")
     config.add_static_view(
         "static", "fftelemetry:static", cache_max_age=3600, permission=NO_PERMISSION_REQUIRED
     )
     config.add_subscriber(add_template_globals, BeforeRender)
+    config.add_subscriber(no_subpath, ContextFound)

@@ -356,6 +356,16 @@ def test_unknown_pages_are_404_pages(admin):
     admin.get(f"/users/{ADMIN_EMAIL}", status=404)
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["/preferences/foo", "/login/x", "/admin/telemetry/x", "/admin/telemetry/view/preview/x",
+     "/admin/telemetry/view/export.json/x"],
+)
+def test_a_page_with_more_after_its_name_is_not_found(admin, url):
+    page = admin.get(url, status=404)
+    assert "There is no page at this address." in page.text
+
+
 def test_stylesheet_is_public(anonymous):
     res = anonymous.get("/static/style.css", status=200)
     assert "body" in res.text
