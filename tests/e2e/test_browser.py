@@ -1,7 +1,7 @@
 """A person in a real browser (Debian's headless Chromium, driven by Selenium through Debian's
 chromedriver; never a downloaded browser): register the first account, finish the wizard, open
-the telemetry pages, submit the records to the real receiver, delete what was submitted.
-Screenshots of each admin page land in test-output/browser/."""
+the telemetry pages, submit the records to the real receiver, delete what was submitted; and
+every page on a 375 px phone. Screenshots of each page land in test-output/browser/."""
 
 import shutil
 from pathlib import Path
@@ -18,8 +18,9 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "browser"
 EMAIL, PASSWORD = "owner@example.org", "correct horse battery"
 
 
-@pytest.fixture
-def browser():
+def chromium(phone_width=None):
+    """Headless Chromium, at 1280 px wide or as a phone `phone_width` px wide (a window cannot
+    be narrower than 500 px: a phone is emulated)."""
     if not (CHROMIUM and CHROMEDRIVER):
         pytest.skip(
             "NO CHROMIUM HERE: the browser test did not run. "
@@ -36,8 +37,24 @@ def browser():
         "--disable-component-update", "--disable-sync", "--window-size=1280,1000",
     ):
         options.add_argument(flag)
+    if phone_width:
+        metrics = {"width": phone_width, "height": 800, "pixelRatio": 1}
+        options.add_experimental_option("mobileEmulation", {"deviceMetrics": metrics})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.implicitly_wait(5)
+    return driver
+
+
+@pytest.fixture
+def browser():
+    driver = chromium()
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def phone():
+    driver = chromium(phone_width=375)
     yield driver
     driver.quit()
 
@@ -159,3 +176,22 @@ def test_an_administrator_in_a_browser(browser, make_app, receiver):
         shoot(browser, "05-status-after")
     for name in ("01-status", "02-records-pending", "03-records-submitted"):
         assert (SCREENSHOTS / f"{name}.png").stat().st_size > 10_000
+
+
+def test_every_page_fits_a_phone(phone, make_app, receiver):
+    """375 px wide: nothing makes the page scroll sideways (a wide table scrolls in its box)."""
+    app = make_app(**{"fftelemetry.password_profile": "cheapest"})
+    with serving(app) as base:
+        phone.get(f"{base}/register")
+        submit(phone, fill(phone, "register", email=EMAIL, password=PASSWORD))
+        submit(phone, fill(phone, "preferences", language="nl", locale="nl_BE"))
+        for name, path in [
+            ("home", "/"), ("preferences", "/preferences"), ("status", "/admin/telemetry"),
+            ("records", "/admin/telemetry/view"), ("bad-query", "/admin/telemetry/view?show=x"),
+            ("not-found", "/nothing"),
+        ]:
+            phone.get(base + path)
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            assert phone.save_screenshot(str(SCREENSHOTS / f"phone-{name}.png"))
+            width = phone.execute_script("return document.documentElement.scrollWidth")
+            assert width <= 375, f"{path} is {width} px wide on a 375 px phone"
