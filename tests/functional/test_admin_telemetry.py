@@ -409,3 +409,12 @@ def test_export_of_nothing_is_an_empty_array(make_site):
     site = make_site(**{"fftelemetry.send_telemetry": "false"})
     admin = site.register("owner@example.org")
     assert admin.get(RECORDS + "/export.json").json == []
+
+
+def test_where_you_are_and_what_went_wrong_are_told_to_screen_readers(site, admin):
+    page = admin.get(RECORDS, {"show": "pending"})
+    assert [a.text for a in page.html.select("[aria-current]")] == ["Records", "pending"]
+    page = page.forms["delete-all-form"].submit(status=303).follow()  # the box not ticked
+    [alert] = page.html.select("[role=alert] p")
+    assert "Nothing deleted: tick the box" in alert.text
+    assert page.html.select("[role=status] p") == []
