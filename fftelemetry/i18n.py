@@ -18,7 +18,8 @@ SAME_AS_LANGUAGE = "equal"
 
 @cache
 def supported_locales():
-    """Every `ll_TT` locale Babel knows for a supported language, sorted."""
+    """Every `ll_TT` locale Babel knows for a supported language (a territory: not a script such
+    as en_Dsrt, Deseret, which says nothing about number and date formats), sorted."""
     return tuple(
         sorted(
             ident
@@ -26,6 +27,7 @@ def supported_locales():
             if "_" in ident
             and ident.split("_")[0] in SUPPORTED_LANGUAGES
             and len(ident.split("_")) == 2
+            and len(ident.split("_")[1]) == 2
             and ident.split("_")[1].isalpha()
         )
     )
@@ -45,7 +47,9 @@ def resolve_locale(language, locale):
 
 
 def language_choices():
-    return [(code, Locale.parse(code).get_display_name(code)) for code in SUPPORTED_LANGUAGES]
+    """Each language in its own name, in alphabetical order of those names."""
+    names = [(code, Locale.parse(code).get_display_name(code)) for code in SUPPORTED_LANGUAGES]
+    return sorted(names, key=lambda choice: choice[1].casefold())
 
 
 def locale_choices():

@@ -94,3 +94,10 @@ def test_supported_locales_come_from_babel_and_cover_every_language():
     assert i18n.resolve_locale("nl", "nl_BE") == "nl_BE"
     assert dict(i18n.language_choices())["de"] == "Deutsch"
     assert dict(i18n.locale_choices())["en_GB"] == "English (United Kingdom)"
+    assert "en_Dsrt" not in locales  # a script (Deseret), not a territory: no formats of its own
+
+
+def test_languages_are_offered_in_their_own_names_alphabetically():
+    names = [name for _, name in i18n.language_choices()]
+    assert names[:3] == ["Deutsch", "English", "español"] and len(names) == 8
+    assert names == sorted(names, key=str.casefold)
