@@ -37,6 +37,7 @@ def chromium(phone_width=None):
         "--disable-component-update", "--disable-sync", "--window-size=1280,1000",
     ):
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # see console_errors
     if phone_width:
         metrics = {"width": phone_width, "height": 800, "pixelRatio": 1}
         options.add_experimental_option("mobileEmulation", {"deviceMetrics": metrics})
@@ -119,6 +120,12 @@ def submit(driver, form):
     return press(driver, form.find_element("css selector", "button[type=submit], button"))
 
 
+def console_errors(driver):
+    """What the page's console said at level SEVERE: a script error, a blocked resource, a
+    violation of the Content-Security-Policy."""
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
 def text(driver):
     from selenium.webdriver.common.by import By
 
@@ -174,6 +181,7 @@ def test_an_administrator_in_a_browser(browser, make_app, receiver):
         browser.get(f"{base}/admin/telemetry")
         assert receiver.read(lambda root: batches[0] in root.batches)
         shoot(browser, "05-status-after")
+        assert console_errors(browser) == []
     for name in ("01-status", "02-records-pending", "03-records-submitted"):
         assert (SCREENSHOTS / f"{name}.png").stat().st_size > 10_000
 

@@ -369,3 +369,17 @@ def test_a_page_with_more_after_its_name_is_not_found(admin, url):
 def test_stylesheet_is_public(anonymous):
     res = anonymous.get("/static/style.css", status=200)
     assert "body" in res.text
+
+
+def test_every_response_tells_the_browser_its_policy(site, admin, anonymous):
+    from fftelemetry.security import BROWSER_POLICY
+
+    responses = [
+        admin.get("/admin/telemetry"), admin.get("/nothing", status=404),
+        anonymous.get("/static/style.css"), anonymous.get("/admin/telemetry", status=303),
+        admin.get("/admin/telemetry/view/export.json"),
+    ]
+    for response in responses:
+        for name, value in BROWSER_POLICY.items():
+            assert response.headers.getall(name) == [value], (response.request.path, name)
+    assert "script-src" not in BROWSER_POLICY["Content-Security-Policy"]  # default-src 'self'
