@@ -8,6 +8,7 @@ once on this class, the same properties cost nothing per request (see docs/perfo
 
 import pyramid_tm
 from pyramid.decorator import reify
+from pyramid.httpexceptions import HTTPBadRequest
 from pyramid.request import Request
 
 from .telemetry.collector import Telemetry
@@ -43,3 +44,13 @@ def use_app_request(config):
     which would otherwise give every request a class of its own."""
     config.set_request_factory(AppRequest)
     config.add_request_method(None, "tm")
+
+
+def reject_undecodable_path(event):
+    """A NewRequest subscriber: an address that is not UTF-8 (`/%ff`) is a 400. Left to go on,
+    it fails wherever the path is first read (route matching, the error page's own log line),
+    and ends in waitress's bare 500 with a traceback, for a request anyone can send."""
+    try:
+        event.request.path_info  # noqa: B018 - decoding it is the check
+    except UnicodeDecodeError:
+        raise HTTPBadRequest("the address is not valid UTF-8") from None

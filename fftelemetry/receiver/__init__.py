@@ -6,9 +6,11 @@ sending side collects by, stores the batch and answers `200 {"uuid": "<uuid4>"}`
 """
 
 from pyramid.config import Configurator
+from pyramid.events import NewRequest
 from pyramid.renderers import JSON
 
 from .. import NO_DATABASE
+from ..request import reject_undecodable_path
 from ..shutdown import close_on_exit
 from .resources import root_factory
 
@@ -47,5 +49,6 @@ def main(global_config, **settings):
         close_on_exit(config.registry)
         # Compact JSON, so the sender's log line reads `{"uuid":"..."}`.
         config.add_renderer("json", JSON(separators=(",", ":")))
+        config.add_subscriber(reject_undecodable_path, NewRequest)
         config.scan(".views")
     return config.make_wsgi_app()

@@ -3,6 +3,7 @@ so a sender (or its operator reading the log line) always gets a reason it can p
 
 import logging
 
+from pyramid.httpexceptions import HTTPBadRequest
 from pyramid.view import exception_view_config, notfound_view_config, view_config
 from ZODB.POSException import ConflictError
 
@@ -46,6 +47,12 @@ def stats(context, request):
 def not_found(request):
     request.response.status_int = 404
     return {"error": f"nothing here: {request.method} {request.path}; POST batches to /submit"}
+
+
+@exception_view_config(HTTPBadRequest, renderer="json")
+def bad_request(exc, request):
+    request.response.status_int = 400
+    return {"error": exc.detail}
 
 
 # Error views: pyramid_tm aborts (nothing of the batch is stored), and the sender keeps its

@@ -1,9 +1,11 @@
 """Views, one module per area. `config.scan('.views')` in `main` registers them."""
 
 from pyramid.csrf import get_csrf_token
-from pyramid.events import BeforeRender, ContextFound
+from pyramid.events import BeforeRender, ContextFound, NewRequest
 from pyramid.httpexceptions import HTTPNotFound
 from pyramid.security import NO_PERMISSION_REQUIRED
+
+from ..request import reject_undecodable_path
 
 
 def add_template_globals(event):
@@ -39,3 +41,4 @@ def includeme(config):
     )
     config.add_subscriber(add_template_globals, BeforeRender)
     config.add_subscriber(no_subpath, ContextFound)
+    config.add_subscriber(reject_undecodable_path, NewRequest)

@@ -356,6 +356,13 @@ def test_unknown_pages_are_404_pages(admin):
     admin.get(f"/users/{ADMIN_EMAIL}", status=404)
 
 
+@pytest.mark.parametrize("url", ["/%ff", "/login/%ff", "/static/%ff"])
+def test_an_address_that_is_not_utf8_is_a_plain_400(anonymous, url):
+    page = anonymous.get(url, status=400)  # not a 500 (and a traceback) for a request anyone sends
+    assert "the address is not valid UTF-8" in page.text
+    assert page.html.select_one("header nav a.brand"), "in the site's layout"
+
+
 @pytest.mark.parametrize(
     "url",
     ["/preferences/foo", "/login/x", "/admin/telemetry/x", "/admin/telemetry/view/preview/x",
