@@ -32,6 +32,7 @@ def test_production_ini_behind_a_tls_proxy(tmp_path):
         proxied = requests.get(f"{url}/admin", headers=PROXY, allow_redirects=False, timeout=10)
         direct = requests.get(f"{url}/admin", allow_redirects=False, timeout=10)
         login = requests.get(f"{url}/login", headers=PROXY, timeout=10)
+        huge = requests.post(f"{url}/login", data={"password": "x" * 100_000}, timeout=10)
 
     assert proxied.status_code == 303
     assert proxied.headers["Location"].startswith("https://telemetry.example.net/login?")
@@ -39,3 +40,4 @@ def test_production_ini_behind_a_tls_proxy(tmp_path):
     assert 'href="https://telemetry.example.net/static/' in login.text
     cookie = login.headers["Set-Cookie"].lower()
     assert "; secure" in cookie and "; httponly" in cookie
+    assert huge.status_code == 413  # refused before the app reads (and keeps) the body
