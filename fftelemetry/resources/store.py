@@ -306,12 +306,23 @@ class TelemetryStore(Persistent):
     def delete_all(self):
         """Forget every record, pending or submitted, and the dedup memory; returns how many."""
         count = self.counts()[ALL]
+        self._deleting(self.pending, self.submitted)
         self._clear_records()
         return count
 
     def delete_submitted(self):
         """Forget the submitted records (their facts stay known, so they are not re-sent)."""
         count = len(self.submitted)
+        self._deleting(self.submitted)
         self.submitted = Partition()
         return count
+
+    def _deleting(self, *partitions):
+        """A delete puts new, empty partitions in place and never writes to the old ones, so a
+        record added to them meanwhile by another transaction would not conflict: it would be
+        dropped, unseen, by a delete that reports the count it read. Their counts, read here,
+        must still be current when this commits; if not, it conflicts and is retried."""
+        if self._p_jar is not None:
+            for partition in partitions:
+                self._p_jar.readCurrent(partition.count)
 

@@ -6,6 +6,7 @@ import pytest
 import transaction
 from ZODB import DB
 from ZODB.FileStorage import FileStorage
+from ZODB.POSException import ConflictError
 
 from fftelemetry.resources import telemetry_store_in
 from fftelemetry.resources.store import (
@@ -197,5 +198,33 @@ def test_concurrent_collects_in_two_connections_both_commit(tmp_path):
             store = telemetry_store_in(conn.root())
             assert store.counts()[ALL] == 3
             assert {r.value for _, r in store.page()} == {0, "cron", "status"}
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("delete", ["delete_all", "delete_submitted"])
+def test_a_delete_conflicts_with_a_record_changed_meanwhile(tmp_path, delete):
+    """A delete reports the count it read: a record added (or marked submitted) by another
+    transaction in between must make the delete conflict (and be retried), not vanish unseen."""
+    db = DB(FileStorage(str(tmp_path / "Data.fs")))
+    try:
+        with db.transaction() as conn:
+            store = telemetry_store_in(conn.root())
+            _fill(store, 3)
+            store.mark_submitted([seq for seq, _ in store.pending_batch(1)], "u-1")
+        tm1, tm2 = transaction.TransactionManager(), transaction.TransactionManager()
+        c1, c2 = db.open(tm1), db.open(tm2)
+        deleting, other = telemetry_store_in(c1.root()), telemetry_store_in(c2.root())
+        deleting.counts()
+        other.mark_submitted([seq for seq, _ in other.pending_batch(1)], "u-2")
+        tm2.commit()
+        getattr(deleting, delete)()
+        with pytest.raises(ConflictError):
+            tm1.commit()
+        tm1.abort()
+        c1.close()
+        c2.close()
+        with db.transaction() as conn:
+            assert telemetry_store_in(conn.root()).counts() == {ALL: 3, PENDING: 1, SUBMITTED: 2}
     finally:
         db.close()
