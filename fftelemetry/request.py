@@ -46,11 +46,15 @@ def use_app_request(config):
     config.add_request_method(None, "tm")
 
 
-def reject_undecodable_path(event):
-    """A NewRequest subscriber: an address that is not UTF-8 (`/%ff`) is a 400. Left to go on,
-    it fails wherever the path is first read (route matching, the error page's own log line),
-    and ends in waitress's bare 500 with a traceback, for a request anyone can send."""
+def reject_undecodable_address(event):
+    """A NewRequest subscriber: an address whose path or query is not UTF-8 (`/%ff`,
+    `?came_from=%ff`) is a 400. Left to go on, it fails wherever it is first read (route
+    matching, a view, the error page's own log line) and ends in a 500 with a traceback in the
+    log, or waitress's bare 500, for a request anyone can send."""
+    request = event.request
     try:
-        event.request.path_info  # noqa: B018 - decoding it is the check
+        request.path_info  # noqa: B018 - decoding is the check
+        if request.environ.get("QUERY_STRING"):
+            request.GET  # noqa: B018
     except UnicodeDecodeError:
         raise HTTPBadRequest("the address is not valid UTF-8") from None

@@ -10,7 +10,7 @@ from pyramid.events import NewRequest
 from pyramid.renderers import JSON
 
 from .. import NO_DATABASE
-from ..request import reject_undecodable_path
+from ..request import reject_undecodable_address
 from ..shutdown import close_on_exit
 from .resources import root_factory
 
@@ -49,6 +49,6 @@ def main(global_config, **settings):
         close_on_exit(config.registry)
         # Compact JSON, so the sender's log line reads `{"uuid":"..."}`.
         config.add_renderer("json", JSON(separators=(",", ":")))
-        config.add_subscriber(reject_undecodable_path, NewRequest)
+        config.add_subscriber(reject_undecodable_address, NewRequest)
         config.scan(".views")
     return config.make_wsgi_app()

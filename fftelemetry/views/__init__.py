@@ -5,7 +5,7 @@ from pyramid.events import BeforeRender, ContextFound, NewRequest
 from pyramid.httpexceptions import HTTPNotFound
 from pyramid.security import NO_PERMISSION_REQUIRED
 
-from ..request import reject_undecodable_path
+from ..request import reject_undecodable_address
 
 
 def add_template_globals(event):
@@ -41,4 +41,4 @@ def includeme(config):
     )
     config.add_subscriber(add_template_globals, BeforeRender)
     config.add_subscriber(no_subpath, ContextFound)
-    config.add_subscriber(reject_undecodable_path, NewRequest)
+    config.add_subscriber(reject_undecodable_address, NewRequest)

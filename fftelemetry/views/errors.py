@@ -8,7 +8,7 @@ dropped, as its database changes were."""
 
 import logging
 
-from pyramid.csrf import BadCSRFToken
+from pyramid.csrf import BadCSRFOrigin, BadCSRFToken
 from pyramid.httpexceptions import HTTPBadRequest, HTTPSeeOther
 from pyramid.renderers import render_to_response
 from pyramid.view import (
@@ -76,12 +76,29 @@ def bad_csrf_token(exc, request):
     )
 
 
+@exception_view_config(BadCSRFOrigin)
+def bad_csrf_origin(exc, request):
+    """An HTTPS form sent from a page of another origin: an attack, or a proxy that does not
+    pass on the address the site was reached at."""
+    return error_page(
+        request,
+        400,
+        "The form came from another site",
+        "Nothing was changed: this form was sent from a page that is not this site's. Open the "
+        "site at its own address and try again. (Behind a proxy: it must pass on the host it "
+        "was reached at, as X-Forwarded-Host.)",
+    )
+
+
 @exception_view_config(HTTPBadRequest)
 def bad_request(exc, request):
     """A query a page cannot use (`?show=bogus`, `?before=abc`): which, in the site's layout."""
-    return error_page(
-        request, 400, "Bad request", f"This address cannot be shown: {exc.detail}."
-    )
+    reason = str(exc.detail or "it is not understood").rstrip(".")
+    if request.method in ("GET", "HEAD"):
+        message = f"This address cannot be shown: {reason}."
+    else:
+        message = f"Nothing was changed: {reason}."
+    return error_page(request, 400, "Bad request", message)
 
 
 @view_config(context=Root, name="logout")

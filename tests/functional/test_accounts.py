@@ -286,6 +286,18 @@ def test_session_cookie_is_httponly_and_samesite(site):
     assert "secure" not in cookie.lower()  # development serves plain HTTP
 
 
+def test_an_https_form_from_another_site_is_refused_with_its_own_page(make_site):
+    site = make_site()
+    https = {"wsgi.url_scheme": "https", "HTTP_HOST": "localhost"}
+    browser = webtest.TestApp(site.app, extra_environ=https)
+    form = browser.get("/register").forms["register"]
+    form["email"], form["password"] = ADMIN_EMAIL, PASSWORD
+    page = form.submit(headers={"Origin": "https://evil.example"}, status=400)
+    assert "The form came from another site" in page.text and "Nothing was changed" in page.text
+    with site.root() as root:
+        assert len(root["users"]) == 0
+
+
 def test_session_cookie_is_secure_when_configured(make_site):
     site = make_site(**{"fftelemetry.secure_cookies": "true"})
     browser = webtest.TestApp(site.app, extra_environ={"wsgi.url_scheme": "https"})
@@ -356,7 +368,10 @@ def test_unknown_pages_are_404_pages(admin):
     admin.get(f"/users/{ADMIN_EMAIL}", status=404)
 
 
-@pytest.mark.parametrize("url", ["/%ff", "/login/%ff", "/static/%ff"])
+@pytest.mark.parametrize(
+    "url",
+    ["/%ff", "/login/%ff", "/static/%ff", "/login?came_from=%ff", "/admin/telemetry/view?show=%ff"],
+)
 def test_an_address_that_is_not_utf8_is_a_plain_400(anonymous, url):
     page = anonymous.get(url, status=400)  # not a 500 (and a traceback) for a request anyone sends
     assert "the address is not valid UTF-8" in page.text

@@ -181,5 +181,6 @@ def test_conflicts_are_retried_quietly_and_a_last_one_is_a_json_503(tmp_path, ca
 
 
 def test_an_address_that_is_not_utf8_is_a_json_400(app):
-    answer = app.get("/%ff", status=400)
-    assert answer.json == {"error": "the address is not valid UTF-8"}
+    for url in ("/%ff", "/stats?x=%ff"):
+        answer = app.get(url, status=400)
+        assert answer.json == {"error": "the address is not valid UTF-8"}
