@@ -2,7 +2,7 @@
 
 The session remembers a user's normalised email, the account's session key (a log-out changes
 the key, which ends every session of the account) and when the user signed in (a sign-in lasts
-a week at most, however busy its session); ACLs on the resources decide. Every view
+a week by default, however busy its session); ACLs on the resources decide. Every view
 needs a permission (default VIEW) and every POST a CSRF token, so forgetting either on a new
 view fails closed.
 """
@@ -100,7 +100,7 @@ class SecurityPolicy:
 
 def ended_sign_in(request):
     """The email this session was signed in with, if that sign-in has ended without a log-out
-    here (its week is over, or the account logged out in another browser); else None."""
+    here (its lifetime is over, or the account logged out in another browser); else None."""
     if request.identity is not None:
         return None
     return SESSION_AUTH.authenticated_userid(request)
