@@ -17,8 +17,14 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 
-# pyramid_zodbconn starts without a URI and fails every request that needs the database.
-NO_DATABASE = "no database: set zodbconn.uri in the ini (zeo://, file://; see development.ini)"
+def require_database(settings, program):
+    """Stop, in one line, an app whose ini names no database: pyramid_zodbconn would start
+    without one and fail every request that needs it."""
+    if not str(settings.get("zodbconn.uri") or "").strip():
+        raise SystemExit(
+            f"{program}: no database: set zodbconn.uri in the ini (zeo://, file://; "
+            "see development.ini)"
+        )
 
 
 def not_a_lost_zeo_server(record):
@@ -33,8 +39,7 @@ def main(global_config, **settings):
         resolved = app_settings.load(settings, global_config)
     except app_settings.SettingsError as exc:
         raise SystemExit(f"fftelemetry: {exc}") from None
-    if not str(settings.get("zodbconn.uri") or "").strip():  # pyramid_zodbconn says so too late
-        raise SystemExit(f"fftelemetry: {NO_DATABASE}")
+    require_database(settings, "fftelemetry")
     settings.setdefault("tm.manager_hook", "pyramid_tm.explicit_manager")
     settings.setdefault("retry.attempts", "10")
     settings.setdefault("tm.annotate_user", "false")

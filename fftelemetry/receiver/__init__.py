@@ -9,7 +9,7 @@ from pyramid.config import Configurator
 from pyramid.events import NewRequest
 from pyramid.renderers import JSON
 
-from .. import NO_DATABASE
+from .. import require_database
 from ..request import reject_undecodable_address
 from ..shutdown import close_on_exit
 from .resources import root_factory
@@ -32,8 +32,7 @@ def _positive_int(settings, name, default):
 
 
 def main(global_config, **settings):
-    if not str(settings.get("zodbconn.uri") or "").strip():
-        raise SystemExit(f"fftelemetry receiver: {NO_DATABASE}")
+    require_database(settings, "fftelemetry receiver")
     settings.setdefault("tm.manager_hook", "pyramid_tm.explicit_manager")
     settings.setdefault("retry.attempts", "3")
     settings["receiver.max_records"] = _positive_int(
