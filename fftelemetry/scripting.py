@@ -37,9 +37,14 @@ def request_environment(registry, url="http://localhost/"):
         env["closer"]()
 
 
+def databases(registry):
+    """The databases pyramid_zodbconn opened for the app of `registry` (none yet: empty)."""
+    return getattr(registry, "_zodb_databases", {}).values()
+
+
 def close_databases(registry):
     """Close pyramid_zodbconn's databases (a FileStorage left open rebuilds its index later)."""
-    for db in getattr(registry, "_zodb_databases", {}).values():
+    for db in databases(registry):
         db.close()
 
 

@@ -16,12 +16,14 @@ import weakref
 
 import waitress
 
+from .scripting import databases
+
 _open_databases = weakref.WeakSet()  # not kept alive by this: a test makes hundreds of apps
 
 
 def close_on_exit(registry):
     """Close the databases pyramid_zodbconn opened for `registry` when the process exits."""
-    _open_databases.update(getattr(registry, "_zodb_databases", {}).values())
+    _open_databases.update(databases(registry))
 
 
 @atexit.register
