@@ -84,7 +84,7 @@ def cron_line(config_uri):
     the line goes to the ini's folder and names the command by its full path."""
     ini = Path(config_path(config_uri)).resolve()
     _, hash_mark, section = config_uri.partition("#")
-    command = Path(sysconfig.get_path("scripts")) / "fftelemetry"
+    command = installed_command()
     if not command.exists():  # run as `python -m` from elsewhere: whatever the shell finds
         command = shutil.which("fftelemetry") or "fftelemetry"
     config = shlex.quote(ini.name + hash_mark + section)
@@ -92,14 +92,18 @@ def cron_line(config_uri):
     return "17 4 * * *  " + line.replace("%", "\\%")  # cron reads a bare % as a new line
 
 
+def installed_command():
+    """The `fftelemetry` command of this Python's environment (where pip put it)."""
+    return Path(sysconfig.get_path("scripts")) / "fftelemetry"
+
+
 def bin_prefix():
     """Where the commands are, when the shell would not find them (a virtual environment that
     is not activated, as after `make run`)."""
-    scripts = Path(sysconfig.get_path("scripts"))
-    command = scripts / "fftelemetry"
+    command = installed_command()
     if not command.exists() or shutil.which("fftelemetry") == str(command):
         return ""
-    return f"{scripts}/"
+    return f"{command.parent}/"
 
 
 def system_facts(db):
