@@ -20,17 +20,13 @@ SAME_AS_LANGUAGE = "equal"
 def supported_locales():
     """Every `ll_TT` locale Babel knows for a supported language (a territory: not a script such
     as en_Dsrt, Deseret, which says nothing about number and date formats), sorted."""
-    return tuple(
-        sorted(
-            ident
-            for ident in locale_identifiers()
-            if "_" in ident
-            and ident.split("_")[0] in SUPPORTED_LANGUAGES
-            and len(ident.split("_")) == 2
-            and len(ident.split("_")[1]) == 2
-            and ident.split("_")[1].isalpha()
-        )
-    )
+    return tuple(sorted(ident for ident in locale_identifiers() if _territory_locale(ident)))
+
+
+def _territory_locale(ident):
+    """Whether `ident` is `ll_TT`: a supported language and a two-letter territory."""
+    language, _, territory = ident.partition("_")
+    return language in SUPPORTED_LANGUAGES and len(territory) == 2 and territory.isalpha()
 
 
 def default_locale(language):
