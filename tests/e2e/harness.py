@@ -120,12 +120,19 @@ def zeo_server(folder):
 
 
 @contextmanager
-def pserve(ini_path, port, env=None):
-    """`pserve ini` listening on `port`; yields its base URL."""
-    env = child_environment(env)
+def pserve_process(ini_path, port, env=None):
+    """`pserve ini` listening on `port`, its output in the ini's name with .log; yields the
+    process."""
     args = [str(BIN / "pserve"), str(ini_path)]
     log = Path(ini_path).with_suffix(".log")
-    with process(args, log, ready=lambda: port_open(port), env=env):
+    with process(args, log, ready=lambda: port_open(port), env=child_environment(env)) as child:
+        yield child
+
+
+@contextmanager
+def pserve(ini_path, port, env=None):
+    """`pserve ini` listening on `port`; yields its base URL."""
+    with pserve_process(ini_path, port, env):
         yield f"http://127.0.0.1:{port}"
 
 

@@ -10,15 +10,7 @@ import pytest
 import requests
 from ZODB.fsIndex import fsIndex
 
-from .harness import (
-    BIN,
-    app_settings,
-    child_environment,
-    free_port,
-    port_open,
-    process,
-    write_server_ini,
-)
+from .harness import app_settings, free_port, pserve_process, write_server_ini
 
 pytestmark = pytest.mark.slow
 
@@ -37,9 +29,7 @@ def test_a_stopped_server_leaves_an_index_that_covers_its_file(tmp_path, kind, s
     path = tmp_path / "Data.fs"
     port = free_port()
     ini = write_server_ini(tmp_path / "server.ini", app_settings(f"file://{path}"), port, use)
-    args = [str(BIN / "pserve"), str(ini)]
-    env = child_environment()
-    with process(args, tmp_path / "server.log", ready=lambda: port_open(port), env=env) as child:
+    with pserve_process(ini, port) as child:
         requests.get(f"http://127.0.0.1:{port}{page}", timeout=10).raise_for_status()
         child.send_signal(stop)
         try:
