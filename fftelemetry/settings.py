@@ -108,6 +108,10 @@ class _StringStream:
         return self._text
 
 
+def _given(raw):
+    return raw is not None and str(raw).strip() != ""
+
+
 class Sources:
     """Looks a name up in the environment, then `.env`, then the ini settings."""
 
@@ -117,11 +121,12 @@ class Sources:
         self.dotenv = dotenv
 
     def lookup(self, env_name, ini_name=None):
-        if env_name and self.environ.get(env_name, "") != "":
+        # A blank value (`SEND_TELEMETRY=` or only spaces) is no value: the next source decides.
+        if env_name and _given(self.environ.get(env_name)):
             return Sourced(self.environ[env_name], "environment")
-        if env_name and self.dotenv.get(env_name, "") != "":
+        if env_name and _given(self.dotenv.get(env_name)):
             return Sourced(self.dotenv[env_name], ".env")
-        if ini_name and str(self.ini.get(ini_name, "")).strip() != "":
+        if ini_name and _given(self.ini.get(ini_name)):
             return Sourced(str(self.ini[ini_name]), "ini")
         return Sourced(None, "default")
 
@@ -134,7 +139,7 @@ class Sources:
 
     def number(self, ini_name, kind, default, minimum):
         raw = self.ini.get(ini_name)
-        if raw is None or str(raw).strip() == "":
+        if not _given(raw):
             return default
         try:
             value = kind(str(raw).strip())

@@ -65,6 +65,18 @@ def test_precedence_environment_then_dotenv_then_ini(tmp_path):
     assert (from_env.send_telemetry, from_env.send_telemetry_source) == (False, "environment")
 
 
+@pytest.mark.parametrize("blank", ["", " ", "\t"])
+def test_a_blank_value_leaves_the_choice_to_the_next_source(blank, tmp_path):
+    ini = {"fftelemetry.send_telemetry": "true"}
+    from_ini = load(ini=ini, environ={"SEND_TELEMETRY": blank})
+    assert (from_ini.send_telemetry, from_ini.send_telemetry_source) == (True, "ini")
+    text = f"SEND_TELEMETRY='{blank}'\n"
+    past_dotenv = load(
+        ini=ini, environ={"SEND_TELEMETRY": blank}, dotenv_text=text, tmp_path=tmp_path
+    )
+    assert (past_dotenv.send_telemetry, past_dotenv.send_telemetry_source) == (True, "ini")
+
+
 def test_dotenv_quotes_comments_and_export(tmp_path):
     text = '# telemetry\nexport SEND_TELEMETRY="yes" # opted in\nTELEMETRY_URL=http://x:1/\n'
     result = load(dotenv_text=text, tmp_path=tmp_path)
