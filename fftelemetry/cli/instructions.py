@@ -35,7 +35,8 @@ fftelemetry is upgraded to {version}.
 
 Next steps:
   1. Read CHANGES.md for what is new.
-  2. Restart the application and its cron job; the database is brought up to date on first use.
+  2. Restart the application (the daily cron command needs nothing: each run starts afresh).
+     0.1.0 is the first release: its database needs no conversion.
 """
 
 
@@ -81,14 +82,20 @@ def install_text(config_uri, has_users):
 
 def cron_line(config_uri):
     """The crontab line for this config. cron starts in the home folder with a bare PATH, so
-    the line goes to the ini's folder and names the command by its full path."""
+    the line goes to the ini's folder and names the command by its full path. Its output (a
+    few INFO lines every day) goes to a log file, not to a daily cron mail: to var/ when the
+    ini's folder has one (as the shipped inis keep their database there), else beside the ini."""
     ini = Path(config_path(config_uri)).resolve()
     _, hash_mark, section = config_uri.partition("#")
     command = installed_command()
     if not command.exists():  # run as `python -m` from elsewhere: whatever the shell finds
         command = shutil.which("fftelemetry") or "fftelemetry"
     config = shlex.quote(ini.name + hash_mark + section)
-    line = f"cd {shlex.quote(str(ini.parent))} && {shlex.quote(str(command))} cron {config}"
+    log = "var/cron.log" if (ini.parent / "var").is_dir() else "cron.log"
+    line = (
+        f"cd {shlex.quote(str(ini.parent))} && {shlex.quote(str(command))} cron {config}"
+        f" >> {log} 2>&1"
+    )
     return "17 4 * * *  " + line.replace("%", "\\%")  # cron reads a bare % as a new line
 
 

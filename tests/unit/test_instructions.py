@@ -68,5 +68,5 @@ def test_a_cron_line_escapes_the_percent_sign_that_cron_reads_as_a_new_line():
     # (PasteDeploy refuses an ini in such a folder, but a virtual environment may be in one)
     line = cron_line("/srv/50%/app.ini#main")
     assert line.startswith("17 4 * * *  cd /srv/50\\% && ")
-    assert line.endswith(" cron 'app.ini#main'")
+    assert line.endswith(" cron 'app.ini#main' >> cron.log 2>&1")
     assert "%" not in line.replace("\\%", "")
