@@ -163,6 +163,10 @@ def serving(app):
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
+    # Its worker threads count as busy until each first waits for work: a request before that
+    # would log waitress's WARNING "Task queue depth is 1", which tests counting warnings see.
+    while server.task_dispatcher.active_count:
+        time.sleep(0.001)
     try:
         yield f"http://127.0.0.1:{server.effective_port}"
     finally:
