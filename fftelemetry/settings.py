@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dotenv.parser import parse_stream
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 FALSE_WORDS = frozenset({"false", "0", "no", "off"})
@@ -150,6 +152,34 @@ class Sources:
         return value
 
 
+def check_url(url):
+    """Refuse at start-up a receiver URL the sender could never POST to: it would fail (or
+    POST elsewhere) at every run instead."""
+    shown = shown_url(url)
+    try:
+        parts = parse_url(url)
+        if parts.host and not parts.host.startswith("["):
+            parts.host.encode("idna")  # what connecting does: no empty or over-long label
+    except (LocationParseError, UnicodeError):
+        raise SettingsError(f"TELEMETRY_URL={shown!r} is not a valid URL") from None
+    if not parts.host:
+        raise SettingsError(f"TELEMETRY_URL={shown!r} names no host")
+    if parts.query is not None or parts.fragment is not None:
+        raise SettingsError(
+            f"TELEMETRY_URL={shown!r} must not have a query or fragment: /submit is added to it"
+        )
+
+
+def shown_url(url):
+    """`url` fit for logs and pages: a password in it replaced by ***."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, host = netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.partition(':')[0]}:***@{host}{slash}{path}"
+
+
 def env_file_for(global_config, ini):
     """The `.env` beside the ini file (PasteDeploy's `here`), unless the ini names another: a
     relative name is taken from the ini's folder too, whatever folder a command runs in. A
@@ -179,7 +209,10 @@ def load(ini, global_config=None, environ=None):
     url = sources.lookup("TELEMETRY_URL", "fftelemetry.telemetry_url").value
     url = (url or DEFAULT_TELEMETRY_URL).strip().rstrip("/")
     if not url.startswith(("http://", "https://")):
-        raise SettingsError(f"TELEMETRY_URL={url!r} must start with http:// or https://")
+        raise SettingsError(
+            f"TELEMETRY_URL={shown_url(url)!r} must start with http:// or https://"
+        )
+    check_url(url)
 
     secret = sources.lookup("FFTELEMETRY_SECRET", "fftelemetry.session_secret").value
     if not secret:

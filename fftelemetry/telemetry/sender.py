@@ -6,45 +6,28 @@ transaction *after* the receiver's acknowledgement. A crash in between leaves th
 it is sent again; the receiver keys records by their id and stores each once. So the worst case is
 a duplicate POST, never a record marked sent that the receiver did not acknowledge.
 
-Retries: urllib3 retries connection errors only (nothing has reached the receiver yet). A POST that
-was sent is never retried within a run, although it would be harmless (the record ids make it
-idempotent): a receiver that is slow or failing is better left alone until the next run (the next
-daily cron, or the next click) than hammered.
+The POST itself, bounded in time and size, is `exchange.post_batch`.
 """
 
 import json
 import logging
-import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 from ZODB.POSException import ConflictError
 
-from .. import __version__, catalog
+from .. import catalog
 from ..failures import CANNOT_WRITE, why_not_written
 from ..resources import telemetry_store_in
 from ..resources.store import SubmissionResult, utcnow
 from ..scripting import own_connection
+from .exchange import SubmissionFailed, make_session, post_batch
 
 log = logging.getLogger(__name__)
-
-
-def _not_a_retry_notice(record):
-    # urllib3 warns on each connection retry; our one WARNING line after the last try says it.
-    return not record.getMessage().startswith("Retrying (")
-
-
-logging.getLogger("urllib3.connectionpool").addFilter(_not_a_retry_notice)
 
 # What a commit can fail with, retries spent: the next run re-sends (the receiver counts each
 # record once).
 NOT_WRITTEN = (ConflictError, *CANNOT_WRITE)
-LOGGED_BODY_CHARS = 300
-CONNECT_RETRIES = 2
 TRANSACTION_ATTEMPTS = 3
 TELEMETRY_OFF = "telemetry is off"
 # Records sent between two flushes of the connection's cache: often enough to bound memory,
@@ -84,14 +67,6 @@ def records_word(count):
     return f"{count} record" if count == 1 else f"{count} records"
 
 
-class SubmissionFailed(Exception):
-    """An expected failure of one POST; its message is one line for the operator."""
-
-    def __init__(self, reason, status=None):
-        super().__init__(reason)
-        self.status = status
-
-
 def submit_pending(db, settings, *, now=None) -> Outcome:
     """Send every pending record, oldest first, one POST and one transaction per batch; stop at
     the first failure, and keep the run in the submission log unless there was nothing to send
@@ -123,7 +98,7 @@ def _send_batches(conn, tm, settings, now):
             return batch, encode([record for _, record in batch])
 
         batch, body = prepare()
-        in_flight = poster.submit(_post, session, settings, body) if batch else None
+        in_flight = poster.submit(post_batch, session, settings, body) if batch else None
         following, following_body = prepare(after=batch[-1][0]) if batch else ([], None)
         while in_flight is not None:
             try:
@@ -133,7 +108,7 @@ def _send_batches(conn, tm, settings, now):
                 return Outcome(sent=sent, status=exc.status, uuid=None, error=str(exc))
             next_in_flight = None
             if following:
-                next_in_flight = poster.submit(_post, session, settings, following_body)
+                next_in_flight = poster.submit(post_batch, session, settings, following_body)
             try:
                 _mark(tm, conn, [seq for seq, _ in batch], batch_uuid, now)
             except NOT_WRITTEN as exc:
@@ -244,99 +219,3 @@ def _log_run(tm, conn, settings, outcome, now):
         _write(tm, conn, log_it)
     except NOT_WRITTEN as exc:
         log.warning("Telemetry submission log not updated: %s.", why_not_written(exc))
-
-
-def make_session():
-    """A requests Session (a context manager that closes its connections) that retries failed
-    connections, only those: nothing has reached the receiver then."""
-    retry = Retry(
-        total=CONNECT_RETRIES,
-        connect=CONNECT_RETRIES,
-        read=0,
-        status=0,
-        other=0,
-        redirect=0,
-        backoff_factor=0.2,
-        raise_on_status=False,
-    )
-    session = requests.Session()
-    session.mount("http://", HTTPAdapter(max_retries=retry))
-    session.mount("https://", HTTPAdapter(max_retries=retry))
-    session.headers.update(
-        {
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "User-Agent": f"fftelemetry/{__version__}",
-        }
-    )
-    return session
-
-
-def _post(session, settings, body):
-    """POST one batch; (status, uuid) on acknowledgement, else SubmissionFailed."""
-    url = settings.telemetry_url + "/submit"
-    started = time.monotonic()
-    try:
-        response = session.post(
-            url,
-            data=body,
-            timeout=(settings.connect_timeout, settings.read_timeout),
-            allow_redirects=False,
-        )
-    except requests.ConnectTimeout:
-        raise SubmissionFailed(
-            f"connecting to {url} timed out after {settings.connect_timeout:g}s"
-        ) from None
-    except requests.ReadTimeout:
-        raise SubmissionFailed(no_answer(url, time.monotonic() - started, settings)) from None
-    except requests.ConnectionError:
-        raise SubmissionFailed(
-            f"cannot connect to {url} (tried {CONNECT_RETRIES + 1} times)"
-        ) from None
-    except requests.RequestException as exc:
-        raise SubmissionFailed(f"the request to {url} failed ({type(exc).__name__})") from None
-    log.info("Result of submission [%s]: %s", response.status_code, _shown(response.text))
-    if response.status_code != 200:
-        raise SubmissionFailed(
-            f"the receiver answered HTTP {response.status_code}{_their_reason(response)}",
-            response.status_code,
-        )
-    try:
-        answer = response.json()
-    except (ValueError, RecursionError):
-        raise SubmissionFailed("the receiver's answer is not JSON", 200) from None
-    if not isinstance(answer, dict) or not isinstance(answer.get("uuid"), str):
-        raise SubmissionFailed("the receiver's answer holds no uuid", 200)
-    try:
-        # Anything else that answers 200 with JSON (a wrong URL, a proxy's page) has not
-        # stored the batch: only a real uuid marks records submitted.
-        return 200, str(uuid.UUID(answer["uuid"]))
-    except ValueError:
-        raise SubmissionFailed("the receiver's answer holds no valid uuid", 200) from None
-
-
-def no_answer(url, waited, settings):
-    """A read timeout, naming the timeout that ran out (the one nearer the time waited): a TLS
-    handshake's is the connect timeout (an https:// URL for a plain-HTTP receiver waits so)."""
-    connect, read = settings.connect_timeout, settings.read_timeout
-    if connect == read or abs(waited - read) <= abs(waited - connect):
-        return f"no answer from {url} within {read:g}s"
-    said = f"no answer from {url} within {connect:g}s"
-    if url.startswith("https://"):
-        said += " (the TLS handshake got no answer: does the receiver speak https?)"
-    return said
-
-
-def _their_reason(response):
-    """": <the receiver's JSON error>" (ours names the record and field), or nothing."""
-    try:
-        error = response.json().get("error")
-    except (ValueError, RecursionError, AttributeError):
-        return ""
-    return f": {_shown(error)}" if isinstance(error, str) else ""
-
-
-def _shown(text):
-    """A receiver's body for the log: on one line and cut to a sane length."""
-    cut = text[:LOGGED_BODY_CHARS].replace("\r", "\\r").replace("\n", "\\n")
-    return cut if len(text) <= LOGGED_BODY_CHARS else f"{cut}... ({len(text)} characters)"

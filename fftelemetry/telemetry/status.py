@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from ..resources.store import SubmissionResult, TelemetryStore, utcnow
-from ..settings import AppSettings
+from ..settings import AppSettings, shown_url
 
 
 def format_time(moment):
@@ -44,7 +44,7 @@ def status_facts(store: TelemetryStore, settings: AppSettings) -> StatusFacts:
         enabled=settings.send_telemetry,
         source=settings.send_telemetry_source,
         installation_id=store.installation_id,
-        endpoint=settings.telemetry_url + "/submit",
+        endpoint=shown_url(settings.telemetry_url + "/submit"),
         counts=store.counts(),
         last_submission=store.last_submission(),
         last_success_at=store.last_success_at,

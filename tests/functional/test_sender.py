@@ -3,6 +3,10 @@ apps (not our code) for the ways a receiver fails."""
 
 import json
 import logging
+import socket
+import threading
+import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +19,7 @@ from fftelemetry import __version__
 from fftelemetry.resources import telemetry_store_in
 from fftelemetry.settings import load
 from fftelemetry.telemetry.sender import Outcome, pending_bodies, submit_pending
+from fftelemetry.telemetry.status import status_facts
 from tests.conftest import SECRET, STUB_ANSWER, STUB_UUID, Stub, file_size_limit, serving
 
 
@@ -314,3 +319,152 @@ def test_a_full_disk_while_marking_keeps_the_batch_pending_and_says_so(db, fs_pa
     with serving(stub) as url:  # room again: the next run sends it all, the first batch again
         assert submit_pending(db, settings_for(url, batch_size=100)).sent == 300
     assert counts(db)["submitted"] == 300
+
+
+# -- receivers that break HTTP itself: raw sockets, since a WSGI server would not misbehave so ----
+
+
+@contextmanager
+def raw_receiver(answer):
+    """A TCP server on 127.0.0.1 that reads each request, then calls answer(sock) (which may
+    trickle, flood or hang up); yields (url, what) where what counts requests and bytes sent."""
+    server = socket.create_server(("127.0.0.1", 0))
+    what = {"requests": 0, "sent": 0}
+    stop = threading.Event()
+
+    def read_request(conn):
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536) or b"\r\n\r\n"
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = next(
+            (int(line.split(b":")[1]) for line in head.split(b"\r\n")
+             if line.lower().startswith(b"content-length:")), 0,
+        )
+        while len(body) < length:
+            body += conn.recv(65536) or b"x" * length
+        what["requests"] += 1
+
+    def send(conn, data):
+        conn.sendall(data)
+        what["sent"] += len(data)
+
+    def handle(conn):
+        with conn:
+            try:
+                read_request(conn)
+                answer(conn, send, stop)
+            except OSError:
+                pass  # the sender hung up: what it should do with such a receiver
+
+    def serve():
+        server.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}", what
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        server.close()
+
+
+def trickled_body(conn, send, stop):
+    send(conn, b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+               b"Content-Length: 100000\r\n\r\n")
+    while not stop.wait(0.1):  # a byte every 0.1s: never a read timeout, never an end
+        send(conn, b" ")
+
+
+def trickled_headers(conn, send, stop):
+    send(conn, b"HTTP/1.1 200 OK\r\nX-Slow: ")
+    while not stop.wait(0.1):
+        send(conn, b"a")
+
+
+def submit_in_thread(db, settings, wait):
+    """submit_pending in a thread: (outcome or None if still running after `wait`, seconds)."""
+    result = {}
+    started = time.monotonic()
+    thread = threading.Thread(
+        target=lambda: result.update(outcome=submit_pending(db, settings)), daemon=True
+    )
+    thread.start()
+    thread.join(timeout=wait)
+    return result.get("outcome"), time.monotonic() - started
+
+
+@pytest.mark.parametrize("answer", [trickled_body, trickled_headers])
+def test_an_answer_that_never_ends_is_cut_at_the_deadline(db, answer):
+    collect(db, 2)
+    settings = settings_for("", connect_timeout=0.1, read_timeout=0.5)  # deadline 0.3+0.5+1
+    with raw_receiver(answer) as (url, _):
+        outcome, took = submit_in_thread(db, replace(settings, telemetry_url=url), wait=10)
+    assert outcome is not None, "the run must not last as long as the receiver trickles"
+    assert took < 4
+    assert outcome.error == f"no complete answer from {url}/submit within 1.8s"
+    assert counts(db)["pending"] == 2
+
+
+def flood(conn, send, stop):
+    size = 100 * 1024 * 1024
+    send(conn, b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\n\r\n" % size)
+    block = b" " * 65536
+    for _ in range(size // len(block)):
+        send(conn, block)
+
+
+def test_a_huge_answer_is_not_read_whole(db):
+    collect(db, 2)
+    with raw_receiver(flood) as (url, what):
+        outcome = submit_pending(db, settings_for(url))
+    assert outcome.error == "the receiver's answer (HTTP 200) is larger than 1048576 bytes"
+    assert what["sent"] < 20 * 1024 * 1024, "stops reading soon after the limit"
+    assert counts(db)["pending"] == 2
+
+
+def hang_up(conn, send, stop):
+    conn.shutdown(socket.SHUT_RDWR)
+
+
+def test_a_receiver_that_hangs_up_after_the_request_is_not_called_unreachable(db):
+    collect(db, 1)
+    with raw_receiver(hang_up) as (url, what):
+        outcome = submit_pending(db, settings_for(url))
+    assert outcome.error == f"{url}/submit closed the connection without a complete answer"
+    assert what["requests"] == 1, "a POST that reached the receiver is not retried"
+    assert counts(db)["pending"] == 1
+
+
+def test_a_password_in_the_url_is_sent_but_never_shown(db, closed_port_url, caplog):
+    collect(db, 1)
+    stub = Stub(status="500 Internal Server Error", body=b"")
+    with serving(stub) as url:
+        submit_pending(db, settings_for(url.replace("://", "://alice:s3cret@")))
+    [(headers, _)] = stub.requests
+    assert headers["AUTHORIZATION"].startswith("Basic ")
+    settings = settings_for(closed_port_url.replace("://", "://alice:s3cret@"))
+    outcome = submit_pending(db, settings)
+    assert "alice:***@127.0.0.1" in outcome.error
+    last = in_store(db, lambda store: store.last_submission())
+    endpoint = in_store(db, lambda store: status_facts(store, settings).endpoint)
+    shown = [outcome.error, last.error, endpoint, *caplog.messages]
+    assert not [text for text in shown if "s3cret" in text]
+
+
+def test_a_url_the_sender_cannot_use_fails_the_run_not_the_process(db, caplog):
+    # An ini from before the start-up check, say: the run fails as any other, and says why.
+    collect(db, 1)
+    settings = settings_for("http://127.0.0.1:1", telemetry_url="http://telemetry.example..org")
+    outcome = submit_pending(db, settings)
+    assert not outcome.ok and "is not a URL the sender can use" in outcome.error
+    assert in_store(db, lambda store: store.last_submission()).error == outcome.error
+    assert counts(db)["pending"] == 1

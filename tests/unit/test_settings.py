@@ -160,3 +160,25 @@ def test_numbers_and_url():
     with pytest.raises(SettingsError, match="must start with http"):
         load(environ={"TELEMETRY_URL": "ftp://example.org"})
     assert load(environ={"TELEMETRY_URL": "http://h:1/"}).telemetry_url == "http://h:1"
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://telemetry.example..org", "is not a valid URL"),  # a typo: empty label
+        ("http://" + "a" * 64 + ".example.org", "is not a valid URL"),  # label too long
+        ("http://127.0.0.1:99999", "is not a valid URL"),
+        ("http://:6544", "names no host"),
+        ("http://127.0.0.1:6544?token=1", "must not have a query or fragment"),
+        ("http://127.0.0.1:6544#top", "must not have a query or fragment"),
+    ],
+)
+def test_a_url_the_sender_could_never_use_stops_start_up(url, reason):
+    with pytest.raises(SettingsError, match=reason):
+        load(environ={"TELEMETRY_URL": url})
+
+
+def test_a_password_in_the_url_is_never_in_the_error():
+    with pytest.raises(SettingsError) as info:
+        load(environ={"TELEMETRY_URL": "http://alice:s3cret@telemetry..example.org"})
+    assert "s3cret" not in str(info.value) and "alice:***@" in str(info.value)

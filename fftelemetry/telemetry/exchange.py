@@ -1,0 +1,247 @@
+"""One POST of a batch to the receiver, bounded in time and in size, and what its answer means.
+
+Retries: urllib3 retries connection errors only (nothing has reached the receiver yet). A POST that
+was sent is never retried within a run, although it would be harmless (the record ids make it
+idempotent): a receiver that is slow or failing is better left alone until the next run (the next
+daily cron, or the next click) than hammered.
+
+Bounds: the timeouts bound each wait for the next byte, so a deadline bounds the whole exchange
+(a receiver trickling a byte a second would otherwise hold a cron run, or the web worker behind
+"submit now", for ever), and an answer is read only up to MAX_ANSWER_BYTES.
+"""
+
+import contextlib
+import json
+import logging
+import socket
+import threading
+import time
+import uuid
+import weakref
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import ProtocolError, ReadTimeoutError
+from urllib3.util.retry import Retry
+
+from .. import __version__
+from ..settings import shown_url
+
+# The submission's one logger, whichever module logs: operators filter their logs on it.
+log = logging.getLogger("fftelemetry.telemetry.sender")
+
+LOGGED_BODY_CHARS = 300
+# Our receiver answers ~50 bytes: an answer past this is no acknowledgement, and is not read on.
+MAX_ANSWER_BYTES = 1024 * 1024
+CONNECT_RETRIES = 2
+
+
+def _not_a_retry_notice(record):
+    # urllib3 warns on each connection retry; our one WARNING line after the last try says it.
+    return not record.getMessage().startswith("Retrying (")
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_not_a_retry_notice)
+
+
+class SubmissionFailed(Exception):
+    """An expected failure of one POST; its message is one line for the operator."""
+
+    def __init__(self, reason, status=None):
+        super().__init__(reason)
+        self.status = status
+
+
+def make_session():
+    """A requests Session (a context manager that closes its connections) that retries failed
+    connections, only those: nothing has reached the receiver then."""
+    retry = Retry(
+        total=CONNECT_RETRIES,
+        connect=CONNECT_RETRIES,
+        read=0,
+        status=0,
+        other=0,
+        redirect=0,
+        backoff_factor=0.2,
+        raise_on_status=False,
+    )
+    session = requests.Session()
+    adapter = CuttableAdapter(max_retries=retry)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers.update(
+        {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": f"fftelemetry/{__version__}",
+        }
+    )
+    return session
+
+
+class CuttableAdapter(HTTPAdapter):
+    """An HTTPAdapter that knows the connections it opened, so that an exchange past its
+    deadline can be cut short (their sockets shut down). The timeouts bound each wait for the
+    next byte, not the whole answer: a receiver trickling a byte a second would hold a cron run,
+    or the web worker behind "submit now", forever."""
+
+    def __init__(self, **kwargs):
+        self.connections = weakref.WeakSet()
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self._track(self.poolmanager)
+
+    def proxy_manager_for(self, proxy, **proxy_kwargs):
+        return self._track(super().proxy_manager_for(proxy, **proxy_kwargs))
+
+    def _track(self, manager):
+        if not getattr(manager, "_fftelemetry_tracked", False):
+            manager.pool_classes_by_scheme = {
+                scheme: _tracking(pool_class, self.connections)
+                for scheme, pool_class in manager.pool_classes_by_scheme.items()
+            }
+            manager._fftelemetry_tracked = True
+        return manager
+
+    def cut(self):
+        for conn in list(self.connections):
+            sock = getattr(conn, "sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):  # the plain socket's: an SSLSocket's own
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)  # would drop its state
+
+
+def _tracking(pool_class, connections):
+    class Connection(pool_class.ConnectionCls):
+        def _new_conn(self):
+            sock = super()._new_conn()
+            connections.add(self)
+            return sock
+
+    return type(pool_class.__name__, (pool_class,), {"ConnectionCls": Connection})
+
+
+def exchange_deadline(settings):
+    """The longest one POST may take, answer included: every connection attempt, then the
+    receiver's time to answer, and a second to spare (the retries' backoff is less)."""
+    return (CONNECT_RETRIES + 1) * settings.connect_timeout + settings.read_timeout + 1
+
+
+def post_batch(session, settings, body):
+    """POST one batch; (status, uuid) on acknowledgement, else SubmissionFailed."""
+    url = settings.telemetry_url + "/submit"
+    shown = shown_url(url)
+    deadline = exchange_deadline(settings)
+    adapter = session.get_adapter(url)
+    was_cut = threading.Event()
+
+    def cut():
+        was_cut.set()
+        adapter.cut()
+
+    timer = threading.Timer(deadline, cut)
+    timer.daemon = True
+    started = time.monotonic()
+    timer.start()
+    failure = None
+    try:
+        status, content = _exchange(session, settings, url, body)
+    except (requests.RequestException, Urllib3Error) as exc:
+        failure = exc
+    finally:
+        timer.cancel()
+    # Checked first: cut in its headers, http.client may even take what came for an answer.
+    if was_cut.is_set():
+        raise SubmissionFailed(f"no complete answer from {shown} within {deadline:g}s")
+    if failure is not None:
+        raise SubmissionFailed(_why_failed(failure, shown, started, settings))
+    if content is None:
+        raise SubmissionFailed(
+            f"the receiver's answer (HTTP {status}) is larger than {MAX_ANSWER_BYTES} bytes",
+            status,
+        )
+    text = content.decode("utf-8", errors="replace")
+    log.info("Result of submission [%s]: %s", status, _shown(text))
+    if status != 200:
+        raise SubmissionFailed(
+            f"the receiver answered HTTP {status}{_their_reason(content)}", status
+        )
+    try:
+        answer = json.loads(content)
+    except (ValueError, RecursionError):
+        raise SubmissionFailed("the receiver's answer is not JSON", 200) from None
+    if not isinstance(answer, dict) or not isinstance(answer.get("uuid"), str):
+        raise SubmissionFailed("the receiver's answer holds no uuid", 200)
+    try:
+        # Anything else that answers 200 with JSON (a wrong URL, a proxy's page) has not
+        # stored the batch: only a real uuid marks records submitted.
+        return 200, str(uuid.UUID(answer["uuid"]))
+    except ValueError:
+        raise SubmissionFailed("the receiver's answer holds no valid uuid", 200) from None
+
+
+def _exchange(session, settings, url, body):
+    """(status, body) of the POST; body None if longer than MAX_ANSWER_BYTES (not read on)."""
+    with session.post(
+        url,
+        data=body,
+        timeout=(settings.connect_timeout, settings.read_timeout),
+        allow_redirects=False,
+        stream=True,
+    ) as response:
+        content = bytearray()
+        for chunk in response.iter_content(16 * 1024):
+            content += chunk
+            if len(content) > MAX_ANSWER_BYTES:
+                return response.status_code, None
+        return response.status_code, bytes(content)
+
+
+def _why_failed(exc, url, started, settings):
+    """One line for a request that failed before an answer was read in full."""
+    cause = exc.args[0] if exc.args else None
+    if isinstance(exc, requests.ConnectTimeout):
+        return f"connecting to {url} timed out after {settings.connect_timeout:g}s"
+    if isinstance(exc, requests.ReadTimeout) or isinstance(cause, ReadTimeoutError):
+        return no_answer(url, time.monotonic() - started, settings)
+    if isinstance(exc, requests.exceptions.ProxyError):
+        return f"cannot connect to the proxy for {url} (tried {CONNECT_RETRIES + 1} times)"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError) or (
+        isinstance(exc, requests.ConnectionError) and isinstance(cause, ProtocolError)
+    ):
+        return f"{url} closed the connection without a complete answer"
+    if isinstance(exc, requests.ConnectionError):
+        return f"cannot connect to {url} (tried {CONNECT_RETRIES + 1} times)"
+    if isinstance(exc, (requests.exceptions.InvalidURL, Urllib3Error)):
+        return f"{url} is not a URL the sender can use ({type(exc).__name__})"
+    return f"the request to {url} failed ({type(exc).__name__})"
+
+
+def no_answer(url, waited, settings):
+    """A read timeout, naming the timeout that ran out (the one nearer the time waited): a TLS
+    handshake's is the connect timeout (an https:// URL for a plain-HTTP receiver waits so)."""
+    connect, read = settings.connect_timeout, settings.read_timeout
+    if connect == read or abs(waited - read) <= abs(waited - connect):
+        return f"no answer from {url} within {read:g}s"
+    said = f"no answer from {url} within {connect:g}s"
+    if url.startswith("https://"):
+        said += " (the TLS handshake got no answer: does the receiver speak https?)"
+    return said
+
+
+def _their_reason(content):
+    """": <the receiver's JSON error>" (ours names the record and field), or nothing."""
+    try:
+        error = json.loads(content).get("error")
+    except (ValueError, RecursionError, AttributeError):
+        return ""
+    return f": {_shown(error)}" if isinstance(error, str) else ""
+
+
+def _shown(text):
+    """A receiver's body for the log: on one line and cut to a sane length."""
+    cut = text[:LOGGED_BODY_CHARS].replace("\r", "\\r").replace("\n", "\\n")
+    return cut if len(text) <= LOGGED_BODY_CHARS else f"{cut}... ({len(text)} characters)"
