@@ -82,9 +82,7 @@ def make_session():
 
 class CuttableAdapter(HTTPAdapter):
     """An HTTPAdapter that knows the connections it opened, so that an exchange past its
-    deadline can be cut short (their sockets shut down). The timeouts bound each wait for the
-    next byte, not the whole answer: a receiver trickling a byte a second would hold a cron run,
-    or the web worker behind "submit now", forever."""
+    deadline (see "Bounds" above) can be cut short: their sockets are shut down."""
 
     def __init__(self, **kwargs):
         self.connections = weakref.WeakSet()
