@@ -3,6 +3,7 @@ refused batch stores nothing."""
 
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import webob
@@ -11,6 +12,7 @@ from ZODB.POSException import ConflictError
 
 from fftelemetry.receiver import main
 from fftelemetry.receiver.resources import Receiver
+from fftelemetry.receiver.validation import parse_batch
 from fftelemetry.scripting import close_databases
 from tests.conftest import file_size_limit
 
@@ -93,6 +95,7 @@ REFUSED = {
         [record(collected_at="2026-11-26T05:40:43")], 400, 0, "collected_at", "no timezone"
     ),
     "unknown key": ([record(key="finance.balance")], 400, 0, "key", "not a telemetry key"),
+    "key not a string": ([record(key=["system.users.count"])], 400, 0, "key", "not a telemetry"),
     "wrong type": ([record(type="recurring")], 400, 0, "type", "of type 'feature'"),
     "bad value": ([record(), record(value="12.50 EUR")], 400, 1, "value", "Python version"),
     "bad value type": ([record(key="system.users.count", value="3")], 400, 0, "value", "number"),
@@ -111,6 +114,16 @@ def test_a_bad_batch_is_refused_naming_the_problem_and_nothing_is_stored(app, ca
     assert app.get("/stats").json == {"records": 0, "batches": 0}
 
 
+def test_a_batch_at_the_limits_is_taken(app):
+    # max_records=5, max_body_bytes=4000: a sender may use all of it
+    post(app, [record() for _ in range(5)], 200)
+    body = json.dumps([record()]).encode()
+    padded = body[:-1] + b" " * (4000 - len(body)) + b"]"
+    assert len(padded) == 4000
+    post(app, padded, 200)
+    assert app.get("/stats").json == {"records": 6, "batches": 2}
+
+
 def test_a_body_without_content_length_is_measured_too(app):
     big = json.dumps([record(pad="x" * 5000)]).encode()
     request = webob.Request.blank("/submit", method="POST", body=big)
@@ -119,6 +132,24 @@ def test_a_body_without_content_length_is_measured_too(app):
     request.environ["wsgi.input_terminated"] = True
     answer = request.get_response(app.app)
     assert answer.status_int == 413 and "larger than" in answer.json["error"]
+
+
+def test_batches_never_overwrite_or_overtake_each_other(zodb):
+    """Many batches within one millisecond, then one after the clock was set back (NTP): every
+    record is kept, in the order it arrived."""
+    now = datetime.now(UTC)
+    batches = [parse_batch(json.dumps([record()]), 5) for _ in range(200)]
+    batches.append(parse_batch(json.dumps([record(), record()]), 5))
+    with zodb.transaction() as conn:
+        receiver = conn.root()["receiver"] = Receiver()
+        for batch in batches[:-1]:
+            receiver.accept(batch, now)
+        receiver.accept(batches[-1], now - timedelta(seconds=1))
+    with zodb.transaction() as conn:
+        receiver = conn.root()["receiver"]
+        arrived = [fields["id"] for batch in batches for fields in batch]
+        assert [stored.id for stored in receiver.records.values()] == arrived
+        assert receiver.stats() == {"records": 202, "batches": 201}
 
 
 def test_submit_takes_only_post(app):

@@ -124,6 +124,9 @@ FAILURES = {  # case: (the receiver's answer, status seen, words of the reason)
     "empty uuid": (dict(body=b'{"uuid": ""}'), 200, "holds no valid uuid"),
     "not a uuid": (dict(body=b'{"uuid": "n/a", "error": "db down"}'), 200, "holds no valid uuid"),
     "too slow": (dict(delay=1.0), None, "/submit within 0.3s"),
+    # only a 200 acknowledges a stored batch, whatever the body says
+    "accepted, not stored": (dict(status="202 Accepted"), 202, "answered HTTP 202"),
+    "a redirect": (dict(status="307 Temporary Redirect"), 307, "answered HTTP 307"),
 }
 
 
@@ -156,6 +159,26 @@ def test_https_to_a_plain_http_receiver_says_what_timed_out(db, connect, read):
         "(the TLS handshake got no answer: does the receiver speak https?)"
     )
     assert counts(db)["pending"] == 1
+
+
+def test_a_redirect_is_not_followed_and_the_records_stay_pending(db):
+    elsewhere = Stub()  # would acknowledge anything it gets
+    collect(db, 2)
+    with serving(elsewhere) as other_url:
+
+        def moved(environ, start_response):
+            environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            start_response("307 Temporary Redirect", [
+                ("Location", other_url + "/submit"), ("Content-Type", "application/json"),
+            ])
+            return [b'{"error":"moved"}']
+
+        with serving(moved) as url:
+            outcome = submit_pending(db, settings_for(url))
+    assert elsewhere.requests == [], "the records go to the configured receiver or nowhere"
+    assert (outcome.ok, outcome.status) == (False, 307)
+    assert outcome.error == "the receiver answered HTTP 307: moved"
+    assert counts(db) == {"all": 2, "pending": 2, "submitted": 0}
 
 
 def test_a_receiver_that_is_down(db, closed_port_url, caplog):
@@ -247,6 +270,15 @@ def test_a_run_with_nothing_to_send_keeps_the_last_real_one(db, receiver):
     assert last_success == runs[0].at
 
 
+def test_the_submission_log_keeps_as_many_runs_as_configured(db):
+    with serving(Stub()) as url:
+        for n in range(3):
+            in_store(db, lambda store, n=n: store.add_feature("system.users.count", n))
+            assert submit_pending(db, settings_for(url, submission_log_size=2)).sent == 1
+    runs = in_store(db, lambda store: store.submissions(limit=10))
+    assert [run.sent for run in runs] == [1, 1]
+
+
 def test_a_long_answer_is_cut_in_the_log_line(db, caplog):
     collect(db, 1)
     caplog.set_level(logging.INFO, logger="fftelemetry")
@@ -289,6 +321,19 @@ def test_a_record_this_version_may_not_send_is_discarded_and_the_rest_sent(db, r
     [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert warning.startswith("Discarded 1 record that this version may not send "
                               "(system.command.executed)")
+
+
+def test_a_record_of_another_type_than_the_catalog_says_is_discarded_not_sent(db, receiver):
+    # An older version stored this key as recurring: the receiver would refuse the whole batch
+    # ("type"), every run, and nothing after it would ever be sent.
+    _other_type, feature = in_store(db, lambda store: [
+        store.add_recurring("system.users.count", 7, 7).id,
+        store.add_feature("system.users.count", 8).id,
+    ])
+    outcome = submit_pending(db, settings_for(receiver.url))
+    assert (outcome.ok, outcome.sent) == (True, 1), outcome
+    assert receiver.read(lambda r: [rec.id for rec in r.records.values()]) == [feature]
+    assert counts(db) == {"all": 1, "pending": 0, "submitted": 1}
 
 
 def test_the_receivers_reason_for_a_refusal_is_kept(db, tmp_path):

@@ -144,6 +144,9 @@ def test_secret_is_required_and_long_enough():
         settings.load({}, {}, environ={})
     with pytest.raises(SettingsError, match="at least 16"):
         settings.load({}, {}, environ={"FFTELEMETRY_SECRET": "short"})
+    with pytest.raises(SettingsError, match="at least 16"):
+        settings.load({}, {}, environ={"FFTELEMETRY_SECRET": "x" * 15})
+    assert settings.load({}, {}, environ={"FFTELEMETRY_SECRET": "x" * 16}).session_secret
     assert settings.load({}, {}, environ={"FFTELEMETRY_SECRET": SECRET}).session_secret == SECRET
 
 

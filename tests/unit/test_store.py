@@ -117,6 +117,17 @@ def test_mark_submitted_counts_and_filters(store):
     assert store.counts()[SUBMITTED] == 4
 
 
+def test_records_gone_meanwhile_leave_the_counts_right(store):
+    _fill(store, 6)
+    seqs = [seq for seq, _ in store.pending_batch(3)]
+    assert store.discard_pending(seqs[:1]) == 1  # gone while the batch was being sent
+    assert store.mark_submitted(seqs, "u-1") == 2
+    assert store.mark_submitted(seqs, "u-2") == 0  # a re-run after a crash
+    assert store.discard_pending(seqs) == 0
+    assert store.counts() == {ALL: 5, PENDING: 3, SUBMITTED: 2}
+    assert len(store.page(PENDING)) == 3 and len(store.page(SUBMITTED)) == 2
+
+
 def test_unknown_filter_is_refused(store):
     with pytest.raises(ValueError, match="unknown filter"):
         store.page("everything")
@@ -156,6 +167,12 @@ def test_submission_log_is_bounded_and_newest_first(store):
     assert [r.uuid for r in results] == [None, "u7", "u6", "u5", "u4"]
     assert store.last_submission().error == "refused"
     assert store.last_success_at == T0 + timedelta(minutes=7)
+
+
+def test_submissions_are_the_newest_ones_when_there_are_more(store):
+    for i in range(8):
+        store.log_submission(SubmissionResult(T0 + timedelta(minutes=i), i, 200, f"u{i}", None))
+    assert [r.uuid for r in store.submissions(limit=3)] == ["u7", "u6", "u5"]
 
 
 def test_records_survive_a_reopened_filestorage(tmp_path):
