@@ -18,10 +18,11 @@ log = logging.getLogger(__name__)
 def submit(context, request):
     limit = request.registry.settings["receiver.max_body_bytes"]
     try:
-        if request.content_length is not None and request.content_length > limit:
-            raise Invalid(f"the body is larger than {limit} bytes", status=413)
+        # The body is read already (pyramid_retry makes it seekable before any view runs), so
+        # what bounds the memory is waitress's max_request_body_size in receiver.ini; this is
+        # the receiver's own, smaller limit, the same for a Content-Length and a chunked body.
         body = request.body
-        if len(body) > limit:  # no Content-Length (chunked): measured after reading
+        if len(body) > limit:
             raise Invalid(f"the body is larger than {limit} bytes", status=413)
         records = parse_batch(body, request.registry.settings["receiver.max_records"])
     except Invalid as exc:
