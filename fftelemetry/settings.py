@@ -10,6 +10,7 @@ do not understand stops start-up with one line naming it.
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 from dotenv.parser import parse_stream
 from urllib3.exceptions import LocationParseError
@@ -164,6 +165,14 @@ def check_url(url):
         raise SettingsError(f"TELEMETRY_URL={shown!r} is not a valid URL") from None
     if not parts.host:
         raise SettingsError(f"TELEMETRY_URL={shown!r} names no host")
+    if parts.port == 0:
+        raise SettingsError(f"TELEMETRY_URL={shown!r} is not a valid URL")
+    try:  # what requests does with them: Basic auth, in Latin-1
+        unquote(parts.auth or "").encode("latin-1")
+    except UnicodeError:
+        raise SettingsError(
+            f"TELEMETRY_URL={shown!r}: its user name and password must be Latin-1 characters"
+        ) from None
     if parts.query is not None or parts.fragment is not None:
         raise SettingsError(
             f"TELEMETRY_URL={shown!r} must not have a query or fragment: /submit is added to it"
@@ -171,13 +180,17 @@ def check_url(url):
 
 
 def shown_url(url):
-    """`url` fit for logs and pages: a password in it replaced by ***."""
+    """`url` fit for logs and pages: a password in it replaced by ***, a user name alone (a
+    token) by *** too. Everything up to the last @ counts, so that a password with a / or no
+    scheme at all is not shown either (an @ in a path hides a little more than it should)."""
     scheme, sep, rest = url.partition("://")
-    netloc, slash, path = rest.partition("/")
-    userinfo, at, host = netloc.rpartition("@")
-    if not at or ":" not in userinfo:
+    if not sep:
+        scheme, rest = "", url
+    userinfo, at, host = rest.rpartition("@")
+    if not at:
         return url
-    return f"{scheme}{sep}{userinfo.partition(':')[0]}:***@{host}{slash}{path}"
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}{sep}{user + ':' if colon else ''}***@{host}"
 
 
 def env_file_for(global_config, ini):
@@ -208,6 +221,9 @@ def load(ini, global_config=None, environ=None):
 
     url = sources.lookup("TELEMETRY_URL", "fftelemetry.telemetry_url").value
     url = (url or DEFAULT_TELEMETRY_URL).strip().rstrip("/")
+    scheme, sep, rest = url.partition("://")
+    if sep:  # HTTPS://host works as well as https://host
+        url = scheme.lower() + sep + rest
     if not url.startswith(("http://", "https://")):
         raise SettingsError(
             f"TELEMETRY_URL={shown_url(url)!r} must start with http:// or https://"

@@ -86,7 +86,12 @@ class CuttableAdapter(HTTPAdapter):
 
     def __init__(self, **kwargs):
         self.connections = weakref.WeakSet()
+        self._connections_lock = threading.Lock()  # a retry may open one while cut() runs
         super().__init__(**kwargs)
+
+    def remember(self, connection):
+        with self._connections_lock:
+            self.connections.add(connection)
 
     def init_poolmanager(self, *args, **kwargs):
         super().init_poolmanager(*args, **kwargs)
@@ -98,25 +103,27 @@ class CuttableAdapter(HTTPAdapter):
     def _track(self, manager):
         if not getattr(manager, "_fftelemetry_tracked", False):
             manager.pool_classes_by_scheme = {
-                scheme: _tracking(pool_class, self.connections)
+                scheme: _tracking(pool_class, self)
                 for scheme, pool_class in manager.pool_classes_by_scheme.items()
             }
             manager._fftelemetry_tracked = True
         return manager
 
     def cut(self):
-        for conn in list(self.connections):
+        with self._connections_lock:
+            connections = list(self.connections)
+        for conn in connections:
             sock = getattr(conn, "sock", None)
             if sock is not None:
                 with contextlib.suppress(OSError):  # the plain socket's: an SSLSocket's own
                     socket.socket.shutdown(sock, socket.SHUT_RDWR)  # would drop its state
 
 
-def _tracking(pool_class, connections):
+def _tracking(pool_class, adapter):
     class Connection(pool_class.ConnectionCls):
         def _new_conn(self):
             sock = super()._new_conn()
-            connections.add(self)
+            adapter.remember(self)
             return sock
 
     return type(pool_class.__name__, (pool_class,), {"ConnectionCls": Connection})
@@ -134,11 +141,15 @@ def post_batch(session, settings, body):
     shown = shown_url(url)
     deadline = exchange_deadline(settings)
     adapter = session.get_adapter(url)
-    was_cut = threading.Event()
+    was_cut, lock = threading.Event(), threading.Lock()
+    finished = False
 
     def cut():
-        was_cut.set()
-        adapter.cut()
+        # Never once this exchange has finished: the next batch's may be on the connection.
+        with lock:
+            if not finished:
+                was_cut.set()
+                adapter.cut()
 
     timer = threading.Timer(deadline, cut)
     timer.daemon = True
@@ -147,9 +158,11 @@ def post_batch(session, settings, body):
     failure = None
     try:
         status, content = _exchange(session, settings, url, body)
-    except (requests.RequestException, Urllib3Error) as exc:
-        failure = exc
+    except (requests.RequestException, Urllib3Error, UnicodeError) as exc:
+        failure = exc  # UnicodeError: a user name or password requests cannot encode
     finally:
+        with lock:
+            finished = True
         timer.cancel()
     # Checked first: cut in its headers, http.client may even take what came for an answer.
     if was_cut.is_set():
@@ -213,7 +226,7 @@ def _why_failed(exc, url, started, settings):
         return f"{url} closed the connection without a complete answer"
     if isinstance(exc, requests.ConnectionError):
         return f"cannot connect to {url} (tried {CONNECT_RETRIES + 1} times)"
-    if isinstance(exc, (requests.exceptions.InvalidURL, Urllib3Error)):
+    if isinstance(exc, (requests.exceptions.InvalidURL, Urllib3Error, UnicodeError)):
         return f"{url} is not a URL the sender can use ({type(exc).__name__})"
     return f"the request to {url} failed ({type(exc).__name__})"
 

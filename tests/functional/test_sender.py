@@ -505,11 +505,66 @@ def test_a_password_in_the_url_is_sent_but_never_shown(db, closed_port_url, capl
     assert not [text for text in shown if "s3cret" in text]
 
 
-def test_a_url_the_sender_cannot_use_fails_the_run_not_the_process(db, caplog):
+@pytest.mark.parametrize(
+    "url", ["http://telemetry.example..org", "http://alice:pw%E2%82%AC@127.0.0.1:1"]
+)
+def test_a_url_the_sender_cannot_use_fails_the_run_not_the_process(db, url):
     # An ini from before the start-up check, say: the run fails as any other, and says why.
     collect(db, 1)
-    settings = settings_for("http://127.0.0.1:1", telemetry_url="http://telemetry.example..org")
+    settings = settings_for("http://127.0.0.1:1", telemetry_url=url)
     outcome = submit_pending(db, settings)
     assert not outcome.ok and "is not a URL the sender can use" in outcome.error
     assert in_store(db, lambda store: store.last_submission()).error == outcome.error
     assert counts(db)["pending"] == 1
+
+
+def test_a_timer_late_past_its_exchange_cuts_nothing(db, monkeypatch):
+    """The timer's thread saw the deadline pass, then ran only once the exchange had ended and
+    the next batch was on the same pooled connection: that one must not be cut."""
+    stub = Stub(delay=0.5)
+    late = []
+
+    class LateTimer(threading.Timer):
+        def run(self):
+            if late:  # the first timer only; the others as usual
+                return super().run()
+            late.append(self)
+            give_up = time.monotonic() + 10
+            while len(stub.requests) < 2 and time.monotonic() < give_up:
+                time.sleep(0.001)  # until the next batch has reached the receiver
+            self.function()  # too late to be cancelled
+
+    monkeypatch.setattr(threading, "Timer", LateTimer)
+    collect(db, 2)
+    with serving(stub) as url:
+        outcome = submit_pending(db, settings_for(url, batch_size=1))
+    assert (outcome.ok, outcome.sent) == (True, 2), outcome.error
+    assert counts(db)["pending"] == 0
+
+
+def use_proxy(monkeypatch, url):
+    """HTTP_PROXY=url, as a machine-wide proxy setting: requests reads it for every request."""
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", url)
+
+
+def test_a_proxy_that_never_ends_its_answer_is_cut_at_the_deadline(db, monkeypatch):
+    collect(db, 1)
+    settings = settings_for("http://192.0.2.1:6544", connect_timeout=0.1, read_timeout=0.5)
+    with raw_receiver(trickled_body) as (url, what):
+        use_proxy(monkeypatch, url)
+        outcome, took = submit_in_thread(db, settings, wait=10)
+    assert what["requests"] == 1, "the proxy carried the POST"
+    assert outcome is not None and took < 4, "the proxy's connection is cut too"
+    assert outcome.error == "no complete answer from http://192.0.2.1:6544/submit within 1.8s"
+    assert counts(db)["pending"] == 1
+
+
+def test_a_proxy_that_is_down_is_named(db, monkeypatch, closed_port_url):
+    collect(db, 1)
+    use_proxy(monkeypatch, closed_port_url)
+    outcome = submit_pending(db, settings_for("http://192.0.2.1:6544"))
+    assert outcome.error == (
+        "cannot connect to the proxy for http://192.0.2.1:6544/submit (tried 3 times)"
+    )

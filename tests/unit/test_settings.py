@@ -174,6 +174,10 @@ def test_numbers_and_url():
         ("http://:6544", "names no host"),
         ("http://127.0.0.1:6544?token=1", "must not have a query or fragment"),
         ("http://127.0.0.1:6544#top", "must not have a query or fragment"),
+        ("http://127.0.0.1:0", "is not a valid URL"),
+        # requests sends Basic auth in Latin-1: every run would end in a UnicodeEncodeError
+        ("http://alice:pw%E2%82%AC@127.0.0.1:6544", "must be Latin-1 characters"),
+        ("http://alice:pw\u20ac@127.0.0.1:6544", "must be Latin-1 characters"),
     ],
 )
 def test_a_url_the_sender_could_never_use_stops_start_up(url, reason):
@@ -185,3 +189,27 @@ def test_a_password_in_the_url_is_never_in_the_error():
     with pytest.raises(SettingsError) as info:
         load(environ={"TELEMETRY_URL": "http://alice:s3cret@telemetry..example.org"})
     assert "s3cret" not in str(info.value) and "alice:***@" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://alice:s3/cret@telemetry.example.org",  # a base64 password, not percent-encoded
+        "alice:s3cret@telemetry.example.org",  # no scheme
+        "https:/alice:s3cret@telemetry.example.org",
+    ],
+)
+def test_a_password_in_a_url_refused_at_start_up_is_not_shown(url):
+    with pytest.raises(SettingsError) as info:
+        load(environ={"TELEMETRY_URL": url})
+    assert "cret" not in str(info.value) and "***@telemetry.example.org" in str(info.value)
+
+
+def test_a_token_as_the_user_name_is_not_shown():
+    assert settings.shown_url("https://s3cret@telemetry.example.org/t/submit") == (
+        "https://***@telemetry.example.org/t/submit"
+    )
+
+
+def test_the_scheme_may_be_in_capitals():
+    assert load(environ={"TELEMETRY_URL": "HTTPS://h:1/"}).telemetry_url == "https://h:1"
