@@ -4,6 +4,7 @@ Like a package manager's post-install step, it also collects (when telemetry is 
 OS version, the kind of database and whether it runs in Docker.
 """
 
+import os
 import platform
 import re
 import shlex
@@ -84,19 +85,29 @@ def cron_line(config_uri):
     """The crontab line for this config. cron starts in the home folder with a bare PATH, so
     the line goes to the ini's folder and names the command by its full path. Its output (a
     few INFO lines every day) goes to a log file, not to a daily cron mail: to var/ when the
-    ini's folder has one (as the shipped inis keep their database there), else beside the ini."""
+    ini's folder has one (as the shipped inis keep their database there), else beside the ini;
+    to neither if this user may not write there."""
     ini = Path(config_path(config_uri)).resolve()
     _, hash_mark, section = config_uri.partition("#")
     command = installed_command()
     if not command.exists():  # run as `python -m` from elsewhere: whatever the shell finds
         command = shutil.which("fftelemetry") or "fftelemetry"
     config = shlex.quote(ini.name + hash_mark + section)
-    log = "var/cron.log" if (ini.parent / "var").is_dir() else "cron.log"
-    line = (
-        f"cd {shlex.quote(str(ini.parent))} && {shlex.quote(str(command))} cron {config}"
-        f" >> {log} 2>&1"
-    )
+    line = f"cd {shlex.quote(str(ini.parent))} && {shlex.quote(str(command))} cron {config}"
+    log = _cron_log(ini.parent)
+    if log:  # a log sh cannot open would stop the command itself: then cron mails the output
+        line += f" >> {log} 2>&1"
     return "17 4 * * *  " + line.replace("%", "\\%")  # cron reads a bare % as a new line
+
+
+def _cron_log(folder):
+    """Where the cron line appends its output: the first of var/ and the ini's folder that this
+    user may write to, else nowhere."""
+    for log in ("var/cron.log", "cron.log"):
+        where = (folder / log).parent
+        if where.is_dir() and os.access(where, os.W_OK):
+            return log
+    return None
 
 
 def installed_command():

@@ -1,5 +1,8 @@
 """The system facts of `fftelemetry instructions`: each passes the catalog's validator."""
 
+import os
+from pathlib import Path
+
 import pytest
 from ZODB import DB
 from ZODB.FileStorage import FileStorage
@@ -64,9 +67,23 @@ def test_every_fact_passes_the_catalog():
         db.close()
 
 
-def test_a_cron_line_escapes_the_percent_sign_that_cron_reads_as_a_new_line():
+def test_a_cron_line_escapes_the_percent_sign_that_cron_reads_as_a_new_line(tmp_path):
     # (PasteDeploy refuses an ini in such a folder, but a virtual environment may be in one)
-    line = cron_line("/srv/50%/app.ini#main")
-    assert line.startswith("17 4 * * *  cd /srv/50\\% && ")
+    (tmp_path / "50%").mkdir()
+    line = cron_line(f"{tmp_path}/50%/app.ini#main")
+    assert line.startswith(f"17 4 * * *  cd {tmp_path}/50\\% && ")
     assert line.endswith(" cron 'app.ini#main' >> cron.log 2>&1")
     assert "%" not in line.replace("\\%", "")
+
+
+def test_a_cron_line_appends_only_to_a_log_it_may_write(tmp_path, monkeypatch):
+    # sh opens the log before it runs the command: a log it may not write (var/ owned by the
+    # ZEO server's user, an ini in /etc) would stop the daily submission itself, every day.
+    (tmp_path / "var").mkdir()
+    writable = {tmp_path / "var": True, tmp_path: True}
+    monkeypatch.setattr(os, "access", lambda path, mode: writable.get(Path(path), False))
+    assert cron_line(f"{tmp_path}/app.ini").endswith(" cron app.ini >> var/cron.log 2>&1")
+    writable[tmp_path / "var"] = False
+    assert cron_line(f"{tmp_path}/app.ini").endswith(" cron app.ini >> cron.log 2>&1")
+    writable[tmp_path] = False
+    assert cron_line(f"{tmp_path}/app.ini").endswith(" cron app.ini")
