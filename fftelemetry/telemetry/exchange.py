@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -218,6 +219,8 @@ def _why_failed(exc, url, started, settings):
         return f"connecting to {url} timed out after {settings.connect_timeout:g}s"
     if isinstance(exc, requests.ReadTimeout) or isinstance(cause, ReadTimeoutError):
         return no_answer(url, time.monotonic() - started, settings)
+    if isinstance(exc, requests.exceptions.SSLError):
+        return _tls_failure(exc, url)
     if isinstance(exc, requests.exceptions.ProxyError):
         return f"cannot connect to the proxy for {url} (tried {CONNECT_RETRIES + 1} times)"
     if isinstance(exc, requests.exceptions.ChunkedEncodingError) or (
@@ -229,6 +232,17 @@ def _why_failed(exc, url, started, settings):
     if isinstance(exc, (requests.exceptions.InvalidURL, Urllib3Error, UnicodeError)):
         return f"{url} is not a URL the sender can use ({type(exc).__name__})"
     return f"the request to {url} failed ({type(exc).__name__})"
+
+
+def _tls_failure(exc, url):
+    """What went wrong in the TLS handshake, from the ssl error deep in requests' wrapping."""
+    seen = exc
+    while seen is not None and not isinstance(seen, ssl.SSLError):
+        inner = seen.args[0] if seen.args else None
+        seen = inner if isinstance(inner, BaseException) else getattr(seen, "reason", None)
+    if isinstance(seen, ssl.SSLCertVerificationError):
+        return f"the certificate of {url} was not accepted: {seen.verify_message}"
+    return f"the TLS handshake with {url} failed ({getattr(seen, 'reason', None) or 'SSLError'})"
 
 
 def no_answer(url, waited, settings):

@@ -4,14 +4,17 @@ apps (not our code) for the ways a receiver fails."""
 import json
 import logging
 import socket
+import ssl
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 import transaction
+import trustme
 from ZODB import DB
 from ZODB.FileStorage import FileStorage
 
@@ -568,3 +571,74 @@ def test_a_proxy_that_is_down_is_named(db, monkeypatch, closed_port_url):
     assert outcome.error == (
         "cannot connect to the proxy for http://192.0.2.1:6544/submit (tried 3 times)"
     )
+
+
+# -- a receiver behind https: its certificate is checked; a CA of one's own is given the way
+# requests takes it (REQUESTS_CA_BUNDLE); a refusal says why --------------------------------------
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_message(self, *args):  # not the test's output
+        pass
+
+
+@contextmanager
+def tls_serving(app, cert):
+    """`app` served over https on 127.0.0.1 with `cert` (a trustme certificate); yields the URL."""
+    server = make_server("127.0.0.1", 0, app, handler_class=QuietHandler)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(context)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+        server.server_close()
+
+
+@pytest.fixture
+def ca():
+    return trustme.CA()
+
+
+@pytest.fixture
+def trusted(ca, tmp_path, monkeypatch):
+    """Make requests trust `ca`, as an operator with a private CA would."""
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    return ca
+
+
+def test_a_receiver_whose_ca_is_trusted_is_sent_to(db, trusted):
+    collect(db, 2)
+    stub = Stub()
+    with tls_serving(stub, trusted.issue_cert("127.0.0.1")) as url:
+        outcome = submit_pending(db, settings_for(url))
+    assert (outcome.ok, outcome.sent, outcome.uuid) == (True, 2, STUB_UUID), outcome.error
+    assert counts(db)["submitted"] == 2
+
+
+@pytest.mark.parametrize(
+    ("issued_for", "why"),
+    [
+        ("127.0.0.1", "unable to get local issuer certificate"),  # a CA nobody told us of
+        ("receiver.example.org", "IP address mismatch"),  # trusted, but another name's
+    ],
+)
+def test_a_certificate_refused_says_why_and_keeps_the_records(db, ca, tmp_path, monkeypatch,
+                                                               issued_for, why):
+    if issued_for != "127.0.0.1":
+        bundle = tmp_path / "ca.pem"
+        ca.cert_pem.write_to_path(str(bundle))
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    collect(db, 1)
+    stub = Stub()
+    with tls_serving(stub, ca.issue_cert(issued_for)) as url:
+        outcome = submit_pending(db, settings_for(url))
+    assert outcome.error.startswith(f"the certificate of {url}/submit was not accepted: ")
+    assert why in outcome.error
+    assert stub.requests == [] and counts(db)["pending"] == 1
