@@ -604,13 +604,17 @@ def ca():
     return trustme.CA()
 
 
-@pytest.fixture
-def trusted(ca, tmp_path, monkeypatch):
+def trust(ca, folder, monkeypatch):
     """Make requests trust `ca`, as an operator with a private CA would."""
-    bundle = tmp_path / "ca.pem"
+    bundle = folder / "ca.pem"
     ca.cert_pem.write_to_path(str(bundle))
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
     return ca
+
+
+@pytest.fixture
+def trusted(ca, tmp_path, monkeypatch):
+    return trust(ca, tmp_path, monkeypatch)
 
 
 def test_a_receiver_whose_ca_is_trusted_is_sent_to(db, trusted):
@@ -632,9 +636,7 @@ def test_a_receiver_whose_ca_is_trusted_is_sent_to(db, trusted):
 def test_a_certificate_refused_says_why_and_keeps_the_records(db, ca, tmp_path, monkeypatch,
                                                                issued_for, why):
     if issued_for != "127.0.0.1":
-        bundle = tmp_path / "ca.pem"
-        ca.cert_pem.write_to_path(str(bundle))
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+        trust(ca, tmp_path, monkeypatch)
     collect(db, 1)
     stub = Stub()
     with tls_serving(stub, ca.issue_cert(issued_for)) as url:
