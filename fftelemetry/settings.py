@@ -60,9 +60,14 @@ class AppSettings:
     hashing_profile: str = "default"
 
 
+def _given(raw):
+    """Whether a setting has a value: a blank one (only spaces) counts as none."""
+    return raw is not None and str(raw).strip() != ""
+
+
 def parse_bool(name, raw):
     """true/false/1/0/yes/no/on/off in any case; None for empty or absent."""
-    if raw is None or raw.strip() == "":
+    if not _given(raw):
         return None
     word = raw.strip().lower()
     if word in TRUE_WORDS:
@@ -109,10 +114,6 @@ class _StringStream:
 
     def read(self):
         return self._text
-
-
-def _given(raw):
-    return raw is not None and str(raw).strip() != ""
 
 
 class Sources:
