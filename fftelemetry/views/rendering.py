@@ -1,29 +1,34 @@
-"""Chameleon page templates, with their first render serialised.
+"""Chameleon page templates, with their compiling serialised.
 
 Chameleon compiles a template to Python on its first render. Under waitress several threads can
 do that at once, and CPython 3.11's `ast` is not safe for it ("SystemError: AST constructor
 recursion depth mismatch", seen with concurrent first requests). So each template's first render
-(which also compiles the macros it loads) holds one lock; later renders run freely.
+(which also compiles the macros it loads) holds one lock; later renders run freely, unless
+templates reload when their files change (`pyramid.reload_templates`, for development), when
+any render may compile.
+
+Which templates have been rendered is kept per template, not per call of the factory: Pyramid
+clones a view's renderer for every request, which calls the factory anew each time.
 """
 
 import threading
+import weakref
 
 from pyramid_chameleon.zpt import renderer_factory
 
-_first_render = threading.Lock()
+_compiling = threading.Lock()
+_rendered = weakref.WeakSet()  # pyramid_chameleon's renderers, one per template and registry
 
 
 def serialised_first_render(info):
-    renderer = renderer_factory(info)
-    compiled = False
+    renderer = renderer_factory(info)  # the same object for every call with this template
 
     def render(value, system):
-        nonlocal compiled
-        if compiled:
+        if renderer in _rendered and not renderer.lookup.auto_reload:
             return renderer(value, system)
-        with _first_render:
+        with _compiling:
             result = renderer(value, system)
-        compiled = True
+        _rendered.add(renderer)
         return result
 
     return render
