@@ -29,6 +29,14 @@ STEERING_VARIABLES = ("SEND_TELEMETRY", "DO_NOT_TRACK", "TELEMETRY_URL", "FFTELE
 SECRET = "test-secret-that-is-long-enough"
 
 
+def pytest_configure(config):
+    # Some tests press Ctrl-C in a child (create-user at its prompt, a pserve). A child inherits
+    # an ignored SIGINT, and a test run started in the background of a script (`cmd &`, nohup)
+    # has one: such a child would never see the Ctrl-C. Start from Python's own default.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch):
     for name in STEERING_VARIABLES:
