@@ -36,6 +36,19 @@ class Invalid(Exception):
         return answer
 
 
+def check_content_type(header):
+    """A body is read only if it is sent as JSON: a form or text posted here by mistake is
+    refused for what it is, not for the JSON it fails to be."""
+    media_type, *params = [part.strip().lower() for part in (header or "").split(";")]
+    # The type defines no parameters; a charset is allowed and changes nothing (RFC 8259, 11).
+    if media_type == "application/json" and all(
+        param.startswith("charset=") for param in params if param
+    ):
+        return
+    shown = repr(header[:60]) if header else "none"
+    raise Invalid(f"expected Content-Type application/json, got {shown}", status=415)
+
+
 def parse_batch(body, max_records):
     """The records of a raw JSON body, each a dict of checked and normalised fields."""
     try:

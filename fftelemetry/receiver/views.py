@@ -9,7 +9,7 @@ from ZODB.POSException import ConflictError
 
 from ..resources.store import utcnow
 from .resources import Receiver
-from .validation import Invalid, parse_batch
+from .validation import Invalid, check_content_type, parse_batch
 
 log = logging.getLogger(__name__)
 
@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 def submit(context, request):
     limit = request.registry.settings["receiver.max_body_bytes"]
     try:
+        check_content_type(request.headers.get("Content-Type"))
         # The body is read already (pyramid_retry makes it seekable before any view runs), so
         # what bounds the memory is waitress's max_request_body_size in receiver.ini; this is
         # the receiver's own, smaller limit, the same for a Content-Length and a chunked body.

@@ -114,6 +114,34 @@ def test_a_bad_batch_is_refused_naming_the_problem_and_nothing_is_stored(app, ca
     assert app.get("/stats").json == {"records": 0, "batches": 0}
 
 
+@pytest.mark.parametrize(
+    ("content_type", "shown"),
+    [
+        ("text/plain", "'text/plain'"),
+        ("application/x-www-form-urlencoded", "'application/x-www-form-urlencoded'"),
+        ("application/jsonl", "'application/jsonl'"),
+        ("application/json; boundary=x", "'application/json; boundary=x'"),
+        (None, "none"),
+    ],
+)
+def test_a_body_not_sent_as_json_is_a_json_415_and_nothing_is_stored(app, content_type, shown):
+    request = webob.Request.blank("/submit", method="POST", body=json.dumps([record()]).encode())
+    if content_type is not None:
+        request.content_type = content_type
+    answer = request.get_response(app.app)
+    assert answer.status_int == 415
+    assert answer.json == {"error": f"expected Content-Type application/json, got {shown}"}
+    assert app.get("/stats").json == {"records": 0, "batches": 0}
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json; charset=utf-8", 'Application/JSON;charset="UTF-8"']
+)
+def test_json_with_a_charset_is_taken(app, content_type):
+    app.post("/submit", json.dumps([record()]), content_type=content_type, status=200)
+    assert app.get("/stats").json == {"records": 1, "batches": 1}
+
+
 def test_a_batch_at_the_limits_is_taken(app):
     # max_records=5, max_body_bytes=4000: a sender may use all of it
     post(app, [record() for _ in range(5)], 200)
@@ -126,7 +154,9 @@ def test_a_batch_at_the_limits_is_taken(app):
 
 def test_a_body_without_content_length_is_measured_too(app):
     big = json.dumps([record(pad="x" * 5000)]).encode()
-    request = webob.Request.blank("/submit", method="POST", body=big)
+    request = webob.Request.blank(
+        "/submit", method="POST", body=big, content_type="application/json"
+    )
     # A chunked body as a WSGI server may hand it on: no length, the input marked terminated.
     del request.environ["CONTENT_LENGTH"]
     request.environ["wsgi.input_terminated"] = True
