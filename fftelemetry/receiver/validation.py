@@ -63,7 +63,21 @@ def parse_batch(body, max_records):
         raise Invalid("the batch holds no records")
     if len(data) > max_records:
         raise Invalid(f"at most {max_records} records per batch, got {len(data)}", status=413)
-    return [check_record(index, item) for index, item in enumerate(data)]
+    records, first_index = [], {}
+    for index, item in enumerate(data):
+        fields = check_record(index, item)
+        # A re-send repeats a whole batch; a record twice in one is a sender's bug, even an
+        # identical one, and a different one would be lost: the store keeps one per id.
+        first = first_index.setdefault(fields["id"], index)
+        if first != index:
+            raise Invalid(
+                f"record {index}, field 'id': the same id as record {first}; "
+                "a batch carries each record once",
+                record=index,
+                field="id",
+            )
+        records.append(fields)
+    return records
 
 
 def check_record(index, item):

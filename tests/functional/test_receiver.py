@@ -71,6 +71,12 @@ def test_the_same_id_in_another_spelling_is_the_same_record(app):
     assert app.get("/stats").json["records"] == 1
 
 
+def twice(**changes):
+    """A batch whose record 2 has the id of record 0, and `changes` to its other fields."""
+    first = record()
+    return [first, record(), dict(first, **changes)]
+
+
 REFUSED = {
     "not json": (b"{nope", 400, None, None, "not JSON"),
     "not an array": ({"id": 1}, 400, None, None, "expected a JSON array"),
@@ -99,6 +105,12 @@ REFUSED = {
     "wrong type": ([record(type="recurring")], 400, 0, "type", "of type 'feature'"),
     "bad value": ([record(), record(value="12.50 EUR")], 400, 1, "value", "Python version"),
     "bad value type": ([record(key="system.users.count", value="3")], 400, 0, "value", "number"),
+    "the same id twice": (twice(value="3.12.1"), 400, 2, "id", "the same id as record 0"),
+    "the same record twice": (twice(), 400, 2, "id", "a batch carries each record once"),
+    "the same id twice, spelt two ways": (
+        [record(id=(same := uuid.uuid4()).hex), record(id=str(same))],
+        400, 1, "id", "the same id as record 0",
+    ),
     "too many records": ([record() for _ in range(6)], 413, None, None, "at most 5 records"),
     "too large": ([record(value="3.11.7", pad="x" * 5000)], 413, None, None, "larger than"),
 }
