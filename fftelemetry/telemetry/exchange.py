@@ -36,6 +36,7 @@ LOGGED_BODY_CHARS = 300
 # Our receiver answers ~50 bytes: an answer past this is no acknowledgement, and is not read on.
 MAX_ANSWER_BYTES = 1024 * 1024
 CONNECT_RETRIES = 2
+NIL_UUID = uuid.UUID(int=0)
 
 
 def _not_a_retry_notice(record):
@@ -190,9 +191,12 @@ def post_batch(session, settings, body):
     try:
         # Anything else that answers 200 with JSON (a wrong URL, a proxy's page) has not
         # stored the batch: only a real uuid marks records submitted.
-        return 200, str(uuid.UUID(answer["uuid"]))
+        reference = uuid.UUID(answer["uuid"])
     except ValueError:
         raise SubmissionFailed("the receiver's answer holds no valid uuid", 200) from None
+    if reference == NIL_UUID:  # a placeholder, no reference to a stored batch
+        raise SubmissionFailed("the receiver's answer holds no valid uuid (the nil uuid)", 200)
+    return 200, str(reference)
 
 
 def _exchange(session, settings, url, body):

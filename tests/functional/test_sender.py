@@ -126,6 +126,10 @@ FAILURES = {  # case: (the receiver's answer, status seen, words of the reason)
     ),
     "empty uuid": (dict(body=b'{"uuid": ""}'), 200, "holds no valid uuid"),
     "not a uuid": (dict(body=b'{"uuid": "n/a", "error": "db down"}'), 200, "holds no valid uuid"),
+    "the nil uuid": (
+        dict(body=b'{"uuid": "00000000-0000-0000-0000-000000000000"}'), 200, "(the nil uuid)"
+    ),
+    "the nil uuid, undashed": (dict(body=b'{"uuid": "' + b"0" * 32 + b'"}'), 200, "(the nil uuid)"),
     "too slow": (dict(delay=1.0), None, "/submit within 0.3s"),
     # only a 200 acknowledges a stored batch, whatever the body says
     "accepted, not stored": (dict(status="202 Accepted"), 202, "answered HTTP 202"),
