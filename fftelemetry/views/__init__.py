@@ -34,11 +34,31 @@ def no_subpath(event):
         raise HTTPNotFound()
 
 
+class Files:
+    """The context of the static files and the icon. Not the persistent tree: without a factory
+    of its own a route's context is the application root, so every stylesheet, script and icon
+    took a database connection and looked the root up, and while a ZEO server was away (a fresh
+    process, nothing cached) each waited `wait_timeout` for a 503: the 503 page's own stylesheet
+    too."""
+
+
+def files(request):
+    return FILES
+
+
+FILES = Files()
+
+
 def includeme(config):
     config.include(".rendering")
     config.add_static_view(
-        "static", "fftelemetry:static", cache_max_age=3600, permission=NO_PERMISSION_REQUIRED
+        "static",
+        "fftelemetry:static",
+        cache_max_age=3600,
+        permission=NO_PERMISSION_REQUIRED,
+        factory=files,
     )
+    config.add_route("favicon", "/favicon.ico", factory=files)
     config.add_subscriber(add_template_globals, BeforeRender)
     config.add_subscriber(no_subpath, ContextFound)
     config.add_subscriber(reject_undecodable_address, NewRequest)

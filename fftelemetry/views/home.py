@@ -18,7 +18,7 @@ def home(context, request):
 ICON = Path(__file__).resolve().parent.parent / "static" / "favicon.svg"
 
 
-@view_config(context=Root, name="favicon.ico", permission=NO_PERMISSION_REQUIRED)
+@view_config(route_name="favicon", permission=NO_PERMISSION_REQUIRED)  # see views.Files
 def favicon(context, request):
     """The icon where browsers look for it unasked (the JSON pages link none): not a 404."""
     response = FileResponse(str(ICON), request=request, content_type="image/svg+xml")

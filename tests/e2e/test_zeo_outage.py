@@ -107,6 +107,27 @@ def test_signed_in_pages_missing_the_server_are_quick_503s_not_reruns(tmp_path):
     assert "Couldn't load state" not in log and "Traceback" not in log
 
 
+def test_the_503_pages_stylesheet_and_icon_need_no_database(tmp_path):
+    """The files every page links (its stylesheet, script, icon) are served while the ZEO server
+    is away, also by a process that has read nothing from it yet: they are no part of the
+    persistent tree, and a 503 page would otherwise come without its stylesheet, after a wait of
+    `wait_timeout` for each file."""
+    port = free_port()
+    ini = write_server_ini(tmp_path / "web.ini", settings_for(tmp_path), port)
+    with runzeo(tmp_path) as zeo:
+        with pserve(ini, port) as base:
+            assert register(base, "first@example.org").status_code == 200
+        with pserve(ini, port) as base:  # a fresh process: nothing in its caches
+            stop(zeo)
+            for path in ("/static/style.css", "/static/confirm.js", "/favicon.ico"):
+                started = time.monotonic()
+                answer = new_session().get(f"{base}{path}", timeout=120)
+                waited = time.monotonic() - started
+                assert answer.status_code == 200, (path, answer.status_code)
+                assert waited < WAIT_TIMEOUT, f"{path}: {waited:.1f} s"
+            assert "Database unavailable" in new_session().get(f"{base}/", timeout=120).text
+
+
 def test_a_write_as_the_server_comes_back_goes_through(tmp_path):
     port = free_port()
     ini = write_server_ini(tmp_path / "web.ini", settings_for(tmp_path, 10), port)

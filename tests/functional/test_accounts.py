@@ -6,6 +6,7 @@ import time
 import babel
 import pytest
 import webtest
+from pyramid_zodbconn import ZODBConnectionOpened
 from webob.cookies import JSONSerializer, SignedSerializer
 
 from tests.conftest import SECRET
@@ -406,6 +407,22 @@ def test_a_page_with_more_after_its_name_is_not_found(admin, url):
 def test_the_icon_is_where_browsers_look_for_it(anonymous):
     icon = anonymous.get("/favicon.ico", status=200)
     assert icon.content_type == "image/svg+xml" and icon.body.startswith(b"<svg")
+
+
+def test_static_files_and_the_icon_open_no_database_connection(site, admin, anonymous):
+    """A stylesheet, script or icon is no part of the persistent tree: serving one takes no
+    connection from the pool and no look at the root (a page does, as the control shows)."""
+    opened = []
+    site.app.registry.registerHandler(
+        lambda event: opened.append(event.request.path), (ZODBConnectionOpened,)
+    )
+    for browser in (admin, anonymous):
+        for path in ("/static/style.css", "/static/confirm.js", "/static/favicon.svg",
+                     "/favicon.ico"):
+            browser.get(path, status=200)
+    assert opened == []
+    admin.get("/preferences")
+    assert opened == ["/preferences"]
 
 
 def test_stylesheet_is_public(anonymous):
