@@ -3,14 +3,25 @@
 `pyramid.paster.bootstrap` computes the root before any transaction has begun; with pyramid_tm's
 explicit transaction manager that read fails (NoTransaction). So we begin the request's
 transaction first and then prepare the environment, and own the commit/abort ourselves.
+
+A console command that writes runs its transaction with `run_in_transaction`: a web request (or
+another command) on the same ZEO server may commit the same objects meanwhile, and nothing but
+a rerun of the whole transaction, as pyramid_retry reruns a request, gets past that conflict.
 """
 
+import logging
+import time
 from contextlib import contextmanager
 
 import transaction
 from pyramid.interfaces import IRequestFactory
 from pyramid.request import Request, apply_request_extensions
 from pyramid.scripting import prepare
+from ZODB.POSException import ConflictError
+
+from .retries import backoff
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -35,6 +46,27 @@ def request_environment(registry, url="http://localhost/"):
             request.tm.commit()
     finally:
         env["closer"]()
+
+
+def run_in_transaction(registry, work):
+    """`work(env)` in a transaction of its own (see request_environment); its result. A commit
+    (or read) that conflicts with another transaction is rerun from the start, with the web's
+    jittered back-off, up to `retry.attempts` times in all; the last conflict is raised. So
+    `work` must only do its transaction's work: print afterwards, from what it returns."""
+    attempts = max(1, int(registry.settings.get("retry.attempts") or 1))
+    for attempt in range(attempts):
+        try:
+            with request_environment(registry) as env:
+                return work(env)
+        except ConflictError as exc:
+            if attempt + 1 == attempts:
+                raise
+            log.info(
+                "retrying a console transaction after %s (attempt %d of %d)",
+                type(exc).__name__, attempt + 2, attempts,
+            )
+            time.sleep(backoff(attempt))
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
 def databases(registry):

@@ -7,7 +7,7 @@ import warnings
 from ..events import UserRegistered
 from ..resources import users_folder
 from ..resources.users import AccountError
-from ..scripting import request_environment
+from ..scripting import run_in_transaction
 from .errors import CommandError
 
 HELP = "create a user account (the password is asked for, or read from stdin)"
@@ -23,17 +23,20 @@ def add_arguments(parser):
 
 def run(registry, args):
     password = read_password(args.password_stdin)
+
+    def create(env):
+        request = env["request"]
+        # Without --admin the first account still becomes the administrator, as on /register.
+        users = users_folder(request)
+        user = users.create(
+            args.email, password, request.password_hasher, admin=True if args.admin else None
+        )
+        # an account made here is a registration too (telemetry counts the users then)
+        request.registry.notify(UserRegistered(request, user, len(users)))
+        return user.email, user.is_admin
+
     try:
-        with request_environment(registry) as env:
-            request = env["request"]
-            # Without --admin the first account still becomes the administrator, as on /register.
-            users = users_folder(request)
-            user = users.create(
-                args.email, password, request.password_hasher, admin=True if args.admin else None
-            )
-            # an account made here is a registration too (telemetry counts the users then)
-            request.registry.notify(UserRegistered(request, user, len(users)))
-            email, is_admin = user.email, user.is_admin
+        email, is_admin = run_in_transaction(registry, create)
     except AccountError as exc:
         raise CommandError(str(exc), status=1) from None
     print(f"Created {'administrator' if is_admin else 'user'} {email}.")

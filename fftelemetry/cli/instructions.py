@@ -16,7 +16,7 @@ from pyramid_zodbconn import get_connection
 
 from .. import __version__
 from ..resources import users_folder
-from ..scripting import request_environment
+from ..scripting import run_in_transaction
 from .bootstrap import config_path
 
 HELP = "print the install or upgrade instructions (and collect the system facts)"
@@ -47,14 +47,18 @@ def add_arguments(parser):
 
 def run(registry, args):
     settings = registry.app_settings
-    with request_environment(registry) as env:
+
+    def collect_facts(env):
         request = env["request"]
-        if args.which == "install":
-            print(install_text(args.config_uri, has_users=len(users_folder(request)) > 0))
-        else:
-            print(UPGRADE.format(version=__version__))
         for key, value in system_facts(get_connection(request).db()).items():
             request.telemetry.collect(key, value)
+        return len(users_folder(request)) > 0
+
+    has_users = run_in_transaction(registry, collect_facts)
+    if args.which == "install":
+        print(install_text(args.config_uri, has_users=has_users))
+    else:
+        print(UPGRADE.format(version=__version__))
     if settings.send_telemetry:
         print(
             f"Telemetry is on ({settings.send_telemetry_source}): the Python and OS version, "

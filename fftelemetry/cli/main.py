@@ -13,7 +13,7 @@ import os
 import sys
 
 from ..failures import CANNOT_WRITE
-from ..scripting import close_databases, request_environment
+from ..scripting import close_databases, run_in_transaction
 from . import COMMAND_NAMES, create_user, cron, instructions, status
 from .bootstrap import load_app
 from .errors import CommandError, ConfigProblem
@@ -109,8 +109,7 @@ def cannot_write(exc):
 
 def collect(registry, key, value):
     """Collect one value in a transaction of its own (kept even if the command then fails)."""
-    with request_environment(registry) as env:
-        env["request"].telemetry.collect(key, value)
+    run_in_transaction(registry, lambda env: env["request"].telemetry.collect(key, value))
 
 
 if __name__ == "__main__":  # pragma: no cover
