@@ -5,6 +5,8 @@ sending side collects by, stores the batch and answers `200 {"uuid": "<uuid4>"}`
 /stats) shows counts. No sessions, no templates: JSON in, JSON out.
 """
 
+import threading
+
 from pyramid.config import Configurator
 from pyramid.events import NewRequest
 from pyramid.renderers import JSON
@@ -31,6 +33,25 @@ def _positive_int(settings, name, default):
     return value
 
 
+def one_batch_at_a_time(handler, registry):
+    """A tween over pyramid_tm: the POSTs (batches) of this app store one at a time. Any two
+    batches committed at once conflict, whatever their records (each appends past the last
+    record, in the same last bucket of `records`: see Receiver), so all but one were rerun by
+    pyramid_retry, and one rerun as the next batch came in lost again, until a busy sender got a
+    503. One process owns the FileStorage, so a lock taken before the transaction begins keeps
+    batches from ever conflicting; it costs no parallelism (parsing and storing hold the GIL,
+    and waitress has read the body before the app runs)."""
+    lock = threading.Lock()  # one per app: made when the app is
+
+    def tween(request):
+        if request.method != "POST":
+            return handler(request)
+        with lock:
+            return handler(request)
+
+    return tween
+
+
 def main(global_config, **settings):
     require_database(settings, "fftelemetry receiver")
     settings.setdefault("tm.manager_hook", "pyramid_tm.explicit_manager")
@@ -44,6 +65,9 @@ def main(global_config, **settings):
     with Configurator(settings=settings, root_factory=root_factory) as config:
         config.include("pyramid_retry")
         config.include("pyramid_tm")
+        config.add_tween(
+            "fftelemetry.receiver.one_batch_at_a_time", over="pyramid_tm.tm_tween_factory"
+        )
         config.include("pyramid_zodbconn")
         close_on_exit(config.registry)
         # Compact JSON, so the sender's log line reads `{"uuid":"..."}`.
