@@ -110,7 +110,9 @@ def _send_batches(conn, tm, settings, now):
             if following:
                 next_in_flight = poster.submit(post_batch, session, settings, following_body)
             try:
-                _mark(tm, conn, [seq for seq, _ in batch], batch_uuid, now)
+                # Another run ("submit now" during cron's) may have marked this batch already:
+                # it counts as that run's, which sent it first.
+                marked = _mark(tm, conn, [seq for seq, _ in batch], batch_uuid, now)
             except NOT_WRITTEN as exc:
                 reason = (
                     f"a batch was sent but could not be marked ({why_not_written(exc)}); "
@@ -118,8 +120,8 @@ def _send_batches(conn, tm, settings, now):
                 )
                 log.warning("Telemetry submission failed: %s.", reason)
                 return Outcome(sent=sent, status=status, uuid=batch_uuid, error=reason)
-            sent += len(batch)
-            if sent // FLUSH_CACHE_EVERY > (sent - len(batch)) // FLUSH_CACHE_EVERY:
+            sent += marked
+            if sent // FLUSH_CACHE_EVERY > (sent - marked) // FLUSH_CACHE_EVERY:
                 conn.cacheMinimize()  # memory stays flat however many records are sent
             batch, in_flight = following, next_in_flight
             following, following_body = prepare(after=batch[-1][0]) if batch else ([], None)
@@ -192,14 +194,17 @@ def _store(conn):
 
 
 def _write(tm, conn, change):
-    """change(store) in a transaction of its own; a conflict is retried, then re-raised."""
+    """change(store) in a transaction of its own, and its result; a conflict is retried, then
+    re-raised."""
     for attempt in tm.attempts(TRANSACTION_ATTEMPTS):
         with attempt:
-            change(_store(conn))
+            result = change(_store(conn))
+    return result
 
 
 def _mark(tm, conn, seqs, batch_uuid, now):
-    _write(tm, conn, lambda store: store.mark_submitted(seqs, batch_uuid, now))
+    """Mark the batch; how many of its records were still pending to be marked."""
+    return _write(tm, conn, lambda store: store.mark_submitted(seqs, batch_uuid, now))
 
 
 def _log_run(tm, conn, settings, outcome, now):

@@ -236,6 +236,32 @@ def test_a_crash_between_post_and_commit_resends_and_counts_once(db, fs_path, re
     assert receiver.read(lambda r: sorted(rec.id for rec in r.records.values())) == sorted(ids)
 
 
+def test_a_run_overtaken_by_another_counts_only_what_it_marked(db, receiver):
+    # "Submit now" pressed while cron's run is sending: both POST the same batch, the first to
+    # mark it is the one that sent it.
+    collect(db, 3)
+    posts, other_runs, settings = [], [], {}
+
+    def another_run_first(environ, start_response):  # in front of the real receiver
+        posts.append(environ["REQUEST_METHOD"])
+        if posts == ["POST"]:  # the first run's POST waits for a whole run of another
+            other_runs.append(submit_pending(db, settings["value"]))
+        return receiver.app(environ, start_response)
+
+    with serving(another_run_first) as url:
+        settings["value"] = settings_for(url)
+        outcome = submit_pending(db, settings["value"])
+    [other] = other_runs
+    assert (other.ok, other.sent) == (True, 3)
+    assert (outcome.ok, outcome.sent) == (True, 0)
+    assert outcome.message() == "Nothing to send: there are no pending records."
+    log = in_store(db, lambda store: [(run.sent, run.uuid) for run in store.submissions()])
+    assert log == [(3, other.uuid)], "the three records are in the log once"
+    submitted = in_store(db, lambda store: {r.submission_uuid for _, r in store.page("submitted")})
+    assert submitted == {other.uuid}
+    assert receiver.stats() == {"records": 3, "batches": 2}
+
+
 def test_nothing_is_sent_while_telemetry_is_off(db):
     collect(db, 3)
     stub = Stub()
