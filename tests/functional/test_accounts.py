@@ -351,6 +351,17 @@ def test_the_preferences_lists_are_made_once_not_on_every_view(site, member, mon
     assert len(options) > 200 and ("en_GB", False, "English (United Kingdom)") in options
 
 
+def test_each_language_is_named_in_its_own_language_and_marked_so(site, member):
+    """The page is English; "Deutsch" or "français" read with English sounds is gibberish to a
+    screen reader's user (WCAG 3.1.2, language of parts), so each name carries its lang."""
+    for url in ("/preferences", "/welcome"):
+        browser = member if url == "/preferences" else site.register("new@example.org", wizard=None)
+        options = browser.get(url).html.select("select[name=language] option")
+        assert len(options) == 8
+        assert [o["lang"] for o in options] == [o["value"] for o in options]
+        assert [o.text for o in options if o["lang"] == "de"] == ["Deutsch"]
+
+
 @pytest.mark.parametrize(("field", "value"), [("language", "xx"), ("locale", "en_XX"),
                                               ("language", "<b>en</b>")])
 def test_preferences_outside_the_lists_are_refused(site, member, field, value):
