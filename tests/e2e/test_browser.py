@@ -203,3 +203,16 @@ def test_every_page_fits_a_phone(phone, make_app, receiver):
             assert phone.save_screenshot(str(SCREENSHOTS / f"phone-{name}.png"))
             width = phone.execute_script("return document.documentElement.scrollWidth")
             assert width <= 375, f"{path} is {width} px wide on a 375 px phone"
+            assert phone.execute_script(KEYBOARD_CANNOT_SCROLL) == [], path
+
+
+# What scrolls sideways and cannot be reached with the keyboard: neither focusable itself nor
+# holding anything focusable (axe-core's rule "scrollable-region-focusable", WCAG 2.1.1).
+KEYBOARD_CANNOT_SCROLL = """
+var focusable = "a[href], button, input, select, textarea, summary, [tabindex]";
+return Array.from(document.querySelectorAll("body *")).filter(function (el) {
+  var overflow = getComputedStyle(el).overflowX;
+  return (overflow === "auto" || overflow === "scroll") && el.scrollWidth > el.clientWidth
+    && !(el.tabIndex >= 0 && el.matches(focusable)) && !el.querySelector(focusable);
+}).map(function (el) { return el.outerHTML.slice(0, 80); });
+"""

@@ -418,3 +418,20 @@ def test_where_you_are_and_what_went_wrong_are_told_to_screen_readers(site, admi
     [alert] = page.html.select("[role=alert] p")
     assert "Nothing deleted: tick the box" in alert.text
     assert page.html.select("[role=status] p") == []
+
+
+def test_a_table_box_that_scrolls_sideways_can_be_scrolled_with_the_keyboard(site, admin):
+    """On a phone the wide tables scroll in their box (.scroll). A box with nothing focusable in
+    it could be scrolled with a mouse or a finger only: each takes the focus itself, and is a
+    region named by its heading, for a screen reader to say what got the focus."""
+    with site.store() as store:
+        store.log_submission(SubmissionResult(datetime(2026, 1, 5, tzinfo=UTC), 0, None, None,
+                                              "cannot connect to http://x/submit"))
+    for url, names in [(STATUS, ["Recent submissions", "What this version can collect"]),
+                       (RECORDS, ["Telemetry records"])]:
+        page = admin.get(url).html
+        boxes = page.select(".scroll")
+        assert [box.get("tabindex") for box in boxes] == ["0"] * len(names), url
+        assert [box.get("role") for box in boxes] == ["region"] * len(names), url
+        labels = [page.find(id=box["aria-labelledby"]) for box in boxes]
+        assert [label.get_text(strip=True) for label in labels] == names, url
