@@ -203,6 +203,23 @@ def test_records_are_paged_newest_first_with_keyset_links(site, admin):
     assert rows(pages[1].click("Newer")) == rows(pages[0])
 
 
+def test_the_pages_navigation_is_there_only_when_there_are_other_pages(site, admin):
+    """A navigation landmark with no link in it: a screen reader's user who jumps to it finds
+    nothing there."""
+    def pages_nav(page):
+        """The links of each navigation named Pages."""
+        navs = page.html.select("nav[aria-label=Pages]")
+        return [[a.text for a in nav.select("a")] for nav in navs]
+
+    assert pages_nav(admin.get(RECORDS)) == []  # the wizard's few records: one page
+    assert pages_nav(admin.get(RECORDS, {"show": "submitted"})) == []  # none at all
+    site.seed(150)
+    first = admin.get(RECORDS)
+    assert pages_nav(first) == [["Older"]]
+    assert pages_nav(first.click("Older")) == [["Newest", "Newer"]]
+    assert pages_nav(admin.get(RECORDS, {"before": "1"})) == [["Newest"]]  # past the end
+
+
 def test_paging_keeps_the_filter(site, admin):
     site.seed(150, submitted=120)
     first = admin.get(RECORDS, {"show": "submitted"})
