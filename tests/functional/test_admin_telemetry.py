@@ -437,6 +437,13 @@ def test_where_you_are_and_what_went_wrong_are_told_to_screen_readers(site, admi
     assert page.html.select("[role=status] p") == []
 
 
+@pytest.mark.parametrize("url", [STATUS, RECORDS])
+def test_every_section_has_its_heading_inside(site, admin, url):
+    """A section is headed by its own heading, inside it; a heading before it heads nothing."""
+    sections = admin.get(url).html.select("main section")
+    assert [section.find().name for section in sections] == ["h2"] * len(sections)
+
+
 def test_a_table_box_that_scrolls_sideways_can_be_scrolled_with_the_keyboard(site, admin):
     """On a phone the wide tables scroll in their box (.scroll). A box with nothing focusable in
     it could be scrolled with a mouse or a finger only: each takes the focus itself, and is a
