@@ -6,10 +6,13 @@ new misses CPython's type cache: the whole request gets slower, not just the pro
 once on this class, the same properties cost nothing per request (see docs/performance.md).
 """
 
+from contextlib import suppress
+
 import pyramid_tm
 from pyramid.decorator import reify
 from pyramid.httpexceptions import HTTPBadRequest
 from pyramid.request import Request
+from webob.cookies import parse_cookie
 
 from .telemetry.collector import Telemetry
 
@@ -58,3 +61,21 @@ def reject_undecodable_address(event):
             request.GET  # noqa: B018
     except UnicodeDecodeError:
         raise HTTPBadRequest("the address is not valid UTF-8") from None
+
+
+def drop_unreadable_cookies(request):
+    """One cookie whose value is not UTF-8 once unquoted (`a="\\377"`, plain ASCII; another
+    application on the same host may set it) made WebOb fail on reading any cookie, the session's
+    too, and the error page read them again: waitress's bare 500 on every page for as long as the
+    browser kept it. Such a cookie is not ours: it is dropped, and the others (the session) are
+    read as usual. The session factory calls this: only the session reads cookies."""
+    try:
+        request.cookies.get("")  # decoding them all is the check
+    except UnicodeDecodeError:
+        readable = []
+        for name, value in parse_cookie(request.environ["HTTP_COOKIE"]):
+            with suppress(UnicodeDecodeError):
+                readable.append((name.decode(), value.decode()))
+        request.environ["HTTP_COOKIE"] = ""
+        for name, value in readable:
+            request.cookies[name] = value  # quoted again, as WebOb reads them

@@ -18,6 +18,7 @@ from pyramid.request import RequestLocalCache
 from pyramid.session import SignedCookieSessionFactory
 from zope.interface import implementer
 
+from .request import drop_unreadable_cookies
 from .resources import ADMIN_ROLE, VIEW, users_folder
 
 SESSION_KEY = "account.session_key"
@@ -127,8 +128,9 @@ def add_browser_policy(event):
 def session_factory(secret, secure=False):
     """Signed-cookie sessions: eight hours idle, and re-signed at most every ten minutes (not on
     every request, Pyramid's default). `secure` (behind HTTPS) keeps browsers from ever sending
-    the cookie over plain HTTP."""
-    return SignedCookieSessionFactory(
+    the cookie over plain HTTP. A cookie WebOb cannot read is dropped first (see
+    fftelemetry.request.drop_unreadable_cookies)."""
+    factory = SignedCookieSessionFactory(
         secret,
         salt="fftelemetry.session.",
         httponly=True,
@@ -141,6 +143,12 @@ def session_factory(secret, secure=False):
         # account that does not exist.
         set_on_exception=False,
     )
+
+    def session(request):
+        drop_unreadable_cookies(request)
+        return factory(request)
+
+    return session
 
 
 def includeme(config):

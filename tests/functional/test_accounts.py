@@ -405,6 +405,18 @@ def test_an_address_that_is_not_utf8_is_a_plain_400(anonymous, url):
     assert page.html.select_one("header nav a.brand"), "in the site's layout"
 
 
+@pytest.mark.parametrize("foreign", ['other="\\377"', "other=b\\351", 'other="\\\x80"'])
+def test_a_cookie_that_is_not_utf8_is_ignored_and_the_session_still_read(site, admin, foreign):
+    # WebOb unquotes \377 to the byte 0xff and then failed on every cookie, the session's too
+    session = admin.cookies["session"]
+    cookie = {"HTTP_COOKIE": f"{foreign}; session={session}; lang=fr"}
+    page = site.browser().get("/", extra_environ=cookie, status=200)
+    assert f"{ADMIN_EMAIL} (admin)" in page.text, "still signed in"
+    assert site.browser().get("/nope", extra_environ=cookie, status=404)
+    page = site.browser().get("/login", extra_environ={"HTTP_COOKIE": foreign}, status=200)
+    assert "login" in page.forms
+
+
 @pytest.mark.parametrize(
     "url",
     ["/preferences/foo", "/login/x", "/admin/telemetry/x", "/admin/telemetry/view/preview/x",
