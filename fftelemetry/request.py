@@ -7,6 +7,7 @@ once on this class, the same properties cost nothing per request (see docs/perfo
 """
 
 from contextlib import suppress
+from urllib.parse import unquote_to_bytes
 
 import pyramid_tm
 from pyramid.decorator import reify
@@ -61,6 +62,30 @@ def reject_undecodable_address(event):
             request.GET  # noqa: B018
     except UnicodeDecodeError:
         raise HTTPBadRequest("the address is not valid UTF-8") from None
+
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def reject_undecodable_form(event):
+    """A NewRequest subscriber: a form (a body WebOb would parse as one) that is not UTF-8 is a
+    400. WebOb raises an exception of its own for a form sent in another charset (`Content-Type:
+    application/x-www-form-urlencoded; charset=latin-1`: a 500 with a traceback), and reads bytes
+    that are not UTF-8 (`email=%ff@x.org`) as U+FFFD: an account registered under a name nobody
+    typed. No form here uploads a file, so all of a multipart body is text."""
+    request = event.request
+    content_type = request.content_type
+    if content_type not in FORM_TYPES and (content_type or request.method != "POST"):
+        return  # not a form: WebOb will not parse it as one
+    if request.charset != "UTF-8":
+        raise HTTPBadRequest("the form is not sent as UTF-8")
+    body = request.body
+    if content_type != "multipart/form-data":
+        body = unquote_to_bytes(body.replace(b"+", b" "))
+    try:
+        body.decode()
+    except UnicodeDecodeError:
+        raise HTTPBadRequest("the form is not valid UTF-8") from None
 
 
 def drop_unreadable_cookies(request):

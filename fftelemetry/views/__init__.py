@@ -5,7 +5,7 @@ from pyramid.events import BeforeRender, ContextFound, NewRequest
 from pyramid.httpexceptions import HTTPNotFound
 from pyramid.security import NO_PERMISSION_REQUIRED
 
-from ..request import reject_undecodable_address
+from ..request import reject_undecodable_address, reject_undecodable_form
 
 
 def add_template_globals(event):
@@ -62,3 +62,4 @@ def includeme(config):
     config.add_subscriber(add_template_globals, BeforeRender)
     config.add_subscriber(no_subpath, ContextFound)
     config.add_subscriber(reject_undecodable_address, NewRequest)
+    config.add_subscriber(reject_undecodable_form, NewRequest)

@@ -150,6 +150,58 @@ def test_register_without_csrf_token_creates_nothing(site):
         assert len(root["users"]) == 0
 
 
+def multipart(**fields):
+    return "".join(
+        f'--b\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in fields.items()
+    ) + "--b--\r\n"
+
+
+NOT_UTF8 = "the form is not valid UTF-8"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "email", "reason"),
+    [
+        # WebOb raised an exception of its own for another charset: a 500 and a traceback
+        ("application/x-www-form-urlencoded; charset=latin-1", "jos%E9@example.org",
+         "the form is not sent as UTF-8"),
+        # and read bytes that are not UTF-8 as U+FFFD: an account nobody typed
+        ("application/x-www-form-urlencoded", "jos%E9@example.org", NOT_UTF8),
+        ("application/x-www-form-urlencoded", "%ED%A0%80@example.org", NOT_UTF8),  # a surrogate
+        ("multipart/form-data; boundary=b", "jos\xe9@example.org", NOT_UTF8),
+    ],
+)
+def test_a_form_that_is_not_utf8_is_a_400_and_creates_nothing(site, caplog, content_type, email,
+                                                              reason):
+    browser = site.browser()
+    fields = {
+        "email": email,
+        "password": PASSWORD,
+        "csrf_token": browser.get("/register").forms["register"]["csrf_token"].value,
+    }
+    if content_type.startswith("multipart"):
+        body = multipart(**fields)
+    else:
+        body = "&".join(f"{name}={value}" for name, value in fields.items())
+    page = browser.request("/register", method="POST", body=body.encode("latin-1"),
+                           content_type=content_type, status=400)
+    assert f"Nothing was changed: {reason}." in page.text
+    with site.root() as root:
+        assert len(root["users"]) == 0
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]
+
+
+def test_a_multipart_form_in_utf8_is_taken(site):
+    browser = site.browser()
+    token = browser.get("/register").forms["register"]["csrf_token"].value
+    body = multipart(email="josé@example.org", password=PASSWORD, csrf_token=token)
+    browser.request("/register", method="POST", body=body.encode(),
+                    content_type="multipart/form-data; boundary=b", status=303)
+    with site.root() as root:
+        assert list(root["users"].data) == ["josé@example.org"]
+
+
 def test_logout_is_a_post_and_get_changes_nothing(site, admin):
     page = admin.get("/logout", status=405)
     assert "Use the button" in page.text
