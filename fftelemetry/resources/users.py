@@ -7,6 +7,7 @@ stored in pickles: keep `fftelemetry.resources.users.User` and `.Users` where th
 
 import re
 import secrets
+import unicodedata
 from datetime import UTC, datetime
 
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -28,7 +29,10 @@ class AccountError(ValueError):
 
 
 def normalise_email(email):
-    return (email or "").strip().lower()
+    """One spelling per address: lower case, and composed (NFC). A keyboard or a password manager
+    may send "é" as e + U+0301; unnormalised, that was a second account, and the first could not
+    be signed in to with it."""
+    return unicodedata.normalize("NFC", (email or "").strip().lower())
 
 
 def check_email(email):

@@ -41,6 +41,19 @@ def test_email_is_normalised_so_case_does_not_make_a_second_account(site, admin)
     assert log_in(site.browser(), "OWNER@example.org").status_int == 303
 
 
+def test_an_email_in_another_unicode_form_is_the_same_account(site):
+    composed, decomposed = "jos\u00e9@example.org", "jose\u0301@example.org"  # NFC, NFD
+    site.register(composed)
+    browser = site.browser()
+    form = browser.get("/register").forms["register"]
+    form["email"], form["password"] = decomposed.upper(), PASSWORD
+    assert "exists already" in form.submit(status=400).text
+    for email in (decomposed, decomposed.upper(), composed.upper()):
+        assert log_in(site.browser(), email).status_int == 303, email
+    with site.root() as root:
+        assert list(root["users"].data) == [composed]
+
+
 @pytest.mark.parametrize(
     ("email", "password", "message"),
     [
