@@ -37,7 +37,9 @@ def normalise_email(email):
 
 def check_email(email):
     email = normalise_email(email)
-    if len(email) > MAX_EMAIL or not EMAIL_PATTERN.fullmatch(email):
+    # isprintable: no control characters (a NUL), nor invisible ones (a zero-width space, a
+    # right-to-left override) that would make an address look like another one
+    if len(email) > MAX_EMAIL or not email.isprintable() or not EMAIL_PATTERN.fullmatch(email):
         raise AccountError("Please enter a valid email address.")
     return email
 

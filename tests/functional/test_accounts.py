@@ -60,6 +60,11 @@ def test_an_email_in_another_unicode_form_is_the_same_account(site):
         ("not-an-email", PASSWORD, "valid email address"),
         ("a@b.example", "short", "at least 8 characters"),
         ("a/b@c.example", PASSWORD, "valid email address"),
+        # characters nobody types, and invisible ones that make an address look like another
+        ("own\x00er@example.org", PASSWORD, "valid email address"),
+        ("own\x7fer@example.org", PASSWORD, "valid email address"),
+        ("own\u200ber@example.org", PASSWORD, "valid email address"),  # zero-width space
+        ("owner@\u202egro.elpmaxe.org", PASSWORD, "valid email address"),  # right-to-left override
     ],
 )
 def test_registration_refuses_bad_input_and_stores_nothing(site, email, password, message):
