@@ -52,7 +52,7 @@ def check_content_type(header):
 def parse_batch(body, max_records):
     """The records of a raw JSON body, each a dict of checked and normalised fields."""
     try:
-        data = json.loads(body)
+        data = json.loads(body, object_pairs_hook=_object)
     except (ValueError, UnicodeDecodeError) as exc:
         raise Invalid(f"the body is not JSON ({exc})") from None
     except RecursionError:
@@ -80,6 +80,24 @@ def parse_batch(body, max_records):
     return records
 
 
+class Repeated(dict):
+    """A JSON object that has a name twice; `name` is the first such. json.loads keeps the last
+    value and drops the other without a word, and which one a reader keeps is up to the reader:
+    `{"value": 3, "value": 5}` was stored as 5."""
+
+    def __init__(self, pairs, name):
+        super().__init__(pairs)
+        self.name = name
+
+
+def _object(pairs):
+    item = dict(pairs)
+    if len(item) == len(pairs):
+        return item
+    names = [name for name, _ in pairs]
+    return Repeated(pairs, next(name for name in names if names.count(name) > 1))
+
+
 def check_record(index, item):
     def fail(field, problem):
         where = f"record {index}" if field is None else f"record {index}, field {field!r}"
@@ -87,6 +105,8 @@ def check_record(index, item):
 
     if not isinstance(item, dict):
         raise fail(None, f"expected an object, got {_json_type(item)}")
+    if isinstance(item, Repeated):
+        raise fail(item.name[:40], "the record has this field twice")
     missing, unknown = FIELDS - item.keys(), item.keys() - FIELDS
     if missing:
         raise fail(sorted(missing)[0], f"missing field(s) {', '.join(sorted(missing))}")
@@ -151,4 +171,6 @@ def _json_type(value):
     names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
     if value is None:
         return "null"
+    if isinstance(value, dict):  # a Repeated too
+        return names[dict]
     return names.get(type(value), "a number")

@@ -79,9 +79,19 @@ def twice(**changes):
     return [first, record(), dict(first, **changes)]
 
 
+def field_twice(name, value):
+    """A batch whose record 1 has the field `name` a second time, with `value` (both valid)."""
+    body = json.dumps([record(), record()])
+    return (body[:-2] + f', "{name}": {json.dumps(value)}}}]').encode()
+
+
 REFUSED = {
     "not json": (b"{nope", 400, None, None, "not JSON"),
     "not an array": ({"id": 1}, 400, None, None, "expected a JSON array"),
+    "an object with a name twice": (b'{"id": 1, "id": 1}', 400, None, None, "got an object"),
+    # json.loads kept the last and dropped the other: {"value": 3, "value": 5} was stored as 5
+    "a field twice": (field_twice("value", "3.12.1"), 400, 1, "value", "this field twice"),
+    "the key twice": (field_twice("key", "system.python.version"), 400, 1, "key", "twice"),
     "empty": ([], 400, None, None, "no records"),
     "not an object": ([record(), "x"], 400, 1, None, "record 1: expected an object"),
     "missing field": (
