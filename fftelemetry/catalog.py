@@ -51,7 +51,7 @@ def _one_of(choices, what):
 
 
 def _pattern(regex, what):
-    compiled = re.compile(regex)
+    compiled = re.compile(regex, re.ASCII)  # else \d matches any script's digits (Arabic-Indic...)
 
     def validate(value):
         if not isinstance(value, str) or not compiled.fullmatch(value):

@@ -117,6 +117,13 @@ REFUSED = {
     "wrong type": ([record(type="recurring")], 400, 0, "type", "of type 'feature'"),
     "bad value": ([record(), record(value="12.50 EUR")], 400, 1, "value", "Python version"),
     "bad value type": ([record(key="system.users.count", value="3")], 400, 0, "value", "number"),
+    # \d matched any script's digits
+    "a version in other digits": ([record(value="\u0663.\u0661\u0661.\u0667")], 400, 0, "value",
+                                  "not a valid Python version"),
+    "an OS release in other digits": (
+        [record(key="system.os.version", value="Linux \uff16.\uff11")], 400, 0, "value",
+        "not a valid OS version",
+    ),
     "the same id twice": (twice(value="3.12.1"), 400, 2, "id", "the same id as record 0"),
     "the same record twice": (twice(), 400, 2, "id", "a batch carries each record once"),
     "the same id twice, spelt two ways": (
