@@ -139,6 +139,9 @@ def check_record(index, item):
 
 # The spellings our sender uses (hex, or the dashed form), lower case: no need to parse those.
 PLAIN_UUID = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}")
+# Also taken: upper case, and braces. uuid.UUID alone takes more, since it reads the digits with
+# int(): " 123…", "+123…", "0x23…", "0123_456…", and 32 Arabic-Indic zeros for the nil uuid.
+OTHER_UUID = re.compile(rf"{PLAIN_UUID.pattern}|\{{{PLAIN_UUID.pattern}\}}", re.I | re.ASCII)
 
 
 def _uuid(value):
@@ -146,10 +149,9 @@ def _uuid(value):
         raise ValueError("expected a uuid string")
     if PLAIN_UUID.fullmatch(value):
         return value.replace("-", "")
-    try:
+    if OTHER_UUID.fullmatch(value):
         return uuid.UUID(value).hex  # one spelling, so the same id is always found again
-    except ValueError:
-        raise ValueError("expected a uuid string") from None
+    raise ValueError("expected a uuid string")
 
 
 def _timestamp(value):

@@ -73,6 +73,30 @@ def test_the_same_id_in_another_spelling_is_the_same_record(app):
     assert app.get("/stats").json["records"] == 1
 
 
+HEX = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    # what uuid.UUID took, as it reads the digits with int()
+    [" " + HEX[1:], "+" + HEX[1:], "0x" + HEX[2:], HEX[:16] + "_" + HEX[17:], "\u0660" * 32,
+     "{" + HEX, "urn:" + HEX],
+)
+@pytest.mark.parametrize("field", ["id", "installation_id"])
+def test_an_id_that_is_no_uuid_spelling_is_refused(app, spelling, field):
+    answer = post(app, [record(**{field: spelling})], 400).json
+    assert answer == {"error": f"record 0, field {field!r}: expected a uuid string",
+                      "record": 0, "field": field}
+    assert app.get("/stats").json == {"records": 0, "batches": 0}
+
+
+def test_an_id_in_upper_case_or_braces_is_taken(app):
+    installation = uuid.uuid4()
+    post(app, [record(id=HEX.upper(), installation_id="{" + installation.hex.upper() + "}")], 200)
+    post(app, [record(id=HEX, installation_id=str(installation))], 200)  # the same record
+    assert app.get("/stats").json["records"] == 1
+
+
 def twice(**changes):
     """A batch whose record 2 has the id of record 0, and `changes` to its other fields."""
     first = record()
