@@ -36,6 +36,7 @@ from BTrees.OOBTree import OOBTree
 from persistent import Persistent
 
 PAGE_SIZE = 100
+KEY_MIN = -(2**63)  # a LOBTree's keys are 64-bit
 ALL, PENDING, SUBMITTED = "all", "pending", "submitted"
 FILTERS = (ALL, PENDING, SUBMITTED)
 
@@ -139,6 +140,8 @@ class Partition(Persistent):
 
         Walks with maxKey(): O(log n) a step, never touching the buckets it skips."""
         tree = self.records
+        if before is not None and before <= KEY_MIN:
+            return  # nothing is below the smallest key (and before - 1 is no key: a TypeError)
         bound = None if before is None else before - 1
         while True:
             try:
