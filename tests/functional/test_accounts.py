@@ -210,6 +210,19 @@ def test_a_form_that_is_not_utf8_is_a_400_and_creates_nothing(site, caplog, cont
     assert not [record for record in caplog.records if record.levelname == "ERROR"]
 
 
+@pytest.mark.parametrize("content_type", ["multipart/form-data", "multipart/form-data; boundary="])
+def test_a_multipart_form_without_a_boundary_is_a_400(site, caplog, content_type):
+    browser = site.browser()
+    token = browser.get("/register").forms["register"]["csrf_token"].value
+    body = multipart(email="jose@example.org", password=PASSWORD, csrf_token=token)
+    page = browser.request("/register", method="POST", body=body.encode(),
+                           content_type=content_type, status=400)  # WebOb's ValueError: a 500
+    assert "Nothing was changed: the form cannot be read." in page.text
+    with site.root() as root:
+        assert len(root["users"]) == 0
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]
+
+
 def test_a_multipart_form_in_utf8_is_taken(site):
     browser = site.browser()
     token = browser.get("/register").forms["register"]["csrf_token"].value
