@@ -3,7 +3,6 @@
 Class paths are stored in pickles: keep them stable.
 """
 
-import random
 import uuid
 from typing import NamedTuple
 
@@ -85,10 +84,10 @@ class Receiver(Persistent):
 
     def _next_sequence(self, now):
         """Where this batch's records start: after every record so far (milliseconds since the
-        epoch << 20, at a random offset). Two batches stored at once would conflict wherever
-        they start (both add past the last key, into the tree's last bucket), so the app stores
-        one batch at a time (fftelemetry.receiver.one_batch_at_a_time)."""
-        start = (int(now.timestamp() * 1000) << 20) | (random.getrandbits(10) << 10)
+        epoch << 20). Two batches stored at once would conflict wherever they start (both add
+        past the last key, into the tree's last bucket), so the app stores one batch at a time
+        (fftelemetry.receiver.one_batch_at_a_time)."""
+        start = int(now.timestamp() * 1000) << 20
         if self.records:
             start = max(start, self.records.maxKey() + 1)
         return start

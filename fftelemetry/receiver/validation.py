@@ -94,8 +94,12 @@ def _object(pairs):
     item = dict(pairs)
     if len(item) == len(pairs):
         return item
-    names = [name for name, _ in pairs]
-    return Repeated(pairs, next(name for name in names if names.count(name) > 1))
+    seen = set()  # one pass: a body of many names must not cost a pass over them for each
+    for name, _ in pairs:
+        if name in seen:
+            return Repeated(pairs, name)
+        seen.add(name)
+    raise AssertionError("unreachable")  # pragma: no cover - fewer keys than pairs: a repeat
 
 
 def check_record(index, item):

@@ -59,7 +59,8 @@ def bad_request(exc, request):
 
 # Error views: pyramid_tm aborts (nothing of the batch is stored), and the sender keeps its
 # records pending for the next try. retryable_error=False: a conflict that pyramid_retry will
-# rerun (two batches at once may conflict) is none of their business.
+# rerun (batches are stored one at a time, so only another process on the same database can
+# cause one) is none of their business.
 @exception_view_config(ConflictError, retryable_error=False, renderer="json")
 def still_conflicting(exc, request):
     log.warning("%s %s gave up: conflicting writes on every attempt", request.method, request.path)

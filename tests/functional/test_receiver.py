@@ -159,6 +159,21 @@ REFUSED = {
 }
 
 
+# Not a speed target: a body that took the receiver minutes to refuse held up every sender
+# (batches are stored one at a time). Finding the name that comes twice once took a pass over
+# the names for each name: 90,000 names, 830 KB, took 87 s; one pass takes a tenth of a second.
+@pytest.mark.timeout(30)
+def test_an_object_of_many_names_one_twice_is_refused_in_one_pass(tmp_path):
+    wsgi = main({}, **{"zodbconn.uri": f"file://{tmp_path}/receiver.fs"})  # the default limits
+    names = ", ".join(f'"{n:x}": 0' for n in range(90_000))
+    body = f'[{{{names}, "{89_999:x}": 0}}]'.encode()  # the last name again
+    try:
+        answer = post(webtest.TestApp(wsgi), body, 400)
+    finally:
+        close_databases(wsgi.registry)
+    assert answer.json["error"] == "record 0, field '15f8f': the record has this field twice"
+
+
 @pytest.mark.parametrize("case", sorted(REFUSED))
 def test_a_bad_batch_is_refused_naming_the_problem_and_nothing_is_stored(app, case):
     body, status, index, field, words = REFUSED[case]
