@@ -72,8 +72,9 @@ def reject_undecodable_form(event):
     400. WebOb raises an exception of its own for a form sent in another charset (`Content-Type:
     application/x-www-form-urlencoded; charset=latin-1`: a 500 with a traceback), and reads bytes
     that are not UTF-8 (`email=%ff@x.org`) as U+FFFD: an account registered under a name nobody
-    typed. No form here uploads a file, so all of a multipart body is text. A multipart body that
-    WebOb cannot parse (no boundary) is a 400 as well: it raised a ValueError, a 500."""
+    typed. No form here uploads a file, so all of a multipart body is text, and a file in one is
+    a 400 (a view would be handed WebOb's FieldStorage: a 500). A multipart body that WebOb
+    cannot parse (no boundary) is a 400 as well: it raised a ValueError, a 500."""
     request = event.request
     content_type = request.content_type
     if content_type not in FORM_TYPES and (content_type or request.method != "POST"):
@@ -88,9 +89,11 @@ def reject_undecodable_form(event):
     except UnicodeDecodeError:
         raise HTTPBadRequest("the form is not valid UTF-8") from None
     try:
-        request.POST  # noqa: B018 - parsing is the check (WebOb keeps what it parsed)
+        form = request.POST  # parsing is the check (WebOb keeps what it parsed)
     except ValueError:
         raise HTTPBadRequest("the form cannot be read") from None
+    if not all(isinstance(value, str) for value in form.values()):  # a file: no form takes one
+        raise HTTPBadRequest("the form cannot be read")
 
 
 def drop_unreadable_cookies(request):

@@ -223,6 +223,22 @@ def test_a_multipart_form_without_a_boundary_is_a_400(site, caplog, content_type
     assert not [record for record in caplog.records if record.levelname == "ERROR"]
 
 
+def test_a_file_sent_in_a_form_is_a_400(site, caplog):
+    # No form here takes a file; WebOb hands a view a FieldStorage for one: a 500 and a traceback
+    browser = site.browser()
+    token = browser.get("/register").forms["register"]["csrf_token"].value
+    body = multipart(password=PASSWORD, csrf_token=token).replace(
+        "--b--", '--b\r\nContent-Disposition: form-data; name="email"; filename="x"\r\n\r\n'
+        "jose@example.org\r\n--b--"
+    )
+    page = browser.request("/register", method="POST", body=body.encode(),
+                           content_type="multipart/form-data; boundary=b", status=400)
+    assert "Nothing was changed: the form cannot be read." in page.text
+    with site.root() as root:
+        assert len(root["users"]) == 0
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]
+
+
 def test_a_multipart_form_in_utf8_is_taken(site):
     browser = site.browser()
     token = browser.get("/register").forms["register"]["csrf_token"].value
