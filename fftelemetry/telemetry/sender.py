@@ -89,6 +89,7 @@ def _send_batches(conn, tm, settings, now):
     a batch acknowledged but not marked is simply re-sent next time (the receiver counts it once).
     """
     sent, status, batch_uuid = 0, None, None
+    reference = None  # the uuid of the last batch this run marked: the one its message names
     with make_session() as session, ThreadPoolExecutor(1, "telemetry-post") as poster:
 
         def prepare(after=None):
@@ -121,11 +122,13 @@ def _send_batches(conn, tm, settings, now):
                 log.warning("Telemetry submission failed: %s.", reason)
                 return Outcome(sent=sent, status=status, uuid=batch_uuid, error=reason)
             sent += marked
+            if marked:
+                reference = batch_uuid
             if sent // FLUSH_CACHE_EVERY > (sent - marked) // FLUSH_CACHE_EVERY:
                 conn.cacheMinimize()  # memory stays flat however many records are sent
             batch, in_flight = following, next_in_flight
             following, following_body = prepare(after=batch[-1][0]) if batch else ([], None)
-    return Outcome(sent=sent, status=status, uuid=batch_uuid, error=None)
+    return Outcome(sent=sent, status=status, uuid=reference, error=None)
 
 
 def _read_batch(conn, tm, size, after=None):

@@ -253,7 +253,7 @@ def test_a_run_overtaken_by_another_counts_only_what_it_marked(db, receiver):
         outcome = submit_pending(db, settings["value"])
     [other] = other_runs
     assert (other.ok, other.sent) == (True, 3)
-    assert (outcome.ok, outcome.sent) == (True, 0)
+    assert (outcome.ok, outcome.sent, outcome.uuid) == (True, 0, None), "no reference of its own"
     assert outcome.message() == "Nothing to send: there are no pending records."
     log = in_store(db, lambda store: [(run.sent, run.uuid) for run in store.submissions()])
     assert log == [(3, other.uuid)], "the three records are in the log once"
