@@ -6,11 +6,11 @@ found from the 400 answer alone.
 
 import json
 import re
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from .. import catalog
+from ..uuids import HEX, parse_uuid
 
 FIELDS = frozenset({"id", "installation_id", "collected_at", "type", "key", "value"})
 
@@ -142,20 +142,13 @@ def check_record(index, item):
 
 
 # The spellings our sender uses (hex, or the dashed form), lower case: no need to parse those.
-PLAIN_UUID = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}")
-# Also taken: upper case, and braces. uuid.UUID alone takes more, since it reads the digits with
-# int(): " 123…", "+123…", "0x23…", "0123_456…", and 32 Arabic-Indic zeros for the nil uuid.
-OTHER_UUID = re.compile(rf"{PLAIN_UUID.pattern}|\{{{PLAIN_UUID.pattern}\}}", re.I | re.ASCII)
+PLAIN_UUID = re.compile(HEX)
 
 
 def _uuid(value):
-    if not isinstance(value, str) or len(value) > 36:
-        raise ValueError("expected a uuid string")
-    if PLAIN_UUID.fullmatch(value):
+    if isinstance(value, str) and PLAIN_UUID.fullmatch(value):
         return value.replace("-", "")
-    if OTHER_UUID.fullmatch(value):
-        return uuid.UUID(value).hex  # one spelling, so the same id is always found again
-    raise ValueError("expected a uuid string")
+    return parse_uuid(value).hex  # one spelling, so the same id is always found again
 
 
 def _timestamp(value):

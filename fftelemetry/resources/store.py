@@ -36,7 +36,7 @@ from BTrees.OOBTree import OOBTree
 from persistent import Persistent
 
 PAGE_SIZE = 100
-KEY_MIN = -(2**63)  # a LOBTree's keys are 64-bit
+KEY_MIN, KEY_MAX = -(2**63), 2**63 - 1  # a LOBTree's keys are 64-bit
 ALL, PENDING, SUBMITTED = "all", "pending", "submitted"
 FILTERS = (ALL, PENDING, SUBMITTED)
 

@@ -28,6 +28,7 @@ from urllib3.util.retry import Retry
 
 from .. import __version__
 from ..settings import shown_url
+from ..uuids import parse_uuid
 
 # The submission's one logger, whichever module logs: operators filter their logs on it.
 log = logging.getLogger("fftelemetry.telemetry.sender")
@@ -191,7 +192,7 @@ def post_batch(session, settings, body):
     try:
         # Anything else that answers 200 with JSON (a wrong URL, a proxy's page) has not
         # stored the batch: only a real uuid marks records submitted.
-        reference = uuid.UUID(answer["uuid"])
+        reference = parse_uuid(answer["uuid"])
     except ValueError:
         raise SubmissionFailed("the receiver's answer holds no valid uuid", 200) from None
     if reference == NIL_UUID:  # a placeholder, no reference to a stored batch

@@ -15,7 +15,7 @@ from pyramid_zodbconn import get_connection
 
 from .. import catalog
 from ..resources import Admin, RecordsView, TelemetryAdmin, telemetry_store_in
-from ..resources.store import ALL, FILTERS, PENDING, SUBMITTED
+from ..resources.store import ALL, FILTERS, KEY_MAX, KEY_MIN, PENDING, SUBMITTED
 from ..scripting import own_connection
 from ..telemetry.sender import encode, next_batch, records_word, submit_pending
 from ..telemetry.status import format_time as when
@@ -23,7 +23,6 @@ from ..telemetry.status import status_facts
 
 SHORT_VALUE = 60  # characters shown before a value folds into <details>
 EXPORT_CHUNK = 1000
-SEQUENCE_MIN, SEQUENCE_MAX = -(2**63), 2**63 - 1
 
 SOURCES = {
     "environment": "the SEND_TELEMETRY environment variable",
@@ -79,7 +78,7 @@ def sequence_param(request, name):
         value = int(raw)
     except ValueError:
         raise HTTPBadRequest(f"{name} must be a whole number") from None
-    if not SEQUENCE_MIN <= value <= SEQUENCE_MAX:  # the trees' keys are 64-bit
+    if not KEY_MIN <= value <= KEY_MAX:  # the trees' keys are 64-bit
         raise HTTPBadRequest(f"{name} is out of range")
     return value
 

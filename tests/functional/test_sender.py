@@ -130,6 +130,11 @@ FAILURES = {  # case: (the receiver's answer, status seen, words of the reason)
         dict(body=b'{"uuid": "00000000-0000-0000-0000-000000000000"}'), 200, "(the nil uuid)"
     ),
     "the nil uuid, undashed": (dict(body=b'{"uuid": "' + b"0" * 32 + b'"}'), 200, "(the nil uuid)"),
+    # uuid.UUID reads the digits with int(): these were taken for references
+    "a uuid in hexadecimal notation": (
+        dict(body=b'{"uuid": "0x' + b"1" * 30 + b'"}'), 200, "holds no valid uuid"
+    ),
+    "a uuid with a sign": (dict(body=b'{"uuid": "+' + b"1" * 31 + b'"}'), 200, "no valid uuid"),
     "too slow": (dict(delay=1.0), None, "/submit within 0.3s"),
     # only a 200 acknowledges a stored batch, whatever the body says
     "accepted, not stored": (dict(status="202 Accepted"), 202, "answered HTTP 202"),
