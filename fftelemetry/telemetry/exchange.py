@@ -37,7 +37,8 @@ LOGGED_BODY_CHARS = 300
 # Our receiver answers ~50 bytes: an answer past this is no acknowledgement, and is not read on.
 MAX_ANSWER_BYTES = 1024 * 1024
 CONNECT_RETRIES = 2
-NIL_UUID = uuid.UUID(int=0)
+# RFC 9562's two placeholder values
+PLACEHOLDER_UUIDS = {uuid.UUID(int=0): "the nil uuid", uuid.UUID(int=2**128 - 1): "the max uuid"}
 
 
 def _not_a_retry_notice(record):
@@ -195,8 +196,10 @@ def post_batch(session, settings, body):
         reference = parse_uuid(answer["uuid"])
     except ValueError:
         raise SubmissionFailed("the receiver's answer holds no valid uuid", 200) from None
-    if reference == NIL_UUID:  # a placeholder, no reference to a stored batch
-        raise SubmissionFailed("the receiver's answer holds no valid uuid (the nil uuid)", 200)
+    if reference in PLACEHOLDER_UUIDS:  # no reference to a stored batch
+        raise SubmissionFailed(
+            f"the receiver's answer holds no valid uuid ({PLACEHOLDER_UUIDS[reference]})", 200
+        )
     return 200, str(reference)
 
 

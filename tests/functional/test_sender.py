@@ -130,6 +130,7 @@ FAILURES = {  # case: (the receiver's answer, status seen, words of the reason)
         dict(body=b'{"uuid": "00000000-0000-0000-0000-000000000000"}'), 200, "(the nil uuid)"
     ),
     "the nil uuid, undashed": (dict(body=b'{"uuid": "' + b"0" * 32 + b'"}'), 200, "(the nil uuid)"),
+    "the max uuid": (dict(body=b'{"uuid": "' + b"F" * 32 + b'"}'), 200, "(the max uuid)"),
     # uuid.UUID reads the digits with int(): these were taken for references
     "a uuid in hexadecimal notation": (
         dict(body=b'{"uuid": "0x' + b"1" * 30 + b'"}'), 200, "holds no valid uuid"
