@@ -12,6 +12,7 @@ from .resources import Receiver
 from .validation import Invalid, check_content_type, parse_batch
 
 log = logging.getLogger(__name__)
+SHOWN_PATH = 100  # characters of an unknown address its 404 repeats
 
 
 @view_config(context=Receiver, name="submit", request_method="POST", renderer="json")
@@ -48,7 +49,10 @@ def stats(context, request):
 @notfound_view_config(renderer="json")
 def not_found(request):
     request.response.status_int = 404
-    return {"error": f"nothing here: {request.method} {request.path}; POST batches to /submit"}
+    path = request.path
+    if len(path) > SHOWN_PATH:  # an answer is no bigger than the address is long, not 60 KB
+        path = path[:SHOWN_PATH] + "…"
+    return {"error": f"nothing here: {request.method} {path}; POST batches to /submit"}
 
 
 @exception_view_config(HTTPBadRequest, renderer="json")

@@ -295,6 +295,11 @@ def test_an_unknown_address_is_a_json_404(app):
     assert answer.json == {"error": "nothing here: POST /submitt; POST batches to /submit"}
 
 
+def test_a_long_unknown_address_is_not_repeated_whole(app):
+    answer = app.get("/" + "x" * 60_000, status=404)
+    assert answer.json == {"error": f"nothing here: GET /{'x' * 99}…; POST batches to /submit"}
+
+
 def test_a_failure_is_a_json_500_and_stores_nothing(tmp_path, app):
     post(app, [record()], 200)
     data_fs = tmp_path / "receiver.fs"
