@@ -4,12 +4,10 @@ ConflictError), the user-count records must agree with the number of users, no r
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import pytest
 import requests
 import transaction
-import waitress
 from ZODB import DB
 from zodburi import resolve_uri
 
@@ -71,18 +69,6 @@ def check_database(root):
     languages = {r.value for r in records if r.key == "user.preferences.language"}
     assert languages == set(LANGUAGES[:CLIENTS])
     assert store.counts()["all"] == len(records)
-
-
-@contextmanager
-def waitress_serving(app, threads=8):
-    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=threads)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.effective_port}"
-    finally:
-        server.close()
-        thread.join(timeout=5)
 
 
 def test_threads_through_waitress_on_one_filestorage(make_app):
