@@ -51,6 +51,7 @@ FILES = Files()
 
 def includeme(config):
     config.include(".rendering")
+    config.include(".admin_telemetry")
     config.add_static_view(
         "static",
         "fftelemetry:static",

@@ -6,6 +6,7 @@ prefetch could trigger) and redirects back with a flash saying what actually hap
 
 import functools
 import json
+import threading
 
 from pyramid.httpexceptions import HTTPBadRequest, HTTPSeeOther
 from pyramid.renderers import render
@@ -129,15 +130,33 @@ def back_to_records(request, context):
 # -- actions --------------------------------------------------------------------------------
 
 
+ALREADY_RUNNING = (
+    "A submission is already running on this server; this press sent nothing more. Its result "
+    "will be in the submission log on the status page when it ends."
+)
+
+
 @view_config(context=RecordsView, name="submit", request_method="POST")
 def submit(context, request):
     """Send pending records now. The sender commits in transactions of its own, so this view
-    writes nothing to the database itself; the redirect lets the next GET see the result."""
+    writes nothing to the database itself; the redirect lets the next GET see the result.
+
+    One at a time in this app: a second press (or a second admin) would send the same pending
+    batches again in parallel, holding another worker thread and more of the database's
+    connections for as long, only for the receiver to drop them as duplicates. So it does not
+    wait either: it says so and returns. A run in another process (cron's) is not excluded; two
+    runs at once are correct anyway (see the sender), this only avoids the waste."""
     settings = request.app_settings
+    running = request.registry.submission_running
     if not settings.send_telemetry:  # the sender refuses too; this says why in plain words
         request.session.flash(f"Not sent: {why_off(settings)}", "error")
+    elif not running.acquire(blocking=False):
+        request.session.flash(ALREADY_RUNNING, "info")
     else:
-        outcome = submit_pending(get_connection(request).db(), settings)
+        try:  # released whatever happens: a request pyramid_retry reruns must find it free
+            outcome = submit_pending(get_connection(request).db(), settings)
+        finally:
+            running.release()
         request.session.flash(outcome.message(), "info" if outcome.ok else "error")
     return back_to_records(request, context)
 
@@ -241,3 +260,8 @@ def export(context, request):
     response.app_iter = export_chunks(get_connection(request).db(), which)
     response.content_disposition = f'attachment; filename="fftelemetry-{which}-records.json"'
     return response
+
+
+def includeme(config):
+    # Per app, not per module: two apps in one process (the tests) must not share it.
+    config.registry.submission_running = threading.Lock()

@@ -1,12 +1,15 @@
 """/admin/telemetry and /admin/telemetry/view in the browser, as anonymous, user and admin."""
 
 import json
+import threading
 from datetime import UTC, datetime
 
 import pytest
 
 from fftelemetry import catalog
 from fftelemetry.resources.store import SubmissionResult
+from tests.conftest import STUB_UUID, Stub, serving
+from tests.functional.conftest import ADMIN_EMAIL, PASSWORD
 
 STATUS = "/admin/telemetry"
 RECORDS = "/admin/telemetry/view"
@@ -376,6 +379,85 @@ def test_submit_sends_everything_pending(make_site, receiver):
     assert len(uuids) == -(-total // 3) and "" not in uuids  # each batch has its reference
     again = admin.get(RECORDS).forms["submit-form"].submit().follow()
     assert "Nothing to send" in flash(again)
+
+
+def submit_now(browser):
+    return browser.get(RECORDS).forms["submit-form"].submit(status=303).follow()
+
+
+def submitting(browser):
+    """submit_now(browser) in a thread of its own: (thread, pages), the page there once it ends."""
+    pages = []
+    thread = threading.Thread(target=lambda: pages.append(submit_now(browser)), daemon=True)
+    thread.start()
+    return thread, pages
+
+
+def signed_in(site, email):
+    """Another browser, signed in as `email` (a second admin's, or a second window's)."""
+    browser = site.browser()
+    form = browser.get("/login").forms["login"]
+    form["email"], form["password"] = email, PASSWORD
+    form.submit(status=303)
+    return browser
+
+
+class HeldStub(Stub):
+    """A Stub that holds every answer until `release` is set; `posts` counts the requests that
+    came, answered or not, and `arrived` is set by the first."""
+
+    def __init__(self):
+        super().__init__()
+        self.posts, self.arrived, self.release = 0, threading.Event(), threading.Event()
+
+    def __call__(self, environ, start_response):
+        self.posts += 1
+        self.arrived.set()
+        self.release.wait(30)  # not for ever: a failing test still ends
+        return super().__call__(environ, start_response)
+
+
+ALREADY_RUNNING = "A submission is already running on this server; this press sent nothing more."
+
+
+def test_a_press_while_a_submission_runs_sends_nothing_and_does_not_wait(make_site):
+    receiver = HeldStub()
+    with serving(receiver) as url:
+        site = make_site(**{"fftelemetry.telemetry_url": url})
+        admin = site.register(ADMIN_EMAIL)
+        other = signed_in(site, ADMIN_EMAIL)
+        site.seed(3)
+        pending = site.counts()["pending"]
+        try:
+            first, first_pages = submitting(admin)
+            assert receiver.arrived.wait(10), "the first press posts its batch"
+            second, second_pages = submitting(other)
+            second.join(10)
+            assert not second.is_alive(), "the second press must not wait for the first"
+            assert first.is_alive() and receiver.posts == 1  # the first still held; no second
+            assert ALREADY_RUNNING in flash(second_pages[0])
+            assert second_pages[0].html.select_one(".flash .info")  # news, not an error
+            assert site.counts()["pending"] == pending
+        finally:
+            receiver.release.set()
+        first.join(10)
+        assert f"Sent {pending} records; the receiver's reference is {STUB_UUID}." in flash(
+            first_pages[0]
+        )
+        assert site.counts() == {"all": pending, "pending": 0, "submitted": pending}
+        assert len(receiver.requests) == 1
+
+        site.seed(2, start=2000)  # over: the next press runs as ever
+        assert "Sent 2 records" in flash(submit_now(other))
+        assert len(receiver.requests) == 2
+
+
+def test_a_failed_submission_does_not_hold_up_the_next_press(make_site, closed_port_url):
+    site = make_site(**{"fftelemetry.telemetry_url": closed_port_url})
+    admin = site.register(ADMIN_EMAIL)
+    failed = f"Nothing was sent: cannot connect to {closed_port_url}/submit"
+    assert failed in flash(submit_now(admin))
+    assert failed in flash(submit_now(admin))  # tried again, not "already running"
 
 
 # -- preview and export ---------------------------------------------------------------------------
