@@ -169,6 +169,7 @@ def test_an_administrator_in_a_browser(browser, make_app, receiver):
         assert page.count(batches[0]) == 1 + 4  # the flash message, then each row
         assert receiver.stats()["records"] == 4
         shoot(browser, "03-records-submitted")
+        assert browser.execute_script(CUT_MID_WORD) == []
 
         form = browser.find_element(By.ID, "delete-submitted-form")
         form.find_element(By.NAME, "confirm").click()
@@ -204,6 +205,7 @@ def test_every_page_fits_a_phone(phone, make_app, receiver):
             width = phone.execute_script("return document.documentElement.scrollWidth")
             assert width <= 375, f"{path} is {width} px wide on a 375 px phone"
             assert phone.execute_script(KEYBOARD_CANNOT_SCROLL) == [], path
+            assert phone.execute_script(CUT_MID_WORD) == [], path
 
 
 # What scrolls sideways and cannot be reached with the keyboard: neither focusable itself nor
@@ -215,4 +217,18 @@ return Array.from(document.querySelectorAll("body *")).filter(function (el) {
   return (overflow === "auto" || overflow === "scroll") && el.scrollWidth > el.clientWidth
     && !(el.tabIndex >= 0 && el.matches(focusable)) && !el.querySelector(focusable);
 }).map(function (el) { return el.outerHTML.slice(0, 80); });
+"""
+
+
+# Keys and record types broken over two lines ("featur|e", "config.default_langu|age"): text
+# on more than one line has more than one box. Returns the text of each, and fails if a page
+# that should have keys has none to check.
+CUT_MID_WORD = """
+var words = document.querySelectorAll("table.catalog code, table.records code.key, td.type");
+if (document.querySelector("table.records, table.catalog") && !words.length) return ["none"];
+return Array.from(words).filter(function (el) {
+  var range = document.createRange();
+  range.selectNodeContents(el);
+  return range.getClientRects().length > 1;
+}).map(function (el) { return el.textContent; });
 """
