@@ -11,7 +11,7 @@ from urllib.parse import unquote_to_bytes
 
 import pyramid_tm
 from pyramid.decorator import reify
-from pyramid.httpexceptions import HTTPBadRequest
+from pyramid.httpexceptions import HTTPBadRequest, HTTPNotFound
 from pyramid.request import Request
 from webob.cookies import parse_cookie
 
@@ -62,6 +62,16 @@ def reject_undecodable_address(event):
             request.GET  # noqa: B018
     except UnicodeDecodeError:
         raise HTTPBadRequest("the address is not valid UTF-8") from None
+
+
+def no_subpath(event):
+    """A ContextFound subscriber: traversal hands a view the segments past its name as a
+    subpath, which no view here (the app's or the receiver's) takes. /preferences/foo is a 404,
+    not the preferences page under another address, and a batch POSTed to the receiver's
+    /submit/foo is not stored."""
+    request = event.request
+    if request.subpath and request.matched_route is None:  # static files come by route
+        raise HTTPNotFound()
 
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")

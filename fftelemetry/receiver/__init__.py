@@ -8,11 +8,11 @@ sending side collects by, stores the batch and answers `200 {"uuid": "<uuid4>"}`
 import threading
 
 from pyramid.config import Configurator
-from pyramid.events import NewRequest
+from pyramid.events import ContextFound, NewRequest
 from pyramid.renderers import JSON
 
 from .. import require_database
-from ..request import reject_undecodable_address
+from ..request import no_subpath, reject_undecodable_address
 from ..shutdown import close_on_exit
 from .resources import root_factory
 
@@ -73,5 +73,6 @@ def main(global_config, **settings):
         # Compact JSON, so the sender's log line reads `{"uuid":"..."}`.
         config.add_renderer("json", JSON(separators=(",", ":")))
         config.add_subscriber(reject_undecodable_address, NewRequest)
+        config.add_subscriber(no_subpath, ContextFound)
         config.scan(".views")
     return config.make_wsgi_app()

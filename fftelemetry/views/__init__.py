@@ -2,10 +2,9 @@
 
 from pyramid.csrf import get_csrf_token
 from pyramid.events import BeforeRender, ContextFound, NewRequest
-from pyramid.httpexceptions import HTTPNotFound
 from pyramid.security import NO_PERMISSION_REQUIRED
 
-from ..request import reject_undecodable_address, reject_undecodable_form
+from ..request import no_subpath, reject_undecodable_address, reject_undecodable_form
 
 
 def add_template_globals(event):
@@ -24,14 +23,6 @@ def pop_flash(session, queue):
     """The queue's messages, emptied. Only a queue that holds some is popped: popping marks the
     session changed, and a changed session is re-signed and re-sent as a cookie."""
     return session.pop_flash(queue) if session.peek_flash(queue) else []
-
-
-def no_subpath(event):
-    """Traversal hands a view the segments past its name as a subpath, which no page here takes:
-    /preferences/foo is a 404, not the preferences page under another address."""
-    request = event.request
-    if request.subpath and request.matched_route is None:  # static files come by route
-        raise HTTPNotFound()
 
 
 class Files:

@@ -47,8 +47,12 @@ def record(**fields):
 
 
 def post(app, body, status):
+    return post_to(app, "/submit", body, status)
+
+
+def post_to(app, path, body, status):
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return app.post("/submit", data, content_type="application/json", status=status)
+    return app.post(path, data, content_type="application/json", status=status)
 
 
 def test_a_valid_batch_is_stored_and_answered_with_a_uuid(app):
@@ -293,6 +297,16 @@ def test_submit_takes_only_post(app):
 def test_an_unknown_address_is_a_json_404(app):
     answer = app.post("/submitt", b"[]", status=404)
     assert answer.json == {"error": "nothing here: POST /submitt; POST batches to /submit"}
+
+
+def test_an_address_past_submit_or_stats_is_a_404_and_stores_nothing(app):
+    # Traversal handed /submit/x to /submit (x as its subpath): such a batch was stored.
+    answer = post_to(app, "/submit/x", [record()], 404)
+    assert answer.json == {"error": "nothing here: POST /submit/x; POST batches to /submit"}
+    assert app.get("/stats/x", status=404).json["error"].startswith("nothing here: GET /stats/x")
+    assert app.get("/stats").json == {"records": 0, "batches": 0}
+    post_to(app, "/submit/", [record()], 200)  # a trailing slash is no other address
+    assert app.get("/stats/").json == {"records": 1, "batches": 1}
 
 
 def test_a_long_unknown_address_is_not_repeated_whole(app):
