@@ -46,6 +46,17 @@ def stats(context, request):
     return context.stats()
 
 
+# No request_method, as submit_takes_post: Pyramid tries the view with more predicates first,
+# so this one gets only the methods `stats` does not take (they were a 404, "nothing here").
+@view_config(context=Receiver, renderer="json")
+@view_config(context=Receiver, name="stats", renderer="json")
+def stats_take_get(context, request):
+    request.response.status_int = 405
+    # Pyramid's request_method="GET" takes HEAD too (WebOb answers it without the body)
+    request.response.allow = ("GET", "HEAD")
+    return {"error": f"GET /{request.view_name} for the counts; POST batches to /submit"}
+
+
 @notfound_view_config(renderer="json")
 def not_found(request):
     request.response.status_int = 404

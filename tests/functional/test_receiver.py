@@ -294,6 +294,46 @@ def test_submit_takes_only_post(app):
     assert answer.headers["Allow"] == "POST"
 
 
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+ADDRESSES = {  # address: (the methods it takes, what a 405 there says)
+    "/": ("GET, HEAD", "GET / for the counts; POST batches to /submit"),
+    "/stats": ("GET, HEAD", "GET /stats for the counts; POST batches to /submit"),
+    "/submit": ("POST", "POST a JSON array of records to /submit"),
+}
+
+
+def send(app, method, path):
+    request = webob.Request.blank(path, method=method, body=json.dumps([record()]).encode())
+    request.content_type = "application/json"
+    return request.get_response(app.app)
+
+
+@pytest.mark.parametrize("path", sorted(ADDRESSES))
+def test_every_address_answers_a_method_it_does_not_take_with_a_json_405(app, path):
+    """PUT /stats, DELETE / and the like were a 404, as if there were nothing at the address.
+    Allow is the truth: each method it names is served."""
+    allowed, error = ADDRESSES[path]
+    for method in METHODS:
+        answer = send(app, method, path)
+        if method in allowed.split(", "):
+            assert answer.status_int == 200, method
+            continue
+        assert answer.status_int == 405, method
+        assert answer.headers["Allow"] == allowed
+        if method != "HEAD":  # an answer to HEAD has no body
+            assert answer.json == {"error": error}
+    stored = 1 if "POST" in allowed else 0  # the one POST that was taken
+    assert app.get("/stats").json == {"records": stored, "batches": stored}
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE"])
+@pytest.mark.parametrize("path", ["/nope", "/stats/x", "/submit/x"])
+def test_an_unknown_address_stays_a_404_whatever_the_method(app, path, method):
+    answer = send(app, method, path)
+    assert answer.status_int == 404
+    assert answer.json == {"error": f"nothing here: {method} {path}; POST batches to /submit"}
+
+
 def test_an_unknown_address_is_a_json_404(app):
     answer = app.post("/submitt", b"[]", status=404)
     assert answer.json == {"error": "nothing here: POST /submitt; POST batches to /submit"}
