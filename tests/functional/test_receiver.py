@@ -158,6 +158,25 @@ REFUSED = {
         [record(id=(same := uuid.uuid4()).hex), record(id=str(same))],
         400, 1, "id", "the same id as record 0",
     ),
+    # RFC 8259, 8.1: UTF-8 only; json.loads(bytes) took these, guessing the encoding
+    **{
+        f"in {encoding}": (
+            json.dumps([record()]).encode(encoding), 400, None, None,
+            f"the body is {encoding[:6].upper()}, not UTF-8 (RFC 8259, section 8.1)",
+        )
+        for encoding in ("utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be")
+    },
+    "a UTF-8 byte order mark": (
+        json.dumps([record()]).encode("utf-8-sig"), 400, None, None, "starts with a byte order mark"
+    ),
+    "not UTF-8": (
+        b'[{"value": "3.11.7\xff"}]', 400, None, None,
+        "the body is not valid UTF-8 (byte 0xff at offset 18)",
+    ),
+    "an encoded surrogate": (  # invalid UTF-8 that json.loads(bytes) read as U+D800
+        json.dumps([record(value="3.11.7")]).encode().replace(b"3.11.7", b"\xed\xa0\x80"),
+        400, None, None, "the body is not valid UTF-8 (byte 0xed at offset",
+    ),
     "too many records": ([record() for _ in range(6)], 413, None, None, "at most 5 records"),
     "too large": ([record(value="3.11.7", pad="x" * 5000)], 413, None, None, "larger than"),
 }
@@ -214,6 +233,14 @@ def test_a_body_not_sent_as_json_is_a_json_415_and_nothing_is_stored(app, conten
 def test_json_with_a_charset_is_taken(app, content_type):
     app.post("/submit", json.dumps([record()]), content_type=content_type, status=200)
     assert app.get("/stats").json == {"records": 1, "batches": 1}
+
+
+def test_a_charset_parameter_does_not_make_utf16_json(app):
+    # RFC 8259, 11: the parameter "really has no effect on compliant recipients"
+    body = json.dumps([record()]).encode("utf-16")
+    answer = app.post("/submit", body, content_type="application/json; charset=utf-16", status=400)
+    assert answer.json == {"error": "the body is UTF-16, not UTF-8 (RFC 8259, section 8.1)"}
+    assert app.get("/stats").json == {"records": 0, "batches": 0}
 
 
 def test_a_batch_at_the_limits_is_taken(app):
