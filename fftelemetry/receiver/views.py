@@ -12,7 +12,7 @@ from .resources import Receiver
 from .validation import Invalid, check_content_type, parse_batch
 
 log = logging.getLogger(__name__)
-SHOWN_PATH = 100  # characters of an unknown address its 404 repeats
+SHOWN = 100  # characters of an unknown address (and of its method) a 404 repeats
 
 
 @view_config(context=Receiver, name="submit", request_method="POST", renderer="json")
@@ -60,10 +60,13 @@ def stats_take_get(context, request):
 @notfound_view_config(renderer="json")
 def not_found(request):
     request.response.status_int = 404
-    path = request.path
-    if len(path) > SHOWN_PATH:  # an answer is no bigger than the address is long, not 60 KB
-        path = path[:SHOWN_PATH] + "…"
-    return {"error": f"nothing here: {request.method} {path}; POST batches to /submit"}
+    # an answer is not as big as the request line is long (waitress takes 60 KB of it)
+    method, path = shortened(request.method), shortened(request.path)
+    return {"error": f"nothing here: {method} {path}; POST batches to /submit"}
+
+
+def shortened(text):
+    return text if len(text) <= SHOWN else text[:SHOWN] + "…"
 
 
 @exception_view_config(HTTPBadRequest, renderer="json")
