@@ -154,29 +154,28 @@ class Sources:
         return value
 
 
-def check_url(url):
+def check_url(url, setting):
     """Refuse at start-up a receiver URL the sender could never POST to: it would fail (or
-    POST elsewhere) at every run instead."""
-    shown = shown_url(url)
+    POST elsewhere) at every run instead. `setting` names it as the operator wrote it."""
     try:
         parts = parse_url(url)
         if parts.host and not parts.host.startswith("["):
             parts.host.encode("idna")  # what connecting does: no empty or over-long label
     except (LocationParseError, UnicodeError):
-        raise SettingsError(f"TELEMETRY_URL={shown!r} is not a valid URL") from None
+        raise SettingsError(f"{setting} is not a valid URL") from None
     if not parts.host:
-        raise SettingsError(f"TELEMETRY_URL={shown!r} names no host")
+        raise SettingsError(f"{setting} names no host")
     if parts.port == 0:
-        raise SettingsError(f"TELEMETRY_URL={shown!r} is not a valid URL")
+        raise SettingsError(f"{setting} is not a valid URL")
     try:  # what requests does with them: Basic auth, in Latin-1
         unquote(parts.auth or "").encode("latin-1")
     except UnicodeError:
         raise SettingsError(
-            f"TELEMETRY_URL={shown!r}: its user name and password must be Latin-1 characters"
+            f"{setting}: its user name and password must be Latin-1 characters"
         ) from None
     if parts.query is not None or parts.fragment is not None:
         raise SettingsError(
-            f"TELEMETRY_URL={shown!r} must not have a query or fragment: /submit is added to it"
+            f"{setting} must not have a query or fragment: /submit is added to it"
         )
 
 
@@ -220,16 +219,16 @@ def load(ini, global_config=None, environ=None):
     if do_not_track(dnt.value):
         send, send_source, in_environment = False, "DO_NOT_TRACK", dnt.source == "environment"
 
-    url = sources.lookup("TELEMETRY_URL", "fftelemetry.telemetry_url").value
-    url = (url or DEFAULT_TELEMETRY_URL).strip().rstrip("/")
-    scheme, sep, rest = url.partition("://")
-    if sep:  # HTTPS://host works as well as https://host
-        url = scheme.lower() + sep + rest
-    if not url.startswith(("http://", "https://")):
-        raise SettingsError(
-            f"TELEMETRY_URL={shown_url(url)!r} must start with http:// or https://"
-        )
-    check_url(url)
+    found = sources.lookup("TELEMETRY_URL", "fftelemetry.telemetry_url")
+    given = (found.value or DEFAULT_TELEMETRY_URL).strip()
+    # errors name the setting, and show the value, as the operator wrote them
+    name = "fftelemetry.telemetry_url" if found.source == "ini" else "TELEMETRY_URL"
+    setting = f"{name}={shown_url(given)!r}"
+    scheme, sep, rest = given.partition("://")
+    if not sep or scheme.lower() not in ("http", "https"):  # HTTPS://host will do too
+        raise SettingsError(f"{setting} must start with http:// or https://")
+    url = f"{scheme.lower()}://{rest.rstrip('/')}"
+    check_url(url, setting)
 
     secret = sources.lookup("FFTELEMETRY_SECRET", "fftelemetry.session_secret").value
     if not secret:

@@ -185,6 +185,19 @@ def test_a_url_the_sender_could_never_use_stops_start_up(url, reason):
         load(environ={"TELEMETRY_URL": url})
 
 
+def test_a_bad_url_is_named_and_shown_as_the_operator_wrote_it():
+    # "'http:' must start with http://" (the slashes taken off first); an ini setting named
+    # by the environment variable's name
+    with pytest.raises(SettingsError, match=r"^TELEMETRY_URL='http://' names no host$"):
+        load(environ={"TELEMETRY_URL": "http://"})
+    with pytest.raises(
+        SettingsError, match=r"^fftelemetry.telemetry_url='ftp://h/' must start with http://"
+    ):
+        load(ini={"fftelemetry.telemetry_url": "ftp://h/"})
+    with pytest.raises(SettingsError, match=r"^TELEMETRY_URL='http://h:0' is not a valid URL"):
+        load(ini={"fftelemetry.telemetry_url": "http://x"}, environ={"TELEMETRY_URL": "http://h:0"})
+
+
 def test_a_password_in_the_url_is_never_in_the_error():
     with pytest.raises(SettingsError) as info:
         load(environ={"TELEMETRY_URL": "http://alice:s3cret@telemetry..example.org"})
