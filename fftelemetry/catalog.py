@@ -100,7 +100,7 @@ ENTRIES = (
     Entry(
         "system.users.count",
         FEATURE,
-        "a new user registers",
+        "a new user registers, or create-user makes an account",
         "How many users this installation has.",
         _count,
     ),
