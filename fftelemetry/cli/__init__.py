@@ -4,4 +4,4 @@ COMMAND_NAMES is the CLI's own list of sub-commands. It lives here, free of impo
 telemetry catalog validates `system.command.*` values against it.
 """
 
-COMMAND_NAMES = ("cron", "instructions", "create-user", "status")
+COMMAND_NAMES = ("cron", "instructions", "create-user", "status", "pack")

@@ -25,7 +25,7 @@ def load_app(config_uri):
     try:
         setup_logging(config_uri)
         _quiet_zeo_unless_configured()
-        with _quiet("zc.lockfile"):  # it logs a traceback before raising; we say it in one line
+        with quiet("zc.lockfile"):  # it logs a traceback before raising; we say it in one line
             return get_app(config_uri)
     except SystemExit as exc:  # fftelemetry.main refusing a setting or no ZEO: already one line
         raise ConfigProblem(str(exc.code).removeprefix("fftelemetry: ")) from None
@@ -62,7 +62,7 @@ def one_line(exc):
 
 
 @contextmanager
-def _quiet(logger_name):
+def quiet(logger_name):
     logger = logging.getLogger(logger_name)
     before = logger.disabled
     logger.disabled = True

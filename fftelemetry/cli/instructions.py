@@ -77,31 +77,38 @@ def install_text(config_uri, has_users):
         f"       {shown}fftelemetry create-user {config_uri} --email you@example.org --admin"
     ]
     steps += [
-        "Add the daily cron line that submits telemetry once a week (see "
-        f"scripts/crontab.example):\n       {cron_line(config_uri)}",
+        "Add the daily cron line that submits telemetry once a week, and the weekly one that "
+        "packs the database (deleted records leave its file only then; "
+        f"see scripts/crontab.example):\n       {cron_line(config_uri)}"
+        f"\n       {cron_line(config_uri, 'pack', WEEKLY)}",
         f"Start the application: {shown}pserve {config_uri}",
     ]
     numbered = "\n".join(f"  {number}. {step}" for number, step in enumerate(steps, 1))
     return f"fftelemetry {__version__} is installed.\n\nNext steps:\n{numbered}\n"
 
 
-def cron_line(config_uri):
-    """The crontab line for this config. cron starts in the home folder with a bare PATH, so
-    the line goes to the ini's folder and names the command by its full path. Its output (a
-    few INFO lines every day) goes to a log file, not to a daily cron mail: to var/ when the
-    ini's folder has one (as the shipped inis keep their database there), else beside the ini;
-    to neither if this user may not write there."""
+DAILY = "17 4 * * *"
+WEEKLY = "47 4 * * 0"  # Sundays, after the daily run
+
+
+def cron_line(config_uri, command_name="cron", when=DAILY):
+    """The crontab line that runs `fftelemetry COMMAND_NAME` for this config `when`. cron
+    starts in the home folder with a bare PATH, so the line goes to the ini's folder and names
+    the command by its full path. Its output (a few INFO lines every day) goes to a log file,
+    not to a daily cron mail: to var/ when the ini's folder has one (as the shipped inis keep
+    their database there), else beside the ini; to neither if this user may not write there."""
     ini = Path(config_path(config_uri)).resolve()
     _, hash_mark, section = config_uri.partition("#")
     command = installed_command()
     if not command.exists():  # run as `python -m` from elsewhere: whatever the shell finds
         command = shutil.which("fftelemetry") or "fftelemetry"
     config = shlex.quote(ini.name + hash_mark + section)
-    line = f"cd {shlex.quote(str(ini.parent))} && {shlex.quote(str(command))} cron {config}"
+    line = f"cd {shlex.quote(str(ini.parent))} && {shlex.quote(str(command))} {command_name}"
+    line += f" {config}"
     log = _cron_log(ini.parent)
     if log:  # a log sh cannot open would stop the command itself: then cron mails the output
         line += f" >> {log} 2>&1"
-    return "17 4 * * *  " + line.replace("%", "\\%")  # cron reads a bare % as a new line
+    return f"{when}  " + line.replace("%", "\\%")  # cron reads a bare % as a new line
 
 
 def _cron_log(folder):

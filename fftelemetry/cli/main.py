@@ -14,7 +14,7 @@ import sys
 
 from ..failures import CANNOT_WRITE
 from ..scripting import close_databases, run_in_transaction
-from . import COMMAND_NAMES, create_user, cron, instructions, status
+from . import COMMAND_NAMES, create_user, cron, instructions, pack, status
 from .bootstrap import load_app
 from .errors import CommandError, ConfigProblem
 
@@ -25,6 +25,7 @@ COMMANDS = {
     "instructions": instructions,
     "create-user": create_user,
     "status": status,
+    "pack": pack,
 }
 assert tuple(COMMANDS) == COMMAND_NAMES, "keep COMMAND_NAMES (the catalog's list) in sync"
 
@@ -40,7 +41,8 @@ def build_parser():
         sub.add_argument(
             "config_uri", metavar="CONFIG_URI", help="the ini file, e.g. development.ini"
         )
-        sub.set_defaults(run=module.run)
+        # a command may say in its own words what a write error left behind (see cannot_write)
+        sub.set_defaults(run=module.run, cannot_write=getattr(module, "cannot_write", cannot_write))
     return parser
 
 
@@ -81,7 +83,7 @@ def run_loaded(args):
     except BrokenPipeError:
         raise  # stdout, not the database: see main()
     except CANNOT_WRITE as exc:  # a full disk, say: the transaction is aborted whole
-        print(f"fftelemetry {args.command}: {cannot_write(exc)}", file=sys.stderr)
+        print(f"fftelemetry {args.command}: {args.cannot_write(exc)}", file=sys.stderr)
         write_failed = True
         return 1
     finally:

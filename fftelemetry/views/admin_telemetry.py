@@ -175,6 +175,14 @@ def why_off(settings):
     )
 
 
+# ZODB keeps every revision until the database is packed: a delete only makes records
+# unreachable, and their keys and values stay in the database file.
+UNTIL_PACKED = (
+    "The deleted records remain in the database file's history until it is packed: run "
+    "fftelemetry pack (weekly in scripts/crontab.example)."
+)
+
+
 def confirmed(request, count):
     """The box ticked, for as many records as there are: the form says how many the page
     showed, and records that came since (a registration, a cron run) were not agreed to."""
@@ -197,7 +205,7 @@ def delete_all(context, request):
         deleted = context.store.delete_all()
         request.session.flash(
             f"Deleted {records_word(deleted)}, pending and submitted. This is a fresh start: "
-            "facts that were sent before will be collected and sent again.",
+            "facts that were sent before will be collected and sent again. " + UNTIL_PACKED,
             "info",
         )
     return back_to_records(request, context)
@@ -211,7 +219,7 @@ def delete_submitted(context, request):
         request.session.flash(
             f"Deleted {records_word(deleted)} already submitted; "
             f"{records_word(pending)} still pending. Facts that were sent are remembered, "
-            "so they are not sent again.",
+            "so they are not sent again. " + UNTIL_PACKED,
             "info",
         )
     return back_to_records(request, context)

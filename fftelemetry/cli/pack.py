@@ -1,0 +1,88 @@
+"""`fftelemetry pack [--days N]`: pack the database, so that what was deleted leaves its file.
+
+ZODB never overwrites: every commit is appended to the storage, and the revisions it replaced
+stay there. Records deleted on the records page are out of reach but still in Data.fs, keys and
+values, and the file only grows. A pack copies what is current (and, with --days, the history of
+the last N days) to a new file, which then replaces the old one. Meant for a weekly crontab line.
+"""
+
+import argparse
+
+from pyramid_zodbconn import get_connection
+from ZODB.FileStorage import FileStorage
+
+from ..scripting import request_environment
+from .bootstrap import quiet
+from .instructions import database_driver
+
+HELP = "pack the database: drop the history of old revisions, deleted records included"
+
+MAX_DAYS = 36500  # a pack time before 1900 is no time ZODB can name
+
+
+def days(text):
+    # int() would take " 7", "+7" and other scripts' digits too
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_DAYS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 0 to {MAX_DAYS}")
+    return int(text)
+
+
+def add_arguments(parser):
+    parser.add_argument(
+        "--days",
+        type=days,
+        default=0,
+        metavar="N",
+        help="keep the history of the last N days (default 0: none, so nothing deleted stays "
+        "in the file). Kept history lets you recover a mistaken change, a delete say, with "
+        "ZODB's tools, and lets a long read that began before the pack (an export, another "
+        "process's) finish; but what was deleted in those days stays in the file until a "
+        "later pack drops it.",
+    )
+
+
+def run(registry, args):
+    with request_environment(registry) as env:
+        db = get_connection(env["request"]).db()
+    storage = db.storage
+    if isinstance(storage, FileStorage):
+        # FileStorage keeps the file from before the pack as Data.fs.old by default: every
+        # deleted record would stay on disk in it.
+        storage.pack_keep_old = False
+    before = db.getSize()
+    with quiet("ZODB.DB"):  # it logs a traceback before raising; main says it in one line
+        db.pack(days=args.days)
+    print(f"Packed {where(db)}: {before:,} bytes before, {db.getSize():,} after; "
+          f"{kept(args.days)}.{server_note(db)}")
+    return 0
+
+
+def cannot_write(exc):
+    """What main says when the pack fails (a full disk, say): the storage replaces its file only
+    with a complete copy, and ZODB removes a half-written one."""
+    return (
+        f"the pack failed ({type(exc).__name__}: {exc}); the database file is replaced only "
+        "once its copy is complete, so nothing was lost"
+    )
+
+
+def where(db):
+    if isinstance(db.storage, FileStorage):
+        return db.storage.getName()
+    if database_driver(db) == "ZEO":
+        return "the ZEO server's database (sizes as the server reports them)"
+    return f"the database ({type(db.storage).__name__})"
+
+
+def kept(days):
+    if days == 0:
+        return "no history kept"
+    return f"the history of the last {days} day{'s' if days != 1 else ''} kept"
+
+
+def server_note(db):
+    """A ZEO server keeps the file from before the pack as Data.fs.old unless configured not
+    to (pack-keep-old); it is the server's file, out of this command's reach."""
+    if database_driver(db) != "ZEO":
+        return ""
+    return " The server may keep the file from before as Data.fs.old: see docs/telemetry.md."

@@ -1,0 +1,77 @@
+"""`fftelemetry pack` through ZEO while `pserve` serves: the ZEO server packs its own Data.fs, so
+records deleted on the records page leave it, and the running app goes on working."""
+
+import re
+import subprocess
+
+import pytest
+
+from .harness import (
+    BIN,
+    app_settings,
+    child_environment,
+    csrf_token,
+    free_port,
+    new_session,
+    post_form,
+    pserve,
+    runzeo,
+    write_server_ini,
+    zeo_uri,
+)
+
+pytestmark = pytest.mark.slow
+
+PASSWORD = "long enough password"
+RECORDS = "/admin/telemetry/view"
+
+
+def register(base, email):
+    session = new_session()
+    registered = post_form(session, f"{base}/register", {"email": email, "password": PASSWORD})
+    assert registered.status_code == 200, registered.text[:300]
+    return session
+
+
+def test_pack_through_zeo_drops_deleted_records_from_the_servers_file(tmp_path):
+    port = free_port()
+    settings = app_settings(zeo_uri(tmp_path), **{"fftelemetry.password_profile": "cheapest"})
+    ini = write_server_ini(tmp_path / "web.ini", settings, port)
+    data, old = tmp_path / "Data.fs", tmp_path / "Data.fs.old"
+    with runzeo(tmp_path), pserve(ini, port) as base:
+        admin = register(base, "owner@example.org")
+        for n in range(5):
+            register(base, f"user{n}@example.org")
+        deleted = [record["id"] for record in admin.get(f"{base}{RECORDS}/export.json").json()]
+        assert len(deleted) == 6  # users.count 1 to 6
+        page = admin.get(f"{base}{RECORDS}")
+        done = admin.post(f"{base}{RECORDS}/delete-all", data={
+            "confirm": "yes", "shown": "6", "csrf_token": csrf_token(page.text)})
+        assert "Deleted 6 records" in done.text and "until it is packed" in done.text
+        assert all(record_id.encode() in data.read_bytes() for record_id in deleted)
+
+        result = subprocess.run([str(BIN / "fftelemetry"), "pack", str(ini)],
+                                env=child_environment(), capture_output=True, text=True,
+                                timeout=60, check=False)
+
+        assert result.returncode == 0, result.stderr
+        line = re.fullmatch(
+            r"Packed the ZEO server's database \(sizes as the server reports them\): "
+            r"([\d,]+) bytes before, ([\d,]+) after; no history kept\. The server may keep the "
+            r"file from before as Data\.fs\.old: see docs/telemetry\.md\.\n",
+            result.stdout,
+        )
+        assert line, result.stdout
+        before, after = (int(size.replace(",", "")) for size in line.groups())
+        assert after == data.stat().st_size < before
+        content = data.read_bytes()
+        assert not any(record_id.encode() in content for record_id in deleted)
+        # runzeo -f keeps the file from before the pack, as the docs say (pack-keep-old)
+        assert all(record_id.encode() in old.read_bytes() for record_id in deleted)
+
+        # the running app goes on: the one record is the pack command's own first use
+        records = admin.get(f"{base}{RECORDS}/export.json").json()
+        assert [(r["key"], r["value"]) for r in records] == [("system.command.executed", "pack")]
+        register(base, "late@example.org")
+        records = admin.get(f"{base}{RECORDS}/export.json").json()
+        assert ("system.users.count", 7) in [(r["key"], r["value"]) for r in records]

@@ -1,0 +1,194 @@
+"""`fftelemetry pack` as a real subprocess on the app's real FileStorage: records deleted on the
+records page stay in Data.fs, keys and values, until the database is packed; then they are gone.
+
+A record's id (32 random hex digits, kept as text in the pickle) is what the tests look for in
+the file: it is in no other record, so finding it means the deleted record's bytes are there."""
+
+import os
+import re
+import subprocess
+
+import pytest
+
+from fftelemetry.scripting import close_databases
+from tests.conftest import file_size_limit
+from tests.functional.conftest import ADMIN_EMAIL, PASSWORD
+from tests.functional.test_admin_telemetry import RECORDS, flash, rows
+from tests.functional.test_cli import assert_one_line
+
+PACKED = re.compile(r"Packed (.+): ([\d,]+) bytes before, ([\d,]+) after; (.+)\.\n")
+
+
+def database_files(tmp_path):
+    """Data.fs and every file FileStorage keeps beside it (.old, .pack, .index, .tmp)."""
+    return sorted(tmp_path.glob("Data.fs*"))
+
+
+def ids_in(files, ids):
+    """The ids of `ids` found in any of `files`."""
+    content = b"".join(path.read_bytes() for path in files)
+    return {record_id for record_id in ids if record_id.encode() in content}
+
+
+def closed(site):
+    """Close the app's database, as a server stopped for the night would: a file:// FileStorage
+    lets one process at a time open it."""
+    close_databases(site.app.registry)
+
+
+def packed(result):
+    """(file, bytes before, bytes after, what was kept) from the command's one line."""
+    assert result.returncode == 0, result.stderr
+    match = PACKED.fullmatch(result.stdout)
+    assert match, result.stdout
+    name, before, after, kept = match.groups()
+    return name, int(before.replace(",", "")), int(after.replace(",", "")), kept
+
+
+def test_records_deleted_on_the_page_leave_the_file_only_when_packed(
+    tmp_path, make_site, write_ini, run_cli
+):
+    site = make_site()
+    admin = site.register(ADMIN_EMAIL)
+    deleted = site.seed(300, submitted=100)
+    form = admin.get(RECORDS).forms["delete-all-form"]
+    form["confirm"] = True
+    page = form.submit(status=303).follow()
+    assert "Deleted 304 records, pending and submitted." in flash(page)
+    assert "remain in the database file's history until it is packed" in flash(page)
+    assert "fftelemetry pack" in flash(page)
+    closed(site)
+    data = tmp_path / "Data.fs"
+    assert ids_in([data], deleted) == set(deleted)  # "deleted", yet every one is in the file
+
+    name, before, after, kept = packed(run_cli("pack", write_ini()))
+
+    assert (name, kept) == (str(data), "no history kept")
+    assert ids_in(database_files(tmp_path), deleted) == set()  # no Data.fs.old either
+    assert after == data.stat().st_size < before / 5
+
+    # the app works on the packed file: the one record is the pack command's own first use
+    site = make_site()
+    browser = site.browser()
+    form = browser.get("/login").forms["login"]
+    form["email"], form["password"] = ADMIN_EMAIL, PASSWORD
+    form.submit(status=303)
+    assert [row[3:5] for row in rows(browser.get(RECORDS))] == [
+        ["system.command.executed", "pack"]
+    ]
+    site.register("second@example.org")
+    assert ["system.users.count", "2"] in [row[3:5] for row in rows(browser.get(RECORDS))]
+
+
+def test_delete_submitted_says_the_records_stay_until_packed(site, admin):
+    site.seed(5, submitted=3)
+    form = admin.get(RECORDS).forms["delete-submitted-form"]
+    form["confirm"] = True
+    page = form.submit(status=303).follow()
+    assert "Deleted 3 records already submitted" in flash(page)
+    assert "remain in the database file's history until it is packed: run fftelemetry pack" in (
+        flash(page)
+    )
+
+
+def test_pack_with_days_keeps_the_recent_history(tmp_path, make_site, write_ini, run_cli):
+    site = make_site()
+    deleted = site.seed(50)
+    with site.store() as store:
+        store.delete_all()
+    closed(site)
+    ini = write_ini()
+    data = tmp_path / "Data.fs"
+
+    # the records were deleted a moment ago: within the last day, so the pack keeps them
+    _, before, after, kept = packed(run_cli("pack", ini, "--days", "1"))
+    assert kept == "the history of the last 1 day kept"
+    assert ids_in([data], deleted) == set(deleted)
+    assert after == before == data.stat().st_size
+
+    _, before, after, kept = packed(run_cli("pack", ini))
+    assert kept == "no history kept" and after < before
+    assert ids_in(database_files(tmp_path), deleted) == set()
+
+
+@pytest.mark.parametrize("days", ["-1", "1.5", "seven", " 7", "\u0663", "36501", ""])
+def test_a_bad_days_value_is_a_clear_error_and_changes_nothing(
+    tmp_path, make_site, write_ini, run_cli, days
+):
+    site = make_site()
+    site.seed(20)
+    with site.store() as store:
+        store.delete_all()
+    closed(site)
+    data = (tmp_path / "Data.fs").read_bytes()
+    result = run_cli("pack", write_ini(), f"--days={days}")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"fftelemetry pack: error: argument --days: {days!r} is not a whole number from 0 to 36500"
+    )
+    assert (tmp_path / "Data.fs").read_bytes() == data
+
+
+def test_a_pack_that_cannot_write_is_one_line_and_loses_nothing(
+    tmp_path, make_site, write_ini, run_cli, monkeypatch
+):
+    site = make_site()
+    site.seed(300, submitted=100)
+    with site.store() as store:
+        deleted = [record.id for _, record in store.page("submitted", size=1000)]
+        kept = [record.id for _, record in store.page("pending", size=1000)]
+        store.delete_submitted()
+    closed(site)
+    ini = write_ini()
+    # its first use is recorded now, so the failing run below has nothing else to write
+    assert packed(run_cli("pack", ini, "--days", "1"))[3] == "the history of the last 1 day kept"
+    data = tmp_path / "Data.fs"
+    before = data.read_bytes()
+
+    with file_size_limit(8192):  # the disk is full once the copy has 8 KiB
+        for name in [name for name in os.environ if name.startswith("COVERAGE_")]:
+            # not measured by coverage: its data file would hit the same limit on the way out
+            monkeypatch.delenv(name)
+        result = run_cli("pack", ini)
+
+    assert_one_line(
+        result, 1, "fftelemetry pack: the pack failed (OSError: [Errno 27] File too large)",
+        "nothing was lost",
+    )
+    assert data.read_bytes() == before
+    assert database_files(tmp_path) == [data, *(tmp_path / f"Data.fs.{end}" for end in
+                                                ("index", "lock", "tmp"))]  # no half copy
+    assert ids_in([data], kept + deleted) == set(kept + deleted)
+
+    # with room again the same pack goes through (and had more than 8 KiB to write)
+    _, _, after, _ = packed(run_cli("pack", ini))
+    assert after > 8192
+    assert ids_in(database_files(tmp_path), kept + deleted) == set(kept)
+    site = make_site()
+    assert site.counts() == {"all": 200 + 1, "pending": 200 + 1, "submitted": 0}  # + "pack"
+
+
+def test_install_instructions_give_a_weekly_pack_line_that_runs_under_cron(
+    tmp_path, make_site, write_ini, run_cli
+):
+    site = make_site()
+    deleted = site.seed(50)
+    with site.store() as store:
+        store.delete_all()
+    closed(site)
+    ini = write_ini()
+    (tmp_path / "var").mkdir()
+    shown = run_cli("instructions", "install", ini).stdout
+    line = re.search(r"^ +(47 4 \* \* 0  .*)$", shown, re.M).group(1)
+    assert " pack app.ini >> var/cron.log 2>&1" in line  # beside the daily cron line's log
+    # as cron runs it: from the home folder, with a bare PATH and nothing of ours around
+    cron = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home"), "SHELL": "/bin/sh"}
+    (tmp_path / "home").mkdir()
+    result = subprocess.run(["/bin/sh", "-c", line.removeprefix("47 4 * * 0  ")],
+                            cwd=tmp_path / "home", env=cron, capture_output=True, text=True,
+                            timeout=60, check=False)
+    log = (tmp_path / "var" / "cron.log").read_text()
+    assert result.returncode == 0, log
+    assert result.stdout == result.stderr == ""
+    assert f"Packed {tmp_path / 'Data.fs'}: " in log
+    assert ids_in(database_files(tmp_path), deleted) == set()
