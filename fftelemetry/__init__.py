@@ -8,7 +8,9 @@ from ZEO.Exceptions import ClientDisconnected
 
 from . import settings as app_settings
 from .request import use_app_request
-from .resources import root_factory
+from .resources import GENERATIONS, root_factory
+from .resources.generations import GenerationError
+from .scripting import close_databases, database
 from .shutdown import close_on_exit
 
 try:
@@ -25,6 +27,16 @@ def require_database(settings, program):
             f"{program}: no database: set zodbconn.uri in the ini (zeo://, file://; "
             "see development.ini)"
         )
+
+
+def bring_database_up_to_date(registry, generations, where, program):
+    """Stop, in one line, an app whose database a newer version has changed (no request may
+    write to it); evolve one of an older generation. pyramid_zodbconn has opened it."""
+    try:
+        generations.bring_up_to_date(database(registry), where)
+    except GenerationError as exc:
+        close_databases(registry)  # a FileStorage keeps its index, and its lock is released
+        raise SystemExit(f"{program}: {exc}") from None
 
 
 def not_a_lost_zeo_server(record):
@@ -51,10 +63,11 @@ def main(global_config, **settings):
         config.include(".retries")
         config.include("pyramid_tm")
         use_app_request(config)  # here, at the top level: see fftelemetry/request.py
+        where = global_config.get("__file__", "zodbconn.uri")
         try:
             config.include("pyramid_zodbconn")  # opens the database
+            bring_database_up_to_date(config.registry, GENERATIONS, where, "fftelemetry")
         except ClientDisconnected:
-            where = global_config.get("__file__", "zodbconn.uri")
             raise SystemExit(
                 f"fftelemetry: cannot reach the ZEO server named in {where}: is runzeo running?"
             ) from None

@@ -74,6 +74,11 @@ def databases(registry):
     return getattr(registry, "_zodb_databases", {}).values()
 
 
+def database(registry):
+    """The app's database (pyramid_zodbconn's primary one, `zodbconn.uri`)."""
+    return registry._zodb_databases[""]
+
+
 def close_databases(registry):
     """Close pyramid_zodbconn's databases (a FileStorage left open rebuilds its index later)."""
     for db in databases(registry):

@@ -32,12 +32,13 @@ STORAGE_KINDS = {
 }
 
 UPGRADE = """\
-fftelemetry is upgraded to {version}.
+fftelemetry is upgraded to {version}. Its database is of generation {generation}.
 
 Next steps:
   1. Read CHANGES.md for what is new.
-  2. Restart the application (the daily cron command needs nothing: each run starts afresh).
-     0.1.0 is the first release: its database needs no conversion.
+  2. Restart the application, and the receiver if you run one: each brings its database up to
+     date as it starts, as this command did (the daily cron command needs nothing: each run
+     starts afresh). A server left running refuses requests once its database is newer.
 """
 
 
@@ -52,13 +53,13 @@ def run(registry, args):
         request = env["request"]
         for key, value in system_facts(get_connection(request).db()).items():
             request.telemetry.collect(key, value)
-        return len(users_folder(request)) > 0
+        return len(users_folder(request)) > 0, env["root"].generation
 
-    has_users = run_in_transaction(registry, collect_facts)
+    has_users, generation = run_in_transaction(registry, collect_facts)
     if args.which == "install":
         print(install_text(args.config_uri, has_users=has_users))
     else:
-        print(UPGRADE.format(version=__version__))
+        print(UPGRADE.format(version=__version__, generation=generation))
     if settings.send_telemetry:
         print(
             f"Telemetry is on ({settings.send_telemetry_source}): the Python and OS version, "

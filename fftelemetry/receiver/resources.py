@@ -1,6 +1,7 @@
 """The receiver's persistent data: every record once, keyed by its id, and every batch.
 
-Class paths are stored in pickles: keep them stable.
+Class paths are stored in pickles: keep them stable, or write an evolve step
+(fftelemetry/resources/generations.py).
 """
 
 import uuid
@@ -12,7 +13,11 @@ from BTrees.OOBTree import OOBTree, OOTreeSet
 from persistent import Persistent
 from pyramid_zodbconn import get_connection
 
+from ..resources.generations import FIRST, Generations
+
 ROOT_KEY = "fftelemetry-receiver"
+# The layout of the receiver's database: its evolve steps, oldest first. None yet.
+GENERATIONS = Generations("fftelemetry receiver", ROOT_KEY, steps=[])
 
 
 class ReceivedRecord(NamedTuple):
@@ -53,8 +58,10 @@ class Receiver(Persistent):
 
     __name__ = None
     __parent__ = None
+    generation = FIRST  # of a root made before generations were recorded
 
     def __init__(self):
+        self.generation = GENERATIONS.current
         self.records = LOBTree()
         self.seen = OOTreeSet()
         self.batches = OOBTree()
@@ -105,4 +112,6 @@ def root_factory(request):
     receiver = zodb_root.get(ROOT_KEY)
     if receiver is None:
         receiver = zodb_root[ROOT_KEY] = Receiver()
+    else:
+        GENERATIONS.check(receiver)  # before a batch is stored
     return receiver

@@ -7,6 +7,7 @@ from pyramid.httpexceptions import HTTPBadRequest
 from pyramid.view import exception_view_config, notfound_view_config, view_config
 from ZODB.POSException import ConflictError
 
+from ..resources.generations import GenerationError
 from ..resources.store import utcnow
 from .resources import Receiver
 from .validation import Invalid, check_content_type, parse_batch
@@ -84,6 +85,14 @@ def still_conflicting(exc, request):
     log.warning("%s %s gave up: conflicting writes on every attempt", request.method, request.path)
     request.response.status_int = 503
     return {"error": "the receiver is busy; nothing was stored, send the batch again later"}
+
+
+@exception_view_config(GenerationError, renderer="json")
+def database_of_another_generation(exc, request):
+    """Another process (a newer receiver) has evolved the database since this one started."""
+    log.error("%s %s refused: %s", request.method, request.path, exc)
+    request.response.status_int = 503
+    return {"error": f"nothing was stored: {exc}"}
 
 
 @exception_view_config(Exception, retryable_error=False, renderer="json")

@@ -6,7 +6,7 @@
         └── telemetry         TelemetryAdmin: the status page; holds the TelemetryStore
             └── view          RecordsView: the records page and its actions (transient)
 
-Class paths are stored in pickles: keep them stable, or write a migration.
+Class paths are stored in pickles: keep them stable, or write an evolve step (generations.py).
 """
 
 from persistent import Persistent
@@ -15,10 +15,13 @@ from pyramid.request import RequestLocalCache
 from pyramid_zodbconn import get_connection
 
 from .folder import Folder
+from .generations import FIRST, Generations
 from .store import TelemetryStore
 from .users import Users
 
 ROOT_KEY = "fftelemetry"
+# The layout of this tree: its evolve steps, oldest first (see generations.py). None yet.
+GENERATIONS = Generations("fftelemetry", ROOT_KEY, steps=[])
 ADMIN_ROLE = "role:admin"
 # Permissions: every view needs one (the default is VIEW, see fftelemetry.security), so a view
 # added without thinking about security is still covered by the ACLs below.
@@ -28,6 +31,11 @@ ACCOUNT = "account"  # pages of one's own account: signed-in users
 
 class Root(Folder):
     __acl__ = [(Allow, Everyone, VIEW), (Allow, Authenticated, ACCOUNT)]
+    generation = FIRST  # of a root made before generations were recorded
+
+    def __init__(self):
+        super().__init__()
+        self.generation = GENERATIONS.current
 
 
 class Admin(Folder):
@@ -69,10 +77,13 @@ def _ensure(folder, name, factory):
 
 def appmaker(zodb_root):
     """The application root, creating what is missing (a new database, or one from an older
-    version that lacks a newer part of the tree)."""
+    version that lacks a newer part of the tree). A database of another generation is refused
+    before anything is written (GenerationError)."""
     root = zodb_root.get(ROOT_KEY)
     if root is None:
         root = zodb_root[ROOT_KEY] = Root()
+    else:
+        GENERATIONS.check(root)
     _ensure(root, "users", Users)
     admin = _ensure(root, "admin", Admin)
     _ensure(admin, "telemetry", TelemetryAdmin)

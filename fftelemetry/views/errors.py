@@ -1,6 +1,7 @@
 """Error pages: sign in first (anonymous), 403, 404, a stale form (bad CSRF token) or a query a
 page cannot use (400), 405 for a GET on a URL that only a form's POST may use, 503 when the
-database cannot write, cannot be reached or keeps conflicting, and 500 for anything else.
+database cannot write, cannot be reached, keeps conflicting or is of another generation, and 500
+for anything else.
 
 A response to an exception carries no session cookie (`set_on_exception=False` in
 fftelemetry.security): what the failed request put in the session (a sign-in, a "Welcome!") is
@@ -24,6 +25,7 @@ from ZODB.POSException import ConflictError, StorageError
 
 from ..failures import why_not_written
 from ..resources import RecordsView, Root
+from ..resources.generations import GenerationError
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +165,20 @@ def database_unavailable(exc, request):
     )
     response.retry_after = 30
     return response
+
+
+@exception_view_config(GenerationError)
+def database_of_another_generation(exc, request):
+    """Another process (a newer version) has evolved the database since this one started: the
+    root says so before anything is written. Drawn without the database (no signed-in user)."""
+    log.error("%s %s refused: %s", request.method, request.path, exc)
+    return error_page(
+        request,
+        503,
+        "Database of another version",
+        f"Nothing was changed: {exc}.",
+        user=None,
+    )
 
 
 # retryable_error=False (pyramid_retry's predicate): a conflict that will be retried is not

@@ -1,0 +1,310 @@
+"""Database generations on real FileStorages: a new database records the current one, a root
+from before generations counts as 1, a newer database stops the app, the receiver and every
+console command in one line without a byte written, and an older one is evolved step by step at
+start-up (the steps here are registered for the test only, and run by the real runner)."""
+
+import json
+
+import pytest
+import webtest
+from ZODB import DB
+from ZODB.FileStorage import FileStorage
+
+from fftelemetry.receiver import main as receiver_main
+from fftelemetry.receiver.resources import GENERATIONS as RECEIVER_GENERATIONS
+from fftelemetry.receiver.resources import ROOT_KEY as RECEIVER_KEY
+from fftelemetry.resources import GENERATIONS, ROOT_KEY, Admin
+from fftelemetry.scripting import close_databases, database
+from tests.functional.test_receiver import post, record
+
+NEWER = (
+    "the database named in {where} is of generation 99, but this {program} knows up to "
+    "generation 1 (a newer version has changed the database): upgrade fftelemetry again, or "
+    "restore a backup of the database made before that upgrade"
+)
+
+
+def set_generation(path, key, generation):
+    """Give the root under `key` another generation, as another version would have left it;
+    None drops it, as in a database made before generations were recorded."""
+    db = DB(FileStorage(str(path)))
+    try:
+        with db.transaction() as conn:
+            root = conn.root()[key]
+            if generation is None:
+                del root.generation
+            else:
+                root.generation = generation
+    finally:
+        db.close()
+
+
+def stored(path, key):
+    """The stored attributes of the root under `key`."""
+    db = DB(FileStorage(str(path), read_only=True))
+    try:
+        conn = db.open()
+        state = conn.root()[key].__getstate__()
+        conn.close()
+        return state
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def app_database(tmp_path, make_app):
+    """Data.fs as the app leaves it after its first page (its root made), the app closed."""
+    app = make_app()
+    webtest.TestApp(app).get("/", status=200)
+    close_databases(app.registry)
+    return tmp_path / "Data.fs"
+
+
+def start_receiver(tmp_path):
+    return receiver_main({}, **{"zodbconn.uri": f"file://{tmp_path}/receiver.fs"})
+
+
+@pytest.fixture
+def receiver_database(tmp_path):
+    """receiver.fs with the receiver's root, the receiver closed."""
+    app = start_receiver(tmp_path)
+    webtest.TestApp(app).get("/stats", status=200)
+    close_databases(app.registry)
+    return tmp_path / "receiver.fs"
+
+
+@pytest.fixture
+def next_generation():
+    """next_generation(generations, step): `step` brings the database one generation forward,
+    for this test only."""
+    added = []
+
+    def add(generations, step):
+        generations.steps.append(step)
+        added.append((generations, step))
+
+    yield add
+    for generations, step in added:
+        generations.steps.remove(step)
+
+
+# -- a new database, and one from before generations ------------------------------------------
+
+
+def test_a_new_database_records_the_current_generation(app_database, receiver_database):
+    assert GENERATIONS.current == RECEIVER_GENERATIONS.current == 1
+    assert stored(app_database, ROOT_KEY)["generation"] == 1
+    assert stored(receiver_database, RECEIVER_KEY)["generation"] == 1
+
+
+def test_a_root_without_a_generation_is_of_generation_1_and_works(app_database, make_site):
+    set_generation(app_database, ROOT_KEY, None)
+    site = make_site()
+    admin = site.register("owner@example.org")
+    assert "Telemetry" in admin.get("/admin/telemetry", status=200).text
+    assert "generation" not in stored(app_database, ROOT_KEY)  # read as 1, nothing stamped
+
+
+def test_a_root_without_a_generation_is_evolved_from_1(
+    app_database, make_app, next_generation
+):
+    set_generation(app_database, ROOT_KEY, None)
+    evolved_from = []
+    next_generation(GENERATIONS, lambda root: evolved_from.append(root.generation))
+    make_app()
+    assert evolved_from == [1]
+
+
+def test_the_upgrade_instructions_name_the_generation(write_ini, run_cli):
+    result = run_cli("instructions", "upgrade", write_ini())
+    assert result.returncode == 0, result.stderr
+    assert ". Its database is of generation 1.\n" in result.stdout
+
+
+# -- a newer database: refused, nothing written -------------------------------------------------
+
+
+def test_a_newer_database_stops_the_app_in_one_line(app_database, make_app):
+    set_generation(app_database, ROOT_KEY, 99)
+    before = app_database.read_bytes()
+    with pytest.raises(SystemExit) as stopped:
+        make_app()
+    expected = NEWER.format(where="zodbconn.uri", program="fftelemetry")
+    assert stopped.value.code == f"fftelemetry: {expected}"
+    assert app_database.read_bytes() == before
+    with pytest.raises(SystemExit):  # the same line, not a locked FileStorage: it was closed
+        make_app()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["status"],
+        ["cron"],
+        ["cron", "--dry-run"],
+        ["instructions", "install"],
+        ["instructions", "upgrade"],
+        ["create-user", "--email", "ann@example.org", "--password-stdin"],
+        ["pack"],
+    ],
+)
+def test_a_newer_database_stops_every_console_command_in_one_line(
+    app_database, write_ini, run_cli, command
+):
+    ini = write_ini()
+    set_generation(app_database, ROOT_KEY, 99)
+    before = app_database.read_bytes()
+    result = run_cli(*command, ini, input="a good password\n")
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("INFO [")]
+    assert lines == [f"fftelemetry: {NEWER.format(where=ini, program='fftelemetry')}"]
+    assert result.stdout == ""
+    assert app_database.read_bytes() == before
+
+
+def test_a_newer_database_stops_the_receiver_in_one_line(tmp_path, receiver_database):
+    set_generation(receiver_database, RECEIVER_KEY, 99)
+    before = receiver_database.read_bytes()
+    with pytest.raises(SystemExit) as stopped:
+        start_receiver(tmp_path)
+    expected = NEWER.format(where="zodbconn.uri", program="fftelemetry receiver")
+    assert stopped.value.code == f"fftelemetry receiver: {expected}"
+    assert receiver_database.read_bytes() == before
+
+
+def evolve_behind_its_back(app, key, generation):
+    """What a newer version's start does to a database this running app shares (over ZEO)."""
+    with database(app.registry).transaction() as conn:
+        conn.root()[key].generation = generation
+
+
+def test_a_running_app_refuses_requests_once_a_newer_version_evolved_its_database(
+    tmp_path, site, admin
+):
+    form = site.browser().get("/register").forms["register"]
+    evolve_behind_its_back(site.app, ROOT_KEY, 2)
+    data = tmp_path / "Data.fs"
+    before = data.read_bytes()
+
+    form["email"], form["password"] = "second@example.org", "long enough password"
+    refused = form.submit(status=503)
+    assert "Database of another version" in refused.text
+    assert (
+        "Nothing was changed: the database is of generation 2, but this fftelemetry knows up "
+        "to generation 1"
+    ) in refused.text
+    assert "Set-Cookie" not in refused.headers
+    assert "Database of another version" in admin.get("/admin/telemetry", status=503).text
+    assert data.read_bytes() == before
+
+
+def test_a_running_receiver_refuses_batches_once_a_newer_version_evolved_its_database(
+    tmp_path,
+):
+    app = start_receiver(tmp_path)
+    try:
+        browser = webtest.TestApp(app)
+        post(browser, [record()], 200)
+        evolve_behind_its_back(app, RECEIVER_KEY, 2)
+        data = tmp_path / "receiver.fs"
+        before = data.read_bytes()
+        refused = post(browser, [record()], 503)
+        assert refused.json["error"].startswith(
+            "nothing was stored: the database is of generation 2, but this fftelemetry "
+            "receiver knows up to generation 1"
+        )
+        assert data.read_bytes() == before
+    finally:
+        close_databases(app.registry)
+
+
+def test_a_running_app_refuses_requests_on_a_database_older_than_it_knows(
+    tmp_path, site, admin, next_generation
+):
+    """As when a backup is restored under a running server: its start did not evolve it."""
+    next_generation(GENERATIONS, lambda root: None)
+    data = tmp_path / "Data.fs"
+    before = data.read_bytes()
+    refused = admin.get("/admin/telemetry", status=503)
+    assert (
+        "Nothing was changed: the database is of generation 1, older than this fftelemetry's 2: "
+        "restart fftelemetry to bring it up to date."
+    ) in refused.text
+    assert data.read_bytes() == before
+
+
+# -- an older database: evolved at start-up, each step in a transaction of its own --------------
+
+
+def test_an_older_database_is_evolved_once(app_database, make_app, next_generation):
+    runs = []
+
+    def step(root):  # what a change of layout would do: here, a new attribute
+        runs.append(root.generation)
+        root.evolved = "yes"
+
+    next_generation(GENERATIONS, step)
+    for _ in range(2):
+        app = make_app()
+        webtest.TestApp(app).get("/", status=200)
+        close_databases(app.registry)
+    assert runs == [1]
+    state = stored(app_database, ROOT_KEY)
+    assert (state["generation"], state["evolved"]) == (2, "yes")
+
+
+def test_steps_run_in_order_and_a_failing_one_leaves_its_generation(
+    app_database, make_app, next_generation
+):
+    def second(root):
+        root.evolved = "to 2"
+
+    def third(root):
+        root.evolved = "half way to 3"
+        raise ValueError("cannot convert")
+
+    next_generation(GENERATIONS, second)
+    next_generation(GENERATIONS, third)
+    with pytest.raises(SystemExit) as stopped:
+        make_app()
+    assert stopped.value.code == (
+        "fftelemetry: evolving the database named in zodbconn.uri from generation 2 to 3 "
+        "failed (ValueError: cannot convert); it is left at generation 2, nothing of the step "
+        "was stored"
+    )
+    state = stored(app_database, ROOT_KEY)
+    assert (state["generation"], state["evolved"]) == (2, "to 2")
+
+
+def test_a_step_that_fails_stores_nothing(app_database, make_app, next_generation):
+    def step(root):  # changes two objects, then fails
+        root.evolved = "half"
+        root["admin"].add("half", Admin())
+        raise ValueError("cannot convert")
+
+    next_generation(GENERATIONS, step)
+    before = app_database.read_bytes()
+    with pytest.raises(SystemExit):
+        make_app()
+    assert app_database.read_bytes() == before
+    assert stored(app_database, ROOT_KEY)["generation"] == 1
+
+
+def test_an_older_receiver_database_is_evolved_once(
+    tmp_path, receiver_database, next_generation
+):
+    runs = []
+
+    def step(receiver):
+        runs.append(receiver.generation)
+        receiver.evolved = "yes"
+
+    next_generation(RECEIVER_GENERATIONS, step)
+    for _ in range(2):
+        app = start_receiver(tmp_path)
+        stats = webtest.TestApp(app).get("/stats", status=200)
+        close_databases(app.registry)
+    assert json.loads(stats.text) == {"records": 0, "batches": 0}
+    assert runs == [1]
+    state = stored(receiver_database, RECEIVER_KEY)
+    assert (state["generation"], state["evolved"]) == (2, "yes")
