@@ -13,6 +13,7 @@ from pathlib import Path
 import requests
 
 BIN = Path(sys.executable).parent
+ZEO_CONF = Path(__file__).resolve().parents[2] / "zeo.conf"  # the shipped one, the Procfile's
 
 
 def child_environment(extra=None):
@@ -73,10 +74,10 @@ def app_settings(uri, **extra):
 
 
 @contextmanager
-def process(args, log_path, ready=None, timeout=30, env=None):
+def process(args, log_path, ready=None, timeout=30, env=None, cwd=None):
     """A child process with its output in `log_path`; ended (SIGTERM, then SIGKILL) after."""
     log = open(log_path, "wb")  # noqa: SIM115 - closed below, after the process
-    child = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+    child = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
     try:
         if ready is not None:
             try:
@@ -110,6 +111,17 @@ def runzeo(folder):
     args = [str(BIN / "runzeo"), "-a", str(sock), "-f", str(Path(folder) / "Data.fs")]
     with process(args, Path(folder) / "zeo.log", ready=sock.exists) as child:
         yield child
+
+
+@contextmanager
+def runzeo_shipped(root):
+    """`runzeo -C zeo.conf` as the Procfile runs it, from `root`: the shipped file's relative
+    paths put the socket and Data.fs in root/var (zeo_uri(root / "var")). Yields its process."""
+    var = Path(root) / "var"
+    var.mkdir(exist_ok=True)
+    args = [str(BIN / "runzeo"), "-C", str(ZEO_CONF)]
+    with process(args, Path(root) / "zeo.log", ready=(var / "zeo.sock").exists, cwd=root) as zeo:
+        yield zeo
 
 
 @contextmanager

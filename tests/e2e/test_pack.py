@@ -1,5 +1,7 @@
 """`fftelemetry pack` through ZEO while `pserve` serves: the ZEO server packs its own Data.fs, so
-records deleted on the records page leave it, and the running app goes on working."""
+records deleted on the records page leave it, and the running app goes on working. Started with
+`runzeo -f` (the harness's runzeo) the server keeps the file from before as Data.fs.old; started
+from the shipped zeo.conf, as the Procfile does, it keeps none."""
 
 import re
 import subprocess
@@ -16,6 +18,7 @@ from .harness import (
     post_form,
     pserve,
     runzeo,
+    runzeo_shipped,
     write_server_ini,
     zeo_uri,
 )
@@ -66,7 +69,7 @@ def test_pack_through_zeo_drops_deleted_records_from_the_servers_file(tmp_path):
         assert after == data.stat().st_size < before
         content = data.read_bytes()
         assert not any(record_id.encode() in content for record_id in deleted)
-        # runzeo -f keeps the file from before the pack, as the docs say (pack-keep-old)
+        # runzeo -f keeps the file from before the pack, as the docs say (pack-keep-old true)
         assert all(record_id.encode() in old.read_bytes() for record_id in deleted)
 
         # the running app goes on: the one record is the pack command's own first use
@@ -75,3 +78,44 @@ def test_pack_through_zeo_drops_deleted_records_from_the_servers_file(tmp_path):
         register(base, "late@example.org")
         records = admin.get(f"{base}{RECORDS}/export.json").json()
         assert ("system.users.count", 7) in [(r["key"], r["value"]) for r in records]
+
+
+
+def files_holding(folder, ids):
+    """The names of the regular files under `folder` (not the server's socket) that hold one of
+    `ids` or more."""
+    return {
+        path.name
+        for path in folder.rglob("*")
+        if path.is_file() and any(record_id.encode() in path.read_bytes() for record_id in ids)
+    }
+
+
+def test_pack_under_the_shipped_zeo_conf_leaves_no_deleted_record_on_disk(tmp_path):
+    """zeo.conf (pack-keep-old false), as the Procfile runs it: the pack keeps no Data.fs.old.
+    What remains is FileStorage's scratch file, Data.fs.tmp, which the server empties as it
+    starts (docs/telemetry.md says so)."""
+    port = free_port()
+    var = tmp_path / "var"
+    settings = app_settings(zeo_uri(var), **{"fftelemetry.password_profile": "cheapest"})
+    ini = write_server_ini(tmp_path / "web.ini", settings, port)
+    with runzeo_shipped(tmp_path), pserve(ini, port) as base:
+        admin = register(base, "owner@example.org")
+        for n in range(5):
+            register(base, f"user{n}@example.org")
+        deleted = [record["id"] for record in admin.get(f"{base}{RECORDS}/export.json").json()]
+        page = admin.get(f"{base}{RECORDS}")
+        done = admin.post(f"{base}{RECORDS}/delete-all", data={
+            "confirm": "yes", "shown": "6", "csrf_token": csrf_token(page.text)})
+        assert "Deleted 6 records" in done.text
+        assert "Data.fs" in files_holding(var, deleted)
+
+        result = subprocess.run([str(BIN / "fftelemetry"), "pack", str(ini)],
+                                env=child_environment(), capture_output=True, text=True,
+                                timeout=60, check=False)
+
+        assert result.returncode == 0, result.stderr
+        assert not (var / "Data.fs.old").exists()
+        assert files_holding(var, deleted) <= {"Data.fs.tmp"}
+    with runzeo_shipped(tmp_path):
+        assert files_holding(var, deleted) == set()
