@@ -29,13 +29,20 @@ def require_database(settings, program):
         )
 
 
-def bring_database_up_to_date(registry, generations, where, program):
-    """Stop, in one line, an app whose database a newer version has changed (no request may
-    write to it); evolve one of an older generation. pyramid_zodbconn has opened it."""
+def open_database(config, global_config, generations, program):
+    """Open the ini's database (pyramid_zodbconn) and bring it up to date, for the app and the
+    receiver alike; stop in one line without a ZEO server to reach, or on a database a newer
+    version has changed (no request may write to it). One of an older generation is evolved."""
+    where = global_config.get("__file__", "zodbconn.uri")
     try:
-        generations.bring_up_to_date(database(registry), where)
+        config.include("pyramid_zodbconn")
+        generations.bring_up_to_date(database(config.registry), where)
+    except ClientDisconnected:
+        raise SystemExit(
+            f"{program}: cannot reach the ZEO server named in {where}: is runzeo running?"
+        ) from None
     except GenerationError as exc:
-        close_databases(registry)  # a FileStorage keeps its index, and its lock is released
+        close_databases(config.registry)  # a FileStorage keeps its index, its lock is released
         raise SystemExit(f"{program}: {exc}") from None
 
 
@@ -63,14 +70,7 @@ def main(global_config, **settings):
         config.include(".retries")
         config.include("pyramid_tm")
         use_app_request(config)  # here, at the top level: see fftelemetry/request.py
-        where = global_config.get("__file__", "zodbconn.uri")
-        try:
-            config.include("pyramid_zodbconn")  # opens the database
-            bring_database_up_to_date(config.registry, GENERATIONS, where, "fftelemetry")
-        except ClientDisconnected:
-            raise SystemExit(
-                f"fftelemetry: cannot reach the ZEO server named in {where}: is runzeo running?"
-            ) from None
+        open_database(config, global_config, GENERATIONS, "fftelemetry")
         close_on_exit(config.registry)
         config.include(".security")
         config.include(".telemetry")

@@ -11,7 +11,7 @@ from pyramid.config import Configurator
 from pyramid.events import ContextFound, NewRequest
 from pyramid.renderers import JSON
 
-from .. import bring_database_up_to_date, require_database
+from .. import open_database, require_database
 from ..request import no_subpath, reject_undecodable_address
 from ..shutdown import close_on_exit
 from .resources import GENERATIONS, root_factory
@@ -68,13 +68,7 @@ def main(global_config, **settings):
         config.add_tween(
             "fftelemetry.receiver.one_batch_at_a_time", over="pyramid_tm.tm_tween_factory"
         )
-        config.include("pyramid_zodbconn")
-        bring_database_up_to_date(
-            config.registry,
-            GENERATIONS,
-            global_config.get("__file__", "zodbconn.uri"),
-            "fftelemetry receiver",
-        )
+        open_database(config, global_config, GENERATIONS, "fftelemetry receiver")
         close_on_exit(config.registry)
         # Compact JSON, so the sender's log line reads `{"uuid":"..."}`.
         config.add_renderer("json", JSON(separators=(",", ":")))

@@ -404,6 +404,16 @@ def test_bad_limits_stop_start_up_in_one_line():
     assert str(info.value).startswith("fftelemetry receiver: no database: set zodbconn.uri")
 
 
+def test_no_zeo_server_stops_start_up_in_one_line(tmp_path):
+    # as the app says it: the receiver showed ZEO's traceback
+    with pytest.raises(SystemExit) as info:
+        main({}, **{"zodbconn.uri": f"zeo://{tmp_path}/no-zeo.sock?wait_timeout=1"})
+    assert str(info.value) == (
+        "fftelemetry receiver: cannot reach the ZEO server named in zodbconn.uri: "
+        "is runzeo running?"
+    )
+
+
 def conflicting_view(config):
     """`pyramid.includes` hook: /conflict stores nothing and conflicts on the first `n`
     attempts (n in the query)."""
