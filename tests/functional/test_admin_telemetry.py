@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 import pytest
 
 from fftelemetry import catalog
+from fftelemetry.resources import ROOT_KEY
 from fftelemetry.resources.store import SubmissionResult
+from fftelemetry.scripting import database
 from tests.conftest import STUB_UUID, Stub, serving
 from tests.functional.conftest import ADMIN_EMAIL, PASSWORD
 
@@ -458,6 +460,38 @@ def test_a_failed_submission_does_not_hold_up_the_next_press(make_site, closed_p
     failed = f"Nothing was sent: cannot connect to {closed_port_url}/submit"
     assert failed in flash(submit_now(admin))
     assert failed in flash(submit_now(admin))  # tried again, not "already running"
+
+
+def set_generation(site, generation):
+    """What another version's start does to the database this running app shares (over ZEO)."""
+    with database(site.app.registry).transaction() as conn:
+        conn.root()[ROOT_KEY].generation = generation
+
+
+def test_a_submission_that_raises_does_not_hold_up_the_next_press(make_site):
+    """A failure above is an outcome; this one is an exception out of the sender: another
+    version evolves the database while the first batch is on its way, so marking it is refused
+    (a 503). The press after that must not find the submission still running."""
+    receiver = HeldStub()
+    with serving(receiver) as url:
+        site = make_site(**{"fftelemetry.telemetry_url": url})
+        admin = site.register(ADMIN_EMAIL)
+        form = admin.get(RECORDS).forms["submit-form"]
+        pages = []
+        first = threading.Thread(target=lambda: pages.append(form.submit(status=503)))
+        first.start()
+        try:
+            assert receiver.arrived.wait(10), "the press posts its batch"
+            set_generation(site, 2)
+        finally:
+            receiver.release.set()
+        first.join(10)
+        assert "Database of another version" in pages[0].text
+
+        set_generation(site, 1)  # that version is gone again: this one may write
+        pending = site.counts()["pending"]
+        assert pending > 0  # sent, not marked: sent again
+        assert f"Sent {pending} records" in flash(submit_now(admin))
 
 
 # -- preview and export ---------------------------------------------------------------------------
