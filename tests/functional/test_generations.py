@@ -253,6 +253,29 @@ def test_an_older_database_is_evolved_once(app_database, make_app, next_generati
     assert (state["generation"], state["evolved"]) == (2, "yes")
 
 
+def test_a_step_another_process_finished_first_is_not_applied_twice(
+    app_database, make_app, next_generation
+):
+    """Two processes started at once on one ZEO server both find generation 1 and run the step;
+    the one that commits second conflicts, and reads the database again instead of failing."""
+    runs = []
+
+    def step(root):
+        runs.append(root.generation)
+        root.evolved = "by this process"
+        with root._p_jar.db().transaction() as other:  # the other process, a moment faster
+            theirs = other.root()[ROOT_KEY]
+            theirs.evolved, theirs.generation = "by the other process", 2
+
+    next_generation(GENERATIONS, step)
+    app = make_app()
+    webtest.TestApp(app).get("/", status=200)
+    close_databases(app.registry)
+    assert runs == [1]
+    state = stored(app_database, ROOT_KEY)
+    assert (state["generation"], state["evolved"]) == (2, "by the other process")
+
+
 def test_steps_run_in_order_and_a_failing_one_leaves_its_generation(
     app_database, make_app, next_generation
 ):
