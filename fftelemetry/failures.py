@@ -1,5 +1,6 @@
 """What a write that failed looks like, and how to say why in a few words."""
 
+from ZEO.Exceptions import ClientDisconnected
 from ZODB.POSException import ConflictError, StorageError
 
 # The storage cannot write: a full disk (OSError), a read-only or lost database (StorageError).
@@ -12,3 +13,11 @@ def why_not_written(exc):
     if isinstance(exc, ConflictError):
         return "conflicting writes"
     return getattr(exc, "strerror", None) or type(exc).__name__
+
+
+def what_went_wrong(exc):
+    """A failed write for a console line: the exception's kind and text, or, for a lost ZEO
+    server (whose exception has no text), that."""
+    if isinstance(exc, ClientDisconnected):
+        return "the ZEO server cannot be reached"
+    return f"{type(exc).__name__}: {exc}"

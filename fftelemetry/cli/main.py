@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 
-from ..failures import CANNOT_WRITE
+from ..failures import CANNOT_WRITE, what_went_wrong
 from ..scripting import close_databases, run_in_transaction
 from . import COMMAND_NAMES, create_user, cron, instructions, pack, status
 from .bootstrap import load_app
@@ -106,7 +106,7 @@ def run_command(registry, args):
 
 
 def cannot_write(exc):
-    return f"could not write ({type(exc).__name__}: {exc}); the change in progress was rolled back"
+    return f"could not write ({what_went_wrong(exc)}); the change in progress was rolled back"
 
 
 def collect(registry, key, value):

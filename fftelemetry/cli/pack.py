@@ -8,10 +8,10 @@ the last N days) to a new file, which then replaces the old one. Meant for a wee
 
 import argparse
 
-from pyramid_zodbconn import get_connection
 from ZODB.FileStorage import FileStorage
 
-from ..scripting import request_environment
+from ..failures import what_went_wrong
+from ..scripting import database
 from .bootstrap import quiet
 from .instructions import database_driver
 
@@ -42,8 +42,7 @@ def add_arguments(parser):
 
 
 def run(registry, args):
-    with request_environment(registry) as env:
-        db = get_connection(env["request"]).db()
+    db = database(registry)
     storage = db.storage
     if isinstance(storage, FileStorage):
         # FileStorage keeps the file from before the pack as Data.fs.old by default: every
@@ -61,7 +60,7 @@ def cannot_write(exc):
     """What main says when the pack fails (a full disk, say): the storage replaces its file only
     with a complete copy, and ZODB removes a half-written one."""
     return (
-        f"the pack failed ({type(exc).__name__}: {exc}); the database file is replaced only "
+        f"the pack failed ({what_went_wrong(exc)}); the database file is replaced only "
         "once its copy is complete, so nothing was lost"
     )
 
@@ -85,4 +84,7 @@ def server_note(db):
     to (pack-keep-old); it is the server's file, out of this command's reach."""
     if database_driver(db) != "ZEO":
         return ""
-    return " The server may keep the file from before as Data.fs.old: see docs/telemetry.md."
+    return (
+        " Unless its configuration says pack-keep-old false (the shipped zeo.conf does), the"
+        " server keeps the file from before as Data.fs.old: see docs/telemetry.md."
+    )

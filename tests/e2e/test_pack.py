@@ -60,8 +60,9 @@ def test_pack_through_zeo_drops_deleted_records_from_the_servers_file(tmp_path):
         assert result.returncode == 0, result.stderr
         line = re.fullmatch(
             r"Packed the ZEO server's database \(sizes as the server reports them\): "
-            r"([\d,]+) bytes before, ([\d,]+) after; no history kept\. The server may keep the "
-            r"file from before as Data\.fs\.old: see docs/telemetry\.md\.\n",
+            r"([\d,]+) bytes before, ([\d,]+) after; no history kept\. Unless its "
+            r"configuration says pack-keep-old false \(the shipped zeo\.conf does\), the server "
+            r"keeps the file from before as Data\.fs\.old: see docs/telemetry\.md\.\n",
             result.stdout,
         )
         assert line, result.stdout
