@@ -36,6 +36,16 @@ def closed(site):
     close_databases(site.app.registry)
 
 
+def deleted_and_closed(make_site, count):
+    """A site whose `count` records were deleted (still in its file), closed; their ids."""
+    site = make_site()
+    deleted = site.seed(count)
+    with site.store() as store:
+        store.delete_all()
+    closed(site)
+    return deleted
+
+
 def packed(result):
     """(file, bytes before, bytes after, what was kept) from the command's one line."""
     assert result.returncode == 0, result.stderr
@@ -92,11 +102,7 @@ def test_delete_submitted_says_the_records_stay_until_packed(site, admin):
 
 
 def test_pack_with_days_keeps_the_recent_history(tmp_path, make_site, write_ini, run_cli):
-    site = make_site()
-    deleted = site.seed(50)
-    with site.store() as store:
-        store.delete_all()
-    closed(site)
+    deleted = deleted_and_closed(make_site, 50)
     ini = write_ini()
     data = tmp_path / "Data.fs"
 
@@ -115,11 +121,7 @@ def test_pack_with_days_keeps_the_recent_history(tmp_path, make_site, write_ini,
 def test_a_bad_days_value_is_a_clear_error_and_changes_nothing(
     tmp_path, make_site, write_ini, run_cli, days
 ):
-    site = make_site()
-    site.seed(20)
-    with site.store() as store:
-        store.delete_all()
-    closed(site)
+    deleted_and_closed(make_site, 20)
     data = (tmp_path / "Data.fs").read_bytes()
     result = run_cli("pack", write_ini(), f"--days={days}")
     assert result.returncode == 2, result.stderr
@@ -171,11 +173,7 @@ def test_a_pack_that_cannot_write_is_one_line_and_loses_nothing(
 def test_install_instructions_give_a_weekly_pack_line_that_runs_under_cron(
     tmp_path, make_site, write_ini, run_cli
 ):
-    site = make_site()
-    deleted = site.seed(50)
-    with site.store() as store:
-        store.delete_all()
-    closed(site)
+    deleted = deleted_and_closed(make_site, 50)
     ini = write_ini()
     (tmp_path / "var").mkdir()
     shown = run_cli("instructions", "install", ini).stdout
