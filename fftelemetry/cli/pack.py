@@ -4,14 +4,20 @@ ZODB never overwrites: every commit is appended to the storage, and the revision
 stay there. Records deleted on the records page are out of reach but still in Data.fs, keys and
 values, and the file only grows. A pack copies what is current (and, with --days, the history of
 the last N days) to a new file, which then replaces the old one. Meant for a weekly crontab line.
+The store then notes when it packed, so the status page can say whether deleted records are
+still in the file.
 """
 
 import argparse
 
 from ZODB.FileStorage import FileStorage
+from ZODB.POSException import StorageError
 
-from ..failures import what_went_wrong
-from ..scripting import database
+from ..failures import CANNOT_WRITE, what_went_wrong
+from ..resources import telemetry_store
+from ..resources.store import utcnow
+from ..scripting import database, run_in_transaction
+from ..telemetry.status import history_kept
 from .bootstrap import quiet
 from .instructions import database_driver
 
@@ -48,17 +54,41 @@ def run(registry, args):
         # FileStorage keeps the file from before the pack as Data.fs.old by default: every
         # deleted record would stay on disk in it.
         storage.pack_keep_old = False
-    before = db.getSize()
+    before, now = db.getSize(), utcnow()
     with quiet("ZODB.DB"):  # it logs a traceback before raising; main says it in one line
-        db.pack(days=args.days)
-    print(f"Packed {where(db)}: {before:,} bytes before, {db.getSize():,} after; "
-          f"{kept(args.days)}.{server_note(db)}")
+        db.pack(t=now.timestamp(), days=args.days)
+    try:
+        record_pack(registry, now, args.days)
+    finally:  # the pack is done, noted or not; "after" is the file's size with the note
+        print(f"Packed {where(db)}: {before:,} bytes before, {db.getSize():,} after; "
+              f"{history_kept(args.days)}.{server_note(db)}")
     return 0
+
+
+def record_pack(registry, at, days):
+    """Note the pack in the store, for the status page. A transaction of its own, after the
+    pack: a new revision of the store, which holds no record, only where the records are."""
+    try:
+        run_in_transaction(
+            registry, lambda env: telemetry_store(env["request"]).mark_packed(at, days)
+        )
+    except CANNOT_WRITE as exc:
+        raise NotRecorded(what_went_wrong(exc)) from exc
+
+
+class NotRecorded(StorageError):
+    """The pack is done, but noting it in the store failed (a write error, said by main)."""
 
 
 def cannot_write(exc):
     """What main says when the pack fails (a full disk, say): the storage replaces its file only
-    with a complete copy, and ZODB removes a half-written one."""
+    with a complete copy, and ZODB removes a half-written one. Or when the pack is done and only
+    noting it failed."""
+    if isinstance(exc, NotRecorded):
+        return (
+            f"the database was packed, but the time of the pack could not be recorded ({exc}); "
+            "the status page still shows the pack before it"
+        )
     return (
         f"the pack failed ({what_went_wrong(exc)}); the database file is replaced only "
         "once its copy is complete, so nothing was lost"
@@ -71,12 +101,6 @@ def where(db):
     if database_driver(db) == "ZEO":
         return "the ZEO server's database (sizes as the server reports them)"
     return f"the database ({type(db.storage).__name__})"
-
-
-def kept(days):
-    if days == 0:
-        return "no history kept"
-    return f"the history of the last {days} day{'s' if days != 1 else ''} kept"
 
 
 def server_note(db):

@@ -5,7 +5,10 @@ from ..scripting import request_environment
 from ..telemetry.status import format_time as _when
 from ..telemetry.status import status_facts
 
-HELP = "show whether telemetry is on, the counts of pending and sent records, the last submissions"
+HELP = (
+    "show whether telemetry is on, the counts of pending and sent records, the last "
+    "submissions, and whether deleted records are still in the database file"
+)
 
 
 def add_arguments(parser):
@@ -31,6 +34,12 @@ def describe(facts):
     if facts.enabled:
         due = _when(facts.next_due) or "now (on the next cron run)"
         lines.append(f"Next submission due: {due}")
+    lines.append(f"Database packed: {facts.packed}")
+    if facts.deleted_in_file:
+        lines.append(
+            "Deleted records: still in the database file until the next fftelemetry pack "
+            f"(weekly in scripts/crontab.example); last deleted {_when(facts.records_deleted_at)}"
+        )
     lines.append("Recent submissions:" if facts.submissions else "Recent submissions: none")
     lines += ["  " + submission_line(result) for result in facts.submissions]
     return lines

@@ -173,6 +173,14 @@ def utcnow():
 
 
 class TelemetryStore(Persistent):
+    # When records were last deleted (either button) and when `fftelemetry pack` last packed the
+    # database, keeping how many days of history: what the status page says of deleted records
+    # still in the file. Class defaults, so a store made before they existed reads them as
+    # "never" (no generation step: see generations.py).
+    records_deleted_at = None
+    packed_at = None
+    pack_kept_days = None
+
     def __init__(self):
         self.installation_id = None
         self.last_success_at = None
@@ -310,6 +318,8 @@ class TelemetryStore(Persistent):
         """Forget every record, pending or submitted, and the dedup memory; returns how many."""
         count = self.counts()[ALL]
         self._deleting(self.pending, self.submitted)
+        if count or self.identity:  # the memory of what was sent holds values too
+            self.records_deleted_at = utcnow()
         self._clear_records()
         return count
 
@@ -317,8 +327,14 @@ class TelemetryStore(Persistent):
         """Forget the submitted records (their facts stay known, so they are not re-sent)."""
         count = len(self.submitted)
         self._deleting(self.submitted)
+        if count:
+            self.records_deleted_at = utcnow()
         self.submitted = Partition()
         return count
+
+    def mark_packed(self, at, kept_days):
+        """`fftelemetry pack` packed the database at `at`, keeping `kept_days` days of history."""
+        self.packed_at, self.pack_kept_days = at, kept_days
 
     def _deleting(self, *partitions):
         """A delete puts new, empty partitions in place and never writes to the old ones, so a

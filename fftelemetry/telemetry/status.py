@@ -26,6 +26,23 @@ def is_due(next_due: datetime | None, now=None) -> bool:
     return next_due is None or (now or utcnow()) >= next_due
 
 
+def history_kept(days):
+    """What a pack that kept `days` days of history kept, in words."""
+    if days == 0:
+        return "no history kept"
+    return f"the history of the last {days} day{'s' if days != 1 else ''} kept"
+
+
+def deleted_still_in_file(store: TelemetryStore) -> bool:
+    """Whether records deleted on the records page may still be in the database file: deleted
+    since the history the last `fftelemetry pack` dropped (its time less the days it kept), or
+    never packed. A pack done by other means (zeopack) is not known here."""
+    deleted, packed = store.records_deleted_at, store.packed_at
+    if deleted is None:
+        return False
+    return packed is None or deleted >= packed - timedelta(days=store.pack_kept_days)
+
+
 @dataclass(frozen=True)
 class StatusFacts:
     enabled: bool
@@ -37,6 +54,19 @@ class StatusFacts:
     last_success_at: datetime | None
     next_due: datetime | None
     submissions: list
+    packed_at: datetime | None
+    pack_kept_days: int | None
+    records_deleted_at: datetime | None
+    deleted_in_file: bool
+
+    @property
+    def packed(self):
+        """When `fftelemetry pack` last packed the database, in words."""
+        if self.packed_at is None:
+            return "never"
+        if not self.pack_kept_days:
+            return format_time(self.packed_at)
+        return f"{format_time(self.packed_at)}, {history_kept(self.pack_kept_days)}"
 
 
 def status_facts(store: TelemetryStore, settings: AppSettings) -> StatusFacts:
@@ -50,4 +80,8 @@ def status_facts(store: TelemetryStore, settings: AppSettings) -> StatusFacts:
         last_success_at=store.last_success_at,
         next_due=next_submission_due(store, settings.interval_days),
         submissions=store.submissions(limit=10),
+        packed_at=store.packed_at,
+        pack_kept_days=store.pack_kept_days,
+        records_deleted_at=store.records_deleted_at,
+        deleted_in_file=deleted_still_in_file(store),
     )

@@ -181,6 +181,8 @@ def test_an_administrator_in_a_browser(browser, make_app, receiver):
 
         browser.get(f"{base}/admin/telemetry")
         assert receiver.read(lambda root: batches[0] in root.batches)
+        note = browser.find_element(By.ID, "deleted-in-file").text
+        assert note.startswith("still in the database file until the next fftelemetry pack")
         shoot(browser, "05-status-after")
         assert console_errors(browser) == []
     for name in ("01-status", "02-records-pending", "03-records-submitted"):

@@ -52,12 +52,18 @@ def test_pack_through_zeo_drops_deleted_records_from_the_servers_file(tmp_path):
             "confirm": "yes", "shown": "6", "csrf_token": csrf_token(page.text)})
         assert "Deleted 6 records" in done.text and "until it is packed" in done.text
         assert all(record_id.encode() in data.read_bytes() for record_id in deleted)
+        status = admin.get(f"{base}/admin/telemetry").text
+        assert 'id="packed">never<' in status and 'id="deleted-in-file"' in status
 
         result = subprocess.run([str(BIN / "fftelemetry"), "pack", str(ini)],
                                 env=child_environment(), capture_output=True, text=True,
                                 timeout=60, check=False)
 
         assert result.returncode == 0, result.stderr
+        # the running app sees the pack's note: the deleted records are no longer in the file
+        status = admin.get(f"{base}/admin/telemetry").text
+        assert re.search(r'id="packed">\d{4}-\d\d-\d\d [\d:]{8} UTC<', status), status
+        assert 'id="deleted-in-file"' not in status
         line = re.fullmatch(
             r"Packed the ZEO server's database \(sizes as the server reports them\): "
             r"([\d,]+) bytes before, ([\d,]+) after; no history kept\. Unless its "

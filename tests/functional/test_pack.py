@@ -7,10 +7,16 @@ the file: it is in no other record, so finding it means the deleted record's byt
 import os
 import re
 import subprocess
+from datetime import UTC, datetime
 
 import pytest
+from ZODB import DB
+from ZODB.FileStorage import FileStorage
 
+from fftelemetry.resources import telemetry_store_in
+from fftelemetry.resources.store import utcnow
 from fftelemetry.scripting import close_databases
+from fftelemetry.telemetry.status import format_time
 from tests.conftest import file_size_limit
 from tests.functional.conftest import ADMIN_EMAIL, PASSWORD
 from tests.functional.test_admin_telemetry import RECORDS, flash, rows
@@ -110,7 +116,7 @@ def test_pack_with_days_keeps_the_recent_history(tmp_path, make_site, write_ini,
     _, before, after, kept = packed(run_cli("pack", ini, "--days", "1"))
     assert kept == "the history of the last 1 day kept"
     assert ids_in([data], deleted) == set(deleted)
-    assert after == before == data.stat().st_size
+    assert before < after == data.stat().st_size < before + 1000  # only the pack's note added
 
     _, before, after, kept = packed(run_cli("pack", ini))
     assert kept == "no history kept" and after < before
@@ -190,3 +196,173 @@ def test_install_instructions_give_a_weekly_pack_line_that_runs_under_cron(
     assert result.stdout == result.stderr == ""
     assert f"Packed {tmp_path / 'Data.fs'}: " in log
     assert ids_in(database_files(tmp_path), deleted) == set()
+
+
+# -- what the status page and `fftelemetry status` say of deleted records ------------------------
+
+STATUS = "/admin/telemetry"
+WHEN = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"
+STILL_IN_FILE = re.compile(
+    r"Deleted records: still in the database file until the next fftelemetry pack "
+    rf"\(weekly in scripts/crontab\.example\); last deleted ({WHEN})"
+)
+
+
+def store_attribute(data, name):
+    """An attribute of the telemetry store, read from the closed database file."""
+    db = DB(FileStorage(str(data), read_only=True))
+    try:
+        return getattr(telemetry_store_in(db.open().root()), name)
+    finally:
+        db.close()
+
+
+def signed_in(make_site):
+    """The site opened again (after a command had the file) and its administrator's browser."""
+    site = make_site()
+    browser = site.browser()
+    form = browser.get("/login").forms["login"]
+    form["email"], form["password"] = ADMIN_EMAIL, PASSWORD
+    form.submit(status=303)
+    return site, browser
+
+
+def pack_facts(page):
+    """("Database packed" as shown, the deleted-records line or None) of the status page."""
+    def text(selector):
+        found = page.html.select_one(selector)
+        return None if found is None else " ".join(found.get_text().split())
+    return text("#packed"), text("#deleted-in-file")
+
+
+def status_lines(run_cli, ini):
+    """The lines of `fftelemetry status` about packing and deleted records."""
+    result = run_cli("status", ini)
+    assert result.returncode == 0, result.stderr
+    return [line for line in result.stdout.splitlines()
+            if line.startswith(("Database packed:", "Deleted records:"))]
+
+
+def delete(browser, which):
+    form = browser.get(RECORDS).forms[f"delete-{which}-form"]
+    form["confirm"] = True
+    form.submit(status=303)
+
+
+def test_the_status_page_and_command_say_whether_deleted_records_are_in_the_file(
+    tmp_path, make_site, write_ini, run_cli
+):
+    ini, files = write_ini(), lambda: database_files(tmp_path)
+    site = make_site()
+    admin = site.register(ADMIN_EMAIL)
+    site.seed(20, submitted=10)
+    with site.store() as store:
+        submitted = [record.id for _, record in store.page("submitted")]
+        pending = [record.id for _, record in store.page("pending")]
+    assert pack_facts(admin.get(STATUS)) == ("never", None)  # nothing deleted: nothing to say
+    closed(site)
+    assert status_lines(run_cli, ini) == ["Database packed: never"]
+
+    site, admin = signed_in(make_site)
+    delete(admin, "submitted")
+    with site.store() as store:
+        deleted_at = store.records_deleted_at
+    shown, note = pack_facts(admin.get(STATUS))
+    assert shown == "never"
+    assert note == (
+        "still in the database file until the next fftelemetry pack (weekly in "
+        f"scripts/crontab.example); last deleted {format_time(deleted_at)}"
+    )
+    closed(site)
+    assert ids_in(files(), submitted) == set(submitted)  # as the note says
+    packed_line, note_line = status_lines(run_cli, ini)
+    assert packed_line == "Database packed: never"
+    assert STILL_IN_FILE.fullmatch(note_line).group(1) == format_time(deleted_at)
+
+    before = utcnow().replace(microsecond=0)
+    packed(run_cli("pack", ini))
+    after = utcnow()
+    assert ids_in(files(), submitted) == set()
+    [packed_line] = status_lines(run_cli, ini)  # the note is gone
+    at = re.fullmatch(rf"Database packed: ({WHEN})", packed_line).group(1)
+    assert before <= datetime.strptime(at, "%Y-%m-%d %H:%M:%S UTC").replace(tzinfo=UTC) <= after
+    site, admin = signed_in(make_site)
+    assert pack_facts(admin.get(STATUS)) == (at, None)
+
+    delete(admin, "all")  # a delete after the pack: the note is back
+    shown, note = pack_facts(admin.get(STATUS))
+    assert shown == at and note.startswith("still in the database file until the next")
+    closed(site)
+    assert ids_in(files(), pending) == set(pending)
+    packed_line, note_line = status_lines(run_cli, ini)
+    assert packed_line == f"Database packed: {at}" and STILL_IN_FILE.fullmatch(note_line)
+
+
+def test_a_pack_that_keeps_the_days_of_a_delete_leaves_the_note(
+    tmp_path, make_site, write_ini, run_cli
+):
+    deleted = deleted_and_closed(make_site, 20)
+    ini = write_ini()
+    packed(run_cli("pack", ini, "--days", "1"))  # keeps the delete of a moment ago
+    assert ids_in(database_files(tmp_path), deleted) == set(deleted)
+    packed_line, note_line = status_lines(run_cli, ini)
+    assert re.fullmatch(rf"Database packed: {WHEN}, the history of the last 1 day kept",
+                        packed_line)
+    assert STILL_IN_FILE.fullmatch(note_line)
+    admin = make_site().register(ADMIN_EMAIL)
+    shown, note = pack_facts(admin.get(STATUS))
+    assert shown == packed_line.removeprefix("Database packed: ")
+    assert note.startswith("still in the database file")
+
+
+def test_a_store_from_before_these_facts_shows_them_as_never(tmp_path, make_site, write_ini,
+                                                             run_cli):
+    deleted_and_closed(make_site, 5)
+    ini = write_ini()
+    packed(run_cli("pack", ini))
+    site = make_site()
+    with site.store() as store:  # back to the state a store made before this version had
+        for name in ("records_deleted_at", "packed_at", "pack_kept_days"):
+            delattr(store, name)
+    with site.store() as store:
+        assert set(store.__getstate__()) == {
+            "installation_id", "last_success_at", "pending", "submitted", "identity",
+            "last_recurring", "log",
+        }
+    admin = site.register(ADMIN_EMAIL)
+    assert pack_facts(admin.get(STATUS, status=200)) == ("never", None)
+    closed(site)
+    assert status_lines(run_cli, ini) == ["Database packed: never"]
+
+
+def test_a_pack_whose_time_cannot_be_recorded_says_so_in_one_line(
+    tmp_path, make_site, write_ini, run_cli, monkeypatch
+):
+    deleted = deleted_and_closed(make_site, 50)
+    ini = write_ini()
+    packed(run_cli("pack", ini))  # its first use recorded too: nothing but the note is left
+    _, _, current, _ = packed(run_cli("pack", ini))  # the file: what is current, then the note
+    data = tmp_path / "Data.fs"
+    noted = store_attribute(data, "packed_at")
+    # FileStorage ends each transaction with its length (8 bytes, not counted): the note's
+    tail = data.read_bytes()[-8:]
+    copy = current - 8 - int.from_bytes(tail, "big")
+
+    # The next pack copies the same (the note's old revision dropped, the new one kept): room
+    # for that copy, not a byte more for the new note after it.
+    with file_size_limit(copy):
+        for name in [name for name in os.environ if name.startswith("COVERAGE_")]:
+            monkeypatch.delenv(name)  # see test_a_pack_that_cannot_write_is_one_line...
+        result = run_cli("pack", ini)
+
+    _, _, after, _ = PACKED.fullmatch(result.stdout).groups()  # the pack itself went through
+    assert int(after.replace(",", "")) == data.stat().st_size == copy
+    assert_one_line(
+        result, 1, "fftelemetry pack: the database was packed, but the time of the pack could "
+        "not be recorded (OSError: [Errno 27] File too large); the status page still shows the "
+        "pack before it",
+    )
+    assert ids_in(database_files(tmp_path), deleted) == set()
+    assert database_files(tmp_path) == [data, *(tmp_path / f"Data.fs.{end}" for end in
+                                                ("index", "lock", "tmp"))]
+    assert store_attribute(data, "packed_at") == noted  # the second pack's, not the third's

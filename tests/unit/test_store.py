@@ -155,6 +155,35 @@ def test_delete_all_is_a_fresh_start(store):
     assert store.installation_id == installation
 
 
+def test_a_delete_is_remembered_when_it_drops_something(opened_root):
+    """What the status page's "deleted records still in the database file" is read from."""
+    root, tm = opened_root
+    store = root["admin"]["telemetry"].store
+
+    def deleting(which):
+        deleted = getattr(store, which)()
+        tm.commit()  # one delete a transaction, as on the records page
+        return deleted
+
+    assert deleting("delete_submitted") == deleting("delete_all") == 0
+    assert store.records_deleted_at is None  # nothing was dropped: nothing is in the history
+    _fill(store, 3)
+    store.mark_submitted([seq for seq, _ in store.pending_batch(1)], "u")
+    assert deleting("delete_submitted") == 1
+    first = store.records_deleted_at
+    assert first is not None
+    assert deleting("delete_submitted") == 0  # nothing submitted: the time stays
+    assert store.records_deleted_at == first
+    assert deleting("delete_all") == 2
+    assert store.records_deleted_at > first
+    store.add_feature("system.users.count", 9, T0)
+    store.mark_submitted([seq for seq, _ in store.pending_batch(1)], "u")
+    deleting("delete_submitted")
+    sent_only = store.records_deleted_at
+    assert deleting("delete_all") == 0  # no record left, but the memory of the facts sent
+    assert store.records_deleted_at > sent_only
+
+
 def test_submission_log_is_bounded_and_newest_first(store):
     for i in range(8):
         store.log_submission(
