@@ -13,10 +13,13 @@ from plaster.exceptions import InvalidURI
 from pyramid.paster import get_app, setup_logging
 from zc.lockfile import LockError
 
+from .. import NO_EVOLVE
 from .errors import ConfigProblem
 
 
-def load_app(config_uri):
+def load_app(config_uri, may_write=True):
+    """The app of the ini; `may_write=False` for a run that changes nothing (a dry run): an
+    older database is then refused, not evolved."""
     path = config_path(config_uri)
     if path and os.path.isdir(path):
         raise ConfigProblem(f"{path} is a folder, not a config file")
@@ -26,7 +29,7 @@ def load_app(config_uri):
         setup_logging(config_uri)
         _quiet_zeo_unless_configured()
         with quiet("zc.lockfile"):  # it logs a traceback before raising; we say it in one line
-            return get_app(config_uri)
+            return get_app(config_uri, options=None if may_write else {NO_EVOLVE: "true"})
     except SystemExit as exc:  # fftelemetry.main refusing a setting or no ZEO: already one line
         raise ConfigProblem(str(exc.code).removeprefix("fftelemetry: ")) from None
     except LockError:

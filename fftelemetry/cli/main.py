@@ -65,15 +65,15 @@ def main(argv=None):
 
 
 def run_loaded(args):
+    counted = not getattr(args, "dry_run", False)  # a dry run changes nothing at all
     try:
-        app = load_app(args.config_uri)
+        app = load_app(args.config_uri, may_write=counted)
     except ConfigProblem as exc:
         print(f"fftelemetry: {exc}", file=sys.stderr)
         return 2
     registry = app.registry
     write_failed = False
     try:
-        counted = not getattr(args, "dry_run", False)  # a dry run changes nothing at all
         if counted:
             collect(registry, "system.command.executed", args.command)
         exit_status = run_command(registry, args)

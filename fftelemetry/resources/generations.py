@@ -52,10 +52,11 @@ class Generations:
         if root.generation != self.current:
             raise GenerationError(self.mismatch("the database", root.generation))
 
-    def bring_up_to_date(self, db, where):
-        """At start-up: refuse a database of a newer generation, evolve an older one. A new
-        database is left alone: its root is made at the current generation. `where` names the
-        database in the messages."""
+    def bring_up_to_date(self, db, where, evolve=True):
+        """At start-up: refuse a database of a newer generation, evolve an older one (or, for a
+        run that must change nothing, `evolve=False`, refuse it too). A new database is left
+        alone: its root is made at the current generation. `where` names the database in the
+        messages."""
         database = f"the database named in {where}"
         with own_connection(db) as (tm, conn):
             while True:
@@ -63,8 +64,8 @@ class Generations:
                 root = conn.root().get(self.root_key)
                 if root is None or root.generation == self.current:
                     return
-                if root.generation > self.current:
-                    raise GenerationError(self.mismatch(database, root.generation))
+                if root.generation > self.current or not evolve:
+                    raise GenerationError(self.mismatch(database, root.generation, evolve))
                 self._evolve_one(tm, root, database)
 
     def _evolve_one(self, tm, root, database):
@@ -87,7 +88,13 @@ class Generations:
             ) from None
         log.info("evolved %s to generation %d", database, found + 1)
 
-    def mismatch(self, database, found):
+    def mismatch(self, database, found, evolve=True):
+        if found < self.current and not evolve:
+            return (
+                f"{database} is of generation {found}, older than this {self.program}'s "
+                f"{self.current}, and this run changes nothing: start {self.program} (or run "
+                "the command without --dry-run) to bring it up to date first"
+            )
         if found > self.current:
             return (
                 f"{database} is of generation {found}, but this {self.program} knows up to "

@@ -4,6 +4,8 @@ console command in one line without a byte written, and an older one is evolved 
 start-up (the steps here are registered for the test only, and run by the real runner)."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 import webtest
@@ -331,3 +333,41 @@ def test_an_older_receiver_database_is_evolved_once(
     assert runs == [1]
     state = stored(receiver_database, RECEIVER_KEY)
     assert (state["generation"], state["evolved"]) == (2, "yes")
+
+
+# The real console script, in a process of its own whose code has one more (test) step: what a
+# release with an evolve step is to the database this test leaves at generation 1.
+WITH_A_STEP = """
+import sys
+from fftelemetry.cli.main import main
+from fftelemetry.resources import GENERATIONS
+GENERATIONS.steps.append(lambda root: setattr(root, "evolved", "yes"))
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_dry_run_does_not_evolve_an_older_database(app_database, write_ini):
+    """A dry run changes nothing, so it does not evolve the database either: it says what to
+    do, in one line, and the file stays as it was; a command that may write evolves it."""
+
+    def fftelemetry(*args):
+        return subprocess.run([sys.executable, "-c", WITH_A_STEP, *args], capture_output=True,
+                              text=True, timeout=60, check=False)
+
+    ini = write_ini()
+    before = app_database.read_bytes()
+    result = fftelemetry("cron", ini, "--force", "--dry-run")
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("INFO [")]
+    assert lines == [
+        f"fftelemetry: the database named in {ini} is of generation 1, older than this "
+        "fftelemetry's 2, and this run changes nothing: start fftelemetry (or run the command "
+        "without --dry-run) to bring it up to date first"
+    ]
+    assert app_database.read_bytes() == before
+
+    assert fftelemetry("status", ini).returncode == 0  # a command that may write evolves it
+    state = stored(app_database, ROOT_KEY)
+    assert (state["generation"], state["evolved"]) == (2, "yes")
+    result = fftelemetry("cron", ini, "--force", "--dry-run")
+    assert result.returncode == 0, result.stderr
