@@ -78,6 +78,7 @@ def main(global_config, **settings):
         open_database(config, global_config, GENERATIONS, "fftelemetry")
         close_on_exit(config.registry)
         config.include(".security")
+        config.include(".throttle")
         config.include(".telemetry")
         config.include(".views")
         config.scan(".views")

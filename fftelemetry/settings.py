@@ -58,6 +58,10 @@ class AppSettings:
     env_file: str | None
     # argon2 cost: "default" (RFC 9106 low-memory) or "cheapest" (tests only: ~1 ms a hash).
     hashing_profile: str = "default"
+    # Failed logins for one email from one address before /login answers 429, and the window,
+    # from the first of them, that they count in (fftelemetry.throttle).
+    login_attempts: int = 5
+    login_window_seconds: int = 60
 
 
 def _given(raw):
@@ -264,4 +268,6 @@ def load(ini, global_config=None, environ=None):
         session_lifetime_hours=sources.number("fftelemetry.session_lifetime_hours", int, 168, 1),
         env_file=env_file,
         hashing_profile=profile,
+        login_attempts=sources.number("fftelemetry.login_attempts", int, 5, 1),
+        login_window_seconds=sources.number("fftelemetry.login_window_seconds", int, 60, 1),
     )

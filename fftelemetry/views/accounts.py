@@ -11,7 +11,7 @@ from pyramid.view import view_config
 from .. import i18n
 from ..events import PreferencesChanged, UserRegistered
 from ..resources import ACCOUNT, Root
-from ..resources.users import AccountError
+from ..resources.users import MAX_EMAIL, AccountError, normalise_email
 from ..security import ended_sign_in
 
 
@@ -64,18 +64,40 @@ def register(context, request):
     return {"closed": False, "email": email, "error": error}
 
 
+def throttle_key(request, email):
+    """Whom failed logins are counted for (fftelemetry.throttle): the email as the login looks it
+    up, and the client's address. REMOTE_ADDR, not client_addr, which believes an X-Forwarded-For
+    header anyone may send; behind a proxy, waitress's trusted_proxy sets REMOTE_ADDR from it.
+    No account has a longer email than MAX_EMAIL: a 60 KB one is kept as a short one."""
+    return normalise_email(email)[: MAX_EMAIL + 1], request.remote_addr
+
+
+def seconds(count):
+    return "1 second" if count == 1 else f"{count} seconds"
+
+
 @view_config(context=Root, name="login", renderer="fftelemetry:templates/login.pt")
 def login(context, request):
     came_from = safe_next(request, request.params.get("came_from"))
     ended = ended_sign_in(request)
     email, error = request.POST.get("email", ended or ""), None
     if request.method == "POST":
+        throttle, key = request.registry.login_throttle, throttle_key(request, email)
+        wait = throttle.retry_after(key)
+        if wait:
+            # The password is not checked: a right guess must not get in now, nor cost argon2.
+            request.response.status = 429
+            request.response.headers["Retry-After"] = str(wait)
+            error = f"Too many login attempts. Please try again in {seconds(wait)}."
+            return {"came_from": came_from, "email": email, "error": error, "ended": ended}
         user = context["users"].by_email(email)
         password = request.POST.get("password", "")
         if user is not None and user.verify_password(password, request.password_hasher):
+            throttle.succeeded(key)
             return sign_in(request, user, came_from)
         if user is None:
             request.password_hasher.hash(password)  # as slow as a wrong password: no probing
+        throttle.failed(key)
         error = "Wrong email address or password."
         request.response.status = 400
     return {"came_from": came_from, "email": email, "error": error, "ended": ended}

@@ -573,3 +573,101 @@ def test_every_response_tells_the_browser_its_policy(site, admin, anonymous):
     assert BROWSER_POLICY["X-Frame-Options"] == "DENY"
     assert BROWSER_POLICY["X-Content-Type-Options"] == "nosniff"
     assert BROWSER_POLICY["Referrer-Policy"] == "same-origin"
+
+
+# Login throttling (fftelemetry.throttle): 5 failed logins for one email from one address, then a
+# 429 until a minute after the first of them, as Firefly III (Laravel) does.
+
+ATTACKER = "203.0.113.5"
+
+
+def browser_at(site, address, **environ):
+    return webtest.TestApp(site.app, extra_environ={"REMOTE_ADDR": address, **environ})
+
+
+def fail_logins(browser, count, email=ADMIN_EMAIL):
+    for _ in range(count):
+        page = log_in(browser, email, "wrong password")
+        assert page.status_int == 400 and "Wrong email address or password." in page.text
+
+
+def assert_throttled(page, window=60, email=ADMIN_EMAIL):
+    assert page.status_int == 429
+    wait = int(page.headers["Retry-After"])
+    assert 1 <= wait <= window
+    unit = "second" if wait == 1 else "seconds"
+    assert f"Too many login attempts. Please try again in {wait} {unit}." in page.text
+    assert page.forms["login"]["email"].value == email  # the form again, as it was sent
+
+
+def test_five_failed_logins_lock_the_right_password_out_too(site, admin):
+    browser = browser_at(site, ATTACKER)
+    fail_logins(browser, 5)
+    assert_throttled(log_in(browser, ADMIN_EMAIL))  # the right password, not even checked
+    browser.get("/preferences", status=303)  # not signed in
+    # the form's email is normalised as the login's is: another spelling is the same key
+    assert_throttled(log_in(browser, " Owner@EXAMPLE.org"), email=" Owner@EXAMPLE.org")
+
+
+def test_another_address_or_email_is_not_locked_out(site, admin, member):
+    fail_logins(browser_at(site, ATTACKER), 5)
+    assert_throttled(log_in(browser_at(site, ATTACKER), ADMIN_EMAIL))
+    # the owner, elsewhere, still gets in: failing on purpose cannot lock an account's owner out
+    owner = browser_at(site, "198.51.100.7")
+    assert log_in(owner, ADMIN_EMAIL).status_int == 303
+    owner.get("/admin/telemetry", status=200)
+    # another account from the same address too
+    assert log_in(browser_at(site, ATTACKER), USER_EMAIL).status_int == 303
+
+
+def test_a_forged_forwarded_for_header_does_not_escape_the_lock(site, admin):
+    """Without trusted_proxy, waitress passes X-Forwarded-For on as sent; WebOb's client_addr
+    believes it, so each guess could name an address of its own."""
+    fail_logins(browser_at(site, ATTACKER), 5)
+    forged = browser_at(site, ATTACKER, HTTP_X_FORWARDED_FOR="198.51.100.99")
+    assert_throttled(log_in(forged, ADMIN_EMAIL))
+
+
+def test_the_right_password_works_once_the_window_is_over(make_site):
+    site = make_site(**{"fftelemetry.login_attempts": "2",
+                        "fftelemetry.login_window_seconds": "2"})
+    site.register(ADMIN_EMAIL)
+    browser = browser_at(site, ATTACKER)
+    fail_logins(browser, 2)
+    page = log_in(browser, ADMIN_EMAIL)
+    assert_throttled(page, window=2)
+    time.sleep(int(page.headers["Retry-After"]) + 0.1)
+    assert log_in(browser, ADMIN_EMAIL).status_int == 303
+    browser.get("/admin/telemetry", status=200)
+
+
+def test_a_successful_login_clears_the_failures(site, admin):
+    browser = browser_at(site, ATTACKER)
+    fail_logins(browser, 4)
+    assert log_in(browser, ADMIN_EMAIL).status_int == 303
+    browser = browser_at(site, ATTACKER)
+    fail_logins(browser, 4)  # 8 in the window, but 4 since the success
+    assert log_in(browser, ADMIN_EMAIL).status_int == 303
+    browser = browser_at(site, ATTACKER)
+    fail_logins(browser, 5)  # the control: 5 in a row do lock it
+    assert_throttled(log_in(browser, ADMIN_EMAIL))
+
+
+def test_the_throttle_keeps_a_bounded_number_of_keys_oldest_dropped(site, admin):
+    throttle = site.app.registry.login_throttle
+    assert throttle.max_keys == 10_000
+    throttle.max_keys = 3  # as 10,000, in fewer requests
+    browser = browser_at(site, ATTACKER)
+    fail_logins(browser, 4)
+    for n in range(10):  # an attacker cycling emails
+        fail_logins(browser, 1, f"guess{n}@example.org")
+        assert len(throttle) <= 3
+    assert len(throttle) == 3
+    fail_logins(browser, 1)  # the owner's first 4 were dropped: this is the first again
+    assert log_in(browser, ADMIN_EMAIL).status_int == 303
+
+
+def test_a_60kb_email_is_kept_as_a_short_key(site, admin):
+    fail_logins(browser_at(site, ATTACKER), 1, "x" * 60_000 + "@example.org")
+    [(email, address)] = site.app.registry.login_throttle._failures
+    assert len(email) <= 255 and address == ATTACKER

@@ -160,6 +160,13 @@ def test_numbers_and_url():
     assert load().session_lifetime_hours == 168  # a week
     with pytest.raises(SettingsError, match="session_lifetime_hours='0' must be at least 1"):
         load(ini={"fftelemetry.session_lifetime_hours": "0"})
+    assert (load().login_attempts, load().login_window_seconds) == (5, 60)  # Laravel's
+    result = load(ini={"fftelemetry.login_attempts": "3", "fftelemetry.login_window_seconds": "2"})
+    assert (result.login_attempts, result.login_window_seconds) == (3, 2)
+    with pytest.raises(SettingsError, match="login_attempts='0' must be at least 1"):
+        load(ini={"fftelemetry.login_attempts": "0"})
+    with pytest.raises(SettingsError, match="login_window_seconds='soon' is not a number"):
+        load(ini={"fftelemetry.login_window_seconds": "soon"})
     with pytest.raises(SettingsError, match="must start with http"):
         load(environ={"TELEMETRY_URL": "ftp://example.org"})
     assert load(environ={"TELEMETRY_URL": "http://h:1/"}).telemetry_url == "http://h:1"
