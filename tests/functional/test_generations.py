@@ -53,12 +53,18 @@ def stored(path, key):
         db.close()
 
 
-@pytest.fixture
-def app_database(tmp_path, make_app):
-    """Data.fs as the app leaves it after its first page (its root made), the app closed."""
+def first_page(make_app):
+    """Start the app (an older database is evolved), show its first page (the root is made if
+    there was none), and close it, as a server stopped again would."""
     app = make_app()
     webtest.TestApp(app).get("/", status=200)
     close_databases(app.registry)
+
+
+@pytest.fixture
+def app_database(tmp_path, make_app):
+    """Data.fs as the app leaves it after its first page (its root made), the app closed."""
+    first_page(make_app)
     return tmp_path / "Data.fs"
 
 
@@ -247,9 +253,7 @@ def test_an_older_database_is_evolved_once(app_database, make_app, next_generati
 
     next_generation(GENERATIONS, step)
     for _ in range(2):
-        app = make_app()
-        webtest.TestApp(app).get("/", status=200)
-        close_databases(app.registry)
+        first_page(make_app)
     assert runs == [1]
     state = stored(app_database, ROOT_KEY)
     assert (state["generation"], state["evolved"]) == (2, "yes")
@@ -270,9 +274,7 @@ def test_a_step_another_process_finished_first_is_not_applied_twice(
             theirs.evolved, theirs.generation = "by the other process", 2
 
     next_generation(GENERATIONS, step)
-    app = make_app()
-    webtest.TestApp(app).get("/", status=200)
-    close_databases(app.registry)
+    first_page(make_app)
     assert runs == [1]
     state = stored(app_database, ROOT_KEY)
     assert (state["generation"], state["evolved"]) == (2, "by the other process")
