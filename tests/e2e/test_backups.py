@@ -13,6 +13,7 @@ import requests
 from .harness import (
     BIN,
     app_settings,
+    child_environment,
     csrf_token,
     free_port,
     new_session,
@@ -23,7 +24,7 @@ from .harness import (
     write_server_ini,
     zeo_uri,
 )
-from .test_pack import PASSWORD, RECORDS, register
+from .test_pack import PASSWORD, RECORDS, files_holding, register
 
 pytestmark = pytest.mark.slow
 
@@ -127,3 +128,51 @@ def test_a_backup_made_while_serving_restores_records_deleted_since(tmp_path):
         assert signed_in.status_code == 200, signed_in.text[:300]
         assert record_ids(admin, base) == backed_up  # the full backup and the incremental
         assert received(receiver) == 3  # as the receiver's full backup had it
+
+
+EXPIRE = ".venv/bin/repozo -B -F -k -r var/backups/app -f var/Data.fs"
+
+
+def test_after_a_pack_a_full_backup_with_k_leaves_no_deleted_record_in_the_backups(tmp_path):
+    readme = README.read_text()
+    assert f"\n{EXPIRE}" in readme and "`-D 20" in readme  # tested as the README gives them
+
+    var, backups = tmp_path / "var", tmp_path / "var" / "backups" / "app"
+    port = free_port()
+    settings = app_settings(zeo_uri(var), **{"fftelemetry.password_profile": "cheapest"})
+    ini = write_server_ini(tmp_path / "web.ini", settings, port)
+    with runzeo_shipped(tmp_path), pserve(ini, port) as base:
+        admin = register(base, "owner@example.org")
+        register(base, "second@example.org")
+        run(FOLDERS, tmp_path)
+        run(FULL[0], tmp_path)
+        in_full = record_ids(admin, base)
+        full_backup = time.gmtime()
+        register(base, "third@example.org")
+        wait_until(lambda: time.gmtime()[:6] != full_backup[:6], 2, "the next second")
+        run(INCREMENTAL, tmp_path)
+        deleted = record_ids(admin, base)
+        assert len(deleted) == 3
+
+        # -D: the state as of the full backup, without the incremental made after it
+        date = time.strftime("%Y-%m-%d-%H-%M-%S", full_backup)
+        run(f".venv/bin/repozo -R -r var/backups/app -D {date} -o var/as-of-full.fs", tmp_path)
+        assert files_holding(var, in_full) >= {"as-of-full.fs"}
+        assert "as-of-full.fs" not in files_holding(var, set(deleted) - set(in_full))
+        (var / "as-of-full.fs").unlink()
+
+        page = admin.get(f"{base}{RECORDS}")
+        done = admin.post(f"{base}{RECORDS}/delete-all", data={
+            "confirm": "yes", "shown": "3", "csrf_token": csrf_token(page.text)})
+        assert "Deleted 3 records" in done.text
+        packed = subprocess.run([str(BIN / "fftelemetry"), "pack", str(ini)],
+                                env=child_environment(), capture_output=True, text=True,
+                                timeout=60, check=False)
+        assert packed.returncode == 0, packed.stderr
+        assert files_holding(backups, deleted)  # the pack left the backups as they were
+
+        time.sleep(1)  # a full backup named in the second of the incremental would sort before it
+        run(EXPIRE, tmp_path)
+
+    assert files_holding(backups, deleted) == set()
+    assert len(list(backups.glob("*.fs"))) == 1 and not list(backups.glob("*.deltafs"))
