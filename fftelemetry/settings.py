@@ -181,6 +181,8 @@ def check_url(url, setting):
         raise SettingsError(
             f"{setting} must not have a query or fragment: /submit is added to it"
         )
+    if (parts.path or "").rstrip("/").endswith("/submit"):  # the endpoint, pasted whole
+        raise SettingsError(f"{setting} must not end in /submit: /submit is added to it")
 
 
 def shown_url(url):

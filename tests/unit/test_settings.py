@@ -182,6 +182,9 @@ def test_numbers_and_url():
         ("http://127.0.0.1:6544?token=1", "must not have a query or fragment"),
         ("http://127.0.0.1:6544#top", "must not have a query or fragment"),
         ("http://127.0.0.1:0", "is not a valid URL"),
+        # the sender would POST to /submit/submit, which the receiver answers with a 404
+        ("http://127.0.0.1:6544/submit", "must not end in /submit: /submit is added to it"),
+        ("https://example.org/telemetry/submit/", "must not end in /submit"),
         # requests sends Basic auth in Latin-1: every run would end in a UnicodeEncodeError
         ("http://alice:pw%E2%82%AC@127.0.0.1:6544", "must be Latin-1 characters"),
         ("http://alice:pw\u20ac@127.0.0.1:6544", "must be Latin-1 characters"),
