@@ -199,7 +199,7 @@ def test_every_page_fits_a_phone(phone, make_app, receiver):
         for name, path in [
             ("home", "/"), ("preferences", "/preferences"), ("status", "/admin/telemetry"),
             ("records", "/admin/telemetry/view"), ("bad-query", "/admin/telemetry/view?show=x"),
-            ("not-found", "/nothing"),
+            ("not-found", "/nothing"), ("about-telemetry", "/telemetry"),
         ]:
             phone.get(base + path)
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)

@@ -106,7 +106,10 @@ def test_status_page_shows_the_facts(site, admin):
     text = page.text
     assert "Telemetry is <strong>enabled</strong>" in text
     assert "fftelemetry.send_telemetry in the ini file" in text
-    assert "tell them" in text and "environment-only" not in text
+    assert "environment-only" not in text
+    # the users are told by the application itself: the box names the page that tells them
+    assert "Collection covers all users of this installation." in text
+    assert page.html.select_one(".switch a")["href"] == "http://localhost/telemetry"
     assert "SEND_TELEMETRY=true" in text and "docker run -e SEND_TELEMETRY=true" in text
     assert installation_id in text
     assert "http://127.0.0.1:6544/submit" in text
@@ -130,7 +133,7 @@ def test_status_page_when_off_by_do_not_track(make_site, monkeypatch):
     assert "DO_NOT_TRACK" in text
     assert "none yet" in text  # no installation id: nothing was ever collected
     assert "none while telemetry is off" in text
-    assert "tell them" not in text
+    assert "Collection covers all users" not in text
     assert "environment-only" in text  # DO_NOT_TRACK here is this process's own
     where = " ".join(admin.get(STATUS).html.select_one("#environment-only").text.split())
     assert "Set it in the .env file to give every process" in where  # not the ini: no such setting

@@ -1,0 +1,25 @@
+"""`/telemetry`: what telemetry means for the people it is about, for anyone to read.
+
+The register page links here before anyone has an account, so it needs no login (the root's
+VIEW, granted to Everyone). It shows what the admin pages show of the catalog, and none of what
+only an administrator may see: not the receiver's address (an internal host name, perhaps a
+password in it), the installation id, the counts or the records.
+"""
+
+from pyramid.view import view_config
+
+from ..resources import Root
+from .admin_telemetry import catalog_table
+
+
+def every(days):
+    return "every day" if days == 1 else f"every {days} days"
+
+
+@view_config(context=Root, name="telemetry", renderer="fftelemetry:templates/about_telemetry.pt")
+def about_telemetry(context, request):
+    return {
+        "enabled": request.telemetry.enabled,  # the switch the collector itself obeys
+        "sent_every": every(request.app_settings.interval_days),
+        "catalog_table": catalog_table(),
+    }
