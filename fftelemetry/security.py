@@ -122,7 +122,13 @@ BROWSER_POLICY = {
 
 
 def add_browser_policy(event):
-    event.response.headers.update(BROWSER_POLICY)
+    response = event.response
+    response.headers.update(BROWSER_POLICY)
+    # Pages carry a CSRF token and, for an admin, records (the export and the preview are
+    # records): no shared proxy may keep them, nor the browser once its user logs out. Only a
+    # response that says how it may be cached (static files, the icon) keeps its own rule.
+    if "Cache-Control" not in response.headers:
+        response.cache_control.no_store = True
 
 
 def session_factory(secret, secure=False):

@@ -575,6 +575,23 @@ def test_every_response_tells_the_browser_its_policy(site, admin, anonymous):
     assert BROWSER_POLICY["Referrer-Policy"] == "same-origin"
 
 
+def test_no_page_is_kept_by_a_cache_but_static_files_are(site, admin, member, anonymous):
+    # A page holds a CSRF token and, for an admin, records: neither a shared proxy nor the
+    # browser (the back button after logging out) may keep one.
+    pages = [
+        admin.get("/admin/telemetry"), admin.get("/admin/telemetry/view"),
+        admin.get("/admin/telemetry/view/preview"), admin.get("/admin/telemetry/view/export.json"),
+        admin.get("/preferences"), anonymous.get("/login"), anonymous.get("/"),
+        admin.get("/nothing", status=404), member.get("/admin/telemetry", status=403),
+        admin.get("/logout", status=405), anonymous.get("/admin/telemetry", status=303),
+        anonymous.get("/static/nothing.css", status=404),
+    ]
+    for page in pages:
+        assert page.headers.getall("Cache-Control") == ["no-store"], page.request.path
+    for path in ("/static/style.css", "/favicon.ico"):
+        assert anonymous.get(path).headers["Cache-Control"] == "max-age=3600"
+
+
 # Login throttling (fftelemetry.throttle): 5 failed logins for one email from one address, then a
 # 429 until a minute after the first of them, as Firefly III (Laravel) does.
 
