@@ -18,6 +18,9 @@ from .folder import Folder
 
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024  # hashing a megabyte of "password" is a cheap way to burn our CPU
+# UTF-8 octets, not characters (RFC 5321, 4.5.3.1.3; RFC 6531 counts an address so too). The
+# session cookie keeps the address, and a browser keeps no cookie over 4 KB: an address of 247
+# characters of U+1F600 (12 bytes each there) made one Pyramid refused to send, a bare 500.
 MAX_EMAIL = 254
 # Deliberately loose (an address is proven by mail, not by regex) but without spaces or slashes,
 # which would make a bad folder name.
@@ -38,8 +41,11 @@ def normalise_email(email):
 def check_email(email):
     email = normalise_email(email)
     # isprintable: no control characters (a NUL), nor invisible ones (a zero-width space, a
-    # right-to-left override) that would make an address look like another one
-    if len(email) > MAX_EMAIL or not email.isprintable() or not EMAIL_PATTERN.fullmatch(email):
+    # right-to-left override) that would make an address look like another one; nor a lone
+    # surrogate (a console argument's undecodable byte), which UTF-8 cannot encode
+    if not email.isprintable() or len(email.encode()) > MAX_EMAIL:
+        raise AccountError("Please enter a valid email address.")
+    if not EMAIL_PATTERN.fullmatch(email):
         raise AccountError("Please enter a valid email address.")
     return email
 

@@ -54,6 +54,21 @@ def test_an_email_in_another_unicode_form_is_the_same_account(site):
         assert list(root["users"].data) == [composed]
 
 
+def test_the_longest_address_signs_in_and_a_longer_one_is_refused(site):
+    # 254 UTF-8 octets at most, however many characters: the session cookie holds the address
+    # (twice, with the welcome), and a cookie Pyramid finds too long is a bare 500 at sign-in.
+    longest = "\U0001f600" * 61 + "abc@ex.org"  # 61 characters of 4 octets, and 10
+    assert len(longest.encode()) == 254
+    browser = site.register(longest)
+    assert longest in browser.get("/preferences").text
+    assert log_in(site.browser(), longest).status_int == 303
+    form = site.browser().get("/register").forms["register"]
+    form["email"], form["password"] = "\U0001f600" * 247 + "@ex.org", PASSWORD
+    assert "valid email address" in form.submit(status=400).text
+    with site.root() as root:
+        assert list(root["users"].data) == [longest]
+
+
 @pytest.mark.parametrize(
     ("email", "password", "message"),
     [
