@@ -371,6 +371,21 @@ def test_submit_reports_an_unreachable_receiver(make_site, closed_port_url):
     assert site.counts() == before
 
 
+def test_a_long_refusal_in_any_script_is_told_in_the_flash(make_site):
+    # The receiver's reason goes into the flash, so into the session cookie, which Pyramid
+    # refuses to send past 4 KB: 300 characters of U+1F600, each 12 bytes as \\ud83d\\ude00
+    # in JSON, made "submit now" a bare 500 (and the admin never saw why).
+    reason = "\U0001f600" * 1000
+    stub = Stub(status="400 Bad Request", body=json.dumps({"error": reason}).encode())
+    with serving(stub) as url:
+        site = make_site(**{"fftelemetry.telemetry_url": url})
+        admin = site.register("owner@example.org")
+        page = admin.get(RECORDS).forms["submit-form"].submit(status=303).follow()
+    said = flash(page)
+    assert said.startswith("Nothing was sent: the receiver answered HTTP 400: \U0001f600")
+    assert "... (1000 characters). The records stay pending for the next try." in said
+
+
 def test_submit_sends_everything_pending(make_site, receiver):
     site = make_site(**{"fftelemetry.telemetry_url": receiver.url,
                         "fftelemetry.batch_size": "3"})
