@@ -275,6 +275,14 @@ def _their_reason(content):
 
 
 def _shown(text):
-    """A receiver's body for the log: on one line and cut to a sane length."""
-    cut = text[:LOGGED_BODY_CHARS].replace("\r", "\\r").replace("\n", "\\n")
-    return cut if len(text) <= LOGGED_BODY_CHARS else f"{cut}... ({len(text)} characters)"
+    """A receiver's text for the log and the operator's terminal: cut to a sane length, on one
+    line, and with every character a terminal would act on (an escape sequence clears the screen
+    or rewrites the lines above; a right-to-left override turns text around) as its escape."""
+    shown = "".join(
+        ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text[:LOGGED_BODY_CHARS]
+    )
+    if len(shown) <= LOGGED_BODY_CHARS and len(text) <= LOGGED_BODY_CHARS:
+        return shown
+    # cut after escaping: an escape is up to ten characters, and the flash that carries this
+    # (the session cookie) has no room for ten times as many
+    return f"{shown[:LOGGED_BODY_CHARS]}... ({len(text)} characters)"

@@ -327,6 +327,33 @@ def test_a_long_answer_is_cut_in_the_log_line(db, caplog):
     assert len(line) < 400 and "\n" not in line and "(5012 characters)" in line
 
 
+def refusing(reason):
+    return Stub(status="400 Bad Request", body=json.dumps({"error": reason}).encode())
+
+
+def test_what_a_terminal_would_act_on_in_an_answer_is_shown_escaped(db, caplog):
+    # A receiver's answer reaches the operator's terminal (cron's log, `fftelemetry status`):
+    # an escape sequence in it could clear the screen, retitle the window or rewrite the lines
+    # above it; a right-to-left override would turn the text around.
+    hostile = "\x1b[2J\x1b]0;owned\x07\x08\x9b1A\u202eok"
+    collect(db, 1)
+    caplog.set_level(logging.INFO, logger="fftelemetry")
+    with serving(refusing(hostile)) as url:
+        outcome = submit_pending(db, settings_for(url))
+    assert outcome.error == (
+        "the receiver answered HTTP 400: \\x1b[2J\\x1b]0;owned\\x07\\x08\\x9b1A\\u202eok"
+    )
+    logged = [m for m in caplog.messages if "owned" in m]
+    assert len(logged) == 2  # the answer, and the failure
+    assert all(ch.isprintable() for line in logged for ch in line), logged
+    # escaped, a character is up to ten: still cut to the same length
+    invisible = "\U000e0001" * 1000  # LANGUAGE TAG, written \U000e0001
+    with serving(refusing(invisible)) as url:
+        outcome = submit_pending(db, settings_for(url))
+    assert outcome.error.endswith("\\U000e0001\\U000e0001... (1000 characters)")
+    assert len(outcome.error) < 400
+
+
 def test_pending_bodies_walks_every_batch_and_changes_nothing(db):
     ids = collect(db, 5)
     bodies = list(pending_bodies(db, 2))
