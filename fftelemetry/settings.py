@@ -162,6 +162,9 @@ def check_url(url, setting):
     """Refuse at start-up a receiver URL the sender could never POST to: it would fail (or
     POST elsewhere) at every run instead. `setting` names it as the operator wrote it."""
     try:
+        # not UTF-8: an environment variable's undecodable byte (a lone surrogate), which no
+        # request, page or session cookie can carry
+        url.encode()
         parts = parse_url(url)
         if parts.host and not parts.host.startswith("["):
             parts.host.encode("idna")  # what connecting does: no empty or over-long label

@@ -182,6 +182,8 @@ def test_numbers_and_url():
         ("http://127.0.0.1:6544?token=1", "must not have a query or fragment"),
         ("http://127.0.0.1:6544#top", "must not have a query or fragment"),
         ("http://127.0.0.1:0", "is not a valid URL"),
+        # a byte that is not UTF-8 in the environment: the status page and "submit now" were 500s
+        ("http://127.0.0.1:6544/in\udcff", "is not a valid URL"),
         # the sender would POST to /submit/submit, which the receiver answers with a 404
         ("http://127.0.0.1:6544/submit", "must not end in /submit: /submit is added to it"),
         ("https://example.org/telemetry/submit/", "must not end in /submit"),
