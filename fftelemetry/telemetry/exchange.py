@@ -278,11 +278,16 @@ def _shown(text):
     """A receiver's text for the log and the operator's terminal: cut to a sane length, on one
     line, and with every character a terminal would act on (an escape sequence clears the screen
     or rewrites the lines above; a right-to-left override turns text around) as its escape."""
-    shown = "".join(
-        ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text[:LOGGED_BODY_CHARS]
-    )
-    if len(shown) <= LOGGED_BODY_CHARS and len(text) <= LOGGED_BODY_CHARS:
-        return shown
-    # cut after escaping: an escape is up to ten characters, and the flash that carries this
-    # (the session cookie) has no room for ten times as many
-    return f"{shown[:LOGGED_BODY_CHARS]}... ({len(text)} characters)"
+    shown, length = [], 0
+    for ch in text[:LOGGED_BODY_CHARS]:
+        piece = ch if ch.isprintable() else ascii(ch)[1:-1]
+        # cut after escaping (an escape is up to ten characters, and the flash that carries
+        # this, in the session cookie, has no room for ten times as many), but never inside an
+        # escape: half of \U000e0001 reads as another character
+        if length + len(piece) > LOGGED_BODY_CHARS:
+            break
+        shown.append(piece)
+        length += len(piece)
+    if len(shown) == len(text):
+        return "".join(shown)
+    return f"{''.join(shown)}... ({len(text)} characters)"

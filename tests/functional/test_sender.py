@@ -354,6 +354,16 @@ def test_what_a_terminal_would_act_on_in_an_answer_is_shown_escaped(db, caplog):
     assert len(outcome.error) < 400
 
 
+def test_an_answer_is_cut_between_two_escapes_not_inside_one(db):
+    # "a" then ESC: 1 + 4 * 74 characters escaped, and a 75th \x1b would pass 300
+    collect(db, 1)
+    with serving(refusing("a" + "\x1b" * 400)) as url:
+        outcome = submit_pending(db, settings_for(url))
+    assert outcome.error == (
+        "the receiver answered HTTP 400: a" + "\\x1b" * 74 + "... (401 characters)"
+    )
+
+
 def test_pending_bodies_walks_every_batch_and_changes_nothing(db):
     ids = collect(db, 5)
     bodies = list(pending_bodies(db, 2))
