@@ -19,8 +19,8 @@ from .folder import Folder
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024  # hashing a megabyte of "password" is a cheap way to burn our CPU
 # UTF-8 octets, not characters (RFC 5321, 4.5.3.1.3; RFC 6531 counts an address so too). The
-# session cookie keeps the address, and a browser keeps no cookie over 4 KB: an address of 247
-# characters of U+1F600 (12 bytes each there) made one Pyramid refused to send, a bare 500.
+# session cookie keeps the address, twice at registration (the welcome names it), and a browser
+# keeps no cookie over 4 KB: counted in bytes, the address cannot take it past that.
 MAX_EMAIL = 254
 # Deliberately loose (an address is proven by mail, not by regex) but without spaces or slashes,
 # which would make a bad folder name.
