@@ -139,7 +139,11 @@ class SessionJSON:
     U+1F600) made "submit now" a bare 500. Cookies written the other way read the same."""
 
     def dumps(self, appstruct):
-        return json.dumps(appstruct, ensure_ascii=False, separators=(",", ":")).encode()
+        text = json.dumps(appstruct, ensure_ascii=False, separators=(",", ":"))
+        try:
+            return text.encode()
+        except UnicodeEncodeError:  # a lone surrogate, which UTF-8 has no bytes for: escaped
+            return json.dumps(appstruct, separators=(",", ":")).encode()
 
     def loads(self, bstruct):
         return json.loads(bstruct.decode())

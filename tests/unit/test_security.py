@@ -1,0 +1,11 @@
+from fftelemetry.security import SessionJSON
+
+
+def test_the_session_json_is_utf8_and_escapes_only_what_utf8_cannot_hold():
+    serializer = SessionJSON()
+    assert serializer.dumps({"flash": ["😀"]}) == '{"flash":["😀"]}'.encode()  # 4 bytes, not 12
+    # a lone surrogate (an undecodable byte Python let through) has no UTF-8: written escaped,
+    # as WebOb's serializer wrote everything, instead of failing the response
+    assert serializer.dumps({"flash": ["\udcff"]}) == b'{"flash":["\\udcff"]}'
+    assert serializer.loads(serializer.dumps({"flash": ["\udcff"]})) == {"flash": ["\udcff"]}
+    assert serializer.loads(b'{"flash":["\\u00e9\\ud83d\\ude00"]}') == {"flash": ["é😀"]}
