@@ -129,7 +129,7 @@ def add_browser_policy(event):
     # records): no shared proxy may keep them, nor the browser once its user logs out. Only a
     # response that says how it may be cached (static files, the icon) keeps its own rule.
     if "Cache-Control" not in response.headers:
-        response.cache_control.no_store = True
+        response.headers["Cache-Control"] = "no-store"  # not WebOb's parsed cache_control: dearer
 
 
 class SessionJSON:
