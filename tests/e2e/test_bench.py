@@ -3,6 +3,7 @@
 Figures are not judged here (the brief keeps timings out of the test suite); only that the
 benchmark works, so a change that breaks it is seen before someone needs its numbers."""
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,3 +41,29 @@ def test_bench_refuses_an_unknown_measurement():
     )
     assert run.returncode == 2
     assert "invalid choice: 'everything'" in run.stderr
+
+
+INSTRUCTIONS = BENCH.with_name("instructions.py")
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_instructions_counts_requests():
+    run = subprocess.run(
+        [sys.executable, str(INSTRUCTIONS), "--requests", "20", "wsgi", "hello"],
+        capture_output=True, text=True, timeout=300, env=child_environment(), check=False,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    counts = dict(line.split(": ", 1) for line in run.stdout.splitlines())
+    assert list(counts) == ["wsgi_instructions", "hello_instructions"]
+    wsgi, hello = (int(text.removesuffix(" k per request").replace(",", "")) for text in
+                   counts.values())
+    assert 0 < wsgi < hello  # Pyramid's "hello" costs more than the loop alone
+
+
+def test_instructions_refuses_an_unknown_kind():
+    run = subprocess.run(
+        [sys.executable, str(INSTRUCTIONS), "everything"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert run.returncode == 2
+    assert "no such kind: everything" in run.stderr
