@@ -20,6 +20,11 @@ TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 FALSE_WORDS = frozenset({"false", "0", "no", "off"})
 
 DEFAULT_TELEMETRY_URL = "http://127.0.0.1:6544"
+# Long enough for the administrator to look at what was sent, short enough that nothing sent is
+# kept for ever. At most a hundred years (as `fftelemetry pack --days`): a cut-off centuries back
+# is no key the store's trees can hold.
+DEFAULT_KEEP_SUBMITTED_DAYS = 90
+MAX_KEEP_SUBMITTED_DAYS = 36500
 HASHING_PROFILES = ("default", "cheapest")
 
 
@@ -62,6 +67,8 @@ class AppSettings:
     # from the first of them, that they count in (fftelemetry.throttle).
     login_attempts: int = 5
     login_window_seconds: int = 60
+    # Submitted records older than this are deleted by `fftelemetry cron`; 0 keeps them for ever.
+    keep_submitted_days: int = DEFAULT_KEEP_SUBMITTED_DAYS
 
 
 def _given(raw):
@@ -156,6 +163,21 @@ class Sources:
         if value < minimum:
             raise SettingsError(f"{ini_name}={raw!r} must be at least {minimum}")
         return value
+
+    def whole_number(self, ini_name, default, maximum):
+        """0 to `maximum`, in ASCII digits only: int() would take "+7", "9_0" and other
+        scripts' digits too."""
+        raw = self.ini.get(ini_name)
+        if not _given(raw):
+            return default
+        text = str(raw).strip()
+        if not (text.isascii() and text.removeprefix("-").isdigit()):
+            raise SettingsError(f"{ini_name}={raw!r} is not a number")
+        if text.startswith("-"):
+            raise SettingsError(f"{ini_name}={raw!r} must be at least 0")
+        if int(text) > maximum:
+            raise SettingsError(f"{ini_name}={raw!r} must be at most {maximum}")
+        return int(text)
 
 
 def check_url(url, setting):
@@ -275,4 +297,7 @@ def load(ini, global_config=None, environ=None):
         hashing_profile=profile,
         login_attempts=sources.number("fftelemetry.login_attempts", int, 5, 1),
         login_window_seconds=sources.number("fftelemetry.login_window_seconds", int, 60, 1),
+        keep_submitted_days=sources.whole_number(
+            "fftelemetry.keep_submitted_days", DEFAULT_KEEP_SUBMITTED_DAYS, MAX_KEEP_SUBMITTED_DAYS
+        ),
     )

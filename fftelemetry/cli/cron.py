@@ -1,4 +1,5 @@
-"""`fftelemetry cron`: meant for a daily crontab line; submits when a submission is due.
+"""`fftelemetry cron`: meant for a daily crontab line; deletes the submitted records older than
+`fftelemetry.keep_submitted_days` (telemetry on or off), then submits when a submission is due.
 
 Due means: never submitted, the last attempt failed (so a failure is retried the next day, not a
 week later), or the last success is `fftelemetry.interval_days` old. Exit status: 0 sent, nothing
@@ -11,10 +12,14 @@ from pyramid_zodbconn import get_connection
 
 from ..resources import telemetry_store
 from ..scripting import request_environment
-from ..telemetry.sender import pending_bodies, submit_pending
-from ..telemetry.status import format_time, is_due, next_submission_due
+from ..telemetry.retention import expire_submitted
+from ..telemetry.sender import pending_bodies, records_word, submit_pending
+from ..telemetry.status import days_word, format_time, is_due, next_submission_due
 
-HELP = "submit pending telemetry records when a submission is due (run it daily)"
+HELP = (
+    "submit pending telemetry records when a submission is due, and delete submitted ones "
+    "older than fftelemetry.keep_submitted_days (run it daily)"
+)
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +29,16 @@ def add_arguments(parser):
     parser.add_argument(
         "--dry-run",
         action="store_true",
-        help="print the JSON that would be sent (one POST body a line) and change nothing",
+        help="print the JSON that would be sent (one POST body a line) and change nothing "
+        "(nor delete old submitted records: their count is logged)",
     )
 
 
 def run(registry, args):
     settings = registry.app_settings
+    # Deleting is neither collecting nor sending: an operator who switched telemetry off still
+    # wants what was sent gone.
+    expire(registry, settings.keep_submitted_days, args.dry_run)
     if not settings.send_telemetry:
         log.info("Telemetry is off (%s): nothing to submit.", settings.send_telemetry_source)
         return 0
@@ -52,3 +61,14 @@ def run(registry, args):
     if outcome.ok:
         log.info(outcome.message())
     return 0 if outcome.ok else 1
+
+
+def expire(registry, keep_days, dry_run):
+    expired = expire_submitted(registry, keep_days, dry_run=dry_run)
+    if not expired:
+        return  # quiet: a daily line saying nothing happened is noise in cron.log
+    older = f"{records_word(expired)} submitted more than {days_word(keep_days)} ago"
+    if dry_run:
+        log.info("Would delete %s (a dry run deletes nothing).", older)
+    else:
+        log.info("Deleted %s (fftelemetry.keep_submitted_days).", older)

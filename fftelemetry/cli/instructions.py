@@ -78,7 +78,8 @@ def install_text(config_uri, has_users):
         f"       {shown}fftelemetry create-user {config_uri} --email you@example.org --admin"
     ]
     steps += [
-        "Add the daily cron line that submits telemetry once a week, and the weekly one that "
+        "Add the daily cron line that submits telemetry once a week (and deletes submitted "
+        "records older than fftelemetry.keep_submitted_days), and the weekly one that "
         "packs the database (deleted records leave its file only then; "
         f"see scripts/crontab.example):\n       {cron_line(config_uri)}"
         f"\n       {cron_line(config_uri, 'pack', WEEKLY)}",

@@ -7,7 +7,8 @@ from ..telemetry.status import status_facts
 
 HELP = (
     "show whether telemetry is on, the counts of pending and sent records, the last "
-    "submissions, and whether deleted records are still in the database file"
+    "submissions, how long sent records are kept, and whether deleted records are still in the "
+    "database file"
 )
 
 
@@ -34,6 +35,7 @@ def describe(facts):
     if facts.enabled:
         due = _when(facts.next_due) or "now (on the next cron run)"
         lines.append(f"Next submission due: {due}")
+    lines.append(f"Retention: submitted records are {facts.retention}")
     lines.append(f"Database packed: {facts.packed}")
     if facts.deleted_in_file:
         lines.append(

@@ -8,12 +8,15 @@ Layout, chosen so that nothing ever scans all records:
   records there were (a concurrent transaction still holding the old partition writes into an
   orphan: the same outcome as if it had committed first and then been deleted).
 - `identity` maps (type, key, JSON value) to a sequence number: the feature dedup in O(log n).
-  "Delete submitted" keeps it on purpose, so facts that were already sent are not collected and
-  sent again; "delete all" is a fresh start and clears it.
+  "Delete submitted" (and expiry, below) keeps it on purpose, so facts that were already sent are
+  not collected and sent again; "delete all" is a fresh start and clears it.
 - `last_recurring` maps a key to when its last recurring value was stored.
 - sequence numbers are microseconds since the epoch shifted left by 10 bits with random low
   bits: ordered by time (newest first = highest first) and unlikely to collide, so two
   processes inserting at once touch different keys and BTrees resolves the bucket conflict.
+- expiry (`fftelemetry.keep_submitted_days`) forgets submitted records sent before a cut-off.
+  A record is sent after it was collected, so only keys collected before the cut-off need
+  looking at: the walk is bounded by the cut-off's key, not by the first record too young.
 
 A record is an immutable `Record` tuple stored inside the tree's buckets rather than a
 `Persistent` object of its own: one object per ~60 records instead of one per record, which keeps
@@ -123,7 +126,8 @@ class Partition(Persistent):
             record = self.records.pop(seq, None)
             if record is not None:
                 taken.append((seq, record))
-        self.count.change(-len(taken))
+        if taken:  # change(0) would still write the counter: a transaction with nothing in it
+            self.count.change(-len(taken))
         return taken
 
     def put(self, items):
@@ -331,6 +335,38 @@ class TelemetryStore(Persistent):
             self.records_deleted_at = utcnow()
         self.submitted = Partition()
         return count
+
+    def old_submitted(self, before, limit, after=None):
+        """The submitted records sent before the time `before`, among the next `limit` keys
+        above the sequence `after` (oldest first); returns their sequences and where to go on
+        from (None: no key is left that could be that old).
+
+        Batches are sent oldest first, so submitted_at mostly grows with the key, but not always:
+        a record whose transaction committed late (or came from a process whose clock is behind)
+        is sent in a later run than records collected after it, and a run stamps every batch with
+        its start. So a record too young is skipped, not taken for the end: stopping there would
+        keep every older record behind it. Only keys collected before `before` can qualify
+        (a record is sent after it is collected), so the walk ends at the cut-off's key; what it
+        skips is what was collected before the cut-off and sent after it, usually the last days
+        before one submission. A record stamped a little before its collection (collected while
+        its run was sending, or on a faster clock) goes one run later."""
+        cutoff = to_micros(before)
+        bound = cutoff << 10  # the lowest key new_sequence gives at `before`
+        # (a min of None with excludemin would leave out the smallest key)
+        keys = self.submitted.records.items(
+            after, bound, excludemin=after is not None, excludemax=True
+        )
+        looked = list(islice(keys, limit))
+        old = [seq for seq, record in looked if record.submitted_us < cutoff]
+        return old, (looked[-1][0] if len(looked) == limit else None)
+
+    def expire_submitted(self, seqs):
+        """Forget these submitted records (kept long enough), as delete_submitted does: their
+        facts stay known, so they are not sent again; returns how many were still there."""
+        expired = len(self.submitted.take(seqs))
+        if expired:
+            self.records_deleted_at = utcnow()
+        return expired
 
     def mark_packed(self, at, kept_days):
         """`fftelemetry pack` packed the database at `at`, keeping `kept_days` days of history."""

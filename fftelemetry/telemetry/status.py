@@ -26,11 +26,22 @@ def is_due(next_due: datetime | None, now=None) -> bool:
     return next_due is None or (now or utcnow()) >= next_due
 
 
+def days_word(days):
+    return f"{days} day" if days == 1 else f"{days} days"
+
+
 def history_kept(days):
     """What a pack that kept `days` days of history kept, in words."""
     if days == 0:
         return "no history kept"
-    return f"the history of the last {days} day{'s' if days != 1 else ''} kept"
+    return f"the history of the last {days_word(days)} kept"
+
+
+def retention(keep_days):
+    """How long submitted records are kept (fftelemetry.keep_submitted_days), in words."""
+    if not keep_days:
+        return "kept until you delete them"
+    return f"kept {days_word(keep_days)} after they were sent, then deleted by fftelemetry cron"
 
 
 def deleted_still_in_file(store: TelemetryStore) -> bool:
@@ -58,6 +69,11 @@ class StatusFacts:
     pack_kept_days: int | None
     records_deleted_at: datetime | None
     deleted_in_file: bool
+    keep_submitted_days: int
+
+    @property
+    def retention(self):
+        return retention(self.keep_submitted_days)
 
     @property
     def packed(self):
@@ -84,4 +100,5 @@ def status_facts(store: TelemetryStore, settings: AppSettings) -> StatusFacts:
         pack_kept_days=store.pack_kept_days,
         records_deleted_at=store.records_deleted_at,
         deleted_in_file=deleted_still_in_file(store),
+        keep_submitted_days=settings.keep_submitted_days,
     )

@@ -9,6 +9,7 @@ password in it), the installation id, the counts or the records.
 from pyramid.view import view_config
 
 from ..resources import Root
+from ..telemetry.status import days_word
 from .admin_telemetry import catalog_table
 
 
@@ -21,5 +22,7 @@ def about_telemetry(context, request):
     return {
         "enabled": request.telemetry.enabled,  # the switch the collector itself obeys
         "sent_every": every(request.app_settings.interval_days),
+        "keep_days": request.app_settings.keep_submitted_days,
         "catalog_table": catalog_table(),
+        "days_word": days_word,
     }

@@ -71,6 +71,15 @@ def test_it_says_how_often_records_are_sent(make_site):
     assert "are sent every 3 days; the administrator can also send them sooner" in text
 
 
+def test_it_says_how_long_sent_records_stay(make_site, tmp_path):
+    kept = make_site(**ON).browser().get(ABOUT)
+    assert "A record that was sent stays on this installation for 90 days, then it is deleted." \
+        in words(kept.html.main)
+    for_ever = make_site(**ON, **{"fftelemetry.keep_submitted_days": "0",
+                                  "zodbconn.uri": f"file://{tmp_path}/other.fs"})
+    assert "stays on this installation" not in for_ever.browser().get(ABOUT).text
+
+
 def test_it_shows_no_receiver_no_installation_id_and_no_records(make_site):
     site = make_site(**ON, **{"fftelemetry.telemetry_url": SECRET_RECEIVER})
     admin = site.register(ADMIN_EMAIL, wizard=("nl", "nl_BE"))

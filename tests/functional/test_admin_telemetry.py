@@ -124,6 +124,21 @@ def test_status_page_shows_the_facts(site, admin):
     assert page.click("See the records").status_int == 200
 
 
+def test_status_page_says_how_long_submitted_records_are_kept(make_site, tmp_path):
+    def retention(**settings):
+        site = make_site(**settings, **{"zodbconn.uri": f"file://{tmp_path}/{len(settings)}.fs"})
+        page = site.register(ADMIN_EMAIL).get(STATUS)
+        return " ".join(page.html.select_one("#retention").get_text(" ").split())
+
+    assert retention() == (
+        "Submitted records are kept 90 days after they were sent, then deleted by fftelemetry "
+        "cron ( fftelemetry.keep_submitted_days = 90 )."
+    )
+    assert retention(**{"fftelemetry.keep_submitted_days": "0"}) == (
+        "Submitted records are kept until you delete them ( fftelemetry.keep_submitted_days = 0 )."
+    )
+
+
 def test_status_page_when_off_by_do_not_track(make_site, monkeypatch):
     monkeypatch.setenv("DO_NOT_TRACK", "1")
     site = make_site()

@@ -12,14 +12,18 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 
 import pytest
 from ZODB import DB
 from ZODB.FileStorage import FileStorage
 
+from fftelemetry import settings
 from fftelemetry.cli.instructions import is_docker
 from fftelemetry.resources import telemetry_store_in
-from tests.conftest import Stub, serving
+from fftelemetry.resources.store import utcnow
+from fftelemetry.telemetry.sender import submit_pending
+from tests.conftest import SECRET, Stub, serving
 
 
 def stored(tmp_path):
@@ -286,6 +290,109 @@ def test_cron_sends_nothing_while_telemetry_is_off(tmp_path, write_ini, run_cli)
     assert "Telemetry is off (ini): nothing to submit." in result.stderr
     assert "WARNING" not in result.stderr
     assert [submitted for _, _, submitted in stored(tmp_path)[1]] == [False]
+
+
+def made_quietly(write_ini, run_cli):
+    """The app's database, made by a command that collects nothing (telemetry off): a record
+    collected now and then sent on a clock days back would be sent before it was collected."""
+    run_cli("status", write_ini("made.ini", **{"fftelemetry.send_telemetry": "false"}))
+
+
+def sent_days_ago(tmp_path, url, days, values):
+    """Collect `values` an hour before `days` days ago and send them, with every other pending
+    record, to the receiver at `url` by the real sender on a clock that many days back (the app's
+    database: closed again after). How many were sent."""
+    then = utcnow() - timedelta(days=days)
+    db = DB(FileStorage(str(tmp_path / "Data.fs")))
+    try:
+        with db.transaction() as conn:
+            store = telemetry_store_in(conn.root())
+            for value in values:
+                store.add_feature("system.users.count", value, then - timedelta(hours=1))
+        app_settings = settings.load(
+            {"fftelemetry.session_secret": SECRET, "fftelemetry.send_telemetry": "true",
+             "fftelemetry.telemetry_url": url}, environ={},
+        )
+        outcome = submit_pending(db, app_settings, now=then)
+    finally:
+        db.close()
+    assert outcome.ok, outcome.error
+    return outcome.sent
+
+
+EXPIRED = "Deleted {} records submitted more than 90 days ago (fftelemetry.keep_submitted_days)."
+
+
+def test_cron_deletes_what_was_sent_longer_ago_than_kept(tmp_path, write_ini, run_cli, receiver):
+    ini = write_ini(**{"fftelemetry.telemetry_url": receiver.url})
+    made_quietly(write_ini, run_cli)
+    assert sent_days_ago(tmp_path, receiver.url, 91, [1, 2, 3]) == 3
+    assert sent_days_ago(tmp_path, receiver.url, 89, [4]) == 1
+    result = run_cli("cron", ini)
+    assert result.returncode == 0, result.stderr
+    assert EXPIRED.format(3) in result.stderr
+    assert "Sent 1 record" in result.stderr  # and it still sends (due: the last success is old)
+    assert stored(tmp_path)[1] == [("system.users.count", 4, True),
+                                   ("system.command.executed", "cron", True)]
+    assert receiver.stats()["records"] == 5  # the receiver keeps what it got
+    status = run_cli("status", ini)
+    assert ("Retention: submitted records are kept 90 days after they were sent, then deleted "
+            "by fftelemetry cron") in status.stdout
+    assert "Deleted records: still in the database file until the next" in status.stdout
+    # the memory of what was sent stays: a value sent and deleted is not collected again
+    assert sent_days_ago(tmp_path, receiver.url, 0, [1, 5]) == 2  # 5, and status's record
+    assert values(stored(tmp_path)[1], "system.users.count") == [4, 5]
+    again = run_cli("cron", ini)
+    assert again.returncode == 0 and "Deleted" not in again.stderr  # nothing old: no line
+
+
+def test_cron_deletes_old_records_while_telemetry_is_off(tmp_path, write_ini, run_cli, receiver):
+    made_quietly(write_ini, run_cli)
+    sent_days_ago(tmp_path, receiver.url, 100, [1, 2])
+    off = write_ini("off.ini", **{"fftelemetry.telemetry_url": receiver.url,
+                                  "fftelemetry.send_telemetry": "no"})
+    result = run_cli("cron", off, "--force")
+    assert result.returncode == 0, result.stderr
+    assert EXPIRED.format(2) in result.stderr
+    assert "Telemetry is off (ini): nothing to submit." in result.stderr
+    assert receiver.stats()["batches"] == 1, "deleting sends nothing"
+    assert stored(tmp_path)[1] == []
+
+
+def test_cron_dry_run_says_what_it_would_delete_and_deletes_nothing(tmp_path, write_ini,
+                                                                   run_cli, receiver):
+    ini = write_ini(**{"fftelemetry.telemetry_url": receiver.url})
+    made_quietly(write_ini, run_cli)
+    sent_days_ago(tmp_path, receiver.url, 100, [1, 2, 3])
+    run_cli("instructions", "install", ini)  # pending records for the dry run to print
+    before = (tmp_path / "Data.fs").read_bytes()
+    result = run_cli("cron", ini, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert ("Would delete 3 records submitted more than 90 days ago (a dry run deletes nothing)."
+            in result.stderr)
+    assert [len(json.loads(line)) for line in result.stdout.splitlines()] == [5]
+    assert (tmp_path / "Data.fs").read_bytes() == before
+    assert receiver.stats()["batches"] == 1
+
+
+def test_cron_keeps_submitted_records_for_ever_with_0_days(tmp_path, write_ini, run_cli,
+                                                           receiver):
+    ini = write_ini(**{"fftelemetry.telemetry_url": receiver.url,
+                       "fftelemetry.keep_submitted_days": "0"})
+    made_quietly(write_ini, run_cli)
+    sent_days_ago(tmp_path, receiver.url, 3650, [1])
+    result = run_cli("cron", ini)
+    assert result.returncode == 0 and "Deleted" not in result.stderr
+    assert [submitted for _, _, submitted in stored(tmp_path)[1]] == [True, True]
+    status = run_cli("status", ini).stdout
+    assert "Retention: submitted records are kept until you delete them" in status
+    assert "Deleted records" not in status
+
+
+def test_a_bad_keep_submitted_days_is_one_line_and_status_2(tmp_path, write_ini, run_cli):
+    result = run_cli("cron", write_ini(**{"fftelemetry.keep_submitted_days": "90d"}))
+    assert_one_line(result, 2, "fftelemetry: fftelemetry.keep_submitted_days='90d' is not a number")
+    assert not (tmp_path / "Data.fs").exists()
 
 
 def test_an_unreachable_zeo_server_is_one_line(tmp_path, write_ini, run_cli):

@@ -238,3 +238,30 @@ def test_a_token_as_the_user_name_is_not_shown():
 
 def test_the_scheme_may_be_in_capitals():
     assert load(environ={"TELEMETRY_URL": "HTTPS://h:1/"}).telemetry_url == "https://h:1"
+
+
+def test_submitted_records_are_kept_90_days_unless_set():
+    assert load().keep_submitted_days == 90
+    assert load(ini={"fftelemetry.keep_submitted_days": " 30 "}).keep_submitted_days == 30
+    assert load(ini={"fftelemetry.keep_submitted_days": "0"}).keep_submitted_days == 0  # for ever
+    assert load(ini={"fftelemetry.keep_submitted_days": ""}).keep_submitted_days == 90
+    assert load(ini={"fftelemetry.keep_submitted_days": "36500"}).keep_submitted_days == 36500
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("ninety", "is not a number"),
+        ("7.5", "is not a number"),
+        ("+7", "is not a number"),  # int() would take these three
+        ("9_0", "is not a number"),
+        ("\u0669\u0660", "is not a number"),  # Arabic-Indic 90
+        ("-", "is not a number"),
+        ("-1", "must be at least 0"),
+        ("36501", "must be at most 36500"),  # a cut-off centuries back is no key the store has
+    ],
+)
+def test_keep_submitted_days_is_a_whole_number_of_ascii_digits(raw, reason):
+    with pytest.raises(SettingsError) as info:
+        load(ini={"fftelemetry.keep_submitted_days": raw})
+    assert str(info.value) == f"fftelemetry.keep_submitted_days={raw!r} {reason}"

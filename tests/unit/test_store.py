@@ -274,3 +274,103 @@ def test_a_delete_conflicts_with_a_record_changed_meanwhile(tmp_path, delete):
             assert telemetry_store_in(conn.root()).counts() == {ALL: 3, PENDING: 1, SUBMITTED: 2}
     finally:
         db.close()
+
+
+# -- expiry (fftelemetry.keep_submitted_days) -------------------------------------------------
+
+NOW = T0 + timedelta(days=200)
+KEEP = timedelta(days=90)
+
+
+def _sent(store, values, at, collected=T0):
+    """Collect `values` at `collected` (a microsecond apart) and mark them submitted at `at`."""
+    for i, value in enumerate(values):
+        store.add_feature("system.users.count", value, collected + timedelta(microseconds=i))
+    seqs = [seq for seq, r in store.pending_batch(1000) if r.value in values]
+    store.mark_submitted(seqs, "u", at)
+
+
+def _expire(store, before, limit=1000):
+    """What cron's run does, in one transaction: every old enough record found, expired."""
+    expired, after = 0, None
+    while True:
+        old, after = store.old_submitted(before, limit, after)
+        expired += store.expire_submitted(old)
+        if after is None:
+            return expired
+
+
+def _values(store, which=ALL):
+    return sorted(r.value for _, r in store.page(which, size=1000))
+
+
+def test_expiry_takes_exactly_the_records_sent_before_the_cut_off(store):
+    _sent(store, [1, 2], NOW - KEEP - timedelta(days=30))  # older
+    _sent(store, [3], NOW - KEEP - timedelta(microseconds=1))  # a microsecond too old
+    _sent(store, [4], NOW - KEEP)  # sent exactly 90 days ago: kept 90 days, not less
+    _sent(store, [5], NOW - timedelta(days=1))  # newer
+    store.add_feature("system.users.count", 6, T0)  # pending, however old: never expired
+    assert _expire(store, NOW - KEEP) == 3
+    assert _values(store, SUBMITTED) == [4, 5] and _values(store, PENDING) == [6]
+    assert _expire(store, NOW - KEEP) == 0  # nothing is taken twice
+
+
+def test_expiry_keeps_the_counts_and_the_memory_of_what_was_sent(store):
+    _sent(store, list(range(10)), NOW - KEEP - timedelta(days=1))
+    _sent(store, [10, 11], NOW)
+    store.add_feature("system.users.count", 12, T0)
+    assert store.records_deleted_at is None
+    assert _expire(store, NOW - KEEP) == 10
+    assert store.counts() == {ALL: 3, PENDING: 1, SUBMITTED: 2}
+    assert len(store.submitted.records) == 2 and len(store.pending.records) == 1
+    # a fact that was sent, then expired, is not collected (and sent) a second time
+    assert store.add_feature("system.users.count", 0, NOW) is None
+    # the status page's "deleted records still in the database file" reads this
+    assert store.records_deleted_at is not None
+
+
+def test_expiring_nothing_is_no_delete(store):
+    _sent(store, [1], NOW)
+    assert _expire(store, NOW - KEEP) == 0
+    assert store.records_deleted_at is None
+
+
+def test_a_record_sent_out_of_order_does_not_hold_back_older_ones(store):
+    """Collected first but sent last (its transaction committed late, or its process's clock
+    was behind): its key is below records sent long before it. They expire on time; it stays
+    until it is old enough itself."""
+    late = store.add_feature("system.users.count", 0, T0)
+    _sent(store, [1, 2], NOW - KEEP - timedelta(days=10), collected=T0 + timedelta(hours=1))
+    store.mark_submitted([seq for seq, _ in store.pending_batch(1)], "u-late", NOW)
+    # one stamped far in the future (a server's clock years ahead) holds nothing back either
+    _sent(store, [3], NOW + timedelta(days=3650), collected=T0 + timedelta(hours=2))
+    _sent(store, [4], NOW - KEEP - timedelta(days=5), collected=T0 + timedelta(hours=3))
+    assert [r.id for _, r in store.page(SUBMITTED)][-1] == late.id  # the lowest key
+    assert _expire(store, NOW - KEEP) == 3
+    assert _values(store, SUBMITTED) == [0, 3]
+    assert _expire(store, NOW + timedelta(days=1)) == 1  # 90 days after it was sent
+    assert _values(store, SUBMITTED) == [3]
+
+
+def test_expiry_looks_at_most_limit_records_a_step_and_goes_on_where_it_stopped(store):
+    _sent(store, list(range(25)), NOW - KEEP - timedelta(days=1))
+    _sent(store, [25, 26], NOW, collected=T0 + timedelta(seconds=1))  # young, among the old
+    _sent(store, list(range(27, 35)), NOW - KEEP - timedelta(days=1),
+          collected=T0 + timedelta(seconds=2))
+    steps, after = [], None
+    while True:
+        old, after = store.old_submitted(NOW - KEEP, 10, after)
+        steps.append(store.expire_submitted(old))
+        if after is None:
+            break
+    assert steps == [10, 10, 8, 5]  # the third step looked at 10: 8 old, the 2 young ones
+    assert _values(store, SUBMITTED) == [25, 26]
+    assert store.counts()[SUBMITTED] == 2
+
+
+def test_records_collected_after_the_cut_off_are_not_even_looked_at(store):
+    _sent(store, [1], NOW - KEEP - timedelta(days=1))
+    _sent(store, list(range(2, 100)), NOW - KEEP - timedelta(days=1),
+          collected=NOW - KEEP + timedelta(seconds=1))  # a clock ahead: sent before collected
+    old, after = store.old_submitted(NOW - KEEP, 1000)
+    assert (len(old), after) == (1, None)

@@ -1,0 +1,42 @@
+"""Expiring submitted records: `fftelemetry cron` deletes those sent more than
+`fftelemetry.keep_submitted_days` days ago, so that nothing sent stays on the installation for ever
+(Firefly III left "remove old submitted data" a TODO). Deleting is neither collecting nor sending,
+so it runs while telemetry is off too.
+
+A transaction at most every `chunk` records: a million old records are a hundred commits of their
+own, each rerun on a conflict as the console's other writes are, never one transaction that holds
+them all (and that a single `submit now` meanwhile would make start over).
+"""
+
+from datetime import timedelta
+
+from ..resources import telemetry_store
+from ..resources.store import utcnow
+from ..scripting import run_in_transaction
+
+EXPIRE_CHUNK = 10_000
+
+
+def cutoff(keep_days, now=None):
+    """Records submitted before this time are expired; None when they are kept for ever."""
+    return None if not keep_days else (now or utcnow()) - timedelta(days=keep_days)
+
+
+def expire_submitted(registry, keep_days, *, now=None, dry_run=False, chunk=EXPIRE_CHUNK):
+    """Delete the submitted records sent more than `keep_days` days before `now` (none for 0),
+    oldest first; returns how many. A dry run counts them and changes nothing."""
+    before = cutoff(keep_days, now)
+    if before is None:
+        return 0
+    expired, after = 0, None
+
+    def one_chunk(env):
+        store = telemetry_store(env["request"])
+        old, resume = store.old_submitted(before, chunk, after)
+        return (len(old) if dry_run else store.expire_submitted(old)), resume
+
+    while True:
+        count, after = run_in_transaction(registry, one_chunk)
+        expired += count
+        if after is None:
+            return expired
