@@ -3,16 +3,18 @@
 
 Due means: never submitted, the last attempt failed (so a failure is retried the next day, not a
 week later), or the last success is `fftelemetry.interval_days` old. Exit status: 0 sent, nothing
-due or telemetry off; 1 the submission failed (the records stay pending).
+due or telemetry off; 1 the submission failed (the records stay pending), or the deleting could
+not write (what it had deleted stays deleted, and nothing is sent).
 """
 
 import logging
 
 from pyramid_zodbconn import get_connection
 
+from ..failures import what_went_wrong
 from ..resources import telemetry_store
 from ..scripting import request_environment
-from ..telemetry.retention import expire_submitted
+from ..telemetry.retention import ExpiryStopped, expire_submitted
 from ..telemetry.sender import pending_bodies, records_word, submit_pending
 from ..telemetry.status import days_word, format_time, is_due, next_submission_due
 
@@ -72,3 +74,14 @@ def expire(registry, keep_days, dry_run):
         log.info("Would delete %s (a dry run deletes nothing).", older)
     else:
         log.info("Deleted %s (fftelemetry.keep_submitted_days).", older)
+
+
+def cannot_write(exc):
+    """What main says when a write fails. The deleting commits a chunk at a time, so "rolled
+    back" alone would hide the records already gone: it says how many."""
+    if isinstance(exc, ExpiryStopped):
+        return (
+            f"deleting old submitted records stopped after {records_word(exc.expired)} "
+            f"({exc.reason}); the others stay until the next run, and nothing was submitted"
+        )
+    return f"could not write ({what_went_wrong(exc)}); the change in progress was rolled back"

@@ -10,11 +10,23 @@ them all (and that a single `submit now` meanwhile would make start over).
 
 from datetime import timedelta
 
+from ZODB.POSException import ConflictError, StorageError
+
+from ..failures import CANNOT_WRITE, what_went_wrong
 from ..resources import telemetry_store
 from ..resources.store import utcnow
 from ..scripting import run_in_transaction
 
 EXPIRE_CHUNK = 10_000
+
+
+class ExpiryStopped(StorageError):
+    """A chunk could not be committed (a full disk, a lost ZEO server, conflicts on every
+    attempt) after `expired` records were deleted by the chunks before it, which stay deleted."""
+
+    def __init__(self, expired, reason):
+        super().__init__(reason)
+        self.expired, self.reason = expired, reason
 
 
 def cutoff(keep_days, now=None):
@@ -36,7 +48,12 @@ def expire_submitted(registry, keep_days, *, now=None, dry_run=False, chunk=EXPI
         return (len(old) if dry_run else store.expire_submitted(old)), resume
 
     while True:
-        count, after = run_in_transaction(registry, one_chunk)
+        try:
+            count, after = run_in_transaction(registry, one_chunk)
+        except (ConflictError, *CANNOT_WRITE) as exc:
+            if dry_run:
+                raise  # it deleted nothing: the console's usual line says it all
+            raise ExpiryStopped(expired, what_went_wrong(exc)) from exc
         expired += count
         if after is None:
             return expired

@@ -23,7 +23,7 @@ from fftelemetry.cli.instructions import is_docker
 from fftelemetry.resources import telemetry_store_in
 from fftelemetry.resources.store import utcnow
 from fftelemetry.telemetry.sender import submit_pending
-from tests.conftest import SECRET, Stub, serving
+from tests.conftest import SECRET, Stub, file_size_limit, serving
 
 
 def stored(tmp_path):
@@ -373,6 +373,46 @@ def test_cron_dry_run_says_what_it_would_delete_and_deletes_nothing(tmp_path, wr
     assert [len(json.loads(line)) for line in result.stdout.splitlines()] == [5]
     assert (tmp_path / "Data.fs").read_bytes() == before
     assert receiver.stats()["batches"] == 1
+
+
+def test_cron_that_cannot_write_says_how_many_it_had_deleted(tmp_path, write_ini, run_cli,
+                                                             monkeypatch):
+    """A full disk in expiry's second chunk (10,000 records a chunk): the first one stays
+    deleted, so "rolled back" alone would mislead; one line says how far it got, nothing is
+    sent, and with room again the next run goes on."""
+    ini = write_ini(**{"fftelemetry.send_telemetry": "false"})  # cron writes nothing else
+    made_quietly(write_ini, run_cli)
+    then = utcnow() - timedelta(days=100)
+    db = DB(FileStorage(str(tmp_path / "Data.fs")))
+    try:
+        with db.transaction() as conn:
+            store = telemetry_store_in(conn.root())
+            for i in range(10_001):
+                store.add_feature("system.users.count", i, then - timedelta(seconds=10_001 - i))
+            store.mark_submitted([seq for seq, _ in store.pending_batch(10_001)], "u", then)
+    finally:
+        db.close()
+    data = tmp_path / "Data.fs"
+    original = data.read_bytes()
+    assert "Deleted 10001 records" in run_cli("cron", ini).stderr  # how long it all is
+    room = data.stat().st_size - 1  # for every transaction but the last one's last byte
+    data.write_bytes(original)
+    (tmp_path / "Data.fs.index").unlink()
+
+    with file_size_limit(room):
+        for name in [name for name in os.environ if name.startswith("COVERAGE_")]:
+            monkeypatch.delenv(name)  # see test_pack: its data file would hit the limit too
+        result = run_cli("cron", ini)
+
+    assert_one_line(
+        result, 1, "fftelemetry cron: deleting old submitted records stopped after 10000 "
+        "records (OSError: [Errno 27] File too large); the others stay until the next run, "
+        "and nothing was submitted",
+    )
+    assert len(stored(tmp_path)[1]) == 1
+    again = run_cli("cron", ini)
+    assert again.returncode == 0, again.stderr
+    assert "Deleted 1 record submitted more than 90 days ago" in again.stderr
 
 
 def test_cron_keeps_submitted_records_for_ever_with_0_days(tmp_path, write_ini, run_cli,
