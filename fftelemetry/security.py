@@ -8,6 +8,7 @@ view fails closed.
 """
 
 import json
+import re
 import time
 
 import argon2
@@ -132,6 +133,9 @@ def add_browser_policy(event):
         response.headers["Cache-Control"] = "no-store"  # not WebOb's parsed cache_control: dearer
 
 
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 class SessionJSON:
     """The session's JSON with every character as UTF-8, one to four bytes; WebOb's escapes all
     but ASCII, six or twelve bytes. A browser keeps no cookie over 4 KB, and Pyramid will not
@@ -142,8 +146,10 @@ class SessionJSON:
         text = json.dumps(appstruct, ensure_ascii=False, separators=(",", ":"))
         try:
             return text.encode()
-        except UnicodeEncodeError:  # a lone surrogate, which UTF-8 has no bytes for: escaped
-            return json.dumps(appstruct, separators=(",", ":")).encode()
+        except UnicodeEncodeError:
+            # a lone surrogate, which UTF-8 has no bytes for (it can only stand in a string):
+            # written as its escape, as WebOb's serializer did; the rest stays UTF-8, as small
+            return LONE_SURROGATE.sub(lambda found: f"\\u{ord(found[0]):04x}", text).encode()
 
     def loads(self, bstruct):
         return json.loads(bstruct.decode())
