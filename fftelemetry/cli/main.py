@@ -2,8 +2,9 @@
 
 Each command runs against the application's own settings and database (loaded from the ini like
 `pserve` does). The first use of each command is collected as `system.command.executed`, a
-failing one as `system.command.errored` (both only when telemetry is on). A config that cannot be
-loaded gives one line on stderr and exit status 2, never a traceback.
+failing one as `system.command.errored` (both only when telemetry is on), except for a command
+whose module says COUNTED = False (delete: see there). A config that cannot be loaded gives one
+line on stderr and exit status 2, never a traceback.
 """
 
 import argparse
@@ -14,7 +15,7 @@ import sys
 
 from ..failures import CANNOT_WRITE, what_went_wrong
 from ..scripting import close_databases, run_in_transaction
-from . import COMMAND_NAMES, create_user, cron, instructions, pack, status
+from . import COMMAND_NAMES, create_user, cron, delete, instructions, pack, status
 from .bootstrap import load_app
 from .errors import CommandError, ConfigProblem
 
@@ -26,13 +27,26 @@ COMMANDS = {
     "create-user": create_user,
     "status": status,
     "pack": pack,
+    "delete": delete,
 }
-assert tuple(COMMANDS) == COMMAND_NAMES, "keep COMMAND_NAMES (the catalog's list) in sync"
+
+
+def counted(module):
+    return getattr(module, "COUNTED", True)
+
+
+assert tuple(name for name, module in COMMANDS.items() if counted(module)) == COMMAND_NAMES, (
+    "keep COMMAND_NAMES (the catalog's list of the commands whose use is collected) in sync"
+)
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="fftelemetry", description="Console commands of fftelemetry."
+        prog="fftelemetry",
+        description="Console commands of fftelemetry.",
+        epilog="Exit status: 0 done; 1 the command failed; 2 bad usage, or a config or database "
+        "that cannot be used; 3 delete without --yes (nothing deleted); 130 interrupted; 141 "
+        "the output's reader went away.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
@@ -41,8 +55,14 @@ def build_parser():
         sub.add_argument(
             "config_uri", metavar="CONFIG_URI", help="the ini file, e.g. development.ini"
         )
+        if hasattr(module, "add_trailing_arguments"):  # words that follow CONFIG_URI
+            module.add_trailing_arguments(sub)
         # a command may say in its own words what a write error left behind (see cannot_write)
-        sub.set_defaults(run=module.run, cannot_write=getattr(module, "cannot_write", cannot_write))
+        sub.set_defaults(
+            run=module.run,
+            cannot_write=getattr(module, "cannot_write", cannot_write),
+            counted=counted(module),
+        )
     return parser
 
 
@@ -65,9 +85,10 @@ def main(argv=None):
 
 
 def run_loaded(args):
-    counted = not getattr(args, "dry_run", False)  # a dry run changes nothing at all
+    may_write = not getattr(args, "dry_run", False)  # a dry run changes nothing at all
+    counted = may_write and args.counted
     try:
-        app = load_app(args.config_uri, may_write=counted)
+        app = load_app(args.config_uri, may_write=may_write)
     except ConfigProblem as exc:
         print(f"fftelemetry: {exc}", file=sys.stderr)
         return 2

@@ -18,7 +18,8 @@ from .. import catalog
 from ..resources import Admin, RecordsView, TelemetryAdmin, telemetry_store_in
 from ..resources.store import ALL, FILTERS, KEY_MAX, KEY_MIN, PENDING, SUBMITTED
 from ..scripting import own_connection
-from ..telemetry.sender import encode, next_batch, records_word, submit_pending
+from ..telemetry.deleting import deleted_all, deleted_submitted
+from ..telemetry.sender import encode, next_batch, submit_pending
 from ..telemetry.status import format_time as when
 from ..telemetry.status import status_facts
 
@@ -175,14 +176,6 @@ def why_off(settings):
     )
 
 
-# ZODB keeps every revision until the database is packed: a delete only makes records
-# unreachable, and their keys and values stay in the database file.
-UNTIL_PACKED = (
-    "The deleted records remain in the database file's history until it is packed: run "
-    "fftelemetry pack (weekly in scripts/crontab.example)."
-)
-
-
 def confirmed(request, count):
     """The box ticked, for as many records as there are: the form says how many the page
     showed, and records that came since (a registration, a cron run) were not agreed to."""
@@ -202,12 +195,7 @@ def confirmed(request, count):
 @view_config(context=RecordsView, name="delete-all", request_method="POST")
 def delete_all(context, request):
     if confirmed(request, context.store.counts()[ALL]):
-        deleted = context.store.delete_all()
-        request.session.flash(
-            f"Deleted {records_word(deleted)}, pending and submitted. This is a fresh start: "
-            "facts that were sent before will be collected and sent again. " + UNTIL_PACKED,
-            "info",
-        )
+        request.session.flash(deleted_all(context.store.delete_all()), "info")
     return back_to_records(request, context)
 
 
@@ -216,12 +204,7 @@ def delete_submitted(context, request):
     if confirmed(request, context.store.counts()[SUBMITTED]):
         deleted = context.store.delete_submitted()
         pending = context.store.counts()[PENDING]
-        request.session.flash(
-            f"Deleted {records_word(deleted)} already submitted; "
-            f"{records_word(pending)} still pending. Facts that were sent are remembered, "
-            "so they are not sent again. " + UNTIL_PACKED,
-            "info",
-        )
+        request.session.flash(deleted_submitted(deleted, pending), "info")
     return back_to_records(request, context)
 
 
