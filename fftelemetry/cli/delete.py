@@ -1,4 +1,4 @@
-"""`fftelemetry delete CONFIG_URI all|submitted --yes`: the records page's two deletes, from the
+"""`fftelemetry delete all|submitted CONFIG_URI --yes`: the records page's two deletes, from the
 console (a script, a container with no administrator's account at hand, a purge after switching
 telemetry off).
 
@@ -33,8 +33,8 @@ COUNTED = False  # see above; main.py counts the first use of every other comman
 NOT_CONFIRMED = 3
 
 
-def add_trailing_arguments(parser):
-    """After CONFIG_URI: `fftelemetry delete production.ini all --yes`."""
+def add_arguments(parser):
+    # before CONFIG_URI, as `instructions install CONFIG_URI`: `fftelemetry delete all x.ini --yes`
     parser.add_argument(
         "kind",
         choices=(ALL, SUBMITTED),
@@ -42,9 +42,6 @@ def add_trailing_arguments(parser):
         "(they will be collected and sent again); submitted: the records already sent, their "
         "facts still remembered so that they are not sent again",
     )
-
-
-def add_arguments(parser):
     parser.add_argument(
         "--yes",
         action="store_true",

@@ -55,8 +55,6 @@ def build_parser():
         sub.add_argument(
             "config_uri", metavar="CONFIG_URI", help="the ini file, e.g. development.ini"
         )
-        if hasattr(module, "add_trailing_arguments"):  # words that follow CONFIG_URI
-            module.add_trailing_arguments(sub)
         # a command may say in its own words what a write error left behind (see cannot_write)
         sub.set_defaults(
             run=module.run,

@@ -1,4 +1,4 @@
-"""`fftelemetry delete CONFIG_URI all|submitted [--yes]` as a real subprocess on a real FileStorage,
+"""`fftelemetry delete all|submitted CONFIG_URI [--yes]` as a real subprocess on a real FileStorage,
 with records collected by the real commands and sent by the real sender to the real receiver."""
 
 import os
@@ -40,7 +40,7 @@ def test_delete_all_deletes_every_record_and_the_memory_of_the_facts_sent(
     tmp_path, write_ini, run_cli, receiver
 ):
     ini = sent_and_pending(tmp_path, write_ini, run_cli, receiver)
-    result = run_cli("delete", ini, "all", "--yes")
+    result = run_cli("delete", "all", ini, "--yes")
     assert result.returncode == 0, result.stderr
     assert result.stdout == (
         "Deleted 7 records, pending and submitted. This is a fresh start: facts that were sent "
@@ -58,7 +58,7 @@ def test_delete_submitted_keeps_the_pending_records_and_the_memory(
     tmp_path, write_ini, run_cli, receiver
 ):
     ini = sent_and_pending(tmp_path, write_ini, run_cli, receiver)
-    result = run_cli("delete", ini, "submitted", "--yes")
+    result = run_cli("delete", "submitted", ini, "--yes")
     assert result.returncode == 0, result.stderr
     assert result.stdout == (
         "Deleted 6 records already submitted; 1 record still pending. Facts that were sent are "
@@ -73,12 +73,12 @@ def test_delete_all_forgets_the_facts_sent_when_no_record_is_left(
 ):
     ini = sent_and_pending(tmp_path, write_ini, run_cli, receiver)
     assert run_cli("cron", ini, "--force").returncode == 0  # status's record sent too
-    assert run_cli("delete", ini, "submitted", "--yes").returncode == 0
+    assert run_cli("delete", "submitted", ini, "--yes").returncode == 0
     assert stored(tmp_path)[1] == []  # but the memory of the facts sent is there
-    asked = run_cli("delete", ini, "all")
+    asked = run_cli("delete", "all", ini)
     assert_one_line(asked, 3, "would delete 0 records, pending and submitted, and forget which "
                     "facts were sent")
-    result = run_cli("delete", ini, "all", "--yes")
+    result = run_cli("delete", "all", ini, "--yes")
     assert result.returncode == 0 and result.stdout.startswith("Deleted 0 records, pending and "
                                                                "submitted. This is a fresh start")
     assert "system.python.version" in facts_collected_again(tmp_path, run_cli, ini)
@@ -95,7 +95,7 @@ def test_delete_all_forgets_the_facts_sent_when_no_record_is_left(
 def test_without_yes_nothing_is_deleted(tmp_path, write_ini, run_cli, receiver, kind, would):
     ini = sent_and_pending(tmp_path, write_ini, run_cli, receiver)
     data = (tmp_path / "Data.fs").read_bytes()
-    result = run_cli("delete", ini, kind)
+    result = run_cli("delete", kind, ini)
     assert_one_line(result, 3, "fftelemetry delete: " + would)
     assert result.stdout == ""
     assert (tmp_path / "Data.fs").read_bytes() == data
@@ -109,7 +109,7 @@ def test_nothing_to_delete_says_so_and_exits_0(tmp_path, write_ini, run_cli):
         (("all",), "No records to delete.\n"),
         (("all", "--yes"), "No records to delete.\n"),
     ):
-        result = run_cli("delete", ini, *args)
+        result = run_cli("delete", args[0], ini, *args[1:])
         assert (result.returncode, result.stdout) == (0, said), result.stderr
     assert stored(tmp_path)[:2] == (None, [])  # not even an installation id
     assert status_lines(run_cli, write_ini("off.ini", **{"fftelemetry.send_telemetry": "false"})
@@ -120,11 +120,11 @@ def test_delete_works_while_telemetry_is_off(tmp_path, write_ini, run_cli, recei
     sent_and_pending(tmp_path, write_ini, run_cli, receiver)
     off = write_ini("off.ini", **{"fftelemetry.telemetry_url": receiver.url,
                                   "fftelemetry.send_telemetry": "false"})
-    result = run_cli("delete", off, "submitted", "--yes")
+    result = run_cli("delete", "submitted", off, "--yes")
     assert result.returncode == 0 and result.stdout.startswith("Deleted 6 records already"), (
         result.stderr
     )
-    result = run_cli("delete", off, "all", "--yes")
+    result = run_cli("delete", "all", off, "--yes")
     assert result.returncode == 0 and result.stdout.startswith("Deleted 1 record, pending and")
     assert stored(tmp_path)[1] == []
     assert receiver.stats()["batches"] == 1, "deleting sends nothing"
@@ -132,9 +132,9 @@ def test_delete_works_while_telemetry_is_off(tmp_path, write_ini, run_cli, recei
 
 def test_delete_leaves_no_record_of_its_own_use(tmp_path, write_ini, run_cli, receiver):
     ini = sent_and_pending(tmp_path, write_ini, run_cli, receiver)
-    assert run_cli("delete", ini, "submitted").returncode == 3  # not counted as failing either
-    assert run_cli("delete", ini, "submitted", "--yes").returncode == 0
-    assert run_cli("delete", ini, "submitted", "--yes").returncode == 0  # nothing to delete
+    assert run_cli("delete", "submitted", ini).returncode == 3  # not counted as failing either
+    assert run_cli("delete", "submitted", ini, "--yes").returncode == 0
+    assert run_cli("delete", "submitted", ini, "--yes").returncode == 0  # nothing to delete
     _, records, _ = stored(tmp_path)
     assert records == [("system.command.executed", "status", False)]
     assert values(records, "system.command.errored") == []
@@ -145,22 +145,24 @@ def test_status_says_the_deleted_records_are_in_the_file_until_packed(
 ):
     ini = sent_and_pending(tmp_path, write_ini, run_cli, receiver)
     assert status_lines(run_cli, ini) == ["Database packed: never"]
-    assert run_cli("delete", ini, "submitted", "--yes").returncode == 0
+    assert run_cli("delete", "submitted", ini, "--yes").returncode == 0
     packed_line, note_line = status_lines(run_cli, ini)
     assert packed_line == "Database packed: never" and STILL_IN_FILE.fullmatch(note_line)
     packed(run_cli("pack", ini))
-    assert run_cli("delete", ini, "all", "--yes").returncode == 0
+    assert run_cli("delete", "all", ini, "--yes").returncode == 0
     packed_line, note_line = status_lines(run_cli, ini)
     assert packed_line != "Database packed: never" and STILL_IN_FILE.fullmatch(note_line)
 
 
 def test_bad_usage_is_status_2_and_deletes_nothing(tmp_path, write_ini, run_cli, receiver):
     ini = sent_and_pending(tmp_path, write_ini, run_cli, receiver)
-    missing = run_cli("delete", ini, "--yes")
+    missing = run_cli("delete", ini, "--yes")  # the ini taken for the kind
+    assert missing.returncode == 2 and f"invalid choice: '{ini}'" in missing.stderr
+    missing = run_cli("delete", "--yes")
     assert missing.returncode == 2 and "the following arguments are required: kind" in (
         missing.stderr
     )
-    unknown = run_cli("delete", ini, "pending", "--yes")
+    unknown = run_cli("delete", "pending", ini, "--yes")
     assert unknown.returncode == 2 and "invalid choice: 'pending'" in unknown.stderr
     assert len(stored(tmp_path)[1]) == 7
 
@@ -170,7 +172,7 @@ def test_a_locked_database_is_one_line_and_deletes_nothing(tmp_path, write_ini, 
     ini = sent_and_pending(tmp_path, write_ini, run_cli, receiver)
     db = DB(FileStorage(str(tmp_path / "Data.fs")))  # holds the lock, as a running pserve would
     try:
-        result = run_cli("delete", ini, "all", "--yes")
+        result = run_cli("delete", "all", ini, "--yes")
     finally:
         db.close()
     assert_one_line(result, 2, "is in use by another process", "ZEO")
@@ -179,7 +181,7 @@ def test_a_locked_database_is_one_line_and_deletes_nothing(tmp_path, write_ini, 
 
 def test_an_unreachable_zeo_server_is_one_line(tmp_path, write_ini, run_cli):
     ini = write_ini(**{"zodbconn.uri": f"zeo://{tmp_path}/no-zeo.sock?wait_timeout=1"})
-    assert_one_line(run_cli("delete", ini, "all", "--yes"), 2, "cannot reach the ZEO server")
+    assert_one_line(run_cli("delete", "all", ini, "--yes"), 2, "cannot reach the ZEO server")
 
 
 def test_a_delete_that_cannot_write_is_one_line_and_deletes_nothing(
@@ -190,10 +192,10 @@ def test_a_delete_that_cannot_write_is_one_line_and_deletes_nothing(
     with file_size_limit(data.stat().st_size):  # the disk is full: the commit cannot write
         for name in [name for name in os.environ if name.startswith("COVERAGE_")]:
             monkeypatch.delenv(name)  # see test_pack's test_a_pack_that_cannot_write...
-        result = run_cli("delete", ini, "all", "--yes")
+        result = run_cli("delete", "all", ini, "--yes")
     assert_one_line(
         result, 1, "fftelemetry delete: could not delete (OSError: [Errno 27] File too large); "
         "nothing was deleted",
     )
     assert len(stored(tmp_path)[1]) == 7
-    assert run_cli("delete", ini, "all", "--yes").returncode == 0  # with room again
+    assert run_cli("delete", "all", ini, "--yes").returncode == 0  # with room again
