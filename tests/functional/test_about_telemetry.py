@@ -159,3 +159,12 @@ def test_every_page_links_to_it(site, admin, member):
             ("About telemetry", "http://localhost/telemetry")
         ], path
 
+
+
+def test_on_this_page_the_footer_link_is_marked_as_the_current_page(site, admin):
+    for browser in (site.browser(), admin):
+        [link] = browser.get(ABOUT).html.select("[aria-current]")
+        assert (link.text, link.parent.parent.name, link["aria-current"]) == (
+            "About telemetry", "footer", "page"
+        )
+    assert site.browser().get("/").html.select("[aria-current]") == []

@@ -125,6 +125,12 @@ def test_open_registration_is_offered_on_every_page(site, admin):
         assert register_links(site.browser().get(url)), url
 
 
+def test_the_menu_marks_log_in_and_register_on_their_own_pages(site):
+    for path, name in (("/login", "Log in"), ("/register", "Register")):
+        current = site.browser().get(path).html.select("[aria-current]")
+        assert [(a.text, a["aria-current"]) for a in current] == [(name, "page")], path
+
+
 def test_login_wrong_password_or_unknown_email(site, admin):
     for email, password in ((ADMIN_EMAIL, "wrong password"), ("nobody@example.org", PASSWORD)):
         browser = site.browser()
