@@ -16,7 +16,9 @@ Its use is not collected (COUNTED): `system.command.executed` "delete" would be 
 the purge itself, and one collected before the delete would survive `delete submitted`.
 """
 
-from ..failures import what_went_wrong
+from ZODB.POSException import ConflictError
+
+from ..failures import what_went_wrong, why_not_written
 from ..resources import telemetry_store
 from ..resources.store import ALL, PENDING, SUBMITTED
 from ..scripting import run_in_transaction
@@ -64,7 +66,14 @@ def run(registry, args):
         deleted = store.delete_submitted()
         return deleted_submitted(deleted, store.counts()[PENDING])
 
-    print(run_in_transaction(registry, delete))
+    try:
+        said = run_in_transaction(registry, delete)
+    except ConflictError as exc:  # records changed meanwhile on every attempt (a busy submission)
+        raise CommandError(
+            f"could not delete ({why_not_written(exc)} on every attempt: the records kept "
+            "changing meanwhile); nothing was deleted: try again"
+        ) from None
+    print(said)
     return 0
 
 

@@ -11,8 +11,8 @@ import io
 
 from pyramid_zodbconn import ZODBConnectionOpened
 
-from fftelemetry.cli import create_user
-from fftelemetry.cli.main import collect
+from fftelemetry.cli import create_user, delete
+from fftelemetry.cli.main import collect, run_command
 from fftelemetry.events import UserRegistered
 from tests.functional.conftest import ADMIN_EMAIL
 
@@ -67,3 +67,33 @@ def test_a_commands_first_record_and_the_webs_make_one_installation_id(site):
         installation_id = store.installation_id
     assert sorted(r.key for r in records) == ["system.command.executed", "system.users.count"]
     assert {r.installation_id for r in records} == {installation_id}
+
+
+def test_a_delete_whose_every_attempt_conflicts_is_one_line_and_deletes_nothing(
+    make_site, capsys, caplog
+):
+    """Records collected on the web between each attempt's count and its commit (a busy site):
+    the delete is rerun, and once its attempts are spent it says so in one line, no traceback."""
+    site = make_site(**{"retry.attempts": "2"})
+    site.seed(3)
+    busy, registered = [], []
+
+    def register_meanwhile(event):  # as each attempt opens its connection
+        if busy or len(registered) == 2:  # a registration opens connections of its own
+            return
+        busy.append(True)
+        registered.append(site.register(f"user{len(registered)}@example.org", wizard=None))
+        busy.clear()
+
+    site.app.registry.registerHandler(register_meanwhile, (ZODBConnectionOpened,))
+    args = argparse.Namespace(command="delete", run=delete.run, kind="all", yes=True)
+
+    assert run_command(site.app.registry, args) == 1
+
+    assert len(registered) == 2
+    assert capsys.readouterr() == ("", (
+        "fftelemetry delete: could not delete (conflicting writes on every attempt: the records "
+        "kept changing meanwhile); nothing was deleted: try again\n"
+    ))
+    assert [r for r in caplog.records if r.levelname == "ERROR"] == []
+    assert site.counts()["all"] == 5  # the three and the registrations' system.users.count
