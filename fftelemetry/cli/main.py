@@ -45,8 +45,8 @@ def build_parser():
         prog="fftelemetry",
         description="Console commands of fftelemetry.",
         epilog="Exit status: 0 done; 1 the command failed; 2 bad usage, or a config or database "
-        "that cannot be used; 3 delete without --yes (nothing deleted); 130 interrupted; 141 "
-        "the output's reader went away.",
+        "that cannot be used; 3 delete without --yes that found something to delete (nothing "
+        "deleted); 130 interrupted; 141 the output's reader went away.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
