@@ -1,4 +1,5 @@
-"""The two ways a command fails on purpose (anything else is a bug and logged with a traceback)."""
+"""The two ways a command fails on purpose (anything else is a bug and logged with a traceback),
+and a check's answer by exit status."""
 
 
 class ConfigProblem(Exception):
@@ -7,6 +8,15 @@ class ConfigProblem(Exception):
 
 class CommandError(Exception):
     """An expected failure of a command: one line on stderr, then exit with `status`."""
+
+    def __init__(self, message, status=1):
+        super().__init__(message)
+        self.status = status
+
+
+class Verdict(Exception):
+    """A check's "no" (`status --check`: submissions are overdue): its one line on stdout, then
+    exit with `status`. The command did its work, so it is not collected as having failed."""
 
     def __init__(self, message, status=1):
         super().__init__(message)

@@ -17,7 +17,7 @@ from ..failures import CANNOT_WRITE, what_went_wrong
 from ..scripting import close_databases, run_in_transaction
 from . import COMMAND_NAMES, create_user, cron, delete, instructions, pack, status
 from .bootstrap import load_app
-from .errors import CommandError, ConfigProblem
+from .errors import CommandError, ConfigProblem, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,8 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="fftelemetry",
         description="Console commands of fftelemetry.",
-        epilog="Exit status: 0 done; 1 the command failed; 2 bad usage, or a config or database "
+        epilog="Exit status: 0 done; 1 the command failed, or status --check found submissions "
+        "overdue; 2 bad usage, or a config or database "
         "that cannot be used; 3 delete without --yes that found something to delete (nothing "
         "deleted); 130 interrupted; 141 the output's reader went away.",
     )
@@ -95,7 +96,11 @@ def run_loaded(args):
     try:
         if counted:
             collect(registry, "system.command.executed", args.command)
-        exit_status = run_command(registry, args)
+        try:
+            exit_status = run_command(registry, args)
+        except Verdict as verdict:  # an answer, not a failure: not collected as one
+            print(verdict)
+            return verdict.status
         if exit_status != 0 and counted:
             collect(registry, "system.command.errored", args.command)
         return exit_status
@@ -117,7 +122,7 @@ def run_command(registry, args):
     except CommandError as exc:
         print(f"fftelemetry {args.command}: {exc}", file=sys.stderr)
         return exc.status
-    except (BrokenPipeError, *CANNOT_WRITE):
+    except (BrokenPipeError, Verdict, *CANNOT_WRITE):
         raise  # said by main() and run_loaded()
     except Exception:
         log.exception("fftelemetry %s failed", args.command)

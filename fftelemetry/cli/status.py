@@ -1,25 +1,48 @@
-"""`fftelemetry status`: the facts of the admin's status page, as text."""
+"""`fftelemetry status`: the facts of the admin's status page, as text, as JSON (--json), or as
+one line and an exit status for a monitoring check (--check)."""
+
+import json
 
 from ..resources import telemetry_store
 from ..scripting import request_environment
+from ..telemetry.sender import records_word
 from ..telemetry.status import format_time as _when
-from ..telemetry.status import status_facts
+from ..telemetry.status import rfc3339, status_facts
+from .errors import Verdict
 
 HELP = (
     "show whether telemetry is on, the counts of pending and sent records, the last "
-    "submissions, how long sent records are kept, and whether deleted records are still in the "
-    "database file"
+    "submissions, whether they are overdue, how long sent records are kept, and whether deleted "
+    "records are still in the database file"
 )
 
 
 def add_arguments(parser):
-    pass
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument(
+        "--json",
+        action="store_true",
+        help="the same facts as one JSON object (its keys: docs/telemetry.md, Monitoring)",
+    )
+    output.add_argument(
+        "--check",
+        action="store_true",
+        help="one line, and exit status 1 if submissions are overdue (0 otherwise): for a "
+        "monitoring check",
+    )
 
 
 def run(registry, args):
     with request_environment(registry) as env:
         facts = status_facts(telemetry_store(env["request"]), registry.app_settings)
-    print("\n".join(describe(facts)))
+    if args.check:
+        if facts.overdue:
+            raise Verdict(check_line(facts))
+        print(check_line(facts))
+    elif args.json:
+        print(json.dumps(as_json(facts), indent=2))
+    else:
+        print("\n".join(describe(facts)))
     return 0
 
 
@@ -35,6 +58,8 @@ def describe(facts):
     if facts.enabled:
         due = _when(facts.next_due) or "now (on the next cron run)"
         lines.append(f"Next submission due: {due}")
+    if facts.overdue:
+        lines.append(overdue_line(facts))
     lines.append(f"Retention: submitted records are {facts.retention}")
     lines.append(f"Database packed: {facts.packed}")
     if facts.deleted_in_file:
@@ -47,8 +72,66 @@ def describe(facts):
     return lines
 
 
+CHECK_CRON = "check fftelemetry cron's output (var/cron.log)"
+
+
+def overdue_line(facts):
+    return f"Submissions overdue since {_when(facts.overdue_since)}: {CHECK_CRON}"
+
+
 def submission_line(result):
     status = f"HTTP {result.status}" if result.status is not None else "no answer"
     outcome = f"receiver uuid {result.uuid}" if result.ok else f"FAILED: {result.error}"
     return f"{_when(result.at)}  sent {result.sent}  {status}  {outcome}"
 
+
+def check_line(facts):
+    """--check's one line. Only overdue fails the check: a failed attempt alone is retried by
+    the next daily run and mostly clears (a receiver restarting), so it is said, not alarmed."""
+    if not facts.enabled:
+        return f"OK: telemetry is disabled ({facts.source}): nothing is sent"
+    pending = facts.counts["pending"]
+    last = f"last successful submission {_when(facts.last_success_at) or 'never'}"
+    if facts.overdue:
+        since = _when(facts.overdue_since)
+        return (
+            f"OVERDUE: submissions overdue since {since} ({records_word(pending)} pending, "
+            f"{last}): {CHECK_CRON}"
+        )
+    line = f"OK: {records_word(pending) if pending else 'nothing'} pending, {last}"
+    attempt = facts.last_submission
+    if attempt is not None and not attempt.ok:
+        line += f"; the last attempt failed ({_when(attempt.at)}), the next cron run retries it"
+    return line
+
+
+def as_json(facts):
+    """The facts for a script; the keys are documented in docs/telemetry.md (Monitoring): keep
+    them, add new ones rather than rename."""
+    return {
+        "enabled": facts.enabled,
+        "source": facts.source,
+        "installation_id": facts.installation_id,
+        "receiver": facts.endpoint,
+        "counts": {which: facts.counts[which] for which in ("all", "pending", "submitted")},
+        "last_success_at": rfc3339(facts.last_success_at),
+        "next_due": rfc3339(facts.next_due) if facts.enabled else None,
+        "overdue": facts.overdue,
+        "overdue_since": rfc3339(facts.overdue_since),
+        "keep_submitted_days": facts.keep_submitted_days,
+        "packed_at": rfc3339(facts.packed_at),
+        "pack_kept_days": facts.pack_kept_days,
+        "deleted_in_file": facts.deleted_in_file,
+        "records_deleted_at": rfc3339(facts.records_deleted_at),
+        "submissions": [
+            {
+                "at": rfc3339(result.at),
+                "sent": result.sent,
+                "status": result.status,
+                "ok": result.ok,
+                "uuid": result.uuid,
+                "error": result.error,
+            }
+            for result in facts.submissions
+        ],
+    }

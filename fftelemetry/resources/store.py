@@ -282,6 +282,15 @@ class TelemetryStore(Persistent):
         pairs."""
         return self.pending.oldest_first(limit, after)
 
+    def oldest_pending_at(self):
+        """When the oldest pending record was collected, or None: O(log n), one walk down the
+        tree's left edge (keys grow with the time of collection)."""
+        tree = self.pending.records
+        try:
+            return tree[tree.minKey()].collected_at
+        except ValueError:  # nothing pending
+            return None
+
     def discard_pending(self, seqs):
         """Remove these pending records unsent (the sender's, for records this version may no
         longer send); returns how many there were."""

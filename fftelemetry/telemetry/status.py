@@ -1,7 +1,7 @@
 """The facts the status page and `fftelemetry status` show, computed in one place."""
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from ..resources.store import SubmissionResult, TelemetryStore, utcnow
 from ..settings import AppSettings, shown_url
@@ -12,6 +12,11 @@ def format_time(moment):
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if moment else ""
 
 
+def rfc3339(moment):
+    """A time as `fftelemetry status --json` gives it, RFC 3339 in UTC; None for none."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+
+
 def next_submission_due(store: TelemetryStore, interval_days: int) -> datetime | None:
     """When the next cron submission is due; None means "now" (never sent, or the last attempt
     failed: a failure is retried on the next run rather than a week later)."""
@@ -19,6 +24,27 @@ def next_submission_due(store: TelemetryStore, interval_days: int) -> datetime |
     if store.last_success_at is None or (last is not None and not last.ok):
         return None
     return store.last_success_at + timedelta(days=interval_days)
+
+
+# How long past due a submission may wait before it is overdue. cron runs daily, so a due
+# submission is normally made within a day, and one that fails is retried the day after: two days
+# is that retry failing too, or cron not running at all. A receiver down for an hour is not.
+OVERDUE_GRACE = timedelta(days=2)
+
+
+def overdue_since(store: TelemetryStore, settings: AppSettings, now=None) -> datetime | None:
+    """When submissions became overdue, or None if they are not: telemetry on, records pending,
+    and none sent for OVERDUE_GRACE past the time cron should have sent them, that is the due time
+    (never sent: at once) or, if later, the oldest pending record's collection (a quiet
+    installation collects nothing for weeks, then a record the next daily run sends)."""
+    if not settings.send_telemetry or not len(store.pending):
+        return None
+    now, last = now or utcnow(), store.last_success_at
+    due = None if last is None else last + timedelta(days=settings.interval_days)
+    if due is not None and now < due + OVERDUE_GRACE:
+        return None  # the usual answer, from two attributes: the status page is benchmarked
+    since = max(time for time in (due, store.oldest_pending_at()) if time) + OVERDUE_GRACE
+    return since if now >= since else None
 
 
 def is_due(next_due: datetime | None, now=None) -> bool:
@@ -70,6 +96,11 @@ class StatusFacts:
     records_deleted_at: datetime | None
     deleted_in_file: bool
     keep_submitted_days: int
+    overdue_since: datetime | None
+
+    @property
+    def overdue(self):
+        return self.overdue_since is not None
 
     @property
     def retention(self):
@@ -85,7 +116,7 @@ class StatusFacts:
         return f"{format_time(self.packed_at)}, {history_kept(self.pack_kept_days)}"
 
 
-def status_facts(store: TelemetryStore, settings: AppSettings) -> StatusFacts:
+def status_facts(store: TelemetryStore, settings: AppSettings, now=None) -> StatusFacts:
     return StatusFacts(
         enabled=settings.send_telemetry,
         source=settings.send_telemetry_source,
@@ -101,4 +132,5 @@ def status_facts(store: TelemetryStore, settings: AppSettings) -> StatusFacts:
         records_deleted_at=store.records_deleted_at,
         deleted_in_file=deleted_still_in_file(store),
         keep_submitted_days=settings.keep_submitted_days,
+        overdue_since=overdue_since(store, settings, now),
     )

@@ -1,15 +1,17 @@
 """/admin/telemetry and /admin/telemetry/view in the browser, as anonymous, user and admin."""
 
 import json
+import re
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from fftelemetry import catalog
 from fftelemetry.resources import ROOT_KEY
-from fftelemetry.resources.store import SubmissionResult
+from fftelemetry.resources.store import SubmissionResult, utcnow
 from fftelemetry.scripting import database
+from fftelemetry.telemetry.sender import submit_pending
 from tests.conftest import STUB_UUID, Stub, serving
 from tests.functional.conftest import ADMIN_EMAIL, PASSWORD
 
@@ -180,6 +182,42 @@ def test_status_page_shows_a_failed_submission(site, admin):
     text = admin.get(STATUS).text
     assert "failed: cannot connect to http://x/submit" in text
     assert "due now" in text
+
+
+def test_status_page_warns_of_overdue_submissions(make_site, receiver, tmp_path):
+    def warning(sent_ago, collected_ago):
+        """The page's warning, on a site that sent `sent_ago` days ago (never: None) by the real
+        sender on a clock set back, with a record pending since `collected_ago` days ago."""
+        name = f"{sent_ago}-{collected_ago}.fs"
+        site = make_site(**{"fftelemetry.telemetry_url": receiver.url,
+                            "zodbconn.uri": f"file://{tmp_path}/{name}"})
+        if sent_ago is not None:
+            then = utcnow() - timedelta(days=sent_ago)
+            with site.store() as store:
+                store.add_feature("system.users.count", 1, then - timedelta(hours=1))
+            settings = site.app.registry.app_settings
+            assert submit_pending(database(site.app.registry), settings, now=then).ok
+        with site.store() as store:
+            store.add_feature("system.users.count", 2, utcnow() - timedelta(days=collected_ago))
+        page = site.register(ADMIN_EMAIL).get(STATUS)
+        found = page.html.select_one("#overdue")
+        if found is None:
+            assert "overdue" not in page.text
+            return None
+        assert found.name == "p" and found["role"] == "alert"
+        assert set(found["class"]) == {"error", "page-error"}  # styled as the form errors are
+        return " ".join(found.get_text().split())
+
+    # overdue two days past the due time (a week after the last success; never sent: at once),
+    # or past the oldest pending record's collection if that is later
+    assert warning(None, 1) is None
+    assert warning(8, 7) is None
+    assert warning(30, 1) is None  # quiet for weeks, then a record: the next cron run sends it
+    for sent_ago, collected_ago in ((None, 3), (10, 9)):
+        assert re.fullmatch(
+            r"Submissions overdue since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC: pending records have "
+            r"waited two days past their due time\. Check fftelemetry cron's output "
+            r"\(var/cron\.log\) and that its crontab line runs\.", warning(sent_ago, collected_ago))
 
 
 # -- the records page -----------------------------------------------------------------------------

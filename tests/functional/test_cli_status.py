@@ -1,0 +1,208 @@
+"""`fftelemetry status CONFIG_URI --json` and `--check`, and when submissions are overdue, as a
+real subprocess on a real FileStorage; submissions aged as in test_cli's retention tests, by the
+real sender on a clock set back."""
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from ZODB import DB
+from ZODB.FileStorage import FileStorage
+
+from fftelemetry.resources import telemetry_store_in
+from fftelemetry.resources.store import utcnow
+from tests.functional.test_cli import made_quietly, sent_days_ago, stored, values
+
+KEYS = {
+    "enabled", "source", "installation_id", "receiver", "counts", "last_success_at", "next_due",
+    "overdue", "overdue_since", "keep_submitted_days", "packed_at", "pack_kept_days",
+    "deleted_in_file", "records_deleted_at", "submissions",
+}
+SUBMISSION_KEYS = {"at", "sent", "status", "ok", "uuid", "error"}
+RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+MINUTE = 1 / (24 * 60)  # in days
+
+
+def collected_days_ago(tmp_path, days, values):
+    """Collect `values` `days` days ago and leave them pending (the app's database: closed again
+    after)."""
+    then = utcnow() - timedelta(days=days)
+    db = DB(FileStorage(str(tmp_path / "Data.fs")))
+    try:
+        with db.transaction() as conn:
+            store = telemetry_store_in(conn.root())
+            for value in values:
+                store.add_feature("system.users.count", value, then)
+    finally:
+        db.close()
+
+
+def status_json(run_cli, ini):
+    result = run_cli("status", ini, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def moment(text):
+    assert RFC3339_UTC.fullmatch(text), text
+    return datetime.fromisoformat(text)
+
+
+def to_the_second(moment):
+    return moment.astimezone(UTC).replace(microsecond=0)
+
+
+def test_json_gives_the_facts_the_text_gives(tmp_path, write_ini, run_cli, receiver,
+                                            closed_port_url):
+    made_quietly(write_ini, run_cli)
+    assert sent_days_ago(tmp_path, receiver.url, 3, [1, 2]) == 2
+    down = write_ini("down.ini", **{"fftelemetry.telemetry_url": closed_port_url})
+    assert run_cli("cron", down, "--force").returncode == 1  # a failed attempt after it
+    secret_url = receiver.url.replace("http://", "http://ann:s3cret@")
+    ini = write_ini(**{"fftelemetry.telemetry_url": secret_url})
+
+    facts = status_json(run_cli, ini)
+    text = run_cli("status", ini).stdout
+    installation_id, records, log = stored(tmp_path)
+    assert set(facts) == KEYS
+    assert (facts["enabled"], facts["source"]) == (True, "ini")
+    assert facts["installation_id"] == installation_id and installation_id in text
+    assert facts["receiver"] == receiver.url.replace("http://", "http://ann:***@") + "/submit"
+    assert f"Receiver: {facts['receiver']}" in text
+    submitted = sum(1 for _, _, sent in records if sent)
+    assert facts["counts"] == {"all": len(records), "pending": len(records) - submitted,
+                               "submitted": submitted}
+    assert (submitted, len(records)) == (2, 5)  # status, cron and cron's errored pending
+    assert moment(facts["last_success_at"]) == to_the_second(log[1].at)
+    assert facts["next_due"] is None  # due at the next run: the last attempt failed
+    assert (facts["overdue"], facts["overdue_since"]) == (False, None)
+    assert (facts["keep_submitted_days"], facts["packed_at"], facts["pack_kept_days"]) == (
+        90, None, None)
+    assert (facts["deleted_in_file"], facts["records_deleted_at"]) == (False, None)
+    failed, sent = facts["submissions"]
+    assert set(failed) == set(sent) == SUBMISSION_KEYS
+    assert moment(failed["at"]) == to_the_second(log[0].at)
+    assert (failed["ok"], failed["sent"], failed["status"], failed["uuid"]) == (
+        False, 0, None, None)
+    assert failed["error"] == log[0].error and "cannot connect to" in failed["error"]
+    assert (sent["ok"], sent["sent"], sent["status"], sent["error"]) == (True, 2, 200, None)
+    assert sent["uuid"] == log[1].uuid and sent["uuid"] in receiver.read(
+        lambda r: list(r.batches.keys()))
+    assert "s3cret" not in json.dumps(facts) and "s3cret" not in text
+
+    # a delete, then a pack: the facts status says about them
+    assert run_cli("delete", "submitted", ini, "--yes").returncode == 0
+    deleted = status_json(run_cli, ini)
+    assert deleted["deleted_in_file"] is True and deleted["counts"]["submitted"] == 0
+    assert utcnow() - moment(deleted["records_deleted_at"]) < timedelta(minutes=5)
+    assert run_cli("pack", ini).returncode == 0
+    packed = status_json(run_cli, ini)
+    assert (packed["deleted_in_file"], packed["pack_kept_days"]) == (False, 0)
+    assert moment(packed["packed_at"]) >= moment(deleted["records_deleted_at"])
+
+
+def test_json_next_due_is_a_week_after_the_last_success(tmp_path, write_ini, run_cli, receiver):
+    made_quietly(write_ini, run_cli)
+    sent_days_ago(tmp_path, receiver.url, 3, [1])
+    facts = status_json(run_cli, write_ini(**{"fftelemetry.telemetry_url": receiver.url}))
+    assert moment(facts["next_due"]) == moment(facts["last_success_at"]) + timedelta(days=7)
+
+
+# (last success, oldest pending record's collection) in days ago; None: never sent. Overdue two
+# days (the grace) past the due time (a week after the last success, at once if never sent) or
+# past the oldest pending record's collection if that is later.
+OVERDUE_CASES = [
+    pytest.param(9 - MINUTE, 8, False, id="sent-a-minute-short-of-9-days-ago"),
+    pytest.param(9 + MINUTE, 8, True, id="sent-a-minute-over-9-days-ago"),
+    pytest.param(None, 2 - MINUTE, False, id="never-sent-collected-a-minute-short-of-2-days"),
+    pytest.param(None, 2 + MINUTE, True, id="never-sent-collected-a-minute-over-2-days"),
+    pytest.param(30, 2 - MINUTE, False, id="quiet-for-weeks-then-collected"),
+    pytest.param(30, 2 + MINUTE, True, id="quiet-for-weeks-then-collected-and-not-sent"),
+]
+
+
+@pytest.mark.parametrize(("sent_ago", "collected_ago", "overdue"), OVERDUE_CASES)
+def test_overdue_at_its_boundary(tmp_path, write_ini, run_cli, receiver, sent_ago,
+                                 collected_ago, overdue):
+    made_quietly(write_ini, run_cli)
+    if sent_ago is not None:
+        sent_days_ago(tmp_path, receiver.url, sent_ago, [1])
+    collected_days_ago(tmp_path, collected_ago, [2])
+    ini = write_ini(**{"fftelemetry.telemetry_url": receiver.url})
+
+    facts = status_json(run_cli, ini)
+    assert facts["overdue"] is overdue
+    if overdue:
+        due = moment(facts["last_success_at"]) + timedelta(days=7) if sent_ago else None
+        collected = to_the_second(utcnow() - timedelta(days=collected_ago))
+        since = max(due or collected, collected) + timedelta(days=2)
+        assert abs(moment(facts["overdue_since"]) - since) < timedelta(seconds=30)
+    else:
+        assert facts["overdue_since"] is None
+
+    check = run_cli("status", ini, "--check")
+    assert check.returncode == (1 if overdue else 0), check.stderr
+    [line] = check.stdout.splitlines()
+    assert line.startswith("OVERDUE: submissions overdue since " if overdue else "OK: ")
+    text = run_cli("status", ini).stdout
+    shown = re.findall(r"^Submissions overdue since (.+ UTC): check fftelemetry cron's output "
+                       r"\(var/cron.log\)$", text, re.MULTILINE)
+    assert shown == ([moment(facts["overdue_since"]).strftime("%Y-%m-%d %H:%M:%S UTC")]
+                     if overdue else [])
+
+
+def test_never_overdue_while_telemetry_is_off(tmp_path, write_ini, run_cli, receiver):
+    made_quietly(write_ini, run_cli)
+    collected_days_ago(tmp_path, 30, [1])
+    on = write_ini(**{"fftelemetry.telemetry_url": receiver.url})
+    off = write_ini("off.ini", **{"fftelemetry.telemetry_url": receiver.url,
+                                  "fftelemetry.send_telemetry": "false"})
+    assert status_json(run_cli, on)["overdue"] is True  # the same database, switched on
+
+    facts = status_json(run_cli, off)
+    assert (facts["enabled"], facts["overdue"], facts["overdue_since"]) == (False, False, None)
+    assert facts["next_due"] is None and facts["counts"]["pending"] == 2
+    check = run_cli("status", off, "--check")
+    assert (check.returncode, check.stdout) == (0, "OK: telemetry is disabled (ini): nothing is "
+                                                   "sent\n")
+    assert "overdue" not in run_cli("status", off).stdout
+
+
+def test_never_overdue_with_nothing_pending(tmp_path, write_ini, run_cli, receiver):
+    ini = write_ini(**{"fftelemetry.telemetry_url": receiver.url})
+    assert run_cli("status", ini).returncode == 0  # status's first use: collected once only
+    sent_days_ago(tmp_path, receiver.url, 30, [1])  # sends it too
+    facts = status_json(run_cli, ini)
+    assert facts["counts"]["pending"] == 0
+    assert moment(facts["last_success_at"]) < utcnow() - timedelta(days=29)
+    assert (facts["overdue"], facts["overdue_since"]) == (False, None)
+    check = run_cli("status", ini, "--check")
+    assert check.returncode == 0 and check.stdout.startswith("OK: nothing pending, last ")
+
+
+def test_check_is_a_verdict_not_a_failure(tmp_path, write_ini, run_cli, receiver,
+                                          closed_port_url):
+    """An overdue --check exits 1 with one line on stdout, and is not collected as a failing
+    command; a failed attempt not yet overdue is said but passes (the next cron run retries)."""
+    down = write_ini("down.ini", **{"fftelemetry.telemetry_url": closed_port_url})
+    assert run_cli("cron", down).returncode == 1  # never sent: the records are new
+    check = run_cli("status", down, "--check")
+    assert check.returncode == 0, check.stderr
+    assert re.fullmatch(r"OK: 3 records pending, last successful submission never; the last "
+                        r"attempt failed \(\S+ \S+ UTC\), the next cron run retries it\n",
+                        check.stdout), check.stdout
+
+    collected_days_ago(tmp_path, 3, [1])
+    overdue = run_cli("status", down, "--check")
+    assert overdue.returncode == 1
+    assert [line for line in overdue.stderr.splitlines() if not line.startswith("INFO [")] == []
+    assert re.fullmatch(r"OVERDUE: submissions overdue since \S+ \S+ UTC \(4 records pending, "
+                        r"last successful submission never\): check fftelemetry cron's output "
+                        r"\(var/cron.log\)\n", overdue.stdout), overdue.stdout
+    assert values(stored(tmp_path)[1], "system.command.errored") == ["cron"]
+
+
+def test_json_and_check_together_are_bad_usage(write_ini, run_cli):
+    result = run_cli("status", write_ini(), "--json", "--check")
+    assert result.returncode == 2 and "not allowed with argument" in result.stderr
