@@ -298,17 +298,28 @@ def made_quietly(write_ini, run_cli):
     run_cli("status", write_ini("made.ini", **{"fftelemetry.send_telemetry": "false"}))
 
 
-def sent_days_ago(tmp_path, url, days, values):
-    """Collect `values` an hour before `days` days ago and send them, with every other pending
-    record, to the receiver at `url` by the real sender on a clock that many days back (the app's
-    database: closed again after). How many were sent."""
+def collected_days_ago(tmp_path, days, values):
+    """Collect `values` as `system.users.count` `days` days ago (a float: less than a day too),
+    and leave them pending (the app's database: closed again after)."""
     then = utcnow() - timedelta(days=days)
     db = DB(FileStorage(str(tmp_path / "Data.fs")))
     try:
         with db.transaction() as conn:
             store = telemetry_store_in(conn.root())
             for value in values:
-                store.add_feature("system.users.count", value, then - timedelta(hours=1))
+                store.add_feature("system.users.count", value, then)
+    finally:
+        db.close()
+
+
+def sent_days_ago(tmp_path, url, days, values):
+    """Collect `values` an hour before `days` days ago and send them, with every other pending
+    record, to the receiver at `url` by the real sender on a clock that many days back (the app's
+    database: closed again after). How many were sent."""
+    then = utcnow() - timedelta(days=days)
+    collected_days_ago(tmp_path, days + 1 / 24, values)
+    db = DB(FileStorage(str(tmp_path / "Data.fs")))
+    try:
         app_settings = settings.load(
             {"fftelemetry.session_secret": SECRET, "fftelemetry.send_telemetry": "true",
              "fftelemetry.telemetry_url": url}, environ={},

@@ -7,12 +7,15 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from ZODB import DB
-from ZODB.FileStorage import FileStorage
 
-from fftelemetry.resources import telemetry_store_in
 from fftelemetry.resources.store import utcnow
-from tests.functional.test_cli import made_quietly, sent_days_ago, stored, values
+from tests.functional.test_cli import (
+    collected_days_ago,
+    made_quietly,
+    sent_days_ago,
+    stored,
+    values,
+)
 
 KEYS = {
     "enabled", "source", "installation_id", "receiver", "counts", "last_success_at", "next_due",
@@ -22,20 +25,6 @@ KEYS = {
 SUBMISSION_KEYS = {"at", "sent", "status", "ok", "uuid", "error"}
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 MINUTE = 1 / (24 * 60)  # in days
-
-
-def collected_days_ago(tmp_path, days, values):
-    """Collect `values` `days` days ago and leave them pending (the app's database: closed again
-    after)."""
-    then = utcnow() - timedelta(days=days)
-    db = DB(FileStorage(str(tmp_path / "Data.fs")))
-    try:
-        with db.transaction() as conn:
-            store = telemetry_store_in(conn.root())
-            for value in values:
-                store.add_feature("system.users.count", value, then)
-    finally:
-        db.close()
 
 
 def status_json(run_cli, ini):
