@@ -83,6 +83,8 @@ def install_text(config_uri, has_users):
         "packs the database (deleted records leave its file only then; "
         f"see scripts/crontab.example):\n       {cron_line(config_uri)}"
         f"\n       {cron_line(config_uri, 'pack', WEEKLY)}",
+        "To be mailed by cron when submissions are overdue (failing for two days past due; "
+        f"it prints nothing otherwise), also:\n       {check_line(config_uri)}",
         f"Start the application: {shown}pserve {config_uri}",
     ]
     numbered = "\n".join(f"  {number}. {step}" for number, step in enumerate(steps, 1))
@@ -91,6 +93,7 @@ def install_text(config_uri, has_users):
 
 DAILY = "17 4 * * *"
 WEEKLY = "47 4 * * 0"  # Sundays, after the daily run
+MORNING = "37 9 * * *"  # the check: when someone reads the mail
 
 
 def cron_line(config_uri, command_name="cron", when=DAILY):
@@ -99,17 +102,34 @@ def cron_line(config_uri, command_name="cron", when=DAILY):
     the command by its full path. Its output (a few INFO lines every day) goes to a log file,
     not to a daily cron mail: to var/ when the ini's folder has one (as the shipped inis keep
     their database there), else beside the ini; to neither if this user may not write there."""
+    folder, command = _in_folder(config_uri, command_name)
+    line = f"cd {folder} && {command}"
+    log = _cron_log(Path(config_path(config_uri)).resolve().parent)
+    if log:  # a log sh cannot open would stop the command itself: then cron mails the output
+        line += f" >> {log} 2>&1"
+    return _crontab(when, line)
+
+
+def check_line(config_uri):
+    """The crontab line of `status --check` that prints its line, and so has cron mail it, only
+    when the check fails (submissions overdue, or a config it cannot use)."""
+    folder, command = _in_folder(config_uri, "status")
+    return _crontab(MORNING, f'cd {folder} && out=$({command} --check 2>&1) || echo "$out"')
+
+
+def _in_folder(config_uri, command_name):
+    """The ini's folder and `fftelemetry COMMAND_NAME CONFIG` run from it, both quoted for sh:
+    cron starts in the home folder with a bare PATH, so the command is named by its full path."""
     ini = Path(config_path(config_uri)).resolve()
     _, hash_mark, section = config_uri.partition("#")
     command = installed_command()
     if not command.exists():  # run as `python -m` from elsewhere: whatever the shell finds
         command = shutil.which("fftelemetry") or "fftelemetry"
     config = shlex.quote(ini.name + hash_mark + section)
-    line = f"cd {shlex.quote(str(ini.parent))} && {shlex.quote(str(command))} {command_name}"
-    line += f" {config}"
-    log = _cron_log(ini.parent)
-    if log:  # a log sh cannot open would stop the command itself: then cron mails the output
-        line += f" >> {log} 2>&1"
+    return shlex.quote(str(ini.parent)), f"{shlex.quote(str(command))} {command_name} {config}"
+
+
+def _crontab(when, line):
     return f"{when}  " + line.replace("%", "\\%")  # cron reads a bare % as a new line
 
 

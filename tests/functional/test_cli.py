@@ -111,7 +111,7 @@ def test_install_instructions_skip_creating_the_first_user_once_there_is_one(wri
             input="a good password\n")
     again = run_cli("instructions", "install", ini).stdout
     assert "create-user" not in again
-    assert "  1. Add the daily cron line" in again and "  2. Start the application" in again
+    assert "  1. Add the daily cron line" in again and "  3. Start the application" in again
 
 
 def test_instructions_collect_the_system_facts(tmp_path, write_ini, run_cli):

@@ -4,6 +4,7 @@ real sender on a clock set back."""
 
 import json
 import re
+import subprocess
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -195,3 +196,26 @@ def test_check_is_a_verdict_not_a_failure(tmp_path, write_ini, run_cli, receiver
 def test_json_and_check_together_are_bad_usage(write_ini, run_cli):
     result = run_cli("status", write_ini(), "--json", "--check")
     assert result.returncode == 2 and "not allowed with argument" in result.stderr
+
+
+def test_install_instructions_give_a_check_line_that_cron_mails_only_when_overdue(
+    tmp_path, write_ini, run_cli
+):
+    ini = write_ini()
+    shown = run_cli("instructions", "install", ini).stdout
+    line = re.search(r"^ +(37 9 \* \* \*  .*)$", shown, re.M).group(1)
+    command = line.removeprefix("37 9 * * *  ")
+    # as cron runs it: from the home folder, with a bare PATH (cron mails whatever it prints)
+    (tmp_path / "home").mkdir()
+
+    def as_cron():
+        cron = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home"), "SHELL": "/bin/sh"}
+        return subprocess.run(["/bin/sh", "-c", command], cwd=tmp_path / "home", env=cron,
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    quiet = as_cron()  # the facts instructions just collected are pending, not overdue
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
+    collected_days_ago(tmp_path, 3, [1])
+    mailed = as_cron()
+    assert mailed.returncode == 0 and mailed.stderr == ""
+    assert re.search(r"^OVERDUE: submissions overdue since ", mailed.stdout, re.M), mailed.stdout
