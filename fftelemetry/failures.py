@@ -5,6 +5,9 @@ from ZODB.POSException import ConflictError, StorageError
 
 # The storage cannot write: a full disk (OSError), a read-only or lost database (StorageError).
 CANNOT_WRITE = (OSError, StorageError)
+# A write that did not happen: the storage cannot write, or it conflicted on every attempt (a
+# sender's commit: the next run re-sends, and the receiver counts each record once).
+NOT_WRITTEN = (ConflictError, *CANNOT_WRITE)
 
 
 def why_not_written(exc):

@@ -10,9 +10,9 @@ them all (and that a single `submit now` meanwhile would make start over).
 
 from datetime import timedelta
 
-from ZODB.POSException import ConflictError, StorageError
+from ZODB.POSException import StorageError
 
-from ..failures import CANNOT_WRITE, what_went_wrong
+from ..failures import NOT_WRITTEN, what_went_wrong
 from ..resources import telemetry_store
 from ..resources.store import utcnow
 from ..scripting import run_in_transaction
@@ -50,7 +50,7 @@ def expire_submitted(registry, keep_days, *, now=None, dry_run=False, chunk=EXPI
     while True:
         try:
             count, after = run_in_transaction(registry, one_chunk)
-        except (ConflictError, *CANNOT_WRITE) as exc:
+        except NOT_WRITTEN as exc:
             if dry_run:
                 raise  # it deleted nothing: the console's usual line says it all
             raise ExpiryStopped(expired, what_went_wrong(exc)) from exc

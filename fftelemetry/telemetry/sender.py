@@ -14,10 +14,8 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from ZODB.POSException import ConflictError
-
 from .. import catalog
-from ..failures import CANNOT_WRITE, why_not_written
+from ..failures import NOT_WRITTEN, why_not_written
 from ..resources import telemetry_store_in
 from ..resources.store import SubmissionResult, utcnow
 from ..scripting import own_connection
@@ -25,9 +23,6 @@ from .exchange import SubmissionFailed, make_session, post_batch
 
 log = logging.getLogger(__name__)
 
-# What a commit can fail with, retries spent: the next run re-sends (the receiver counts each
-# record once).
-NOT_WRITTEN = (ConflictError, *CANNOT_WRITE)
 TRANSACTION_ATTEMPTS = 3
 TELEMETRY_OFF = "telemetry is off"
 # Records sent between two flushes of the connection's cache: often enough to bound memory,
