@@ -136,9 +136,11 @@ def cannot_save(exc, request):
     )
 
 
-def zeo_connected(request):
+def zeo_disconnected(request):
+    """Whether the database is a ZEO client whose server is away (it may still answer loads from
+    its cache). Any other storage has no server to lose."""
     is_connected = getattr(get_connection(request).db().storage, "is_connected", None)
-    return is_connected is not None and is_connected()
+    return is_connected is not None and not is_connected()
 
 
 @exception_view_config(ClientDisconnected)
@@ -150,7 +152,7 @@ def database_unavailable(exc, request):
     server is away this attempt is the last; once it is back (it came back during this attempt)
     pyramid_retry reruns the request as for a conflict. The page is drawn without the database
     (no signed-in user)."""
-    if not zeo_connected(request):
+    if zeo_disconnected(request):  # ClientDisconnected comes from ZEO's client only
         request.environ["retry.attempts"] = request.environ.get("retry.attempt", 0) + 1
     if is_last_attempt(request):
         log.warning("%s %s: the ZEO server cannot be reached; nothing was changed",

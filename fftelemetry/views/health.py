@@ -12,15 +12,14 @@ A root not in the cache fails to load first, and gets the error views' 503 page 
 from pyramid.response import Response
 from pyramid.security import NO_PERMISSION_REQUIRED
 from pyramid.view import view_config
-from pyramid_zodbconn import get_connection
 
 from ..resources import Root
+from .errors import zeo_disconnected
 
 
 @view_config(context=Root, name="health", permission=NO_PERMISSION_REQUIRED)
 def health(context, request):
-    is_connected = getattr(get_connection(request).db().storage, "is_connected", None)
-    if is_connected is not None and not is_connected():
+    if zeo_disconnected(request):
         response = Response("Database unavailable\n", status=503, content_type="text/plain")
         response.retry_after = 30
         return response
