@@ -11,12 +11,12 @@ import logging
 
 from pyramid_zodbconn import get_connection
 
-from ..failures import what_went_wrong
 from ..resources import telemetry_store
 from ..scripting import request_environment
 from ..telemetry.retention import ExpiryStopped, expire_submitted
 from ..telemetry.sender import pending_bodies, records_word, submit_pending
 from ..telemetry.status import days_word, format_time, is_due, next_submission_due
+from .errors import cannot_write as rolled_back
 
 HELP = (
     "submit pending telemetry records when a submission is due, and delete submitted ones "
@@ -84,4 +84,4 @@ def cannot_write(exc):
             f"deleting old submitted records stopped after {records_word(exc.expired)} "
             f"({exc.reason}); the others stay until the next run, and nothing was submitted"
         )
-    return f"could not write ({what_went_wrong(exc)}); the change in progress was rolled back"
+    return rolled_back(exc)

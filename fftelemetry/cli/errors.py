@@ -1,5 +1,7 @@
 """The two ways a command fails on purpose (anything else is a bug and logged with a traceback),
-and a check's answer by exit status."""
+a check's answer by exit status, and what a write that failed left behind."""
+
+from ..failures import what_went_wrong
 
 
 class ConfigProblem(Exception):
@@ -21,3 +23,9 @@ class Verdict(Exception):
     def __init__(self, message, status=1):
         super().__init__(message)
         self.status = status
+
+
+def cannot_write(exc):
+    """What main says when a write fails, unless the command's module says it in its own words
+    (its own `cannot_write`)."""
+    return f"could not write ({what_went_wrong(exc)}); the change in progress was rolled back"

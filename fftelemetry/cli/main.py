@@ -13,11 +13,11 @@ import logging
 import os
 import sys
 
-from ..failures import CANNOT_WRITE, what_went_wrong
+from ..failures import CANNOT_WRITE
 from ..scripting import close_databases, run_in_transaction
 from . import COMMAND_NAMES, create_user, cron, delete, instructions, pack, status
 from .bootstrap import load_app
-from .errors import CommandError, ConfigProblem, Verdict
+from .errors import CommandError, ConfigProblem, Verdict, cannot_write
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +127,6 @@ def run_command(registry, args):
     except Exception:
         log.exception("fftelemetry %s failed", args.command)
         return 1
-
-
-def cannot_write(exc):
-    return f"could not write ({what_went_wrong(exc)}); the change in progress was rolled back"
 
 
 def collect(registry, key, value):
