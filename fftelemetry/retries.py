@@ -9,6 +9,8 @@ import time
 
 from pyramid_retry import IBeforeRetry
 
+from .shown import request_line
+
 log = logging.getLogger(__name__)
 
 BACKOFF_SECONDS = 0.02  # doubled for every further attempt (up to a cap), then a random part
@@ -24,9 +26,8 @@ def before_retry(event):
     request = event.request
     attempt = request.environ.get("retry.attempt", 0)
     log.info(
-        "retrying %s %s after %s (attempt %d of %d)",
-        request.method,
-        request.path,
+        "retrying %s after %s (attempt %d of %d)",
+        request_line(request),
         type(event.exception).__name__,
         attempt + 2,
         request.environ.get("retry.attempts", 0),

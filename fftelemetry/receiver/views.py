@@ -9,6 +9,7 @@ from ZODB.POSException import ConflictError
 
 from ..resources.generations import GenerationError
 from ..resources.store import utcnow
+from ..shown import request_line
 from .resources import Receiver
 from .validation import Invalid, check_content_type, parse_batch
 
@@ -82,7 +83,7 @@ def bad_request(exc, request):
 # cause one) is none of their business.
 @exception_view_config(ConflictError, retryable_error=False, renderer="json")
 def still_conflicting(exc, request):
-    log.warning("%s %s gave up: conflicting writes on every attempt", request.method, request.path)
+    log.warning("%s gave up: conflicting writes on every attempt", request_line(request))
     request.response.status_int = 503
     return {"error": "the receiver is busy; nothing was stored, send the batch again later"}
 
@@ -90,7 +91,7 @@ def still_conflicting(exc, request):
 @exception_view_config(GenerationError, renderer="json")
 def database_of_another_generation(exc, request):
     """Another process (a newer receiver) has evolved the database since this one started."""
-    log.error("%s %s refused: %s", request.method, request.path, exc)
+    log.error("%s refused: %s", request_line(request), exc)
     request.response.status_int = 503
     return {"error": f"nothing was stored: {exc}"}
 
@@ -98,6 +99,6 @@ def database_of_another_generation(exc, request):
 @exception_view_config(Exception, retryable_error=False, renderer="json")
 def failed(exc, request):
     """A bug or a storage failure."""
-    log.error("%s %s failed", request.method, request.path, exc_info=exc)
+    log.error("%s failed", request_line(request), exc_info=exc)
     request.response.status_int = 500
     return {"error": "the receiver failed; nothing was stored, send the batch again later"}

@@ -28,11 +28,15 @@ from urllib3.util.retry import Retry
 
 from .. import __version__
 from ..settings import shown_url
+from ..shown import shown
 from ..uuids import parse_uuid
 
 # The submission's one logger, whichever module logs: operators filter their logs on it.
 log = logging.getLogger("fftelemetry.telemetry.sender")
 
+# A receiver's answer and reason, escaped (fftelemetry.shown), are cut to this: an escape is up to
+# ten characters, and the flash that carries a reason, in the session cookie, has no room for ten
+# times as many.
 LOGGED_BODY_CHARS = 300
 # Our receiver answers ~50 bytes: an answer past this is no acknowledgement, and is not read on.
 MAX_ANSWER_BYTES = 1024 * 1024
@@ -142,7 +146,7 @@ def exchange_deadline(settings):
 def post_batch(session, settings, body):
     """POST one batch; (status, uuid) on acknowledgement, else SubmissionFailed."""
     url = settings.telemetry_url + "/submit"
-    shown = shown_url(url)
+    address = shown_url(url)
     deadline = exchange_deadline(settings)
     adapter = session.get_adapter(url)
     was_cut, lock = threading.Event(), threading.Lock()
@@ -170,16 +174,16 @@ def post_batch(session, settings, body):
         timer.cancel()
     # Checked first: cut in its headers, http.client may even take what came for an answer.
     if was_cut.is_set():
-        raise SubmissionFailed(f"no complete answer from {shown} within {deadline:g}s")
+        raise SubmissionFailed(f"no complete answer from {address} within {deadline:g}s")
     if failure is not None:
-        raise SubmissionFailed(_why_failed(failure, shown, started, settings))
+        raise SubmissionFailed(_why_failed(failure, address, started, settings))
     if content is None:
         raise SubmissionFailed(
             f"the receiver's answer (HTTP {status}) is larger than {MAX_ANSWER_BYTES} bytes",
             status,
         )
     text = content.decode("utf-8", errors="replace")
-    log.info("Result of submission [%s]: %s", status, _shown(text))
+    log.info("Result of submission [%s]: %s", status, shown(text, LOGGED_BODY_CHARS))
     if status != 200:
         raise SubmissionFailed(
             f"the receiver answered HTTP {status}{_their_reason(content)}", status
@@ -271,23 +275,4 @@ def _their_reason(content):
         error = json.loads(content).get("error")
     except (ValueError, RecursionError, AttributeError):
         return ""
-    return f": {_shown(error)}" if isinstance(error, str) else ""
-
-
-def _shown(text):
-    """A receiver's text for the log and the operator's terminal: cut to a sane length, on one
-    line, and with every character a terminal would act on (an escape sequence clears the screen
-    or rewrites the lines above; a right-to-left override turns text around) as its escape."""
-    shown, length = [], 0
-    for ch in text[:LOGGED_BODY_CHARS]:
-        piece = ch if ch.isprintable() else ascii(ch)[1:-1]
-        # cut after escaping (an escape is up to ten characters, and the flash that carries
-        # this, in the session cookie, has no room for ten times as many), but never inside an
-        # escape: half of \U000e0001 reads as another character
-        if length + len(piece) > LOGGED_BODY_CHARS:
-            break
-        shown.append(piece)
-        length += len(piece)
-    if len(shown) == len(text):
-        return "".join(shown)
-    return f"{''.join(shown)}... ({len(text)} characters)"
+    return f": {shown(error, LOGGED_BODY_CHARS)}" if isinstance(error, str) else ""

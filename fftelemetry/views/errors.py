@@ -26,6 +26,7 @@ from ZODB.POSException import ConflictError, StorageError
 from ..failures import why_not_written
 from ..resources import RecordsView, Root
 from ..resources.generations import GenerationError
+from ..shown import request_line, shown
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,8 @@ def use_the_button(context, request):
 def cannot_save(exc, request):
     """The database could not write (a full disk, a lost ZEO server...). pyramid_tm renders this
     for an error raised by the commit too; the transaction is aborted, so nothing half-saved."""
-    log.error("%s %s not saved: %s: %s", request.method, request.path, type(exc).__name__, exc)
+    # any OSError lands here, and its text may quote a name that came from outside
+    log.error("%s not saved: %s: %s", request_line(request), type(exc).__name__, shown(exc))
     return error_page(  # the log above has it all, file names included
         request,
         503,
@@ -155,8 +157,9 @@ def database_unavailable(exc, request):
     if zeo_disconnected(request):  # ClientDisconnected comes from ZEO's client only
         request.environ["retry.attempts"] = request.environ.get("retry.attempt", 0) + 1
     if is_last_attempt(request):
-        log.warning("%s %s: the ZEO server cannot be reached; nothing was changed",
-                    request.method, request.path)
+        log.warning(
+            "%s: the ZEO server cannot be reached; nothing was changed", request_line(request)
+        )
     response = error_page(
         request,
         503,
@@ -173,7 +176,7 @@ def database_unavailable(exc, request):
 def database_of_another_generation(exc, request):
     """Another process (a newer version) has evolved the database since this one started: the
     root says so before anything is written. Drawn without the database (no signed-in user)."""
-    log.error("%s %s refused: %s", request.method, request.path, exc)
+    log.error("%s refused: %s", request_line(request), exc)
     return error_page(
         request,
         503,
@@ -188,7 +191,7 @@ def database_of_another_generation(exc, request):
 @exception_view_config(ConflictError, retryable_error=False)
 def still_conflicting(exc, request):
     """Conflicts on every attempt: others kept writing the same objects. Nothing was saved."""
-    log.warning("%s %s gave up: conflicting writes on every attempt", request.method, request.path)
+    log.warning("%s gave up: conflicting writes on every attempt", request_line(request))
     return error_page(
         request,
         503,
@@ -202,7 +205,7 @@ def still_conflicting(exc, request):
 def failed(exc, request):
     """A bug: the traceback goes to the log, the visitor gets a page in the site's own layout.
     pyramid_tm aborts the transaction, so nothing half-done is stored."""
-    log.error("%s %s failed", request.method, request.path, exc_info=exc)
+    log.error("%s failed", request_line(request), exc_info=exc)
     return error_page(
         request,
         500,

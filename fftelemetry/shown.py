@@ -1,0 +1,29 @@
+"""Text from outside (a request's address or method, a receiver's answer, an exception naming a
+file) as it goes into a log or console line."""
+
+
+def shown(text, limit=None):
+    """`text` on one line, every character a terminal would act on written as its escape: a
+    line break (a forged log line after it), an escape sequence or a C1 control (it clears the
+    screen or rewrites the lines above), a right-to-left override (it turns the text around).
+    With a `limit`, cut to that many characters after escaping, and between two escapes, never
+    inside one: half of \\U000e0001 reads as another character."""
+    text = str(text)
+    if text.isprintable() and (limit is None or len(text) <= limit):
+        return text  # the usual line: one scan, in C
+    pieces, length = [], 0
+    for ch in text if limit is None else text[:limit]:
+        piece = ch if ch.isprintable() else ascii(ch)[1:-1]
+        if limit is not None and length + len(piece) > limit:
+            break
+        pieces.append(piece)
+        length += len(piece)
+    if len(pieces) == len(text):
+        return "".join(pieces)
+    return f"{''.join(pieces)}... ({len(text)} characters)"
+
+
+def request_line(request):
+    """"GET /path" for a log line: the method is any token a client sends, and the path is
+    percent-decoded (PATH_INFO), so /%0a is a line break and /%1b an escape."""
+    return shown(f"{request.method} {request.path}")

@@ -1,0 +1,131 @@
+"""What a client sends reaches the log on one line, with every character a terminal would act on
+escaped, in the lines of the app's and the receiver's error views and of a retried conflict.
+
+The method is any text a WSGI server hands on (waitress takes only a token; others may not). The
+address is WebOb's request.path, percent-encoded again (PATH_INFO is decoded: /%0a would be a line
+break), and is shown so."""
+
+import logging
+from contextlib import nullcontext
+
+import pytest
+import webob
+import webtest
+from pyramid.response import Response
+from ZODB.POSException import ConflictError
+
+from fftelemetry.receiver import main as receiver_main
+from fftelemetry.receiver.resources import ROOT_KEY as RECEIVER_KEY
+from fftelemetry.resources import ROOT_KEY
+from fftelemetry.scripting import close_databases
+from tests.conftest import file_size_limit
+from tests.functional.test_faults import data_fs
+from tests.functional.test_generations import evolve_behind_its_back
+
+# a line break and a forged line, an escape sequence (clear the screen), a right-to-left
+# override and a line separator
+METHOD = "GET\nFAKE LOG LINE\x1b[2J\u202e\u2028"
+ADDRESS = "/x%0aFAKE%20LOG%20LINE%1b[2J%e2%80%ae%e2%80%a8"
+SHOWN = "GET\\nFAKE LOG LINE\\x1b[2J\\u202e\\u2028 /x%0AFAKE%20LOG%20LINE%1B%5B2J%E2%80%AE%E2%80%A8"
+
+
+def any_address(config):
+    """`pyramid.includes` hook: views that take every address under their own and any method
+    (no view of traversal takes a subpath; a route's . takes no line break): /bug/... fails as a
+    bug would, /conflict/... conflicts on every attempt, /write/... changes the root, written at
+    the commit."""
+
+    def bug(request):
+        raise RuntimeError("a bug")
+
+    def conflict(request):
+        raise ConflictError
+
+    def write(request):
+        request.root._p_changed = True
+        return Response("written")
+
+    for name, view in (("bug", bug), ("conflict", conflict), ("write", write)):
+        config.add_route(name, f"/{name}/{{rest:[\\s\\S]*}}")
+        config.add_view(view, route_name=name, require_csrf=False)
+
+
+HOOK = {"pyramid.includes": "tests.functional.test_log_lines.any_address", "retry.attempts": "3"}
+
+
+def send(app, path, status):
+    answer = webob.Request.blank(path, method=METHOD).get_response(app)
+    assert answer.status_int == status
+    return answer
+
+
+def logged_lines(caplog):
+    """The log lines that name the request; each is one line, with nothing a terminal acts on."""
+    lines = [record.getMessage() for record in caplog.records]
+    lines = [line for line in lines if "FAKE" in line]
+    assert lines
+    for line in lines:
+        assert line.isprintable(), line
+    return lines
+
+
+@pytest.fixture
+def receiver_app(tmp_path):
+    def make(**settings):
+        app = receiver_main({}, **{"zodbconn.uri": f"file://{tmp_path}/receiver.fs", **settings})
+        made.append(app)
+        return app
+
+    made = []
+    yield make
+    for app in made:
+        close_databases(app.registry)
+
+
+def test_the_app_logs_a_refused_request_escaped(site, caplog):
+    """Any address and method: the root of a database that another version has evolved is
+    refused before any view."""
+    site.browser().get("/", status=200)  # the root is made
+    evolve_behind_its_back(site.app, ROOT_KEY, 2)
+    send(site.app, ADDRESS, 503)
+    [line] = logged_lines(caplog)
+    assert line.startswith(f"{SHOWN} refused: the database is of generation 2")
+
+
+@pytest.mark.parametrize(
+    "view, status, said",
+    [
+        ("bug", 500, ["failed"]),
+        ("conflict", 503, ["after ConflictError"] * 2 + ["gave up: conflicting writes"]),
+        ("write", 503, ["not saved: OSError: [Errno 27] File too large"]),
+    ],
+)
+def test_the_app_logs_a_failed_request_escaped(make_site, caplog, view, status, said):
+    site = make_site(**HOOK)
+    caplog.set_level(logging.INFO)
+    full_disk = file_size_limit(data_fs(site).stat().st_size) if view == "write" else nullcontext()
+    with full_disk:
+        send(site.app, f"/{view}{ADDRESS}", status)
+    lines = logged_lines(caplog)
+    assert len(lines) == len(said)
+    for line, words in zip(lines, said, strict=True):
+        assert SHOWN.replace(" /", f" /{view}/") in line and words in line, line
+
+
+def test_the_receiver_logs_a_refused_request_escaped(receiver_app, caplog):
+    app = receiver_app()
+    webtest.TestApp(app).get("/stats", status=200)  # the root is made
+    evolve_behind_its_back(app, RECEIVER_KEY, 2)
+    answer = send(app, ADDRESS, 503)
+    assert answer.json["error"].startswith("nothing was stored: the database is of generation 2")
+    [line] = logged_lines(caplog)
+    assert line.startswith(f"{SHOWN} refused: the database is of generation 2")
+
+
+@pytest.mark.parametrize(
+    "view, status, said", [("bug", 500, "failed"), ("conflict", 503, "gave up")]
+)
+def test_the_receiver_logs_a_failed_request_escaped(receiver_app, caplog, view, status, said):
+    send(receiver_app(**HOOK), f"/{view}{ADDRESS}", status)
+    [line] = logged_lines(caplog)
+    assert line.startswith(f"{SHOWN.replace(' /', f' /{view}/')} {said}")
