@@ -183,10 +183,13 @@ class Sources:
 def check_url(url, setting):
     """Refuse at start-up a receiver URL the sender could never POST to: it would fail (or
     POST elsewhere) at every run instead. `setting` names it as the operator wrote it."""
+    # Not printable: a control character, a line break, a right-to-left override (no URL has
+    # one, RFC 3986 and 3987; the sender's log lines and the console name the URL), or an
+    # environment variable's byte that is not UTF-8 (a lone surrogate), which no request, page
+    # or session cookie can carry.
+    if not url.isprintable():
+        raise SettingsError(f"{setting} is not a valid URL")
     try:
-        # not UTF-8: an environment variable's undecodable byte (a lone surrogate), which no
-        # request, page or session cookie can carry
-        url.encode()
         parts = parse_url(url)
         if parts.host and not parts.host.startswith("["):
             parts.host.encode("idna")  # what connecting does: no empty or over-long label

@@ -184,6 +184,11 @@ def test_numbers_and_url():
         ("http://127.0.0.1:0", "is not a valid URL"),
         # a byte that is not UTF-8 in the environment: the status page and "submit now" were 500s
         ("http://127.0.0.1:6544/in\udcff", "is not a valid URL"),
+        # what a terminal would act on, named in the sender's log lines and on the console
+        ("http://127.0.0.1:6544/a\nFAKE LOG LINE", "is not a valid URL"),
+        ("http://127.0.0.1:6544/\x1b[2J", r"'http://127.0.0.1:6544/\\x1b\[2J' is not a valid"),
+        ("http://127.0.0.1:6544/\u202e", "is not a valid URL"),
+        ("http://al\x9bice:pw@127.0.0.1:6544", "is not a valid URL"),
         # the sender would POST to /submit/submit, which the receiver answers with a 404
         ("http://127.0.0.1:6544/submit", "must not end in /submit: /submit is added to it"),
         ("https://example.org/telemetry/submit/", "must not end in /submit"),
