@@ -11,6 +11,7 @@ from .request import use_app_request
 from .resources import GENERATIONS, root_factory
 from .resources.generations import GenerationError
 from .scripting import close_databases, database
+from .shown import shown
 from .shutdown import close_on_exit
 
 try:
@@ -61,8 +62,8 @@ def main(global_config, **settings):
     """The WSGI application; refuses to start, in one line, on a setting it does not accept."""
     try:
         resolved = app_settings.load(settings, global_config)
-    except app_settings.SettingsError as exc:
-        raise SystemExit(f"fftelemetry: {exc}") from None
+    except app_settings.SettingsError as exc:  # it may name a file the ini names
+        raise SystemExit(f"fftelemetry: {shown(exc)}") from None
     require_database(settings, "fftelemetry")
     settings.setdefault("tm.manager_hook", "pyramid_tm.explicit_manager")
     settings.setdefault("retry.attempts", "10")

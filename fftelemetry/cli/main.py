@@ -15,6 +15,7 @@ import sys
 
 from ..failures import CANNOT_WRITE
 from ..scripting import close_databases, run_in_transaction
+from ..shown import shown
 from . import COMMAND_NAMES, create_user, cron, delete, instructions, pack, status
 from .bootstrap import load_app
 from .errors import CommandError, ConfigProblem, Verdict, cannot_write
@@ -88,8 +89,8 @@ def run_loaded(args):
     counted = may_write and args.counted
     try:
         app = load_app(args.config_uri, may_write=may_write)
-    except ConfigProblem as exc:
-        print(f"fftelemetry: {exc}", file=sys.stderr)
+    except ConfigProblem as exc:  # it names the file given, and may quote what is in it
+        print(f"fftelemetry: {shown(exc)}", file=sys.stderr)
         return 2
     registry = app.registry
     write_failed = False

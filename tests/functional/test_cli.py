@@ -160,6 +160,22 @@ def test_missing_config_is_one_line_and_status_2(tmp_path, run_cli):
     assert_one_line(result, 2, f"fftelemetry: config file {tmp_path / 'nope.ini'} not found")
 
 
+def test_a_config_named_with_what_a_terminal_acts_on_is_shown_escaped(tmp_path, run_cli):
+    # an escape sequence, a right-to-left override, a C1 line break (plaster drops a \n, as
+    # urllib's parsing does)
+    name = tmp_path / "nope\x1b[2J\u202e\x85.ini"
+    result = run_cli("status", str(name))
+    assert_one_line(result, 2, f"config file {tmp_path}/nope\\x1b[2J\\u202e\\x85.ini not found")
+    assert result.stderr.rstrip("\n").isprintable()
+
+
+def test_a_file_the_ini_names_is_shown_escaped(write_ini, run_cli):
+    # an ini value may hold a line break (a continuation line)
+    result = run_cli("status", write_ini(**{"fftelemetry.env_file": "gone\n  FAKE\x1b[2J.env"}))
+    assert_one_line(result, 2, "there is no file ", "gone\\nFAKE\\x1b[2J.env")
+    assert result.stderr.rstrip("\n").isprintable()
+
+
 def test_a_folder_or_a_name_without_suffix_is_one_line_and_status_2(tmp_path, run_cli):
     assert_one_line(run_cli("status", str(tmp_path)), 2, f"{tmp_path} is a folder, not a config")
     odd = tmp_path / "settings"

@@ -44,6 +44,15 @@ def test_bad_switch_stops_start_up_in_one_line(tmp_path, monkeypatch):
     )
 
 
+def test_a_file_the_ini_names_is_shown_escaped_when_start_up_stops(tmp_path):
+    # pserve prints this line; an ini value may hold a line break (a continuation line)
+    settings = app_settings(tmp_path, **{"fftelemetry.env_file": "gone\nFAKE\x1b[2J.env"})
+    with pytest.raises(SystemExit) as info:
+        main({"here": str(tmp_path)}, **settings)
+    assert str(info.value).endswith(f"there is no file {tmp_path}/gone\\nFAKE\\x1b[2J.env")
+    assert str(info.value).isprintable()
+
+
 def test_collect_through_the_request_respects_the_switch(make_app, tmp_path):
     for switch, expected in (("false", 0), ("true", 1)):
         app = make_app(**{"fftelemetry.send_telemetry": switch})
