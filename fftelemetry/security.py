@@ -155,12 +155,56 @@ class SessionJSON:
         return json.loads(bstruct.decode())
 
 
+FLASH_QUEUE = "_f_"  # Pyramid keeps a flash queue under this prefix and the queue's name
+MAX_FLASHES = 3  # per queue
+
+
+class FlashesThatFit:
+    """Flash messages that cannot take the session cookie past the 4 KB a browser keeps. A
+    message waits in the cookie until a page shows it: a client that POSTs again and again
+    without loading the page (a script pressing "submit now", a delete without the box ticked)
+    made it grow by one each time, and at 4 KB Pyramid refused to send it, after the change was
+    committed: waitress's bare 500. A queue keeps its newest MAX_FLASHES messages, and a message
+    the same as the one before it once. A cookie still too big (three long refusals in another
+    script) loses the oldest messages until it fits; what else the session holds (the sign-in,
+    the CSRF token) stays, and is small (MAX_EMAIL)."""
+
+    def flash(self, msg, queue="", allow_duplicate=True):
+        messages = self.get(FLASH_QUEUE + queue, [])
+        if messages[-1:] == [msg] or (not allow_duplicate and msg in messages):
+            return
+        self[FLASH_QUEUE + queue] = [*messages, msg][-MAX_FLASHES:]
+
+    def _set_cookie(self, response):
+        # Pyramid's method, not its API: a ValueError for a value over its 4064 bytes. A
+        # ValueError with no message left to drop (a bug) is raised as before.
+        while True:
+            try:
+                return super()._set_cookie(response)
+            except ValueError:
+                if not self._drop_oldest_flash():
+                    raise
+
+    def _drop_oldest_flash(self):
+        """Drop the oldest message of the queue that holds the most: each queue's newest goes
+        last. False when there is none to drop."""
+        queues = [key for key in self if key.startswith(FLASH_QUEUE)]
+        if not queues:
+            return False
+        fullest = max(queues, key=lambda key: len(self[key]))
+        if len(self[fullest]) > 1:
+            self[fullest] = self[fullest][1:]
+        else:
+            del self[fullest]
+        return True
+
+
 def session_factory(secret, secure=False):
     """Signed-cookie sessions: eight hours idle, and re-signed at most every ten minutes (not on
     every request, Pyramid's default). `secure` (behind HTTPS) keeps browsers from ever sending
-    the cookie over plain HTTP. A cookie WebOb cannot read is dropped first (see
-    fftelemetry.request.drop_unreadable_cookies)."""
-    factory = SignedCookieSessionFactory(
+    the cookie over plain HTTP. Flash messages are kept small (FlashesThatFit). A cookie WebOb
+    cannot read is dropped first (see fftelemetry.request.drop_unreadable_cookies)."""
+    cookie_session = SignedCookieSessionFactory(
         secret,
         salt="fftelemetry.session.",
         httponly=True,
@@ -175,9 +219,12 @@ def session_factory(secret, secure=False):
         set_on_exception=False,
     )
 
+    class Session(FlashesThatFit, cookie_session):
+        pass
+
     def session(request):
         drop_unreadable_cookies(request)
-        return factory(request)
+        return Session(request)
 
     return session
 
