@@ -7,6 +7,7 @@ transaction); a ZEO client may answer from its cache while its server is away, s
 asked whether it is connected, and says so in plain text without a log line: a monitor asking
 every few seconds would otherwise fill the log through an outage that its own alert reports.
 A root not in the cache fails to load first, and gets the error views' 503 page (and its line).
+Any method but GET and HEAD is a 405 in plain text, which names the methods to use.
 """
 
 from pyramid.response import Response
@@ -17,10 +18,24 @@ from ..resources import Root
 from .errors import zeo_disconnected
 
 
-@view_config(context=Root, name="health", permission=NO_PERMISSION_REQUIRED)
+@view_config(
+    context=Root, name="health", request_method=("GET", "HEAD"), permission=NO_PERMISSION_REQUIRED
+)
 def health(context, request):
     if zeo_disconnected(request):
         response = Response("Database unavailable\n", status=503, content_type="text/plain")
         response.retry_after = 30
         return response
     return Response("OK\n", content_type="text/plain")
+
+
+@view_config(context=Root, name="health", permission=NO_PERMISSION_REQUIRED, require_csrf=False)
+def health_other_methods(context, request):
+    """A monitor set up to POST (or PUT, OPTIONS...): a 405 that says what to use, with Allow.
+    Without this view a POST got the HTML page of a form whose token has expired (the CSRF
+    check of every POST: none is needed where nothing is changed), which read the session."""
+    response = Response(
+        "Method not allowed: use GET or HEAD\n", status=405, content_type="text/plain"
+    )
+    response.allow = ("GET", "HEAD")
+    return response
