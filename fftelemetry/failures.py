@@ -20,7 +20,10 @@ def why_not_written(exc):
 
 def what_went_wrong(exc):
     """A failed write for a console line: the exception's kind and text, or, for a lost ZEO
-    server (whose exception has no text), that."""
+    server (whose exception has no text) and a conflict on every attempt (whose text is ZODB's
+    oids and serials, nothing an operator can act on), what happened."""
     if isinstance(exc, ClientDisconnected):
         return "the ZEO server cannot be reached"
+    if isinstance(exc, ConflictError):  # raised once run_in_transaction's attempts are spent
+        return "conflicting writes on every attempt: another process kept changing the same data"
     return f"{type(exc).__name__}: {exc}"

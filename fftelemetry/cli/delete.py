@@ -16,15 +16,13 @@ Its use is not collected (COUNTED): `system.command.executed` "delete" would be 
 the purge itself, and one collected before the delete would survive `delete submitted`.
 """
 
-from ZODB.POSException import ConflictError
-
-from ..failures import what_went_wrong, why_not_written
+from ..failures import what_went_wrong
 from ..resources import telemetry_store
 from ..resources.store import ALL, PENDING, SUBMITTED
 from ..scripting import run_in_transaction
 from ..telemetry.deleting import deleted_all, deleted_submitted
 from ..telemetry.sender import records_word
-from .errors import CommandError
+from .errors import CommandError, try_again
 
 HELP = (
     "delete all records and the memory of the facts sent, or the submitted records only, as "
@@ -66,14 +64,7 @@ def run(registry, args):
         deleted = store.delete_submitted()
         return deleted_submitted(deleted, store.counts()[PENDING])
 
-    try:
-        said = run_in_transaction(registry, delete)
-    except ConflictError as exc:  # records changed meanwhile on every attempt (a busy submission)
-        raise CommandError(
-            f"could not delete ({why_not_written(exc)} on every attempt: the records kept "
-            "changing meanwhile); nothing was deleted: try again"
-        ) from None
-    print(said)
+    print(run_in_transaction(registry, delete))
     return 0
 
 
@@ -95,5 +86,6 @@ def would_delete(kind, count):
 
 
 def cannot_write(exc):
-    """A full disk, say: the delete is one transaction, aborted whole."""
-    return f"could not delete ({what_went_wrong(exc)}); nothing was deleted"
+    """A full disk, or records collected or marked sent meanwhile on every attempt (a busy
+    site): the delete is one transaction, aborted whole."""
+    return f"could not delete ({what_went_wrong(exc)}); nothing was deleted{try_again(exc)}"

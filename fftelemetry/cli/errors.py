@@ -1,6 +1,8 @@
 """The two ways a command fails on purpose (anything else is a bug and logged with a traceback),
 a check's answer by exit status, and what a write that failed left behind."""
 
+from ZODB.POSException import ConflictError
+
 from ..failures import what_went_wrong
 
 
@@ -28,4 +30,13 @@ class Verdict(Exception):
 def cannot_write(exc):
     """What main says when a write fails, unless the command's module says it in its own words
     (its own `cannot_write`)."""
-    return f"could not write ({what_went_wrong(exc)}); the change in progress was rolled back"
+    return (
+        f"could not write ({what_went_wrong(exc)}); the change in progress was rolled back"
+        f"{try_again(exc)}"
+    )
+
+
+def try_again(exc):
+    """The end of a failed write's line: a conflict on every attempt is a busy moment, which
+    running the command again gets past (a full disk, say, has to be seen to first)."""
+    return ": try again" if isinstance(exc, ConflictError) else ""

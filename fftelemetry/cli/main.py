@@ -4,7 +4,8 @@ Each command runs against the application's own settings and database (loaded fr
 `pserve` does). The first use of each command is collected as `system.command.executed`, a
 failing one as `system.command.errored` (both only when telemetry is on), except for a command
 whose module says COUNTED = False (delete: see there). A config that cannot be loaded gives one
-line on stderr and exit status 2, never a traceback.
+line on stderr and exit status 2, never a traceback; a write that cannot be done (a full disk,
+conflicts on every attempt) one line and exit status 1, its transaction rolled back.
 """
 
 import argparse
@@ -13,7 +14,9 @@ import logging
 import os
 import sys
 
-from ..failures import CANNOT_WRITE
+from ZODB.POSException import ConflictError
+
+from ..failures import CANNOT_WRITE, NOT_WRITTEN, what_went_wrong
 from ..scripting import close_databases, run_in_transaction
 from ..shown import shown
 from . import COMMAND_NAMES, create_user, cron, delete, instructions, pack, status
@@ -86,13 +89,18 @@ def main(argv=None):
 
 def run_loaded(args):
     may_write = not getattr(args, "dry_run", False)  # a dry run changes nothing at all
-    counted = may_write and args.counted
     try:
         app = load_app(args.config_uri, may_write=may_write)
     except ConfigProblem as exc:  # it names the file given, and may quote what is in it
         print(f"fftelemetry: {shown(exc)}", file=sys.stderr)
         return 2
-    registry = app.registry
+    return run_on(app.registry, args)
+
+
+def run_on(registry, args):
+    """The command on its loaded app's registry, its use collected; the databases closed after,
+    whatever happens."""
+    counted = args.counted and not getattr(args, "dry_run", False)  # a dry run writes nothing
     write_failed = False
     try:
         if counted:
@@ -107,7 +115,7 @@ def run_loaded(args):
         return exit_status
     except BrokenPipeError:
         raise  # stdout, not the database: see main()
-    except CANNOT_WRITE as exc:  # a full disk, say: the transaction is aborted whole
+    except NOT_WRITTEN as exc:  # a full disk, conflicts on every attempt: aborted whole
         print(f"fftelemetry {args.command}: {args.cannot_write(exc)}", file=sys.stderr)
         write_failed = True
         return 1
@@ -123,16 +131,25 @@ def run_command(registry, args):
     except CommandError as exc:
         print(f"fftelemetry {args.command}: {exc}", file=sys.stderr)
         return exc.status
-    except (BrokenPipeError, Verdict, *CANNOT_WRITE):
-        raise  # said by main() and run_loaded()
+    except (BrokenPipeError, Verdict, *NOT_WRITTEN):
+        raise  # said by main() and run_on()
     except Exception:
         log.exception("fftelemetry %s failed", args.command)
         return 1
 
 
 def collect(registry, key, value):
-    """Collect one value in a transaction of its own (kept even if the command then fails)."""
-    run_in_transaction(registry, lambda env: env["request"].telemetry.collect(key, value))
+    """Collect one value in a transaction of its own (kept even if the command then fails).
+
+    Conflicts on every attempt (the site busy writing the store) leave it uncollected: the
+    operator's command runs all the same, and, the value being unknown still, a later run
+    collects it. A storage that cannot write still ends the run here, in main's one line:
+    a full disk or a lost server is for the operator to see to before anything else."""
+    try:
+        run_in_transaction(registry, lambda env: env["request"].telemetry.collect(key, value))
+    except ConflictError as exc:
+        log.warning("%s %r not collected (%s); a later run collects it",
+                    key, value, what_went_wrong(exc))
 
 
 if __name__ == "__main__":  # pragma: no cover

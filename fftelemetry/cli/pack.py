@@ -13,7 +13,7 @@ import argparse
 from ZODB.FileStorage import FileStorage
 from ZODB.POSException import StorageError
 
-from ..failures import CANNOT_WRITE, what_went_wrong
+from ..failures import NOT_WRITTEN, what_went_wrong
 from ..resources import telemetry_store
 from ..resources.store import utcnow
 from ..scripting import database, run_in_transaction
@@ -72,12 +72,13 @@ def record_pack(registry, at, days):
         run_in_transaction(
             registry, lambda env: telemetry_store(env["request"]).mark_packed(at, days)
         )
-    except CANNOT_WRITE as exc:
+    except NOT_WRITTEN as exc:
         raise NotRecorded(what_went_wrong(exc)) from exc
 
 
 class NotRecorded(StorageError):
-    """The pack is done, but noting it in the store failed (a write error, said by main)."""
+    """The pack is done, but noting it in the store failed (a write error or conflicts on every
+    attempt, said by main)."""
 
 
 def cannot_write(exc):

@@ -1,22 +1,45 @@
 """A console command and a web request writing at the same moment, as `fftelemetry create-user`
 or a first `fftelemetry cron` does beside `pserve` on one ZEO server. The web request commits
 between the command's reads and its commit: the command's commit conflicts, and the command
-reruns its transaction (as pyramid_retry reruns a request) instead of failing with a traceback.
+reruns its transaction (as pyramid_retry reruns a request) instead of failing with a traceback;
+if that happens on every attempt, the command says so in one line.
 
-The commands run in this process on the real app's registry; the web request is a real one
-through the same app, sent from a subscriber at the moment the command's transaction is open."""
+The commands run in this process on the real app's registry; the web request (or another
+command's write) is a real one through the same app, sent from a subscriber at the moment the
+command's transaction is open."""
 
 import argparse
 import io
+import re
 
 from pyramid_zodbconn import ZODBConnectionOpened
 
-from fftelemetry.cli import create_user, delete
-from fftelemetry.cli.main import collect, run_command
+from fftelemetry.cli import create_user
+from fftelemetry.cli.main import build_parser, collect, run_on
+from fftelemetry.cli.pack import record_pack
 from fftelemetry.events import UserRegistered
+from fftelemetry.resources.store import utcnow
 from tests.functional.conftest import ADMIN_EMAIL
+from tests.functional.test_pack import PACKED
 
 CLI_EMAIL = "console@example.org"
+CONFLICTS = "conflicting writes on every attempt: another process kept changing the same data"
+
+
+def command(*argv):
+    """`fftelemetry *argv CONFIG_URI` as the console parses it, for run_on on a site's registry
+    (the app is loaded already: the config file is not read). run_on closes the site's database
+    when the command ends: look at the outcome through a site opened again."""
+    return build_parser().parse_args([*argv, "site.ini"])
+
+
+def errors_logged(caplog):
+    return [r.getMessage() for r in caplog.records if r.levelname == "ERROR" or r.exc_info]
+
+
+def values_of(site, key):
+    with site.store() as store:
+        return sorted(r.value for _, r in store.page() if r.key == key)
 
 
 def meanwhile(site, event_type, web_request):
@@ -86,14 +109,124 @@ def test_a_delete_whose_every_attempt_conflicts_is_one_line_and_deletes_nothing(
         busy.clear()
 
     site.app.registry.registerHandler(register_meanwhile, (ZODBConnectionOpened,))
-    args = argparse.Namespace(command="delete", run=delete.run, kind="all", yes=True)
 
-    assert run_command(site.app.registry, args) == 1
+    assert run_on(site.app.registry, command("delete", "all", "--yes")) == 1
 
     assert len(registered) == 2
     assert capsys.readouterr() == ("", (
-        "fftelemetry delete: could not delete (conflicting writes on every attempt: the records "
-        "kept changing meanwhile); nothing was deleted: try again\n"
+        f"fftelemetry delete: could not delete ({CONFLICTS}); nothing was deleted: try again\n"
     ))
-    assert [r for r in caplog.records if r.levelname == "ERROR"] == []
-    assert site.counts()["all"] == 5  # the three and the registrations' system.users.count
+    assert errors_logged(caplog) == []
+    assert make_site().counts()["all"] == 5  # the three and the registrations' system.users.count
+
+
+def test_a_create_user_whose_every_attempt_conflicts_is_one_line_and_creates_nobody(
+    make_site, monkeypatch, capsys, caplog
+):
+    """A registration on the web during each attempt, counting the same number of users as the
+    command does (on the first, both would own the installation too): once its attempts are
+    spent the command says so in one line, exit 1, no traceback, and its account is not made."""
+    site = make_site(**{"retry.attempts": "2"})
+    busy, registered = [], []
+
+    def register_meanwhile(event):  # as each attempt announces its account, before its commit
+        if busy:  # the registration announces its own
+            return
+        busy.append(True)
+        registered.append(site.register(f"user{len(registered)}@example.org", wizard=None))
+        busy.clear()
+
+    site.app.registry.registerHandler(register_meanwhile, (UserRegistered,))
+    monkeypatch.setattr("sys.stdin", io.StringIO("a good password\n"))
+
+    assert run_on(site.app.registry, command("create-user", "--email", CLI_EMAIL,
+                                             "--password-stdin")) == 1
+
+    assert len(registered) == 2
+    assert capsys.readouterr() == ("", (
+        f"fftelemetry create-user: could not write ({CONFLICTS}); the change in progress was "
+        "rolled back: try again\n"
+    ))
+    assert errors_logged(caplog) == []
+    site = make_site()
+    with site.root() as root:
+        users = root["users"]
+        assert (len(users), users.owner, CLI_EMAIL in users) == (2, "user0@example.org", False)
+    assert values_of(site, "system.users.count") == [1, 2]  # the registrations' only
+    # its use was collected before it ran; a failed write is not the command's failure
+    assert values_of(site, "system.command.executed") == ["create-user"]
+    assert values_of(site, "system.command.errored") == []
+
+
+def test_a_pack_whose_note_conflicts_on_every_attempt_says_the_pack_was_done(
+    make_site, capsys, caplog
+):
+    """Another pack noting its time in the store during each attempt to note this one's: the
+    pack itself is done, and the one line says only its note failed (exit 1, no traceback)."""
+    site = make_site(**{"retry.attempts": "2"})
+    site.seed(1)  # the installation has its id: collecting the command's use conflicts with no note
+    busy, noted = [], []
+
+    def note_another_pack_meanwhile(event):  # as each transaction opens its connection
+        if busy:
+            return
+        busy.append(True)
+        noted.append(utcnow())
+        record_pack(site.app.registry, noted[-1], 7)
+        busy.clear()
+
+    site.app.registry.registerHandler(note_another_pack_meanwhile, (ZODBConnectionOpened,))
+
+    assert run_on(site.app.registry, command("pack")) == 1
+
+    out, err = capsys.readouterr()
+    assert PACKED.fullmatch(out)
+    assert err == (
+        f"fftelemetry pack: the database was packed, but the time of the pack could not be "
+        f"recorded ({CONFLICTS}); the status page still shows the pack before it\n"
+    )
+    assert errors_logged(caplog) == []
+    assert len(noted) == 3  # the collection's transaction, then the note's two attempts
+    site = make_site()
+    with site.store() as store:
+        assert (store.packed_at, store.pack_kept_days) == (noted[-1], 7)  # the other's note
+    assert values_of(site, "system.command.executed") == ["pack"]
+
+
+def test_a_commands_use_whose_collection_conflicts_on_every_attempt_still_runs_it(
+    make_site, capsys, caplog
+):
+    """A new installation, whose first record (the command's use) makes the installation id,
+    while another process writes the same store (a pack's note) during each attempt. The
+    operator's command runs all the same: exit 0, its output, one WARNING line and no traceback;
+    nothing is written, and the next run collects the use."""
+    site = make_site(**{"retry.attempts": "2"})
+    site.browser().get("/")  # the site's tree, as an installation has after its first page
+    busy, noted = [], []
+
+    def note_a_pack_meanwhile(event):  # as each attempt opens its connection
+        if busy or len(noted) == 2:  # a note opens connections of its own
+            return
+        busy.append(True)
+        noted.append(utcnow())
+        record_pack(site.app.registry, noted[-1], 7)
+        busy.clear()
+
+    site.app.registry.registerHandler(note_a_pack_meanwhile, (ZODBConnectionOpened,))
+
+    assert run_on(site.app.registry, command("status")) == 0
+
+    assert len(noted) == 2
+    out, err = capsys.readouterr()
+    assert re.search(r"^Installation id: none yet$", out, re.M), out
+    assert err == ""
+    assert errors_logged(caplog) == []
+    assert [(r.levelname, r.getMessage()) for r in caplog.records if r.levelname != "INFO"] == [(
+        "WARNING",
+        f"system.command.executed 'status' not collected ({CONFLICTS}); a later run collects it",
+    )]
+    site = make_site()
+    assert site.counts()["all"] == 0
+
+    assert run_on(site.app.registry, command("status")) == 0
+    assert values_of(make_site(), "system.command.executed") == ["status"]
