@@ -237,6 +237,7 @@ class TelemetryStore(Persistent):
         seq = new_sequence(now)
         while seq in self.pending.records or seq in self.submitted.records:
             seq += 1
+        self._writing_to_partitions()
         self.pending.add(seq, record)
         return seq, record
 
@@ -302,6 +303,7 @@ class TelemetryStore(Persistent):
         """Move the given pending records to `submitted`; returns how many moved (records
         deleted or already marked in the meantime are skipped)."""
         marks = (to_micros(now or utcnow()), submission_uuid)
+        self._writing_to_partitions()
         taken = self.pending.take(seqs)
         # Record._make over the first six fields: _replace does the same, several times slower.
         self.submitted.put([(seq, Record._make(record[:6] + marks)) for seq, record in taken])
@@ -380,6 +382,17 @@ class TelemetryStore(Persistent):
     def mark_packed(self, at, kept_days):
         """`fftelemetry pack` packed the database at `at`, keeping `kept_days` days of history."""
         self.packed_at, self.pack_kept_days = at, kept_days
+
+    def _writing_to_partitions(self):
+        """The other side of _deleting: a record added to (or marked sent in) the partitions
+        this transaction read, after a delete put new ones in place and committed, would land
+        in the old ones, which nothing reads any more: lost, without a conflict, as neither
+        side wrote what the other did. The store (which names the partitions) must still be
+        the one read when this commits; if a delete changed it, this conflicts and is retried
+        on the new partitions. Anything else that writes the store (a submission's log, a pack's
+        note) makes a collection retry too: rare, and a retry is cheap."""
+        if self._p_jar is not None:
+            self._p_jar.readCurrent(self)
 
     def _deleting(self, *partitions):
         """A delete puts new, empty partitions in place and never writes to the old ones, so a

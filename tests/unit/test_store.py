@@ -276,6 +276,59 @@ def test_a_delete_conflicts_with_a_record_changed_meanwhile(tmp_path, delete):
         db.close()
 
 
+COLLECTED_MEANWHILE = {
+    "feature": lambda store: store.add_feature("system.command.executed", "pack"),
+    "recurring": lambda store: store.add_recurring("system.users.count", 9, every_days=7),
+    "marked": lambda store: store.mark_submitted([seq for seq, _ in store.pending_batch(1)], "u-2"),
+}
+
+
+@pytest.mark.parametrize(
+    "delete, change",
+    [
+        ("delete_all", "feature"),
+        ("delete_all", "recurring"),
+        ("delete_submitted", "marked"),
+    ],
+)
+def test_a_record_written_while_a_delete_committed_conflicts_and_is_not_lost(
+    tmp_path, delete, change
+):
+    """The other order: the delete commits first, then a transaction that read the old
+    partitions adds a record (or marks one sent). It must conflict and be retried on the new
+    partitions; without that it committed into the old ones, which nothing reads: a record lost
+    with no error."""
+    db = DB(FileStorage(str(tmp_path / "Data.fs")))
+    try:
+        with db.transaction() as conn:
+            store = telemetry_store_in(conn.root())
+            _fill(store, 3)
+            store.mark_submitted([seq for seq, _ in store.pending_batch(1)], "u-1")
+        tm1, tm2 = transaction.TransactionManager(), transaction.TransactionManager()
+        c1, c2 = db.open(tm1), db.open(tm2)
+        deleting, writing = telemetry_store_in(c1.root()), telemetry_store_in(c2.root())
+        writing.counts()  # the old partitions, loaded before the delete commits
+        getattr(deleting, delete)()
+        tm1.commit()
+        assert COLLECTED_MEANWHILE[change](writing) is not None
+        with pytest.raises(ConflictError):
+            tm2.commit()
+        tm2.abort()
+        COLLECTED_MEANWHILE[change](writing)  # the retry, on the partitions now in place
+        tm2.commit()
+        c1.close()
+        c2.close()
+        with db.transaction() as conn:
+            counts = telemetry_store_in(conn.root()).counts()
+        assert counts == {
+            "feature": {ALL: 1, PENDING: 1, SUBMITTED: 0},
+            "recurring": {ALL: 1, PENDING: 1, SUBMITTED: 0},
+            "marked": {ALL: 2, PENDING: 1, SUBMITTED: 1},
+        }[change]
+    finally:
+        db.close()
+
+
 # -- expiry (fftelemetry.keep_submitted_days) -------------------------------------------------
 
 NOW = T0 + timedelta(days=200)
