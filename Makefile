@@ -5,8 +5,10 @@ BIN := $(VENV)/bin
 
 .PHONY: run test lint bench clean
 
+# A venv that fails half-way (Debian's python3 without python3-venv has no ensurepip) is removed:
+# left with a python but no pip, it would pass for made, and every later run fail on pip.
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # Reinstall whenever the package metadata changes.
