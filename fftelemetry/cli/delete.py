@@ -26,7 +26,8 @@ from .errors import CommandError, try_again
 
 HELP = (
     "delete all records and the memory of the facts sent, or the submitted records only, as "
-    "the records page's buttons do (nothing without --yes; exit status 3 then)"
+    "the records page's buttons do (nothing without --yes: exit status 3 if there was "
+    "something to delete)"
 )
 
 COUNTED = False  # see above; main.py counts the first use of every other command
@@ -46,7 +47,8 @@ def add_arguments(parser):
         "--yes",
         action="store_true",
         help="delete them; without it nothing is deleted: the command says how many records it "
-        f"would delete and exits with status {NOT_CONFIRMED}",
+        f"would delete and exits with status {NOT_CONFIRMED} (with none to delete, it says so and "
+        "exits with 0, as with --yes)",
     )
 
 

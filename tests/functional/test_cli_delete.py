@@ -116,6 +116,13 @@ def test_nothing_to_delete_says_so_and_exits_0(tmp_path, write_ini, run_cli):
                         ) == ["Database packed: never"]  # no delete noted
 
 
+def test_help_gives_both_statuses_of_a_delete_without_yes(run_cli):
+    """--help is where a script's author looks: 3 only when there was something to delete."""
+    said = " ".join(run_cli("delete", "--help").stdout.split())
+    assert "exit status 3 if there was something to delete" in said
+    assert "exits with status 3 (with none to delete, it says so and exits with 0" in said
+
+
 def test_delete_works_while_telemetry_is_off(tmp_path, write_ini, run_cli, receiver):
     sent_and_pending(tmp_path, write_ini, run_cli, receiver)
     off = write_ini("off.ini", **{"fftelemetry.telemetry_url": receiver.url,
