@@ -248,32 +248,44 @@ def test_concurrent_collects_in_two_connections_both_commit(tmp_path):
         db.close()
 
 
-@pytest.mark.parametrize("delete", ["delete_all", "delete_submitted"])
-def test_a_delete_conflicts_with_a_record_changed_meanwhile(tmp_path, delete):
-    """A delete reports the count it read: a record added (or marked submitted) by another
-    transaction in between must make the delete conflict (and be retried), not vanish unseen."""
+@pytest.fixture
+def two_transactions(tmp_path):
+    """Three records, one submitted, and two transactions open on them, each with its own
+    connection: (transaction manager, store) twice, then a function giving the counts after."""
     db = DB(FileStorage(str(tmp_path / "Data.fs")))
+    with db.transaction() as conn:
+        store = telemetry_store_in(conn.root())
+        _fill(store, 3)
+        store.mark_submitted([seq for seq, _ in store.pending_batch(1)], "u-1")
+    managers = transaction.TransactionManager(), transaction.TransactionManager()
+    connections = [db.open(tm) for tm in managers]
+
+    def counts_after():
+        for tm, conn in zip(managers, connections, strict=True):
+            tm.abort()
+            conn.close()
+        with db.transaction() as conn:
+            return telemetry_store_in(conn.root()).counts()
+
+    stores = [telemetry_store_in(conn.root()) for conn in connections]
     try:
-        with db.transaction() as conn:
-            store = telemetry_store_in(conn.root())
-            _fill(store, 3)
-            store.mark_submitted([seq for seq, _ in store.pending_batch(1)], "u-1")
-        tm1, tm2 = transaction.TransactionManager(), transaction.TransactionManager()
-        c1, c2 = db.open(tm1), db.open(tm2)
-        deleting, other = telemetry_store_in(c1.root()), telemetry_store_in(c2.root())
-        deleting.counts()
-        other.mark_submitted([seq for seq, _ in other.pending_batch(1)], "u-2")
-        tm2.commit()
-        getattr(deleting, delete)()
-        with pytest.raises(ConflictError):
-            tm1.commit()
-        tm1.abort()
-        c1.close()
-        c2.close()
-        with db.transaction() as conn:
-            assert telemetry_store_in(conn.root()).counts() == {ALL: 3, PENDING: 1, SUBMITTED: 2}
+        yield (*zip(managers, stores, strict=True), counts_after)
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("delete", ["delete_all", "delete_submitted"])
+def test_a_delete_conflicts_with_a_record_changed_meanwhile(two_transactions, delete):
+    """A delete reports the count it read: a record added (or marked submitted) by another
+    transaction in between must make the delete conflict (and be retried), not vanish unseen."""
+    (tm1, deleting), (tm2, other), counts_after = two_transactions
+    deleting.counts()
+    other.mark_submitted([seq for seq, _ in other.pending_batch(1)], "u-2")
+    tm2.commit()
+    getattr(deleting, delete)()
+    with pytest.raises(ConflictError):
+        tm1.commit()
+    assert counts_after() == {ALL: 3, PENDING: 1, SUBMITTED: 2}
 
 
 COLLECTED_MEANWHILE = {
@@ -292,41 +304,27 @@ COLLECTED_MEANWHILE = {
     ],
 )
 def test_a_record_written_while_a_delete_committed_conflicts_and_is_not_lost(
-    tmp_path, delete, change
+    two_transactions, delete, change
 ):
     """The other order: the delete commits first, then a transaction that read the old
     partitions adds a record (or marks one sent). It must conflict and be retried on the new
     partitions; without that it committed into the old ones, which nothing reads: a record lost
     with no error."""
-    db = DB(FileStorage(str(tmp_path / "Data.fs")))
-    try:
-        with db.transaction() as conn:
-            store = telemetry_store_in(conn.root())
-            _fill(store, 3)
-            store.mark_submitted([seq for seq, _ in store.pending_batch(1)], "u-1")
-        tm1, tm2 = transaction.TransactionManager(), transaction.TransactionManager()
-        c1, c2 = db.open(tm1), db.open(tm2)
-        deleting, writing = telemetry_store_in(c1.root()), telemetry_store_in(c2.root())
-        writing.counts()  # the old partitions, loaded before the delete commits
-        getattr(deleting, delete)()
-        tm1.commit()
-        assert COLLECTED_MEANWHILE[change](writing) is not None
-        with pytest.raises(ConflictError):
-            tm2.commit()
-        tm2.abort()
-        COLLECTED_MEANWHILE[change](writing)  # the retry, on the partitions now in place
+    (tm1, deleting), (tm2, writing), counts_after = two_transactions
+    writing.counts()  # the old partitions, loaded before the delete commits
+    getattr(deleting, delete)()
+    tm1.commit()
+    assert COLLECTED_MEANWHILE[change](writing) is not None
+    with pytest.raises(ConflictError):
         tm2.commit()
-        c1.close()
-        c2.close()
-        with db.transaction() as conn:
-            counts = telemetry_store_in(conn.root()).counts()
-        assert counts == {
-            "feature": {ALL: 1, PENDING: 1, SUBMITTED: 0},
-            "recurring": {ALL: 1, PENDING: 1, SUBMITTED: 0},
-            "marked": {ALL: 2, PENDING: 1, SUBMITTED: 1},
-        }[change]
-    finally:
-        db.close()
+    tm2.abort()
+    COLLECTED_MEANWHILE[change](writing)  # the retry, on the partitions now in place
+    tm2.commit()
+    assert counts_after() == {
+        "feature": {ALL: 1, PENDING: 1, SUBMITTED: 0},
+        "recurring": {ALL: 1, PENDING: 1, SUBMITTED: 0},
+        "marked": {ALL: 2, PENDING: 1, SUBMITTED: 1},
+    }[change]
 
 
 # -- expiry (fftelemetry.keep_submitted_days) -------------------------------------------------
