@@ -158,6 +158,27 @@ def test_a_create_user_whose_every_attempt_conflicts_is_one_line_and_creates_nob
     assert values_of(site, "system.command.errored") == []
 
 
+def note_packs_meanwhile(site, skip):
+    """As each transaction opens its connection, another pack notes its time in the store (in a
+    transaction of its own, whose connections do not count), unless skip(connections opened so
+    far, notes so far). The times noted, as a list that grows."""
+    busy, opened, noted = [], [], []
+
+    def note_a_pack(event):
+        if busy:
+            return
+        opened.append(True)
+        if skip(len(opened), len(noted)):
+            return
+        busy.append(True)
+        noted.append(utcnow())
+        record_pack(site.app.registry, noted[-1], 7)
+        busy.clear()
+
+    site.app.registry.registerHandler(note_a_pack, (ZODBConnectionOpened,))
+    return noted
+
+
 def test_a_pack_whose_note_conflicts_on_every_attempt_says_the_pack_was_done(
     make_site, capsys, caplog
 ):
@@ -165,18 +186,9 @@ def test_a_pack_whose_note_conflicts_on_every_attempt_says_the_pack_was_done(
     pack itself is done, and the one line says only its note failed (exit 1, no traceback)."""
     site = make_site(**{"retry.attempts": "2"})
     site.seed(1)  # the installation has its id
-    busy, opened, noted = [], [], []
-
-    def note_another_pack_meanwhile(event):  # as each transaction opens its connection
-        opened.append(True)
-        if busy or len(opened) == 1:  # not while the command's use is collected: a record
-            return  # needs the store it read, and a note written meanwhile would change it
-        busy.append(True)
-        noted.append(utcnow())
-        record_pack(site.app.registry, noted[-1], 7)
-        busy.clear()
-
-    site.app.registry.registerHandler(note_another_pack_meanwhile, (ZODBConnectionOpened,))
+    # not while the command's use is collected (the first transaction): a record needs the
+    # store it read, and a note written meanwhile would change it
+    noted = note_packs_meanwhile(site, skip=lambda opened, noted: opened == 1)
 
     assert run_on(site.app.registry, command("pack")) == 1
 
@@ -203,17 +215,7 @@ def test_a_commands_use_whose_collection_conflicts_on_every_attempt_still_runs_i
     nothing is written, and the next run collects the use."""
     site = make_site(**{"retry.attempts": "2"})
     site.browser().get("/")  # the site's tree, as an installation has after its first page
-    busy, noted = [], []
-
-    def note_a_pack_meanwhile(event):  # as each attempt opens its connection
-        if busy or len(noted) == 2:  # a note opens connections of its own
-            return
-        busy.append(True)
-        noted.append(utcnow())
-        record_pack(site.app.registry, noted[-1], 7)
-        busy.clear()
-
-    site.app.registry.registerHandler(note_a_pack_meanwhile, (ZODBConnectionOpened,))
+    noted = note_packs_meanwhile(site, skip=lambda opened, noted: noted == 2)
 
     assert run_on(site.app.registry, command("status")) == 0
 
