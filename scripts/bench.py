@@ -279,6 +279,11 @@ def untemplated_status(config):
             for run in facts.submissions
         )
         records = values["records_url"]
+        older = (
+            f'<p>The newest {len(facts.submissions)} of the {facts.submissions_kept} submissions '
+            f'kept: <a href="{values["submissions_url"]}">see all</a></p>'
+            if facts.older_submissions else ""
+        )
         overdue = (
             f'<p class="error page-error" role="alert">Submissions overdue since '
             f"{values['when'](facts.overdue_since)}</p>" if facts.overdue else ""
@@ -304,7 +309,7 @@ def untemplated_status(config):
             f"<dt>Last submission</dt><dd>{'never' if last is None else values['when'](last.at)}"
             f"</dd><dt>Last success</dt><dd>{values['when'](facts.last_success_at) or 'never'}"
             f"</dd><dt>Next submission</dt><dd>{values['when'](facts.next_due) or 'due now'}"
-            f"</dd></dl><table>{runs}</table>{values['catalog_table']}</main></body></html>"
+            f"</dd></dl><table>{runs}</table>{older}{values['catalog_table']}</main></body></html>"
         )
 
     config.add_view(view, context=TelemetryAdmin, name="untemplated")

@@ -6,8 +6,8 @@ import json
 from ..resources import telemetry_store
 from ..scripting import request_environment
 from ..telemetry.sender import records_word
+from ..telemetry.status import RECENT_SUBMISSIONS, rfc3339, status_facts
 from ..telemetry.status import format_time as _when
-from ..telemetry.status import rfc3339, status_facts
 from .errors import Verdict
 
 HELP = (
@@ -22,7 +22,8 @@ def add_arguments(parser):
     output.add_argument(
         "--json",
         action="store_true",
-        help="the same facts as one JSON object (its keys: docs/telemetry.md, Monitoring)",
+        help="the same facts as one JSON object, with every submission the log keeps (its "
+        "keys: docs/telemetry.md, Monitoring)",
     )
     output.add_argument(
         "--check",
@@ -34,7 +35,9 @@ def add_arguments(parser):
 
 def run(registry, args):
     with request_environment(registry) as env:
-        facts = status_facts(telemetry_store(env["request"]), registry.app_settings)
+        # --json is for a tool: every submission kept, not the text's newest few
+        recent = None if args.json else RECENT_SUBMISSIONS
+        facts = status_facts(telemetry_store(env["request"]), registry.app_settings, recent=recent)
     if args.check:
         if facts.overdue:
             raise Verdict(check_line(facts))
@@ -69,10 +72,16 @@ def describe(facts):
         )
     lines.append("Recent submissions:" if facts.submissions else "Recent submissions: none")
     lines += ["  " + submission_line(result) for result in facts.submissions]
+    if facts.older_submissions:
+        lines.append(
+            f"  and {facts.older_submissions} older: all {facts.submissions_kept} kept are in "
+            f"fftelemetry status --json and on {SUBMISSIONS_PAGE}"
+        )
     return lines
 
 
 CHECK_CRON = "check fftelemetry cron's output (var/cron.log)"
+SUBMISSIONS_PAGE = "/admin/telemetry/submissions"
 
 
 def overdue_line(facts):

@@ -4,7 +4,8 @@
     ├── users                 Users: accounts keyed by normalised email (users.py)
     └── admin                 Admin (administrators only, by ACL)
         └── telemetry         TelemetryAdmin: the status page; holds the TelemetryStore
-            └── view          RecordsView: the records page and its actions (transient)
+            ├── view          RecordsView: the records page and its actions (transient)
+            └── submissions   SubmissionsView: the whole submission log (transient)
 
 Class paths are stored in pickles: keep them stable, or write an evolve step (generations.py).
 """
@@ -52,20 +53,34 @@ class TelemetryAdmin(Persistent):
         self.store = TelemetryStore()
 
     def __getitem__(self, name):
-        if name == RecordsView.NAME:
-            return RecordsView(self)
+        for page in (RecordsView, SubmissionsView):
+            if name == page.NAME:
+                return page(self)
         raise KeyError(name)
 
 
-class RecordsView:
-    """`/admin/telemetry/view`: the records. Transient: it only gives the page a place."""
+class TelemetryPage:
+    """A page under the status page. Transient: it only gives the page a place. Views are for
+    each subclass, never this one: one page's actions must not answer under another."""
 
-    NAME = "view"
+    NAME = None
 
     def __init__(self, parent):
         self.__name__ = self.NAME
         self.__parent__ = parent
         self.store = parent.store
+
+
+class RecordsView(TelemetryPage):
+    """`/admin/telemetry/view`: the records."""
+
+    NAME = "view"
+
+
+class SubmissionsView(TelemetryPage):
+    """`/admin/telemetry/submissions`: every submission the log keeps, read-only."""
+
+    NAME = "submissions"
 
 
 def _ensure(folder, name, factory):

@@ -321,8 +321,11 @@ class TelemetryStore(Persistent):
             del self.log[self.log.minKey()]
 
     def submissions(self, limit=10):
-        """The newest `limit` submission results, newest first."""
-        return [self.log[k] for k in list(self.log.keys())[-limit:][::-1]]
+        """The newest `limit` submission results (None: every one kept), newest first."""
+        return list(self.log.values())[::-1][:limit]
+
+    def submissions_kept(self):
+        return len(self.log)
 
     def last_submission(self):
         return self.log[self.log.maxKey()] if len(self.log) else None

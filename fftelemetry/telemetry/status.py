@@ -26,6 +26,10 @@ def next_submission_due(store: TelemetryStore, interval_days: int) -> datetime |
     return store.last_success_at + timedelta(days=interval_days)
 
 
+# How many submissions the status page and `fftelemetry status` list; the rest of the log
+# (fftelemetry.submission_log_size) is on /admin/telemetry/submissions and in `status --json`.
+RECENT_SUBMISSIONS = 10
+
 # How long past due a submission may wait before it is overdue. cron runs daily, so a due
 # submission is normally made within a day, and one that fails is retried the day after: two days
 # is that retry failing too, or cron not running at all. A receiver down for an hour is not.
@@ -91,6 +95,7 @@ class StatusFacts:
     last_success_at: datetime | None
     next_due: datetime | None
     submissions: list
+    submissions_kept: int
     packed_at: datetime | None
     pack_kept_days: int | None
     records_deleted_at: datetime | None
@@ -101,6 +106,11 @@ class StatusFacts:
     @property
     def overdue(self):
         return self.overdue_since is not None
+
+    @property
+    def older_submissions(self):
+        """How many kept submissions `submissions` leaves out."""
+        return self.submissions_kept - len(self.submissions)
 
     @property
     def retention(self):
@@ -116,7 +126,10 @@ class StatusFacts:
         return f"{format_time(self.packed_at)}, {history_kept(self.pack_kept_days)}"
 
 
-def status_facts(store: TelemetryStore, settings: AppSettings, now=None) -> StatusFacts:
+def status_facts(
+    store: TelemetryStore, settings: AppSettings, now=None, recent=RECENT_SUBMISSIONS
+) -> StatusFacts:
+    """The facts, with the newest `recent` submissions (None: every one kept)."""
     return StatusFacts(
         enabled=settings.send_telemetry,
         source=settings.send_telemetry_source,
@@ -126,7 +139,8 @@ def status_facts(store: TelemetryStore, settings: AppSettings, now=None) -> Stat
         last_submission=store.last_submission(),
         last_success_at=store.last_success_at,
         next_due=next_submission_due(store, settings.interval_days),
-        submissions=store.submissions(limit=10),
+        submissions=store.submissions(limit=recent),
+        submissions_kept=store.submissions_kept(),
         packed_at=store.packed_at,
         pack_kept_days=store.pack_kept_days,
         records_deleted_at=store.records_deleted_at,

@@ -15,7 +15,7 @@ from pyramid.view import view_config
 from pyramid_zodbconn import get_connection
 
 from .. import catalog
-from ..resources import Admin, RecordsView, TelemetryAdmin, telemetry_store_in
+from ..resources import Admin, RecordsView, SubmissionsView, TelemetryAdmin, telemetry_store_in
 from ..resources.store import ALL, FILTERS, KEY_MAX, KEY_MIN, PENDING, SUBMITTED
 from ..scripting import own_connection
 from ..telemetry.deleting import deleted_all, deleted_submitted
@@ -65,6 +65,18 @@ def status(context, request):
         "do_not_track": settings.send_telemetry_source == "DO_NOT_TRACK",
         "catalog_table": catalog_table(),
         "records_url": request.resource_url(context, RecordsView.NAME),
+        "submissions_url": request.resource_url(context, SubmissionsView.NAME),
+        "when": when,
+    }
+
+
+@view_config(context=SubmissionsView, renderer="fftelemetry:templates/telemetry_submissions.pt")
+def submissions(context, request):
+    """Every submission the log keeps: the status page lists the newest few."""
+    return {
+        "runs": context.store.submissions(limit=None),
+        "log_size": request.app_settings.submission_log_size,
+        "status_url": request.resource_url(context.__parent__),
         "when": when,
     }
 

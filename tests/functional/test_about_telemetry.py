@@ -151,7 +151,7 @@ def test_every_page_links_to_it(site, admin, member):
         (anonymous, "/", 200), (anonymous, "/login", 200), (anonymous, "/register", 200),
         (anonymous, ABOUT, 200), (anonymous, "/nothing", 404), (member, "/preferences", 200),
         (member, "/admin/telemetry", 403), (admin, "/admin/telemetry", 200),
-        (admin, "/admin/telemetry/view", 200),
+        (admin, "/admin/telemetry/view", 200), (admin, "/admin/telemetry/submissions", 200),
     ]
     for browser, path, status in pages:
         links = browser.get(path, status=status).html.select("body > footer a")

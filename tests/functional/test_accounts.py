@@ -171,7 +171,8 @@ def test_admin_opens_the_telemetry_section(admin, anonymous):
 
 def test_non_admin_gets_403_on_every_admin_page(member):
     for url in ("/admin", "/admin/telemetry", "/admin/telemetry/view",
-                "/admin/telemetry/view/preview", "/admin/telemetry/view/export.json"):
+                "/admin/telemetry/view/preview", "/admin/telemetry/view/export.json",
+                "/admin/telemetry/submissions"):
         page = member.get(url, status=403)
         assert "for administrators" in page.text
 
@@ -540,7 +541,7 @@ def test_a_cookie_that_is_not_utf8_is_ignored_and_the_session_still_read(site, a
 @pytest.mark.parametrize(
     "url",
     ["/preferences/foo", "/login/x", "/admin/telemetry/x", "/admin/telemetry/view/preview/x",
-     "/admin/telemetry/view/export.json/x"],
+     "/admin/telemetry/view/export.json/x", "/admin/telemetry/submissions/x"],
 )
 def test_a_page_with_more_after_its_name_is_not_found(admin, url):
     page = admin.get(url, status=404)
@@ -602,7 +603,8 @@ def test_no_page_is_kept_by_a_cache_but_static_files_are(site, admin, member, an
     pages = [
         admin.get("/admin/telemetry"), admin.get("/admin/telemetry/view"),
         admin.get("/admin/telemetry/view/preview"), admin.get("/admin/telemetry/view/export.json"),
-        admin.get("/preferences"), anonymous.get("/login"), anonymous.get("/"),
+        admin.get("/admin/telemetry/submissions"), admin.get("/preferences"),
+        anonymous.get("/login"), anonymous.get("/"),
         admin.get("/nothing", status=404), member.get("/admin/telemetry", status=403),
         admin.get("/logout", status=405), anonymous.get("/admin/telemetry", status=303),
         anonymous.get("/static/nothing.css", status=404),

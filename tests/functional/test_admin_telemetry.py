@@ -1,4 +1,5 @@
-"""/admin/telemetry and /admin/telemetry/view in the browser, as anonymous, user and admin."""
+"""/admin/telemetry, /admin/telemetry/view and /admin/telemetry/submissions in the browser, as
+anonymous, user and admin."""
 
 import json
 import re
@@ -17,6 +18,7 @@ from tests.functional.conftest import ADMIN_EMAIL, PASSWORD
 
 STATUS = "/admin/telemetry"
 RECORDS = "/admin/telemetry/view"
+SUBMISSIONS = "/admin/telemetry/submissions"
 ACTIONS = ("submit", "delete-all", "delete-submitted")
 
 
@@ -44,7 +46,7 @@ def records_from_store(site, which="all"):
 
 # -- who may do what ----------------------------------------------------------------------------
 
-PAGES = (STATUS, RECORDS, RECORDS + "/preview", RECORDS + "/export.json")
+PAGES = (STATUS, RECORDS, RECORDS + "/preview", RECORDS + "/export.json", SUBMISSIONS)
 
 
 @pytest.mark.parametrize("url", PAGES)
@@ -218,6 +220,62 @@ def test_status_page_warns_of_overdue_submissions(make_site, receiver, tmp_path)
             r"Submissions overdue since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC: pending records have "
             r"waited two days past their due time\. Check fftelemetry cron's output "
             r"\(var/cron\.log\) and that its crontab line runs\.", warning(sent_ago, collected_ago))
+
+
+def submission_rows(page):
+    """The submissions table as lists of cell texts, an error's to its first parenthesis."""
+    return [[cell.get_text(strip=True).split(" (")[0] for cell in row.find_all("td")]
+            for row in page.html.select("[aria-labelledby=submissions-heading] tbody tr")]
+
+
+def test_every_submission_the_log_keeps_can_be_seen(make_site, closed_port_url):
+    """The status page lists the newest ten and links to the rest; the submission log's page
+    lists as many as fftelemetry.submission_log_size keeps: here 12, an old success and eleven
+    failed presses, then the press that drops the success."""
+    site = make_site(**{"fftelemetry.telemetry_url": closed_port_url,
+                        "fftelemetry.submission_log_size": "12"})
+    admin = site.register(ADMIN_EMAIL)
+    with site.store() as store:
+        store.log_submission(SubmissionResult(datetime(2026, 1, 5, tzinfo=UTC), 3, 200,
+                                              "1ebfb9f0-6c0b-11ea", None))
+    for _ in range(9):
+        submit_now(admin)
+    status = admin.get(STATUS)
+    assert len(submission_rows(status)) == 10
+    assert status.html.select_one("#older-submissions") is None  # all ten kept are shown
+
+    for _ in range(2):
+        submit_now(admin)
+    status = admin.get(STATUS)
+    failed = ["0", "—", f"cannot connect to {closed_port_url}/submit"]
+    assert [row[1:] for row in submission_rows(status)] == [failed] * 10
+    older = status.html.select_one("#older-submissions")
+    assert " ".join(older.get_text().split()) == (
+        "The newest 10 of the 12 submissions kept: see all 12")
+    log = status.click("see all 12")
+    assert log.request.path == SUBMISSIONS
+    assert " ".join(log.html.select_one("#kept").get_text().split()) == (
+        "12 submissions kept, newest first. The log keeps the last 12 "
+        "(fftelemetry.submission_log_size), by fftelemetry cron or \"Submit pending records "
+        "now\", and drops older ones.")
+    assert [row[1:] for row in submission_rows(log)] == [failed] * 11 + [
+        ["3", "200", "1ebfb9f0-6c0b-11ea"]]
+    assert submission_rows(log)[-1][0] == "2026-01-05 00:00:00 UTC"
+
+    submit_now(admin)  # the thirteenth: the oldest goes
+    assert [row[1:] for row in submission_rows(admin.get(SUBMISSIONS))] == [failed] * 12
+    # read-only: no form but the menu's, and none of the records page's actions under it
+    assert list(log.forms) == [0, "logout"]
+    for action in (*ACTIONS, "preview", "export.json"):
+        admin.get(f"{SUBMISSIONS}/{action}", status=404)
+    assert log.click("Back to the telemetry status").request.path == STATUS + "/"
+
+
+def test_the_submission_log_says_when_it_is_empty(admin):
+    page = admin.get(SUBMISSIONS)
+    assert page.html.select_one("table") is None
+    assert "No submissions yet." in page.text
+    assert "0 submissions kept" in page.html.select_one("#kept").text
 
 
 # -- the records page -----------------------------------------------------------------------------

@@ -8,8 +8,11 @@ import subprocess
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from ZODB import DB
+from ZODB.FileStorage import FileStorage
 
-from fftelemetry.resources.store import utcnow
+from fftelemetry.resources import telemetry_store_in
+from fftelemetry.resources.store import SubmissionResult, utcnow
 from tests.functional.test_cli import (
     collected_days_ago,
     made_quietly,
@@ -219,3 +222,46 @@ def test_install_instructions_give_a_check_line_that_cron_mails_only_when_overdu
     mailed = as_cron()
     assert mailed.returncode == 0 and mailed.stderr == ""
     assert re.search(r"^OVERDUE: submissions overdue since ", mailed.stdout, re.M), mailed.stdout
+
+
+def logged(tmp_path, count, first=0):
+    """`count` failed submissions in the app's database's log, a minute apart, each its own
+    error ("refused 0", "refused 1", …, from `first`): the store's own log_submission, as the
+    sender calls it, keeping the default 50."""
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    db = DB(FileStorage(str(tmp_path / "Data.fs")))
+    try:
+        with db.transaction() as conn:
+            store = telemetry_store_in(conn.root())
+            for i in range(first, first + count):
+                at = start + timedelta(minutes=i)
+                store.log_submission(SubmissionResult(at, 0, 503, None, f"refused {i}"))
+    finally:
+        db.close()
+
+
+def test_every_kept_submission_is_in_json_and_the_text_says_where(tmp_path, write_ini, run_cli):
+    ini = write_ini(**{"fftelemetry.send_telemetry": "false"})
+    made_quietly(write_ini, run_cli)
+    logged(tmp_path, 10)
+    text = run_cli("status", ini).stdout
+    assert re.findall(r"^  \S+ \S+ UTC  sent 0  HTTP 503  FAILED: (.+)$", text, re.M) == [
+        f"refused {i}" for i in reversed(range(10))]
+    assert "older" not in text  # all ten kept are listed
+    assert len(status_json(run_cli, ini)["submissions"]) == 10
+
+    logged(tmp_path, 3, first=10)
+    text = run_cli("status", ini).stdout
+    lines = text.splitlines()
+    start = lines.index("Recent submissions:")
+    assert [line.rsplit(": ", 1)[-1] for line in lines[start + 1:start + 11]] == [
+        f"refused {i}" for i in reversed(range(3, 13))]
+    assert lines[start + 11:] == [
+        "  and 3 older: all 13 kept are in fftelemetry status --json and on "
+        "/admin/telemetry/submissions"]
+
+    facts = status_json(run_cli, ini)
+    assert set(facts) == KEYS
+    assert [run["error"] for run in facts["submissions"]] == [
+        f"refused {i}" for i in reversed(range(13))]
+    assert facts["submissions"][-1]["at"] == "2026-01-05T00:00:00Z"  # the oldest kept

@@ -202,6 +202,8 @@ def test_submissions_are_the_newest_ones_when_there_are_more(store):
     for i in range(8):
         store.log_submission(SubmissionResult(T0 + timedelta(minutes=i), i, 200, f"u{i}", None))
     assert [r.uuid for r in store.submissions(limit=3)] == ["u7", "u6", "u5"]
+    assert [r.uuid for r in store.submissions(limit=None)] == [f"u{i}" for i in range(7, -1, -1)]
+    assert store.submissions_kept() == 8
 
 
 def test_records_survive_a_reopened_filestorage(tmp_path):
