@@ -37,7 +37,7 @@ def open_database(config, global_config, generations, program):
     """Open the ini's database (pyramid_zodbconn) and bring it up to date, for the app and the
     receiver alike; stop in one line without a ZEO server to reach, or on a database a newer
     version has changed (no request may write to it). One of an older generation is evolved."""
-    where = global_config.get("__file__", "zodbconn.uri")
+    where = shown(global_config.get("__file__", "zodbconn.uri"))  # pserve's config file, as given
     # a console command's dry run loads the app with this option: it must not evolve either
     evolve = global_config.get(NO_EVOLVE) != "true"
     try:

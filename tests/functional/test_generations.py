@@ -12,11 +12,13 @@ import webtest
 from ZODB import DB
 from ZODB.FileStorage import FileStorage
 
+from fftelemetry import main
 from fftelemetry.receiver import main as receiver_main
 from fftelemetry.receiver.resources import GENERATIONS as RECEIVER_GENERATIONS
 from fftelemetry.receiver.resources import ROOT_KEY as RECEIVER_KEY
 from fftelemetry.resources import GENERATIONS, ROOT_KEY, Admin
 from fftelemetry.scripting import close_databases, database
+from tests.conftest import app_settings
 from tests.functional.test_receiver import post, record
 
 NEWER = (
@@ -142,6 +144,17 @@ def test_a_newer_database_stops_the_app_in_one_line(app_database, make_app):
     assert app_database.read_bytes() == before
     with pytest.raises(SystemExit):  # the same line, not a locked FileStorage: it was closed
         make_app()
+
+
+def test_the_ini_pserve_names_in_that_line_is_shown_escaped(app_database, tmp_path):
+    # pserve passes the config file it was given as __file__; an escape sequence in it went to
+    # the terminal as it was
+    set_generation(app_database, ROOT_KEY, 99)
+    ini = tmp_path / "site\x1b[2J\u202e.ini"
+    with pytest.raises(SystemExit) as stopped:
+        main({"here": str(tmp_path), "__file__": str(ini)}, **app_settings(tmp_path))
+    where = f"{tmp_path}/site\\x1b[2J\\u202e.ini"
+    assert stopped.value.code == f"fftelemetry: {NEWER.format(where=where, program='fftelemetry')}"
 
 
 @pytest.mark.parametrize(
