@@ -24,6 +24,7 @@ def shown(text, limit=None):
 
 
 def request_line(request):
-    """"GET /path" for a log line: the method is any token a client sends, and the path is
-    percent-decoded (PATH_INFO), so /%0a is a line break and /%1b an escape."""
+    """"GET /path" for a log line: the method is whatever text the WSGI server hands on. The
+    path is WebOb's, percent-encoded again (PATH_INFO is decoded: /%0a is a line break in it),
+    and goes through the same escape."""
     return shown(f"{request.method} {request.path}")
