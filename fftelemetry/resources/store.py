@@ -5,8 +5,8 @@ Layout, chosen so that nothing ever scans all records:
 - records live in two *partitions*, `pending` and `submitted`, each a `LOBTree` keyed by a
   sequence number plus a `BTrees.Length` counter. Counting is O(1); marking a batch submitted
   moves its records across; "delete submitted" swaps in an empty partition, O(1) however many
-  records there were (a concurrent transaction still holding the old partition writes into an
-  orphan: the same outcome as if it had committed first and then been deleted).
+  records there were (a concurrent transaction that writes to the old partition conflicts, in
+  either order, and is rerun: see _deleting and _writing_to_partitions).
 - `identity` maps (type, key, JSON value) to a sequence number: the feature dedup in O(log n).
   "Delete submitted" (and expiry, below) keeps it on purpose, so facts that were already sent are
   not collected and sent again; "delete all" is a fresh start and clears it.
