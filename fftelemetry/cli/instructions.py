@@ -4,6 +4,7 @@ Like a package manager's post-install step, it also collects (when telemetry is 
 OS version, the kind of database and whether it runs in Docker.
 """
 
+import logging
 import os
 import platform
 import re
@@ -13,11 +14,15 @@ import sysconfig
 from pathlib import Path
 
 from pyramid_zodbconn import get_connection
+from ZODB.POSException import ConflictError
 
 from .. import __version__
+from ..failures import what_went_wrong
 from ..resources import users_folder
 from ..scripting import run_in_transaction
 from .bootstrap import config_path
+
+log = logging.getLogger(__name__)
 
 HELP = "print the install or upgrade instructions (and collect the system facts)"
 
@@ -48,27 +53,50 @@ def add_arguments(parser):
 
 def run(registry, args):
     settings = registry.app_settings
-
-    def collect_facts(env):
-        request = env["request"]
-        for key, value in system_facts(get_connection(request).db()).items():
-            request.telemetry.collect(key, value)
-        return len(users_folder(request)) > 0, env["root"].generation
-
-    has_users, generation = run_in_transaction(registry, collect_facts)
+    collected = collect_facts(registry)
+    has_users, generation = run_in_transaction(
+        registry, lambda env: (len(users_folder(env["request"])) > 0, env["root"].generation)
+    )
     if args.which == "install":
         print(install_text(args.config_uri, has_users=has_users))
     else:
         print(UPGRADE.format(version=__version__, generation=generation))
-    if settings.send_telemetry:
+    if not settings.send_telemetry:
+        print("Telemetry is off: nothing was collected.")
+    elif collected:
         print(
             f"Telemetry is on ({settings.send_telemetry_source}): the Python and OS version, "
             "the database kind and whether this runs in Docker are recorded, each value once "
             "(one known already is not stored again); see /admin/telemetry/view."
         )
     else:
-        print("Telemetry is off: nothing was collected.")
+        print(
+            f"Telemetry is on ({settings.send_telemetry_source}): the Python and OS version, "
+            "the database kind and whether this runs in Docker could not be recorded this "
+            "time (see the warning); running this command again records them."
+        )
     return 0
+
+
+def collect_facts(registry):
+    """Collect the system facts in a transaction of their own; whether that was done.
+
+    As for a command's use (main.collect): conflicts on every attempt (the site busy writing
+    the store) leave them uncollected, and the operator gets the instructions all the same; a
+    storage that cannot write still ends the run in main's one line."""
+
+    def collect(env):
+        request = env["request"]
+        for key, value in system_facts(get_connection(request).db()).items():
+            request.telemetry.collect(key, value)
+
+    try:
+        run_in_transaction(registry, collect)
+    except ConflictError as exc:
+        log.warning("system facts not collected (%s); a later run of instructions collects "
+                    "them", what_went_wrong(exc))
+        return False
+    return True
 
 
 def install_text(config_uri, has_users):

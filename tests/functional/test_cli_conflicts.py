@@ -10,6 +10,7 @@ command's transaction is open."""
 
 import argparse
 import io
+import platform
 import re
 
 from pyramid_zodbconn import ZODBConnectionOpened
@@ -233,3 +234,36 @@ def test_a_commands_use_whose_collection_conflicts_on_every_attempt_still_runs_i
 
     assert run_on(site.app.registry, command("status")) == 0
     assert values_of(make_site(), "system.command.executed") == ["status"]
+
+
+def test_instructions_whose_facts_conflict_on_every_attempt_are_printed_all_the_same(
+    make_site, capsys, caplog
+):
+    """Another process writes the store (a pack's note) during each attempt to collect the
+    system facts: the operator gets the instructions all the same (exit 0, one WARNING line, no
+    traceback), nothing of the facts is written, and the next run collects them."""
+    site = make_site(**{"retry.attempts": "2"})
+    site.seed(1)  # the installation has its id
+    # not while the command's use is collected (the first transaction), nor once both attempts
+    # at the facts have met a note (the instructions' reads)
+    noted = note_packs_meanwhile(site, skip=lambda opened, noted: opened == 1 or noted == 2)
+
+    assert run_on(site.app.registry, command("instructions", "install")) == 0
+
+    assert len(noted) == 2
+    out, err = capsys.readouterr()
+    assert "Next steps:" in out and "fftelemetry create-user" in out
+    assert "could not be recorded this time" in out
+    assert err == ""
+    assert errors_logged(caplog) == []
+    assert [(r.levelname, r.getMessage()) for r in caplog.records if r.levelname != "INFO"] == [(
+        "WARNING",
+        f"system facts not collected ({CONFLICTS}); a later run of instructions collects them",
+    )]
+    site = make_site()
+    assert values_of(site, "system.python.version") == []
+    assert values_of(site, "system.command.executed") == ["instructions"]
+
+    assert run_on(site.app.registry, command("instructions", "install")) == 0
+    assert "are recorded, each value once" in capsys.readouterr().out
+    assert values_of(make_site(), "system.python.version") == [platform.python_version()]
