@@ -157,6 +157,26 @@ class SessionJSON:
 
 FLASH_QUEUE = "_f_"  # Pyramid keeps a flash queue under this prefix and the queue's name
 MAX_FLASHES = 3  # per queue
+# One message's bytes in the session's JSON. The cookie's value (at most 4064 characters) is
+# base64 of the HMAC (64 bytes) and the JSON: 2,984 bytes. The rest of the session takes ~710
+# of them at most: the times, the session key, the CSRF token, the queue's name and an email of
+# MAX_EMAIL bytes, each of them a \ that JSON writes as two.
+MAX_FLASH_BYTES = 2000
+SESSION_JSON = SessionJSON()
+
+
+def cut_to_fit(msg):
+    """`msg`, or as much of its beginning as takes at most MAX_FLASH_BYTES in the session's
+    JSON, with "…" at its end: a character there is one to four bytes of UTF-8, or an escape of
+    two bytes (a quote, a backslash) or six (a control character, a lone surrogate)."""
+    if not isinstance(msg, str) or len(SESSION_JSON.dumps(msg)) <= MAX_FLASH_BYTES:
+        return msg
+    size = len(SESSION_JSON.dumps("…"))
+    for end, char in enumerate(msg):
+        size += len(SESSION_JSON.dumps(char)) - 2  # without its quotes
+        if size > MAX_FLASH_BYTES:
+            return msg[:end] + "…"
+    raise AssertionError("unreachable")  # pragma: no cover - the whole did not fit
 
 
 class FlashesThatFit:
@@ -167,9 +187,12 @@ class FlashesThatFit:
     committed: waitress's bare 500. A queue keeps its newest MAX_FLASHES messages, and a message
     the same as the one before it once. A cookie still too big (three long refusals in another
     script) loses the oldest messages until it fits; what else the session holds (the sign-in,
-    the CSRF token) stays, and is small (MAX_EMAIL)."""
+    the CSRF token) stays, and is small (MAX_EMAIL). A message is cut to what fits on its own
+    (cut_to_fit): one too big for any cookie (a failure naming a receiver's address thousands of
+    characters long) would have been dropped whole, the outcome shown to nobody."""
 
     def flash(self, msg, queue="", allow_duplicate=True):
+        msg = cut_to_fit(msg)
         messages = self.get(FLASH_QUEUE + queue, [])
         if messages[-1:] == [msg] or (not allow_duplicate and msg in messages):
             return

@@ -548,6 +548,20 @@ def test_long_messages_that_do_not_fit_the_cookie_lose_the_oldest(make_site):
     assert "HTTP 400: 1" not in said and ADMIN_EMAIL in admin.get(STATUS, status=200).text
 
 
+def test_a_message_too_big_for_the_cookie_on_its_own_is_shown_cut(make_site, closed_port_url):
+    # A failure names the receiver's address, which may be as long as the operator made it:
+    # 2,000 characters of U+1F600 are 8 KB of UTF-8, and the message, dropped whole to make the
+    # cookie fit, told the admin nothing at all.
+    url = closed_port_url + "/" + "\U0001f600" * 2000
+    site = make_site(**{"fftelemetry.telemetry_url": url})
+    admin = site.register(ADMIN_EMAIL)
+    answer = admin.get(RECORDS).forms["submit-form"].submit(status=303)
+    assert cookie_size(answer) < 4096
+    said = flash(answer.follow(status=200))  # still signed in: not sent to the login page
+    assert said.startswith(f"Nothing was sent: cannot connect to {closed_port_url}/\U0001f600")
+    assert said.endswith("\U0001f600…") and len(said) < 1000
+
+
 def test_submit_sends_everything_pending(make_site, receiver):
     site = make_site(**{"fftelemetry.telemetry_url": receiver.url,
                         "fftelemetry.batch_size": "3"})

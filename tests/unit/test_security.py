@@ -1,4 +1,10 @@
-from fftelemetry.security import SessionJSON
+import time
+
+from pyramid.testing import DummyRequest
+from webob import Response
+
+from fftelemetry.resources.users import MAX_EMAIL, check_email
+from fftelemetry.security import SessionJSON, session_factory
 
 
 def test_the_session_json_is_utf8_and_escapes_only_what_utf8_cannot_hold():
@@ -20,3 +26,23 @@ def test_a_lone_surrogate_leaves_the_rest_of_the_session_in_utf8():
     assert written == ('{"auth.userid":"' + "😀" * 240 + '@example.org","flash":["in \\udcff"]}'
                        ).encode()
     assert serializer.loads(written) == session
+
+
+def test_a_message_cut_to_fit_fits_beside_the_biggest_sign_in():
+    """An email of MAX_EMAIL bytes that JSON writes as twice as many, and a message of
+    characters each written as a six-byte escape: the message's beginning is kept."""
+    email = "\\" * (MAX_EMAIL - 5) + "@a.bc"
+    check_email(email)  # an address one may register with
+    request = DummyRequest()
+    session = session_factory("a session secret of some length")(request)
+    session.update({"auth.userid": email, "account.session_key": "0" * 32,
+                    "account.signed_in_at": int(time.time())})
+    session.get_csrf_token()
+    session.flash("\x1b" * 5000, "error")
+
+    response = Response()
+    session._set_cookie(response)  # as Pyramid does for the response (raises past 4064 bytes)
+
+    assert len(response.headers["Set-Cookie"].split(";")[0]) < 4096
+    [message] = session.pop_flash("error")
+    assert message.startswith("\x1b" * 300) and message.endswith("\x1b…")
