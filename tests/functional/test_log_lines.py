@@ -12,7 +12,7 @@ import pytest
 import webob
 import webtest
 from pyramid.response import Response
-from ZODB.POSException import ConflictError
+from ZODB.POSException import ConflictError, StorageError
 
 from fftelemetry.receiver import main as receiver_main
 from fftelemetry.receiver.resources import ROOT_KEY as RECEIVER_KEY
@@ -33,7 +33,9 @@ def any_address(config):
     """`pyramid.includes` hook: views that take every address under their own and any method
     (no view of traversal takes a subpath; a route's . takes no line break): /bug/... fails as a
     bug would, /conflict/... conflicts on every attempt, /write/... changes the root, written at
-    the commit."""
+    the commit, /store/... fails as a storage whose error quotes what it was given (the address,
+    decoded). No storage the app runs on is known to quote a request's text, but cannot_save
+    takes any OSError or StorageError, whatever its text."""
 
     def bug(request):
         raise RuntimeError("a bug")
@@ -45,7 +47,10 @@ def any_address(config):
         request.root._p_changed = True
         return Response("written")
 
-    for name, view in (("bug", bug), ("conflict", conflict), ("write", write)):
+    def store(request):
+        raise StorageError(f"cannot store {request.matchdict['rest']}")
+
+    for name, view in (("bug", bug), ("conflict", conflict), ("write", write), ("store", store)):
         config.add_route(name, f"/{name}/{{rest:[\\s\\S]*}}")
         config.add_view(view, route_name=name, require_csrf=False)
 
@@ -98,6 +103,8 @@ def test_the_app_logs_a_refused_request_escaped(site, caplog):
         ("bug", 500, ["failed"]),
         ("conflict", 503, ["after ConflictError"] * 2 + ["gave up: conflicting writes"]),
         ("write", 503, ["not saved: OSError: [Errno 27] File too large"]),
+        ("store", 503, ["not saved: StorageError: cannot store x\\nFAKE LOG LINE\\x1b[2J"
+                        "\\u202e\\u2028"]),
     ],
 )
 def test_the_app_logs_a_failed_request_escaped(make_site, caplog, view, status, said):
