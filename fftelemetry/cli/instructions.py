@@ -4,7 +4,6 @@ Like a package manager's post-install step, it also collects (when telemetry is 
 OS version, the kind of database and whether it runs in Docker.
 """
 
-import logging
 import os
 import platform
 import re
@@ -14,15 +13,12 @@ import sysconfig
 from pathlib import Path
 
 from pyramid_zodbconn import get_connection
-from ZODB.POSException import ConflictError
 
 from .. import __version__
-from ..failures import what_went_wrong
 from ..resources import users_folder
 from ..scripting import run_in_transaction
 from .bootstrap import config_path
-
-log = logging.getLogger(__name__)
+from .collecting import collect_unless_busy
 
 HELP = "print the install or upgrade instructions (and collect the system facts)"
 
@@ -79,24 +75,16 @@ def run(registry, args):
 
 
 def collect_facts(registry):
-    """Collect the system facts in a transaction of their own; whether that was done.
+    """Collect the system facts in a transaction of their own (collect_unless_busy): a busy
+    site does not cost the operator the instructions. Whether they were collected."""
 
-    As for a command's use (main.collect): conflicts on every attempt (the site busy writing
-    the store) leave them uncollected, and the operator gets the instructions all the same; a
-    storage that cannot write still ends the run in main's one line."""
-
-    def collect(env):
-        request = env["request"]
+    def collect(request):
         for key, value in system_facts(get_connection(request).db()).items():
             request.telemetry.collect(key, value)
 
-    try:
-        run_in_transaction(registry, collect)
-    except ConflictError as exc:
-        log.warning("system facts not collected (%s); a later run of instructions collects "
-                    "them", what_went_wrong(exc))
-        return False
-    return True
+    return collect_unless_busy(
+        registry, "system facts", collect, later="a later run of instructions collects them"
+    )
 
 
 def install_text(config_uri, has_users):

@@ -14,13 +14,12 @@ import logging
 import os
 import sys
 
-from ZODB.POSException import ConflictError
-
-from ..failures import CANNOT_WRITE, NOT_WRITTEN, what_went_wrong
-from ..scripting import close_databases, run_in_transaction
+from ..failures import CANNOT_WRITE, NOT_WRITTEN
+from ..scripting import close_databases
 from ..shown import shown
 from . import COMMAND_NAMES, create_user, cron, delete, instructions, pack, status
 from .bootstrap import load_app
+from .collecting import collect_unless_busy
 from .errors import CommandError, ConfigProblem, Verdict, cannot_write
 
 log = logging.getLogger(__name__)
@@ -139,17 +138,10 @@ def run_command(registry, args):
 
 
 def collect(registry, key, value):
-    """Collect one value in a transaction of its own (kept even if the command then fails).
-
-    Conflicts on every attempt (the site busy writing the store) leave it uncollected: the
-    operator's command runs all the same, and, the value being unknown still, a later run
-    collects it. A storage that cannot write still ends the run here, in main's one line:
-    a full disk or a lost server is for the operator to see to before anything else."""
-    try:
-        run_in_transaction(registry, lambda env: env["request"].telemetry.collect(key, value))
-    except ConflictError as exc:
-        log.warning("%s %r not collected (%s); a later run collects it",
-                    key, value, what_went_wrong(exc))
+    """Collect one value (kept even if the command then fails), unless the site is too busy."""
+    collect_unless_busy(
+        registry, f"{key} {value!r}", lambda request: request.telemetry.collect(key, value)
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

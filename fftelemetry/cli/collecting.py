@@ -1,0 +1,26 @@
+"""Collecting from a console command, in a transaction of its own, where a busy site must not
+cost the operator the command."""
+
+import logging
+
+from ZODB.POSException import ConflictError
+
+from ..failures import what_went_wrong
+from ..scripting import run_in_transaction
+
+log = logging.getLogger(__name__)
+
+
+def collect_unless_busy(registry, what, collect, later="a later run collects it"):
+    """Run collect(request) in a transaction of its own; whether it was done.
+
+    Conflicts on every attempt (the site busy writing the store) leave `what` uncollected, in
+    one WARNING line: the operator's command runs all the same, and, the values being unknown
+    still, a later run collects them. A storage that cannot write is raised, for main's one
+    line: a full disk or a lost server is for the operator to see to before anything else."""
+    try:
+        run_in_transaction(registry, lambda env: collect(env["request"]))
+    except ConflictError as exc:
+        log.warning("%s not collected (%s); %s", what, what_went_wrong(exc), later)
+        return False
+    return True
