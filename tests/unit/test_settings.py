@@ -1,5 +1,9 @@
 """The opt-in switch and the other settings: every spelling, precedence, DO_NOT_TRACK, errors."""
 
+import inspect
+import re
+from pathlib import Path
+
 import pytest
 
 from fftelemetry import settings
@@ -270,3 +274,17 @@ def test_keep_submitted_days_is_a_whole_number_of_ascii_digits(raw, reason):
     with pytest.raises(SettingsError) as info:
         load(ini={"fftelemetry.keep_submitted_days": raw})
     assert str(info.value) == f"fftelemetry.keep_submitted_days={raw!r} {reason}"
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_the_readme_gives_every_setting_once():
+    """One row of the README's Configuration table for each setting settings.py reads: a row
+    given twice, one of them stale, has the table contradict itself."""
+    read = set(re.findall(r'"(fftelemetry\.[a-z_]+)"', inspect.getsource(settings)))
+    table = README.read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    names = [row.split("|")[1] for row in table.splitlines() if row.startswith("| `")]
+    assert {name: sum(f"`{name}`" in cell for cell in names) for name in read} == dict.fromkeys(
+        read, 1
+    )
