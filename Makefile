@@ -5,10 +5,11 @@ BIN := $(VENV)/bin
 
 .PHONY: run test lint bench clean
 
-# A venv that fails half-way (Debian's python3 without python3-venv has no ensurepip) is removed:
-# left with a python but no pip, it would pass for made, and every later run fail on pip.
+# A venv that fails half-way (Debian's python3 without python3-venv has no ensurepip) loses its
+# python: left with it but no pip, it would pass for made, and every later run fail on pip. Only
+# that file goes (venv completes the rest next time): VENV may name a folder that was there before.
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
+	$(PYTHON) -m venv $(VENV) || { rm -f "$(BIN)/python"; exit 1; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # Reinstall whenever the package metadata changes.

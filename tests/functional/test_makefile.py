@@ -38,3 +38,20 @@ def test_a_venv_that_failed_half_way_is_made_anew(tmp_path):
 
     assert again.returncode == 0, again.stdout + again.stderr
     assert (tmp_path / ".venv" / "made-by").read_text() == "with-venv\n"
+
+
+def test_a_failed_venv_removes_nothing_but_what_it_made(tmp_path):
+    """VENV may name a folder that was there before (its bin/python missing): a python3 that
+    fails, say one not installed, must not take the folder's files with it."""
+    shutil.copy(MAKEFILE, tmp_path)
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / "notes").write_text("kept\n")
+    missing = tmp_path / "python3-not-installed"
+
+    made = subprocess.run(
+        ["make", f"PYTHON={missing}", "VENV=tools", "tools/bin/python"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )
+
+    assert made.returncode != 0
+    assert (tmp_path / "tools" / "notes").read_text() == "kept\n"
