@@ -748,6 +748,20 @@ def test_where_you_are_and_what_went_wrong_are_told_to_screen_readers(site, admi
     assert page.html.select("[role=status] p") == []
 
 
+def test_the_menu_marks_its_page_reached_with_a_trailing_slash(admin):
+    """Links and redirects made by resource_url end in a slash: /admin's redirect, the
+    submission log's link back, an action's redirect to the records page."""
+    reached = [
+        (admin.get("/admin").follow(), "Telemetry"),
+        (admin.get(SUBMISSIONS).click("Back to the telemetry status"), "Telemetry"),
+        (admin.get(RECORDS).forms["delete-all-form"].submit(status=303).follow(), "Records"),
+    ]
+    for page, name in reached:
+        assert page.request.path.endswith("/")
+        current = page.html.select("nav[aria-label=Main] [aria-current]")
+        assert [(a.text, a["aria-current"]) for a in current] == [(name, "page")], page.request.path
+
+
 def test_every_section_has_its_heading_inside(site, admin):
     """A section is headed by its own heading, inside it; a heading before it heads nothing.
     (The records page has sections; the status page, so far, only headings and their content.)"""
