@@ -99,8 +99,9 @@ def install_text(config_uri, has_users):
         "packs the database (deleted records leave its file only then; "
         f"see scripts/crontab.example):\n       {cron_line(config_uri)}"
         f"\n       {cron_line(config_uri, 'pack', WEEKLY)}",
-        "To be mailed by cron when submissions are overdue (failing for two days past due; "
-        f"it prints nothing otherwise), also:\n       {check_line(config_uri)}",
+        "To be mailed by cron when submissions are overdue (failing for two days past due) "
+        "or its config cannot be used (it prints nothing otherwise), also:\n"
+        f"       {check_line(config_uri)}",
         f"Start the application: {shown}pserve {config_uri}",
     ]
     numbered = "\n".join(f"  {number}. {step}" for number, step in enumerate(steps, 1))

@@ -201,7 +201,7 @@ def test_json_and_check_together_are_bad_usage(write_ini, run_cli):
     assert result.returncode == 2 and "not allowed with argument" in result.stderr
 
 
-def test_install_instructions_give_a_check_line_that_cron_mails_only_when_overdue(
+def test_install_instructions_give_a_check_line_that_cron_mails_only_when_overdue_or_broken(
     tmp_path, write_ini, run_cli
 ):
     ini = write_ini()
@@ -222,6 +222,11 @@ def test_install_instructions_give_a_check_line_that_cron_mails_only_when_overdu
     mailed = as_cron()
     assert mailed.returncode == 0 and mailed.stderr == ""
     assert re.search(r"^OVERDUE: submissions overdue since ", mailed.stdout, re.M), mailed.stdout
+    # a config it cannot use is mailed too (exit 2), as the instructions say
+    write_ini(**{"fftelemetry.session_secret": None})  # the secret given to pserve alone
+    broken = as_cron()
+    assert broken.returncode == 0 and broken.stdout.startswith("fftelemetry: no session secret")
+    assert "or its config cannot be used (it prints nothing otherwise)" in " ".join(shown.split())
 
 
 def logged(tmp_path, count, first=0):
