@@ -57,6 +57,9 @@ def admin_area(context, request):
 @view_config(context=TelemetryAdmin, renderer="fftelemetry:templates/telemetry_status.pt")
 def status(context, request):
     settings = request.app_settings
+    # one resource_url for the page's two links (each call is ~4% of the page's instructions);
+    # their names are plain segments, which resource_url would add as they are
+    here = request.resource_url(context)
     return {
         "facts": status_facts(context.store, settings),
         "source": SOURCES.get(settings.send_telemetry_source, settings.send_telemetry_source),
@@ -64,8 +67,8 @@ def status(context, request):
         "set_in_environment": settings.switch_in_environment,
         "do_not_track": settings.send_telemetry_source == "DO_NOT_TRACK",
         "catalog_table": catalog_table(),
-        "records_url": request.resource_url(context, RecordsView.NAME),
-        "submissions_url": request.resource_url(context, SubmissionsView.NAME),
+        "records_url": here + RecordsView.NAME,
+        "submissions_url": here + SubmissionsView.NAME,
         "when": when,
     }
 
