@@ -184,8 +184,13 @@ def test_an_administrator_in_a_browser(browser, make_app, receiver):
         note = browser.find_element(By.ID, "deleted-in-file").text
         assert note.startswith("still in the database file until the next fftelemetry pack")
         shoot(browser, "05-status-after")
+
+        browser.get(f"{base}/admin/telemetry/submissions")
+        page = text(browser)
+        assert "1 submission kept" in page and batches[0] in page
+        shoot(browser, "06-submissions")
         assert console_errors(browser) == []
-    for name in ("01-status", "02-records-pending", "03-records-submitted"):
+    for name in ("01-status", "02-records-pending", "03-records-submitted", "06-submissions"):
         assert (SCREENSHOTS / f"{name}.png").stat().st_size > 10_000
 
 
@@ -200,6 +205,7 @@ def test_every_page_fits_a_phone(phone, make_app, receiver):
             ("home", "/"), ("preferences", "/preferences"), ("status", "/admin/telemetry"),
             ("records", "/admin/telemetry/view"), ("bad-query", "/admin/telemetry/view?show=x"),
             ("not-found", "/nothing"), ("about-telemetry", "/telemetry"),
+            ("submissions", "/admin/telemetry/submissions"),
         ]:
             phone.get(base + path)
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
