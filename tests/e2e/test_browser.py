@@ -1,7 +1,8 @@
 """A person in a real browser (Debian's headless Chromium, driven by Selenium through Debian's
 chromedriver; never a downloaded browser): register the first account, finish the wizard, open
 the telemetry pages, submit the records to the real receiver, delete what was submitted; and
-every page on a 375 px phone. Screenshots of each page land in test-output/browser/."""
+every page on a 375 px phone, a long flash message on a 320 px one. Screenshots of each page
+land in test-output/browser/."""
 
 import shutil
 from pathlib import Path
@@ -214,6 +215,27 @@ def test_every_page_fits_a_phone(phone, make_app, receiver):
             assert width <= 375, f"{path} is {width} px wide on a 375 px phone"
             assert phone.execute_script(KEYBOARD_CANNOT_SCROLL) == [], path
             assert phone.execute_script(CUT_MID_WORD) == [], path
+
+
+def test_a_message_naming_a_long_address_fits_a_phone(make_app, closed_port_url):
+    """320 px wide: a flash message with a word longer than the screen (a failure naming a
+    TELEMETRY_URL whose path is 80 letters, no place to break a line) wraps inside its box; it
+    widened the page, and the admin scrolled sideways to read why nothing was sent."""
+    url = f"{closed_port_url}/{'abcdefghij' * 8}"  # /submit is added to it
+    app = make_app(**{"fftelemetry.password_profile": "cheapest",
+                      "fftelemetry.telemetry_url": url})
+    phone = chromium(phone_width=320)
+    try:
+        with serving(app) as base:
+            phone.get(f"{base}/register")
+            submit(phone, fill(phone, "register", email=EMAIL, password=PASSWORD))
+            phone.get(f"{base}/admin/telemetry/view")
+            submit(phone, phone.find_element("id", "submit-form"))
+            assert f"Nothing was sent: cannot connect to {url}" in text(phone)
+            width = phone.execute_script("return document.documentElement.scrollWidth")
+            assert width <= 320, f"the page is {width} px wide on a 320 px phone"
+    finally:
+        phone.quit()
 
 
 # What scrolls sideways and cannot be reached with the keyboard: neither focusable itself nor
