@@ -38,6 +38,11 @@ def errors_logged(caplog):
     return [r.getMessage() for r in caplog.records if r.levelname == "ERROR" or r.exc_info]
 
 
+def warned(caplog):
+    """What was logged above INFO: (level, message) pairs."""
+    return [(r.levelname, r.getMessage()) for r in caplog.records if r.levelname != "INFO"]
+
+
 def values_of(site, key):
     with site.store() as store:
         return sorted(r.value for _, r in store.page() if r.key == key)
@@ -225,7 +230,7 @@ def test_a_commands_use_whose_collection_conflicts_on_every_attempt_still_runs_i
     assert re.search(r"^Installation id: none yet$", out, re.M), out
     assert err == ""
     assert errors_logged(caplog) == []
-    assert [(r.levelname, r.getMessage()) for r in caplog.records if r.levelname != "INFO"] == [(
+    assert warned(caplog) == [(
         "WARNING",
         f"system.command.executed 'status' not collected ({CONFLICTS}); a later run collects it",
     )]
@@ -256,7 +261,7 @@ def test_instructions_whose_facts_conflict_on_every_attempt_are_printed_all_the_
     assert "could not be recorded this time" in out
     assert err == ""
     assert errors_logged(caplog) == []
-    assert [(r.levelname, r.getMessage()) for r in caplog.records if r.levelname != "INFO"] == [(
+    assert warned(caplog) == [(
         "WARNING",
         f"system facts not collected ({CONFLICTS}); a later run of instructions collects them",
     )]
