@@ -2,8 +2,9 @@
 `fftelemetry.keep_submitted_days` (telemetry on or off), then submits when a submission is due.
 
 Due means: never submitted, the last attempt failed (so a failure is retried the next day, not a
-week later), or the last success is `fftelemetry.interval_days` old. Exit status: 0 sent, nothing
-due or telemetry off; 1 the submission failed (the records stay pending), or the deleting could
+week later), or the last success is `fftelemetry.interval_days` old. While telemetry is off, it
+notes its run in the store (see note_off). Exit status: 0 sent, nothing due or telemetry off; 1
+the submission failed (the records stay pending), or the deleting (or, while off, the note) could
 not write (what it had deleted stays deleted, and nothing is sent).
 """
 
@@ -12,7 +13,8 @@ import logging
 from pyramid_zodbconn import get_connection
 
 from ..resources import telemetry_store
-from ..scripting import request_environment
+from ..resources.store import utcnow
+from ..scripting import request_environment, run_in_transaction
 from ..telemetry.retention import ExpiryStopped, expire_submitted
 from ..telemetry.sender import pending_bodies, records_word, submit_pending
 from ..telemetry.status import days_word, format_time, is_due, next_submission_due
@@ -43,6 +45,8 @@ def run(registry, args):
     expire(registry, settings.keep_submitted_days, args.dry_run)
     if not settings.send_telemetry:
         log.info("Telemetry is off (%s): nothing to submit.", settings.send_telemetry_source)
+        if not args.dry_run:
+            note_off(registry)
         return 0
     # cron's environment is not the web server's: say which setting switched it on here
     log.info("Telemetry is on (%s).", settings.send_telemetry_source)
@@ -74,6 +78,20 @@ def expire(registry, keep_days, dry_run):
         log.info("Would delete %s (a dry run deletes nothing).", older)
     else:
         log.info("Deleted %s (fftelemetry.keep_submitted_days).", older)
+
+
+def note_off(registry):
+    """Note this run in the store while records are pending, so that switching telemetry back on
+    gives cron its usual days to send them (status.overdue_since) rather than finding them overdue
+    at once. A small write a day while off, none with nothing pending; no collection contends for
+    the store meanwhile, telemetry being off."""
+
+    def note(env):
+        store = telemetry_store(env["request"])
+        if len(store.pending):
+            store.mark_cron_ran_off(utcnow())
+
+    run_in_transaction(registry, note)
 
 
 def cannot_write(exc):

@@ -184,6 +184,9 @@ class TelemetryStore(Persistent):
     records_deleted_at = None
     packed_at = None
     pack_kept_days = None
+    # When `fftelemetry cron` last ran with telemetry off and records pending: submissions are
+    # overdue no earlier than two days after it (see telemetry/status.py's overdue_since).
+    cron_ran_off_at = None
 
     def __init__(self):
         self.installation_id = None
@@ -385,6 +388,11 @@ class TelemetryStore(Persistent):
     def mark_packed(self, at, kept_days):
         """`fftelemetry pack` packed the database at `at`, keeping `kept_days` days of history."""
         self.packed_at, self.pack_kept_days = at, kept_days
+
+    def mark_cron_ran_off(self, at):
+        """`fftelemetry cron` ran at `at` with telemetry off: nothing was due, whatever is
+        pending."""
+        self.cron_ran_off_at = at
 
     def _writing_to_partitions(self):
         """The other side of _deleting: a record added to (or marked sent in) the partitions

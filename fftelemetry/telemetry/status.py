@@ -40,14 +40,17 @@ def overdue_since(store: TelemetryStore, settings: AppSettings, now=None) -> dat
     """When submissions became overdue, or None if they are not: telemetry on, records pending,
     and none sent for OVERDUE_GRACE past the time cron should have sent them, that is the due time
     (never sent: at once) or, if later, the oldest pending record's collection (a quiet
-    installation collects nothing for weeks, then a record the next daily run sends)."""
+    installation collects nothing for weeks, then a record the next daily run sends) or cron's
+    last run while telemetry was off (switched back on, cron has its usual days to send what was
+    left pending)."""
     if not settings.send_telemetry or not len(store.pending):
         return None
     now, last = now or utcnow(), store.last_success_at
     due = None if last is None else last + timedelta(days=settings.interval_days)
     if due is not None and now < due + OVERDUE_GRACE:
         return None  # the usual answer, from two attributes: the status page is benchmarked
-    since = max(time for time in (due, store.oldest_pending_at()) if time) + OVERDUE_GRACE
+    times = (due, store.oldest_pending_at(), store.cron_ran_off_at)
+    since = max(time for time in times if time) + OVERDUE_GRACE
     return since if now >= since else None
 
 

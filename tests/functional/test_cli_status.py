@@ -162,6 +162,59 @@ def test_never_overdue_while_telemetry_is_off(tmp_path, write_ini, run_cli, rece
     assert "overdue" not in run_cli("status", off).stdout
 
 
+def cron_ran_off_days_ago(tmp_path, days):
+    """Move the note of cron's last run while telemetry was off (the real cron's) `days` days
+    back, as if it had run then (the app's database: closed again after)."""
+    db = DB(FileStorage(str(tmp_path / "Data.fs")))
+    try:
+        with db.transaction() as conn:
+            store = telemetry_store_in(conn.root())
+            assert store.cron_ran_off_at is not None
+            store.cron_ran_off_at -= timedelta(days=days)
+    finally:
+        db.close()
+
+
+def test_not_overdue_at_once_when_switched_back_on(tmp_path, write_ini, run_cli, receiver,
+                                                   closed_port_url):
+    """Off for weeks with records left pending, then on again: cron's last run while off counts
+    as their due time, so the check passes until cron has had its two days to send them."""
+    made_quietly(write_ini, run_cli)
+    sent_days_ago(tmp_path, receiver.url, 40, [1])
+    collected_days_ago(tmp_path, 30, [2])  # pending when telemetry was switched off
+    off = write_ini("off.ini", **{"fftelemetry.telemetry_url": closed_port_url,
+                                  "fftelemetry.send_telemetry": "false"})
+    on = write_ini(**{"fftelemetry.telemetry_url": closed_port_url})
+    assert run_cli("cron", off, "--dry-run").returncode == 0  # changes nothing, this neither
+    assert run_cli("status", on, "--check").returncode == 1
+
+    assert run_cli("cron", off).returncode == 0
+    check = run_cli("status", on, "--check")  # switched on after cron's run while off
+    assert check.returncode == 0, check.stdout
+    assert check.stdout.startswith("OK: ")
+    assert status_json(run_cli, on)["overdue_since"] is None
+
+    # cron keeps failing from here on: overdue two days after its run while off
+    assert run_cli("cron", on).returncode == 1
+    cron_ran_off_days_ago(tmp_path, 2 + MINUTE)
+    facts = status_json(run_cli, on)
+    assert facts["overdue"] is True
+    since = to_the_second(utcnow() - timedelta(days=MINUTE))
+    assert abs(moment(facts["overdue_since"]) - since) < timedelta(seconds=30)
+    assert run_cli("status", on, "--check").returncode == 1
+
+
+def test_cron_while_off_writes_nothing_with_nothing_pending(tmp_path, write_ini, run_cli):
+    """Its note of a run while off is for records left pending: with none, the store is not
+    written every day."""
+    off = write_ini(**{"fftelemetry.send_telemetry": "false"})
+    made_quietly(write_ini, run_cli)
+    data = tmp_path / "Data.fs"
+    size = data.stat().st_size
+    assert run_cli("cron", off).returncode == 0
+    assert data.stat().st_size == size
+
+
 def test_never_overdue_with_nothing_pending(tmp_path, write_ini, run_cli, receiver):
     ini = write_ini(**{"fftelemetry.telemetry_url": receiver.url})
     assert run_cli("status", ini).returncode == 0  # status's first use: collected once only
