@@ -133,6 +133,9 @@ def status_facts(
     store: TelemetryStore, settings: AppSettings, now=None, recent=RECENT_SUBMISSIONS
 ) -> StatusFacts:
     """The facts, with the newest `recent` submissions (None: every one kept)."""
+    # The log is trimmed to fftelemetry.submission_log_size when the next run is logged; a
+    # lowered setting shows at once, without a write on a read.
+    kept = min(store.submissions_kept(), settings.submission_log_size)
     return StatusFacts(
         enabled=settings.send_telemetry,
         source=settings.send_telemetry_source,
@@ -142,8 +145,8 @@ def status_facts(
         last_submission=store.last_submission(),
         last_success_at=store.last_success_at,
         next_due=next_submission_due(store, settings.interval_days),
-        submissions=store.submissions(limit=recent),
-        submissions_kept=store.submissions_kept(),
+        submissions=store.submissions(limit=kept if recent is None else min(recent, kept)),
+        submissions_kept=kept,
         packed_at=store.packed_at,
         pack_kept_days=store.pack_kept_days,
         records_deleted_at=store.records_deleted_at,

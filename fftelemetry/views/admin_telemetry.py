@@ -76,9 +76,11 @@ def status(context, request):
 @view_config(context=SubmissionsView, renderer="fftelemetry:templates/telemetry_submissions.pt")
 def submissions(context, request):
     """Every submission the log keeps: the status page lists the newest few."""
+    log_size = request.app_settings.submission_log_size
     return {
-        "runs": context.store.submissions(limit=None),
-        "log_size": request.app_settings.submission_log_size,
+        # as many as the setting keeps, if lowered since the log was last trimmed (status_facts)
+        "runs": context.store.submissions(limit=log_size),
+        "log_size": log_size,
         "status_url": request.resource_url(context.__parent__),
         "when": when,
     }

@@ -271,6 +271,28 @@ def test_every_submission_the_log_keeps_can_be_seen(make_site, closed_port_url):
     assert log.click("Back to the telemetry status").request.path == STATUS + "/"
 
 
+def test_a_lowered_log_size_shows_at_once(make_site):
+    """A log kept by a larger fftelemetry.submission_log_size is trimmed when the next submission
+    is logged; the pages show the setting's number, the newest, at once, and write nothing."""
+    site = make_site(**{"fftelemetry.submission_log_size": "12"})
+    admin = site.register(ADMIN_EMAIL)
+    start = datetime(2026, 1, 5, tzinfo=UTC)
+    with site.store() as store:
+        for i in range(20):  # kept by the default 50
+            at = start + timedelta(minutes=i)
+            store.log_submission(SubmissionResult(at, 0, 503, None, f"refused {i}"))
+    status = admin.get(STATUS)
+    assert " ".join(status.html.select_one("#older-submissions").get_text().split()) == (
+        "The newest 10 of the 12 submissions kept: see all 12")
+    log = admin.get(SUBMISSIONS)
+    assert " ".join(log.html.select_one("#kept").get_text().split()).startswith(
+        "12 submissions kept, newest first. The log keeps the last 12 ")
+    assert [row[3] for row in submission_rows(log)] == [
+        f"refused {i}" for i in reversed(range(8, 20))]
+    with site.store() as store:
+        assert store.submissions_kept() == 20  # a GET writes nothing
+
+
 def test_the_submission_log_says_when_it_is_empty(admin):
     page = admin.get(SUBMISSIONS)
     assert page.html.select_one("table") is None

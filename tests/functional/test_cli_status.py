@@ -323,3 +323,17 @@ def test_every_kept_submission_is_in_json_and_the_text_says_where(tmp_path, writ
     assert [run["error"] for run in facts["submissions"]] == [
         f"refused {i}" for i in reversed(range(13))]
     assert facts["submissions"][-1]["at"] == "2026-01-05T00:00:00Z"  # the oldest kept
+
+
+def test_a_lowered_log_size_shows_at_once(tmp_path, write_ini, run_cli):
+    """The log is trimmed when the next submission is logged; until then the setting's number,
+    the newest, is all the text and --json give."""
+    made_quietly(write_ini, run_cli)
+    logged(tmp_path, 50)  # kept by the default 50, then the setting lowered to 12
+    ini = write_ini(**{"fftelemetry.send_telemetry": "false",
+                       "fftelemetry.submission_log_size": "12"})
+    assert [run["error"] for run in status_json(run_cli, ini)["submissions"]] == [
+        f"refused {i}" for i in reversed(range(38, 50))]
+    assert run_cli("status", ini).stdout.splitlines()[-1] == (
+        "  and 2 older: all 12 kept are in fftelemetry status --json and on "
+        "/admin/telemetry/submissions")
