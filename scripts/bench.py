@@ -288,6 +288,10 @@ def untemplated_status(config):
             f'<p class="error page-error" role="alert">Submissions overdue since '
             f"{values['when'](facts.overdue_since)}</p>" if facts.overdue else ""
         )
+        cron_off = (
+            f'<p class="error page-error" role="alert">fftelemetry cron found telemetry off at '
+            f"{values['when'](facts.cron_found_off_at)}</p>" if facts.cron_found_off_at else ""
+        )
         return Response(
             f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Telemetry'
             f'</title><link rel="stylesheet" href="'
@@ -300,7 +304,7 @@ def untemplated_status(config):
             f'</span><input type="hidden" name="csrf_token" value="{get_csrf_token(request)}">'
             f"<button>Log out</button></form></nav></header><main>{flashes}<h1>Telemetry</h1>"
             f"<p>Telemetry is <strong>{'enabled' if facts.enabled else 'disabled'}</strong>,"
-            f" set by {escape(values['source'])}.</p>{HOW_TO_SWITCH}{overdue}"
+            f" set by {escape(values['source'])}.</p>{HOW_TO_SWITCH}{overdue}{cron_off}"
             f"<dl><dt>Installation id</dt><dd>{facts.installation_id or 'none yet'}</dd>"
             f"<dt>Sends to</dt><dd><code>{escape(facts.endpoint)}</code></dd>"
             f'<dt>Records</dt><dd><a href="{records}?show=all">{facts.counts["all"]}</a> in all:'

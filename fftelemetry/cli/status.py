@@ -63,6 +63,8 @@ def describe(facts):
         lines.append(f"Next submission due: {due}")
     if facts.overdue:
         lines.append(overdue_line(facts))
+    if facts.cron_found_off_at:
+        lines.append(cron_off_line(facts))
     lines.append(f"Retention: submitted records are {facts.retention}")
     lines.append(f"Database packed: {facts.packed}")
     if facts.deleted_in_file:
@@ -86,6 +88,15 @@ SUBMISSIONS_PAGE = "/admin/telemetry/submissions"
 
 def overdue_line(facts):
     return f"Submissions overdue since {_when(facts.overdue_since)}: {CHECK_CRON}"
+
+
+def cron_off_line(facts):
+    return (
+        f"fftelemetry cron found telemetry off at {_when(facts.cron_found_off_at)}, and no "
+        "submission has succeeded since: cron reads its own environment, the .env file and the "
+        "ini file, not the web server's environment, and sends nothing while it finds "
+        "telemetry off"
+    )
 
 
 def submission_line(result):
@@ -127,6 +138,7 @@ def as_json(facts):
         "next_due": rfc3339(facts.next_due) if facts.enabled else None,
         "overdue": facts.overdue,
         "overdue_since": rfc3339(facts.overdue_since),
+        "cron_found_off_at": rfc3339(facts.cron_found_off_at),
         "keep_submitted_days": facts.keep_submitted_days,
         "packed_at": rfc3339(facts.packed_at),
         "pack_kept_days": facts.pack_kept_days,

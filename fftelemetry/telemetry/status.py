@@ -54,6 +54,18 @@ def overdue_since(store: TelemetryStore, settings: AppSettings, now=None) -> dat
     return since if now >= since else None
 
 
+def cron_found_off_at(store: TelemetryStore, settings: AppSettings) -> datetime | None:
+    """When `fftelemetry cron` last found telemetry off, if telemetry is on here and nothing was
+    sent since; else None. cron reads its own environment, not the web server's: with
+    SEND_TELEMETRY given to pserve alone, it runs off every day, sends nothing, and (its run
+    while off moving overdue_since on) submissions never show as overdue. This says so."""
+    off = store.cron_ran_off_at
+    if off is None or not settings.send_telemetry:
+        return None  # the usual answer, from one attribute: the status page is benchmarked
+    last = store.last_success_at
+    return off if last is None or off > last else None
+
+
 def is_due(next_due: datetime | None, now=None) -> bool:
     """Whether a submission due at `next_due` (from next_submission_due) is due by `now`."""
     return next_due is None or (now or utcnow()) >= next_due
@@ -105,6 +117,7 @@ class StatusFacts:
     deleted_in_file: bool
     keep_submitted_days: int
     overdue_since: datetime | None
+    cron_found_off_at: datetime | None
 
     @property
     def overdue(self):
@@ -153,4 +166,5 @@ def status_facts(
         deleted_in_file=deleted_still_in_file(store),
         keep_submitted_days=settings.keep_submitted_days,
         overdue_since=overdue_since(store, settings, now),
+        cron_found_off_at=cron_found_off_at(store, settings),
     )

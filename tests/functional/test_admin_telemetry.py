@@ -11,8 +11,9 @@ import pytest
 from fftelemetry import catalog
 from fftelemetry.resources import ROOT_KEY
 from fftelemetry.resources.store import SubmissionResult, utcnow
-from fftelemetry.scripting import database
+from fftelemetry.scripting import close_databases, database
 from fftelemetry.telemetry.sender import submit_pending
+from fftelemetry.telemetry.status import format_time
 from tests.conftest import STUB_UUID, Stub, serving
 from tests.functional.conftest import ADMIN_EMAIL, PASSWORD
 
@@ -220,6 +221,48 @@ def test_status_page_warns_of_overdue_submissions(make_site, receiver, tmp_path)
             r"Submissions overdue since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC: pending records have "
             r"waited two days past their due time\. Check fftelemetry cron's output "
             r"\(var/cron\.log\) and that its crontab line runs\.", warning(sent_ago, collected_ago))
+
+
+def test_status_page_says_when_cron_finds_telemetry_off_while_it_is_on_here(
+        make_site, receiver, tmp_path, write_ini, run_cli):
+    """SEND_TELEMETRY given to pserve alone: the real `fftelemetry cron`, reading the ini and
+    finding telemetry off, sends nothing, so the page says so until a submission succeeds; the
+    page of a web server where telemetry is off says nothing of it. (The app and the command
+    take turns with the database file, as they cannot share it without ZEO.)"""
+    def page(site):
+        browser = site.browser()
+        form = browser.get("/login").forms["login"]
+        form["email"], form["password"] = ADMIN_EMAIL, PASSWORD
+        form.submit(status=303)
+        return browser, browser.get(STATUS)
+
+    site = make_site(**{"fftelemetry.telemetry_url": receiver.url})
+    site.register(ADMIN_EMAIL)  # collects: pending, never sent
+    close_databases(site.app.registry)
+    cron = write_ini("cron.ini", **{"fftelemetry.send_telemetry": None})  # the default: off
+    assert run_cli("cron", cron).returncode == 0
+
+    site = make_site(**{"fftelemetry.send_telemetry": "false"})  # off here too: nothing said
+    status = page(site)[1]
+    assert status.html.select_one(".switch.off") is not None
+    assert "telemetry off at" not in status.text
+    close_databases(site.app.registry)
+
+    site = make_site(**{"fftelemetry.telemetry_url": receiver.url})
+    admin, status = page(site)
+    found = status.html.select_one("#cron-off")
+    assert found is not None, status.text
+    assert found.name == "p" and found["role"] == "alert"
+    with site.store() as store:
+        ran = format_time(store.cron_ran_off_at)
+    assert " ".join(found.get_text().split()) == (
+        f"fftelemetry cron found telemetry off at {ran}, and no submission has succeeded "
+        "since. cron reads its own environment, the .env file and the ini file, not this web "
+        "server's environment, and sends nothing while it finds telemetry off: a value given "
+        "to this server alone does not reach it. This goes with the first successful "
+        "submission.")
+    assert "Sent " in flash(submit_now(admin))
+    assert "telemetry off at" not in admin.get(STATUS).text
 
 
 def submission_rows(page):

@@ -23,8 +23,8 @@ from tests.functional.test_cli import (
 
 KEYS = {
     "enabled", "source", "installation_id", "receiver", "counts", "last_success_at", "next_due",
-    "overdue", "overdue_since", "keep_submitted_days", "packed_at", "pack_kept_days",
-    "deleted_in_file", "records_deleted_at", "submissions",
+    "overdue", "overdue_since", "cron_found_off_at", "keep_submitted_days", "packed_at",
+    "pack_kept_days", "deleted_in_file", "records_deleted_at", "submissions",
 }
 SUBMISSION_KEYS = {"at", "sent", "status", "ok", "uuid", "error"}
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
@@ -70,6 +70,7 @@ def test_json_gives_the_facts_the_text_gives(tmp_path, write_ini, run_cli, recei
     assert moment(facts["last_success_at"]) == to_the_second(log[1].at)
     assert facts["next_due"] is None  # due at the next run: the last attempt failed
     assert (facts["overdue"], facts["overdue_since"]) == (False, None)
+    assert facts["cron_found_off_at"] is None
     assert (facts["keep_submitted_days"], facts["packed_at"], facts["pack_kept_days"]) == (
         90, None, None)
     assert (facts["deleted_in_file"], facts["records_deleted_at"]) == (False, None)
@@ -202,6 +203,46 @@ def test_not_overdue_at_once_when_switched_back_on(tmp_path, write_ini, run_cli,
     since = to_the_second(utcnow() - timedelta(days=MINUTE))
     assert abs(moment(facts["overdue_since"]) - since) < timedelta(seconds=30)
     assert run_cli("status", on, "--check").returncode == 1
+
+
+CRON_OFF = re.compile(r"^fftelemetry cron found telemetry off at (.+ UTC), and no submission "
+                      r"has succeeded since: cron reads its own environment, the \.env file and "
+                      r"the ini file, not the web server's environment, and sends nothing while "
+                      r"it finds telemetry off$", re.MULTILINE)
+
+
+def test_says_when_cron_finds_telemetry_off_while_it_is_on_here(tmp_path, write_ini, run_cli,
+                                                                receiver):
+    """SEND_TELEMETRY given to pserve alone: the web collects, cron finds telemetry off every
+    day and sends nothing, and its runs while off keep submissions from ever being overdue.
+    status, run where telemetry is on, says what cron found, until a submission succeeds."""
+    made_quietly(write_ini, run_cli)
+    sent_days_ago(tmp_path, receiver.url, 10, [1])
+    collected_days_ago(tmp_path, 5, [2])  # the web's, since
+    on = write_ini(**{"fftelemetry.telemetry_url": receiver.url})
+    cron = write_ini("cron.ini", **{"fftelemetry.telemetry_url": receiver.url,
+                                    "fftelemetry.send_telemetry": None})  # the default: off
+    assert run_cli("cron", cron).returncode == 0
+    cron_ran_off_days_ago(tmp_path, 1)
+    assert run_cli("cron", cron).returncode == 0  # the next day's run: found off again
+
+    facts = status_json(run_cli, on)
+    found = moment(facts["cron_found_off_at"])
+    assert utcnow() - found < timedelta(minutes=5)  # the latest run
+    assert found > moment(facts["last_success_at"])
+    assert facts["overdue"] is False  # the blind spot this fills
+    text = run_cli("status", on).stdout
+    assert CRON_OFF.findall(text) == [found.strftime("%Y-%m-%d %H:%M:%S UTC")], text
+    assert run_cli("status", on, "--check").returncode == 0  # run where cron runs: unchanged
+
+    off = status_json(run_cli, cron)  # status where telemetry is off has nothing to say
+    assert (off["enabled"], off["cron_found_off_at"]) == (False, None)
+    assert not CRON_OFF.search(run_cli("status", cron).stdout)
+
+    assert run_cli("cron", on).returncode == 0  # switched on for cron too: sends
+    facts = status_json(run_cli, on)
+    assert facts["counts"]["pending"] == 0 and facts["cron_found_off_at"] is None
+    assert not CRON_OFF.search(run_cli("status", on).stdout)
 
 
 def test_cron_while_off_writes_nothing_with_nothing_pending(tmp_path, write_ini, run_cli):
