@@ -142,13 +142,19 @@ class StatusFacts:
         return f"{format_time(self.packed_at)}, {history_kept(self.pack_kept_days)}"
 
 
+def submission_log(store: TelemetryStore, settings: AppSettings, recent=None):
+    """The submissions the log keeps, newest first (with `recent`, only that many of them), and
+    how many it keeps. The log is trimmed to fftelemetry.submission_log_size when the next run
+    is logged; a lowered setting shows at once, without a write on a read."""
+    kept = min(store.submissions_kept(), settings.submission_log_size)
+    return store.submissions(limit=kept if recent is None else min(recent, kept)), kept
+
+
 def status_facts(
     store: TelemetryStore, settings: AppSettings, now=None, recent=RECENT_SUBMISSIONS
 ) -> StatusFacts:
     """The facts, with the newest `recent` submissions (None: every one kept)."""
-    # The log is trimmed to fftelemetry.submission_log_size when the next run is logged; a
-    # lowered setting shows at once, without a write on a read.
-    kept = min(store.submissions_kept(), settings.submission_log_size)
+    submissions, kept = submission_log(store, settings, recent)
     return StatusFacts(
         enabled=settings.send_telemetry,
         source=settings.send_telemetry_source,
@@ -158,7 +164,7 @@ def status_facts(
         last_submission=store.last_submission(),
         last_success_at=store.last_success_at,
         next_due=next_submission_due(store, settings.interval_days),
-        submissions=store.submissions(limit=kept if recent is None else min(recent, kept)),
+        submissions=submissions,
         submissions_kept=kept,
         packed_at=store.packed_at,
         pack_kept_days=store.pack_kept_days,

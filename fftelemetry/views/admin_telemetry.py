@@ -21,7 +21,7 @@ from ..scripting import own_connection
 from ..telemetry.deleting import deleted_all, deleted_submitted
 from ..telemetry.sender import encode, next_batch, submit_pending
 from ..telemetry.status import format_time as when
-from ..telemetry.status import status_facts
+from ..telemetry.status import status_facts, submission_log
 
 SHORT_VALUE = 60  # characters shown before a value folds into <details>
 EXPORT_CHUNK = 1000
@@ -76,11 +76,10 @@ def status(context, request):
 @view_config(context=SubmissionsView, renderer="fftelemetry:templates/telemetry_submissions.pt")
 def submissions(context, request):
     """Every submission the log keeps: the status page lists the newest few."""
-    log_size = request.app_settings.submission_log_size
+    settings = request.app_settings
     return {
-        # as many as the setting keeps, if lowered since the log was last trimmed (status_facts)
-        "runs": context.store.submissions(limit=log_size),
-        "log_size": log_size,
+        "runs": submission_log(context.store, settings)[0],
+        "log_size": settings.submission_log_size,
         "status_url": request.resource_url(context.__parent__),
         "when": when,
     }
