@@ -59,17 +59,20 @@ def run(registry, args):
         print(UPGRADE.format(version=__version__, generation=generation))
     if not settings.send_telemetry:
         print("Telemetry is off: nothing was collected.")
-    elif collected:
+        return 0
+    facts = (
+        f"Telemetry is on ({settings.send_telemetry_source}): the Python and OS version, the "
+        "database kind and whether this runs in Docker"
+    )
+    if collected:
         print(
-            f"Telemetry is on ({settings.send_telemetry_source}): the Python and OS version, "
-            "the database kind and whether this runs in Docker are recorded, each value once "
-            "(one known already is not stored again); see /admin/telemetry/view."
+            f"{facts} are recorded, each value once (one known already is not stored again); "
+            "see /admin/telemetry/view."
         )
     else:
         print(
-            f"Telemetry is on ({settings.send_telemetry_source}): the Python and OS version, "
-            "the database kind and whether this runs in Docker could not be recorded this "
-            "time (see the warning); running this command again records them."
+            f"{facts} could not be recorded this time (see the warning); running this command "
+            "again records them."
         )
     return 0
 
