@@ -233,7 +233,7 @@ def session_factory(secret, secure=False):
         httponly=True,
         secure=secure,
         samesite="Lax",
-        serializer=SessionJSON(),
+        serializer=SESSION_JSON,
         timeout=8 * 3600,
         reissue_time=600,
         # An error page (the transaction aborted) must not carry what that request put in the
