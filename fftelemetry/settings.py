@@ -8,7 +8,9 @@ do not understand stops start-up with one line naming it.
 """
 
 import os
+import re
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -26,6 +28,32 @@ DEFAULT_TELEMETRY_URL = "http://127.0.0.1:6544"
 DEFAULT_KEEP_SUBMITTED_DAYS = 90
 MAX_KEEP_SUBMITTED_DAYS = 36500
 HASHING_PROFILES = ("default", "cheapest")
+
+# The numeric settings: (default, least, most). A float default takes a decimal point too. The
+# most is as much as an operator could sensibly want; more only failed later, on a page or in
+# cron, so start-up refuses it.
+NUMBERS = {
+    # records a POST, read and sent whole; the reference receiver takes 2,000 by default
+    "fftelemetry.batch_size": (1000, 1, 10_000),
+    # at least once a year; with millions of days the next submission's date ran past the year
+    # 9999, and the status page, `fftelemetry status` and cron failed
+    "fftelemetry.interval_days": (7, 1, 365),
+    # seconds: an exchange is cut after three connect timeouts, a read timeout and a second, so
+    # after 40 minutes at most, not never
+    "fftelemetry.connect_timeout": (5.0, 0.001, 600),
+    "fftelemetry.read_timeout": (30.0, 0.001, 600),
+    # /admin/telemetry/submissions shows the whole log on one page, not a page at a time
+    "fftelemetry.submission_log_size": (50, 1, 1000),
+    # a year (a session unused for 8 hours ends sooner anyway)
+    "fftelemetry.session_lifetime_hours": (168, 1, 8760),
+    # more would be no throttle
+    "fftelemetry.login_attempts": (5, 1, 1000),
+    # a day of 429s for an email from an address; 10**400 made /login a 500 once they began
+    "fftelemetry.login_window_seconds": (60, 1, 86_400),
+    "fftelemetry.keep_submitted_days": (DEFAULT_KEEP_SUBMITTED_DAYS, 0, MAX_KEEP_SUBMITTED_DAYS),
+}
+WHOLE_NUMBER = re.compile(r"-?[0-9]+")
+DECIMAL_NUMBER = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)")
 
 
 class SettingsError(ValueError):
@@ -152,32 +180,23 @@ class Sources:
             return default, "default"
         return value, found.source
 
-    def number(self, ini_name, kind, default, minimum):
+    def number(self, ini_name, default, minimum, maximum):
+        """`minimum` to `maximum`, in ASCII digits (and a decimal point if `default` is a
+        float): int() and float() would take "+7", "9_0" and other scripts' digits too, and
+        float() "nan", which passes every bound, and "inf" or "1e400", which cron's POST raised
+        on."""
         raw = self.ini.get(ini_name)
         if not _given(raw):
             return default
-        try:
-            value = kind(str(raw).strip())
-        except ValueError:
-            raise SettingsError(f"{ini_name}={raw!r} is not a number") from None
+        text, kind = str(raw).strip(), type(default)
+        if not (DECIMAL_NUMBER if kind is float else WHOLE_NUMBER).fullmatch(text):
+            raise SettingsError(f"{ini_name}={raw!r} is not a number")
+        value = kind(Decimal(text))  # not int(text): a number of 4,301 digits raises there
         if value < minimum:
             raise SettingsError(f"{ini_name}={raw!r} must be at least {minimum}")
-        return value
-
-    def whole_number(self, ini_name, default, maximum):
-        """0 to `maximum`, in ASCII digits only: int() would take "+7", "9_0" and other
-        scripts' digits too."""
-        raw = self.ini.get(ini_name)
-        if not _given(raw):
-            return default
-        text = str(raw).strip()
-        if not (text.isascii() and text.removeprefix("-").isdigit()):
-            raise SettingsError(f"{ini_name}={raw!r} is not a number")
-        if text.startswith("-"):
-            raise SettingsError(f"{ini_name}={raw!r} must be at least 0")
-        if int(text) > maximum:
+        if value > maximum:
             raise SettingsError(f"{ini_name}={raw!r} must be at most {maximum}")
-        return int(text)
+        return value
 
 
 def check_url(url, setting):
@@ -286,21 +305,14 @@ def load(ini, global_config=None, environ=None):
         send_telemetry_source=send_source,
         switch_in_environment=in_environment,
         telemetry_url=url,
-        batch_size=sources.number("fftelemetry.batch_size", int, 1000, 1),
-        interval_days=sources.number("fftelemetry.interval_days", int, 7, 1),
-        connect_timeout=sources.number("fftelemetry.connect_timeout", float, 5.0, 0.001),
-        read_timeout=sources.number("fftelemetry.read_timeout", float, 30.0, 0.001),
-        submission_log_size=sources.number("fftelemetry.submission_log_size", int, 50, 1),
         session_secret=secret,
         allow_registration=allow_registration,
         strict_catalog=strict,
         secure_cookies=secure_cookies,
-        session_lifetime_hours=sources.number("fftelemetry.session_lifetime_hours", int, 168, 1),
         env_file=env_file,
         hashing_profile=profile,
-        login_attempts=sources.number("fftelemetry.login_attempts", int, 5, 1),
-        login_window_seconds=sources.number("fftelemetry.login_window_seconds", int, 60, 1),
-        keep_submitted_days=sources.whole_number(
-            "fftelemetry.keep_submitted_days", DEFAULT_KEEP_SUBMITTED_DAYS, MAX_KEEP_SUBMITTED_DAYS
-        ),
+        **{
+            name.removeprefix("fftelemetry."): sources.number(name, *bounds)
+            for name, bounds in NUMBERS.items()
+        },
     )

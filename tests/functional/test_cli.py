@@ -205,6 +205,25 @@ def test_bad_switch_is_one_line_and_status_2(write_ini, run_cli, monkeypatch):
     assert_one_line(result, 2, "fftelemetry: SEND_TELEMETRY='maybe' is not understood")
 
 
+@pytest.mark.parametrize(
+    ("setting", "raw", "reason"),
+    [
+        # status and cron, after a success, put the next one past the year 9999: a traceback
+        ("fftelemetry.interval_days", "1000000000000", "must be at most 365"),
+        # cron's POST raised urllib3's "Invalid value NaN" and a traceback
+        ("fftelemetry.read_timeout", "nan", "is not a number"),
+    ],
+)
+def test_a_number_out_of_bounds_is_one_line_and_status_2(tmp_path, write_ini, run_cli, receiver,
+                                                         setting, raw, reason):
+    assert run_cli("cron", write_ini(**{"fftelemetry.telemetry_url": receiver.url})).returncode == 0
+    sent = stored(tmp_path)
+    ini = write_ini("bad.ini", **{"fftelemetry.telemetry_url": receiver.url, setting: raw})
+    for command in (["status", ini], ["cron", ini, "--force"]):
+        assert_one_line(run_cli(*command), 2, f"fftelemetry: {setting}={raw!r} {reason}")
+    assert stored(tmp_path) == sent and receiver.stats()["batches"] == 1
+
+
 def test_a_locked_database_points_to_zeo(tmp_path, write_ini, run_cli):
     ini = write_ini()
     db = DB(FileStorage(str(tmp_path / "Data.fs")))  # holds the lock, as a running pserve would

@@ -44,6 +44,16 @@ def test_bad_switch_stops_start_up_in_one_line(tmp_path, monkeypatch):
     )
 
 
+def test_a_number_out_of_bounds_stops_start_up_in_one_line(tmp_path):
+    # pserve started, and /login was a 500 once an address had used up its attempts
+    settings = app_settings(tmp_path, **{"fftelemetry.login_window_seconds": "1" + "0" * 400})
+    with pytest.raises(SystemExit) as info:
+        main({"here": str(tmp_path)}, **settings)
+    assert str(info.value) == (
+        f"fftelemetry: fftelemetry.login_window_seconds='1{'0' * 400}' must be at most 86400"
+    )
+
+
 def test_a_file_the_ini_names_is_shown_escaped_when_start_up_stops(tmp_path):
     # pserve prints this line; an ini value may hold a line break (a continuation line)
     settings = app_settings(tmp_path, **{"fftelemetry.env_file": "gone\nFAKE\x1b[2J.env"})

@@ -171,6 +171,10 @@ def test_numbers_and_url():
         load(ini={"fftelemetry.login_attempts": "0"})
     with pytest.raises(SettingsError, match="login_window_seconds='soon' is not a number"):
         load(ini={"fftelemetry.login_window_seconds": "soon"})
+    result = load(ini={"fftelemetry.connect_timeout": ".5", "fftelemetry.read_timeout": "0.001"})
+    assert (result.connect_timeout, result.read_timeout) == (0.5, 0.001)
+    with pytest.raises(SettingsError, match=r"read_timeout='0\.0009' must be at least 0\.001$"):
+        load(ini={"fftelemetry.read_timeout": "0.0009"})
     with pytest.raises(SettingsError, match="must start with http"):
         load(environ={"TELEMETRY_URL": "ftp://example.org"})
     assert load(environ={"TELEMETRY_URL": "http://h:1/"}).telemetry_url == "http://h:1"
@@ -274,6 +278,55 @@ def test_keep_submitted_days_is_a_whole_number_of_ascii_digits(raw, reason):
     with pytest.raises(SettingsError) as info:
         load(ini={"fftelemetry.keep_submitted_days": raw})
     assert str(info.value) == f"fftelemetry.keep_submitted_days={raw!r} {reason}"
+
+
+WHOLE_NUMBERS = (
+    "batch_size", "interval_days", "submission_log_size", "session_lifetime_hours",
+    "login_attempts", "login_window_seconds",
+)
+TIMEOUTS = ("connect_timeout", "read_timeout")
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        # int() and float() take these; keep_submitted_days refused them already (above)
+        *[(name, raw) for name in WHOLE_NUMBERS + TIMEOUTS for raw in ("+7", "9_0", "\u0665")],
+        # float() takes these too: NaN passes every bound, an infinite timeout is never reached
+        *[(name, raw) for name in TIMEOUTS for raw in ("nan", "inf", "-Infinity", "1e400", "7e0")],
+    ],
+)
+def test_every_number_is_written_in_ascii_digits(name, raw):
+    with pytest.raises(SettingsError) as info:
+        load(ini={f"fftelemetry.{name}": raw})
+    assert str(info.value) == f"fftelemetry.{name}={raw!r} is not a number"
+
+
+@pytest.mark.parametrize(
+    ("name", "most", "over"),
+    [
+        ("batch_size", 10_000, "10001"),
+        ("interval_days", 365, "1000000000000"),  # overflowed the next submission's date
+        ("connect_timeout", 600, "600.001"),
+        ("read_timeout", 600, "86400"),
+        ("submission_log_size", 1000, "1001"),  # the log is shown whole on one page
+        ("session_lifetime_hours", 8760, "8761"),
+        ("login_attempts", 1000, "1001"),
+        ("login_window_seconds", 86_400, "1" + "0" * 400),  # made /login a 500
+    ],
+)
+def test_every_number_has_a_most(name, most, over):
+    assert getattr(load(ini={f"fftelemetry.{name}": str(most)}), name) == most
+    with pytest.raises(SettingsError) as info:
+        load(ini={f"fftelemetry.{name}": over})
+    assert str(info.value) == f"fftelemetry.{name}={over!r} must be at most {most}"
+
+
+@pytest.mark.parametrize("name", ["keep_submitted_days", "batch_size", "read_timeout"])
+def test_a_number_longer_than_int_reads_is_over_its_most(name):
+    # int() stops at 4,300 digits with a ValueError: a traceback from pserve, not a line
+    with pytest.raises(SettingsError, match=f"^fftelemetry.{name}='1+' must be at most "):
+        load(ini={f"fftelemetry.{name}": "1" * 5000})
 
 
 README = Path(__file__).resolve().parents[2] / "README.md"
