@@ -10,16 +10,18 @@ from contextlib import contextmanager
 
 import plaster
 from plaster.exceptions import InvalidURI
+from pyramid.config import global_registries
 from pyramid.paster import get_app, setup_logging
 from zc.lockfile import LockError
 
 from .. import NO_EVOLVE
+from ..scripting import close_databases
 from .errors import ConfigProblem
 
 
-def load_app(config_uri, may_write=True):
-    """The app of the ini; `may_write=False` for a run that changes nothing (a dry run): an
-    older database is then refused, not evolved."""
+def load_registry(config_uri, may_write=True):
+    """The registry of the ini's app; `may_write=False` for a run that changes nothing (a dry
+    run): an older database is then refused, not evolved."""
     path = config_path(config_uri)
     if path and os.path.isdir(path):
         raise ConfigProblem(f"{path} is a folder, not a config file")
@@ -29,7 +31,7 @@ def load_app(config_uri, may_write=True):
         setup_logging(config_uri)
         _quiet_zeo_unless_configured()
         with quiet("zc.lockfile"):  # it logs a traceback before raising; we say it in one line
-            return get_app(config_uri, options=None if may_write else {NO_EVOLVE: "true"})
+            app = get_app(config_uri, options=None if may_write else {NO_EVOLVE: "true"})
     except SystemExit as exc:  # fftelemetry.main refusing a setting or no ZEO: already one line
         raise ConfigProblem(str(exc.code).removeprefix("fftelemetry: ")) from None
     except LockError:
@@ -39,6 +41,22 @@ def load_app(config_uri, may_write=True):
         ) from None
     except Exception as exc:
         raise ConfigProblem(f"cannot load {path or config_uri}: {one_line(exc)}") from None
+    return app_registry(app, path or config_uri)
+
+
+def app_registry(app, name):
+    """The registry of fftelemetry's app: the app's own or, under a [pipeline:main] (a prefix
+    filter in front, say), that of the Pyramid app the pipeline made, as pshell finds it. The
+    receiver's ini makes an app too, one without the settings and the store a command needs."""
+    registry = getattr(app, "registry", None) or global_registries.last
+    if not hasattr(registry, "app_settings"):
+        if registry is not None:
+            close_databases(registry)  # the receiver's FileStorage, say: closed, not rebuilt
+        raise ConfigProblem(
+            f"{name} does not make fftelemetry's app (use = egg:fftelemetry): the commands "
+            "run on the app's config, not on the receiver's or another app's"
+        )
+    return registry
 
 
 def _quiet_zeo_unless_configured():

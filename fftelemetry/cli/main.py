@@ -18,7 +18,7 @@ from ..failures import CANNOT_WRITE, NOT_WRITTEN
 from ..scripting import close_databases
 from ..shown import shown
 from . import COMMAND_NAMES, create_user, cron, delete, instructions, pack, status
-from .bootstrap import load_app
+from .bootstrap import load_registry
 from .collecting import collect_unless_busy
 from .errors import CommandError, ConfigProblem, Verdict, cannot_write
 
@@ -89,11 +89,11 @@ def main(argv=None):
 def run_loaded(args):
     may_write = not getattr(args, "dry_run", False)  # a dry run changes nothing at all
     try:
-        app = load_app(args.config_uri, may_write=may_write)
+        registry = load_registry(args.config_uri, may_write=may_write)
     except ConfigProblem as exc:  # it names the file given, and may quote what is in it
         print(f"fftelemetry: {shown(exc)}", file=sys.stderr)
         return 2
-    return run_on(app.registry, args)
+    return run_on(registry, args)
 
 
 def run_on(registry, args):

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from ZODB import DB
@@ -192,6 +193,32 @@ def test_broken_config_is_one_line_and_status_2(tmp_path, run_cli, text):
     ini = tmp_path / "broken.ini"
     ini.write_text(text)
     assert_one_line(run_cli("status", str(ini)), 2, f"fftelemetry: cannot load {ini}: ")
+
+
+def test_the_receivers_ini_is_one_line_and_status_2(tmp_path, run_cli):
+    # the command ran on the receiver's app and failed with a traceback (no request.telemetry)
+    ini = tmp_path / "receiver.ini"
+    ini.write_text(
+        f"[app:main]\nuse = egg:fftelemetry#receiver\nzodbconn.uri = file://{tmp_path}/r.fs\n"
+    )
+    result = run_cli("cron", str(ini))
+    assert_one_line(result, 2, f"fftelemetry: {ini} does not make fftelemetry's app")
+
+
+def test_an_app_behind_a_filter_is_found(tmp_path, write_ini, run_cli):
+    # a [pipeline:main] as pserve serves it behind a proxy: the filter's app has no registry
+    ini = tmp_path / "app.ini"
+    ini.write_text(
+        Path(write_ini()).read_text().replace(
+            "[app:main]",
+            "[pipeline:main]\npipeline = proxy-prefix app\n\n"
+            "[filter:proxy-prefix]\nuse = egg:PasteDeploy#prefix\n\n[app:app]",
+        )
+    )
+    created = run_cli("create-user", str(ini), "--email", "cy@example.org", "--password-stdin",
+                      input="a good password\n")
+    assert created.returncode == 0, created.stderr
+    assert values(stored(tmp_path)[1], "system.users.count") == [1]
 
 
 def test_an_ini_without_a_database_is_one_line_and_status_2(write_ini, run_cli):
