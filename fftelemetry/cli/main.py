@@ -70,13 +70,30 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)  # bad usage: argparse says so and exits with 2
+    if sys.stdout is None:  # started with it closed (`>&-`): the next file opened, Data.fs say,
+        # would be file 1, where anything written to the output goes
+        print(
+            f"fftelemetry {args.command}: standard output is closed; "
+            "send it to /dev/null to discard what the command prints",
+            file=sys.stderr,
+        )
+        return 2
     try:
-        exit_status = run_loaded(args)
-        sys.stdout.flush()  # so that a reader gone away shows here, not at exit
+        with contextlib.redirect_stdout(GuardedOutput(sys.stdout)):
+            exit_status = run_loaded(args)
+            sys.stdout.flush()  # so that a reader gone away shows here, not at exit
         return exit_status
     except BrokenPipeError:  # the output's reader stopped (`| head`): nothing wrong was done
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # for the exit's flush
+        discard_output()
         return 141  # as a shell reports a command stopped by SIGPIPE
+    except OutputError as exc:  # commands print after their transactions: those stand
+        discard_output()
+        print(
+            f"fftelemetry {args.command}: cannot write to standard output ({exc}); "
+            "only what it printed is lost",
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:  # Ctrl-C: the transaction in progress is aborted on the way out
         print(
             f"fftelemetry {args.command}: interrupted; the change in progress, if any, "
@@ -84,6 +101,44 @@ def main(argv=None):
             file=sys.stderr,
         )
         return 130
+
+
+class OutputError(Exception):
+    """Standard output cannot be written (a full disk, a file too large): not a failure of the
+    database, which a write error of the command's would be said as."""
+
+
+class GuardedOutput:
+    """sys.stdout while a command runs, its write errors raised as OutputError."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        with output_errors():
+            return self._stream.write(text)
+
+    def flush(self):
+        with output_errors():
+            self._stream.flush()
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def output_errors():
+    try:
+        yield
+    except BrokenPipeError:
+        raise  # a reader gone away: see main()
+    except OSError as exc:
+        raise OutputError(exc.strerror or exc) from exc
+
+
+def discard_output():
+    """What is left in the output's buffer goes nowhere, so the exit's flush does not fail."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def run_loaded(args):
@@ -130,7 +185,7 @@ def run_command(registry, args):
     except CommandError as exc:
         print(f"fftelemetry {args.command}: {exc}", file=sys.stderr)
         return exc.status
-    except (BrokenPipeError, Verdict, *NOT_WRITTEN):
+    except (BrokenPipeError, OutputError, Verdict, *NOT_WRITTEN):
         raise  # said by main() and run_on()
     except Exception:
         log.exception("fftelemetry %s failed", args.command)

@@ -580,3 +580,27 @@ def test_output_cut_off_by_its_reader_is_no_error(write_ini):
     child.stderr.close()
     assert child.wait(60) == 141, stderr
     assert [line for line in stderr.splitlines() if not line.startswith("INFO [")] == []
+
+
+@pytest.mark.parametrize("unbuffered", ["", "1"])
+def test_output_that_cannot_be_written_is_one_line_and_status_1(write_ini, monkeypatch,
+                                                                 unbuffered):
+    # `> out` on a full disk: a traceback at the exit's flush and status 120; printed at once
+    # (PYTHONUNBUFFERED, or more than a buffer), the line for a database that cannot write
+    monkeypatch.setenv("PYTHONUNBUFFERED", unbuffered)
+    argv = [sys.executable, "-m", "fftelemetry.cli.main", "status", write_ini()]
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(argv, stdout=full, stderr=subprocess.PIPE, text=True,
+                                timeout=60, check=False)
+    assert_one_line(result, 1, "fftelemetry status: cannot write to standard output "
+                    "(No space left on device); only what it printed is lost")
+
+
+def test_a_closed_output_is_one_line_and_status_2_and_nothing_is_done(tmp_path, write_ini):
+    # `>&-`: the command ran, then stopped with a traceback (sys.stdout is None); meanwhile
+    # the first file it opened was file 1
+    argv = [sys.executable, "-m", "fftelemetry.cli.main", "status", write_ini()]
+    result = subprocess.run(["sh", "-c", 'exec "$0" "$@" >&-', *argv], stderr=subprocess.PIPE,
+                            text=True, timeout=60, check=False)
+    assert_one_line(result, 2, "fftelemetry status: standard output is closed")
+    assert not (tmp_path / "Data.fs").exists()
