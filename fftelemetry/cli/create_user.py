@@ -44,6 +44,20 @@ def run(registry, args):
 
 
 def read_password(from_stdin):
+    try:
+        password = ask_password(from_stdin)
+        # a byte that is not UTF-8 comes in as a lone surrogate (a C.UTF-8 locale's
+        # surrogateescape), which the hash cannot take, or stops the read (a strict locale)
+        password.encode("utf-8")
+    except UnicodeError:
+        raise CommandError(
+            "the password is not UTF-8 text: check the terminal's or the file's encoding",
+            status=1,
+        ) from None
+    return password
+
+
+def ask_password(from_stdin):
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")
     try:

@@ -571,6 +571,20 @@ def test_create_user_without_a_terminal_asks_for_password_stdin(tmp_path, write_
     assert values(stored(tmp_path)[1], "system.users.count") == []
 
 
+@pytest.mark.parametrize("errors", ["surrogateescape", "strict"])
+def test_a_password_that_is_not_utf8_is_one_line(tmp_path, write_ini, monkeypatch, errors):
+    # C.UTF-8 reads the byte as a lone surrogate, which argon2 could not encode; a strict
+    # locale stops the read: both were a traceback
+    monkeypatch.setenv("PYTHONIOENCODING", f"utf-8:{errors}")
+    argv = [sys.executable, "-m", "fftelemetry.cli.main", "create-user", write_ini(),
+            "--email", "cy@example.org", "--password-stdin"]
+    result = subprocess.run(argv, input=b"a good p\xe4ssword\n", capture_output=True,
+                            timeout=60, check=False)
+    result.stderr = result.stderr.decode()
+    assert_one_line(result, 1, "fftelemetry create-user: the password is not UTF-8 text")
+    assert values(stored(tmp_path)[1], "system.users.count") == []
+
+
 def test_output_cut_off_by_its_reader_is_no_error(write_ini):
     # `fftelemetry status app.ini | head -1`: the reader goes away before the output is written
     argv = [sys.executable, "-m", "fftelemetry.cli.main", "status", write_ini()]
