@@ -289,6 +289,13 @@ def load(ini, global_config=None, environ=None):
             "no session secret: set FFTELEMETRY_SECRET in the environment or .env, "
             "or fftelemetry.session_secret in the ini"
         )
+    try:  # a variable's byte that is not UTF-8 is a lone surrogate, which no cookie signs with
+        secret.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SettingsError(
+            "FFTELEMETRY_SECRET is not UTF-8 text (bytes from /dev/urandom, say): "
+            "use letters and digits"
+        ) from None
     if len(secret) < 16:
         raise SettingsError("the session secret must be at least 16 characters long")
 

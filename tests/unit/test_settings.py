@@ -1,6 +1,7 @@
 """The opt-in switch and the other settings: every spelling, precedence, DO_NOT_TRACK, errors."""
 
 import inspect
+import os
 import re
 from pathlib import Path
 
@@ -152,6 +153,14 @@ def test_secret_is_required_and_long_enough():
         settings.load({}, {}, environ={"FFTELEMETRY_SECRET": "x" * 15})
     assert settings.load({}, {}, environ={"FFTELEMETRY_SECRET": "x" * 16}).session_secret
     assert settings.load({}, {}, environ={"FFTELEMETRY_SECRET": SECRET}).session_secret == SECRET
+
+
+def test_a_secret_that_is_not_utf8_stops_start_up_in_one_line():
+    # `export FFTELEMETRY_SECRET=$(head -c 32 /dev/urandom)`: os.environ holds its bytes as
+    # lone surrogates; pserve stopped with a traceback when the session factory encoded it
+    environ = {"FFTELEMETRY_SECRET": os.fsdecode(b"\xff\x9c" * 16)}
+    with pytest.raises(SettingsError, match=r"^FFTELEMETRY_SECRET is not UTF-8 text"):
+        settings.load({}, {}, environ=environ)
 
 
 def test_numbers_and_url():
