@@ -130,6 +130,10 @@ def read_env_file(path):
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
+        if os.path.islink(path):  # a deploy's link to a shared .env that is not there (yet)
+            raise SettingsError(
+                f"{path}: the .env file is a link to {os.readlink(path)}, which does not exist"
+            ) from None
         return {}
     except (OSError, UnicodeDecodeError) as exc:
         raise SettingsError(f"{path}: cannot read .env file ({exc})") from exc

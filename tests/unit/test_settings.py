@@ -118,6 +118,14 @@ def test_undecodable_dotenv_is_an_error(tmp_path):
         load(tmp_path=tmp_path)
 
 
+def test_a_dotenv_link_to_nothing_is_an_error_not_a_skip(tmp_path):
+    # a deploy links each release's .env to a shared one; with that one gone, its
+    # DO_NOT_TRACK or SEND_TELEMETRY went without a word, as if there were no .env
+    (tmp_path / ".env").symlink_to(tmp_path / "shared" / ".env")
+    with pytest.raises(SettingsError, match=r"is a link to .*shared/\.env, which does not exist"):
+        load(tmp_path=tmp_path)
+
+
 def test_missing_dotenv_is_fine(tmp_path):
     assert load(tmp_path=tmp_path).send_telemetry is False
 
