@@ -13,6 +13,7 @@ from plaster.exceptions import InvalidURI
 from pyramid.config import global_registries
 from pyramid.paster import get_app, setup_logging
 from zc.lockfile import LockError
+from ZODB.FileStorage.FileStorage import FileStorageFormatError
 
 from .. import NO_EVOLVE
 from ..scripting import close_databases
@@ -38,6 +39,11 @@ def load_registry(config_uri, may_write=True):
         raise ConfigProblem(
             f"the database of {path} is in use by another process (a file:// FileStorage "
             "allows only one); serve it with ZEO (zeo://, see development.ini) to share it"
+        ) from None
+    except FileStorageFormatError as exc:  # its text is the file's name alone
+        raise ConfigProblem(
+            f"the database of {path}, {exc}, is not a ZODB FileStorage file "
+            "(zodbconn.uri names another kind of file?)"
         ) from None
     except Exception as exc:
         raise ConfigProblem(f"cannot load {path or config_uri}: {one_line(exc)}") from None

@@ -226,6 +226,16 @@ def test_an_ini_without_a_database_is_one_line_and_status_2(write_ini, run_cli):
     assert_one_line(result, 2, "fftelemetry: no database: set zodbconn.uri in the ini")
 
 
+def test_a_database_file_that_is_no_filestorage_is_one_line_and_status_2(tmp_path, write_ini,
+                                                                           run_cli):
+    # the line said "cannot load app.ini: <the file's name>", and nothing about it
+    (tmp_path / "Data.fs").write_bytes(b"SQLite format 3\x00" + bytes(100))
+    result = run_cli("status", write_ini())
+    assert_one_line(result, 2, f"the database of {tmp_path}/app.ini, {tmp_path}/Data.fs, "
+                    "is not a ZODB FileStorage file")
+    assert (tmp_path / "Data.fs").read_bytes() == b"SQLite format 3\x00" + bytes(100)
+
+
 def test_bad_switch_is_one_line_and_status_2(write_ini, run_cli, monkeypatch):
     monkeypatch.setenv("SEND_TELEMETRY", "maybe")
     result = run_cli("cron", write_ini())
