@@ -17,6 +17,7 @@ from ZODB.FileStorage.FileStorage import FileStorageFormatError
 
 from .. import NO_EVOLVE
 from ..scripting import close_databases
+from ..shown import shown
 from .errors import ConfigProblem
 
 
@@ -24,30 +25,32 @@ def load_registry(config_uri, may_write=True):
     """The registry of the ini's app; `may_write=False` for a run that changes nothing (a dry
     run): an older database is then refused, not evolved."""
     path = config_path(config_uri)
+    named = shown(path or config_uri)  # as given, and may hold what a terminal acts on
     if path and os.path.isdir(path):
-        raise ConfigProblem(f"{path} is a folder, not a config file")
+        raise ConfigProblem(f"{named} is a folder, not a config file")
     if path and not os.path.isfile(path):
-        raise ConfigProblem(f"config file {path} not found")
+        raise ConfigProblem(f"config file {named} not found")
     try:
         setup_logging(config_uri)
         _quiet_zeo_unless_configured()
         with quiet("zc.lockfile"):  # it logs a traceback before raising; we say it in one line
             app = get_app(config_uri, options=None if may_write else {NO_EVOLVE: "true"})
-    except SystemExit as exc:  # fftelemetry.main refusing a setting or no ZEO: already one line
+    except SystemExit as exc:  # fftelemetry.main refusing a setting or no ZEO: one line,
+        # escaped already (escaped again, each backslash would double)
         raise ConfigProblem(str(exc.code).removeprefix("fftelemetry: ")) from None
     except LockError:
         raise ConfigProblem(
-            f"the database of {path} is in use by another process (a file:// FileStorage "
+            f"the database of {named} is in use by another process (a file:// FileStorage "
             "allows only one); serve it with ZEO (zeo://, see development.ini) to share it"
         ) from None
     except FileStorageFormatError as exc:  # its text is the file's name alone
         raise ConfigProblem(
-            f"the database of {path}, {exc}, is not a ZODB FileStorage file "
+            f"the database of {named}, {shown(exc)}, is not a ZODB FileStorage file "
             "(zodbconn.uri names another kind of file?)"
         ) from None
     except Exception as exc:
-        raise ConfigProblem(f"cannot load {path or config_uri}: {one_line(exc)}") from None
-    return app_registry(app, path or config_uri)
+        raise ConfigProblem(f"cannot load {named}: {shown(one_line(exc))}") from None
+    return app_registry(app, named)
 
 
 def app_registry(app, name):

@@ -7,7 +7,8 @@ from ..failures import what_went_wrong
 
 
 class ConfigProblem(Exception):
-    """The config file or the database it names cannot be used: one line, exit status 2."""
+    """The config file or the database it names cannot be used: one line, exit status 2. What
+    it quotes is escaped (fftelemetry.shown) where it is raised."""
 
 
 class CommandError(Exception):

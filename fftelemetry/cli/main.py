@@ -16,7 +16,6 @@ import sys
 
 from ..failures import CANNOT_WRITE, NOT_WRITTEN
 from ..scripting import close_databases
-from ..shown import shown
 from . import COMMAND_NAMES, create_user, cron, delete, instructions, pack, status
 from .bootstrap import load_registry
 from .collecting import collect_unless_busy
@@ -145,8 +144,8 @@ def run_loaded(args):
     may_write = not getattr(args, "dry_run", False)  # a dry run changes nothing at all
     try:
         registry = load_registry(args.config_uri, may_write=may_write)
-    except ConfigProblem as exc:  # it names the file given, and may quote what is in it
-        print(f"fftelemetry: {shown(exc)}", file=sys.stderr)
+    except ConfigProblem as exc:  # escaped where it was raised
+        print(f"fftelemetry: {exc}", file=sys.stderr)
         return 2
     return run_on(registry, args)
 

@@ -163,10 +163,12 @@ def test_missing_config_is_one_line_and_status_2(tmp_path, run_cli):
 
 def test_a_config_named_with_what_a_terminal_acts_on_is_shown_escaped(tmp_path, run_cli):
     # an escape sequence, a right-to-left override, a C1 line break (plaster drops a \n, as
-    # urllib's parsing does)
-    name = tmp_path / "nope\x1b[2J\u202e\x85.ini"
+    # urllib's parsing does), and the four characters \x85, their backslash written \\
+    name = tmp_path / "nope\x1b[2J\u202e\x85\\x85.ini"
     result = run_cli("status", str(name))
-    assert_one_line(result, 2, f"config file {tmp_path}/nope\\x1b[2J\\u202e\\x85.ini not found")
+    assert_one_line(
+        result, 2, f"config file {tmp_path}/nope\\x1b[2J\\u202e\\x85\\\\x85.ini not found"
+    )
     assert result.stderr.rstrip("\n").isprintable()
 
 

@@ -3,7 +3,7 @@ escaped, in the lines of the app's and the receiver's error views and of a retri
 
 The method is any text a WSGI server hands on (waitress takes only a token; others may not). The
 address is WebOb's request.path, percent-encoded again (PATH_INFO is decoded: /%0a would be a line
-break), and is shown so."""
+break), and is shown so. A backslash is written \\\\, so that no escape in a line is forged."""
 
 import logging
 from contextlib import nullcontext
@@ -136,3 +136,16 @@ def test_the_receiver_logs_a_failed_request_escaped(receiver_app, caplog, view, 
     send(receiver_app(**HOOK), f"/{view}{ADDRESS}", status)
     [line] = logged_lines(caplog)
     assert line.startswith(f"{SHOWN.replace(' /', f' /{view}/')} {said}")
+
+
+def test_a_backslash_is_escaped_so_no_escape_is_forged(make_site, receiver_app, caplog):
+    """The two characters \\n, with nothing else to escape: written as they are, they read as an
+    escaped line break. In the method, and in a storage error quoting the address (a backslash
+    is %5C in WebOb's path, decoded in the error)."""
+    site = make_site(**HOOK)
+    webob.Request.blank("/store/x%5CnFAKE", method="GET\\nFAKE").get_response(site.app)
+    webob.Request.blank("/bug/x", method="GET\\nFAKE").get_response(receiver_app(**HOOK))
+    assert logged_lines(caplog) == [
+        "GET\\\\nFAKE /store/x%5CnFAKE not saved: StorageError: cannot store x\\\\nFAKE",
+        "GET\\\\nFAKE /bug/x failed",
+    ]

@@ -354,6 +354,26 @@ def test_what_a_terminal_would_act_on_in_an_answer_is_shown_escaped(db, caplog):
     assert len(outcome.error) < 400
 
 
+def test_a_backslash_in_an_answer_is_escaped_so_no_escape_is_forged(db, caplog):
+    # the two characters \n, with nothing else to escape, would read as an escaped line break
+    collect(db, 1)
+    caplog.set_level(logging.INFO, logger="fftelemetry")
+    errors = []
+    for reason in ("ok\\nFAKE", "ok\nFAKE"):
+        with serving(refusing(reason)) as url:
+            errors.append(submit_pending(db, settings_for(url)).error)
+    assert errors == [
+        "the receiver answered HTTP 400: ok\\\\nFAKE",
+        "the receiver answered HTTP 400: ok\\nFAKE",
+    ]
+    # the answer as it came: the backslash of its JSON's own escapes is written \\ too
+    answers = [m for m in caplog.messages if m.startswith("Result of submission")]
+    assert answers == [
+        'Result of submission [400]: {"error": "ok\\\\\\\\nFAKE"}',
+        'Result of submission [400]: {"error": "ok\\\\nFAKE"}',
+    ]
+
+
 def test_an_answer_is_cut_between_two_escapes_not_inside_one(db):
     # "a" then ESC: 1 + 4 * 74 characters escaped, and a 75th \x1b would pass 300
     collect(db, 1)
