@@ -1,6 +1,10 @@
 """Text from outside (a request's address or method, a receiver's answer, an exception naming a
 file) as it goes into a log or console line."""
 
+# Outside text in a log line (a request line, an error's text) is cut to this: no address of
+# ours is a tenth of it, and waitress takes a request line up to its 256 KB header limit.
+LOGGED_CHARS = 300
+
 
 def shown(text, limit=None):
     """`text` on one line, every character a terminal would act on written as its escape: a
@@ -26,7 +30,7 @@ def shown(text, limit=None):
 
 
 def request_line(request):
-    """"GET /path" for a log line: the method is whatever text the WSGI server hands on. The
-    path is WebOb's, percent-encoded again (PATH_INFO is decoded: /%0a is a line break in it,
-    /%5c a backslash), and goes through the same escape."""
-    return shown(f"{request.method} {request.path}")
+    """"GET /path" for a log line, cut to LOGGED_CHARS: the method is whatever text the WSGI
+    server hands on. The path is WebOb's, percent-encoded again (PATH_INFO is decoded: /%0a is
+    a line break in it, /%5c a backslash), and goes through the same escape."""
+    return shown(f"{request.method} {request.path}", LOGGED_CHARS)

@@ -1,5 +1,6 @@
 """What a client sends reaches the log on one line, with every character a terminal would act on
-escaped, in the lines of the app's and the receiver's error views and of a retried conflict.
+escaped and cut to 300 characters, in the lines of the app's and the receiver's error views and
+of a retried conflict.
 
 The method is any text a WSGI server hands on (waitress takes only a token; others may not). The
 address is WebOb's request.path, percent-encoded again (PATH_INFO is decoded: /%0a would be a line
@@ -149,3 +150,30 @@ def test_a_backslash_is_escaped_so_no_escape_is_forged(make_site, receiver_app, 
         "GET\\\\nFAKE /store/x%5CnFAKE not saved: StorageError: cannot store x\\\\nFAKE",
         "GET\\\\nFAKE /bug/x failed",
     ]
+
+
+# waitress takes a request line up to its 256 KB header limit
+LONG = "/FAKE" + "a" * 60_000
+
+
+@pytest.mark.parametrize(
+    "receiver, view, count",
+    [
+        (False, "bug", 1),
+        (False, "conflict", 3),  # two retries, then gave up
+        (False, "store", 1),  # the error quotes the address too
+        (True, "bug", 1),
+        (True, "conflict", 1),  # the receiver logs no retries
+    ],
+)
+def test_a_long_request_line_is_cut(make_site, receiver_app, caplog, receiver, view, count):
+    app = receiver_app(**HOOK) if receiver else make_site(**HOOK).app
+    caplog.set_level(logging.INFO)
+    answer = webob.Request.blank(f"/{view}{LONG}").get_response(app)
+    assert answer.status_int in (500, 503)
+    lines = logged_lines(caplog)
+    assert len(lines) == count
+    said = f"GET /{view}{LONG}"
+    for line in lines:
+        assert f"{said[:300]}... ({len(said)} characters) " in line, line[:400]
+        assert len(line) < 800
