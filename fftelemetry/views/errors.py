@@ -1,7 +1,7 @@
 """Error pages: sign in first (anonymous), 403, 404, a stale form (bad CSRF token) or a query a
-page cannot use (400), 405 for a GET on a URL that only a form's POST may use, 503 when the
-database cannot write, cannot be reached, keeps conflicting or is of another generation, and 500
-for anything else.
+page cannot use (400), 405 for a GET on a URL that only a form's POST may use and for a POST
+(PUT...) on the preview or the export, which are only read, 503 when the database cannot write,
+cannot be reached, keeps conflicting or is of another generation, and 500 for anything else.
 
 A response to an exception carries no session cookie (`set_on_exception=False` in
 fftelemetry.security): what the failed request put in the session (a sign-in, a "Welcome!") is
@@ -104,10 +104,12 @@ def bad_request(exc, request):
     return error_page(request, 400, "Bad request", message)
 
 
-@view_config(context=Root, name="logout")
-@view_config(context=RecordsView, name="submit")
-@view_config(context=RecordsView, name="delete-all")
-@view_config(context=RecordsView, name="delete-submitted")
+# require_csrf=False on these 405s: they change nothing, and a PUT or DELETE without a token was
+# told its form had expired, as if the method would have done with one.
+@view_config(context=Root, name="logout", require_csrf=False)
+@view_config(context=RecordsView, name="submit", require_csrf=False)
+@view_config(context=RecordsView, name="delete-all", require_csrf=False)
+@view_config(context=RecordsView, name="delete-submitted", require_csrf=False)
 def use_the_button(context, request):
     """Any method but POST on an action URL: explain, change nothing (Firefly III's GET
     actions could be triggered by a link prefetch)."""
@@ -119,6 +121,24 @@ def use_the_button(context, request):
         "Use the button on the page instead.",
     )
     response.allow = ("POST",)
+    return response
+
+
+# Without a request_method, as use_the_button: Pyramid tries the GET view first, so this one
+# gets only the methods it does not take, which were the 404 page ("There is no page at this
+# address") for an address the records page links to.
+@view_config(context=RecordsView, name="preview", require_csrf=False)
+@view_config(context=RecordsView, name="export.json", require_csrf=False)
+def only_to_read(context, request):
+    """Any method but GET and HEAD on the preview or the export: they are read, not sent to."""
+    response = error_page(
+        request,
+        405,
+        "Only to read",
+        "This address is only read (GET), as its link on the records page does; "
+        "nothing was changed.",
+    )
+    response.allow = ("GET", "HEAD")
     return response
 
 

@@ -98,6 +98,33 @@ def test_forged_posts_change_nothing(site, admin, action):
     assert store_rows(site) == before
 
 
+# an address, the methods it takes and what its 405 says
+ONE_METHOD = [(f"{RECORDS}/{action}", "POST", "Use the button") for action in ACTIONS] + [
+    ("/logout", "POST", "Use the button"),
+    (f"{RECORDS}/preview", "GET, HEAD", "only read (GET)"),
+    (f"{RECORDS}/export.json", "GET, HEAD", "only read (GET)"),
+]
+
+
+@pytest.mark.parametrize(("url", "allowed", "said"), ONE_METHOD)
+def test_a_method_an_address_does_not_take_is_a_405_token_or_not(site, admin, url, allowed, said):
+    """The preview and the export answered a POST (a PUT...) with the 404 page, "There is no page
+    at this address"; the actions answered a PUT or DELETE without a token with the page of an
+    expired form, as if the method would have done with one."""
+    site.seed(3, submitted=1)
+    before = store_rows(site)
+    token = admin.get("/preferences").forms["preferences"]["csrf_token"].value
+    for method in ("POST", "PUT", "DELETE", "PATCH", "OPTIONS"):
+        if method in allowed:
+            continue
+        for form in ({}, {"csrf_token": token}):
+            page = admin.request(url, method=method, POST=form, status=405)
+            assert page.headers["Allow"] == allowed
+            assert said in page.text and "nothing was changed" in page.text
+    assert store_rows(site) == before
+    admin.get("/preferences", status=200)  # still signed in
+
+
 # -- the status page ------------------------------------------------------------------------------
 
 
