@@ -458,6 +458,18 @@ def test_a_bad_query_says_what_is_wrong(admin):
     assert "show must be one of all, pending, submitted." in page.text
 
 
+@pytest.mark.parametrize("name", ["before", "after"])
+def test_a_key_is_ascii_digits_of_any_length(admin, name):
+    """As the page's links write a key. int() read " 7", "+7", "1_000" and other scripts'
+    digits as numbers, and refused more than 4,300 digits as "not a whole number"."""
+    for loose in (" 7", "+7", "1_000", "\uff11\uff12", "\u0665"):
+        page = admin.get(RECORDS, {name: loose}, status=400)
+        assert f"This address cannot be shown: {name} must be a whole number." in page.text
+    for long in ("9" * 5000, "-" + "1" * 4301, "1" + "0" * 19):
+        page = admin.get(RECORDS, {name: long}, status=400)
+        assert f"This address cannot be shown: {name} is out of range." in page.text
+
+
 @pytest.mark.parametrize("before", ["1", str(-(2**63))])  # the least: a 500 (below it, no key)
 def test_an_empty_page_offers_the_way_back(site, admin, before):
     page = admin.get(RECORDS, {"before": before})
