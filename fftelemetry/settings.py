@@ -185,22 +185,25 @@ class Sources:
         return value, found.source
 
     def number(self, ini_name, default, minimum, maximum):
-        """`minimum` to `maximum`, in ASCII digits (and a decimal point if `default` is a
-        float): int() and float() would take "+7", "9_0" and other scripts' digits too, and
-        float() "nan", which passes every bound, and "inf" or "1e400", which cron's POST raised
-        on."""
-        raw = self.ini.get(ini_name)
-        if not _given(raw):
-            return default
-        text, kind = str(raw).strip(), type(default)
-        if not (DECIMAL_NUMBER if kind is float else WHOLE_NUMBER).fullmatch(text):
-            raise SettingsError(f"{ini_name}={raw!r} is not a number")
-        value = kind(Decimal(text))  # not int(text): a number of 4,301 digits raises there
-        if value < minimum:
-            raise SettingsError(f"{ini_name}={raw!r} must be at least {minimum}")
-        if value > maximum:
-            raise SettingsError(f"{ini_name}={raw!r} must be at most {maximum}")
-        return value
+        return parse_number(ini_name, self.ini.get(ini_name), default, minimum, maximum)
+
+
+def parse_number(name, raw, default, minimum, maximum):
+    """`minimum` to `maximum`, in ASCII digits (and a decimal point if `default` is a float):
+    int() and float() would take "+7", "9_0" and other scripts' digits too, and float() "nan",
+    which passes every bound, and "inf" or "1e400", which cron's POST raised on. The receiver
+    reads its limits with it too."""
+    if not _given(raw):
+        return default
+    text, kind = str(raw).strip(), type(default)
+    if not (DECIMAL_NUMBER if kind is float else WHOLE_NUMBER).fullmatch(text):
+        raise SettingsError(f"{name}={raw!r} is not a number")
+    value = kind(Decimal(text))  # not int(text): a number of 4,301 digits raises there
+    if value < minimum:
+        raise SettingsError(f"{name}={raw!r} must be at least {minimum}")
+    if value > maximum:
+        raise SettingsError(f"{name}={raw!r} must be at most {maximum}")
+    return value
 
 
 def check_url(url, setting):

@@ -13,24 +13,17 @@ from pyramid.renderers import JSON
 
 from .. import open_database, require_database
 from ..request import no_subpath, reject_undecodable_address
+from ..settings import SettingsError, parse_number
 from ..shutdown import close_on_exit
 from .resources import GENERATIONS, root_factory
 
-DEFAULT_MAX_RECORDS = 2000
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024
-
-
-def _positive_int(settings, name, default):
-    raw = str(settings.get(name, "") or "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SystemExit(f"fftelemetry receiver: {name}={raw!r} is not a number") from None
-    if value < 1:
-        raise SystemExit(f"fftelemetry receiver: {name}={raw!r} must be at least 1")
-    return value
+# (default, least, most), read as the app reads its numbers: a most an operator could want (the
+# sender's batch_size is at most 10,000 records; waitress's max_request_body_size in receiver.ini
+# is what bounds the memory a body takes, 2 MiB there).
+LIMITS = {
+    "receiver.max_records": (2000, 1, 100_000),
+    "receiver.max_body_bytes": (1024 * 1024, 1, 256 * 1024 * 1024),
+}
 
 
 def one_batch_at_a_time(handler, registry):
@@ -56,12 +49,11 @@ def main(global_config, **settings):
     require_database(settings, "fftelemetry receiver")
     settings.setdefault("tm.manager_hook", "pyramid_tm.explicit_manager")
     settings.setdefault("retry.attempts", "3")
-    settings["receiver.max_records"] = _positive_int(
-        settings, "receiver.max_records", DEFAULT_MAX_RECORDS
-    )
-    settings["receiver.max_body_bytes"] = _positive_int(
-        settings, "receiver.max_body_bytes", DEFAULT_MAX_BODY_BYTES
-    )
+    for name, bounds in LIMITS.items():
+        try:
+            settings[name] = parse_number(name, settings.get(name), *bounds)
+        except SettingsError as exc:
+            raise SystemExit(f"fftelemetry receiver: {exc}") from None
     with Configurator(settings=settings, root_factory=root_factory) as config:
         config.include("pyramid_retry")
         config.include("pyramid_tm")

@@ -404,6 +404,23 @@ def test_bad_limits_stop_start_up_in_one_line():
     assert str(info.value).startswith("fftelemetry receiver: no database: set zodbconn.uri")
 
 
+@pytest.mark.parametrize(
+    "name, raw, says",
+    [
+        ("receiver.max_records", "+7", "is not a number"),  # int() took these three
+        ("receiver.max_records", "2_000", "is not a number"),
+        ("receiver.max_body_bytes", "\u0665", "is not a number"),
+        ("receiver.max_records", "100001", "must be at most 100000"),  # there was no most
+        ("receiver.max_body_bytes", "9" * 5000, "must be at most 268435456"),
+    ],
+)
+def test_a_limit_is_ascii_digits_within_bounds(name, raw, says):
+    """The receiver reads its limits as the app reads its numbers (settings.parse_number)."""
+    with pytest.raises(SystemExit) as info:
+        main({}, **{"zodbconn.uri": "memory://", name: raw})
+    assert str(info.value) == f"fftelemetry receiver: {name}={raw!r} {says}"
+
+
 def test_no_zeo_server_stops_start_up_in_one_line(tmp_path):
     # as the app says it: the receiver showed ZEO's traceback
     with pytest.raises(SystemExit) as info:
