@@ -3,6 +3,8 @@
 from ZEO.Exceptions import ClientDisconnected
 from ZODB.POSException import ConflictError, StorageError
 
+from .shown import error_text
+
 # The storage cannot write: a full disk (OSError), a read-only or lost database (StorageError).
 CANNOT_WRITE = (OSError, StorageError)
 # A write that did not happen: the storage cannot write, or it conflicted on every attempt (a
@@ -21,9 +23,10 @@ def why_not_written(exc):
 def what_went_wrong(exc):
     """A failed write for a console line: the exception's kind and text, or, for a lost ZEO
     server (whose exception has no text) and a conflict on every attempt (whose text is ZODB's
-    oids and serials, nothing an operator can act on), what happened."""
+    oids and serials, nothing an operator can act on), what happened. Not escaped: the line
+    that shows it escapes it (fftelemetry.shown)."""
     if isinstance(exc, ClientDisconnected):
         return "the ZEO server cannot be reached"
     if isinstance(exc, ConflictError):  # raised once run_in_transaction's attempts are spent
         return "conflicting writes on every attempt: another process kept changing the same data"
-    return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__}: {error_text(exc)}"

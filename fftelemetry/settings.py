@@ -57,7 +57,9 @@ DECIMAL_NUMBER = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)")
 
 
 class SettingsError(ValueError):
-    """A configuration value we refuse; its message is one line meant for the operator."""
+    """A configuration value we refuse; its message is one line meant for the operator. It
+    quotes a value as written, '...', not escaped: the line that prints it escapes it, once
+    (fftelemetry.shown); a repr() here would be escaped twice, each backslash doubled."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,7 @@ def parse_bool(name, raw):
     if word in FALSE_WORDS:
         return False
     raise SettingsError(
-        f"{name}={raw!r} is not understood: use true or false (also 1/0, yes/no, on/off)"
+        f"{name}='{raw}' is not understood: use true or false (also 1/0, yes/no, on/off)"
     )
 
 
@@ -135,14 +137,15 @@ def read_env_file(path):
                 f"{path}: the .env file is a link to {os.readlink(path)}, which does not exist"
             ) from None
         return {}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SettingsError(f"{path}: cannot read .env file ({exc})") from exc
+    except (OSError, UnicodeDecodeError) as exc:  # an OSError's text repeats the name, repr()'d
+        reason = getattr(exc, "strerror", None) or exc
+        raise SettingsError(f"{path}: cannot read .env file ({reason})") from exc
     values = {}
     for binding in parse_stream(_StringStream(text)):
         if binding.error:
             raise SettingsError(
                 f"{path}: line {binding.original.line} of the .env file cannot be parsed: "
-                f"{binding.original.string.strip()[:60]!r}"
+                f"'{binding.original.string.strip()[:60]}'"
             )
         if binding.key is not None:
             values[binding.key] = binding.value or ""
@@ -197,12 +200,12 @@ def parse_number(name, raw, default, minimum, maximum):
         return default
     text, kind = str(raw).strip(), type(default)
     if not (DECIMAL_NUMBER if kind is float else WHOLE_NUMBER).fullmatch(text):
-        raise SettingsError(f"{name}={raw!r} is not a number")
+        raise SettingsError(f"{name}='{raw}' is not a number")
     value = kind(Decimal(text))  # not int(text): a number of 4,301 digits raises there
     if value < minimum:
-        raise SettingsError(f"{name}={raw!r} must be at least {minimum}")
+        raise SettingsError(f"{name}='{raw}' must be at least {minimum}")
     if value > maximum:
-        raise SettingsError(f"{name}={raw!r} must be at most {maximum}")
+        raise SettingsError(f"{name}='{raw}' must be at most {maximum}")
     return value
 
 
@@ -263,7 +266,7 @@ def env_file_for(global_config, ini):
         return os.path.join(here, ".env") if here else None
     path = os.path.join(here or "", os.path.expanduser(explicit))
     if not os.path.exists(path):
-        raise SettingsError(f"fftelemetry.env_file={explicit!r}: there is no file {path}")
+        raise SettingsError(f"fftelemetry.env_file='{explicit}': there is no file {path}")
     return path
 
 
@@ -283,7 +286,7 @@ def load(ini, global_config=None, environ=None):
     given = (found.value or DEFAULT_TELEMETRY_URL).strip()
     # errors name the setting, and show the value, as the operator wrote them
     name = "fftelemetry.telemetry_url" if found.source == "ini" else "TELEMETRY_URL"
-    setting = f"{name}={shown_url(given)!r}"
+    setting = f"{name}='{shown_url(given)}'"
     scheme, sep, rest = given.partition("://")
     if not sep or scheme.lower() not in ("http", "https"):  # HTTPS://host will do too
         raise SettingsError(f"{setting} must start with http:// or https://")
@@ -312,7 +315,7 @@ def load(ini, global_config=None, environ=None):
     profile = (sources.lookup(None, "fftelemetry.password_profile").value or "default").strip()
     if profile not in HASHING_PROFILES:
         raise SettingsError(
-            f"fftelemetry.password_profile={profile!r}: use one of {', '.join(HASHING_PROFILES)}"
+            f"fftelemetry.password_profile='{profile}': use one of {', '.join(HASHING_PROFILES)}"
         )
     return AppSettings(
         send_telemetry=send,

@@ -1,5 +1,11 @@
 """Text from outside (a request's address or method, a receiver's answer, an exception naming a
-file) as it goes into a log or console line."""
+file) as it goes into a log or console line.
+
+Escaped once, where the line is written: a message quotes what it names as it is, '...', and
+never repr()s it, since shown() writes a backslash \\\\ and a repr()'d backslash would come out
+doubled."""
+
+import os
 
 # Outside text in a log line (a request line, an error's text) is cut to this: no address of
 # ours is a tenth of it, and waitress takes a request line up to its 256 KB header limit.
@@ -27,6 +33,20 @@ def shown(text, limit=None):
     if len(pieces) == len(text):
         return "".join(pieces)
     return f"{''.join(pieces)}... ({len(text)} characters)"
+
+
+def error_text(exc):
+    """An exception's text for shown(): an OSError's file names quoted as they are, where its
+    str() repr()s them (the path C:\\dir would come out with four backslashes)."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        names = (name for name in (exc.filename, exc.filename2) if name is not None)
+        quoted = " -> ".join(f"'{_file_name(name)}'" for name in names)
+        return f"[Errno {exc.errno}] {exc.strerror}: {quoted}"
+    return str(exc)
+
+
+def _file_name(name):
+    return os.fsdecode(name) if isinstance(name, str | bytes | os.PathLike) else str(name)
 
 
 def request_line(request):

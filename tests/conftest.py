@@ -27,6 +27,10 @@ from fftelemetry.scripting import close_databases
 # Variables that steer the application; every test starts without them.
 STEERING_VARIABLES = ("SEND_TELEMETRY", "DO_NOT_TRACK", "TELEMETRY_URL", "FFTELEMETRY_SECRET")
 SECRET = "test-secret-that-is-long-enough"
+# Outside text a log or console line quotes: a Windows path's backslash, an escape sequence (it
+# clears the screen) and a line break (a forged line after it); and that text escaped once.
+OUTSIDE = "C:\\dir\x1b[2J\nFAKE LINE"
+OUTSIDE_SHOWN = "C:\\\\dir\\x1b[2J\\nFAKE LINE"
 
 
 def pytest_configure(config):

@@ -17,7 +17,7 @@ from ZODB.FileStorage.FileStorage import FileStorageFormatError
 
 from .. import NO_EVOLVE
 from ..scripting import close_databases
-from ..shown import shown
+from ..shown import error_text, shown
 from .errors import ConfigProblem
 
 
@@ -87,7 +87,7 @@ def config_path(config_uri):
 
 
 def one_line(exc):
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = " ".join(error_text(exc).split()) or type(exc).__name__
     return text if len(text) <= 300 else text[:297] + "..."
 
 

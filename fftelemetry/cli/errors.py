@@ -12,7 +12,8 @@ class ConfigProblem(Exception):
 
 
 class CommandError(Exception):
-    """An expected failure of a command: one line on stderr, then exit with `status`."""
+    """An expected failure of a command: one line on stderr, then exit with `status`. What it
+    quotes is quoted as it is: main escapes the line (fftelemetry.shown)."""
 
     def __init__(self, message, status=1):
         super().__init__(message)
@@ -30,7 +31,7 @@ class Verdict(Exception):
 
 def cannot_write(exc):
     """What main says when a write fails, unless the command's module says it in its own words
-    (its own `cannot_write`)."""
+    (its own `cannot_write`); main escapes it."""
     return (
         f"could not write ({what_went_wrong(exc)}); the change in progress was rolled back"
         f"{try_again(exc)}"

@@ -16,6 +16,7 @@ import sys
 
 from ..failures import CANNOT_WRITE, NOT_WRITTEN
 from ..scripting import close_databases
+from ..shown import shown
 from . import COMMAND_NAMES, create_user, cron, delete, instructions, pack, status
 from .bootstrap import load_registry
 from .collecting import collect_unless_busy
@@ -169,7 +170,8 @@ def run_on(registry, args):
     except BrokenPipeError:
         raise  # stdout, not the database: see main()
     except NOT_WRITTEN as exc:  # a full disk, conflicts on every attempt: aborted whole
-        print(f"fftelemetry {args.command}: {args.cannot_write(exc)}", file=sys.stderr)
+        # the error's text is an outside one (a file's name, a storage's words): escaped here
+        print(f"fftelemetry {args.command}: {shown(args.cannot_write(exc))}", file=sys.stderr)
         write_failed = True
         return 1
     finally:
@@ -182,7 +184,7 @@ def run_command(registry, args):
     try:
         return args.run(registry, args)
     except CommandError as exc:
-        print(f"fftelemetry {args.command}: {exc}", file=sys.stderr)
+        print(f"fftelemetry {args.command}: {shown(exc)}", file=sys.stderr)
         return exc.status
     except (BrokenPipeError, OutputError, Verdict, *NOT_WRITTEN):
         raise  # said by main() and run_on()

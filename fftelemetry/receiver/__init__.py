@@ -14,6 +14,7 @@ from pyramid.renderers import JSON
 from .. import open_database, require_database
 from ..request import no_subpath, reject_undecodable_address
 from ..settings import SettingsError, parse_number
+from ..shown import shown
 from ..shutdown import close_on_exit
 from .resources import GENERATIONS, root_factory
 
@@ -53,7 +54,7 @@ def main(global_config, **settings):
         try:
             settings[name] = parse_number(name, settings.get(name), *bounds)
         except SettingsError as exc:
-            raise SystemExit(f"fftelemetry receiver: {exc}") from None
+            raise SystemExit(f"fftelemetry receiver: {shown(exc)}") from None
     with Configurator(settings=settings, root_factory=root_factory) as config:
         config.include("pyramid_retry")
         config.include("pyramid_tm")

@@ -46,8 +46,9 @@ def check_content_type(header):
         param.startswith("charset=") for param in params if param
     ):
         return
-    shown = repr(header[:60]) if header else "none"
-    raise Invalid(f"expected Content-Type application/json, got {shown}", status=415)
+    # quoted as sent, not repr()'d: the sender escapes the answer's error for its log
+    given = f"'{header[:60]}'" if header else "none"
+    raise Invalid(f"expected Content-Type application/json, got {given}", status=415)
 
 
 def parse_batch(body, max_records):
@@ -133,7 +134,7 @@ def _object(pairs):
 
 def check_record(index, item):
     def fail(field, problem):
-        where = f"record {index}" if field is None else f"record {index}, field {field!r}"
+        where = f"record {index}" if field is None else f"record {index}, field '{field}'"
         return Invalid(f"{where}: {problem}", record=index, field=field)
 
     if not isinstance(item, dict):
@@ -144,8 +145,8 @@ def check_record(index, item):
     if missing:
         raise fail(sorted(missing)[0], f"missing field(s) {', '.join(sorted(missing))}")
     if unknown:
-        shown = ", ".join(repr(name)[:40] for name in sorted(unknown)[:5])
-        raise fail(sorted(unknown)[0][:40], f"unknown field(s) {shown}")
+        names = ", ".join(f"'{name[:38]}'" for name in sorted(unknown)[:5])
+        raise fail(sorted(unknown)[0][:40], f"unknown field(s) {names}")
     checked = {}
     for field in ("id", "installation_id"):
         try:
@@ -161,7 +162,7 @@ def check_record(index, item):
     except catalog.CatalogError as exc:
         raise fail("key", str(exc)) from None
     if item["type"] != entry.type:
-        raise fail("type", f"{item['key']} records are of type {entry.type!r}")
+        raise fail("type", f"{item['key']} records are of type '{entry.type}'")
     try:
         checked["value"] = entry.validate(item["value"])
     except catalog.CatalogError as exc:

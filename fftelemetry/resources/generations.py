@@ -23,6 +23,7 @@ import logging
 from ZODB.POSException import ConflictError
 
 from ..scripting import own_connection
+from ..shown import error_text, shown
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,8 @@ class Generations:
             log.exception("evolving %s to generation %d failed", database, found + 1)
             raise GenerationError(
                 f"evolving {database} from generation {found} to {found + 1} failed "
-                f"({type(exc).__name__}: {exc}); it is left at generation {found}, nothing of "
-                "the step was stored"
+                f"({type(exc).__name__}: {shown(error_text(exc))}); it is left at generation "
+                f"{found}, nothing of the step was stored"
             ) from None
         log.info("evolved %s to generation %d", database, found + 1)
 

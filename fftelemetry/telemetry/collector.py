@@ -10,6 +10,7 @@ import logging
 
 from .. import catalog
 from ..resources import telemetry_store
+from ..shown import shown
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class Telemetry:
         except catalog.CatalogError as exc:
             if self.settings.strict_catalog:
                 raise
-            log.warning("telemetry value dropped: %s", exc)
+            log.warning("telemetry value dropped: %s", shown(exc))
             return None
         if not self.enabled:
             return None

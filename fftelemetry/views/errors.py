@@ -26,7 +26,7 @@ from ZODB.POSException import ConflictError, StorageError
 from ..failures import why_not_written
 from ..resources import RecordsView, Root
 from ..resources.generations import GenerationError
-from ..shown import LOGGED_CHARS, request_line, shown
+from ..shown import LOGGED_CHARS, error_text, request_line, shown
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def cannot_save(exc, request):
     """The database could not write (a full disk, a lost ZEO server...). pyramid_tm renders this
     for an error raised by the commit too; the transaction is aborted, so nothing half-saved."""
     # any OSError lands here, and its text may quote a name that came from outside
-    error = shown(exc, LOGGED_CHARS)
+    error = shown(error_text(exc), LOGGED_CHARS)
     log.error("%s not saved: %s: %s", request_line(request), type(exc).__name__, error)
     return error_page(  # the log above has the error's text, file names included
         request,

@@ -24,7 +24,7 @@ from fftelemetry.cli.instructions import is_docker
 from fftelemetry.resources import telemetry_store_in
 from fftelemetry.resources.store import utcnow
 from fftelemetry.telemetry.sender import submit_pending
-from tests.conftest import SECRET, Stub, file_size_limit, serving
+from tests.conftest import OUTSIDE, OUTSIDE_SHOWN, SECRET, Stub, file_size_limit, serving
 
 
 def stored(tmp_path):
@@ -176,6 +176,25 @@ def test_a_file_the_ini_names_is_shown_escaped(write_ini, run_cli):
     # an ini value may hold a line break (a continuation line)
     result = run_cli("status", write_ini(**{"fftelemetry.env_file": "gone\n  FAKE\x1b[2J.env"}))
     assert_one_line(result, 2, "there is no file ", "gone\\nFAKE\\x1b[2J.env")
+    assert result.stderr.rstrip("\n").isprintable()
+
+
+def test_a_setting_start_up_refuses_is_escaped_once(write_ini, run_cli, monkeypatch):
+    # repr()'d in the message, then escaped again: C:\dir came out as C:\\\\dir
+    monkeypatch.setenv("TELEMETRY_URL", f"http://h/{OUTSIDE}")
+    result = run_cli("status", write_ini())
+    assert result.returncode == 2, result.stderr
+    line = f"fftelemetry: TELEMETRY_URL='http://h/{OUTSIDE_SHOWN}' is not a valid URL\n"
+    assert result.stderr == line
+
+
+def test_a_file_an_error_names_is_escaped_once(tmp_path, write_ini, run_cli):
+    # an OSError's text repr()s the file's name, and the line escaped that again (a zodbconn.uri
+    # cannot hold a line break)
+    ini = write_ini(**{"zodbconn.uri": f"file://{tmp_path}/gone/C:\\dir\x1b[2J.fs"})
+    result = run_cli("status", ini)
+    named = f"'{tmp_path}/gone/C:\\\\dir\\x1b[2J.fs.lock'"
+    assert_one_line(result, 2, f": [Errno 2] No such file or directory: {named}")
     assert result.stderr.rstrip("\n").isprintable()
 
 

@@ -6,6 +6,7 @@ The method is any text a WSGI server hands on (waitress takes only a token; othe
 address is WebOb's request.path, percent-encoded again (PATH_INFO is decoded: /%0a would be a line
 break), and is shown so. A backslash is written \\\\, so that no escape in a line is forged."""
 
+import errno
 import logging
 from contextlib import nullcontext
 
@@ -35,8 +36,9 @@ def any_address(config):
     (no view of traversal takes a subpath; a route's . takes no line break): /bug/... fails as a
     bug would, /conflict/... conflicts on every attempt, /write/... changes the root, written at
     the commit, /store/... fails as a storage whose error quotes what it was given (the address,
-    decoded). No storage the app runs on is known to quote a request's text, but cannot_save
-    takes any OSError or StorageError, whatever its text."""
+    decoded), /file/... as an OSError naming a file after it (its text repr()s the name). No
+    storage the app runs on is known to quote a request's text, but cannot_save takes any
+    OSError or StorageError, whatever its text."""
 
     def bug(request):
         raise RuntimeError("a bug")
@@ -51,7 +53,12 @@ def any_address(config):
     def store(request):
         raise StorageError(f"cannot store {request.matchdict['rest']}")
 
-    for name, view in (("bug", bug), ("conflict", conflict), ("write", write), ("store", store)):
+    def file(request):
+        name = f"C:\\dir\\{request.matchdict['rest']}"
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", name)
+
+    views = {"bug": bug, "conflict": conflict, "write": write, "store": store, "file": file}
+    for name, view in views.items():
         config.add_route(name, f"/{name}/{{rest:[\\s\\S]*}}")
         config.add_view(view, route_name=name, require_csrf=False)
 
@@ -106,6 +113,9 @@ def test_the_app_logs_a_refused_request_escaped(site, caplog):
         ("write", 503, ["not saved: OSError: [Errno 27] File too large"]),
         ("store", 503, ["not saved: StorageError: cannot store x\\nFAKE LOG LINE\\x1b[2J"
                         "\\u202e\\u2028"]),
+        # escaped once: repr() in the OSError's text and then shown() doubled each backslash
+        ("file", 503, ["not saved: FileNotFoundError: [Errno 2] No such file or directory: "
+                       "'C:\\\\dir\\\\x\\nFAKE LOG LINE\\x1b[2J\\u202e\\u2028'"]),
     ],
 )
 def test_the_app_logs_a_failed_request_escaped(make_site, caplog, view, status, said):

@@ -15,15 +15,28 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 import pytest
 import transaction
 import trustme
+import webtest
 from ZODB import DB
 from ZODB.FileStorage import FileStorage
 
 from fftelemetry import __version__
+from fftelemetry.receiver import main as receiver_main
 from fftelemetry.resources import telemetry_store_in
+from fftelemetry.scripting import close_databases
 from fftelemetry.settings import load
 from fftelemetry.telemetry.sender import Outcome, pending_bodies, submit_pending
 from fftelemetry.telemetry.status import status_facts
-from tests.conftest import SECRET, STUB_ANSWER, STUB_UUID, Stub, file_size_limit, serving
+from tests.conftest import (
+    OUTSIDE,
+    OUTSIDE_SHOWN,
+    SECRET,
+    STUB_ANSWER,
+    STUB_UUID,
+    Stub,
+    file_size_limit,
+    serving,
+)
+from tests.functional.test_receiver import record
 
 
 def settings_for(url, **overrides):
@@ -443,6 +456,32 @@ def test_the_receivers_reason_for_a_refusal_is_kept(db, tmp_path):
         "the receiver answered HTTP 400: record 0, field 'key': not a telemetry key"
     )
     assert counts(db)["pending"] == 1, "what this version may send stays pending"
+
+
+def test_a_value_the_receiver_refuses_is_escaped_once_where_the_sender_shows_it(db, tmp_path,
+                                                                                 caplog):
+    # A receiver of another version refuses a value of ours: the real receiver's answer to such
+    # a value, replayed. It repr()'d the value, and the sender escaped that again: C:\\dir came
+    # out as C:\\\\dir in the log and on the status page.
+    receiver = receiver_main({}, **{"zodbconn.uri": f"file://{tmp_path}/receiver.fs"})
+    try:
+        batch = json.dumps([record(value=OUTSIDE)]).encode()
+        answer = webtest.TestApp(receiver).post(
+            "/submit", batch, content_type="application/json", status=400
+        )
+    finally:
+        close_databases(receiver.registry)
+    collect(db, 1)
+    caplog.set_level(logging.INFO, logger="fftelemetry")
+    with serving(Stub(status="400 Bad Request", body=answer.body)) as url:
+        outcome = submit_pending(db, settings_for(url))
+    reason = (
+        f"record 0, field 'value': '{OUTSIDE_SHOWN}' is not a valid Python version"
+    )
+    assert outcome.error == f"the receiver answered HTTP 400: {reason}"
+    assert f"Telemetry submission failed: {outcome.error}; the records stay pending." in (
+        caplog.messages
+    )
 
 
 def test_a_full_disk_while_marking_keeps_the_batch_pending_and_says_so(db, fs_path):

@@ -8,7 +8,7 @@ from fftelemetry import main
 from fftelemetry.catalog import CatalogError
 from fftelemetry.request import AppRequest
 from fftelemetry.scripting import close_databases, request_environment
-from tests.conftest import app_settings
+from tests.conftest import OUTSIDE, OUTSIDE_SHOWN, app_settings
 
 
 def test_admin_telemetry_pages_answer_with_a_login_first(testapp):
@@ -61,6 +61,35 @@ def test_a_file_the_ini_names_is_shown_escaped_when_start_up_stops(tmp_path):
         main({"here": str(tmp_path)}, **settings)
     assert str(info.value).endswith(f"there is no file {tmp_path}/gone\\nFAKE\\x1b[2J.env")
     assert str(info.value).isprintable()
+
+
+@pytest.mark.parametrize(
+    ("setting", "given", "line"),
+    [
+        ("SEND_TELEMETRY", OUTSIDE, "SEND_TELEMETRY='{}' is not understood: use true or false "
+         "(also 1/0, yes/no, on/off)"),
+        ("TELEMETRY_URL", f"http://h/{OUTSIDE}", "TELEMETRY_URL='http://h/{}' is not a valid URL"),
+        ("fftelemetry.batch_size", OUTSIDE, "fftelemetry.batch_size='{}' is not a number"),
+        ("fftelemetry.password_profile", OUTSIDE,
+         "fftelemetry.password_profile='{}': use one of default, cheapest"),
+        ("fftelemetry.env_file", OUTSIDE,
+         "fftelemetry.env_file='{}': there is no file {tmp_path}/{}"),
+    ],
+)
+def test_a_value_in_the_line_that_stops_start_up_is_escaped_once(
+    tmp_path, monkeypatch, setting, given, line
+):
+    # pserve prints this line. The value was repr()'d in it, then escaped again: each backslash
+    # came out doubled, C:\\dir as C:\\\\dir, and \x1b as \\x1b.
+    if setting.isupper():  # an environment variable
+        monkeypatch.setenv(setting, given)
+        settings = app_settings(tmp_path)
+    else:
+        settings = app_settings(tmp_path, **{setting: given})
+    with pytest.raises(SystemExit) as info:
+        main({"here": str(tmp_path)}, **settings)
+    expected = line.replace("{tmp_path}", str(tmp_path)).replace("{}", OUTSIDE_SHOWN)
+    assert str(info.value) == f"fftelemetry: {expected}"
 
 
 def test_collect_through_the_request_respects_the_switch(make_app, tmp_path):
