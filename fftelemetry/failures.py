@@ -1,7 +1,7 @@
 """What a write that failed looks like, and how to say why in a few words."""
 
 from ZEO.Exceptions import ClientDisconnected
-from ZODB.POSException import ConflictError, StorageError
+from ZODB.POSException import ConflictError, ReadOnlyError, StorageError
 
 from .shown import error_text
 
@@ -22,11 +22,13 @@ def why_not_written(exc):
 
 def what_went_wrong(exc):
     """A failed write for a console line: the exception's kind and text, or, for a lost ZEO
-    server (whose exception has no text) and a conflict on every attempt (whose text is ZODB's
-    oids and serials, nothing an operator can act on), what happened. Not escaped: the line
-    that shows it escapes it (fftelemetry.shown)."""
+    server and a read-only database (whose exceptions have no text) and a conflict on every
+    attempt (whose text is ZODB's oids and serials, nothing an operator can act on), what
+    happened. Not escaped: the line that shows it escapes it (fftelemetry.shown)."""
     if isinstance(exc, ClientDisconnected):
         return "the ZEO server cannot be reached"
     if isinstance(exc, ConflictError):  # raised once run_in_transaction's attempts are spent
         return "conflicting writes on every attempt: another process kept changing the same data"
+    if isinstance(exc, ReadOnlyError):  # zodbconn.uri's read_only=true; it has no text either
+        return "the database is read-only"
     return f"{type(exc).__name__}: {error_text(exc)}"

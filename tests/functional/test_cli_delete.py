@@ -206,3 +206,21 @@ def test_a_delete_that_cannot_write_is_one_line_and_deletes_nothing(
     )
     assert len(stored(tmp_path)[1]) == 7
     assert run_cli("delete", "all", ini, "--yes").returncode == 0  # with room again
+
+
+def test_a_delete_on_a_read_only_database_is_one_line_and_deletes_nothing(
+    tmp_path, write_ini, run_cli, receiver
+):
+    # zodbconn.uri's read_only=true (a replica, say): ReadOnlyError has no text, and the line
+    # said "could not delete (ReadOnlyError: )"
+    sent_and_pending(tmp_path, write_ini, run_cli, receiver)
+    read_only = write_ini(
+        "read-only.ini", **{"zodbconn.uri": f"file://{tmp_path}/Data.fs?read_only=true"}
+    )
+    result = run_cli("delete", "all", read_only, "--yes")
+    assert_one_line(
+        result, 1, "fftelemetry delete: could not delete (the database is read-only); "
+        "nothing was deleted"
+    )
+    assert result.stdout == ""
+    assert len(stored(tmp_path)[1]) == 7
