@@ -6,6 +6,7 @@ transaction (see fftelemetry.scripting).
 
 import logging
 import os
+import stat
 from contextlib import contextmanager
 
 import plaster
@@ -26,10 +27,11 @@ def load_registry(config_uri, may_write=True):
     run): an older database is then refused, not evolved."""
     path = config_path(config_uri)
     named = shown(path or config_uri)  # as given, and may hold what a terminal acts on
-    if path and os.path.isdir(path):
-        raise ConfigProblem(f"{named} is a folder, not a config file")
     if path and not os.path.isfile(path):
-        raise ConfigProblem(f"config file {named} not found")
+        kind = what_is_there(path)
+        if kind is None:
+            raise ConfigProblem(f"config file {named} not found")
+        raise ConfigProblem(f"{named} is {kind}, not a config file")
     try:
         setup_logging(config_uri)
         _quiet_zeo_unless_configured()
@@ -51,6 +53,24 @@ def load_registry(config_uri, may_write=True):
     except Exception as exc:
         raise ConfigProblem(f"cannot load {named}: {shown(one_line(exc))}") from None
     return app_registry(app, named)
+
+
+def what_is_there(path):
+    """What a path that is no regular file names, or None if nothing: /dev/null or a FIFO was
+    said to be "not found"."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
 
 
 def app_registry(app, name):

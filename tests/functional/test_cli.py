@@ -198,6 +198,16 @@ def test_a_file_an_error_names_is_escaped_once(tmp_path, write_ini, run_cli):
     assert result.stderr.rstrip("\n").isprintable()
 
 
+def test_a_config_that_is_no_regular_file_is_named_for_what_it_is(tmp_path, run_cli):
+    # both were "config file ... not found"
+    fifo = tmp_path / "app.ini"
+    os.mkfifo(fifo)
+    assert_one_line(run_cli("status", str(fifo)), 2,
+                    f"fftelemetry: {fifo} is a named pipe (FIFO), not a config file")
+    assert_one_line(run_cli("status", os.devnull), 2,
+                    f"fftelemetry: {os.devnull} is a device, not a config file")
+
+
 def test_a_folder_or_a_name_without_suffix_is_one_line_and_status_2(tmp_path, run_cli):
     assert_one_line(run_cli("status", str(tmp_path)), 2, f"{tmp_path} is a folder, not a config")
     odd = tmp_path / "settings"
