@@ -294,8 +294,8 @@ def untemplated_status(config):
         )
         return Response(
             f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Telemetry'
-            f'</title><link rel="stylesheet" href="'
-            f'{request.static_url("fftelemetry:static/style.css")}"></head><body><header><nav>'
+            f'</title><link rel="stylesheet" href="{home}static/style.css"></head><body>'
+            f"<header><nav>"
             f'<a class="brand" href="{home}">fftelemetry</a>'
             f'<a href="{home}admin/telemetry">Telemetry</a>'
             f'<a href="{home}admin/telemetry/view">Records</a>'
@@ -316,7 +316,7 @@ def untemplated_status(config):
             f"</dd></dl><table>{runs}</table>{older}{values['catalog_table']}</main></body></html>"
         )
 
-    config.add_view(view, context=TelemetryAdmin, name="untemplated")
+    config.add_view(view, context=TelemetryAdmin, name="untemplated", request_method="GET")
 
 
 # The status page's fixed explanation, so that both pages send about as many bytes.

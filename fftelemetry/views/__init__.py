@@ -3,6 +3,7 @@
 from pyramid.csrf import get_csrf_token
 from pyramid.events import BeforeRender, ContextFound, NewRequest
 from pyramid.security import NO_PERMISSION_REQUIRED
+from pyramid.static import static_view
 
 from ..request import no_subpath, reject_undecodable_address, reject_undecodable_form
 
@@ -43,12 +44,18 @@ FILES = Files()
 def includeme(config):
     config.include(".rendering")
     config.include(".admin_telemetry")
-    config.add_static_view(
-        "static",
-        "fftelemetry:static",
-        cache_max_age=3600,
+    # add_static_view's, but with a request_method: it gives its view none, and served a PUT
+    config.add_route("static", "/static/*subpath", factory=files)
+    config.add_view(
+        static_view(
+            "fftelemetry:static",
+            cache_max_age=3600,
+            use_subpath=True,
+            reload=config.registry.settings["pyramid.reload_assets"],
+        ),
+        route_name="static",
+        request_method="GET",
         permission=NO_PERMISSION_REQUIRED,
-        factory=files,
     )
     config.add_route("favicon", "/favicon.ico", factory=files)
     config.add_subscriber(add_template_globals, BeforeRender)

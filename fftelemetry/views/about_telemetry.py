@@ -17,7 +17,12 @@ def every(days):
     return "every day" if days == 1 else f"every {days} days"
 
 
-@view_config(context=Root, name="telemetry", renderer="fftelemetry:templates/about_telemetry.pt")
+@view_config(
+    context=Root,
+    name="telemetry",
+    request_method="GET",
+    renderer="fftelemetry:templates/about_telemetry.pt",
+)
 def about_telemetry(context, request):
     return {
         "enabled": request.telemetry.enabled,  # the switch the collector itself obeys

@@ -42,7 +42,16 @@ def registration_open(request, users):
     return request.app_settings.allow_registration or len(users) == 0
 
 
-@view_config(context=Root, name="register", renderer="fftelemetry:templates/register.pt")
+# A form's page: GET shows it, POST sends it (every view names its methods: see views.errors)
+FORM = ("GET", "POST")
+
+
+@view_config(
+    context=Root,
+    name="register",
+    request_method=FORM,
+    renderer="fftelemetry:templates/register.pt",
+)
 def register(context, request):
     users = context["users"]
     if not registration_open(request, users):
@@ -76,7 +85,9 @@ def seconds(count):
     return "1 second" if count == 1 else f"{count} seconds"
 
 
-@view_config(context=Root, name="login", renderer="fftelemetry:templates/login.pt")
+@view_config(
+    context=Root, name="login", request_method=FORM, renderer="fftelemetry:templates/login.pt"
+)
 def login(context, request):
     came_from = safe_next(request, request.params.get("came_from"))
     ended = ended_sign_in(request)
@@ -139,6 +150,7 @@ def preferences_form(request, user, wizard):
 @view_config(
     context=Root,
     name="welcome",
+    request_method=FORM,
     permission=ACCOUNT,
     renderer="fftelemetry:templates/preferences.pt",
 )
@@ -157,6 +169,7 @@ def welcome(context, request):
 @view_config(
     context=Root,
     name="preferences",
+    request_method=FORM,
     permission=ACCOUNT,
     renderer="fftelemetry:templates/preferences.pt",
 )

@@ -52,13 +52,17 @@ def catalog_table():
     return render("fftelemetry:templates/catalog_table.pt", {"catalog": catalog.ENTRIES})
 
 
-@view_config(context=Admin)
+@view_config(context=Admin, request_method="GET")
 def admin_area(context, request):
     """`/admin`: the admin area has one section so far, so it opens there."""
     return HTTPSeeOther(request.resource_url(context["telemetry"]))
 
 
-@view_config(context=TelemetryAdmin, renderer="fftelemetry:templates/telemetry_status.pt")
+@view_config(
+    context=TelemetryAdmin,
+    request_method="GET",
+    renderer="fftelemetry:templates/telemetry_status.pt",
+)
 def status(context, request):
     settings = request.app_settings
     # one resource_url for the page's two links (each call is ~4% of the page's instructions);
@@ -77,7 +81,11 @@ def status(context, request):
     }
 
 
-@view_config(context=SubmissionsView, renderer="fftelemetry:templates/telemetry_submissions.pt")
+@view_config(
+    context=SubmissionsView,
+    request_method="GET",
+    renderer="fftelemetry:templates/telemetry_submissions.pt",
+)
 def submissions(context, request):
     """Every submission the log keeps: the status page lists the newest few."""
     settings = request.app_settings
@@ -111,13 +119,15 @@ def filter_param(request):
     return which
 
 
-@view_config(context=RecordsView, renderer="fftelemetry:templates/telemetry_records.pt")
+@view_config(
+    context=RecordsView,
+    request_method="GET",
+    renderer="fftelemetry:templates/telemetry_records.pt",
+)
 def records(context, request):
     store, which = context.store, filter_param(request)
     after, before = sequence_param(request, "after"), sequence_param(request, "before")
-    page = (
-        store.page_above(which, after) if after is not None else store.page(which, before=before)
-    )
+    page = store.page_above(which, after) if after is not None else store.page(which, before=before)
 
     def url(**query):
         return request.resource_url(context, query={"show": which, **query})

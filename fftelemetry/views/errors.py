@@ -1,6 +1,6 @@
 """Error pages: sign in first (anonymous), 403, 404, a stale form (bad CSRF token) or a query a
-page cannot use (400), 405 for a GET on a URL that only a form's POST may use and for a POST
-(PUT...) on the preview or the export, which are only read, 503 when the database cannot write,
+page cannot use (400), 405 for a method the address does not take (a GET on a URL that only a
+form's POST may use, a PUT on a page), 503 when the database cannot write,
 cannot be reached, keeps conflicting or is of another generation, and 500 for anything else.
 
 A response to an exception carries no session cookie (`set_on_exception=False` in
@@ -10,21 +10,21 @@ dropped, as its database changes were."""
 import logging
 
 from pyramid.csrf import BadCSRFOrigin, BadCSRFToken
+from pyramid.exceptions import PredicateMismatch
 from pyramid.httpexceptions import HTTPBadRequest, HTTPSeeOther
 from pyramid.renderers import render_to_response
 from pyramid.view import (
     exception_view_config,
     forbidden_view_config,
     notfound_view_config,
-    view_config,
 )
 from pyramid_retry import is_last_attempt
 from pyramid_zodbconn import get_connection
 from ZEO.Exceptions import ClientDisconnected
 from ZODB.POSException import ConflictError, StorageError
+from zope.interface.interfaces import IInterface
 
 from ..failures import why_not_written
-from ..resources import RecordsView, Root
 from ..resources.generations import GenerationError
 from ..shown import LOGGED_CHARS, error_text, request_line, shown
 
@@ -104,41 +104,68 @@ def bad_request(exc, request):
     return error_page(request, 400, "Bad request", message)
 
 
-# require_csrf=False on these 405s: they change nothing, and a PUT or DELETE without a token was
-# told its form had expired, as if the method would have done with one.
-@view_config(context=Root, name="logout", require_csrf=False)
-@view_config(context=RecordsView, name="submit", require_csrf=False)
-@view_config(context=RecordsView, name="delete-all", require_csrf=False)
-@view_config(context=RecordsView, name="delete-submitted", require_csrf=False)
-def use_the_button(context, request):
-    """Any method but POST on an action URL: explain, change nothing (Firefly III's GET
-    actions could be triggered by a link prefetch)."""
-    response = error_page(
-        request,
-        405,
+# What a 405 page says, by the methods the address takes (its Allow header).
+METHOD_ANSWERS = {
+    ("POST",): (
         "Use the button",
         "This address only takes a form's POST; nothing was changed. "
         "Use the button on the page instead.",
-    )
-    response.allow = ("POST",)
-    return response
+    ),
+    ("GET", "HEAD"): ("Only to read", "This address is only read (GET); nothing was changed."),
+    ("GET", "HEAD", "POST"): (
+        "Use the form",
+        "This address shows a form (GET) and takes it back filled in (POST); nothing was "
+        "changed. Use the form on the page instead.",
+    ),
+}
 
 
-# Without a request_method, as use_the_button: Pyramid tries the GET view first, so this one
-# gets only the methods it does not take, which were the 404 page ("There is no page at this
-# address") for an address the records page links to.
-@view_config(context=RecordsView, name="preview", require_csrf=False)
-@view_config(context=RecordsView, name="export.json", require_csrf=False)
-def only_to_read(context, request):
-    """Any method but GET and HEAD on the preview or the export: they are read, not sent to."""
-    response = error_page(
-        request,
-        405,
-        "Only to read",
-        "This address is only read (GET), as its link on the records page does; "
-        "nothing was changed.",
-    )
-    response.allow = ("GET", "HEAD")
+def applies(context, resource):
+    """Whether a view for `context` (a class or an interface) is one for `resource`."""
+    if IInterface.providedBy(context):
+        return context.providedBy(resource)
+    return isinstance(resource, context)
+
+
+def methods_taken(request):
+    """The methods the views of this address are registered for (GET brings HEAD, as Pyramid's
+    request_method predicate has it), or None if one of them takes any method."""
+    route = request.matched_route
+    route_name = None if route is None else route.name
+    taken = set()
+    for item in request.registry.introspector.get_category("views"):
+        view = item["introspectable"]
+        context = view["context"]
+        if (
+            view["exception_only"]
+            or view["route_name"] != route_name
+            or view["name"] != request.view_name
+            or not (context is None or applies(context, request.context))
+        ):
+            continue
+        methods = view["request_methods"]  # as the view was added: None, a name or several
+        if methods is None:
+            return None
+        taken.update([methods] if isinstance(methods, str) else methods)
+    if "GET" in taken:
+        taken.add("HEAD")
+    return tuple(sorted(taken))
+
+
+# Pyramid raises PredicateMismatch, a 404, when an address has views but none whose predicates
+# the request meets; it cannot tell which predicate failed (Pylons/pyramid#1526). Every view
+# here names its request_method, and its predicates are checked before its permission and its
+# CSRF token: a PUT, DELETE, OPTIONS or TRACE lands here, never on the page of an expired form.
+@exception_view_config(PredicateMismatch)
+def method_not_allowed(exc, request):
+    """A method the address does not take: a 405 naming the ones it does, nothing changed."""
+    taken = methods_taken(request)
+    if not taken or request.method in taken:  # another predicate failed: there is no page
+        return notfound(exc, request)
+    listed = f"This address takes {', '.join(taken)} only; nothing was changed."
+    title, message = METHOD_ANSWERS.get(taken, ("Method not allowed", listed))
+    response = error_page(request, 405, title, message)
+    response.allow = taken
     return response
 
 

@@ -10,7 +10,7 @@ from ..resources import Root
 from .accounts import registration_open
 
 
-@view_config(context=Root, renderer="fftelemetry:templates/home.pt")
+@view_config(context=Root, request_method="GET", renderer="fftelemetry:templates/home.pt")
 def home(context, request):
     return {"registration_open": registration_open(request, context["users"])}
 
@@ -18,7 +18,8 @@ def home(context, request):
 ICON = Path(__file__).resolve().parent.parent / "static" / "favicon.svg"
 
 
-@view_config(route_name="favicon", permission=NO_PERMISSION_REQUIRED)  # see views.Files
+# see views.Files
+@view_config(route_name="favicon", request_method="GET", permission=NO_PERMISSION_REQUIRED)
 def favicon(context, request):
     """The icon where browsers look for it unasked (the JSON pages link none): not a 404."""
     response = FileResponse(str(ICON), request=request, content_type="image/svg+xml")
