@@ -14,16 +14,23 @@ from ..resources import ACCOUNT, Root
 from ..resources.users import MAX_EMAIL, AccountError, normalise_email
 from ..security import ended_sign_in
 
+# Characters of a came_from, host included. This app's own addresses take some 60 past the host
+# (a records page's with its filter and a key); a came_from becomes a Location header of its
+# length, three times that escaped in the wizard's address, and a front proxy answers a 502 for
+# headers past its buffer (nginx's proxy_buffer_size: 4 KB by default, all headers together).
+MAX_CAME_FROM = 500
+
 
 def safe_next(request, url):
-    """`url` if it points into this application, else the home page (no open redirects)."""
+    """`url` if it points into this application, else the home page (no open redirects); home
+    too for one longer than MAX_CAME_FROM."""
     home = request.application_url + "/"
     if url and not (url.isascii() and url.isprintable()):
         return home  # a Location header holds neither control characters nor raw non-ASCII
-    if url and url.startswith(home):
-        return url
     if url and url.startswith("/") and not url.startswith("//") and "\\" not in url:
-        return request.application_url + url
+        url = request.application_url + url
+    if url and url.startswith(home) and len(url) <= MAX_CAME_FROM:
+        return url
     return home
 
 

@@ -27,6 +27,7 @@ from zope.interface.interfaces import IInterface
 from ..failures import why_not_written
 from ..resources.generations import GenerationError
 from ..shown import LOGGED_CHARS, error_text, request_line, shown
+from .accounts import safe_next
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +55,9 @@ def error_page(request, status, title, message, **values):
 @forbidden_view_config()
 def forbidden(exc, request):
     if request.identity is None:
-        # Only a GET is worth coming back to; a POST's form is gone by then.
-        came_from = request.url if request.method == "GET" else request.application_url + "/"
+        # Only a GET is worth coming back to; a POST's form is gone by then. An address too long
+        # to come back to (safe_next) goes home too, not into a Location header of its length.
+        came_from = safe_next(request, request.url if request.method == "GET" else None)
         return HTTPSeeOther(
             request.resource_url(request.root, "login", query={"came_from": came_from})
         )
