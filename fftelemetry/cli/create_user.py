@@ -59,6 +59,11 @@ def read_password(from_stdin):
 
 def ask_password(from_stdin):
     if from_stdin:
+        if sys.stdin is None:  # started with it closed (`<&-`)
+            raise CommandError(
+                "standard input is closed: give the password on it (--password-stdin)",
+                status=2,
+            )
         return sys.stdin.readline().rstrip("\r\n")
     try:
         with warnings.catch_warnings():

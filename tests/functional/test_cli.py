@@ -626,6 +626,16 @@ def test_a_password_that_is_not_utf8_is_one_line(tmp_path, write_ini, monkeypatc
     assert values(stored(tmp_path)[1], "system.users.count") == []
 
 
+def test_a_closed_input_for_the_password_is_one_line_and_status_2(tmp_path, write_ini):
+    # `--password-stdin <&-`: sys.stdin is None, and reading it was a traceback
+    argv = [sys.executable, "-m", "fftelemetry.cli.main", "create-user", write_ini(),
+            "--email", "cy@example.org", "--password-stdin"]
+    result = subprocess.run(["sh", "-c", 'exec "$0" "$@" <&-', *argv], capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert_one_line(result, 2, "fftelemetry create-user: standard input is closed")
+    assert values(stored(tmp_path)[1], "system.users.count") == []
+
+
 def test_output_cut_off_by_its_reader_is_no_error(write_ini):
     # `fftelemetry status app.ini | head -1`: the reader goes away before the output is written
     argv = [sys.executable, "-m", "fftelemetry.cli.main", "status", write_ini()]
