@@ -5,6 +5,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from pyramid.config import Configurator
 from ZEO.Exceptions import ClientDisconnected
+from ZODB.FileStorage.FileStorage import FileStorageFormatError
 
 from . import settings as app_settings
 from .request import use_app_request
@@ -46,6 +47,11 @@ def open_database(config, global_config, generations, program):
     except ClientDisconnected:
         raise SystemExit(
             f"{program}: cannot reach the ZEO server named in {where}: is runzeo running?"
+        ) from None
+    except FileStorageFormatError as exc:  # its text is the file's name alone
+        raise SystemExit(
+            f"{program}: the database of {where}, {shown(exc)}, is not a ZODB FileStorage "
+            "file (zodbconn.uri names another kind of file?)"
         ) from None
     except GenerationError as exc:
         close_databases(config.registry)  # a FileStorage keeps its index, its lock is released

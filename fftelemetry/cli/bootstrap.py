@@ -14,7 +14,6 @@ from plaster.exceptions import InvalidURI
 from pyramid.config import global_registries
 from pyramid.paster import get_app, setup_logging
 from zc.lockfile import LockError
-from ZODB.FileStorage.FileStorage import FileStorageFormatError
 
 from .. import NO_EVOLVE
 from ..scripting import close_databases
@@ -37,18 +36,13 @@ def load_registry(config_uri, may_write=True):
         _quiet_zeo_unless_configured()
         with quiet("zc.lockfile"):  # it logs a traceback before raising; we say it in one line
             app = get_app(config_uri, options=None if may_write else {NO_EVOLVE: "true"})
-    except SystemExit as exc:  # fftelemetry.main refusing a setting or no ZEO: one line,
-        # escaped already (escaped again, each backslash would double)
+    except SystemExit as exc:  # fftelemetry.main's one line (a setting refused, no ZEO, not a
+        # FileStorage), escaped already: escaped again, each backslash would double
         raise ConfigProblem(str(exc.code).removeprefix("fftelemetry: ")) from None
     except LockError:
         raise ConfigProblem(
             f"the database of {named} is in use by another process (a file:// FileStorage "
             "allows only one); serve it with ZEO (zeo://, see development.ini) to share it"
-        ) from None
-    except FileStorageFormatError as exc:  # its text is the file's name alone
-        raise ConfigProblem(
-            f"the database of {named}, {shown(exc)}, is not a ZODB FileStorage file "
-            "(zodbconn.uri names another kind of file?)"
         ) from None
     except Exception as exc:
         raise ConfigProblem(f"cannot load {named}: {shown(one_line(exc))}") from None

@@ -6,6 +6,7 @@ from pyramid.interfaces import INewRequest, IRequestExtensions
 
 from fftelemetry import main
 from fftelemetry.catalog import CatalogError
+from fftelemetry.receiver import main as receiver_main
 from fftelemetry.request import AppRequest
 from fftelemetry.scripting import close_databases, request_environment
 from tests.conftest import OUTSIDE, OUTSIDE_SHOWN, app_settings
@@ -90,6 +91,22 @@ def test_a_value_in_the_line_that_stops_start_up_is_escaped_once(
         main({"here": str(tmp_path)}, **settings)
     expected = line.replace("{tmp_path}", str(tmp_path)).replace("{}", OUTSIDE_SHOWN)
     assert str(info.value) == f"fftelemetry: {expected}"
+
+
+@pytest.mark.parametrize(("make", "program"), [(main, "fftelemetry"),
+                                               (receiver_main, "fftelemetry receiver")])
+def test_a_database_file_that_is_no_filestorage_stops_start_up_in_one_line(tmp_path, make,
+                                                                          program):
+    # pserve stopped with a traceback ending in FileStorageFormatError: <the file's name>
+    (tmp_path / "Data.fs").write_bytes(b"SQLite format 3\x00" + bytes(100))
+    ini = tmp_path / "app.ini"
+    with pytest.raises(SystemExit) as info:
+        make({"__file__": str(ini), "here": str(tmp_path)}, **app_settings(tmp_path))
+    assert str(info.value) == (
+        f"{program}: the database of {ini}, {tmp_path}/Data.fs, is not a ZODB FileStorage file "
+        "(zodbconn.uri names another kind of file?)"
+    )
+    assert (tmp_path / "Data.fs").read_bytes() == b"SQLite format 3\x00" + bytes(100)
 
 
 def test_collect_through_the_request_respects_the_switch(make_app, tmp_path):
