@@ -24,9 +24,9 @@ from ZEO.Exceptions import ClientDisconnected
 from ZODB.POSException import ConflictError, StorageError
 from zope.interface.interfaces import IInterface
 
-from ..failures import why_not_written
+from ..failures import what_went_wrong, why_not_written
 from ..resources.generations import GenerationError
-from ..shown import LOGGED_CHARS, error_text, request_line, shown
+from ..shown import LOGGED_CHARS, request_line, shown
 from .accounts import safe_next
 
 log = logging.getLogger(__name__)
@@ -176,9 +176,10 @@ def method_not_allowed(exc, request):
 def cannot_save(exc, request):
     """The database could not write (a full disk, a lost ZEO server...). pyramid_tm renders this
     for an error raised by the commit too; the transaction is aborted, so nothing half-saved."""
-    # any OSError lands here, and its text may quote a name that came from outside
-    error = shown(error_text(exc), LOGGED_CHARS)
-    log.error("%s not saved: %s: %s", request_line(request), type(exc).__name__, error)
+    # any OSError lands here, and its text may quote a name that came from outside; a
+    # read-only database's error has no text, and is said in words (as on the console)
+    error = shown(what_went_wrong(exc), LOGGED_CHARS)
+    log.error("%s not saved: %s", request_line(request), error)
     return error_page(  # the log above has the error's text, file names included
         request,
         503,

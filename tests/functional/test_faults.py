@@ -57,6 +57,20 @@ def test_a_registration_that_could_not_be_saved_signs_nobody_in(site, admin):
         assert "late@example.org" not in root["users"]
 
 
+def test_a_write_to_a_read_only_database_is_logged_in_words(site, admin, make_site, caplog):
+    # zodbconn.uri's read_only=true (a replica, say): ReadOnlyError has no text, and the log
+    # line said "POST /preferences not saved: ReadOnlyError: ", as the console did
+    replica = make_site(**{"zodbconn.uri": f"file://{data_fs(site)}?read_only=true"})
+    browser = replica.browser()
+    browser.set_cookie("session", admin.cookies["session"])
+    form = browser.get("/preferences").forms["preferences"]
+    form["language"] = "de"
+    caplog.set_level(logging.INFO)
+    assert "Not saved" in form.submit(status=503).text
+    [logged] = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert logged == "POST /preferences not saved: the database is read-only"
+
+
 def failing_view(config):
     """`pyramid.includes` hook: /broken collects a record, then fails as a bug would;
     /conflict-once conflicts on its first attempt only, /conflict on every attempt."""
