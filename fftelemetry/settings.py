@@ -52,6 +52,7 @@ NUMBERS = {
     "fftelemetry.login_window_seconds": (60, 1, 86_400),
     "fftelemetry.keep_submitted_days": (DEFAULT_KEEP_SUBMITTED_DAYS, 0, MAX_KEEP_SUBMITTED_DAYS),
 }
+QUOTED_CHARS = 40  # of a refused number or switch, in its one line
 WHOLE_NUMBER = re.compile(r"-?[0-9]+")
 DECIMAL_NUMBER = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)")
 
@@ -116,7 +117,7 @@ def parse_bool(name, raw):
     if word in FALSE_WORDS:
         return False
     raise SettingsError(
-        f"{name}='{raw}' is not understood: use true or false (also 1/0, yes/no, on/off)"
+        f"{name}={quoted(raw)} is not understood: use true or false (also 1/0, yes/no, on/off)"
     )
 
 
@@ -200,13 +201,22 @@ def parse_number(name, raw, default, minimum, maximum):
         return default
     text, kind = str(raw).strip(), type(default)
     if not (DECIMAL_NUMBER if kind is float else WHOLE_NUMBER).fullmatch(text):
-        raise SettingsError(f"{name}='{raw}' is not a number")
+        raise SettingsError(f"{name}={quoted(raw)} is not a number")
     value = kind(Decimal(text))  # not int(text): a number of 4,301 digits raises there
     if value < minimum:
-        raise SettingsError(f"{name}='{raw}' must be at least {minimum}")
+        raise SettingsError(f"{name}={quoted(raw)} must be at least {minimum}")
     if value > maximum:
-        raise SettingsError(f"{name}='{raw}' must be at most {maximum}")
+        raise SettingsError(f"{name}={quoted(raw)} must be at most {maximum}")
     return value
+
+
+def quoted(raw, limit=QUOTED_CHARS):
+    """A refused number or switch as its one line quotes it: cut, so that a value of thousands
+    of characters leaves the line readable (a long URL or path is quoted whole: it is read)."""
+    text = str(raw)
+    if len(text) <= limit:
+        return f"'{text}'"
+    return f"'{text[:limit]}…' ({len(text):,} characters)"
 
 
 def check_url(url, setting):

@@ -51,7 +51,8 @@ def test_a_number_out_of_bounds_stops_start_up_in_one_line(tmp_path):
     with pytest.raises(SystemExit) as info:
         main({"here": str(tmp_path)}, **settings)
     assert str(info.value) == (
-        f"fftelemetry: fftelemetry.login_window_seconds='1{'0' * 400}' must be at most 86400"
+        f"fftelemetry: fftelemetry.login_window_seconds='1{'0' * 39}…' (401 characters) "
+        "must be at most 86400"
     )
 
 
