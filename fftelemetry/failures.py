@@ -11,12 +11,17 @@ CANNOT_WRITE = (OSError, StorageError)
 # sender's commit: the next run re-sends, and the receiver counts each record once).
 NOT_WRITTEN = (ConflictError, *CANNOT_WRITE)
 
+READ_ONLY = "the database is read-only"
+
 
 def why_not_written(exc):
     """Why a write failed, in a few words: an OSError's reason without its file name (it may be
-    shown to anybody), else the kind of error."""
+    shown to anybody), else the kind of error; a read-only database's in words, its error's
+    name saying nothing to the person reading the page."""
     if isinstance(exc, ConflictError):
         return "conflicting writes"
+    if isinstance(exc, ReadOnlyError):
+        return READ_ONLY
     return getattr(exc, "strerror", None) or type(exc).__name__
 
 
@@ -30,5 +35,5 @@ def what_went_wrong(exc):
     if isinstance(exc, ConflictError):  # raised once run_in_transaction's attempts are spent
         return "conflicting writes on every attempt: another process kept changing the same data"
     if isinstance(exc, ReadOnlyError):  # zodbconn.uri's read_only=true; it has no text either
-        return "the database is read-only"
+        return READ_ONLY
     return f"{type(exc).__name__}: {error_text(exc)}"

@@ -79,6 +79,18 @@ def database(registry):
     return registry._zodb_databases[""]
 
 
+def is_read_only(db):
+    """Whether the database refuses every write: zodbconn.uri's read_only=true (a FileStorage or
+    a ZEO client), or a ZEO client that settled for a read-only server (read_only_fallback). A ZEO
+    client whose server is away calls itself read-only too: that is a lost server, which the load
+    or commit that needs it says as such, not a read-only database."""
+    storage = db.storage
+    is_connected = getattr(storage, "is_connected", None)
+    if is_connected is not None and not is_connected():
+        return False
+    return bool(storage.isReadOnly())
+
+
 def close_databases(registry):
     """Close pyramid_zodbconn's databases (a FileStorage left open rebuilds its index later)."""
     for db in databases(registry):

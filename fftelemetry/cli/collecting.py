@@ -1,12 +1,12 @@
-"""Collecting from a console command, in a transaction of its own, where a busy site must not
-cost the operator the command."""
+"""Collecting from a console command, in a transaction of its own, where a busy site or a
+read-only database must not cost the operator the command."""
 
 import logging
 
 from ZODB.POSException import ConflictError
 
 from ..failures import what_went_wrong
-from ..scripting import run_in_transaction
+from ..scripting import database, is_read_only, run_in_transaction
 
 log = logging.getLogger(__name__)
 
@@ -16,8 +16,16 @@ def collect_unless_busy(registry, what, collect, later="a later run collects it"
 
     Conflicts on every attempt (the site busy writing the store) leave `what` uncollected, in
     one WARNING line: the operator's command runs all the same, and, the values being unknown
-    still, a later run collects them. A storage that cannot write is raised, for main's one
-    line: a full disk or a lost server is for the operator to see to before anything else."""
+    still, a later run collects them. So does a read-only database (a replica), tried not at
+    all: a command that only reads runs there, and a run on the writable database collects.
+    A storage that cannot write otherwise is raised, for main's one line: a full disk or a lost
+    server is for the operator to see to before anything else."""
+    if is_read_only(database(registry)):
+        log.warning(
+            "%s not collected (the database is read-only); %s on the writable database",
+            what, later,
+        )
+        return False
     try:
         run_in_transaction(registry, lambda env: collect(env["request"]))
     except ConflictError as exc:

@@ -38,6 +38,13 @@ def add_arguments(parser):
     )
 
 
+def writes(args):
+    """A dry run only reads. A real run deletes, notes and marks what it sent: on a read-only
+    database it is refused before it sends anything (see main), which it would send again on
+    every run, unable to mark it."""
+    return not args.dry_run
+
+
 def run(registry, args):
     settings = registry.app_settings
     # Deleting is neither collecting nor sending: an operator who switched telemetry off still

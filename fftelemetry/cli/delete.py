@@ -52,6 +52,11 @@ def add_arguments(parser):
     )
 
 
+def writes(args):
+    """Without --yes it only counts: it runs on a read-only database (a replica) too."""
+    return args.yes
+
+
 def run(registry, args):
     def delete(env):
         store = telemetry_store(env["request"])

@@ -16,7 +16,7 @@ from pyramid_zodbconn import get_connection
 
 from .. import __version__
 from ..resources import users_folder
-from ..scripting import run_in_transaction
+from ..scripting import database, is_read_only, run_in_transaction
 from .bootstrap import config_path
 from .collecting import collect_unless_busy
 
@@ -47,6 +47,12 @@ def add_arguments(parser):
     parser.add_argument("which", choices=("install", "upgrade"), help="install or upgrade")
 
 
+def writes(args):
+    """Only its system facts are written, and, as for a busy site, they are left for a later
+    run when the database is read-only (a replica): the instructions are printed all the same."""
+    return False
+
+
 def run(registry, args):
     settings = registry.app_settings
     collected = collect_facts(registry)
@@ -70,10 +76,12 @@ def run(registry, args):
             "see /admin/telemetry/view."
         )
     else:
-        print(
-            f"{facts} could not be recorded this time (see the warning); running this command "
-            "again records them."
+        again = (
+            "running this command with the writable database's config"
+            if is_read_only(database(registry))
+            else "running this command again"
         )
+        print(f"{facts} could not be recorded this time (see the warning); {again} records them.")
     return 0
 
 

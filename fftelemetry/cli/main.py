@@ -6,6 +6,12 @@ failing one as `system.command.errored` (both only when telemetry is on), except
 whose module says COUNTED = False (delete: see there). A config that cannot be loaded gives one
 line on stderr and exit status 2, never a traceback; a write that cannot be done (a full disk,
 conflicts on every attempt) one line and exit status 1, its transaction rolled back.
+
+A command's module says with `writes(args)` whether a run writes (a command writes unless it
+says otherwise). On a read-only database (a replica) one that writes is refused before it does
+anything, in one line, exit status 2, as for a database that cannot be used: not when its first
+commit fails, by when cron would have sent the pending records, to send them again every day.
+One that only reads runs, its use left for a run on the writable database to collect.
 """
 
 import argparse
@@ -15,7 +21,7 @@ import os
 import sys
 
 from ..failures import CANNOT_WRITE, NOT_WRITTEN
-from ..scripting import close_databases
+from ..scripting import close_databases, database, is_read_only
 from ..shown import shown
 from . import COMMAND_NAMES, create_user, cron, delete, instructions, pack, status
 from .bootstrap import load_registry
@@ -38,6 +44,12 @@ def counted(module):
     return getattr(module, "COUNTED", True)
 
 
+def always(args):
+    """A command's `writes` unless its module has one: a new command is refused on a read-only
+    database until it says it only reads."""
+    return True
+
+
 assert tuple(name for name, module in COMMANDS.items() if counted(module)) == COMMAND_NAMES, (
     "keep COMMAND_NAMES (the catalog's list of the commands whose use is collected) in sync"
 )
@@ -48,9 +60,9 @@ def build_parser():
         prog="fftelemetry",
         description="Console commands of fftelemetry.",
         epilog="Exit status: 0 done; 1 the command failed, or status --check found submissions "
-        "overdue; 2 bad usage, or a config or database "
-        "that cannot be used; 3 delete without --yes that found something to delete (nothing "
-        "deleted); 130 interrupted; 141 the output's reader went away.",
+        "overdue; 2 bad usage, or a config or database that cannot be used (a read-only one, "
+        "for a command that writes); 3 delete without --yes that found something to delete "
+        "(nothing deleted); 130 interrupted; 141 the output's reader went away.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
@@ -64,6 +76,7 @@ def build_parser():
             run=module.run,
             cannot_write=getattr(module, "cannot_write", cannot_write),
             counted=counted(module),
+            writes=getattr(module, "writes", always),
         )
     return parser
 
@@ -157,6 +170,9 @@ def run_on(registry, args):
     counted = args.counted and not getattr(args, "dry_run", False)  # a dry run writes nothing
     write_failed = False
     try:
+        if args.writes(args) and is_read_only(database(registry)):
+            print(f"fftelemetry {args.command}: {READ_ONLY}", file=sys.stderr)
+            return 2
         if counted:
             collect(registry, "system.command.executed", args.command)
         try:
@@ -178,6 +194,12 @@ def run_on(registry, args):
         # FileStorage flushes its file on close, and the same disk refuses that too: said above.
         with contextlib.suppress(*(CANNOT_WRITE if write_failed else ())):
             close_databases(registry)
+
+
+READ_ONLY = (
+    "the database is read-only (zodbconn.uri's read_only=true, or a read-only ZEO server) and "
+    "this command writes to it: nothing was done; run it with the writable database's config"
+)
 
 
 def run_command(registry, args):

@@ -33,6 +33,11 @@ def add_arguments(parser):
     )
 
 
+def writes(args):
+    """It only reads: on a read-only database (a replica) it runs, its use not collected."""
+    return False
+
+
 def run(registry, args):
     with request_environment(registry) as env:
         # --json is for a tool: every submission kept, not the text's newest few

@@ -21,7 +21,7 @@ from pyramid.view import (
 from pyramid_retry import is_last_attempt
 from pyramid_zodbconn import get_connection
 from ZEO.Exceptions import ClientDisconnected
-from ZODB.POSException import ConflictError, StorageError
+from ZODB.POSException import ConflictError, ReadOnlyError, StorageError
 from zope.interface.interfaces import IInterface
 
 from ..failures import what_went_wrong, why_not_written
@@ -185,8 +185,16 @@ def cannot_save(exc, request):
         503,
         "Not saved",
         f"The database could not store this ({why_not_written(exc)}). Nothing was changed. "
-        "Try again later; if it keeps happening, tell the administrator.",
+        f"{what_to_do(exc)}",
     )
+
+
+def what_to_do(exc):
+    """A read-only database (zodbconn.uri's read_only=true, a replica) stays so: "try again
+    later" would send the reader round in circles."""
+    if isinstance(exc, ReadOnlyError):
+        return "Trying again will not help while it is read-only; tell the administrator."
+    return "Try again later; if it keeps happening, tell the administrator."
 
 
 def zeo_disconnected(request):

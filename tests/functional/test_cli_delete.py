@@ -212,15 +212,14 @@ def test_a_delete_on_a_read_only_database_is_one_line_and_deletes_nothing(
     tmp_path, write_ini, run_cli, receiver
 ):
     # zodbconn.uri's read_only=true (a replica, say): ReadOnlyError has no text, and the line
-    # said "could not delete (ReadOnlyError: )"
+    # said "could not delete (ReadOnlyError: )"; now it is refused before it starts
     sent_and_pending(tmp_path, write_ini, run_cli, receiver)
     read_only = write_ini(
         "read-only.ini", **{"zodbconn.uri": f"file://{tmp_path}/Data.fs?read_only=true"}
     )
     result = run_cli("delete", "all", read_only, "--yes")
     assert_one_line(
-        result, 1, "fftelemetry delete: could not delete (the database is read-only); "
-        "nothing was deleted"
+        result, 2, "fftelemetry delete: the database is read-only", "nothing was done"
     )
     assert result.stdout == ""
     assert len(stored(tmp_path)[1]) == 7

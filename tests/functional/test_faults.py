@@ -71,6 +71,21 @@ def test_a_write_to_a_read_only_database_is_logged_in_words(site, admin, make_si
     assert logged == "POST /preferences not saved: the database is read-only"
 
 
+def test_a_read_only_database_is_not_worth_trying_again(site, admin, make_site):
+    # the page said "(ReadOnlyError) ... Try again later", which would not help
+    replica = make_site(**{"zodbconn.uri": f"file://{data_fs(site)}?read_only=true"})
+    browser = replica.browser()
+    browser.set_cookie("session", admin.cookies["session"])
+    form = browser.get("/preferences").forms["preferences"]
+    form["language"] = "de"
+    page = form.submit(status=503)
+    assert (
+        "The database could not store this (the database is read-only). Nothing was changed. "
+        "Trying again will not help while it is read-only; tell the administrator."
+    ) in " ".join(page.html.find("main").text.split())
+    assert "ReadOnlyError" not in page.text and "Try again" not in page.text
+
+
 def failing_view(config):
     """`pyramid.includes` hook: /broken collects a record, then fails as a bug would;
     /conflict-once conflicts on its first attempt only, /conflict on every attempt."""

@@ -1,0 +1,200 @@
+"""The console commands on a read-only database (a replica: zodbconn.uri's read_only=true, or a
+read-only ZEO server), as real subprocesses: a command that only reads runs, its use left for a
+run on the writable database to collect; one that writes is refused before it does anything."""
+
+import json
+import time
+
+import pytest
+import ZEO
+from ZODB import DB
+
+from fftelemetry.scripting import is_read_only
+from tests.conftest import Stub, serving
+from tests.functional.test_cli import (
+    assert_one_line,
+    collected_days_ago,
+    made_quietly,
+    sent_days_ago,
+    stored,
+    values,
+)
+
+REFUSED = (
+    "the database is read-only (zodbconn.uri's read_only=true, or a read-only ZEO server) and "
+    "this command writes to it: nothing was done; run it with the writable database's config"
+)
+NOT_COLLECTED = (
+    "WARNING [fftelemetry.cli.collecting] system.command.executed 'status' not collected (the "
+    "database is read-only); a later run collects it on the writable database"
+)
+
+
+def replica(tmp_path, write_ini, **settings):
+    """An ini naming the site's database read-only, as a replica's would."""
+    uri = f"file://{tmp_path}/Data.fs?read_only=true"
+    return write_ini("replica.ini", **{"zodbconn.uri": uri, **settings})
+
+
+def warnings(result):
+    return [line for line in result.stderr.splitlines() if not line.startswith("INFO [")]
+
+
+@pytest.mark.parametrize(("sent_ago", "overdue"), [(1, False), (10, True)],
+                         ids=["on-time", "overdue"])
+def test_status_reads_a_read_only_database_and_leaves_its_use_to_a_writable_run(
+    tmp_path, write_ini, run_cli, receiver, sent_ago, overdue
+):
+    # status's first use is not collected yet (made with telemetry off): collecting it was a
+    # write, and the check failed with exit 1, which --check also gives for "overdue"
+    made_quietly(write_ini, run_cli)
+    assert sent_days_ago(tmp_path, receiver.url, sent_ago, [1, 2]) == 2
+    collected_days_ago(tmp_path, sent_ago - 0.5, [3])  # pending since
+    ini = replica(tmp_path, write_ini, **{"fftelemetry.telemetry_url": receiver.url})
+    before = (tmp_path / "Data.fs").read_bytes()
+
+    check = run_cli("status", ini, "--check")
+    assert check.returncode == (1 if overdue else 0), check.stderr
+    [line] = check.stdout.splitlines()
+    assert line.startswith("OVERDUE: submissions overdue since " if overdue else
+                           "OK: 1 record pending, last successful submission ")
+    assert warnings(check) == [NOT_COLLECTED]
+    as_json = run_cli("status", ini, "--json")
+    assert (as_json.returncode, warnings(as_json)) == (0, [NOT_COLLECTED])
+    assert json.loads(as_json.stdout)["overdue"] is overdue
+    text = run_cli("status", ini)
+    assert (text.returncode, warnings(text)) == (0, [NOT_COLLECTED])
+    assert "Records: 3 (1 pending, 2 submitted)" in text.stdout
+    assert (tmp_path / "Data.fs").read_bytes() == before
+
+    # the next run on the writable database collects it
+    writable = run_cli("status", write_ini(**{"fftelemetry.telemetry_url": receiver.url}))
+    assert (writable.returncode, warnings(writable)) == (0, [])
+    assert values(stored(tmp_path)[1], "system.command.executed") == ["status"]
+
+
+def test_cron_on_a_read_only_database_sends_nothing(tmp_path, write_ini, run_cli):
+    # cron's use known already, its collection no write: cron went on to POST the pending
+    # records, and failed to mark them, so a replica's cron would send them every day
+    stub = Stub()
+    with serving(stub) as url:
+        writable = write_ini(**{"fftelemetry.telemetry_url": url})
+        assert run_cli("cron", writable).returncode == 0
+        assert len(stub.requests) == 1
+        collected_days_ago(tmp_path, 1, [5])
+        ini = replica(tmp_path, write_ini, **{"fftelemetry.telemetry_url": url})
+        before = (tmp_path / "Data.fs").read_bytes()
+
+        for args in (["cron", ini, "--force"], ["cron", ini]):
+            result = run_cli(*args)
+            assert_one_line(result, 2, f"fftelemetry cron: {REFUSED}")
+            assert result.stdout == ""
+        dry_run = run_cli("cron", ini, "--dry-run", "--force")  # reads only: runs
+        assert (dry_run.returncode, warnings(dry_run)) == (0, [])
+        assert '"value":5' in dry_run.stdout
+        assert len(stub.requests) == 1, "nothing sent from the replica"
+        assert (tmp_path / "Data.fs").read_bytes() == before
+
+        # the writable database's cron sends them
+        assert run_cli("cron", writable, "--force").returncode == 0
+    assert len(stub.requests) == 2
+    assert [sent for _, _, sent in stored(tmp_path)[1]] == [True, True]  # cron's use, and 5
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["pack"],
+        ["create-user", "--email", "ann@example.org", "--password-stdin"],
+        ["delete", "all", "--yes"],
+        ["delete", "submitted", "--yes"],
+    ],
+    ids=["pack", "create-user", "delete-all", "delete-submitted"],
+)
+def test_each_writing_command_is_refused_on_a_read_only_database(
+    tmp_path, write_ini, run_cli, receiver, args
+):
+    ini = write_ini(**{"fftelemetry.telemetry_url": receiver.url})
+    for ran in (["instructions", "install"], ["cron"], ["status"]):  # 6 sent, 1 pending
+        assert run_cli(*ran, ini).returncode == 0
+    before = (tmp_path / "Data.fs").read_bytes()
+    command, *options = args
+    result = run_cli(command, *options, replica(tmp_path, write_ini), input="a good password\n")
+    assert_one_line(result, 2, f"fftelemetry {command}: {REFUSED}")
+    assert result.stdout == ""
+    assert (tmp_path / "Data.fs").read_bytes() == before
+
+
+def test_instructions_and_delete_without_yes_run_on_a_read_only_database(
+    tmp_path, write_ini, run_cli, receiver
+):
+    ini = write_ini(**{"fftelemetry.telemetry_url": receiver.url})
+    assert run_cli("cron", ini).returncode == 0  # cron's use sent, its collection pending
+    before = (tmp_path / "Data.fs").read_bytes()
+    read_only = replica(tmp_path, write_ini)
+
+    shown = run_cli("instructions", "install", read_only)
+    assert shown.returncode == 0, shown.stderr
+    assert "Next steps:" in shown.stdout
+    assert shown.stdout.endswith(
+        "could not be recorded this time (see the warning); running this command with the "
+        "writable database's config records them.\n"
+    )
+    assert warnings(shown) == [
+        "WARNING [fftelemetry.cli.collecting] system.command.executed 'instructions' not "
+        "collected (the database is read-only); a later run collects it on the writable database",
+        "WARNING [fftelemetry.cli.collecting] system facts not collected (the database is "
+        "read-only); a later run of instructions collects them on the writable database",
+    ]
+    asked = run_cli("delete", "all", read_only)
+    assert_one_line(asked, 3, "would delete 1 record")
+    assert (tmp_path / "Data.fs").read_bytes() == before
+
+
+def ours(result):
+    return [line for line in warnings(result) if not line.startswith("ERROR [ZEO.")]
+
+
+def connected(storage, expected):
+    deadline = time.monotonic() + 10
+    while storage.is_connected() != expected:
+        assert time.monotonic() < deadline, "ZEO client state"
+        time.sleep(0.05)
+
+
+def test_a_read_only_zeo_client_is_read_only_and_a_lost_server_is_not(tmp_path):
+    # ZEO's client calls itself read-only while its server is away: that is a lost server
+    # (said as such by the load or commit that needs it), not a replica
+    address, stop = ZEO.server(path=str(tmp_path / "Data.fs"))
+    writable = DB(ZEO.client(address, wait_timeout=10))
+    read_only = DB(ZEO.client(address, wait_timeout=10, read_only=True))
+    try:
+        assert (is_read_only(writable), is_read_only(read_only)) == (False, True)
+        stop()
+        connected(writable.storage, False)
+        assert writable.storage.isReadOnly()
+        assert not is_read_only(writable)
+    finally:
+        writable.close()
+        read_only.close()
+
+
+@pytest.mark.parametrize("query", ["read_only=true", "read_only_fallback=true"])
+def test_a_read_only_zeo_server_refuses_cron_and_answers_status(
+    tmp_path, write_ini, run_cli, query
+):
+    # a replica's ZEO server: a client that asks for read-only, or settles for it (fallback)
+    made_quietly(write_ini, run_cli)
+    collected_days_ago(tmp_path, 1, [1])
+    address, stop = ZEO.server(path=str(tmp_path / "Data.fs"), zeo_conf={"read_only": True})
+    try:
+        host, port = address
+        ini = write_ini("zeo.ini", **{"zodbconn.uri": f"zeo://{host}:{port}?{query}"})
+        check = run_cli("status", ini, "--check")
+        cron = run_cli("cron", ini, "--force")
+        # ZEO logs the server's refusal of the fallback's writable try as an ERROR line first
+        assert (check.returncode, ours(check)) == (0, [NOT_COLLECTED]), check.stderr
+        assert check.stdout.startswith("OK: 1 record pending")
+        assert (cron.returncode, ours(cron)) == (2, [f"fftelemetry cron: {REFUSED}"])
+    finally:
+        stop()
