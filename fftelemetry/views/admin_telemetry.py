@@ -18,7 +18,7 @@ from pyramid_zodbconn import get_connection
 from .. import catalog
 from ..resources import Admin, RecordsView, SubmissionsView, TelemetryAdmin, telemetry_store_in
 from ..resources.store import ALL, FILTERS, KEY_MAX, KEY_MIN, PENDING, SUBMITTED
-from ..scripting import own_connection
+from ..scripting import is_read_only, own_connection
 from ..telemetry.deleting import deleted_all, deleted_submitted
 from ..telemetry.sender import encode, next_batch, submit_pending
 from ..telemetry.status import format_time as when
@@ -166,6 +166,13 @@ ALREADY_RUNNING = (
 )
 
 
+READ_ONLY = (
+    "Not sent: the database is read-only, so the records sent could not be marked as sent, and "
+    "would be sent again at every press. Send them from the site on the writable database (its "
+    "daily fftelemetry cron does)."
+)
+
+
 @view_config(context=RecordsView, name="submit", request_method="POST")
 def submit(context, request):
     """Send pending records now. The sender commits in transactions of its own, so this view
@@ -178,13 +185,16 @@ def submit(context, request):
     runs at once are correct anyway (see the sender), this only avoids the waste."""
     settings = request.app_settings
     running = request.registry.submission_running
+    db = get_connection(request).db()
     if not settings.send_telemetry:  # the sender refuses too; this says why in plain words
         request.session.flash(f"Not sent: {why_off(settings)}", "error")
+    elif is_read_only(db):  # a replica: what it sent it could not mark, and would send again
+        request.session.flash(READ_ONLY, "error")
     elif not running.acquire(blocking=False):
         request.session.flash(ALREADY_RUNNING, "info")
     else:
         try:  # released whatever happens: a request pyramid_retry reruns must find it free
-            outcome = submit_pending(get_connection(request).db(), settings)
+            outcome = submit_pending(db, settings)
         finally:
             running.release()
         request.session.flash(outcome.message(), "info" if outcome.ok else "error")

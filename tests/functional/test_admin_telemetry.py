@@ -760,6 +760,29 @@ def test_a_failed_submission_does_not_hold_up_the_next_press(make_site, closed_p
     assert failed in flash(submit_now(admin))  # tried again, not "already running"
 
 
+def test_a_press_on_a_read_only_database_sends_nothing(make_site):
+    # it sent the pending records, failed to mark them, and sent them again at every press
+    receiver = Stub()
+    with serving(receiver) as url:
+        site = make_site(**{"fftelemetry.telemetry_url": url})
+        admin = site.register(ADMIN_EMAIL)
+        data_fs = site.app.registry.settings["zodbconn.uri"]
+        close_databases(site.app.registry)  # a file:// FileStorage allows one writer
+        replica = make_site(**{"fftelemetry.telemetry_url": url,
+                               "zodbconn.uri": f"{data_fs}?read_only=true"})
+        browser = replica.browser()
+        browser.set_cookie("session", admin.cookies["session"])
+        page = submit_now(browser)
+        assert flash(page) == (
+            "Not sent: the database is read-only, so the records sent could not be marked as "
+            "sent, and would be sent again at every press. Send them from the site on the "
+            "writable database (its daily fftelemetry cron does)."
+        )
+        assert page.html.select_one(".flash .error")
+        assert receiver.requests == []
+        assert replica.counts()["pending"] > 0
+
+
 def set_generation(site, generation):
     """What another version's start does to the database this running app shares (over ZEO)."""
     with database(site.app.registry).transaction() as conn:
