@@ -5,7 +5,7 @@ import logging
 
 from ZODB.POSException import ConflictError
 
-from ..failures import what_went_wrong
+from ..failures import READ_ONLY, what_went_wrong
 from ..scripting import database, is_read_only, run_in_transaction
 
 log = logging.getLogger(__name__)
@@ -22,8 +22,7 @@ def collect_unless_busy(registry, what, collect, later="a later run collects it"
     server is for the operator to see to before anything else."""
     if is_read_only(database(registry)):
         log.warning(
-            "%s not collected (the database is read-only); %s on the writable database",
-            what, later,
+            "%s not collected (%s); %s on the writable database", what, READ_ONLY, later
         )
         return False
     try:

@@ -20,7 +20,7 @@ import logging
 import os
 import sys
 
-from ..failures import CANNOT_WRITE, NOT_WRITTEN
+from ..failures import CANNOT_WRITE, NOT_WRITTEN, READ_ONLY
 from ..scripting import close_databases, database, is_read_only
 from ..shown import shown
 from . import COMMAND_NAMES, create_user, cron, delete, instructions, pack, status
@@ -171,7 +171,7 @@ def run_on(registry, args):
     write_failed = False
     try:
         if args.writes(args) and is_read_only(database(registry)):
-            print(f"fftelemetry {args.command}: {READ_ONLY}", file=sys.stderr)
+            print(f"fftelemetry {args.command}: {WRITES_TO_READ_ONLY}", file=sys.stderr)
             return 2
         if counted:
             collect(registry, "system.command.executed", args.command)
@@ -196,9 +196,9 @@ def run_on(registry, args):
             close_databases(registry)
 
 
-READ_ONLY = (
-    "the database is read-only (zodbconn.uri's read_only=true, or a read-only ZEO server) and "
-    "this command writes to it: nothing was done; run it with the writable database's config"
+WRITES_TO_READ_ONLY = (
+    f"{READ_ONLY} (zodbconn.uri's read_only=true, or a read-only ZEO server) and this command "
+    "writes to it: nothing was done; run it with the writable database's config"
 )
 
 

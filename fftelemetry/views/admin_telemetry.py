@@ -16,6 +16,7 @@ from pyramid.view import view_config
 from pyramid_zodbconn import get_connection
 
 from .. import catalog
+from ..failures import READ_ONLY
 from ..resources import Admin, RecordsView, SubmissionsView, TelemetryAdmin, telemetry_store_in
 from ..resources.store import ALL, FILTERS, KEY_MAX, KEY_MIN, PENDING, SUBMITTED
 from ..scripting import is_read_only, own_connection
@@ -166,10 +167,10 @@ ALREADY_RUNNING = (
 )
 
 
-READ_ONLY = (
-    "Not sent: the database is read-only, so the records sent could not be marked as sent, and "
-    "would be sent again at every press. Send them from the site on the writable database (its "
-    "daily fftelemetry cron does)."
+NOT_SENT_READ_ONLY = (
+    f"Not sent: {READ_ONLY}, so the records sent could not be marked as sent, and would be sent "
+    "again at every press. Send them from the site on the writable database (its daily "
+    "fftelemetry cron does)."
 )
 
 
@@ -189,7 +190,7 @@ def submit(context, request):
     if not settings.send_telemetry:  # the sender refuses too; this says why in plain words
         request.session.flash(f"Not sent: {why_off(settings)}", "error")
     elif is_read_only(db):  # a replica: what it sent it could not mark, and would send again
-        request.session.flash(READ_ONLY, "error")
+        request.session.flash(NOT_SENT_READ_ONLY, "error")
     elif not running.acquire(blocking=False):
         request.session.flash(ALREADY_RUNNING, "info")
     else:

@@ -185,7 +185,7 @@ def cannot_save(exc, request):
         503,
         "Not saved",
         f"The database could not store this ({why_not_written(exc)}). Nothing was changed. "
-        f"{what_to_do(exc)}",
+        + what_to_do(exc),
     )
 
 
