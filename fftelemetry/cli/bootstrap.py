@@ -16,6 +16,7 @@ from pyramid.paster import get_app, setup_logging
 from zc.lockfile import LockError
 
 from .. import NO_EVOLVE
+from ..receiver import PROGRAM as RECEIVER
 from ..scripting import close_databases
 from ..shown import error_text, shown
 from .errors import ConfigProblem
@@ -38,7 +39,10 @@ def load_registry(config_uri, may_write=True):
             app = get_app(config_uri, options=None if may_write else {NO_EVOLVE: "true"})
     except SystemExit as exc:  # fftelemetry.main's one line (a setting refused, no ZEO, not a
         # FileStorage), escaped already: escaped again, each backslash would double
-        raise ConfigProblem(str(exc.code).removeprefix("fftelemetry: ")) from None
+        line = str(exc.code)
+        if line.startswith(f"{RECEIVER}: "):  # a receiver's ini, refused before its app was made
+            raise ConfigProblem(not_the_app(named)) from None
+        raise ConfigProblem(line.removeprefix("fftelemetry: ")) from None
     except LockError:
         raise ConfigProblem(
             f"the database of {named} is in use by another process (a file:// FileStorage "
@@ -75,11 +79,15 @@ def app_registry(app, name):
     if not hasattr(registry, "app_settings"):
         if registry is not None:
             close_databases(registry)  # the receiver's FileStorage, say: closed, not rebuilt
-        raise ConfigProblem(
-            f"{name} does not make fftelemetry's app (use = egg:fftelemetry): the commands "
-            "run on the app's config, not on the receiver's or another app's"
-        )
+        raise ConfigProblem(not_the_app(name))
     return registry
+
+
+def not_the_app(name):
+    return (
+        f"{name} does not make fftelemetry's app (use = egg:fftelemetry): the commands run on "
+        "the app's config, not on the receiver's or another app's"
+    )
 
 
 def _quiet_zeo_unless_configured():

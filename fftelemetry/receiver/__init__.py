@@ -18,6 +18,8 @@ from ..shown import shown
 from ..shutdown import close_on_exit
 from .resources import GENERATIONS, root_factory
 
+PROGRAM = "fftelemetry receiver"  # the start of each line it stops with
+
 # (default, least, most), read as the app reads its numbers: a most an operator could want (the
 # sender's batch_size is at most 10,000 records; waitress's max_request_body_size in receiver.ini
 # is what bounds the memory a body takes, 2 MiB there).
@@ -47,21 +49,21 @@ def one_batch_at_a_time(handler, registry):
 
 
 def main(global_config, **settings):
-    require_database(settings, "fftelemetry receiver")
+    require_database(settings, PROGRAM)
     settings.setdefault("tm.manager_hook", "pyramid_tm.explicit_manager")
     settings.setdefault("retry.attempts", "3")
     for name, bounds in LIMITS.items():
         try:
             settings[name] = parse_number(name, settings.get(name), *bounds)
         except SettingsError as exc:
-            raise SystemExit(f"fftelemetry receiver: {shown(exc)}") from None
+            raise SystemExit(f"{PROGRAM}: {shown(exc)}") from None
     with Configurator(settings=settings, root_factory=root_factory) as config:
         config.include("pyramid_retry")
         config.include("pyramid_tm")
         config.add_tween(
             "fftelemetry.receiver.one_batch_at_a_time", over="pyramid_tm.tm_tween_factory"
         )
-        open_database(config, global_config, GENERATIONS, "fftelemetry receiver")
+        open_database(config, global_config, GENERATIONS, PROGRAM)
         close_on_exit(config.registry)
         # Compact JSON, so the sender's log line reads `{"uuid":"..."}`.
         config.add_renderer("json", JSON(separators=(",", ":")))

@@ -226,11 +226,19 @@ def test_broken_config_is_one_line_and_status_2(tmp_path, run_cli, text):
     assert_one_line(run_cli("status", str(ini)), 2, f"fftelemetry: cannot load {ini}: ")
 
 
-def test_the_receivers_ini_is_one_line_and_status_2(tmp_path, run_cli):
-    # the command ran on the receiver's app and failed with a traceback (no request.telemetry)
+@pytest.mark.parametrize(
+    "more",
+    ["", "receiver.max_records = abc\n", "receiver.max_body_bytes = 0\n"],
+    ids=["valid", "bad-max-records", "bad-max-body-bytes"],
+)
+def test_the_receivers_ini_is_one_line_and_status_2(tmp_path, run_cli, more):
+    # the command ran on the receiver's app and failed with a traceback (no request.telemetry);
+    # with a limit the receiver refused, its line came prefixed twice ("fftelemetry: fftelemetry
+    # receiver: ..."): the same line either way, the command would not run on it anyway
     ini = tmp_path / "receiver.ini"
     ini.write_text(
-        f"[app:main]\nuse = egg:fftelemetry#receiver\nzodbconn.uri = file://{tmp_path}/r.fs\n"
+        "[app:main]\nuse = egg:fftelemetry#receiver\n"
+        f"zodbconn.uri = file://{tmp_path}/r.fs\n{more}"
     )
     result = run_cli("cron", str(ini))
     assert_one_line(result, 2, f"fftelemetry: {ini} does not make fftelemetry's app")
