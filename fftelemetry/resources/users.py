@@ -23,8 +23,11 @@ MAX_PASSWORD = 1024  # hashing a megabyte of "password" is a cheap way to burn o
 # keeps no cookie over 4 KB: counted in bytes, the address cannot take it past that.
 MAX_EMAIL = 254
 # Deliberately loose (an address is proven by mail, not by regex) but without spaces or slashes,
-# which would make a bad folder name.
-EMAIL_PATTERN = re.compile(r"[^@\s/]+@[^@\s/]+\.[^@\s/]+")
+# which would make a bad folder name, and in the shape every mail system needs: the local part
+# dot-separated words (no dot first, last or twice), the domain two or more labels, none empty
+# nor starting or ending with a hyphen. Any other character, in any script, is left to the mail.
+_DOMAIN_LABEL = r"[^@\s/.-](?:[^@\s/.]*[^@\s/.-])?"
+EMAIL_PATTERN = re.compile(rf"[^@\s/.]+(?:\.[^@\s/.]+)*@{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})+")
 
 
 class AccountError(ValueError):

@@ -9,9 +9,11 @@ import webtest
 from pyramid_zodbconn import ZODBConnectionOpened
 from webob.cookies import JSONSerializer, SignedSerializer
 
+from fftelemetry.resources.users import User
 from fftelemetry.views.accounts import MAX_CAME_FROM
 from tests.conftest import SECRET
 from tests.functional.conftest import ADMIN_EMAIL, PASSWORD, USER_EMAIL, finish_wizard
+from tests.unit.test_users import CHEAP, UNDELIVERABLE
 
 
 def log_in(browser, email, password=PASSWORD, came_from=None):
@@ -92,6 +94,22 @@ def test_registration_refuses_bad_input_and_stores_nothing(site, email, password
     with site.root() as root:
         assert len(root["users"]) == 0
     assert "Log out" not in page.text
+
+
+@pytest.mark.parametrize("email", UNDELIVERABLE)
+def test_an_address_no_mail_system_takes_is_refused_but_an_account_made_with_it_signs_in(
+    site, email
+):
+    # an account registered before such addresses were refused: only registration checks them
+    form = site.browser().get("/register").forms["register"]
+    form["email"], form["password"] = email, PASSWORD
+    assert "Please enter a valid email address." in form.submit(status=400).text
+    with site.root() as root:
+        assert len(root["users"]) == 0
+        root["users"].add(email, User(email, CHEAP.hash(PASSWORD)))
+    browser = site.browser()
+    assert log_in(browser, email).status_int == 303
+    assert email in browser.get("/welcome").text
 
 
 def test_closed_registration_still_lets_the_first_user_in(make_site):

@@ -42,6 +42,25 @@ def test_bad_email_or_password_is_refused(email, password):
     assert len(users) == 0 and users.owner is None
 
 
+# Addresses in a shape no mail system takes: a dot first, last or twice in either part, an empty
+# domain label, a label starting or ending with a hyphen.
+UNDELIVERABLE = ["..@x.org", ".a@x.org", "a.@x.org", "a..b@x.org", "a@x..org", "a@-x.org",
+                 "a@x-.org", "a@.x.org", "a@x.org."]
+
+
+def test_an_address_in_a_shape_no_mail_system_takes_is_refused_and_others_are_not():
+    users = Users()
+    for email in UNDELIVERABLE:
+        with pytest.raises(AccountError, match="valid email address"):
+            users.create(email, "long enough", CHEAP)
+    assert len(users) == 0
+    taken = ["a.b+tag@x.org", "o'neil_x-y@sub.x-y.org", "jos\u00e9@b\u00fccher.example",
+             "\u7528\u6237@\u4f8b\u5b50.\u5e7f\u544a", "a@xn--bcher-kva.example", "a@1.2"]
+    for email in taken:
+        users.create(email, "long enough", CHEAP)
+    assert sorted(users.data) == sorted(taken)
+
+
 def test_duplicate_is_refused():
     users = Users()
     users.create("a@example.org", "long enough", CHEAP)
