@@ -1,16 +1,18 @@
 """fftelemetry: a Pyramid/ZODB application with transparent, opt-in usage telemetry."""
 
 import logging
+import os
 from importlib.metadata import PackageNotFoundError, version
 
 from pyramid.config import Configurator
 from ZEO.Exceptions import ClientDisconnected
 from ZODB.FileStorage.FileStorage import FileStorageFormatError
+from ZODB.POSException import ReadOnlyError
 
 from . import settings as app_settings
 from .request import use_app_request
 from .resources import GENERATIONS, root_factory
-from .resources.generations import GenerationError
+from .resources.generations import GenerationError, named
 from .scripting import close_databases, database
 from .shown import shown
 from .shutdown import close_on_exit
@@ -37,7 +39,8 @@ NO_EVOLVE = "fftelemetry.no_evolve"
 def open_database(config, global_config, generations, program):
     """Open the ini's database (pyramid_zodbconn) and bring it up to date, for the app and the
     receiver alike; stop in one line without a ZEO server to reach, or on a database a newer
-    version has changed (no request may write to it). One of an older generation is evolved."""
+    version has changed (no request may write to it), or on a read-only one that needs a write
+    first. One of an older generation is evolved."""
     where = shown(global_config.get("__file__", "zodbconn.uri"))  # pserve's config file, as given
     # a console command's dry run loads the app with this option: it must not evolve either
     evolve = global_config.get(NO_EVOLVE) != "true"
@@ -48,6 +51,16 @@ def open_database(config, global_config, generations, program):
         raise SystemExit(
             f"{program}: cannot reach the ZEO server named in {where}: is runzeo running?"
         ) from None
+    except ReadOnlyError:  # ZODB.DB makes the ZODB root of a storage without one (a new ZEO
+        # server's, a file of 0 bytes) as it opens it: read-only, it cannot
+        raise SystemExit(f"{program}: {generations.not_made(named(where))}") from None
+    except FileNotFoundError as exc:
+        # a read-only FileStorage does not make a missing file (a writable one does); a folder
+        # that does not exist is another mistake, left to its own error
+        if not os.path.isdir(os.path.dirname(exc.filename or "")):
+            raise
+        missing = generations.not_made(named(where), shown(exc.filename))
+        raise SystemExit(f"{program}: {missing}") from None
     except FileStorageFormatError as exc:  # its text is the file's name alone
         raise SystemExit(
             f"{program}: the database of {where}, {shown(exc)}, is not a ZODB FileStorage "

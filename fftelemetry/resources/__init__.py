@@ -22,7 +22,10 @@ from .users import Users
 
 ROOT_KEY = "fftelemetry"
 # The layout of this tree: its evolve steps, oldest first (see generations.py). None yet.
-GENERATIONS = Generations("fftelemetry", ROOT_KEY, steps=[])
+GENERATIONS = Generations(
+    "fftelemetry", ROOT_KEY, steps=[],
+    writer="start fftelemetry (or run fftelemetry status)",
+)
 ADMIN_ROLE = "role:admin"
 # Permissions: every view needs one (the default is VIEW, see fftelemetry.security), so a view
 # added without thinking about security is still covered by the ACLs below.

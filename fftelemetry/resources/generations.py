@@ -15,19 +15,26 @@ generation before it, nothing half-written. A step must suit every database of i
 
 A database of a newer generation (fftelemetry was downgraded) is refused at start-up; a request
 of a process started before another process evolved the database is refused too, with a compare
-of the root's generation (the root is loaded by every request anyway).
+of the root's generation (the root is loaded by every request anyway). Opened read-only (a
+replica), a database that needs a write first is refused at start-up too, new (no root) or older:
+nothing can make its root there, and a step's commit would only fail.
 """
 
 import logging
 
 from ZODB.POSException import ConflictError
 
-from ..scripting import own_connection
+from ..scripting import is_read_only, own_connection
 from ..shown import error_text, shown
 
 log = logging.getLogger(__name__)
 
 FIRST = 1  # 0.1.0's layout: that of every root without a generation
+
+
+def named(where):
+    """The database, in a start-up refusal: `where` is the ini (or setting) naming it."""
+    return f"the database named in {where}"
 
 
 class GenerationError(Exception):
@@ -38,10 +45,12 @@ class Generations:
     """One app's database: its root's key in the ZODB root and its evolve steps, oldest first
     (`steps[0]` brings generation 1 to 2)."""
 
-    def __init__(self, program, root_key, steps):
+    def __init__(self, program, root_key, steps, writer=None):
         self.program = program
         self.root_key = root_key
         self.steps = steps
+        # what makes the root, and evolves it, for a read-only database's refusal to name
+        self.writer = writer or f"start {program}"
 
     @property
     def current(self):
@@ -55,18 +64,24 @@ class Generations:
 
     def bring_up_to_date(self, db, where, evolve=True):
         """At start-up: refuse a database of a newer generation, evolve an older one (or, for a
-        run that must change nothing, `evolve=False`, refuse it too). A new database is left
-        alone: its root is made at the current generation. `where` names the database in the
-        messages."""
-        database = f"the database named in {where}"
+        run that must change nothing, `evolve=False`, or a read-only database, refuse it too). A
+        new database is left alone: its first request makes the root at the current generation;
+        a read-only one is refused, as nothing can make it there. `where` names the database in
+        the messages."""
+        database = named(where)
+        read_only = is_read_only(db)
         with own_connection(db) as (tm, conn):
             while True:
                 tm.begin()
                 root = conn.root().get(self.root_key)
+                if root is None and read_only:
+                    raise GenerationError(self.not_made(database))
                 if root is None or root.generation == self.current:
                     return
-                if root.generation > self.current or not evolve:
-                    raise GenerationError(self.mismatch(database, root.generation, evolve))
+                if root.generation > self.current or not evolve or read_only:
+                    raise GenerationError(
+                        self.mismatch(database, root.generation, evolve, read_only)
+                    )
                 self._evolve_one(tm, root, database)
 
     def _evolve_one(self, tm, root, database):
@@ -89,7 +104,20 @@ class Generations:
             ) from None
         log.info("evolved %s to generation %d", database, found + 1)
 
-    def mismatch(self, database, found, evolve=True):
+    def not_made(self, database, missing_file=None):
+        """A read-only database without this app's root (or, `missing_file`, without its file)."""
+        what = (f"{database}, {missing_file}, does not exist, and opened read-only it is not made"
+                if missing_file else
+                f"{database} is read-only and holds no {self.program} data yet (a new database)")
+        return f"{what}: {self.writer} once with a config that opens it writable, to make it"
+
+    def mismatch(self, database, found, evolve=True, read_only=False):
+        if found < self.current and read_only:
+            return (
+                f"{database} is of generation {found}, older than this {self.program}'s "
+                f"{self.current}, and read-only: {self.writer} once with a config that opens it "
+                "writable, to bring it up to date"
+            )
         if found < self.current and not evolve:
             return (
                 f"{database} is of generation {found}, older than this {self.program}'s "

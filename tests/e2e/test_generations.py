@@ -1,17 +1,20 @@
-"""`pserve` on a database of a newer generation (fftelemetry was downgraded) stops in one line
-and writes nothing: the app over ZEO, as in production, and the receiver on its FileStorage."""
+"""`pserve` on a database of a newer generation (fftelemetry was downgraded), or on a read-only
+one no writable process has made yet (a replica), stops in one line and writes nothing: the app
+over ZEO, as in production, and the receiver on its FileStorage."""
 
 import subprocess
 
 import pytest
 import webtest
+from ZODB import DB
+from ZODB.FileStorage import FileStorage
 
 from fftelemetry import main
 from fftelemetry.receiver import main as receiver_main
 from fftelemetry.receiver.resources import ROOT_KEY as RECEIVER_KEY
 from fftelemetry.resources import ROOT_KEY
 from fftelemetry.scripting import close_databases
-from tests.functional.test_generations import NEWER, set_generation
+from tests.functional.test_generations import NEWER, NOT_MADE, refusal, set_generation
 
 from .harness import BIN, app_settings, child_environment, runzeo, write_server_ini, zeo_uri
 
@@ -58,4 +61,28 @@ def test_pserve_of_the_receiver_on_a_newer_database_stops_in_one_line(tmp_path):
     last = pserve_stops(ini)
     program = "fftelemetry receiver"
     assert last == f"{program}: {NEWER.format(where=ini, program=program)}"
+    assert data.read_bytes() == before
+
+
+def test_pserve_as_a_read_only_zeo_client_of_a_new_database_stops_in_one_line(tmp_path):
+    # a replica started before the writable app ever ran: ZODB's ReadOnlyError, a traceback
+    ini = write_server_ini(
+        tmp_path / "replica.ini", app_settings(zeo_uri(tmp_path, 5) + "&read_only=true")
+    )
+    with runzeo(tmp_path):
+        last = pserve_stops(ini)
+    assert last == refusal(NOT_MADE, "fftelemetry", where=ini)
+
+
+def test_pserve_of_the_receiver_on_a_new_read_only_database_stops_in_one_line(tmp_path):
+    # it served, and answered every request with a 500 and a traceback in its log
+    data = tmp_path / "receiver.fs"
+    DB(FileStorage(str(data))).close()
+    before = data.read_bytes()
+    ini = write_server_ini(
+        tmp_path / "receiver.ini", {"zodbconn.uri": f"file://{data}?read_only=true"},
+        use="egg:fftelemetry#receiver",
+    )
+    last = pserve_stops(ini)
+    assert last == refusal(NOT_MADE, "fftelemetry receiver", where=ini)
     assert data.read_bytes() == before

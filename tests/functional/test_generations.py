@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import webtest
+import ZEO
 from ZODB import DB
 from ZODB.FileStorage import FileStorage
 
@@ -386,3 +387,130 @@ def test_a_dry_run_does_not_evolve_an_older_database(app_database, write_ini):
     assert (state["generation"], state["evolved"]) == (2, "yes")
     result = fftelemetry("cron", ini, "--force", "--dry-run")
     assert result.returncode == 0, result.stderr
+
+
+# -- a read-only database that needs a write first: refused at start-up, nothing written --------
+# A replica (zodbconn.uri's read_only=true, or a read-only ZEO server) of a database no writable
+# process has made or brought up to date yet: the app started on a new one and failed every
+# request on the root it could not make (the receiver with a 500 and a traceback), and an older
+# one stopped start-up with "evolving ... failed (ReadOnlyError: )".
+
+WRITERS = {
+    "fftelemetry": "start fftelemetry (or run fftelemetry status)",
+    "fftelemetry receiver": "start fftelemetry receiver",
+}
+NOT_MADE = (
+    "the database named in {where} is read-only and holds no {program} data yet (a new "
+    "database): {writer} once with a config that opens it writable, to make it"
+)
+OLDER_READ_ONLY = (
+    "the database named in {where} is of generation 1, older than this {program}'s 2, and "
+    "read-only: {writer} once with a config that opens it writable, to bring it up to date"
+)
+
+
+def start_read_only(tmp_path, program, data):
+    """The app or the receiver on `data` opened read-only, as a replica's ini would name it."""
+    uri = f"file://{data}?read_only=true"
+    if program == "fftelemetry":
+        return main({"here": str(tmp_path)}, **app_settings(tmp_path, **{"zodbconn.uri": uri}))
+    return receiver_main({}, **{"zodbconn.uri": uri})
+
+
+def refusal(template, program, where="zodbconn.uri"):
+    return f"{program}: " + template.format(where=where, program=program, writer=WRITERS[program])
+
+
+def new_database(path, kind):
+    """A database no app has started on: a FileStorage with only ZODB's root ("made"), or a file
+    of 0 bytes, which has not even that."""
+    if kind == "made":
+        DB(FileStorage(str(path))).close()
+    else:
+        path.write_bytes(b"")
+
+
+@pytest.mark.parametrize("kind", ["made", "empty file"])
+@pytest.mark.parametrize("program", ["fftelemetry", "fftelemetry receiver"])
+def test_a_new_read_only_database_stops_the_app_and_the_receiver_in_one_line(
+    tmp_path, program, kind
+):
+    data = tmp_path / "new.fs"
+    new_database(data, kind)
+    before = data.read_bytes()
+    with pytest.raises(SystemExit) as stopped:
+        start_read_only(tmp_path, program, data)
+    assert stopped.value.code == refusal(NOT_MADE, program)
+    assert data.read_bytes() == before
+
+
+@pytest.mark.parametrize("program", ["fftelemetry", "fftelemetry receiver"])
+def test_a_read_only_database_whose_file_is_missing_stops_in_one_line(tmp_path, program):
+    # FileStorage's FileNotFoundError came out of pserve as a traceback
+    data = tmp_path / "never made.fs"
+    with pytest.raises(SystemExit) as stopped:
+        start_read_only(tmp_path, program, data)
+    assert stopped.value.code == (
+        f"{program}: the database named in zodbconn.uri, {data}, does not exist, and opened "
+        f"read-only it is not made: {WRITERS[program]} once with a config that opens it "
+        "writable, to make it"
+    )
+    assert not data.exists()
+
+
+def test_a_read_only_client_of_a_new_zeo_server_stops_the_app_in_one_line(tmp_path, make_app):
+    # ZODB.DB makes the ZODB root of a storage without one as it opens it: it raised
+    # ReadOnlyError out of pserve, a traceback
+    address, stop = ZEO.server(path=str(tmp_path / "zeo.fs"))
+    try:
+        host, port = address
+        with pytest.raises(SystemExit) as stopped:
+            make_app(**{"zodbconn.uri": f"zeo://{host}:{port}?read_only=true&wait_timeout=10"})
+    finally:
+        stop()
+    assert stopped.value.code == refusal(NOT_MADE, "fftelemetry")
+
+
+def test_an_older_read_only_database_stops_the_app_and_the_receiver_in_one_line(
+    tmp_path, app_database, receiver_database, next_generation
+):
+    runs = []
+    for generations, data in ((GENERATIONS, app_database),
+                              (RECEIVER_GENERATIONS, receiver_database)):
+        next_generation(generations, runs.append)
+        before = data.read_bytes()
+        with pytest.raises(SystemExit) as stopped:
+            start_read_only(tmp_path, generations.program, data)
+        assert stopped.value.code == refusal(OLDER_READ_ONLY, generations.program)
+        assert data.read_bytes() == before
+    assert runs == []  # not tried: it could not be stored
+
+
+def console_with_a_step(*args):
+    """The real console script, its code one (test) step ahead of the database (WITH_A_STEP)."""
+    return subprocess.run([sys.executable, "-c", WITH_A_STEP, *args], capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+@pytest.mark.parametrize("state", ["new", "older"])
+@pytest.mark.parametrize(
+    "command", [["status"], ["status", "--check"], ["cron", "--dry-run"], ["pack"]]
+)
+def test_a_read_only_database_that_needs_a_write_stops_a_console_command_in_one_line(
+    tmp_path, write_ini, app_database, state, command
+):
+    # status said "could not write" (exit 1, which --check also gives for "overdue"), a dry run
+    # "run the command without --dry-run", which a replica refuses too
+    if state == "new":
+        data, template = tmp_path / "new.fs", NOT_MADE
+        new_database(data, "made")
+    else:
+        data, template = app_database, OLDER_READ_ONLY
+    ini = write_ini("replica.ini", **{"zodbconn.uri": f"file://{data}?read_only=true"})
+    before = data.read_bytes()
+    result = console_with_a_step(*command, ini)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("INFO [")]
+    assert lines == [refusal(template, "fftelemetry", where=ini)]
+    assert result.stdout == ""
+    assert data.read_bytes() == before
