@@ -11,6 +11,7 @@ from typing import Any
 
 from . import i18n
 from .cli import COMMAND_NAMES
+from .shown import quoted
 
 FEATURE = "feature"
 RECURRING = "recurring"
@@ -74,15 +75,15 @@ def _locale(value):
 
 
 def _shown(value):
-    """A refused value, cut short so an error message can't carry a payload. Text is quoted as
-    it is, not repr()'d: the log line or the receiver's answer that shows the message escapes
-    it (fftelemetry.shown), and escaped here too each backslash would double. A value that is
-    not text or a number is named by its type: its repr() would escape the text in it."""
+    """A refused value, cut short (shown.quoted) so an error message can't carry a payload. Text
+    is quoted as it is, not repr()'d: the log line or the receiver's answer that shows the
+    message escapes it (fftelemetry.shown), and escaped here too each backslash would double. A
+    value that is not text or a number is named by its type: its repr() would escape the text
+    in it."""
     if isinstance(value, str):
-        return f"'{value}'" if len(value) <= 38 else f"'{value[:35]}...'"
+        return quoted(value)
     if value is None or isinstance(value, int | float):  # a bool too
-        text = repr(value)
-        return text if len(text) <= 40 else text[:37] + "..."
+        return quoted(repr(value), mark="")
     return f"a {type(value).__name__}"
 
 

@@ -18,6 +18,8 @@ from dotenv.parser import parse_stream
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
+from .shown import quoted
+
 TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 FALSE_WORDS = frozenset({"false", "0", "no", "off"})
 
@@ -52,7 +54,6 @@ NUMBERS = {
     "fftelemetry.login_window_seconds": (60, 1, 86_400),
     "fftelemetry.keep_submitted_days": (DEFAULT_KEEP_SUBMITTED_DAYS, 0, MAX_KEEP_SUBMITTED_DAYS),
 }
-QUOTED_CHARS = 40  # of a refused number or switch, in its one line
 WHOLE_NUMBER = re.compile(r"-?[0-9]+")
 DECIMAL_NUMBER = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)")
 
@@ -60,7 +61,8 @@ DECIMAL_NUMBER = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)")
 class SettingsError(ValueError):
     """A configuration value we refuse; its message is one line meant for the operator. It
     quotes a value as written, '...', not escaped: the line that prints it escapes it, once
-    (fftelemetry.shown); a repr() here would be escaped twice, each backslash doubled."""
+    (fftelemetry.shown); a repr() here would be escaped twice, each backslash doubled. A refused
+    number or switch is quoted cut (shown.quoted); a URL or a path whole: it is read."""
 
 
 @dataclass(frozen=True)
@@ -208,15 +210,6 @@ def parse_number(name, raw, default, minimum, maximum):
     if value > maximum:
         raise SettingsError(f"{name}={quoted(raw)} must be at most {maximum}")
     return value
-
-
-def quoted(raw, limit=QUOTED_CHARS):
-    """A refused number or switch as its one line quotes it: cut, so that a value of thousands
-    of characters leaves the line readable (a long URL or path is quoted whole: it is read)."""
-    text = str(raw)
-    if len(text) <= limit:
-        return f"'{text}'"
-    return f"'{text[:limit]}…' ({len(text):,} characters)"
 
 
 def check_url(url, setting):

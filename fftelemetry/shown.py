@@ -10,6 +10,9 @@ import os
 # Outside text in a log line (a request line, an error's text) is cut to this: no address of
 # ours is a tenth of it, and waitress takes a request line up to its 256 KB header limit.
 LOGGED_CHARS = 300
+# A refused value a message quotes (a setting, a record's value) is cut to this: enough to
+# recognise it, where a 5,000-digit number made a line of 5,000.
+QUOTED_CHARS = 40
 
 
 def shown(text, limit=None):
@@ -32,7 +35,23 @@ def shown(text, limit=None):
         length += len(piece)
     if len(pieces) == len(text):
         return "".join(pieces)
-    return f"{''.join(pieces)}... ({len(text)} characters)"
+    return _cut("".join(pieces), text)
+
+
+def quoted(value, limit=QUOTED_CHARS, mark="'"):
+    """`value` as a message quotes it, '...', cut past `limit` characters: '1000…' (401
+    characters). Not escaped: the line that writes the message does, with shown(), and escaped
+    here too each backslash would double. `mark=""` for a number, which is not quoted."""
+    text = str(value)
+    if len(text) <= limit:
+        return f"{mark}{text}{mark}"
+    return _cut(text[:limit], text, mark)
+
+
+def _cut(kept, text, mark=""):
+    """What is kept of a cut text, then how long it was: "..." alone could be the text's own
+    end, and the length says how much is missing."""
+    return f"{mark}{kept}…{mark} ({len(text):,} characters)"
 
 
 def error_text(exc):

@@ -18,7 +18,7 @@ from zc.lockfile import LockError
 from .. import NO_EVOLVE
 from ..receiver import PROGRAM as RECEIVER
 from ..scripting import close_databases
-from ..shown import error_text, shown
+from ..shown import LOGGED_CHARS, error_text, shown
 from .errors import ConfigProblem
 
 
@@ -49,7 +49,7 @@ def load_registry(config_uri, may_write=True):
             "allows only one); serve it with ZEO (zeo://, see development.ini) to share it"
         ) from None
     except Exception as exc:
-        raise ConfigProblem(f"cannot load {named}: {shown(one_line(exc))}") from None
+        raise ConfigProblem(f"cannot load {named}: {one_line(exc)}") from None
     return app_registry(app, named)
 
 
@@ -109,8 +109,8 @@ def config_path(config_uri):
 
 
 def one_line(exc):
-    text = " ".join(error_text(exc).split()) or type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
+    """The error's text on one line, escaped and cut as a log line cuts it."""
+    return shown(" ".join(error_text(exc).split()) or type(exc).__name__, LOGGED_CHARS)
 
 
 @contextmanager

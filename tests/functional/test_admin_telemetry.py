@@ -598,7 +598,7 @@ def test_a_long_refusal_in_any_script_is_told_in_the_flash(make_site):
         page = admin.get(RECORDS).forms["submit-form"].submit(status=303).follow()
     said = flash(page)
     assert said.startswith("Nothing was sent: the receiver answered HTTP 400: \U0001f600")
-    assert "... (1000 characters). The records stay pending for the next try." in said
+    assert "… (1,000 characters). The records stay pending for the next try." in said
 
 
 # -- flash messages: queued in the session cookie until a page shows them ---------------------

@@ -226,6 +226,18 @@ def test_broken_config_is_one_line_and_status_2(tmp_path, run_cli, text):
     assert_one_line(run_cli("status", str(ini)), 2, f"fftelemetry: cannot load {ini}: ")
 
 
+def test_a_long_reason_a_config_cannot_be_loaded_is_cut_with_its_length(tmp_path, run_cli):
+    # cut as a log line is, after escaping (the reason repr()s the line: each ESC is \\x1b in
+    # it), and its length told: it was cut before escaping, "..." after it
+    ini = tmp_path / "broken.ini"
+    ini.write_text("not an ini file " + "\x1b" * 400 + "\n")
+    result = run_cli("status", str(ini))
+    assert_one_line(result, 2, f"fftelemetry: cannot load {ini}: File contains no section")
+    reason = result.stderr.partition(f"cannot load {ini}: ")[2]
+    kept, _, length = reason.rpartition("… (")
+    assert len(kept) == 300 and re.fullmatch(r"[0-9],[0-9]{3} characters\)\n", length), reason
+
+
 @pytest.mark.parametrize(
     "more",
     ["", "receiver.max_records = abc\n", "receiver.max_body_bytes = 0\n"],

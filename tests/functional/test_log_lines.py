@@ -185,5 +185,5 @@ def test_a_long_request_line_is_cut(make_site, receiver_app, caplog, receiver, v
     assert len(lines) == count
     said = f"GET /{view}{LONG}"
     for line in lines:
-        assert f"{said[:300]}... ({len(said)} characters) " in line, line[:400]
+        assert f"{said[:300]}… ({len(said):,} characters) " in line, line[:400]
         assert len(line) < 800

@@ -208,6 +208,24 @@ def test_a_bad_batch_is_refused_naming_the_problem_and_nothing_is_stored(app, ca
 
 
 @pytest.mark.parametrize(
+    ("value", "quoted"),
+    [
+        ("3." + "1" * 38, f"'3.{'1' * 38}'"),  # 40 characters: whole
+        ("3." + "1" * 998, f"'3.{'1' * 38}…' (1,000 characters)"),
+        ("3.11" + "." * 40, f"'3.11{'.' * 36}…' (44 characters)"),  # dots of its own
+        (10**50, f"1{'0' * 39}… (51 characters)"),  # a number, not quoted
+    ],
+    ids=["40 characters", "1,000 characters", "dots of its own", "a number"],
+)
+def test_a_long_refused_value_is_quoted_cut_with_its_length(app, value, quoted):
+    # quoted as a refused setting is: a cut ended in "...", which a value can end in too
+    answer = post(app, [record(value=value)], 400)
+    assert answer.json["error"] == (
+        f"record 0, field 'value': {quoted} is not a valid Python version"
+    )
+
+
+@pytest.mark.parametrize(
     ("content_type", "shown"),
     [
         ("text/plain", "'text/plain'"),

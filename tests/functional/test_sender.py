@@ -338,7 +338,7 @@ def test_a_long_answer_is_cut_in_the_log_line(db, caplog):
     with serving(Stub(status="502 Bad Gateway", body=b"x" * 5000 + b"\nsecond line")) as url:
         submit_pending(db, settings_for(url))
     [line] = [m for m in caplog.messages if m.startswith("Result of submission [502]: ")]
-    assert len(line) < 400 and "\n" not in line and "(5012 characters)" in line
+    assert len(line) < 400 and "\n" not in line and "… (5,012 characters)" in line
 
 
 def refusing(reason):
@@ -364,7 +364,7 @@ def test_what_a_terminal_would_act_on_in_an_answer_is_shown_escaped(db, caplog):
     invisible = "\U000e0001" * 1000  # LANGUAGE TAG, written \U000e0001
     with serving(refusing(invisible)) as url:
         outcome = submit_pending(db, settings_for(url))
-    assert outcome.error.endswith("\\U000e0001\\U000e0001... (1000 characters)")
+    assert outcome.error.endswith("\\U000e0001\\U000e0001… (1,000 characters)")
     assert len(outcome.error) < 400
 
 
@@ -394,7 +394,7 @@ def test_an_answer_is_cut_between_two_escapes_not_inside_one(db):
     with serving(refusing("a" + "\x1b" * 400)) as url:
         outcome = submit_pending(db, settings_for(url))
     assert outcome.error == (
-        "the receiver answered HTTP 400: a" + "\\x1b" * 74 + "... (401 characters)"
+        "the receiver answered HTTP 400: a" + "\\x1b" * 74 + "… (401 characters)"
     )
 
 
