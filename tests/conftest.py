@@ -121,6 +121,7 @@ level = NOTSET
 formatter = generic
 
 [formatter_generic]
+class = fftelemetry.logs.Formatter
 format = %(levelname)s [%(name)s] %(message)s
 """
 

@@ -56,7 +56,8 @@ def write_server_ini(path, app_settings, port=None, use="egg:fftelemetry"):
         "[formatters]", "keys = generic", "", "[logger_root]", "level = INFO",
         "handlers = console", "", "[handler_console]", "class = StreamHandler",
         "args = (sys.stderr,)", "level = NOTSET", "formatter = generic", "",
-        "[formatter_generic]", "format = %(levelname)s [%(name)s] %(message)s", "",
+        "[formatter_generic]", "class = fftelemetry.logs.Formatter",
+        "format = %(levelname)s [%(name)s] %(message)s", "",
     ]
     Path(path).write_text("\n".join(lines))
     return Path(path)

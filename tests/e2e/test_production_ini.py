@@ -11,7 +11,10 @@ from .harness import free_port, pserve
 
 pytestmark = pytest.mark.slow
 
-SHIPPED = Path(__file__).resolve().parents[2] / "production.ini"
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = ROOT / "production.ini"
+# a log line that starts a record: the time, the level
+RECORD = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ +\[")
 PROXY = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "telemetry.example.net"}
 
 
@@ -41,3 +44,29 @@ def test_production_ini_behind_a_tls_proxy(tmp_path):
     cookie = login.headers["Set-Cookie"].lower()
     assert "; secure" in cookie and "; httponly" in cookie
     assert huge.status_code == 413  # refused before the app reads (and keeps) the body
+
+
+def test_production_ini_logs_a_bug_quoting_the_address_as_one_record(tmp_path):
+    """A 500 whose exception quotes the address (decoded: %0a is a line break) with a record
+    after a line break: in pserve's log the traceback's lines are the bug's record's, and its
+    text stays one line."""
+    port = free_port()
+    ini = production_ini(tmp_path, port)
+    hook = "pyramid.includes = tests.functional.test_log_lines.any_address"
+    ini.write_text(ini.read_text().replace("[app:main]\n", f"[app:main]\n{hook}\n", 1))
+    forged = "%0a2026-11-27%2000:00:00,000%20ERROR%20%20%20[fftelemetry.x]%20forged%1b[2J"
+    env = {"FFTELEMETRY_SECRET": "a-production-secret-0123456789", "PYTHONPATH": str(ROOT)}
+    with pserve(ini, port, env=env) as url:
+        answer = requests.get(f"{url}/quote/x{forged}", timeout=10)
+    assert answer.status_code == 500 and "Something went wrong" in answer.text
+
+    lines = ini.with_suffix(".log").read_text().splitlines()
+    records = [line for line in lines if RECORD.match(line)]
+    assert len([line for line in lines if "forged" in line]) == 2, lines  # the address, the text
+    [failed] = [line for line in records if "forged" in line]
+    assert failed.endswith(" ERROR   [fftelemetry.views.errors] GET /quote/x%0A2026-11-27%2000"
+                           ":00:00,000%20ERROR%20%20%20%5Bfftelemetry.x%5D%20forged%1B%5B2J failed")
+    text = "x\\n2026-11-27 00:00:00,000 ERROR   [fftelemetry.x] forged\\x1b[2J"
+    assert f"  ValueError: cannot use {text}" in lines
+    after = lines[lines.index(failed) + 1:]
+    assert after and all(line.startswith("  ") for line in after), lines

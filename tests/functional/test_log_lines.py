@@ -8,7 +8,11 @@ break), and is shown so. A backslash is written \\\\, so that no escape in a lin
 
 import errno
 import logging
+import re
+import subprocess
+import sys
 from contextlib import nullcontext
+from pathlib import Path
 
 import pytest
 import webob
@@ -36,9 +40,9 @@ def any_address(config):
     (no view of traversal takes a subpath; a route's . takes no line break): /bug/... fails as a
     bug would, /conflict/... conflicts on every attempt, /write/... changes the root, written at
     the commit, /store/... fails as a storage whose error quotes what it was given (the address,
-    decoded), /file/... as an OSError naming a file after it (its text repr()s the name). No
-    storage the app runs on is known to quote a request's text, but cannot_save takes any
-    OSError or StorageError, whatever its text."""
+    decoded), /file/... as an OSError naming a file after it (its text repr()s the name),
+    /quote/... as a bug whose exception quotes it. No storage the app runs on is known to quote
+    a request's text, but cannot_save takes any OSError or StorageError, whatever its text."""
 
     def bug(request):
         raise RuntimeError("a bug")
@@ -57,7 +61,13 @@ def any_address(config):
         name = f"C:\\dir\\{request.matchdict['rest']}"
         raise FileNotFoundError(errno.ENOENT, "No such file or directory", name)
 
-    views = {"bug": bug, "conflict": conflict, "write": write, "store": store, "file": file}
+    def quote(request):
+        raise ValueError(f"cannot use {request.matchdict['rest']}")
+
+    views = {
+        "bug": bug, "conflict": conflict, "write": write, "store": store, "file": file,
+        "quote": quote,
+    }
     for name, view in views.items():
         config.add_route(name, f"/{name}/{{rest:[\\s\\S]*}}")
         config.add_view(view, route_name=name, require_csrf=False)
@@ -187,3 +197,73 @@ def test_a_long_request_line_is_cut(make_site, receiver_app, caplog, receiver, v
     for line in lines:
         assert f"{said[:300]}… ({len(said):,} characters) " in line, line[:400]
         assert len(line) < 800
+
+
+# -- a record of several lines: the shipped inis' formatter (fftelemetry/logs.py) ----------------
+
+SHIPPED = Path(__file__).resolve().parents[2]
+# what a request could hand an exception's text: a line break, and a record after it
+FORGED = "x\n2026-11-27 00:00:00,000 ERROR   [fftelemetry.x] forged\x1b[2J"
+FORGED_SHOWN = "x\\n2026-11-27 00:00:00,000 ERROR   [fftelemetry.x] forged\\x1b[2J"
+RECORD = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (INFO   |WARNING|ERROR  ) \[")
+
+# pserve's and every console command's set-up, then a bug's traceback (a chain, the cause a
+# KeyError that repr()s the text), a library's message of two lines and a stack
+LOG_A_BUG = """
+import logging, sys
+from pyramid.paster import setup_logging
+
+setup_logging(sys.argv[1])
+log = logging.getLogger("fftelemetry.views.errors")
+log.info("GET / answered")
+try:
+    try:
+        {}[sys.argv[2]]
+    except KeyError as exc:
+        raise ValueError(f"bad header {sys.argv[2]}") from exc
+except ValueError:
+    log.exception("GET /bug failed")
+logging.getLogger("waitress").warning("Exception while serving /%s", sys.argv[2], stack_info=True)
+"""
+
+
+def log_a_bug(ini):
+    """What LOG_A_BUG writes to stderr with the logging of `ini`."""
+    return subprocess.run(
+        [sys.executable, "-c", LOG_A_BUG, str(ini), FORGED],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stderr
+
+
+@pytest.mark.parametrize("ini", ["development.ini", "production.ini", "receiver.ini"])
+def test_only_a_record_starts_a_line_of_the_shipped_inis_log(ini):
+    lines = log_a_bug(SHIPPED / ini).splitlines()
+    starts = [line for line in lines if not line.startswith("  ")]
+    assert len(starts) == 3 and all(RECORD.match(line) for line in starts), lines
+    # a record of one line is as the format makes it, byte for byte
+    assert starts[0].endswith(" INFO    [fftelemetry.views.errors] GET / answered")
+    assert starts[1].endswith(" ERROR   [fftelemetry.views.errors] GET /bug failed")
+    # the exception's own text is one line, escaped as a one-line message's outside text is
+    assert f"  ValueError: bad header {FORGED_SHOWN}" in lines
+    assert "  KeyError: '" + FORGED_SHOWN.replace("\\", "\\\\") + "'" in lines
+    assert "  The above exception was the direct cause of the following exception:" in lines
+    # a library's message: its second line is the record's, escaped where it quotes
+    assert "  2026-11-27 00:00:00,000 ERROR   [fftelemetry.x] forged\\x1b[2J" in lines
+    assert "  Stack (most recent call last):" in lines
+    assert all(line.isprintable() for line in lines)
+
+
+def test_a_handler_before_ours_leaves_its_traceback_text_to_itself(tmp_path):
+    """logging keeps the first formatter's traceback text in the record, for the next handler: a
+    handler of Python's own formatter (an operator's, say) listed first left ours its text."""
+    shipped = (SHIPPED / "production.ini").read_text()
+    ini = tmp_path / "two.ini"
+    ini.write_text(
+        shipped.replace("keys = console", "keys = plain, console")
+        .replace("keys = generic", "keys = plain, generic")
+        .replace("handlers = console", "handlers = plain, console")
+        + "\n[handler_plain]\nclass = StreamHandler\nargs = (sys.stdout,)\nformatter = plain\n"
+        + "\n[formatter_plain]\nformat = %(message)s\n"
+    )
+    lines = log_a_bug(ini).splitlines()
+    assert f"  ValueError: bad header {FORGED_SHOWN}" in lines
