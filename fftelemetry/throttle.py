@@ -24,8 +24,9 @@ class LoginThrottle:
         self.max_keys = max_keys
         self.clock = clock
         self._lock = threading.Lock()  # waitress serves requests on several threads
-        # key -> [when its window started, failures]; in order of start, as keys are only
-        # ever added at the end (a monotonic clock): the expired ones are at the front
+        # key -> [when its window started, attempts since the last success]; in order of start,
+        # as keys are only ever added at the end (a monotonic clock): the expired ones are at the
+        # front
         self._failures = OrderedDict()
 
     def __len__(self):
@@ -38,17 +39,12 @@ class LoginThrottle:
                 return
             self._failures.popitem(last=False)
 
-    def retry_after(self, key):
-        """Whole seconds until `key` may try again; 0 if it may now."""
-        with self._lock:
-            now = self.clock()
-            self._drop_expired(now)
-            started, failures = self._failures.get(key, (now, 0))
-            if failures < self.attempts:
-                return 0
-            return max(1, math.ceil(started + self.window_seconds - now))
-
-    def failed(self, key):
+    def attempt(self, key):
+        """Count an attempt for `key` and return 0; or, once its attempts are used up, the whole
+        seconds until it may try again, counting nothing. Counted as the attempt begins, under
+        the lock, and cleared by `succeeded`: checked at the start and counted once the password
+        had failed, every request that came in while others were being checked got through too
+        (waitress serves several at once), a guess more per worker thread."""
         with self._lock:
             now = self.clock()
             self._drop_expired(now)
@@ -57,7 +53,11 @@ class LoginThrottle:
                 entry = self._failures[key] = [now, 0]
                 if len(self._failures) > self.max_keys:
                     self._failures.popitem(last=False)
+            started, attempts = entry
+            if attempts >= self.attempts:
+                return max(1, math.ceil(started + self.window_seconds - now))
             entry[1] += 1
+            return 0
 
     def succeeded(self, key):
         with self._lock:

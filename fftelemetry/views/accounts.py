@@ -101,7 +101,7 @@ def login(context, request):
     email, error = request.POST.get("email", ended or ""), None
     if request.method == "POST":
         throttle, key = request.registry.login_throttle, throttle_key(request, email)
-        wait = throttle.retry_after(key)
+        wait = throttle.attempt(key)  # counted now, cleared if the password is right
         if wait:
             # The password is not checked: a right guess must not get in now, nor cost argon2.
             request.response.status = 429
@@ -115,7 +115,6 @@ def login(context, request):
             return sign_in(request, user, came_from)
         if user is None:
             request.password_hasher.hash(password)  # as slow as a wrong password: no probing
-        throttle.failed(key)
         error = "Wrong email address or password."
         request.response.status = 400
     return {"came_from": came_from, "email": email, "error": error, "ended": ended}

@@ -1,18 +1,21 @@
 """Accounts in the browser: register, log in and out, the wizard, preferences, and the security
 around them (CSRF on every POST, sessions, who may see the admin area)."""
 
+import re
+import threading
 import time
 
 import babel
 import pytest
+import requests
 import webtest
 from pyramid_zodbconn import ZODBConnectionOpened
 from webob.cookies import JSONSerializer, SignedSerializer
 
 from fftelemetry.resources.users import User
 from fftelemetry.views.accounts import MAX_CAME_FROM
-from tests.conftest import SECRET
-from tests.functional.conftest import ADMIN_EMAIL, PASSWORD, USER_EMAIL, finish_wizard
+from tests.conftest import SECRET, serving
+from tests.functional.conftest import ADMIN_EMAIL, PASSWORD, USER_EMAIL, Site, finish_wizard
 from tests.unit.test_users import CHEAP, UNDELIVERABLE
 
 
@@ -746,3 +749,31 @@ def test_a_60kb_email_is_kept_as_a_short_key(site, admin):
     fail_logins(browser_at(site, ATTACKER), 1, "x" * 60_000 + "@example.org")
     [(email, address)] = site.app.registry.login_throttle._failures
     assert len(email) <= 255 and address == ATTACKER
+
+
+def test_guesses_sent_at_once_get_no_more_attempts_than_one_after_another(make_app):
+    """Served by waitress's worker threads, guesses sent together were each let through before
+    any had failed: a guess more per thread. Real argon2 (a default profile's hash takes that
+    long), so every guess is still being checked when the others come in."""
+    site = Site(make_app(**{"fftelemetry.login_attempts": "2"}))
+    site.register(ADMIN_EMAIL)
+    with serving(site.app) as url:
+        forms = []
+        for _ in range(8):
+            session = requests.Session()
+            page = session.get(url + "/login", timeout=10).text
+            token = re.search(r'name="csrf_token" value="([^"]+)"', page)[1]
+            forms.append((session, {"csrf_token": token, "email": ADMIN_EMAIL,
+                                    "password": "wrong password"}))
+        start, statuses = threading.Barrier(len(forms)), []
+
+        def guess(session, form):
+            start.wait()
+            statuses.append(session.post(url + "/login", data=form, timeout=30).status_code)
+
+        guessers = [threading.Thread(target=guess, args=form) for form in forms]
+        for thread in guessers:
+            thread.start()
+        for thread in guessers:
+            thread.join()
+    assert sorted(statuses) == [400, 400] + [429] * 6
