@@ -225,29 +225,39 @@ class FlashesThatFit:
 def session_factory(secret, secure=False):
     """Signed-cookie sessions: eight hours idle, and re-signed at most every ten minutes (not on
     every request, Pyramid's default). `secure` (behind HTTPS) keeps browsers from ever sending
-    the cookie over plain HTTP. Flash messages are kept small (FlashesThatFit). A cookie WebOb
-    cannot read is dropped first (see fftelemetry.request.drop_unreadable_cookies)."""
-    cookie_session = SignedCookieSessionFactory(
-        secret,
-        salt="fftelemetry.session.",
-        httponly=True,
-        secure=secure,
-        samesite="Lax",
-        serializer=SESSION_JSON,
-        timeout=8 * 3600,
-        reissue_time=600,
-        # An error page (the transaction aborted) must not carry what that request put in the
-        # session: a 503 "not saved" registration would otherwise sign in and welcome an
-        # account that does not exist.
-        set_on_exception=False,
-    )
+    the cookie over plain HTTP; a request that came over HTTPS gets such a cookie without it.
+    Flash messages are kept small (FlashesThatFit). A cookie WebOb cannot read is dropped first
+    (see fftelemetry.request.drop_unreadable_cookies)."""
 
-    class Session(FlashesThatFit, cookie_session):
-        pass
+    def session_class(secure):
+        cookie_session = SignedCookieSessionFactory(
+            secret,
+            salt="fftelemetry.session.",
+            httponly=True,
+            secure=secure,
+            samesite="Lax",
+            serializer=SESSION_JSON,
+            timeout=8 * 3600,
+            reissue_time=600,
+            # An error page (the transaction aborted) must not carry what that request put in
+            # the session: a 503 "not saved" registration would otherwise sign in and welcome an
+            # account that does not exist.
+            set_on_exception=False,
+        )
+
+        class Session(FlashesThatFit, cookie_session):
+            pass
+
+        return Session
+
+    configured, https_only = session_class(secure), session_class(True)
 
     def session(request):
         drop_unreadable_cookies(request)
-        return Session(request)
+        # An HTTPS site whose ini leaves the setting out (a copy of development.ini behind a
+        # proxy): its cookie would go in the clear with the browser's first http:// request,
+        # the one the proxy redirects to https.
+        return (https_only if request.scheme == "https" else configured)(request)
 
     return session
 

@@ -466,6 +466,23 @@ def test_session_cookie_is_secure_when_configured(make_site):
     assert "; secure" in cookie.lower()
 
 
+def test_a_session_cookie_sent_over_https_is_secure_without_the_setting(make_site):
+    """An ini that leaves secure_cookies out (a copy of development.ini behind a TLS proxy): the
+    cookie, the sign-in's too, went without Secure, so the browser's first http:// request (the
+    one the proxy redirects) sent it in the clear."""
+    site = make_site()
+    site.register(ADMIN_EMAIL)
+    https = {"wsgi.url_scheme": "https", "HTTP_HOST": "localhost"}
+    browser = webtest.TestApp(site.app, extra_environ=https)
+    page = browser.get("/login")
+    assert "; secure" in page.headers["Set-Cookie"].lower()
+    form = page.forms["login"]
+    form["email"], form["password"] = ADMIN_EMAIL, PASSWORD
+    signed_in = form.submit(headers={"Origin": "https://localhost"}, status=303)
+    assert "; secure" in signed_in.headers["Set-Cookie"].lower()
+    browser.get("/admin/telemetry", status=200)
+
+
 def test_new_user_is_sent_to_the_wizard_until_it_is_finished(site, admin):
     site.register(USER_EMAIL, wizard=None)
     browser = site.browser()

@@ -33,7 +33,7 @@ def test_a_message_cut_to_fit_fits_beside_the_biggest_sign_in():
     characters each written as a six-byte escape: the message's beginning is kept."""
     email = "\\" * (MAX_EMAIL - 5) + "@a.bc"
     check_email(email)  # an address one may register with
-    request = DummyRequest()
+    request = DummyRequest(scheme="http")
     session = session_factory("a session secret of some length")(request)
     session.update({"auth.userid": email, "account.session_key": "0" * 32,
                     "account.signed_in_at": int(time.time())})
