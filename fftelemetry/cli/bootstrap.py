@@ -10,13 +10,14 @@ import stat
 from contextlib import contextmanager
 
 import plaster
+from paste.deploy.loadwsgi import APP, loadcontext
 from plaster.exceptions import InvalidURI
 from pyramid.config import global_registries
 from pyramid.paster import get_app, setup_logging
 from zc.lockfile import LockError
 
 from .. import NO_EVOLVE
-from ..receiver import PROGRAM as RECEIVER
+from .. import main as app_factory
 from ..scripting import close_databases
 from ..shown import LOGGED_CHARS, error_text, shown
 from .errors import ConfigProblem
@@ -32,6 +33,8 @@ def load_registry(config_uri, may_write=True):
         if kind is None:
             raise ConfigProblem(f"config file {named} not found")
         raise ConfigProblem(f"{named} is {kind}, not a config file")
+    if names_another_app(config_uri):
+        raise ConfigProblem(not_the_app(named))
     try:
         setup_logging(config_uri)
         _quiet_zeo_unless_configured()
@@ -39,10 +42,7 @@ def load_registry(config_uri, may_write=True):
             app = get_app(config_uri, options=None if may_write else {NO_EVOLVE: "true"})
     except SystemExit as exc:  # fftelemetry.main's one line (a setting refused, no ZEO, not a
         # FileStorage), escaped already: escaped again, each backslash would double
-        line = str(exc.code)
-        if line.startswith(f"{RECEIVER}: "):  # a receiver's ini, refused before its app was made
-            raise ConfigProblem(not_the_app(named)) from None
-        raise ConfigProblem(line.removeprefix("fftelemetry: ")) from None
+        raise ConfigProblem(str(exc.code).removeprefix("fftelemetry: ")) from None
     except LockError:
         raise ConfigProblem(
             f"the database of {named} is in use by another process (a file:// FileStorage "
@@ -88,6 +88,29 @@ def not_the_app(name):
         f"{name} does not make fftelemetry's app (use = egg:fftelemetry): the commands run on "
         "the app's config, not on the receiver's or another app's"
     )
+
+
+def names_another_app(config_uri):
+    """Whether the ini's app is plainly another than fftelemetry's (the receiver's, say), told
+    from its sections before it is made: making it opens that app's database, which its own
+    server holds (a file:// FileStorage said "in use by another process: serve it with ZEO"),
+    and evolves it. Behind a [pipeline:main] or a filter, the app at their end; anything else
+    (a composite, an ini PasteDeploy cannot read) is made, and app_registry or the error says."""
+    try:
+        loader = plaster.get_loader(config_uri, protocols=["wsgi"])
+        context = loadcontext(
+            APP,
+            loader.pastedeploy_spec,
+            name=loader.uri.fragment or "main",
+            relative_to=loader.relative_to,
+        )
+    except Exception:
+        return False
+    while context.object is None:  # a pipeline or a filter: on to the app it wraps
+        context = getattr(context, "app_context", None) or getattr(context, "next_context", None)
+        if context is None:
+            return False
+    return context.protocol == "paste.app_factory" and context.object is not app_factory
 
 
 def _quiet_zeo_unless_configured():

@@ -254,6 +254,25 @@ def test_the_receivers_ini_is_one_line_and_status_2(tmp_path, run_cli, more):
     )
     result = run_cli("cron", str(ini))
     assert_one_line(result, 2, f"fftelemetry: {ini} does not make fftelemetry's app")
+    assert not (tmp_path / "r.fs").exists()  # the receiver's database is not even opened
+
+
+@pytest.mark.parametrize("behind_a_filter", [False, True], ids=["app", "pipeline"])
+def test_the_receivers_ini_is_told_apart_while_the_receiver_serves(tmp_path, run_cli, receiver,
+                                                                   behind_a_filter):
+    # as while `make run` serves: its FileStorage locked, the command said "in use by another
+    # process ... serve it with ZEO", advice for the app's database, not for a wrong ini
+    app = f"use = egg:fftelemetry#receiver\nzodbconn.uri = file://{tmp_path}/receiver.fs\n"
+    ini = tmp_path / "receiver.ini"
+    ini.write_text(
+        "[pipeline:main]\npipeline = prefix receiver\n\n[filter:prefix]\n"
+        f"use = egg:PasteDeploy#prefix\n\n[app:receiver]\n{app}"
+        if behind_a_filter else f"[app:main]\n{app}"
+    )
+    before = receiver.stats()
+    assert_one_line(run_cli("status", str(ini)), 2,
+                    f"fftelemetry: {ini} does not make fftelemetry's app")
+    assert receiver.stats() == before
 
 
 def test_an_app_behind_a_filter_is_found(tmp_path, write_ini, run_cli):
