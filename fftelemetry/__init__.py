@@ -81,11 +81,11 @@ def main(global_config, **settings):
     """The WSGI application; refuses to start, in one line, on a setting it does not accept."""
     try:
         resolved = app_settings.load(settings, global_config)
+        settings[app_settings.RETRY_ATTEMPTS] = app_settings.retry_attempts(settings, default=10)
     except app_settings.SettingsError as exc:  # it may name a file the ini names
         raise SystemExit(f"fftelemetry: {shown(exc)}") from None
     require_database(settings, "fftelemetry")
     settings.setdefault("tm.manager_hook", "pyramid_tm.explicit_manager")
-    settings.setdefault("retry.attempts", "10")
     settings.setdefault("tm.annotate_user", "false")
     # one filter however many apps a process makes: addFilter skips one it already has
     logging.getLogger("ZODB.Connection").addFilter(not_a_lost_zeo_server)

@@ -54,6 +54,11 @@ NUMBERS = {
     "fftelemetry.login_window_seconds": (60, 1, 86_400),
     "fftelemetry.keep_submitted_days": (DEFAULT_KEEP_SUBMITTED_DAYS, 0, MAX_KEEP_SUBMITTED_DAYS),
 }
+# pyramid_retry's: how many times a request, or a console command's transaction, runs in all
+# when it conflicts. It takes whatever int() takes and asserts it is at least 1: `0` stopped
+# pserve with a traceback, and every command with "<class 'AssertionError'>: in: Line 0".
+RETRY_ATTEMPTS = "retry.attempts"
+MAX_RETRY_ATTEMPTS = 100
 WHOLE_NUMBER = re.compile(r"-?[0-9]+")
 DECIMAL_NUMBER = re.compile(r"-?([0-9]+\.?[0-9]*|\.[0-9]+)")
 
@@ -210,6 +215,11 @@ def parse_number(name, raw, default, minimum, maximum):
     if value > maximum:
         raise SettingsError(f"{name}={quoted(raw)} must be at most {maximum}")
     return value
+
+
+def retry_attempts(ini, default):
+    """`retry.attempts` of the ini, read as the app's own numbers are."""
+    return parse_number(RETRY_ATTEMPTS, ini.get(RETRY_ATTEMPTS), default, 1, MAX_RETRY_ATTEMPTS)
 
 
 def check_url(url, setting):

@@ -13,7 +13,7 @@ from pyramid.renderers import JSON
 
 from .. import open_database, require_database
 from ..request import no_subpath, reject_undecodable_address
-from ..settings import SettingsError, parse_number
+from ..settings import MAX_RETRY_ATTEMPTS, RETRY_ATTEMPTS, SettingsError, parse_number
 from ..shown import shown
 from ..shutdown import close_on_exit
 from .resources import GENERATIONS, root_factory
@@ -26,6 +26,8 @@ PROGRAM = "fftelemetry receiver"  # the start of each line it stops with
 LIMITS = {
     "receiver.max_records": (2000, 1, 100_000),
     "receiver.max_body_bytes": (1024 * 1024, 1, 256 * 1024 * 1024),
+    # pyramid_retry's, which asserted 0 away in a traceback
+    RETRY_ATTEMPTS: (3, 1, MAX_RETRY_ATTEMPTS),
 }
 
 
@@ -51,7 +53,6 @@ def one_batch_at_a_time(handler, registry):
 def main(global_config, **settings):
     require_database(settings, PROGRAM)
     settings.setdefault("tm.manager_hook", "pyramid_tm.explicit_manager")
-    settings.setdefault("retry.attempts", "3")
     for name, bounds in LIMITS.items():
         try:
             settings[name] = parse_number(name, settings.get(name), *bounds)

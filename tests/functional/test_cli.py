@@ -319,6 +319,9 @@ def test_bad_switch_is_one_line_and_status_2(write_ini, run_cli, monkeypatch):
         ("fftelemetry.interval_days", "1000000000000", "must be at most 365"),
         # cron's POST raised urllib3's "Invalid value NaN" and a traceback
         ("fftelemetry.read_timeout", "nan", "is not a number"),
+        # pyramid_retry's: "cannot load ...: <class 'AssertionError'>: in: Line 0 of file None:"
+        ("retry.attempts", "0", "must be at least 1"),
+        ("retry.attempts", "1e3", "is not a number"),  # int() raised, and said as much
     ],
 )
 def test_a_number_out_of_bounds_is_one_line_and_status_2(tmp_path, write_ini, run_cli, receiver,

@@ -430,6 +430,7 @@ def test_bad_limits_stop_start_up_in_one_line():
         ("receiver.max_body_bytes", "\u0665", "is not a number"),
         ("receiver.max_records", "100001", "must be at most 100000"),  # there was no most
         ("receiver.max_body_bytes", "9" * 5000, "must be at most 268435456"),
+        ("retry.attempts", "0", "must be at least 1"),  # pyramid_retry's assert: a traceback
     ],
 )
 def test_a_limit_is_ascii_digits_within_bounds(name, raw, says):
