@@ -222,6 +222,9 @@ class FlashesThatFit:
         return True
 
 
+SESSION_COOKIE = "session"
+
+
 def session_factory(secret, secure=False):
     """Signed-cookie sessions: eight hours idle, and re-signed at most every ten minutes (not on
     every request, Pyramid's default). `secure` (behind HTTPS) keeps browsers from ever sending
@@ -233,6 +236,7 @@ def session_factory(secret, secure=False):
         cookie_session = SignedCookieSessionFactory(
             secret,
             salt="fftelemetry.session.",
+            cookie_name=SESSION_COOKIE,
             httponly=True,
             secure=secure,
             samesite="Lax",

@@ -26,6 +26,7 @@ from zope.interface.interfaces import IInterface
 
 from ..failures import what_went_wrong, why_not_written
 from ..resources.generations import GenerationError
+from ..security import SESSION_COOKIE
 from ..shown import LOGGED_CHARS, request_line, shown
 from .accounts import safe_next
 
@@ -73,11 +74,26 @@ def notfound(exc, request):
 
 @exception_view_config(BadCSRFToken)
 def bad_csrf_token(exc, request):
-    return error_page(
-        request,
-        400,
-        "The form has expired",
-        "Nothing was changed. Go back, reload the page and try again.",
+    if secure_cookie_withheld(request):
+        message = (
+            "Nothing was changed. This site's session cookie is marked Secure "
+            "(fftelemetry.secure_cookies), and this page was reached over plain HTTP, where a "
+            "browser does not send it back: open the site over HTTPS, or set "
+            "fftelemetry.secure_cookies = false to serve it over plain HTTP."
+        )
+    else:
+        message = "Nothing was changed. Go back, reload the page and try again."
+    return error_page(request, 400, "The form has expired", message)
+
+
+def secure_cookie_withheld(request):
+    """Whether the form failed for want of a session cookie the browser keeps to HTTPS:
+    production.ini's Secure cookie on a site reached over plain HTTP (by its address, before
+    the proxy is set up). "Reload the page and try again" failed the same way every time."""
+    return (
+        request.app_settings.secure_cookies
+        and request.scheme == "http"
+        and SESSION_COOKIE not in request.cookies
     )
 
 

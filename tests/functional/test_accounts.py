@@ -481,6 +481,23 @@ def test_a_session_cookie_sent_over_https_is_secure_without_the_setting(make_sit
     signed_in = form.submit(headers={"Origin": "https://localhost"}, status=303)
     assert "; secure" in signed_in.headers["Set-Cookie"].lower()
     browser.get("/admin/telemetry", status=200)
+def test_a_secure_cookie_over_plain_http_is_named_as_why_a_form_fails(make_site):
+    # production.ini's Secure cookie, the site reached over plain HTTP (by its address, before
+    # the proxy): the browser keeps the cookie to itself, and "reload the page and try again"
+    # failed the same way every time
+    site = make_site(**{"fftelemetry.secure_cookies": "true"})
+    form = site.browser().get("/register").forms["register"]  # http://localhost
+    form["email"], form["password"] = ADMIN_EMAIL, PASSWORD
+    page = form.submit(status=400)
+    assert "reached over plain HTTP" in page.text and "open the site over HTTPS" in page.text
+    with site.root() as root:
+        assert len(root["users"]) == 0
+    # over HTTPS the cookie comes back, and a form that expired says only that
+    browser = webtest.TestApp(site.app, extra_environ={"wsgi.url_scheme": "https"})
+    form = browser.get("/register").forms["register"]
+    form["csrf_token"] = "stale"
+    page = form.submit(headers={"Origin": "https://localhost"}, status=400)
+    assert "reload the page and try again" in page.text and "plain HTTP" not in page.text
 
 
 def test_new_user_is_sent_to_the_wizard_until_it_is_finished(site, admin):
