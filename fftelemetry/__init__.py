@@ -56,8 +56,10 @@ def open_database(config, global_config, generations, program):
         raise SystemExit(f"{program}: {generations.not_made(named(where))}") from None
     except FileNotFoundError as exc:
         # a read-only FileStorage does not make a missing file (a writable one does); a folder
-        # that does not exist is another mistake, left to its own error
-        if not os.path.isdir(os.path.dirname(exc.filename or "")):
+        # that does not exist, or a link to a file that does not (a writable one fails there
+        # too: a volume not mounted), is another mistake, left to its own error
+        name = exc.filename or ""
+        if os.path.lexists(name) or not os.path.isdir(os.path.dirname(name)):
             raise
         missing = generations.not_made(named(where), shown(exc.filename))
         raise SystemExit(f"{program}: {missing}") from None

@@ -458,6 +458,21 @@ def test_a_read_only_database_whose_file_is_missing_stops_in_one_line(tmp_path, 
     assert not data.exists()
 
 
+def test_a_writable_database_whose_file_links_nowhere_is_not_said_to_be_read_only(
+    tmp_path, write_ini, run_cli
+):
+    # Data.fs a link onto a volume not mounted: the writable FileStorage cannot make the file
+    # either, and the line said "opened read-only it is not made", of a database opened writable
+    data = tmp_path / "Data.fs"
+    data.symlink_to(tmp_path / "unmounted" / "Data.fs")
+    ini = write_ini(**{"zodbconn.uri": f"file://{data}"})
+    result = run_cli("status", ini)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (
+        f"fftelemetry: cannot load {ini}: [Errno 2] No such file or directory: '{data}'\n"
+    )
+
+
 def test_a_read_only_client_of_a_new_zeo_server_stops_the_app_in_one_line(tmp_path, make_app):
     # ZODB.DB makes the ZODB root of a storage without one as it opens it: it raised
     # ReadOnlyError out of pserve, a traceback
