@@ -74,7 +74,8 @@ def what_is_there(path):
 def app_registry(app, name):
     """The registry of fftelemetry's app: the app's own or, under a [pipeline:main] (a prefix
     filter in front, say), that of the Pyramid app the pipeline made, as pshell finds it. The
-    receiver's ini makes an app too, one without the settings and the store a command needs."""
+    receiver's ini is refused before it is made (names_another_app); what that cannot tell (a
+    composite in front of it) is made, without the settings and the store a command needs."""
     registry = getattr(app, "registry", None) or global_registries.last
     if not hasattr(registry, "app_settings"):
         if registry is not None:

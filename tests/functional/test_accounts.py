@@ -481,6 +481,8 @@ def test_a_session_cookie_sent_over_https_is_secure_without_the_setting(make_sit
     signed_in = form.submit(headers={"Origin": "https://localhost"}, status=303)
     assert "; secure" in signed_in.headers["Set-Cookie"].lower()
     browser.get("/admin/telemetry", status=200)
+
+
 def test_a_secure_cookie_over_plain_http_is_named_as_why_a_form_fails(make_site):
     # production.ini's Secure cookie, the site reached over plain HTTP (by its address, before
     # the proxy): the browser keeps the cookie to itself, and "reload the page and try again"
