@@ -26,8 +26,11 @@ class Formatter(logging.Formatter):
 
     def format(self, record):
         # A handler before this one may have left its formatter's traceback text, unescaped, in
-        # the record (logging caches it there): this one makes its own, and leaves that be.
-        cached, record.exc_text = record.exc_text, None
+        # the record (logging caches it there): this one makes its own, and leaves that be. A
+        # record with the text and no exception (a SocketHandler's, unpickled) keeps its text.
+        cached = record.exc_text
+        if record.exc_info:
+            record.exc_text = None
         try:
             text = super().format(record)
         finally:

@@ -20,6 +20,7 @@ import webtest
 from pyramid.response import Response
 from ZODB.POSException import ConflictError, StorageError
 
+from fftelemetry.logs import Formatter
 from fftelemetry.receiver import main as receiver_main
 from fftelemetry.receiver.resources import ROOT_KEY as RECEIVER_KEY
 from fftelemetry.resources import ROOT_KEY
@@ -267,3 +268,17 @@ def test_a_handler_before_ours_leaves_its_traceback_text_to_itself(tmp_path):
     )
     lines = log_a_bug(ini).splitlines()
     assert f"  ValueError: bad header {FORGED_SHOWN}" in lines
+
+
+def test_a_record_with_a_traceback_text_and_no_exception_keeps_it():
+    """A SocketHandler sends a record's traceback as its text alone (exc_info None), as does any
+    record pickled to a log server: the text was dropped, where Python's formatter writes it."""
+    text = "Traceback (most recent call last):\n  File \"x.py\", line 1\nValueError: bad\x1b[2J"
+    record = logging.makeLogRecord({"msg": "GET /bug failed", "exc_info": None, "exc_text": text})
+    written = Formatter("%(message)s").format(record)
+    assert written.split("\n") == [
+        "GET /bug failed",
+        "  Traceback (most recent call last):",
+        '    File "x.py", line 1',
+        "  ValueError: bad\\x1b[2J",
+    ]
