@@ -153,7 +153,7 @@ def read_env_file(path):
         if binding.error:
             raise SettingsError(
                 f"{path}: line {binding.original.line} of the .env file cannot be parsed: "
-                f"'{binding.original.string.strip()[:60]}'"
+                f"{quoted(binding.original.string.strip(), 60)}"
             )
         if binding.key is not None:
             values[binding.key] = binding.value or ""

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from .. import catalog
+from ..shown import quoted
 from ..uuids import HEX, parse_uuid
 
 FIELDS = frozenset({"id", "installation_id", "collected_at", "type", "key", "value"})
@@ -47,7 +48,7 @@ def check_content_type(header):
     ):
         return
     # quoted as sent, not repr()'d: the sender escapes the answer's error for its log
-    given = f"'{header[:60]}'" if header else "none"
+    given = quoted(header, 60) if header else "none"
     raise Invalid(f"expected Content-Type application/json, got {given}", status=415)
 
 
@@ -134,19 +135,22 @@ def _object(pairs):
 
 def check_record(index, item):
     def fail(field, problem):
-        where = f"record {index}" if field is None else f"record {index}, field '{field}'"
-        return Invalid(f"{where}: {problem}", record=index, field=field)
+        if field is None:
+            return Invalid(f"record {index}: {problem}", record=index)
+        # a name the sender made up may be long: the answer's `field` keeps its first 40
+        where = f"record {index}, field {quoted(field)}"
+        return Invalid(f"{where}: {problem}", record=index, field=field[:40])
 
     if not isinstance(item, dict):
         raise fail(None, f"expected an object, got {_json_type(item)}")
     if isinstance(item, Repeated):
-        raise fail(item.name[:40], "the record has this field twice")
+        raise fail(item.name, "the record has this field twice")
     missing, unknown = FIELDS - item.keys(), item.keys() - FIELDS
     if missing:
         raise fail(sorted(missing)[0], f"missing field(s) {', '.join(sorted(missing))}")
     if unknown:
-        names = ", ".join(f"'{name[:38]}'" for name in sorted(unknown)[:5])
-        raise fail(sorted(unknown)[0][:40], f"unknown field(s) {names}")
+        names = ", ".join(quoted(name) for name in sorted(unknown)[:5])
+        raise fail(sorted(unknown)[0], f"unknown field(s) {names}")
     checked = {}
     for field in ("id", "installation_id"):
         try:

@@ -225,6 +225,19 @@ def test_a_long_refused_value_is_quoted_cut_with_its_length(app, value, quoted):
     )
 
 
+def test_a_long_field_name_is_quoted_cut_with_its_length(app):
+    # cut after 38 or 40 characters with nothing to say so, the name read as whole
+    name = "a" * 100
+    answer = post(app, [record(**{name: 1})], 400)
+    cut = f"'{'a' * 40}…' (100 characters)"
+    assert answer.json == {
+        "error": f"record 0, field {cut}: unknown field(s) {cut}", "record": 0, "field": name[:40]
+    }
+    body = json.dumps([record(**{name: 1})])
+    twice = post(app, (body[:-2] + f', "{name}": 1}}]').encode(), 400)
+    assert twice.json["error"] == f"record 0, field {cut}: the record has this field twice"
+
+
 @pytest.mark.parametrize(
     ("content_type", "shown"),
     [
@@ -232,6 +245,7 @@ def test_a_long_refused_value_is_quoted_cut_with_its_length(app, value, quoted):
         ("application/x-www-form-urlencoded", "'application/x-www-form-urlencoded'"),
         ("application/jsonl", "'application/jsonl'"),
         ("application/json; boundary=x", "'application/json; boundary=x'"),
+        ("application/" + "x" * 100, f"'application/{'x' * 48}…' (112 characters)"),  # was cut
         (None, "none"),
     ],
 )

@@ -363,3 +363,14 @@ def test_the_readme_gives_every_setting_once():
     assert {name: sum(f"`{name}`" in cell for cell in names) for name in read} == dict.fromkeys(
         read, 1
     )
+
+
+def test_a_long_line_of_the_env_file_that_cannot_be_parsed_is_quoted_cut(tmp_path):
+    # cut after 60 characters with nothing to say so: an unclosed quote read as whole
+    line = 'TELEMETRY_URL="https://' + "x" * 100
+    with pytest.raises(SettingsError) as refused:
+        load(dotenv_text=f"SEND_TELEMETRY=true\n{line}\n", tmp_path=tmp_path)
+    assert str(refused.value) == (
+        f"{tmp_path / '.env'}: line 2 of the .env file cannot be parsed: "
+        f"'{line[:60]}…' (123 characters)"
+    )
