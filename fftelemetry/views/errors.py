@@ -74,7 +74,9 @@ def notfound(exc, request):
 
 @exception_view_config(BadCSRFToken)
 def bad_csrf_token(exc, request):
-    if secure_cookie_withheld(request):
+    if not session_cookie_withheld(request):
+        message = "Nothing was changed. Go back, reload the page and try again."
+    elif request.app_settings.secure_cookies:
         message = (
             "Nothing was changed. This site's session cookie is marked Secure "
             "(fftelemetry.secure_cookies), and this page was reached over plain HTTP, where a "
@@ -82,19 +84,22 @@ def bad_csrf_token(exc, request):
             "fftelemetry.secure_cookies = false to serve it over plain HTTP."
         )
     else:
-        message = "Nothing was changed. Go back, reload the page and try again."
+        message = (
+            "Nothing was changed. Your browser sent no session cookie with this form. If this "
+            "site was opened over HTTPS in this browser, its cookie is kept to HTTPS (a cookie "
+            "set over HTTPS is marked Secure) and this page was reached over plain HTTP: open "
+            "the site over HTTPS. Otherwise allow cookies for this site, reload the page and "
+            "try again."
+        )
     return error_page(request, 400, "The form has expired", message)
 
 
-def secure_cookie_withheld(request):
-    """Whether the form failed for want of a session cookie the browser keeps to HTTPS:
-    production.ini's Secure cookie on a site reached over plain HTTP (by its address, before
-    the proxy is set up). "Reload the page and try again" failed the same way every time."""
-    return (
-        request.app_settings.secure_cookies
-        and request.scheme == "http"
-        and SESSION_COOKIE not in request.cookies
-    )
+def session_cookie_withheld(request):
+    """Whether the form failed for want of a session cookie a browser keeps to HTTPS, on a page
+    reached over plain HTTP: production.ini's Secure cookie (by the site's address, before the
+    proxy is set up), or the one any HTTPS request gets, which a browser then neither sends nor
+    lets plain HTTP replace. "Reload the page and try again" failed the same way every time."""
+    return request.scheme == "http" and SESSION_COOKIE not in request.cookies
 
 
 @exception_view_config(BadCSRFOrigin)

@@ -502,6 +502,23 @@ def test_a_secure_cookie_over_plain_http_is_named_as_why_a_form_fails(make_site)
     assert "reload the page and try again" in page.text and "plain HTTP" not in page.text
 
 
+def test_a_form_sent_over_plain_http_without_a_session_cookie_names_https(make_site):
+    # the setting off, the site opened over HTTPS before (its cookie then Secure, which a browser
+    # neither sends over plain HTTP nor lets plain HTTP replace): "reload the page and try again"
+    # failed the same way every time. WebTest's cookie jar lets HTTP replace it, so the browser's
+    # side is played by sending the form without the cookie.
+    site = make_site()
+    browser = site.browser()
+    form = browser.get("/register").forms["register"]  # http://localhost
+    form["email"], form["password"] = ADMIN_EMAIL, PASSWORD
+    browser.reset()
+    page = form.submit(status=400)
+    assert "open the site over HTTPS" in page.text and "allow cookies" in page.text
+    assert "secure_cookies" not in page.text
+    with site.root() as root:
+        assert len(root["users"]) == 0
+
+
 def test_new_user_is_sent_to_the_wizard_until_it_is_finished(site, admin):
     site.register(USER_EMAIL, wizard=None)
     browser = site.browser()
