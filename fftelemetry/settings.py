@@ -99,6 +99,9 @@ class AppSettings:
     # A sign-in lasts at most this long, however active the session (the idle limit is 8 hours).
     session_lifetime_hours: int
     env_file: str | None
+    # The ini's folder (PasteDeploy's `here`), which the printed crontab lines cd to; None for
+    # an app made without one.
+    ini_folder: str | None = None
     # argon2 cost: "default" (RFC 9106 low-memory) or "cheapest" (tests only: ~1 ms a hash).
     hashing_profile: str = "default"
     # Failed logins for one email from one address before /login answers 429, and the window,
@@ -340,6 +343,7 @@ def load(ini, global_config=None, environ=None):
         strict_catalog=strict,
         secure_cookies=secure_cookies,
         env_file=env_file,
+        ini_folder=(global_config or {}).get("here") or ini.get("here"),
         hashing_profile=profile,
         **{
             name.removeprefix("fftelemetry."): sources.number(name, *bounds)

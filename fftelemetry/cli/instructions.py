@@ -4,7 +4,6 @@ Like a package manager's post-install step, it also collects (when telemetry is 
 OS version, the kind of database and whether it runs in Docker.
 """
 
-import os
 import platform
 import re
 import shlex
@@ -17,6 +16,7 @@ from pyramid_zodbconn import get_connection
 from .. import __version__
 from ..resources import users_folder
 from ..scripting import database, is_read_only, run_in_transaction
+from ..telemetry.status import cron_log
 from .bootstrap import config_path
 from .collecting import collect_unless_busy
 
@@ -132,7 +132,7 @@ def cron_line(config_uri, command_name="cron", when=DAILY):
     their database there), else beside the ini; to neither if this user may not write there."""
     folder, command = _in_folder(config_uri, command_name)
     line = f"cd {folder} && {command}"
-    log = _cron_log(Path(config_path(config_uri)).resolve().parent)
+    log = cron_log(Path(config_path(config_uri)).resolve().parent)
     if log:  # a log sh cannot open would stop the command itself: then cron mails the output
         line += f" >> {log} 2>&1"
     return _crontab(when, line)
@@ -159,16 +159,6 @@ def _in_folder(config_uri, command_name):
 
 def _crontab(when, line):
     return f"{when}  " + line.replace("%", "\\%")  # cron reads a bare % as a new line
-
-
-def _cron_log(folder):
-    """Where the cron line appends its output: the first of var/ and the ini's folder that this
-    user may write to, else nowhere."""
-    for log in ("var/cron.log", "cron.log"):
-        where = (folder / log).parent
-        if where.is_dir() and os.access(where, os.W_OK):
-            return log
-    return None
 
 
 def installed_command():

@@ -5,6 +5,7 @@ import json
 
 from ..resources import telemetry_store
 from ..scripting import request_environment
+from ..shown import shown
 from ..telemetry.sender import records_word
 from ..telemetry.status import RECENT_SUBMISSIONS, rfc3339, status_facts
 from ..telemetry.status import format_time as _when
@@ -87,12 +88,15 @@ def describe(facts):
     return lines
 
 
-CHECK_CRON = "check fftelemetry cron's output (var/cron.log)"
 SUBMISSIONS_PAGE = "/admin/telemetry/submissions"
 
 
 def overdue_line(facts):
-    return f"Submissions overdue since {_when(facts.overdue_since)}: {CHECK_CRON}"
+    return f"Submissions overdue since {_when(facts.overdue_since)}: {check_cron(facts)}"
+
+
+def check_cron(facts):
+    return f"check fftelemetry cron's output ({shown(facts.cron_output)})"
 
 
 def cron_off_line(facts):
@@ -121,7 +125,7 @@ def check_line(facts):
         since = _when(facts.overdue_since)
         return (
             f"OVERDUE: submissions overdue since {since} ({records_word(pending)} pending, "
-            f"{last}): {CHECK_CRON}"
+            f"{last}): {check_cron(facts)}"
         )
     line = f"OK: {records_word(pending) if pending else 'nothing'} pending, {last}"
     attempt = facts.last_submission

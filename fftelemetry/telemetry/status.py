@@ -1,7 +1,9 @@
 """The facts the status page and `fftelemetry status` show, computed in one place."""
 
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from ..resources.store import SubmissionResult, TelemetryStore, utcnow
 from ..settings import AppSettings, shown_url
@@ -99,6 +101,18 @@ def deleted_still_in_file(store: TelemetryStore) -> bool:
     return packed is None or deleted >= packed - timedelta(days=store.pack_kept_days)
 
 
+def cron_log(folder):
+    """Where the crontab lines `instructions install` prints append their output, relative to
+    the ini's folder (they cd there): the first of var/cron.log and cron.log whose folder this
+    user may write to, else None (a log sh cannot open would stop the command itself: then cron
+    mails the output). The overdue warnings name the same one."""
+    for log in ("var/cron.log", "cron.log"):
+        where = (Path(folder) / log).parent
+        if where.is_dir() and os.access(where, os.W_OK):
+            return log
+    return None
+
+
 @dataclass(frozen=True)
 class StatusFacts:
     enabled: bool
@@ -118,10 +132,18 @@ class StatusFacts:
     keep_submitted_days: int
     overdue_since: datetime | None
     cron_found_off_at: datetime | None
+    ini_folder: str | None = None
 
     @property
     def overdue(self):
         return self.overdue_since is not None
+
+    @property
+    def cron_output(self):
+        """Where fftelemetry cron's output goes, as the overdue warnings name it: the log its
+        printed crontab line appends to, by its full path (status may run in any folder)."""
+        log = cron_log(self.ini_folder) if self.ini_folder else None
+        return str(Path(self.ini_folder, log)) if log else "mailed by cron: no log is kept"
 
     @property
     def older_submissions(self):
@@ -173,4 +195,5 @@ def status_facts(
         keep_submitted_days=settings.keep_submitted_days,
         overdue_since=overdue_since(store, settings, now),
         cron_found_off_at=cron_found_off_at(store, settings),
+        ini_folder=settings.ini_folder,
     )

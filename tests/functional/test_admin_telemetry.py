@@ -247,7 +247,11 @@ def test_status_page_warns_of_overdue_submissions(make_site, receiver, tmp_path)
         assert re.fullmatch(
             r"Submissions overdue since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC: pending records have "
             r"waited two days past their due time\. Check fftelemetry cron's output "
-            r"\(var/cron\.log\) and that its crontab line runs\.", warning(sent_ago, collected_ago))
+            rf"\({re.escape(str(tmp_path))}/cron\.log\) and that its crontab line runs\.",
+            warning(sent_ago, collected_ago))
+    # the log the printed cron line appends to: var/cron.log once the ini's folder has a var/
+    (tmp_path / "var").mkdir()
+    assert f"cron's output ({tmp_path}/var/cron.log) and" in warning(None, 4)
 
 
 def test_status_page_says_when_cron_finds_telemetry_off_while_it_is_on_here(

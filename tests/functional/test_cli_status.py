@@ -141,7 +141,7 @@ def test_overdue_at_its_boundary(tmp_path, write_ini, run_cli, receiver, sent_ag
     assert line.startswith("OVERDUE: submissions overdue since " if overdue else "OK: ")
     text = run_cli("status", ini).stdout
     shown = re.findall(r"^Submissions overdue since (.+ UTC): check fftelemetry cron's output "
-                       r"\(var/cron.log\)$", text, re.MULTILINE)
+                       rf"\({re.escape(str(tmp_path))}/cron.log\)$", text, re.MULTILINE)
     assert shown == ([moment(facts["overdue_since"]).strftime("%Y-%m-%d %H:%M:%S UTC")]
                      if overdue else [])
 
@@ -286,8 +286,32 @@ def test_check_is_a_verdict_not_a_failure(tmp_path, write_ini, run_cli, receiver
     assert [line for line in overdue.stderr.splitlines() if not line.startswith("INFO [")] == []
     assert re.fullmatch(r"OVERDUE: submissions overdue since \S+ \S+ UTC \(4 records pending, "
                         r"last successful submission never\): check fftelemetry cron's output "
-                        r"\(var/cron.log\)\n", overdue.stdout), overdue.stdout
+                        rf"\({re.escape(str(tmp_path))}/cron.log\)\n", overdue.stdout), \
+        overdue.stdout
     assert values(stored(tmp_path)[1], "system.command.errored") == ["cron"]
+
+
+@pytest.mark.parametrize("var", [True, False], ids=["var-folder", "no-var-folder"])
+def test_overdue_names_the_log_the_printed_cron_line_appends_to(tmp_path, write_ini, run_cli,
+                                                                closed_port_url, var):
+    """`instructions install` prints a cron line appending to var/cron.log, or to cron.log
+    beside the ini when its folder has no var/: status and status --check name that one."""
+    if var:
+        (tmp_path / "var").mkdir()
+    ini = write_ini(**{"fftelemetry.telemetry_url": closed_port_url})
+    shown = run_cli("instructions", "install", ini).stdout
+    log = re.search(r"^ +17 4 \* \* \*  cd (\S+) && .* >> (\S+) 2>&1$", shown, re.M)
+    assert log.group(2) == ("var/cron.log" if var else "cron.log"), shown
+    named = re.escape(f"{log.group(1)}/{log.group(2)}")
+    collected_days_ago(tmp_path, 3, [1])
+
+    check = run_cli("status", ini, "--check")
+    assert check.returncode == 1, check.stderr
+    assert re.fullmatch(rf"OVERDUE: .*: check fftelemetry cron's output \({named}\)\n",
+                        check.stdout), check.stdout
+    text = run_cli("status", ini).stdout
+    assert re.search(rf"^Submissions overdue since .*: check fftelemetry cron's output "
+                     rf"\({named}\)$", text, re.M), text
 
 
 def test_json_and_check_together_are_bad_usage(write_ini, run_cli):
