@@ -13,11 +13,12 @@ import plaster
 from paste.deploy.loadwsgi import APP, loadcontext
 from plaster.exceptions import InvalidURI
 from pyramid.config import global_registries
-from pyramid.paster import get_app, setup_logging
+from pyramid.paster import get_app
 from zc.lockfile import LockError
 
 from .. import NO_EVOLVE
 from .. import main as app_factory
+from ..logs import Formatter
 from ..scripting import close_databases
 from ..shown import LOGGED_CHARS, error_text, shown
 from .errors import ConfigProblem
@@ -36,7 +37,7 @@ def load_registry(config_uri, may_write=True):
     if names_another_app(config_uri):
         raise ConfigProblem(not_the_app(named))
     try:
-        setup_logging(config_uri)
+        setup_command_logging(config_uri)
         _quiet_zeo_unless_configured()
         with quiet("zc.lockfile"):  # it logs a traceback before raising; we say it in one line
             app = get_app(config_uri, options=None if may_write else {NO_EVOLVE: "true"})
@@ -112,6 +113,26 @@ def names_another_app(config_uri):
         if context is None:
             return False
     return context.protocol == "paste.app_factory" and context.object is not app_factory
+
+
+# The shipped inis' [formatter_generic] line.
+SHIPPED_FORMAT = "%(asctime)s %(levelname)-7s [%(name)s] %(message)s"
+
+
+def setup_command_logging(config_uri):
+    """The ini's logging sections, obeyed as they are. An ini with none at all (an operator's
+    own) left Python's default, warnings only: cron's log said nothing of a run that succeeded
+    ("Sent 12 records ..."). Then fftelemetry's INFO and above, and everyone else's warnings, go
+    to stderr as the shipped inis write them."""
+    loader = plaster.get_loader(config_uri, protocols=["wsgi"])
+    if "loggers" in loader.get_sections():
+        loader.setup_logging()  # pyramid.paster.setup_logging's fileConfig
+        return
+    if not logging.root.handlers:  # as basicConfig: a process that set up its own keeps it
+        handler = logging.StreamHandler()
+        handler.setFormatter(Formatter(SHIPPED_FORMAT))
+        logging.root.addHandler(handler)
+    logging.getLogger("fftelemetry").setLevel(logging.INFO)
 
 
 def _quiet_zeo_unless_configured():

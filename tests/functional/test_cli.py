@@ -24,7 +24,15 @@ from fftelemetry.cli.instructions import is_docker
 from fftelemetry.resources import telemetry_store_in
 from fftelemetry.resources.store import utcnow
 from fftelemetry.telemetry.sender import submit_pending
-from tests.conftest import OUTSIDE, OUTSIDE_SHOWN, SECRET, Stub, file_size_limit, serving
+from tests.conftest import (
+    LOGGING_SECTIONS,
+    OUTSIDE,
+    OUTSIDE_SHOWN,
+    SECRET,
+    Stub,
+    file_size_limit,
+    serving,
+)
 
 
 def stored(tmp_path):
@@ -711,3 +719,33 @@ def test_a_closed_output_is_one_line_and_status_2_and_nothing_is_done(tmp_path, 
                             text=True, timeout=60, check=False)
     assert_one_line(result, 2, "fftelemetry status: standard output is closed")
     assert not (tmp_path / "Data.fs").exists()
+
+
+SHIPPED_RECORD = re.compile(
+    r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (INFO   |WARNING) \[fftelemetry\.[\w.]+\] \S"
+)
+
+
+def test_an_ini_without_logging_sections_logs_the_commands_results(tmp_path, write_ini, run_cli,
+                                                                  receiver):
+    """An operator's own ini, with no [loggers], [handlers] or [formatters]: cron's log says
+    what a run did, as with the shipped inis (Python's default said warnings only, so nothing
+    of a run that succeeded); an ini that configures logging is obeyed as it is."""
+    shipped = Path(write_ini(**{"fftelemetry.telemetry_url": receiver.url}))
+    own = tmp_path / "own.ini"
+    own.write_text(shipped.read_text().replace(LOGGING_SECTIONS, ""))
+    assert "[loggers]" not in own.read_text()
+
+    result = run_cli("cron", str(own))
+    assert result.returncode == 0, result.stderr
+    assert " INFO    [fftelemetry.cli.cron] Telemetry is on (ini).\n" in result.stderr
+    lines = result.stderr.splitlines()
+    assert all(SHIPPED_RECORD.match(line) for line in lines), lines
+    assert " INFO    [fftelemetry.telemetry.sender] Result of submission [200]: " in result.stderr
+    assert re.search(r" INFO    \[fftelemetry\.cli\.cron\] Sent 1 record; the receiver's "
+                     r"reference is \S+\.$", result.stderr, re.M), result.stderr
+
+    # the ini's own logging, warnings only: obeyed, no INFO line
+    own.write_text(shipped.read_text().replace("level = INFO", "level = WARNING"))
+    quiet = run_cli("cron", str(own), "--force")
+    assert (quiet.returncode, quiet.stderr) == (0, ""), quiet.stderr
