@@ -3,7 +3,9 @@
 import logging
 import os
 from importlib.metadata import PackageNotFoundError, version
+from urllib.parse import parse_qsl, urlencode
 
+import zodburi
 from pyramid.config import Configurator
 from ZEO.Exceptions import ClientDisconnected
 from ZODB.FileStorage.FileStorage import FileStorageFormatError
@@ -14,7 +16,7 @@ from .request import use_app_request
 from .resources import GENERATIONS, root_factory
 from .resources.generations import GenerationError, named
 from .scripting import close_databases, database
-from .shown import shown
+from .shown import quoted, shown
 from .shutdown import close_on_exit
 
 try:
@@ -31,6 +33,39 @@ def require_database(settings, program):
             f"{program}: no database: set zodbconn.uri in the ini (zeo://, file://; "
             "see development.ini)"
         )
+
+
+def refused_parameter(uri):
+    """What zodburi refuses in the query of `uri` (zodbconn.uri), naming the parameter; None if
+    not a parameter. Its own error says "invalid literal for int() with base 10: 'x'" of a value
+    it cannot convert, without the parameter's name: so each parameter is tried alone, by
+    zodburi itself, which opens no storage to resolve a URI."""
+    try:
+        zodburi.resolve_uri(uri)
+    except zodburi.UnknownDatabaseKeywords as exc:
+        scheme = uri.partition(":")[0]
+        unknown = "unknown parameter" + ("s" if len(exc.kw) > 1 else "")
+        return f"{unknown} {', '.join(exc.kw)} for a {scheme}:// database"
+    except ValueError:
+        base, _, query = uri.partition("?")
+        for name, value in parse_qsl(query):
+            error = value_error(f"{base}?{urlencode({name: value})}")
+            if error is not None:
+                return f"{name}={quoted(value)} is refused: {error}"
+    except Exception:
+        return None  # not a parameter's (no resolver for its scheme, say): left to its error
+    return None
+
+
+def value_error(uri):
+    """zodburi's ValueError resolving `uri`, if that is what it raises."""
+    try:
+        zodburi.resolve_uri(uri)
+    except ValueError as exc:
+        return exc
+    except Exception:
+        return None  # an unknown parameter, say: not a value it could not convert
+    return None
 
 
 NO_EVOLVE = "fftelemetry.no_evolve"
@@ -71,6 +106,12 @@ def open_database(config, global_config, generations, program):
     except GenerationError as exc:
         close_databases(config.registry)  # a FileStorage keeps its index, its lock is released
         raise SystemExit(f"{program}: {exc}") from None
+    except (ValueError, zodburi.UnknownDatabaseKeywords):  # before any storage is opened
+        refused = refused_parameter(config.registry.settings.get("zodbconn.uri", ""))
+        if refused is None:
+            raise
+        setting = f"zodbconn.uri in {where}" if "__file__" in global_config else "zodbconn.uri"
+        raise SystemExit(f"{program}: {setting}: {shown(refused)}") from None
 
 
 def not_a_lost_zeo_server(record):

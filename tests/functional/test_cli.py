@@ -19,7 +19,7 @@ import pytest
 from ZODB import DB
 from ZODB.FileStorage import FileStorage
 
-from fftelemetry import settings
+from fftelemetry import main, settings
 from fftelemetry.cli.instructions import is_docker
 from fftelemetry.resources import telemetry_store_in
 from fftelemetry.resources.store import utcnow
@@ -30,6 +30,7 @@ from tests.conftest import (
     OUTSIDE_SHOWN,
     SECRET,
     Stub,
+    app_settings,
     file_size_limit,
     serving,
 )
@@ -302,6 +303,47 @@ def test_an_app_behind_a_filter_is_found(tmp_path, write_ini, run_cli):
 def test_an_ini_without_a_database_is_one_line_and_status_2(write_ini, run_cli):
     result = run_cli("status", write_ini(**{"zodbconn.uri": None}))
     assert_one_line(result, 2, "fftelemetry: no database: set zodbconn.uri in the ini")
+
+
+# zodbconn.uri's query -> what the line says: zodburi's own error named neither the setting nor
+# the parameter of a value it could not convert ("invalid literal for int() with base 10: 'x'"),
+# and quoted an unknown one as a KeyError ("'Unrecognized database keyword(s): wait_timeout'")
+BAD_QUERIES = [
+    pytest.param("file", "read_only=maybe",
+                 "read_only='maybe' is refused: invalid literal for int() with base 10: 'maybe'",
+                 id="file-switch"),
+    pytest.param("file", "create=1&connection_cache_size=abc",
+                 "connection_cache_size='abc' is refused: invalid literal for int()",
+                 id="file-connection-number"),
+    pytest.param("zeo", "wait_timeout=x",
+                 "wait_timeout='x' is refused: invalid literal for int() with base 10: 'x'",
+                 id="zeo-number"),
+    pytest.param("zeo", "cache_size=abc",
+                 "cache_size='abc' is refused: invalid literal for int() with base 10: 'abc'",
+                 id="zeo-bytes"),
+    pytest.param("file", "wait_timeout=5",
+                 "unknown parameter wait_timeout for a file:// database", id="file-unknown"),
+    pytest.param("zeo", "pool_size=3&bogus=1",
+                 "unknown parameters pool_size, bogus for a zeo:// database", id="zeo-unknown"),
+]
+
+
+@pytest.mark.parametrize(("scheme", "query", "said"), BAD_QUERIES)
+def test_a_refused_zodbconn_uri_parameter_is_named_in_one_line(tmp_path, write_ini, run_cli,
+                                                               scheme, query, said):
+    made_quietly(write_ini, run_cli)
+    before = (tmp_path / "Data.fs").read_bytes()
+    where = f"file://{tmp_path}/Data.fs" if scheme == "file" else f"zeo://{tmp_path}/zeo.sock"
+    ini = write_ini(**{"zodbconn.uri": f"{where}?{query}"})
+
+    result = run_cli("status", ini)
+    assert_one_line(result, 2, f"fftelemetry: zodbconn.uri in {ini}: {said}")
+    # pserve's app factory: the same line, not a traceback
+    with pytest.raises(SystemExit) as stopped:
+        main({"here": str(tmp_path), "__file__": ini},
+             **app_settings(tmp_path, **{"zodbconn.uri": f"{where}?{query}"}))
+    assert stopped.value.code.startswith(f"fftelemetry: zodbconn.uri in {ini}: {said}")
+    assert (tmp_path / "Data.fs").read_bytes() == before
 
 
 def test_a_database_file_that_is_no_filestorage_is_one_line_and_status_2(tmp_path, write_ini,
