@@ -48,6 +48,8 @@ def refused_parameter(uri):
         return f"{unknown} {', '.join(exc.kw)} for a {scheme}:// database"
     except ValueError:
         base, _, query = uri.partition("?")
+        if value_error(base) is not None:  # its host or port (zeo://host:abc): no parameter's
+            return None
         for name, value in parse_qsl(query):
             error = value_error(f"{base}?{urlencode({name: value})}")
             if error is not None:

@@ -346,6 +346,16 @@ def test_a_refused_zodbconn_uri_parameter_is_named_in_one_line(tmp_path, write_i
     assert (tmp_path / "Data.fs").read_bytes() == before
 
 
+def test_a_zodbconn_uri_whose_port_is_refused_blames_no_parameter(tmp_path, write_ini, run_cli):
+    # each parameter was tried alone on the same host and port: the port's error was said of the
+    # first parameter ("cache_size='100' is refused: Port could not be cast ...")
+    ini = write_ini(**{"zodbconn.uri": "zeo://localhost:abc?cache_size=100"})
+
+    result = run_cli("status", ini)
+    assert_one_line(result, 2, "Port could not be cast to integer value as 'abc'")
+    assert "cache_size" not in result.stderr
+
+
 def test_a_database_file_that_is_no_filestorage_is_one_line_and_status_2(tmp_path, write_ini,
                                                                            run_cli):
     # the line said "cannot load app.ini: <the file's name>", and nothing about it
