@@ -99,8 +99,8 @@ class AppSettings:
     # A sign-in lasts at most this long, however active the session (the idle limit is 8 hours).
     session_lifetime_hours: int
     env_file: str | None
-    # The ini's folder (PasteDeploy's `here`), which the printed crontab lines cd to; None for
-    # an app made without one.
+    # The ini's folder, which the printed crontab lines cd to (a link to the ini followed);
+    # None for an app made without one.
     ini_folder: str | None = None
     # argon2 cost: "default" (RFC 9106 low-memory) or "cheapest" (tests only: ~1 ms a hash).
     hashing_profile: str = "default"
@@ -286,6 +286,15 @@ def env_file_for(global_config, ini):
     return path
 
 
+def ini_folder(global_config, ini):
+    """The folder the printed crontab lines cd to: the ini file's, a link to it followed as
+    `instructions install` follows it (`here` is the link's folder), else `here`."""
+    config = global_config or {}
+    if config.get("__file__"):
+        return str(Path(config["__file__"]).resolve().parent)
+    return config.get("here") or ini.get("here")
+
+
 def load(ini, global_config=None, environ=None):
     """Resolve every setting of the application; raises SettingsError with a one-line message."""
     environ = os.environ if environ is None else environ
@@ -343,7 +352,7 @@ def load(ini, global_config=None, environ=None):
         strict_catalog=strict,
         secure_cookies=secure_cookies,
         env_file=env_file,
-        ini_folder=(global_config or {}).get("here") or ini.get("here"),
+        ini_folder=ini_folder(global_config, ini),
         hashing_profile=profile,
         **{
             name.removeprefix("fftelemetry."): sources.number(name, *bounds)

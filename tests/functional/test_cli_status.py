@@ -314,6 +314,25 @@ def test_overdue_names_the_log_the_printed_cron_line_appends_to(tmp_path, write_
                      rf"\({named}\)$", text, re.M), text
 
 
+def test_overdue_names_the_log_of_a_linked_ini_s_cron_line(tmp_path, write_ini, run_cli,
+                                                           closed_port_url):
+    """An ini given by a link in another folder (/etc/fftelemetry/app.ini onto the install's):
+    the printed cron line cd's to the folder of the file it links to, and appends to var/cron.log
+    there; status named cron.log beside the link instead."""
+    (tmp_path / "var").mkdir()
+    ini = write_ini(**{"fftelemetry.telemetry_url": closed_port_url})
+    (tmp_path / "etc").mkdir()
+    link = tmp_path / "etc" / "app.ini"
+    link.symlink_to(ini)
+    shown = run_cli("instructions", "install", str(link)).stdout
+    log = re.search(r"^ +17 4 \* \* \*  cd (\S+) && .* >> (\S+) 2>&1$", shown, re.M)
+    assert (log.group(1), log.group(2)) == (str(tmp_path), "var/cron.log"), shown
+    collected_days_ago(tmp_path, 3, [1])
+
+    check = run_cli("status", str(link), "--check")
+    assert check.stdout.endswith(f"check fftelemetry cron's output ({tmp_path}/var/cron.log)\n")
+
+
 def test_json_and_check_together_are_bad_usage(write_ini, run_cli):
     result = run_cli("status", write_ini(), "--json", "--check")
     assert result.returncode == 2 and "not allowed with argument" in result.stderr
