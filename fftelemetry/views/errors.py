@@ -98,8 +98,11 @@ def session_cookie_withheld(request):
     """Whether the form failed for want of a session cookie a browser keeps to HTTPS, on a page
     reached over plain HTTP: production.ini's Secure cookie (by the site's address, before the
     proxy is set up), or the one any HTTPS request gets, which a browser then neither sends nor
-    lets plain HTTP replace. "Reload the page and try again" failed the same way every time."""
-    return request.scheme == "http" and SESSION_COOKIE not in request.cookies
+    lets plain HTTP replace. "Reload the page and try again" failed the same way every time.
+    The browser's Origin says how it reached the page: behind a proxy waitress does not trust,
+    request.scheme is "http" of an HTTPS page, whose cookie then went missing otherwise."""
+    over_https = request.headers.get("Origin", "").startswith("https://")
+    return request.scheme == "http" and not over_https and SESSION_COOKIE not in request.cookies
 
 
 @exception_view_config(BadCSRFOrigin)

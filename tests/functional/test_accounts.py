@@ -519,6 +519,23 @@ def test_a_form_sent_over_plain_http_without_a_session_cookie_names_https(make_s
         assert len(root["users"]) == 0
 
 
+def test_a_form_of_an_https_page_behind_an_untrusted_proxy_is_not_said_to_be_plain_http(
+        make_site):
+    # waitress not told to trust the proxy: request.scheme is "http" of a page the browser has
+    # over HTTPS (its Origin says so), so its Secure cookie is sent; without one (cookies
+    # blocked) the page said it was reached over plain HTTP, and to turn secure_cookies off
+    site = make_site(**{"fftelemetry.secure_cookies": "true"})
+    browser = site.browser()
+    form = browser.get("/register").forms["register"]
+    form["email"], form["password"] = ADMIN_EMAIL, PASSWORD
+    browser.reset()
+    page = form.submit(headers={"Origin": "https://fftelemetry.example"}, status=400)
+    assert "reload the page and try again" in page.text
+    assert "plain HTTP" not in page.text and "secure_cookies" not in page.text
+    with site.root() as root:
+        assert len(root["users"]) == 0
+
+
 def test_new_user_is_sent_to_the_wizard_until_it_is_finished(site, admin):
     site.register(USER_EMAIL, wizard=None)
     browser = site.browser()
