@@ -13,7 +13,6 @@ import plaster
 from paste.deploy.loadwsgi import APP, loadcontext
 from plaster.exceptions import InvalidURI
 from pyramid.config import global_registries
-from pyramid.paster import get_app
 from zc.lockfile import LockError
 
 from .. import NO_EVOLVE
@@ -34,13 +33,18 @@ def load_registry(config_uri, may_write=True):
         if kind is None:
             raise ConfigProblem(f"config file {named} not found")
         raise ConfigProblem(f"{named} is {kind}, not a config file")
-    if names_another_app(config_uri):
+    try:  # one loader for all that follows: finding it scans the installed entry points
+        loader = plaster.get_loader(config_uri, protocols=["wsgi"])
+    except Exception as exc:
+        raise ConfigProblem(f"cannot load {named}: {one_line(exc)}") from None
+    if names_another_app(loader):
         raise ConfigProblem(not_the_app(named))
     try:
-        setup_command_logging(config_uri)
+        setup_command_logging(loader)
         _quiet_zeo_unless_configured()
         with quiet("zc.lockfile"):  # it logs a traceback before raising; we say it in one line
-            app = get_app(config_uri, options=None if may_write else {NO_EVOLVE: "true"})
+            # as pyramid.paster.get_app: the app the URI's #name names, else main
+            app = loader.get_wsgi_app(defaults=None if may_write else {NO_EVOLVE: "true"})
     except SystemExit as exc:  # fftelemetry.main's one line (a setting refused, no ZEO, not a
         # FileStorage), escaped already: escaped again, each backslash would double
         raise ConfigProblem(str(exc.code).removeprefix("fftelemetry: ")) from None
@@ -92,14 +96,13 @@ def not_the_app(name):
     )
 
 
-def names_another_app(config_uri):
+def names_another_app(loader):
     """Whether the ini's app is plainly another than fftelemetry's (the receiver's, say), told
     from its sections before it is made: making it opens that app's database, which its own
     server holds (a file:// FileStorage said "in use by another process: serve it with ZEO"),
     and evolves it. Behind a [pipeline:main] or a filter, the app at their end; anything else
     (a composite, an ini PasteDeploy cannot read) is made, and app_registry or the error says."""
     try:
-        loader = plaster.get_loader(config_uri, protocols=["wsgi"])
         context = loadcontext(
             APP,
             loader.pastedeploy_spec,
@@ -119,12 +122,11 @@ def names_another_app(config_uri):
 SHIPPED_FORMAT = "%(asctime)s %(levelname)-7s [%(name)s] %(message)s"
 
 
-def setup_command_logging(config_uri):
+def setup_command_logging(loader):
     """The ini's logging sections, obeyed as they are. An ini with none at all (an operator's
     own) left Python's default, warnings only: cron's log said nothing of a run that succeeded
     ("Sent 12 records ..."). Then fftelemetry's INFO and above, and everyone else's warnings, go
     to stderr as the shipped inis write them."""
-    loader = plaster.get_loader(config_uri, protocols=["wsgi"])
     if "loggers" in loader.get_sections():
         loader.setup_logging()  # pyramid.paster.setup_logging's fileConfig
         return
