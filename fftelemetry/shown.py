@@ -59,8 +59,8 @@ def error_text(exc):
     str() repr()s them (the path C:\\dir would come out with four backslashes)."""
     if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
         names = (name for name in (exc.filename, exc.filename2) if name is not None)
-        quoted = " -> ".join(f"'{_file_name(name)}'" for name in names)
-        return f"[Errno {exc.errno}] {exc.strerror}: {quoted}"
+        files = " -> ".join(f"'{_file_name(name)}'" for name in names)
+        return f"[Errno {exc.errno}] {exc.strerror}: {files}"
     return str(exc)
 
 
