@@ -13,6 +13,7 @@ it, byte for byte."""
 
 import logging
 import traceback
+from collections.abc import Sequence
 
 from .shown import shown
 
@@ -43,7 +44,7 @@ class Formatter(logging.Formatter):
         # as logging.Formatter's print_exception() makes it, whole chain and all
         exception = traceback.TracebackException(type(ei[1]), ei[1], ei[2], compact=True)
         for each in held(exception):
-            each.format_exception_only = one_line_each(each.format_exception_only)
+            each.format_exception_only = one_line_each(each)
         return "".join(exception.format()).removesuffix("\n")
 
 
@@ -59,15 +60,35 @@ def held(exception):
         waiting += [each.__cause__, each.__context__, *(each.exceptions or ())]
 
 
-def one_line_each(format_exception_only):
+def one_line_each(exception):
     """An exception's text, each of its lines (`Type: message`, a note) escaped into one: its
-    message is the part of a traceback that quotes outside text."""
+    message is the part of a traceback that quotes outside text. Python splits a note at its
+    line breaks before they reach here, so the notes are taken from it and written here whole."""
+    format_exception_only = exception.format_exception_only
+    notes, exception.__notes__ = exception.__notes__, None
 
     def escaped_lines(**options):
         for line in format_exception_only(**options):
             yield shown(line.removesuffix("\n")) + "\n"
+        for note in each_note(notes):
+            yield shown(note) + "\n"
 
     return escaped_lines
+
+
+def each_note(notes):
+    """An exception's __notes__ as Python's traceback reads them: each note's str(), or the
+    repr() of notes that are not a sequence; one that fails to convert is said to."""
+    if isinstance(notes, Sequence):
+        return [_converted(note, "note", str) for note in notes]
+    return [] if notes is None else [_converted(notes, "__notes__", repr)]
+
+
+def _converted(value, what, convert):
+    try:
+        return convert(value)
+    except Exception:
+        return f"<{what} {convert.__name__}() failed>"
 
 
 def escaped(line):

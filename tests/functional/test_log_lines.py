@@ -282,3 +282,29 @@ def test_a_record_with_a_traceback_text_and_no_exception_keeps_it():
         '    File "x.py", line 1',
         "  ValueError: bad\\x1b[2J",
     ]
+
+
+def logged_traceback(exc):
+    """The lines the shipped inis' formatter writes for a record of `exc`."""
+    record = logging.makeLogRecord(
+        {"msg": "GET /bug failed", "exc_info": (type(exc), exc, exc.__traceback__)}
+    )
+    return Formatter("%(message)s").format(record).split("\n")
+
+
+def test_a_note_is_one_line_escaped_as_the_exception_text_is():
+    """Python splits a note (add_note, 3.11) at its line breaks: a record forged after one was a
+    line of its own, indented, where the exception's text keeps its line breaks as \\n."""
+    try:
+        try:
+            raise KeyError("x")
+        except KeyError as exc:
+            exc.add_note(f"reading {FORGED}")
+            raise ValueError("bad header") from exc
+    except ValueError as exc:
+        exc.add_note("")
+        exc.add_note(f"then {FORGED}\n")
+        lines = logged_traceback(exc)
+    assert f"  reading {FORGED_SHOWN}" in lines  # the cause's note
+    assert lines[-3:] == ["  ValueError: bad header", "  ", f"  then {FORGED_SHOWN}\\n"]
+    assert all(line.startswith("  ") for line in lines[1:])
