@@ -5,17 +5,17 @@ A one-line message escapes the outside text it quotes where it is written (shown
 is written by Python as it is: an exception whose text quotes a request's path or a header can
 hold a line break and, after it, a line just like a record of its own. So here, in every record:
 an exception's own text (each line of `ValueError: ...` and its notes, for every exception of a
-chain or a group) is escaped as shown() escapes a line, its line breaks written \\n; every
-further line of the record (a frame, a stack, a library's multi-line message) starts with two
-spaces, as a traceback's frames already do; and a character a terminal would act on that is left
-anywhere is written as its escape. A record of one line is written as logging.Formatter writes
-it, byte for byte."""
+chain or a group) is escaped as shown() escapes a line, its line breaks written \\n, and cut past
+TRACEBACK_CHARS with its length, as shown() cuts; every further line of the record (a frame, a
+stack, a library's multi-line message) starts with two spaces, as a traceback's frames already
+do; and a character a terminal would act on that is left anywhere is written as its escape. A
+record of one line is written as logging.Formatter writes it, byte for byte."""
 
 import logging
 import traceback
 from collections.abc import Sequence
 
-from .shown import shown
+from .shown import TRACEBACK_CHARS, shown
 
 # Before each line of a record after its first: only a record's first line starts at column 0,
 # which is how a reader, `grep '^2026'` and a log shipper's multi-line rule tell records apart.
@@ -61,17 +61,18 @@ def held(exception):
 
 
 def one_line_each(exception):
-    """An exception's text, each of its lines (`Type: message`, a note) escaped into one: its
-    message is the part of a traceback that quotes outside text. Python splits a note at its
-    line breaks before they reach here, so the notes are taken from it and written here whole."""
+    """An exception's text, each of its lines (`Type: message`, a note) escaped into one, and cut
+    past TRACEBACK_CHARS with its length: its message is the part of a traceback that quotes
+    outside text. Python splits a note at its line breaks before they reach here, so the notes
+    are taken from it and written here whole."""
     format_exception_only = exception.format_exception_only
     notes, exception.__notes__ = exception.__notes__, None
 
     def escaped_lines(**options):
         for line in format_exception_only(**options):
-            yield shown(line.removesuffix("\n")) + "\n"
+            yield shown(line.removesuffix("\n"), TRACEBACK_CHARS) + "\n"
         for note in each_note(notes):
-            yield shown(note) + "\n"
+            yield shown(note, TRACEBACK_CHARS) + "\n"
 
     return escaped_lines
 

@@ -10,6 +10,11 @@ import os
 # Outside text in a log line (a request line, an error's text) is cut to this: no address of
 # ours is a tenth of it, and waitress takes a request line up to its 256 KB header limit.
 LOGGED_CHARS = 300
+# An exception's own text (and each note) in a logged traceback is cut to this: more than a log
+# line's, since a bug is found by reading it, and a library's text quotes what a log line would,
+# with its own words around it, often twice (requests' "Max retries exceeded" for a host of 39
+# characters, 364). A repr() of a request's body in it would be a line of a megabyte.
+TRACEBACK_CHARS = 1000
 # A refused value a message quotes (a setting, a record's value) is cut to this: enough to
 # recognise it, where a 5,000-digit number made a line of 5,000.
 QUOTED_CHARS = 40

@@ -308,3 +308,20 @@ def test_a_note_is_one_line_escaped_as_the_exception_text_is():
     assert f"  reading {FORGED_SHOWN}" in lines  # the cause's note
     assert lines[-3:] == ["  ValueError: bad header", "  ", f"  then {FORGED_SHOWN}\\n"]
     assert all(line.startswith("  ") for line in lines[1:])
+
+
+def test_a_long_exception_text_or_note_is_cut_with_its_length():
+    """An exception quoting a request's body (its repr(), say) wrote all of it, on one line."""
+    body = "x\n" * 500_000  # a megabyte; a line break is written \n, two characters
+    exc = ValueError(f"bad body {body}")
+    exc.add_note(f"while reading {body}")
+    lines = logged_traceback(exc)
+    escaped = "x\\n"
+    assert lines[-2:] == [
+        # 1,000 characters, then the text's length
+        "  ValueError: bad body " + escaped * 326 + "x… (1,000,021 characters)",
+        # 999: the next escape, \n, would end past 1,000, and is not cut in two
+        "  while reading " + escaped * 328 + "x… (1,000,014 characters)",
+    ]
+    # a text of 1,000 characters is written whole
+    assert logged_traceback(ValueError("y" * 988))[-1] == f"  ValueError: {'y' * 988}"
