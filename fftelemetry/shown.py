@@ -46,7 +46,8 @@ def shown(text, limit=None):
 def quoted(value, limit=QUOTED_CHARS, mark="'"):
     """`value` as a message quotes it, '...', cut past `limit` characters: '1000…' (401
     characters). Not escaped: the line that writes the message does, with shown(), and escaped
-    here too each backslash would double. `mark=""` for a number, which is not quoted."""
+    here too each backslash would double. `mark=""` for a number, which is not quoted, or
+    for what a message names unquoted (the method and address in the receiver's 404)."""
     text = str(value)
     if len(text) <= limit:
         return f"{mark}{text}{mark}"

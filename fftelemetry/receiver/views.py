@@ -9,7 +9,7 @@ from ZODB.POSException import ConflictError
 
 from ..resources.generations import GenerationError
 from ..resources.store import utcnow
-from ..shown import request_line
+from ..shown import quoted, request_line
 from .resources import Receiver
 from .validation import Invalid, check_content_type, parse_batch
 
@@ -62,13 +62,10 @@ def stats_take_get(context, request):
 @notfound_view_config(renderer="json")
 def not_found(request):
     request.response.status_int = 404
-    # an answer is not as big as the request line is long (waitress takes 60 KB of it)
-    method, path = shortened(request.method), shortened(request.path)
+    # an answer is not as big as the request line is long (waitress takes 60 KB of it): each
+    # is cut as every value is, with its length, and unquoted, as a log's request line is
+    method, path = quoted(request.method, SHOWN, mark=""), quoted(request.path, SHOWN, mark="")
     return {"error": f"nothing here: {method} {path}; POST batches to /submit"}
-
-
-def shortened(text):
-    return text if len(text) <= SHOWN else text[:SHOWN] + "…"
 
 
 @exception_view_config(HTTPBadRequest, renderer="json")

@@ -409,11 +409,18 @@ def test_an_address_past_submit_or_stats_is_a_404_and_stores_nothing(app):
 
 
 def test_a_long_unknown_address_is_not_repeated_whole(app):
+    # cut as every value is, with its length: "…" alone could be the address's own end
     answer = app.get("/" + "x" * 60_000, status=404)
-    assert answer.json == {"error": f"nothing here: GET /{'x' * 99}…; POST batches to /submit"}
+    assert answer.json == {
+        "error": f"nothing here: GET /{'x' * 99}… (60,001 characters); POST batches to /submit"
+    }
     answer = send(app, "X" * 60_000, "/nope")  # a method is any token, as long
     assert answer.status_int == 404
-    assert answer.json == {"error": f"nothing here: {'X' * 100}… /nope; POST batches to /submit"}
+    assert answer.json == {
+        "error": f"nothing here: {'X' * 100}… (60,000 characters) /nope; POST batches to /submit"
+    }
+    answer = app.get("/" + "y" * 99, status=404)  # 100 characters: whole
+    assert answer.json == {"error": f"nothing here: GET /{'y' * 99}; POST batches to /submit"}
 
 
 def test_a_failure_is_a_json_500_and_stores_nothing(tmp_path, app):
