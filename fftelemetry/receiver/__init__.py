@@ -8,7 +8,7 @@ sending side collects by, stores the batch and answers `200 {"uuid": "<uuid4>"}`
 import threading
 
 from pyramid.config import Configurator
-from pyramid.events import ContextFound, NewRequest
+from pyramid.events import ContextFound, NewRequest, NewResponse
 from pyramid.renderers import JSON
 
 from .. import open_database, require_database
@@ -50,6 +50,13 @@ def one_batch_at_a_time(handler, registry):
     return tween
 
 
+def no_sniffing(event):
+    """A NewResponse subscriber, for every answer, an error's too: a browser must take each for
+    the JSON it says it is, never sniff one as a page (a 404 repeats the address it was asked
+    for) nor load one as another site's script or stylesheet."""
+    event.response.headers["X-Content-Type-Options"] = "nosniff"
+
+
 def main(global_config, **settings):
     require_database(settings, PROGRAM)
     settings.setdefault("tm.manager_hook", "pyramid_tm.explicit_manager")
@@ -70,5 +77,6 @@ def main(global_config, **settings):
         config.add_renderer("json", JSON(separators=(",", ":")))
         config.add_subscriber(reject_undecodable_address, NewRequest)
         config.add_subscriber(no_subpath, ContextFound)
+        config.add_subscriber(no_sniffing, NewResponse)
         config.scan(".views")
     return config.make_wsgi_app()

@@ -434,6 +434,21 @@ def test_a_failure_is_a_json_500_and_stores_nothing(tmp_path, app):
     assert app.get("/stats").json == {"records": 1, "batches": 1}
 
 
+def test_every_answer_is_not_to_be_sniffed(tmp_path, app):
+    """A browser takes each answer for JSON, the errors' too (nosniff); it had no such header."""
+    answers = [
+        app.get("/stats"), app.head("/"), post(app, [record()], 200),
+        app.get("/nope", status=404), app.delete("/stats", status=405),
+        post(app, b"{nope", 400), app.get("/%ff", status=400),
+        post(app, [record() for _ in range(6)], 413),
+        app.post("/submit", b"[]", content_type="text/plain", status=415),
+    ]
+    with file_size_limit((tmp_path / "receiver.fs").stat().st_size):  # the commit fails
+        answers.append(post(app, [record()], 500))
+    for answer in answers:
+        assert answer.headers.getall("X-Content-Type-Options") == ["nosniff"], answer.status
+
+
 def test_bad_limits_stop_start_up_in_one_line():
     with pytest.raises(SystemExit) as info:
         main({}, **{"zodbconn.uri": "memory://", "receiver.max_records": "many"})
