@@ -13,6 +13,7 @@ Bounds: the timeouts bound each wait for the next byte, so a deadline bounds the
 import contextlib
 import json
 import logging
+import os
 import socket
 import ssl
 import threading
@@ -166,7 +167,7 @@ def post_batch(session, settings, body):
     failure = None
     try:
         status, content = _exchange(session, settings, url, body)
-    except (requests.RequestException, Urllib3Error, UnicodeError) as exc:
+    except (OSError, Urllib3Error, UnicodeError) as exc:  # OSError: RequestException's too
         failure = exc  # UnicodeError: a user name or password requests cannot encode
     finally:
         with lock:
@@ -241,9 +242,22 @@ def _why_failed(exc, url, started, settings):
         return f"{url} closed the connection without a complete answer"
     if isinstance(exc, requests.ConnectionError):
         return f"cannot connect to {url} (tried {CONNECT_RETRIES + 1} times)"
+    variable, path = ca_bundle()
+    if not isinstance(exc, requests.RequestException) and variable and not os.path.exists(path):
+        # requests' own OSError, before connecting: not the database's, nor a write's
+        return f"the certificate of {url} cannot be checked: {variable}={path} does not exist"
     if isinstance(exc, (requests.exceptions.InvalidURL, Urllib3Error, UnicodeError)):
         return f"{url} is not a URL the sender can use ({type(exc).__name__})"
     return f"the request to {url} failed ({type(exc).__name__})"
+
+
+def ca_bundle():
+    """What requests checks a receiver's certificate against: the variable naming a file (or
+    folder) of CA certificates, as it looks them up, and its value; else (None, certifi's file)."""
+    for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        if os.environ.get(variable):
+            return variable, os.environ[variable]
+    return None, requests.certs.where()
 
 
 def _tls_failure(exc, url):

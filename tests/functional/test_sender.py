@@ -777,3 +777,22 @@ def test_a_certificate_refused_says_why_and_keeps_the_records(db, ca, tmp_path, 
     assert outcome.error.startswith(f"the certificate of {url}/submit was not accepted: ")
     assert why in outcome.error
     assert stub.requests == [] and counts(db)["pending"] == 1
+
+
+def test_a_ca_bundle_that_is_not_there_fails_the_run_not_the_database(db, ca, tmp_path,
+                                                                      monkeypatch, caplog):
+    # requests raises a bare OSError for it, which "submit now" took for the database's (a 503
+    # "could not store this") and cron for a write rolled back, with no run in the log
+    missing = tmp_path / "no-such-ca.pem"
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(missing))
+    collect(db, 1)
+    stub = Stub()
+    with tls_serving(stub, ca.issue_cert("127.0.0.1")) as url:
+        outcome = submit_pending(db, settings_for(url))
+    assert outcome.error == (
+        f"the certificate of {url}/submit cannot be checked: "
+        f"REQUESTS_CA_BUNDLE={missing} does not exist"
+    )
+    assert in_store(db, lambda store: store.last_submission()).error == outcome.error
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert stub.requests == [] and counts(db)["pending"] == 1
