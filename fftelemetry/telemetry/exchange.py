@@ -42,6 +42,8 @@ LOGGED_BODY_CHARS = 300
 # Our receiver answers ~50 bytes: an answer past this is no acknowledgement, and is not read on.
 MAX_ANSWER_BYTES = 1024 * 1024
 CONNECT_RETRIES = 2
+# OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH
+NAME_MISMATCH = {62, 64}
 # RFC 9562's two placeholder values
 PLACEHOLDER_UUIDS = {uuid.UUID(int=0): "the nil uuid", uuid.UUID(int=2**128 - 1): "the max uuid"}
 
@@ -267,7 +269,15 @@ def _tls_failure(exc, url):
         inner = seen.args[0] if seen.args else None
         seen = inner if isinstance(inner, BaseException) else getattr(seen, "reason", None)
     if isinstance(seen, ssl.SSLCertVerificationError):
-        return f"the certificate of {url} was not accepted: {seen.verify_message}"
+        why = f"the certificate of {url} was not accepted: {seen.verify_message.rstrip('.')}"
+        if seen.verify_code in NAME_MISMATCH:
+            return why  # its CA was trusted
+        # A variable set in a login shell, not in cron's environment (nor read from .env), is
+        # not there at all: say which CAs were used.
+        variable, path = ca_bundle()
+        if variable:
+            return f"{why} (checked against {variable}={path})"
+        return f"{why} (checked against certifi's CAs: name a CA of your own in REQUESTS_CA_BUNDLE)"
     return f"the TLS handshake with {url} failed ({getattr(seen, 'reason', None) or 'SSLError'})"
 
 

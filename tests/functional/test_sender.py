@@ -796,3 +796,32 @@ def test_a_ca_bundle_that_is_not_there_fails_the_run_not_the_database(db, ca, tm
     assert in_store(db, lambda store: store.last_submission()).error == outcome.error
     assert [r.levelname for r in caplog.records] == ["WARNING"]
     assert stub.requests == [] and counts(db)["pending"] == 1
+
+
+@pytest.mark.parametrize("bundle", [None, "another CA's", "ours, for another name"])
+def test_a_refused_certificate_says_which_cas_it_was_checked_against(db, ca, tmp_path,
+                                                                     monkeypatch, bundle):
+    # cron's environment holds none of a login shell's variables, nor does .env set them: the
+    # operator reading cron.log learns whether REQUESTS_CA_BUNDLE was seen at all
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    if bundle == "another CA's":
+        trust(trustme.CA(), tmp_path, monkeypatch)
+    elif bundle is not None:
+        trust(ca, tmp_path, monkeypatch)
+    collect(db, 1)
+    issued_for = "receiver.example.org" if bundle and bundle.startswith("ours") else "127.0.0.1"
+    with tls_serving(Stub(), ca.issue_cert(issued_for)) as url:
+        outcome = submit_pending(db, settings_for(url))
+    refused = f"the certificate of {url}/submit was not accepted: "
+    expected = {
+        None: f"{refused}unable to get local issuer certificate (checked against certifi's "
+        "CAs: name a CA of your own in REQUESTS_CA_BUNDLE)",
+        "another CA's": f"{refused}unable to get local issuer certificate (checked against "
+        f"REQUESTS_CA_BUNDLE={tmp_path / 'ca.pem'})",
+        # its CA trusted: nothing about CAs, and one full stop, the sentence's, not two
+        "ours, for another name": f"{refused}IP address mismatch, certificate is not valid "
+        "for '127.0.0.1'",
+    }[bundle]
+    assert outcome.error == expected
+    assert counts(db)["pending"] == 1
