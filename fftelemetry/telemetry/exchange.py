@@ -243,7 +243,9 @@ def _why_failed(exc, url, started, settings):
     ):
         return f"{url} closed the connection without a complete answer"
     if isinstance(exc, requests.ConnectionError):
-        return f"cannot connect to {url} (tried {CONNECT_RETRIES + 1} times)"
+        # with the system's reason: a misspelt host would read as a receiver that is down
+        said = [_socket_reason(exc), f"tried {CONNECT_RETRIES + 1} times"]
+        return f"cannot connect to {url} ({'; '.join(filter(None, said))})"
     variable, path = ca_bundle()
     if not isinstance(exc, requests.RequestException) and variable and not os.path.exists(path):
         # requests' own OSError, before connecting: not the database's, nor a write's
@@ -251,6 +253,14 @@ def _why_failed(exc, url, started, settings):
     if isinstance(exc, (requests.exceptions.InvalidURL, Urllib3Error, UnicodeError)):
         return f"{url} is not a URL the sender can use ({type(exc).__name__})"
     return f"the request to {url} failed ({type(exc).__name__})"
+
+
+def _socket_reason(exc):
+    """The system's reason a connection failed ("connection refused", "name or service not
+    known"), from under urllib3's wrapping, or None."""
+    reason = getattr(exc.args[0] if exc.args else None, "reason", None)
+    said = getattr(getattr(reason, "__cause__", None), "strerror", None)
+    return said[:1].lower() + said[1:] if isinstance(said, str) and said else None
 
 
 def ca_bundle():

@@ -3,6 +3,7 @@ apps (not our code) for the ways a receiver fails."""
 
 import json
 import logging
+import re
 import socket
 import ssl
 import threading
@@ -210,10 +211,27 @@ def test_a_redirect_is_not_followed_and_the_records_stay_pending(db):
 def test_a_receiver_that_is_down(db, closed_port_url, caplog):
     collect(db, 1)
     outcome = submit_pending(db, settings_for(closed_port_url))
-    assert outcome.error == f"cannot connect to {closed_port_url}/submit (tried 3 times)"
+    assert outcome.error == (
+        f"cannot connect to {closed_port_url}/submit (connection refused; tried 3 times)"
+    )
     assert outcome.status is None and counts(db)["pending"] == 1
     assert outcome.message().startswith("Nothing was sent: cannot connect")
     assert [r.levelname for r in caplog.records] == ["WARNING"]  # no urllib3 retry chatter
+
+
+def test_a_host_name_that_does_not_resolve_is_not_said_to_refuse(db):
+    # a typo in the host would otherwise read exactly as a receiver that is down
+    collect(db, 1)
+    url = "http://user:s3cret@receiver.invalid:6544"  # RFC 6761: .invalid never resolves
+    outcome = submit_pending(db, settings_for(url))
+    said = re.fullmatch(
+        r"cannot connect to http://user:\*\*\*@receiver.invalid:6544/submit "
+        r"\(([^;]+); tried 3 times\)",
+        outcome.error,
+    )
+    assert said, outcome.error
+    assert said[1] != "connection refused"  # the resolver's words: "name or service not known"
+    assert counts(db)["pending"] == 1
 
 
 def test_a_failure_after_some_batches_keeps_the_rest(db):
