@@ -9,6 +9,7 @@ do not understand stops start-up with one line naming it.
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -141,6 +142,12 @@ def read_env_file(path):
     """The key/value pairs of a `.env` file; a line python-dotenv cannot parse is an error,
     not a silent skip, so a truncated file cannot quietly switch telemetry off or on."""
     try:
+        # looked at before it is opened: opening a FIFO waits for a writer, for ever, and
+        # /dev/null read as an empty file (a folder as "Is a directory")
+        kind = kind_of_file(os.stat(path).st_mode)
+        if kind is not None:
+            linked = f"is a link to {os.readlink(path)}, which " if os.path.islink(path) else ""
+            raise SettingsError(f"{path}: the .env file {linked}is {kind}, not a regular file")
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         if os.path.islink(path):  # a deploy's link to a shared .env that is not there (yet)
@@ -161,6 +168,22 @@ def read_env_file(path):
         if binding.key is not None:
             values[binding.key] = binding.value or ""
     return values
+
+
+def kind_of_file(mode):
+    """What a file of this `st_mode` is when it is no regular file ("a folder", "a named pipe
+    (FIFO)"...); None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a named pipe (FIFO)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
 
 
 class _StringStream:

@@ -6,7 +6,6 @@ transaction (see fftelemetry.scripting).
 
 import logging
 import os
-import stat
 from contextlib import contextmanager
 
 import plaster
@@ -19,6 +18,7 @@ from .. import NO_EVOLVE
 from .. import main as app_factory
 from ..logs import Formatter
 from ..scripting import close_databases
+from ..settings import kind_of_file
 from ..shown import LOGGED_CHARS, error_text, shown
 from .errors import ConfigProblem
 
@@ -62,18 +62,9 @@ def what_is_there(path):
     """What a path that is no regular file names, or None if nothing: /dev/null or a FIFO was
     said to be "not found"."""
     try:
-        mode = os.stat(path).st_mode
+        return kind_of_file(os.stat(path).st_mode)
     except OSError:
         return None
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    if stat.S_ISFIFO(mode):
-        return "a named pipe (FIFO)"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "a device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    return "a special file"
 
 
 def app_registry(app, name):

@@ -217,6 +217,22 @@ def test_a_config_that_is_no_regular_file_is_named_for_what_it_is(tmp_path, run_
                     f"fftelemetry: {os.devnull} is a device, not a config file")
 
 
+def test_a_dotenv_that_is_a_fifo_stops_pserve_and_the_commands_in_one_line(
+    tmp_path, write_ini, run_cli
+):
+    # opening it waited for a writer: pserve and every command hung for ever
+    ini = write_ini()
+    with open(ini, "a") as file:
+        file.write("\n[server:main]\nuse = egg:waitress#main\nlisten = 127.0.0.1:0\n")
+    os.mkfifo(tmp_path / ".env")
+    line = f"fftelemetry: {tmp_path}/.env: the .env file is a named pipe (FIFO), not a regular file"
+    assert_one_line(run_cli("status", ini, timeout=30), 2, line)
+    pserve = subprocess.run([Path(sys.executable).parent / "pserve", ini], capture_output=True,
+                            text=True, timeout=30, check=False)
+    assert pserve.returncode == 1
+    assert pserve.stderr.endswith(f"{line}\n"), pserve.stderr
+
+
 def test_a_folder_or_a_name_without_suffix_is_one_line_and_status_2(tmp_path, run_cli):
     assert_one_line(run_cli("status", str(tmp_path)), 2, f"{tmp_path} is a folder, not a config")
     odd = tmp_path / "settings"

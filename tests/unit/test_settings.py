@@ -126,6 +126,23 @@ def test_a_dotenv_link_to_nothing_is_an_error_not_a_skip(tmp_path):
         load(tmp_path=tmp_path)
 
 
+def test_a_dotenv_that_is_no_regular_file_is_an_error(tmp_path):
+    # a folder was "cannot read .env file (Is a directory)", /dev/null read as an empty file
+    # (a FIFO, which hung start-up, is tried on the real console script: tests/functional)
+    (tmp_path / ".env").mkdir()
+    with pytest.raises(SettingsError) as folder:
+        load(tmp_path=tmp_path)
+    assert str(folder.value) == f"{tmp_path}/.env: the .env file is a folder, not a regular file"
+    (tmp_path / ".env").rmdir()
+    (tmp_path / ".env").symlink_to(os.devnull)
+    with pytest.raises(SettingsError) as device:
+        load(tmp_path=tmp_path)
+    assert str(device.value) == (
+        f"{tmp_path}/.env: the .env file is a link to {os.devnull}, which is a device, "
+        "not a regular file"
+    )
+
+
 def test_missing_dotenv_is_fine(tmp_path):
     assert load(tmp_path=tmp_path).send_telemetry is False
 
