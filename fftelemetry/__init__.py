@@ -92,11 +92,18 @@ def open_database(config, global_config, generations, program):
         # server's, a file of 0 bytes) as it opens it: read-only, it cannot
         raise SystemExit(f"{program}: {generations.not_made(named(where))}") from None
     except FileNotFoundError as exc:
-        # a read-only FileStorage does not make a missing file (a writable one does); a folder
-        # that does not exist, or a link to a file that does not (a writable one fails there
-        # too: a volume not mounted), is another mistake, left to its own error
+        # a read-only FileStorage does not make a missing file (a writable one does); neither
+        # makes a missing folder (a volume not mounted, a misspelt path), which pserve said in a
+        # traceback. A link to a file that does not exist is left to its own error.
         name = exc.filename or ""
-        if os.path.lexists(name) or not os.path.isdir(os.path.dirname(name)):
+        folder = os.path.dirname(name)
+        if name and not os.path.isdir(folder):
+            raise SystemExit(
+                f"{program}: {named(where)} cannot be opened: its folder, {shown(folder)}, does "
+                "not exist (a volume not mounted? a misspelt path?), and opening a database "
+                "does not make one"
+            ) from None
+        if os.path.lexists(name):
             raise
         missing = generations.not_made(named(where), shown(exc.filename))
         raise SystemExit(f"{program}: {missing}") from None

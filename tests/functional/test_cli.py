@@ -199,10 +199,11 @@ def test_a_setting_start_up_refuses_is_escaped_once(write_ini, run_cli, monkeypa
 
 def test_a_file_an_error_names_is_escaped_once(tmp_path, write_ini, run_cli):
     # an OSError's text repr()s the file's name, and the line escaped that again (a zodbconn.uri
-    # cannot hold a line break)
-    ini = write_ini(**{"zodbconn.uri": f"file://{tmp_path}/gone/C:\\dir\x1b[2J.fs"})
-    result = run_cli("status", ini)
-    named = f"'{tmp_path}/gone/C:\\\\dir\\x1b[2J.fs.lock'"
+    # cannot hold a line break); here a link to a file on a volume not mounted
+    data = tmp_path / "C:\\dir\x1b[2J.fs"
+    data.symlink_to(tmp_path / "unmounted" / "Data.fs")
+    result = run_cli("status", write_ini(**{"zodbconn.uri": f"file://{data}"}))
+    named = f"'{tmp_path}/C:\\\\dir\\x1b[2J.fs'"
     assert_one_line(result, 2, f": [Errno 2] No such file or directory: {named}")
     assert result.stderr.rstrip("\n").isprintable()
 

@@ -458,6 +458,41 @@ def test_a_read_only_database_whose_file_is_missing_stops_in_one_line(tmp_path, 
     assert not data.exists()
 
 
+NO_FOLDER = (
+    "{program}: the database named in {where} cannot be opened: its folder, {folder}, does not "
+    "exist (a volume not mounted? a misspelt path?), and opening a database does not make one"
+)
+
+
+@pytest.mark.parametrize("query", ["?read_only=true", ""], ids=["read-only", "writable"])
+@pytest.mark.parametrize("make", [main, receiver_main], ids=["app", "receiver"])
+def test_a_database_whose_folder_is_missing_stops_start_up_in_one_line(tmp_path, make, query):
+    # FileStorage's FileNotFoundError (of the file read-only, of its .lock writable) came out
+    # of pserve as a traceback
+    folder = tmp_path / "unmounted" / "var"
+    ini = tmp_path / "app.ini"
+    settings = app_settings(tmp_path, **{"zodbconn.uri": f"file://{folder}/Data.fs{query}"})
+    with pytest.raises(SystemExit) as stopped:
+        make({"__file__": str(ini), "here": str(tmp_path)}, **settings)
+    program = "fftelemetry" if make is main else "fftelemetry receiver"
+    assert stopped.value.code == NO_FOLDER.format(program=program, where=ini, folder=folder)
+    assert not (tmp_path / "unmounted").exists()
+
+
+def test_a_database_whose_folder_is_missing_stops_a_command_in_one_line(
+    tmp_path, write_ini, run_cli
+):
+    # "cannot load app.ini: [Errno 2] No such file or directory: '…/Data.fs'"; the folder's
+    # name is outside text, shown escaped
+    folder = tmp_path / "un\x1b[2Jmounted"
+    ini = write_ini(**{"zodbconn.uri": f"file://{folder}/Data.fs?read_only=true"})
+    result = run_cli("status", ini)
+    assert result.returncode == 2, result.stderr
+    shown_folder = f"{tmp_path}/un\\x1b[2Jmounted"
+    line = NO_FOLDER.format(program="fftelemetry", where=ini, folder=shown_folder)
+    assert result.stderr.splitlines() == [line]
+
+
 def test_a_writable_database_whose_file_links_nowhere_is_not_said_to_be_read_only(
     tmp_path, write_ini, run_cli
 ):
