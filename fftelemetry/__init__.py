@@ -82,8 +82,15 @@ def open_database(config, global_config, generations, program):
     # a console command's dry run loads the app with this option: it must not evolve either
     evolve = global_config.get(NO_EVOLVE) != "true"
     try:
-        config.include("pyramid_zodbconn")
-        generations.bring_up_to_date(database(config.registry), where, evolve)
+        try:
+            config.include("pyramid_zodbconn")
+            generations.bring_up_to_date(database(config.registry), where, evolve)
+        except BaseException:
+            # what was opened is closed, not left to the garbage collector: a FileStorage writes
+            # its index and releases its lock (a refused start in a running process, a test's,
+            # kept the same file from being opened again), a ZEO client ends its connection
+            close_databases(config.registry)
+            raise
     except ClientDisconnected:
         raise SystemExit(
             f"{program}: cannot reach the ZEO server named in {where}: is runzeo running?"
@@ -113,7 +120,6 @@ def open_database(config, global_config, generations, program):
             "file (zodbconn.uri names another kind of file?)"
         ) from None
     except GenerationError as exc:
-        close_databases(config.registry)  # a FileStorage keeps its index, its lock is released
         raise SystemExit(f"{program}: {exc}") from None
     except (ValueError, zodburi.UnknownDatabaseKeywords):  # before any storage is opened
         refused = refused_parameter(config.registry.settings.get("zodbconn.uri", ""))

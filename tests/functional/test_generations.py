@@ -3,9 +3,12 @@ from before generations counts as 1, a newer database stops the app, the receive
 console command in one line without a byte written, and an older one is evolved step by step at
 start-up (the steps here are registered for the test only, and run by the real runner)."""
 
+import gc
 import json
+import os
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import pytest
 import webtest
@@ -491,6 +494,45 @@ def test_a_database_whose_folder_is_missing_stops_a_command_in_one_line(
     shown_folder = f"{tmp_path}/un\\x1b[2Jmounted"
     line = NO_FOLDER.format(program="fftelemetry", where=ini, folder=shown_folder)
     assert result.stderr.splitlines() == [line]
+
+
+@contextmanager
+def no_garbage_collection():
+    """The collector closes a storage left open, some time later: not by chance here."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def open_in_this_process(path):
+    """The file descriptors of this process open on `path`."""
+    fds = os.listdir("/proc/self/fd")
+    return [fd for fd in fds if os.path.realpath(f"/proc/self/fd/{fd}") == str(path)]
+
+
+@pytest.mark.parametrize("program", ["fftelemetry", "fftelemetry receiver"])
+def test_a_refused_start_on_a_new_read_only_database_leaves_its_file_closed(tmp_path, program):
+    # ZODB.DB raised ReadOnlyError making its root, and the FileStorage it was given stayed open
+    data = tmp_path / "new.fs"
+    new_database(data, "empty file")
+    with no_garbage_collection():
+        with pytest.raises(SystemExit):
+            start_read_only(tmp_path, program, data)
+        assert open_in_this_process(data) == []
+
+
+def test_a_refused_start_releases_the_lock_of_a_database_it_opened_before(tmp_path):
+    # pyramid_zodbconn opens a named database after the main one; when that one is refused,
+    # Data.fs stayed locked: the same process could not open it again
+    data, other = tmp_path / "Data.fs", tmp_path / "other.fs"
+    new_database(other, "empty file")
+    settings = app_settings(tmp_path, **{"zodbconn.uri.other": f"file://{other}?read_only=true"})
+    with no_garbage_collection():
+        with pytest.raises(SystemExit):
+            main({"here": str(tmp_path)}, **settings)
+        FileStorage(str(data)).close()
 
 
 def test_a_writable_database_whose_file_links_nowhere_is_not_said_to_be_read_only(
