@@ -59,8 +59,9 @@ def run(registry, args):
     has_users, generation = run_in_transaction(
         registry, lambda env: (len(users_folder(env["request"])) > 0, env["root"].generation)
     )
+    read_only = is_read_only(database(registry))
     if args.which == "install":
-        print(install_text(args.config_uri, has_users=has_users))
+        print(install_text(args.config_uri, has_users=has_users, read_only=read_only))
     else:
         print(UPGRADE.format(version=__version__, generation=generation))
     if not settings.send_telemetry:
@@ -78,7 +79,7 @@ def run(registry, args):
     else:
         again = (
             "running this command with the writable database's config"
-            if is_read_only(database(registry))
+            if read_only
             else "running this command again"
         )
         print(f"{facts} could not be recorded this time (see the warning); {again} records them.")
@@ -98,21 +99,35 @@ def collect_facts(registry):
     )
 
 
-def install_text(config_uri, has_users):
+# On a replica, create-user, cron and pack are each refused ("this command writes"): a crontab
+# of them would fail every day. Its check and pserve work there, and are kept.
+ON_A_REPLICA = (
+    "Add no cron or pack line, and create no user, with this config: its database is read-only "
+    "(a replica) and those commands write to it, so they would be refused; run this command "
+    "with the writable database's config for them."
+)
+
+
+def install_text(config_uri, has_users, read_only=False):
     shown = bin_prefix()
-    steps = [] if has_users else [
-        "Create the first user (the administrator):\n"
-        f"       {shown}fftelemetry create-user {config_uri} --email you@example.org --admin"
-    ]
+    if read_only:
+        steps = [ON_A_REPLICA]
+    else:
+        steps = [] if has_users else [
+            "Create the first user (the administrator):\n"
+            f"       {shown}fftelemetry create-user {config_uri} --email you@example.org --admin"
+        ]
+        steps.append(
+            "Add the daily cron line that submits telemetry once a week (and deletes submitted "
+            "records older than fftelemetry.keep_submitted_days), and the weekly one that "
+            "packs the database (deleted records leave its file only then; "
+            f"see scripts/crontab.example):\n       {cron_line(config_uri)}"
+            f"\n       {cron_line(config_uri, 'pack', WEEKLY)}"
+        )
     steps += [
-        "Add the daily cron line that submits telemetry once a week (and deletes submitted "
-        "records older than fftelemetry.keep_submitted_days), and the weekly one that "
-        "packs the database (deleted records leave its file only then; "
-        f"see scripts/crontab.example):\n       {cron_line(config_uri)}"
-        f"\n       {cron_line(config_uri, 'pack', WEEKLY)}",
         "To be mailed by cron when submissions are overdue (failing for two days past due) "
-        "or its config cannot be used (it prints nothing otherwise), also:\n"
-        f"       {check_line(config_uri)}",
+        "or its config cannot be used (it prints nothing otherwise), "
+        f"{'add' if read_only else 'also'}:\n       {check_line(config_uri)}",
         f"Start the application: {shown}pserve {config_uri}",
     ]
     numbered = "\n".join(f"  {number}. {step}" for number, step in enumerate(steps, 1))

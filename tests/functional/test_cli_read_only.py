@@ -3,6 +3,8 @@ read-only ZEO server), as real subprocesses: a command that only reads runs, its
 run on the writable database to collect; one that writes is refused before it does anything."""
 
 import json
+import re
+import subprocess
 import time
 
 import pytest
@@ -151,6 +153,34 @@ def test_instructions_and_delete_without_yes_run_on_a_read_only_database(
     assert (tmp_path / "Data.fs").read_bytes() == before
 
 
+ON_A_REPLICA = (
+    "  1. Add no cron or pack line, and create no user, with this config: its database is "
+    "read-only (a replica) and those commands write to it, so they would be refused; run this "
+    "command with the writable database's config for them.\n"
+)
+
+
+def test_install_instructions_on_a_read_only_database_print_no_line_it_refuses(
+    tmp_path, write_ini, run_cli
+):
+    # they printed create-user, and cron and pack lines that failed there every day
+    made_quietly(write_ini, run_cli)
+    shown = run_cli("instructions", "install", replica(tmp_path, write_ini))
+    assert shown.returncode == 0, shown.stderr
+    assert ON_A_REPLICA in shown.stdout
+    assert not re.search(r"fftelemetry (create-user|cron|pack) ", shown.stdout), shown.stdout
+
+    # what stands on a replica: the check's crontab line, which runs there as cron runs it
+    # (silent unless the check fails), and pserve's
+    check = re.search(r"^  2\. .*\n +(37 9 \* \* \*  .*)$", shown.stdout, re.M).group(1)
+    cron = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SHELL": "/bin/sh"}
+    ran = subprocess.run(["/bin/sh", "-c", check.removeprefix("37 9 * * *  ")], cwd=tmp_path,
+                         env=cron, capture_output=True, text=True, timeout=60, check=False)
+    assert (ran.returncode, ran.stdout, ran.stderr) == (0, "", "")
+    assert re.search(r"^  3\. Start the application: \S*pserve \S*replica\.ini$", shown.stdout,
+                     re.M)
+
+
 def ours(result):
     return [line for line in warnings(result) if not line.startswith("ERROR [ZEO.")]
 
@@ -194,9 +224,11 @@ def test_a_read_only_zeo_server_refuses_cron_and_answers_status(
         ini = write_ini("zeo.ini", **{"zodbconn.uri": f"zeo://{host}:{port}?{query}"})
         check = run_cli("status", ini, "--check")
         cron = run_cli("cron", ini, "--force")
+        install = run_cli("instructions", "install", ini)
         # ZEO logs the server's refusal of the fallback's writable try as an ERROR line first
         assert (check.returncode, ours(check)) == (0, [NOT_COLLECTED]), check.stderr
         assert check.stdout.startswith("OK: 1 record pending")
         assert (cron.returncode, ours(cron)) == (2, [f"fftelemetry cron: {REFUSED}"])
+        assert (install.returncode, ON_A_REPLICA in install.stdout) == (0, True), install.stderr
     finally:
         stop()
