@@ -7,6 +7,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import zodburi
 from pyramid.config import Configurator
+from ZEO.asyncio.client import Fallback
 from ZEO.Exceptions import ClientDisconnected
 from ZODB.FileStorage.FileStorage import FileStorageFormatError
 from ZODB.POSException import ReadOnlyError
@@ -81,6 +82,8 @@ def open_database(config, global_config, generations, program):
     where = shown(global_config.get("__file__", "zodbconn.uri"))  # pserve's config file, as given
     # a console command's dry run loads the app with this option: it must not evolve either
     evolve = global_config.get(NO_EVOLVE) != "true"
+    # before the client connects, which is when it logs that line; added once (addFilter)
+    logging.getLogger("ZEO.asyncio.client").addFilter(fallback_refusal_as_info)
     try:
         try:
             config.include("pyramid_zodbconn")
@@ -127,6 +130,33 @@ def open_database(config, global_config, generations, program):
             raise
         setting = f"zodbconn.uri in {where}" if "__file__" in global_config else "zodbconn.uri"
         raise SystemExit(f"{program}: {setting}: {shown(refused)}") from None
+
+
+# How ZEO's client logs an error its server answered with, and names a connection made with
+# read_only_fallback=true (its protocol's name ends with the fallback's marker).
+FROM_SERVER = "%s from server: %s:%s"
+READ_ONLY_ERROR = "ZODB.POSException.ReadOnlyError"
+FALLBACK_CONNECTION = f", {Fallback!r}"
+
+
+def fallback_refusal_as_info(record):
+    """A ZEO client with read_only_fallback=true asks for a writable connection first, and a
+    read-only server (a replica's) refuses it: ZEO logs that refusal as an ERROR before it
+    settles for a read-only connection, as the URI told it to, so every command run on a replica
+    logged an ERROR. That record alone is lowered to INFO, shown where the ZEO logger's INFO is
+    (not by the commands or the shipped inis); a client that asked for a writable connection
+    only, refused the same way, still logs its ERROR."""
+    args = record.args
+    if not (
+        record.msg == FROM_SERVER
+        and isinstance(args, tuple)
+        and len(args) == 3
+        and args[1] == READ_ONLY_ERROR
+        and str(args[0]).endswith(FALLBACK_CONNECTION)
+    ):
+        return True
+    record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+    return logging.getLogger(record.name).isEnabledFor(logging.INFO)
 
 
 def not_a_lost_zeo_server(record):

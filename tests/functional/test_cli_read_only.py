@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import ZEO
@@ -181,10 +182,6 @@ def test_install_instructions_on_a_read_only_database_print_no_line_it_refuses(
                      re.M)
 
 
-def ours(result):
-    return [line for line in warnings(result) if not line.startswith("ERROR [ZEO.")]
-
-
 def connected(storage, expected):
     deadline = time.monotonic() + 10
     while storage.is_connected() != expected:
@@ -225,10 +222,42 @@ def test_a_read_only_zeo_server_refuses_cron_and_answers_status(
         check = run_cli("status", ini, "--check")
         cron = run_cli("cron", ini, "--force")
         install = run_cli("instructions", "install", ini)
-        # ZEO logs the server's refusal of the fallback's writable try as an ERROR line first
-        assert (check.returncode, ours(check)) == (0, [NOT_COLLECTED]), check.stderr
+        # the fallback's writable try, refused by the server, was logged as an ERROR first
+        assert (check.returncode, warnings(check)) == (0, [NOT_COLLECTED]), check.stderr
         assert check.stdout.startswith("OK: 1 record pending")
-        assert (cron.returncode, ours(cron)) == (2, [f"fftelemetry cron: {REFUSED}"])
+        assert (cron.returncode, warnings(cron)) == (2, [f"fftelemetry cron: {REFUSED}"])
         assert (install.returncode, ON_A_REPLICA in install.stdout) == (0, True), install.stderr
     finally:
         stop()
+
+
+def test_a_read_only_zeo_server_refusing_a_writable_client_is_still_an_error(
+    tmp_path, write_ini, run_cli
+):
+    # the fallback's refusal is lowered (above); the same refusal of a client that asked for a
+    # writable connection only (a replica's ini without read_only=true) is ZEO's ERROR still
+    made_quietly(write_ini, run_cli)
+    address, stop = ZEO.server(path=str(tmp_path / "Data.fs"), zeo_conf={"read_only": True})
+    host, port = address
+    uri = f"zeo://{host}:{port}?wait_timeout=1"
+    fallback = Path(write_ini("fallback.ini", **{"zodbconn.uri": f"{uri}&read_only_fallback=true"}))
+    # an ini that shows ZEO's INFO lines
+    fallback.write_text(fallback.read_text().replace("keys = root\n", "keys = root, zeo\n", 1)
+                        + "\n[logger_zeo]\nlevel = INFO\nhandlers =\nqualname = ZEO\n")
+    try:
+        writable = run_cli("status", write_ini("writable.ini", **{"zodbconn.uri": uri}))
+        settled = run_cli("status", str(fallback))
+    finally:
+        stop()
+    refused = " from server: ZODB.POSException.ReadOnlyError:()"
+    assert writable.returncode == 2
+    assert f"ERROR [ZEO.asyncio.client] ('{host}', {port}), '1', 0{refused}" in (
+        writable.stderr.splitlines()
+    )
+    assert settled.returncode == 0, settled.stderr
+    [line] = [line for line in settled.stderr.splitlines() if line.endswith(refused)]
+    # the fallback's marker, an object(), as the client's process shows it
+    assert re.fullmatch(
+        rf"INFO \[ZEO\.asyncio\.client\] \('{host}', {port}\), '1', <object object at 0x\w+>"
+        + re.escape(refused), line
+    )
