@@ -4,7 +4,7 @@ one line and an exit status for a monitoring check (--check)."""
 import json
 
 from ..resources import telemetry_store
-from ..scripting import request_environment
+from ..scripting import database, is_read_only, request_environment
 from ..shown import shown
 from ..telemetry.sender import records_word
 from ..telemetry.status import RECENT_SUBMISSIONS, rfc3339, status_facts
@@ -43,7 +43,12 @@ def run(registry, args):
     with request_environment(registry) as env:
         # --json is for a tool: every submission kept, not the text's newest few
         recent = None if args.json else RECENT_SUBMISSIONS
-        facts = status_facts(telemetry_store(env["request"]), registry.app_settings, recent=recent)
+        facts = status_facts(
+            telemetry_store(env["request"]),
+            registry.app_settings,
+            recent=recent,
+            read_only=is_read_only(database(registry)),
+        )
     if args.check:
         if facts.overdue:
             raise Verdict(check_line(facts))
@@ -61,6 +66,7 @@ def describe(facts):
         f"Telemetry: {'enabled' if facts.enabled else 'disabled'} ({facts.source})",
         f"Installation id: {facts.installation_id or 'none yet'}",
         f"Receiver: {facts.endpoint}",
+        *([f"Database: {REPLICA}"] if facts.read_only else []),
         f"Records: {counts['all']} ({counts['pending']} pending, {counts['submitted']} submitted)",
         f"Last successful submission: {_when(facts.last_success_at) or 'never'}",
     ]
@@ -89,6 +95,7 @@ def describe(facts):
 
 
 SUBMISSIONS_PAGE = "/admin/telemetry/submissions"
+REPLICA = "read-only (a replica): cron, pack and deletes run with the writable database's config"
 
 
 def overdue_line(facts):
@@ -142,6 +149,7 @@ def as_json(facts):
         "source": facts.source,
         "installation_id": facts.installation_id,
         "receiver": facts.endpoint,
+        "read_only": facts.read_only,
         "counts": {which: facts.counts[which] for which in ("all", "pending", "submitted")},
         "last_success_at": rfc3339(facts.last_success_at),
         "next_due": rfc3339(facts.next_due) if facts.enabled else None,

@@ -113,6 +113,12 @@ def cron_log(folder):
     return None
 
 
+ON_THE_WRITABLE_SIDE = (
+    "where the writable database's config runs it: this one is read-only (a replica), and cron "
+    "does not run on it"
+)
+
+
 @dataclass(frozen=True)
 class StatusFacts:
     enabled: bool
@@ -133,6 +139,7 @@ class StatusFacts:
     overdue_since: datetime | None
     cron_found_off_at: datetime | None
     ini_folder: str | None = None
+    read_only: bool = False  # a replica's database: cron, pack and deletes run elsewhere
 
     @property
     def overdue(self):
@@ -141,7 +148,10 @@ class StatusFacts:
     @property
     def cron_output(self):
         """Where fftelemetry cron's output goes, as the overdue warnings name it: the log its
-        printed crontab line appends to, by its full path (status may run in any folder)."""
+        printed crontab line appends to, by its full path (status may run in any folder). Not
+        a replica's folder: cron is refused there, and runs with the writable database."""
+        if self.read_only:
+            return ON_THE_WRITABLE_SIDE
         log = cron_log(self.ini_folder) if self.ini_folder else None
         return str(Path(self.ini_folder, log)) if log else "mailed by cron: no log is kept"
 
@@ -173,9 +183,14 @@ def submission_log(store: TelemetryStore, settings: AppSettings, recent=None):
 
 
 def status_facts(
-    store: TelemetryStore, settings: AppSettings, now=None, recent=RECENT_SUBMISSIONS
+    store: TelemetryStore,
+    settings: AppSettings,
+    now=None,
+    recent=RECENT_SUBMISSIONS,
+    read_only=False,
 ) -> StatusFacts:
-    """The facts, with the newest `recent` submissions (None: every one kept)."""
+    """The facts, with the newest `recent` submissions (None: every one kept); `read_only`:
+    whether the database is (a replica's)."""
     submissions, kept = submission_log(store, settings, recent)
     return StatusFacts(
         enabled=settings.send_telemetry,
@@ -196,4 +211,5 @@ def status_facts(
         overdue_since=overdue_since(store, settings, now),
         cron_found_off_at=cron_found_off_at(store, settings),
         ini_folder=settings.ini_folder,
+        read_only=read_only,
     )

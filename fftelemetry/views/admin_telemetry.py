@@ -70,7 +70,9 @@ def status(context, request):
     # their names are plain segments, which resource_url would add as they are
     here = request.resource_url(context)
     return {
-        "facts": status_facts(context.store, settings),
+        "facts": status_facts(
+            context.store, settings, read_only=is_read_only(get_connection(request).db())
+        ),
         "source": SOURCES.get(settings.send_telemetry_source, settings.send_telemetry_source),
         "env_file": settings.env_file,
         "set_in_environment": settings.switch_in_environment,

@@ -787,6 +787,27 @@ def test_a_press_on_a_read_only_database_sends_nothing(make_site):
         assert replica.counts()["pending"] > 0
 
 
+def test_status_page_on_a_read_only_database_says_so_and_where_cron_runs(make_site):
+    # it named this server's folder's cron.log for an overdue submission, where no cron runs
+    site = make_site()
+    admin = site.register(ADMIN_EMAIL)
+    with site.store() as store:
+        store.add_feature("system.users.count", 2, utcnow() - timedelta(days=3))  # overdue
+    assert admin.get(STATUS).html.select_one("#read-only") is None
+    data_fs = site.app.registry.settings["zodbconn.uri"]
+    close_databases(site.app.registry)  # a file:// FileStorage allows one writer
+    browser = make_site(**{"zodbconn.uri": f"{data_fs}?read_only=true"}).browser()
+    browser.set_cookie("session", admin.cookies["session"])
+    page = browser.get(STATUS)
+    assert " ".join(page.html.select_one("#read-only").get_text().split()) == (
+        "read-only (a replica): sending, deleting and packing are done with the writable "
+        "database's config (its fftelemetry cron and fftelemetry pack), not from here."
+    )
+    assert "Check fftelemetry cron's output (where the writable database's config runs it: this " \
+        "one is read-only (a replica), and cron does not run on it) and that its crontab line " \
+        "runs." in " ".join(page.html.select_one("#overdue").get_text().split())
+
+
 def set_generation(site, generation):
     """What another version's start does to the database this running app shares (over ZEO)."""
     with database(site.app.registry).transaction() as conn:

@@ -27,6 +27,11 @@ REFUSED = (
     "the database is read-only (zodbconn.uri's read_only=true, or a read-only ZEO server) and "
     "this command writes to it: nothing was done; run it with the writable database's config"
 )
+REPLICA = "read-only (a replica): cron, pack and deletes run with the writable database's config"
+WRITABLE_SIDE = (
+    "where the writable database's config runs it: this one is read-only (a replica), and cron "
+    "does not run on it"
+)
 NOT_COLLECTED = (
     "WARNING [fftelemetry.cli.collecting] system.command.executed 'status' not collected (the "
     "database is read-only); a later run collects it on the writable database"
@@ -61,18 +66,23 @@ def test_status_reads_a_read_only_database_and_leaves_its_use_to_a_writable_run(
     [line] = check.stdout.splitlines()
     assert line.startswith("OVERDUE: submissions overdue since " if overdue else
                            "OK: 1 record pending, last successful submission ")
+    if overdue:  # not the replica's folder's cron.log: cron does not run there
+        assert line.endswith(f"check fftelemetry cron's output ({WRITABLE_SIDE})")
     assert warnings(check) == [NOT_COLLECTED]
     as_json = run_cli("status", ini, "--json")
     assert (as_json.returncode, warnings(as_json)) == (0, [NOT_COLLECTED])
     assert json.loads(as_json.stdout)["overdue"] is overdue
+    assert json.loads(as_json.stdout)["read_only"] is True
     text = run_cli("status", ini)
     assert (text.returncode, warnings(text)) == (0, [NOT_COLLECTED])
     assert "Records: 3 (1 pending, 2 submitted)" in text.stdout
+    assert f"\nDatabase: {REPLICA}\nRecords: " in text.stdout
     assert (tmp_path / "Data.fs").read_bytes() == before
 
     # the next run on the writable database collects it
     writable = run_cli("status", write_ini(**{"fftelemetry.telemetry_url": receiver.url}))
     assert (writable.returncode, warnings(writable)) == (0, [])
+    assert "Database: " not in writable.stdout
     assert values(stored(tmp_path)[1], "system.command.executed") == ["status"]
 
 

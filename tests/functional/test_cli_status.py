@@ -22,9 +22,9 @@ from tests.functional.test_cli import (
 )
 
 KEYS = {
-    "enabled", "source", "installation_id", "receiver", "counts", "last_success_at", "next_due",
-    "overdue", "overdue_since", "cron_found_off_at", "keep_submitted_days", "packed_at",
-    "pack_kept_days", "deleted_in_file", "records_deleted_at", "submissions",
+    "enabled", "source", "installation_id", "receiver", "read_only", "counts", "last_success_at",
+    "next_due", "overdue", "overdue_since", "cron_found_off_at", "keep_submitted_days",
+    "packed_at", "pack_kept_days", "deleted_in_file", "records_deleted_at", "submissions",
 }
 SUBMISSION_KEYS = {"at", "sent", "status", "ok", "uuid", "error"}
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
@@ -63,6 +63,7 @@ def test_json_gives_the_facts_the_text_gives(tmp_path, write_ini, run_cli, recei
     assert facts["installation_id"] == installation_id and installation_id in text
     assert facts["receiver"] == receiver.url.replace("http://", "http://ann:***@") + "/submit"
     assert f"Receiver: {facts['receiver']}" in text
+    assert facts["read_only"] is False and "Database: " not in text
     submitted = sum(1 for _, _, sent in records if sent)
     assert facts["counts"] == {"all": len(records), "pending": len(records) - submitted,
                                "submitted": submitted}
