@@ -83,7 +83,12 @@ def open_database(config, global_config, generations, program):
     # a console command's dry run loads the app with this option: it must not evolve either
     evolve = global_config.get(NO_EVOLVE) != "true"
     # before the client connects, which is when it logs that line; added once (addFilter)
-    logging.getLogger("ZEO.asyncio.client").addFilter(fallback_refusal_as_info)
+    zeo_client_log = logging.getLogger("ZEO.asyncio.client")
+    zeo_client_log.addFilter(fallback_refusal_as_info)
+    # A read-only server refuses a client that asked to write, and the client waits on until
+    # wait_timeout, which then reads as a server that cannot be reached: noted, to say why.
+    refusals = []
+    zeo_client_log.addFilter(noted := note_read_only_refusals(refusals))
     try:
         try:
             config.include("pyramid_zodbconn")
@@ -95,6 +100,12 @@ def open_database(config, global_config, generations, program):
             close_databases(config.registry)
             raise
     except ClientDisconnected:
+        if refusals:
+            raise SystemExit(
+                f"{program}: the ZEO server named in {where} is read-only and refused a writable "
+                "connection: name the writable server, or add read_only=true to zodbconn.uri "
+                "for a replica"
+            ) from None
         raise SystemExit(
             f"{program}: cannot reach the ZEO server named in {where}: is runzeo running?"
         ) from None
@@ -130,6 +141,8 @@ def open_database(config, global_config, generations, program):
             raise
         setting = f"zodbconn.uri in {where}" if "__file__" in global_config else "zodbconn.uri"
         raise SystemExit(f"{program}: {setting}: {shown(refused)}") from None
+    finally:
+        zeo_client_log.removeFilter(noted)
 
 
 # How ZEO's client logs an error its server answered with, and names a connection made with
@@ -139,6 +152,29 @@ READ_ONLY_ERROR = "ZODB.POSException.ReadOnlyError"
 FALLBACK_CONNECTION = f", {Fallback!r}"
 
 
+def is_read_only_refusal(record):
+    """Whether a record is ZEO's client logging its server's ReadOnlyError."""
+    args = record.args
+    return (
+        record.msg == FROM_SERVER
+        and isinstance(args, tuple)
+        and len(args) == 3
+        and args[1] == READ_ONLY_ERROR
+    )
+
+
+def note_read_only_refusals(refusals):
+    """A filter that keeps, in `refusals`, each read-only refusal of a writable connection; it
+    drops no record."""
+
+    def note(record):
+        if is_read_only_refusal(record) and not str(record.args[0]).endswith(FALLBACK_CONNECTION):
+            refusals.append(record)
+        return True
+
+    return note
+
+
 def fallback_refusal_as_info(record):
     """A ZEO client with read_only_fallback=true asks for a writable connection first, and a
     read-only server (a replica's) refuses it: ZEO logs that refusal as an ERROR before it
@@ -146,14 +182,7 @@ def fallback_refusal_as_info(record):
     logged an ERROR. That record alone is lowered to INFO, shown where the ZEO logger's INFO is
     (not by the commands or the shipped inis); a client that asked for a writable connection
     only, refused the same way, still logs its ERROR."""
-    args = record.args
-    if not (
-        record.msg == FROM_SERVER
-        and isinstance(args, tuple)
-        and len(args) == 3
-        and args[1] == READ_ONLY_ERROR
-        and str(args[0]).endswith(FALLBACK_CONNECTION)
-    ):
+    if not (is_read_only_refusal(record) and str(record.args[0]).endswith(FALLBACK_CONNECTION)):
         return True
     record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
     return logging.getLogger(record.name).isEnabledFor(logging.INFO)

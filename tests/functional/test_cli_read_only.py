@@ -255,7 +255,8 @@ def test_a_read_only_zeo_server_refusing_a_writable_client_is_still_an_error(
     fallback.write_text(fallback.read_text().replace("keys = root\n", "keys = root, zeo\n", 1)
                         + "\n[logger_zeo]\nlevel = INFO\nhandlers =\nqualname = ZEO\n")
     try:
-        writable = run_cli("status", write_ini("writable.ini", **{"zodbconn.uri": uri}))
+        writable_ini = write_ini("writable.ini", **{"zodbconn.uri": uri})
+        writable = run_cli("status", writable_ini)
         settled = run_cli("status", str(fallback))
     finally:
         stop()
@@ -263,6 +264,12 @@ def test_a_read_only_zeo_server_refusing_a_writable_client_is_still_an_error(
     assert writable.returncode == 2
     assert f"ERROR [ZEO.asyncio.client] ('{host}', {port}), '1', 0{refused}" in (
         writable.stderr.splitlines()
+    )
+    # and the line it ends with says why, not that the server cannot be reached
+    assert writable.stderr.splitlines()[-1] == (
+        f"fftelemetry: the ZEO server named in {writable_ini} is read-only and refused a writable"
+        " connection: name the writable server, or add read_only=true to zodbconn.uri for a"
+        " replica"
     )
     assert settled.returncode == 0, settled.stderr
     [line] = [line for line in settled.stderr.splitlines() if line.endswith(refused)]
