@@ -117,7 +117,8 @@ def open_database(config, global_config, generations, program):
         # makes a missing folder (a volume not mounted, a misspelt path), which pserve said in a
         # traceback. A link to a file that does not exist is left to its own error.
         name = exc.filename or ""
-        folder = os.path.dirname(name)
+        # a relative file:// path is the working folder's: named whole, and "" is that folder
+        folder = os.path.dirname(os.path.abspath(name))
         if name and not os.path.isdir(folder):
             raise SystemExit(
                 f"{program}: {named(where)} cannot be opened: its folder, {shown(folder)}, does "

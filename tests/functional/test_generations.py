@@ -606,3 +606,21 @@ def test_a_read_only_database_that_needs_a_write_stops_a_console_command_in_one_
     assert lines == [refusal(template, "fftelemetry", where=ini)]
     assert result.stdout == ""
     assert data.read_bytes() == before
+
+
+@pytest.mark.parametrize("uri", ["new.fs", "var/Data.fs"])
+def test_a_relative_database_path_is_the_working_folders(tmp_path, write_ini, run_cli, uri):
+    # a file in the working folder was said to have no folder ("its folder, , does not exist"),
+    # and a missing folder was named as given, relative to no folder the line said
+    ini = write_ini(**{"zodbconn.uri": f"file://{uri}?read_only=true"})
+    result = run_cli("status", ini, cwd=tmp_path)
+    expected = {
+        "new.fs": "fftelemetry: the database named in {where}, new.fs, does not exist, and "
+        f"opened read-only it is not made: {WRITERS['fftelemetry']} once with a config that "
+        "opens it writable, to make it",
+        "var/Data.fs": NO_FOLDER.format(program="fftelemetry", where="{where}",
+                                        folder=tmp_path / "var"),
+    }[uri]
+    assert result.stderr.splitlines() == [expected.format(where=ini)]
+    assert result.returncode == 2
+    assert not (tmp_path / "new.fs").exists()
