@@ -7,6 +7,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import zodburi
 from pyramid.config import Configurator
+from pyramid_zodbconn import get_uris
 from ZEO.asyncio.client import Fallback
 from ZEO.Exceptions import ClientDisconnected
 from ZODB.FileStorage.FileStorage import FileStorageFormatError
@@ -16,7 +17,7 @@ from . import settings as app_settings
 from .request import use_app_request
 from .resources import GENERATIONS, root_factory
 from .resources.generations import GenerationError, named
-from .scripting import close_databases, database
+from .scripting import close_databases, database, databases
 from .shown import quoted, shown
 from .shutdown import close_on_exit
 
@@ -115,11 +116,14 @@ def open_database(config, global_config, generations, program):
     except FileNotFoundError as exc:
         # a read-only FileStorage does not make a missing file (a writable one does); neither
         # makes a missing folder (a volume not mounted, a misspelt path), which pserve said in a
-        # traceback. A link to a file that does not exist is left to its own error.
+        # traceback. A link to a file that does not exist is left to its own error, and so is
+        # a file that is not a database's.
         name = exc.filename or ""
+        if not name or opened_every_database(config.registry):
+            raise
         # a relative file:// path is the working folder's: named whole, and "" is that folder
         folder = os.path.dirname(os.path.abspath(name))
-        if name and not os.path.isdir(folder):
+        if not os.path.isdir(folder):
             raise SystemExit(
                 f"{program}: {named(where)} cannot be opened: its folder, {shown(folder)}, does "
                 "not exist (a volume not mounted? a misspelt path?), and opening a database "
@@ -187,6 +191,12 @@ def fallback_refusal_as_info(record):
         return True
     record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
     return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+
+
+def opened_every_database(registry):
+    """Whether pyramid_zodbconn opened every database the ini names: a file missing after that
+    is not one of theirs (its transfer log, zodbconn.transferlog, is opened next)."""
+    return len(databases(registry)) == len(list(get_uris(registry.settings)))
 
 
 def not_a_lost_zeo_server(record):

@@ -624,3 +624,16 @@ def test_a_relative_database_path_is_the_working_folders(tmp_path, write_ini, ru
     assert result.stderr.splitlines() == [expected.format(where=ini)]
     assert result.returncode == 2
     assert not (tmp_path / "new.fs").exists()
+
+
+def test_a_missing_file_that_is_no_databases_is_not_said_to_be(tmp_path, write_ini, run_cli):
+    # pyramid_zodbconn opens its transfer log once the databases are open: a folder missing
+    # there was said to be the database's, "its folder, …/unmounted, does not exist"
+    log = tmp_path / "unmounted" / "zodb.log"
+    result = run_cli("status", write_ini(**{"zodbconn.transferlog": str(log)}))
+    assert result.stderr.splitlines() == [
+        f"fftelemetry: cannot load {tmp_path}/app.ini: [Errno 2] No such file or directory: "
+        f"'{log}'"
+    ]
+    assert result.returncode == 2
+    assert (tmp_path / "Data.fs").exists()  # it was opened, and is closed
