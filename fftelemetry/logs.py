@@ -79,8 +79,9 @@ def one_line_each(exception):
 
 def each_note(notes):
     """An exception's __notes__ as Python's traceback reads them: each note's str(), or the
-    repr() of notes that are not a sequence; one that fails to convert is said to."""
-    if isinstance(notes, Sequence):
+    repr() of notes that are not a sequence; one that fails to convert is said to. A str is
+    not a sequence of notes here, as from Python 3.12: 3.11 wrote one line per character."""
+    if isinstance(notes, Sequence) and not isinstance(notes, str | bytes):
         return [_converted(note, "note", str) for note in notes]
     return [] if notes is None else [_converted(notes, "__notes__", repr)]
 

@@ -325,3 +325,14 @@ def test_a_long_exception_text_or_note_is_cut_with_its_length():
     ]
     # a text of 1,000 characters is written whole
     assert logged_traceback(ValueError("y" * 988))[-1] == f"  ValueError: {'y' * 988}"
+
+
+def test_notes_set_to_a_str_are_one_line_not_one_a_character():
+    """`__notes__ = "..."` (not add_note) is a str, a sequence to Python 3.11's traceback: a line
+    of its own for each character, a megabyte of them a million lines. 3.12 writes its repr()."""
+    exc = ValueError("bad header")
+    exc.__notes__ = f"then {FORGED}"
+    lines = logged_traceback(exc)
+    # the repr()'s escapes, their backslashes written \\ as every backslash is
+    doubled = FORGED_SHOWN.replace("\\", "\\\\")
+    assert lines[-2:] == ["  ValueError: bad header", f"  'then {doubled}'"]
