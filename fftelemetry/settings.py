@@ -31,6 +31,10 @@ DEFAULT_TELEMETRY_URL = "http://127.0.0.1:6544"
 DEFAULT_KEEP_SUBMITTED_DAYS = 90
 MAX_KEEP_SUBMITTED_DAYS = 36500
 HASHING_PROFILES = ("default", "cheapest")
+CA_BUNDLE_VARIABLE, CA_BUNDLE_SETTING = "TELEMETRY_CA_BUNDLE", "fftelemetry.telemetry_ca_bundle"
+# A path a refusal quotes is cut to this: no real path is as long, a certificate pasted in whole
+# (its PEM text for its file's name) is.
+QUOTED_PATH_CHARS = 200
 
 # The numeric settings: (default, least, most). A float default takes a decimal point too. The
 # most is as much as an operator could sensibly want; more only failed later, on a page or in
@@ -68,7 +72,8 @@ class SettingsError(ValueError):
     """A configuration value we refuse; its message is one line meant for the operator. It
     quotes a value as written, '...', not escaped: the line that prints it escapes it, once
     (fftelemetry.shown); a repr() here would be escaped twice, each backslash doubled. A refused
-    number or switch is quoted cut (shown.quoted); a URL or a path whole: it is read."""
+    number or switch is quoted cut (shown.quoted); a URL or a path whole, it is read (a CA bundle's
+    path past QUOTED_PATH_CHARS, which only a certificate pasted in its place is)."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,11 @@ class AppSettings:
     login_window_seconds: int = 60
     # Submitted records older than this are deleted by `fftelemetry cron`; 0 keeps them for ever.
     keep_submitted_days: int = DEFAULT_KEEP_SUBMITTED_DAYS
+    # The file (or folder) of CA certificates the receiver's certificate is checked against, by
+    # its full path, and the setting that named it (TELEMETRY_CA_BUNDLE or
+    # fftelemetry.telemetry_ca_bundle); None: requests' own (certifi's, or REQUESTS_CA_BUNDLE).
+    telemetry_ca_bundle: str | None = None
+    ca_bundle_setting: str | None = None
 
 
 def _given(raw):
@@ -309,6 +319,39 @@ def env_file_for(global_config, ini):
     return path
 
 
+def ca_bundle_for(sources, here, env_file):
+    """(the setting's name as written, the full path) of the CA certificates the receiver's
+    certificate is checked against, or (None, None). A relative path is taken from the ini's
+    folder, as fftelemetry.env_file's: cron and the web server each run in a folder of their
+    own. Checked here, at start-up: a bundle that is not there would fail only the submissions,
+    days later, in cron's log."""
+    found = sources.lookup(CA_BUNDLE_VARIABLE, CA_BUNDLE_SETTING)
+    if found.value is None:
+        return None, None
+    name = CA_BUNDLE_SETTING if found.source == "ini" else CA_BUNDLE_VARIABLE
+    given = found.value.strip()
+    path = os.path.abspath(os.path.join(here or "", os.path.expanduser(given)))
+    where = {"environment": "the environment", ".env": env_file, "ini": "the ini"}[found.source]
+    setting = f"{name}={quoted(given, QUOTED_PATH_CHARS)} (in {where})"
+    shown_path = quoted(path, QUOTED_PATH_CHARS, mark="")
+    try:
+        kind = kind_of_file(os.stat(path).st_mode)
+        if kind is None:
+            with open(path, "rb"):  # a regular file: no FIFO waits for a writer
+                pass
+    except FileNotFoundError:
+        raise SettingsError(f"{setting}: there is no file or folder {shown_path}") from None
+    except OSError as exc:  # an OSError's text repeats the name, repr()'d
+        raise SettingsError(f"{setting}: cannot read {shown_path} ({exc.strerror})") from None
+    except ValueError:  # a NUL byte in the ini file: no path holds one
+        raise SettingsError(f"{setting} is not a path: it holds a NUL character") from None
+    if kind not in (None, "a folder"):
+        raise SettingsError(
+            f"{setting}: {shown_path} is {kind}, not a file or folder of CA certificates"
+        )
+    return name, path
+
+
 def ini_folder(global_config, ini):
     """The folder the printed crontab lines cd to: the ini file's, a link to it followed as
     `instructions install` follows it (`here` is the link's folder), else `here`."""
@@ -340,6 +383,9 @@ def load(ini, global_config=None, environ=None):
         raise SettingsError(f"{setting} must start with http:// or https://")
     url = f"{scheme.lower()}://{rest.rstrip('/')}"
     check_url(url, setting)
+
+    here = (global_config or {}).get("here") or ini.get("here")
+    ca_setting, ca_bundle = ca_bundle_for(sources, here, env_file)
 
     secret = sources.lookup("FFTELEMETRY_SECRET", "fftelemetry.session_secret").value
     if not secret:
@@ -377,6 +423,8 @@ def load(ini, global_config=None, environ=None):
         env_file=env_file,
         ini_folder=ini_folder(global_config, ini),
         hashing_profile=profile,
+        telemetry_ca_bundle=ca_bundle,
+        ca_bundle_setting=ca_setting,
         **{
             name.removeprefix("fftelemetry."): sources.number(name, *bounds)
             for name, bounds in NUMBERS.items()

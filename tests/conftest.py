@@ -25,7 +25,13 @@ from fftelemetry.resources import appmaker
 from fftelemetry.scripting import close_databases
 
 # Variables that steer the application; every test starts without them.
-STEERING_VARIABLES = ("SEND_TELEMETRY", "DO_NOT_TRACK", "TELEMETRY_URL", "FFTELEMETRY_SECRET")
+STEERING_VARIABLES = (
+    "SEND_TELEMETRY",
+    "DO_NOT_TRACK",
+    "TELEMETRY_URL",
+    "FFTELEMETRY_SECRET",
+    "TELEMETRY_CA_BUNDLE",
+)
 SECRET = "test-secret-that-is-long-enough"
 # Outside text a log or console line quotes: a Windows path's backslash, an escape sequence (it
 # clears the screen) and a line break (a forged line after it); and that text escaped once.

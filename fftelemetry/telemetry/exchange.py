@@ -28,7 +28,7 @@ from urllib3.exceptions import ProtocolError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from .. import __version__
-from ..settings import shown_url
+from ..settings import CA_BUNDLE_VARIABLE, shown_url
 from ..shown import shown
 from ..uuids import parse_uuid
 
@@ -218,6 +218,8 @@ def _exchange(session, settings, url, body):
         timeout=(settings.connect_timeout, settings.read_timeout),
         allow_redirects=False,
         stream=True,
+        # the setting's CAs, else requests' own (True: certifi's, or REQUESTS_CA_BUNDLE's)
+        verify=settings.telemetry_ca_bundle or True,
     ) as response:
         content = bytearray()
         for chunk in response.iter_content(16 * 1024):
@@ -235,7 +237,7 @@ def _why_failed(exc, url, started, settings):
     if isinstance(exc, requests.ReadTimeout) or isinstance(cause, ReadTimeoutError):
         return no_answer(url, time.monotonic() - started, settings)
     if isinstance(exc, requests.exceptions.SSLError):
-        return _tls_failure(exc, url)
+        return _tls_failure(exc, url, settings)
     if isinstance(exc, requests.exceptions.ProxyError):
         return f"cannot connect to the proxy for {url} (tried {CONNECT_RETRIES + 1} times)"
     if isinstance(exc, requests.exceptions.ChunkedEncodingError) or (
@@ -246,7 +248,7 @@ def _why_failed(exc, url, started, settings):
         # with the system's reason: a misspelt host would read as a receiver that is down
         said = [_socket_reason(exc), f"tried {CONNECT_RETRIES + 1} times"]
         return f"cannot connect to {url} ({'; '.join(filter(None, said))})"
-    variable, path = ca_bundle()
+    variable, path = ca_bundle(settings)
     if not isinstance(exc, requests.RequestException) and variable and not os.path.exists(path):
         # requests' own OSError, before connecting: not the database's, nor a write's
         return f"the certificate of {url} cannot be checked: {variable}={path} does not exist"
@@ -263,16 +265,19 @@ def _socket_reason(exc):
     return said[:1].lower() + said[1:] if isinstance(said, str) and said else None
 
 
-def ca_bundle():
-    """What requests checks a receiver's certificate against: the variable naming a file (or
-    folder) of CA certificates, as it looks them up, and its value; else (None, certifi's file)."""
+def ca_bundle(settings):
+    """What a receiver's certificate is checked against: the setting, or else the variable
+    requests looks up, naming a file (or folder) of CA certificates, and its value; else (None,
+    certifi's file)."""
+    if settings.telemetry_ca_bundle:
+        return settings.ca_bundle_setting, settings.telemetry_ca_bundle
     for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
         if os.environ.get(variable):
             return variable, os.environ[variable]
     return None, requests.certs.where()
 
 
-def _tls_failure(exc, url):
+def _tls_failure(exc, url, settings):
     """What went wrong in the TLS handshake, from the ssl error deep in requests' wrapping."""
     seen = exc
     while seen is not None and not isinstance(seen, ssl.SSLError):
@@ -284,10 +289,11 @@ def _tls_failure(exc, url):
             return why  # its CA was trusted
         # A variable set in a login shell, not in cron's environment (nor read from .env), is
         # not there at all: say which CAs were used.
-        variable, path = ca_bundle()
+        variable, path = ca_bundle(settings)
         if variable:
             return f"{why} (checked against {variable}={path})"
-        return f"{why} (checked against certifi's CAs: name a CA of your own in REQUESTS_CA_BUNDLE)"
+        hint = f"name a CA of your own in {CA_BUNDLE_VARIABLE}"
+        return f"{why} (checked against certifi's CAs: {hint})"
     return f"the TLS handshake with {url} failed ({getattr(seen, 'reason', None) or 'SSLError'})"
 
 

@@ -7,6 +7,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import trustme
 
 from fftelemetry import catalog
 from fftelemetry.resources import ROOT_KEY
@@ -16,6 +17,7 @@ from fftelemetry.telemetry.sender import submit_pending
 from fftelemetry.telemetry.status import format_time
 from tests.conftest import STUB_UUID, Stub, serving
 from tests.functional.conftest import ADMIN_EMAIL, PASSWORD
+from tests.functional.test_sender import tls_serving
 
 STATUS = "/admin/telemetry"
 RECORDS = "/admin/telemetry/view"
@@ -683,6 +685,25 @@ def test_submit_sends_everything_pending(make_site, receiver):
     assert len(uuids) == -(-total // 3) and "" not in uuids  # each batch has its reference
     again = admin.get(RECORDS).forms["submit-form"].submit().follow()
     assert "Nothing to send" in flash(again)
+
+
+def test_submit_trusts_the_receivers_ca_the_setting_names(make_site, receiver, tmp_path,
+                                                          monkeypatch):
+    # "submit now" reads the setting as cron does: the web server's environment need not
+    # repeat REQUESTS_CA_BUNDLE
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "our-ca.pem"))
+    with tls_serving(receiver.app, ca.issue_cert("127.0.0.1")) as url:
+        site = make_site(**{"fftelemetry.telemetry_url": url,
+                            "fftelemetry.telemetry_ca_bundle": "our-ca.pem"})
+        admin = site.register("owner@example.org")
+        total = site.counts()["pending"]
+        page = submit_now(admin)
+    assert f"Sent {total} records; the receiver's reference is" in flash(page)
+    assert site.counts() == {"all": total, "pending": 0, "submitted": total}
+    assert receiver.stats()["records"] == total
 
 
 def submit_now(browser):

@@ -16,6 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import trustme
 from ZODB import DB
 from ZODB.FileStorage import FileStorage
 
@@ -34,6 +35,7 @@ from tests.conftest import (
     file_size_limit,
     serving,
 )
+from tests.functional.test_sender import tls_serving
 
 
 def stored(tmp_path):
@@ -411,6 +413,27 @@ def test_a_number_out_of_bounds_is_one_line_and_status_2(tmp_path, write_ini, ru
     assert stored(tmp_path) == sent and receiver.stats()["batches"] == 1
 
 
+@pytest.mark.parametrize("where", ["ini", "environment"])
+def test_a_ca_bundle_that_names_nothing_is_one_line_and_status_2(tmp_path, write_ini, run_cli,
+                                                                 receiver, monkeypatch, where):
+    assert run_cli("cron", write_ini(**{"fftelemetry.telemetry_url": receiver.url})).returncode == 0
+    sent = stored(tmp_path)
+    given = f"certs/{OUTSIDE}.pem"  # relative: from the ini's folder, whatever the command's
+    in_ini = given.replace("\n", "\n  ") if where == "ini" else None  # a continuation line
+    ini = write_ini("bad.ini", **{"fftelemetry.telemetry_url": receiver.url,
+                                  "fftelemetry.telemetry_ca_bundle": in_ini})
+    if where == "environment":
+        monkeypatch.setenv("TELEMETRY_CA_BUNDLE", given)
+    setting = "fftelemetry.telemetry_ca_bundle" if where == "ini" else "TELEMETRY_CA_BUNDLE"
+    shown = f"certs/{OUTSIDE_SHOWN}.pem"
+    line = (f"fftelemetry: {setting}='{shown}' (in the {where}): there is no file or folder "
+            f"{tmp_path}/{shown}\n")
+    for command in (["status", ini], ["cron", ini, "--force"]):
+        result = run_cli(*command, cwd="/")
+        assert (result.returncode, result.stderr) == (2, line)
+    assert stored(tmp_path) == sent and receiver.stats()["batches"] == 1
+
+
 def test_a_locked_database_points_to_zeo(tmp_path, write_ini, run_cli):
     ini = write_ini()
     db = DB(FileStorage(str(tmp_path / "Data.fs")))  # holds the lock, as a running pserve would
@@ -471,6 +494,39 @@ def test_cron_failure_exits_1_and_shows_in_status(tmp_path, write_ini, run_cli):
     status = run_cli("status", ini).stdout
     assert "FAILED: the receiver answered HTTP 500" in status
     assert "Next submission due: now" in status
+
+
+@pytest.mark.parametrize("where", [None, "ini", ".env"])
+def test_cron_trusts_the_receivers_ca_where_the_setting_names_it(tmp_path, write_ini, run_cli,
+                                                                 receiver, monkeypatch, where):
+    # this machine's (a login shell's) REQUESTS_CA_BUNDLE: cron's environment has none
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "our-ca.pem"))
+    if where == ".env":
+        (tmp_path / ".env").write_text("TELEMETRY_CA_BUNDLE=our-ca.pem\n")
+    in_ini = "our-ca.pem" if where == "ini" else None
+    with tls_serving(receiver.app, ca.issue_cert("127.0.0.1")) as url:
+        ini = write_ini(**{"fftelemetry.telemetry_url": url,
+                           "fftelemetry.telemetry_ca_bundle": in_ini})
+        result = run_cli("cron", ini, cwd="/")  # relative to the ini's folder, not cron's
+    _, records, log = stored(tmp_path)
+    if where is None:
+        assert result.returncode == 1, result.stderr
+        assert log[0].error == (
+            f"the certificate of {url}/submit was not accepted: unable to get local issuer "
+            "certificate (checked against certifi's CAs: name a CA of your own in "
+            "TELEMETRY_CA_BUNDLE)"
+        )
+        assert not any(submitted for _, _, submitted in records)
+        assert receiver.stats()["batches"] == 0
+    else:
+        assert result.returncode == 0, result.stderr
+        assert "Sent 1 record; the receiver's reference is" in result.stderr
+        [uuid] = receiver.read(lambda r: list(r.batches.keys()))
+        assert (log[0].uuid, log[0].sent) == (uuid, 1)
+        assert records == [("system.command.executed", "cron", True)]
 
 
 def test_cron_retries_the_next_day_after_a_failure(tmp_path, write_ini, run_cli,

@@ -4,8 +4,10 @@ apps (not our code) for the ways a receiver fails."""
 import json
 import logging
 import re
+import shutil
 import socket
 import ssl
+import subprocess
 import threading
 import time
 from contextlib import contextmanager
@@ -40,13 +42,14 @@ from tests.conftest import (
 from tests.functional.test_receiver import record
 
 
-def settings_for(url, **overrides):
+def settings_for(url, ini=None, **overrides):
     ini = {
         "fftelemetry.session_secret": SECRET,
         "fftelemetry.send_telemetry": "true",
         "fftelemetry.telemetry_url": url,
         "fftelemetry.connect_timeout": "2",
         "fftelemetry.read_timeout": "5",
+        **(ini or {}),
     }
     return replace(load(ini, environ={}), **overrides)
 
@@ -834,7 +837,7 @@ def test_a_refused_certificate_says_which_cas_it_was_checked_against(db, ca, tmp
     refused = f"the certificate of {url}/submit was not accepted: "
     expected = {
         None: f"{refused}unable to get local issuer certificate (checked against certifi's "
-        "CAs: name a CA of your own in REQUESTS_CA_BUNDLE)",
+        "CAs: name a CA of your own in TELEMETRY_CA_BUNDLE)",
         "another CA's": f"{refused}unable to get local issuer certificate (checked against "
         f"REQUESTS_CA_BUNDLE={tmp_path / 'ca.pem'})",
         # its CA trusted: nothing about CAs, and one full stop, the sentence's, not two
@@ -843,3 +846,68 @@ def test_a_refused_certificate_says_which_cas_it_was_checked_against(db, ca, tmp
     }[bundle]
     assert outcome.error == expected
     assert counts(db)["pending"] == 1
+
+
+# -- the CAs named by fftelemetry.telemetry_ca_bundle (TELEMETRY_CA_BUNDLE), read like every other
+# setting: they, not requests' own, check the receiver's certificate ------------------------------
+
+
+def with_ca_bundle(url, bundle):
+    return settings_for(url, ini={"fftelemetry.telemetry_ca_bundle": str(bundle)})
+
+
+@pytest.mark.parametrize("setting_names", ["ours", "another CA"])
+def test_the_setting_names_the_cas_whatever_requests_variable_says(db, ca, tmp_path, monkeypatch,
+                                                                   setting_names):
+    # REQUESTS_CA_BUNDLE may name the machine's bundle (a login shell's, a container's): the
+    # setting is what the operator gave this application
+    ours, another = tmp_path / "ours.pem", tmp_path / "another.pem"
+    ca.cert_pem.write_to_path(str(ours))
+    trustme.CA().cert_pem.write_to_path(str(another))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(another if setting_names == "ours" else ours))
+    bundle = ours if setting_names == "ours" else another
+    collect(db, 2)
+    stub = Stub()
+    with tls_serving(stub, ca.issue_cert("127.0.0.1")) as url:
+        outcome = submit_pending(db, with_ca_bundle(url, bundle))
+    if setting_names == "ours":
+        assert (outcome.ok, outcome.sent, outcome.uuid) == (True, 2, STUB_UUID), outcome.error
+        assert counts(db)["submitted"] == 2
+    else:
+        assert outcome.error == (
+            f"the certificate of {url}/submit was not accepted: unable to get local issuer "
+            f"certificate (checked against fftelemetry.telemetry_ca_bundle={another})"
+        )
+        assert stub.requests == [] and counts(db)["pending"] == 2
+
+
+def test_a_folder_of_hashed_cas_checks_the_receivers_certificate(db, ca, tmp_path):
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl makes the hashed names of a CA folder")
+    folder = tmp_path / "cas"
+    folder.mkdir()
+    ca.cert_pem.write_to_path(str(folder / "ours.pem"))
+    subprocess.run(["openssl", "rehash", str(folder)], check=True, capture_output=True)
+    collect(db, 1)
+    with tls_serving(Stub(), ca.issue_cert("127.0.0.1")) as url:
+        outcome = submit_pending(db, with_ca_bundle(url, folder))
+    assert (outcome.ok, outcome.sent) == (True, 1), outcome.error
+
+
+def test_a_ca_bundle_deleted_after_start_up_fails_the_run_in_one_line(db, ca, tmp_path,
+                                                                      monkeypatch, caplog):
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    bundle = tmp_path / "ours.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    collect(db, 1)
+    stub = Stub()
+    with tls_serving(stub, ca.issue_cert("127.0.0.1")) as url:
+        settings = with_ca_bundle(url, bundle)  # checked at start-up: there
+        bundle.unlink()  # a certificate renewal's mistake
+        outcome = submit_pending(db, settings)
+    assert outcome.error == (
+        f"the certificate of {url}/submit cannot be checked: "
+        f"fftelemetry.telemetry_ca_bundle={bundle} does not exist"
+    )
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert stub.requests == [] and counts(db)["pending"] == 1

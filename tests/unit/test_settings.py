@@ -391,3 +391,85 @@ def test_a_long_line_of_the_env_file_that_cannot_be_parsed_is_quoted_cut(tmp_pat
         f"{tmp_path / '.env'}: line 2 of the .env file cannot be parsed: "
         f"'{line[:60]}…' (123 characters)"
     )
+
+
+# -- fftelemetry.telemetry_ca_bundle / TELEMETRY_CA_BUNDLE ----------------------------------------
+
+
+def test_no_ca_bundle_leaves_the_cas_to_requests():
+    result = load()
+    assert (result.telemetry_ca_bundle, result.ca_bundle_setting) == (None, None)
+    assert load(environ={"TELEMETRY_CA_BUNDLE": " "}).telemetry_ca_bundle is None
+
+
+def test_a_relative_ca_bundle_is_found_in_the_ini_folder_from_any_folder(tmp_path, monkeypatch):
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "ca.pem").write_text("PEM\n")
+    monkeypatch.chdir("/")
+    result = load(ini={"fftelemetry.telemetry_ca_bundle": "certs/ca.pem"}, tmp_path=tmp_path)
+    assert result.telemetry_ca_bundle == str(tmp_path / "certs" / "ca.pem")
+    assert result.ca_bundle_setting == "fftelemetry.telemetry_ca_bundle"
+    # a folder (c_rehash'd) will do too, and from .env it is named as the variable
+    folder = load(dotenv_text="TELEMETRY_CA_BUNDLE=certs\n", tmp_path=tmp_path)
+    assert (folder.telemetry_ca_bundle, folder.ca_bundle_setting) == (
+        str(tmp_path / "certs"), "TELEMETRY_CA_BUNDLE"
+    )
+
+
+def test_the_environment_names_the_ca_bundle_before_env_and_the_ini(tmp_path):
+    for name in ("env.pem", "dotenv.pem", "ini.pem"):
+        (tmp_path / name).write_text("PEM\n")
+    given = {
+        "environ": {"TELEMETRY_CA_BUNDLE": str(tmp_path / "env.pem")},
+        "dotenv_text": "TELEMETRY_CA_BUNDLE=dotenv.pem\n",
+        "ini": {"fftelemetry.telemetry_ca_bundle": "ini.pem"},
+    }
+    assert load(tmp_path=tmp_path, **given).telemetry_ca_bundle == str(tmp_path / "env.pem")
+    del given["environ"]
+    assert load(tmp_path=tmp_path, **given).telemetry_ca_bundle == str(tmp_path / "dotenv.pem")
+
+
+@pytest.mark.parametrize(
+    ("source", "value", "reason"),
+    [
+        ("ini", "gone.pem", "there is no file or folder {tmp_path}/gone.pem"),
+        (".env", "gone.pem", "there is no file or folder {tmp_path}/gone.pem"),
+        ("environment", "{tmp_path}/gone.pem", "there is no file or folder {tmp_path}/gone.pem"),
+        ("ini", os.devnull, f"{os.devnull} is a device, not a file or folder of CA certificates"),
+        ("ini", "fifo", "{tmp_path}/fifo is a named pipe (FIFO), not a file or folder of CA "
+         "certificates"),
+        ("ini", "ca.pem/x", "cannot read {tmp_path}/ca.pem/x (Not a directory)"),
+        ("ini", "ca\0.pem", "is not a path: it holds a NUL character"),  # an ini's byte
+    ],
+)
+def test_a_ca_bundle_that_is_no_file_or_folder_stops_start_up_naming_where_it_is_set(
+    tmp_path, source, value, reason
+):
+    os.mkfifo(tmp_path / "fifo")  # opened, it would wait for a writer for ever
+    (tmp_path / "ca.pem").write_text("PEM\n")
+    value = value.format(tmp_path=tmp_path)
+    given = {
+        "ini": {"ini": {"fftelemetry.telemetry_ca_bundle": value}},
+        ".env": {"dotenv_text": f'TELEMETRY_CA_BUNDLE="{value}"\n'},
+        "environment": {"environ": {"TELEMETRY_CA_BUNDLE": value}},
+    }[source]
+    with pytest.raises(SettingsError) as refused:
+        load(tmp_path=tmp_path, **given)
+    name, where = {
+        "ini": ("fftelemetry.telemetry_ca_bundle", "the ini"),
+        ".env": ("TELEMETRY_CA_BUNDLE", tmp_path / ".env"),
+        "environment": ("TELEMETRY_CA_BUNDLE", "the environment"),
+    }[source]
+    assert str(refused.value).startswith(f"{name}='{value}' (in {where})")
+    assert str(refused.value).endswith(reason.format(tmp_path=tmp_path))
+
+
+def test_a_certificate_pasted_for_the_ca_bundle_is_quoted_cut(tmp_path):
+    pem = "-----BEGIN CERTIFICATE-----\n" + "MIIB" * 100 + "\n-----END CERTIFICATE-----"
+    with pytest.raises(SettingsError) as refused:
+        load(environ={"TELEMETRY_CA_BUNDLE": pem}, tmp_path=tmp_path)
+    path = f"{tmp_path}/{pem}"
+    assert str(refused.value) == (
+        f"TELEMETRY_CA_BUNDLE='{pem[:200]}…' ({len(pem)} characters) (in the environment): "
+        f"cannot read {path[:200]}… ({len(path)} characters) (File name too long)"
+    )
