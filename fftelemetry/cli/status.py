@@ -62,10 +62,12 @@ def run(registry, args):
 
 def describe(facts):
     counts = facts.counts
+    cas = f"Receiver's CAs: {shown(facts.ca_bundle)} ({facts.ca_bundle_setting})"
     lines = [
         f"Telemetry: {'enabled' if facts.enabled else 'disabled'} ({facts.source})",
         f"Installation id: {facts.installation_id or 'none yet'}",
         f"Receiver: {facts.endpoint}",
+        *([cas] if facts.ca_bundle else []),
         *([f"Database: {REPLICA}"] if facts.read_only else []),
         f"Records: {counts['all']} ({counts['pending']} pending, {counts['submitted']} submitted)",
         f"Last successful submission: {_when(facts.last_success_at) or 'never'}",
@@ -149,6 +151,7 @@ def as_json(facts):
         "source": facts.source,
         "installation_id": facts.installation_id,
         "receiver": facts.endpoint,
+        "ca_bundle": facts.ca_bundle,
         "read_only": facts.read_only,
         "counts": {which: facts.counts[which] for which in ("all", "pending", "submitted")},
         "last_success_at": rfc3339(facts.last_success_at),

@@ -139,6 +139,10 @@ class StatusFacts:
     overdue_since: datetime | None
     cron_found_off_at: datetime | None
     ini_folder: str | None = None
+    # fftelemetry.telemetry_ca_bundle's file or folder, and its name as set; None: requests' own
+    # CAs, which depend on each process's environment, so not said
+    ca_bundle: str | None = None
+    ca_bundle_setting: str | None = None
     read_only: bool = False  # a replica's database: cron, pack and deletes run elsewhere
 
     @property
@@ -211,5 +215,7 @@ def status_facts(
         overdue_since=overdue_since(store, settings, now),
         cron_found_off_at=cron_found_off_at(store, settings),
         ini_folder=settings.ini_folder,
+        ca_bundle=settings.telemetry_ca_bundle,
+        ca_bundle_setting=settings.ca_bundle_setting,
         read_only=read_only,
     )

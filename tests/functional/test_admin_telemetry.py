@@ -147,6 +147,7 @@ def test_status_page_shows_the_facts(site, admin):
     assert "SEND_TELEMETRY=true" in text and "docker run -e SEND_TELEMETRY=true" in text
     assert installation_id in text
     assert "http://127.0.0.1:6544/submit" in text
+    assert page.html.select_one("#ca-bundle") is None  # requests' own: each process's
     for which in ("all", "pending", "submitted"):
         assert page.html.select_one(f"#count-{which}").text == str(counts[which])
     assert "2026-01-05 12:00:00 UTC: sent 3" in text
@@ -704,6 +705,17 @@ def test_submit_trusts_the_receivers_ca_the_setting_names(make_site, receiver, t
     assert f"Sent {total} records; the receiver's reference is" in flash(page)
     assert site.counts() == {"all": total, "pending": 0, "submitted": total}
     assert receiver.stats()["records"] == total
+
+
+def test_status_page_names_the_receivers_cas_the_setting_names(make_site, tmp_path):
+    (tmp_path / "our-ca.pem").write_text("PEM\n")
+    site = make_site(**{"fftelemetry.telemetry_ca_bundle": "our-ca.pem"})
+    page = site.register("owner@example.org").get(STATUS)
+    said = page.html.select_one("#ca-bundle")
+    assert said.find_previous("dt").text == "Receiver's CAs"
+    assert " ".join(said.text.split()) == (
+        f"{tmp_path / 'our-ca.pem'} (fftelemetry.telemetry_ca_bundle)"
+    )
 
 
 def submit_now(browser):

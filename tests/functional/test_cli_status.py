@@ -22,9 +22,10 @@ from tests.functional.test_cli import (
 )
 
 KEYS = {
-    "enabled", "source", "installation_id", "receiver", "read_only", "counts", "last_success_at",
-    "next_due", "overdue", "overdue_since", "cron_found_off_at", "keep_submitted_days",
-    "packed_at", "pack_kept_days", "deleted_in_file", "records_deleted_at", "submissions",
+    "enabled", "source", "installation_id", "receiver", "ca_bundle", "read_only", "counts",
+    "last_success_at", "next_due", "overdue", "overdue_since", "cron_found_off_at",
+    "keep_submitted_days", "packed_at", "pack_kept_days", "deleted_in_file",
+    "records_deleted_at", "submissions",
 }
 SUBMISSION_KEYS = {"at", "sent", "status", "ok", "uuid", "error"}
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
@@ -63,6 +64,7 @@ def test_json_gives_the_facts_the_text_gives(tmp_path, write_ini, run_cli, recei
     assert facts["installation_id"] == installation_id and installation_id in text
     assert facts["receiver"] == receiver.url.replace("http://", "http://ann:***@") + "/submit"
     assert f"Receiver: {facts['receiver']}" in text
+    assert facts["ca_bundle"] is None and "Receiver's CAs" not in text  # requests' own
     assert facts["read_only"] is False and "Database: " not in text
     submitted = sum(1 for _, _, sent in records if sent)
     assert facts["counts"] == {"all": len(records), "pending": len(records) - submitted,
@@ -422,3 +424,15 @@ def test_a_lowered_log_size_shows_at_once(tmp_path, write_ini, run_cli):
     assert run_cli("status", ini).stdout.splitlines()[-1] == (
         "  and 2 older: all 12 kept are in fftelemetry status --json and on "
         "/admin/telemetry/submissions")
+
+
+def test_the_receivers_cas_the_setting_names_are_shown_beside_the_receiver(tmp_path, write_ini,
+                                                                          run_cli):
+    (tmp_path / "certs").mkdir()
+    (tmp_path / ".env").write_text("TELEMETRY_CA_BUNDLE=certs\n")
+    ini = write_ini()
+    facts = status_json(run_cli, ini)
+    assert facts["ca_bundle"] == str(tmp_path / "certs")
+    lines = run_cli("status", ini, cwd="/").stdout.splitlines()
+    at = lines.index(f"Receiver: {facts['receiver']}")
+    assert lines[at + 1] == f"Receiver's CAs: {tmp_path / 'certs'} (TELEMETRY_CA_BUNDLE)"
