@@ -294,7 +294,12 @@ def _tls_failure(exc, url, settings):
             return f"{why} (checked against {variable}={path})"
         hint = f"name a CA of your own in {CA_BUNDLE_VARIABLE}"
         return f"{why} (checked against certifi's CAs: {hint})"
-    return f"the TLS handshake with {url} failed ({getattr(seen, 'reason', None) or 'SSLError'})"
+    reason = getattr(seen, "reason", None)
+    if reason == "NO_CERTIFICATE_OR_CRL_FOUND":  # the CAs' file, read before connecting
+        variable, path = ca_bundle(settings)
+        cas = f"{variable}={path}" if variable else f"certifi's file {path}"
+        return f"the certificate of {url} cannot be checked: {cas} holds no PEM certificate"
+    return f"the TLS handshake with {url} failed ({reason or 'SSLError'})"
 
 
 def no_answer(url, waited, settings):

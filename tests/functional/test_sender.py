@@ -911,3 +911,25 @@ def test_a_ca_bundle_deleted_after_start_up_fails_the_run_in_one_line(db, ca, tm
     )
     assert [r.levelname for r in caplog.records] == ["WARNING"]
     assert stub.requests == [] and counts(db)["pending"] == 1
+
+
+@pytest.mark.parametrize("held", ["nothing", "a key", "a certificate in DER"])
+def test_a_ca_bundle_that_holds_no_certificate_is_named(db, ca, tmp_path, monkeypatch, held):
+    # one handed a key, or an empty file, for the CA's: the handshake's own reason named neither
+    # the file nor the setting
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    bundle = tmp_path / "ours.pem"
+    bundle.write_bytes({
+        "nothing": b"",
+        "a key": ca.private_key_pem.bytes(),
+        "a certificate in DER": ssl.PEM_cert_to_DER_cert(ca.cert_pem.bytes().decode()),
+    }[held])
+    collect(db, 1)
+    stub = Stub()
+    with tls_serving(stub, ca.issue_cert("127.0.0.1")) as url:
+        outcome = submit_pending(db, with_ca_bundle(url, bundle))
+    assert outcome.error == (
+        f"the certificate of {url}/submit cannot be checked: "
+        f"fftelemetry.telemetry_ca_bundle={bundle} holds no PEM certificate"
+    )
+    assert stub.requests == [] and counts(db)["pending"] == 1
