@@ -239,7 +239,8 @@ def _why_failed(exc, url, started, settings):
     if isinstance(exc, requests.exceptions.SSLError):
         return _tls_failure(exc, url, settings)
     if isinstance(exc, requests.exceptions.ProxyError):
-        return f"cannot connect to the proxy for {url} (tried {CONNECT_RETRIES + 1} times)"
+        said = [_socket_reason(exc), f"tried {CONNECT_RETRIES + 1} times"]
+        return f"cannot connect to {_proxy_named(exc)} for {url} ({'; '.join(filter(None, said))})"
     if isinstance(exc, requests.exceptions.ChunkedEncodingError) or (
         isinstance(exc, requests.ConnectionError) and isinstance(cause, ProtocolError)
     ):
@@ -259,10 +260,32 @@ def _why_failed(exc, url, started, settings):
 
 def _socket_reason(exc):
     """The system's reason a connection failed ("connection refused", "name or service not
-    known"), from under urllib3's wrapping, or None."""
-    reason = getattr(exc.args[0] if exc.args else None, "reason", None)
-    said = getattr(getattr(reason, "__cause__", None), "strerror", None)
-    return said[:1].lower() + said[1:] if isinstance(said, str) and said else None
+    known"), from under urllib3's wrapping (one layer deeper for a proxy's), or None."""
+    seen = getattr(exc.args[0] if exc.args else None, "reason", None)
+    for _ in range(3):
+        said = getattr(seen, "strerror", None)
+        if isinstance(said, str) and said:
+            return said[:1].lower() + said[1:]
+        seen = getattr(seen, "__cause__", None)
+    return None
+
+
+def _proxy_named(exc):
+    """"the proxy http://host:port (HTTPS_PROXY)": the proxy a connection failed to (a password
+    in it shown as ***) and the variable requests took it from, or "the proxy"."""
+    proxy = getattr(getattr(exc.args[0] if exc.args else None, "pool", None), "proxy", None)
+    if proxy is None:
+        return "the proxy"
+    auth = f"{proxy.auth}@" if proxy.auth else ""
+    named = f"the proxy {shown_url(f'{proxy.scheme}://{auth}{proxy.netloc}')}"
+    url = getattr(exc.request, "url", None) or ""
+    # requests' own choice, made again: each key stands for itself, so the one it took comes back
+    proxies = requests.utils.get_environ_proxies(url)
+    key = requests.utils.select_proxy(url, {key: key for key in proxies})
+    for variable in (f"{key}_proxy", f"{key.upper()}_PROXY") if key else ():
+        if os.environ.get(variable) == proxies[key]:  # lower case first: urllib prefers it
+            return f"{named} ({variable})"
+    return named
 
 
 def ca_bundle(settings):

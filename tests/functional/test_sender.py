@@ -699,11 +699,12 @@ def test_a_timer_late_past_its_exchange_cuts_nothing(db, monkeypatch):
     assert counts(db)["pending"] == 0
 
 
-def use_proxy(monkeypatch, url):
+def use_proxy(monkeypatch, url, variable="HTTP_PROXY"):
     """HTTP_PROXY=url, as a machine-wide proxy setting: requests reads it for every request."""
-    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "http_proxy"):
+    for name in ("NO_PROXY", "HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HTTP_PROXY", url)
+        monkeypatch.delenv(name.lower(), raising=False)
+    monkeypatch.setenv(variable, url)
 
 
 def test_a_proxy_that_never_ends_its_answer_is_cut_at_the_deadline(db, monkeypatch):
@@ -718,13 +719,33 @@ def test_a_proxy_that_never_ends_its_answer_is_cut_at_the_deadline(db, monkeypat
     assert counts(db)["pending"] == 1
 
 
-def test_a_proxy_that_is_down_is_named(db, monkeypatch, closed_port_url):
+def test_a_proxy_that_is_down_is_named_with_the_systems_reason(db, monkeypatch, closed_port_url):
     collect(db, 1)
     use_proxy(monkeypatch, closed_port_url)
     outcome = submit_pending(db, settings_for("http://192.0.2.1:6544"))
     assert outcome.error == (
-        "cannot connect to the proxy for http://192.0.2.1:6544/submit (tried 3 times)"
+        f"cannot connect to the proxy {closed_port_url} (HTTP_PROXY) for "
+        "http://192.0.2.1:6544/submit (connection refused; tried 3 times)"
     )
+
+
+def test_a_proxy_whose_name_does_not_resolve_is_named_without_its_password(db, monkeypatch,
+                                                                          caplog):
+    # a typo in a crontab's https_proxy line: the receiver is not at fault, and offline the
+    # resolver fails at once too ("temporary failure in name resolution")
+    collect(db, 1)
+    use_proxy(monkeypatch, "http://alice:s3cret@proxy.invalid:3128", variable="https_proxy")
+    outcome = submit_pending(db, settings_for("https://192.0.2.1:6544"))
+    said = re.fullmatch(
+        r"cannot connect to the proxy http://alice:\*\*\*@proxy.invalid:3128 \(https_proxy\) "
+        r"for https://192.0.2.1:6544/submit \(([^;]+); tried 3 times\)",
+        outcome.error,
+    )
+    assert said, outcome.error
+    assert said[1] != "connection refused"  # the resolver's words: "name or service not known"
+    last = in_store(db, lambda store: store.last_submission())
+    assert not [text for text in (last.error, *caplog.messages) if "s3cret" in text]
+    assert counts(db)["pending"] == 1
 
 
 # -- a receiver behind https: its certificate is checked; a CA of one's own is given the way
