@@ -168,7 +168,7 @@ def post_batch(session, settings, body):
     timer.start()
     failure = None
     try:
-        status, content = _exchange(session, settings, url, body)
+        status, content_type, content = _exchange(session, settings, url, body)
     except (OSError, Urllib3Error, UnicodeError) as exc:  # OSError: RequestException's too
         failure = exc  # UnicodeError: a user name or password requests cannot encode
     finally:
@@ -188,6 +188,13 @@ def post_batch(session, settings, body):
     text = content.decode("utf-8", errors="replace")
     log.info("Result of submission [%s]: %s", status, shown(text, LOGGED_BODY_CHARS))
     if status != 200:
+        not_json = _not_json(content_type, content)
+        if not_json:  # a web server's or a proxy's page, not our receiver's: a wrong URL, say
+            raise SubmissionFailed(
+                f"the receiver answered HTTP {status} with {not_json}, not a receiver's JSON: "
+                f"is {address} the receiver's address?",
+                status,
+            )
         raise SubmissionFailed(
             f"the receiver answered HTTP {status}{_their_reason(content)}", status
         )
@@ -211,7 +218,8 @@ def post_batch(session, settings, body):
 
 
 def _exchange(session, settings, url, body):
-    """(status, body) of the POST; body None if longer than MAX_ANSWER_BYTES (not read on)."""
+    """(status, Content-Type, body) of the POST; body None if longer than MAX_ANSWER_BYTES (not
+    read on)."""
     with session.post(
         url,
         data=body,
@@ -225,8 +233,8 @@ def _exchange(session, settings, url, body):
         for chunk in response.iter_content(16 * 1024):
             content += chunk
             if len(content) > MAX_ANSWER_BYTES:
-                return response.status_code, None
-        return response.status_code, bytes(content)
+                return response.status_code, None, None
+        return response.status_code, response.headers.get("Content-Type", ""), bytes(content)
 
 
 def _why_failed(exc, url, started, settings):
@@ -335,6 +343,23 @@ def no_answer(url, waited, settings):
     if url.startswith("https://"):
         said += " (the TLS handshake got no answer: does the receiver speak https?)"
     return said
+
+
+def _not_json(content_type, content):
+    """What an answer that is not JSON is ("an HTML page"), by its Content-Type and whether it
+    parses; None for JSON."""
+    media = shown(content_type.partition(";")[0].strip().lower(), 40)
+    if not content:
+        return "an empty answer"
+    if media == "application/json" or media.endswith("+json"):
+        try:
+            json.loads(content)
+        except (ValueError, RecursionError):
+            return f"an answer of type {media} that does not parse"
+        return None
+    if media in ("text/html", "application/xhtml+xml"):
+        return "an HTML page"
+    return f"an answer of type {media}" if media else "an answer with no Content-Type"
 
 
 def _their_reason(content):

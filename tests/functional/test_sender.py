@@ -12,6 +12,8 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
@@ -351,6 +353,60 @@ def test_the_submission_log_keeps_as_many_runs_as_configured(db):
             assert submit_pending(db, settings_for(url, submission_log_size=2)).sent == 1
     runs = in_store(db, lambda store: store.submissions(limit=10))
     assert [run.sent for run in runs] == [1, 1]
+
+
+class QuietFileHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # not the test's output
+        pass
+
+
+@contextmanager
+def file_server(folder):
+    """`python -m http.server` (the standard library's, not our code) serving `folder` on
+    127.0.0.1: a POST gets its HTML 501 page; yields the URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietFileHandler, directory=folder))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+        server.server_close()
+
+
+def nginx_bad_gateway(environ, start_response):
+    """nginx's own page for a receiver that is down behind it."""
+    environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    start_response("502 Bad Gateway", [("Content-Type", "text/html")])
+    return [b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+            b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+            b"</body>\r\n</html>\r\n"]
+
+
+@pytest.mark.parametrize(
+    ("server", "status", "page", "words"),
+    [
+        (file_server, 501, "an HTML page", "Unsupported method ('POST')"),
+        (lambda _: serving(nginx_bad_gateway), 502, "an HTML page", "<center>nginx</center>"),
+        (lambda _: serving(Stub("502 Bad Gateway", b"")), 502, "an empty answer", "]: "),
+    ],
+)
+def test_an_answer_that_is_no_receivers_json_says_so(db, tmp_path, caplog, server, status, page,
+                                                     words):
+    # a TELEMETRY_URL that names a web server, or a proxy in front of a receiver that is down:
+    # "the receiver answered HTTP 501" alone sent the operator to look at the receiver
+    collect(db, 1)
+    caplog.set_level(logging.INFO, logger="fftelemetry")
+    with server(str(tmp_path)) as url:
+        outcome = submit_pending(db, settings_for(url))
+    assert outcome.error == (
+        f"the receiver answered HTTP {status} with {page}, not a receiver's JSON: "
+        f"is {url}/submit the receiver's address?"
+    )
+    assert outcome.status == status and counts(db)["pending"] == 1
+    [answer] = [m for m in caplog.messages if m.startswith(f"Result of submission [{status}]: ")]
+    assert words in answer and "\n" not in answer, "the answer itself is logged as it was"
 
 
 def test_a_long_answer_is_cut_in_the_log_line(db, caplog):
