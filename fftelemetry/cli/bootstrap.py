@@ -4,6 +4,7 @@ Not `pyramid.paster.bootstrap`: with pyramid_tm's explicit manager it reads the 
 transaction (see fftelemetry.scripting).
 """
 
+import configparser
 import logging
 import os
 from contextlib import contextmanager
@@ -53,9 +54,24 @@ def load_registry(config_uri, may_write=True):
             f"the database of {named} is in use by another process (a file:// FileStorage "
             "allows only one); serve it with ZEO (zeo://, see development.ini) to share it"
         ) from None
+    except configparser.InterpolationError as exc:
+        raise ConfigProblem(f"cannot load {named}: {interpolation_problem(exc)}") from None
     except Exception as exc:
         raise ConfigProblem(f"cannot load {named}: {one_line(exc)}") from None
     return app_registry(app, named)
+
+
+def interpolation_problem(exc):
+    """What configparser's `%(name)s` substitution refused, by the setting's name: its own text
+    quotes the value, from the lone `%` on, and a `%` is most often in a password (the
+    receiver URL's), which a log line must not hold."""
+    where = f"{shown(exc.option)} in [{shown(exc.section)}]"
+    if isinstance(exc, configparser.InterpolationSyntaxError):
+        return f"{where} holds a '%' followed by neither '%' nor '(': write a '%' as '%%'"
+    if isinstance(exc, configparser.InterpolationMissingOptionError):
+        # not named either: in a password, that name is some of it
+        return f"{where} holds a %(name)s whose name is set neither there nor in [DEFAULT]"
+    return f"{where} cannot be substituted ({type(exc).__name__})"
 
 
 def what_is_there(path):

@@ -874,3 +874,27 @@ def test_an_ini_without_logging_sections_logs_the_commands_results(tmp_path, wri
     own.write_text(shipped.read_text().replace("level = INFO", "level = WARNING"))
     quiet = run_cli("cron", str(own), "--force")
     assert (quiet.returncode, quiet.stderr) == (0, ""), quiet.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        (
+            "http://alice:p%wsecret@127.0.0.1:6544",
+            "holds a '%' followed by neither '%' nor '(': write a '%' as '%%'",
+        ),
+        (
+            "http://alice:p%(wsecret)s@127.0.0.1:6544",
+            "holds a %(name)s whose name is set neither there nor in [DEFAULT]",
+        ),
+    ],
+)
+def test_a_percent_the_ini_cannot_substitute_is_named_not_quoted(write_ini, run_cli, value, said):
+    # configparser's own text quotes the value from the '%' on: there, a password
+    ini = write_ini(**{"fftelemetry.telemetry_url": value})
+    result = run_cli("status", ini)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"fftelemetry: cannot load {ini}: fftelemetry.telemetry_url in [app:main] {said}"
+    ]
+    assert "secret" not in result.stderr + result.stdout
