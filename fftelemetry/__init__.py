@@ -2,6 +2,8 @@
 
 import logging
 import os
+import threading
+from contextlib import suppress
 from importlib.metadata import PackageNotFoundError, version
 from urllib.parse import parse_qsl, urlencode
 
@@ -10,14 +12,15 @@ from pyramid.config import Configurator
 from pyramid_zodbconn import get_uris
 from ZEO.asyncio.client import Fallback
 from ZEO.Exceptions import ClientDisconnected
-from ZODB.FileStorage.FileStorage import FileStorageFormatError
+from ZODB.FileStorage.FileStorage import FileStorage, FileStorageFormatError
 from ZODB.POSException import ReadOnlyError
 
 from . import settings as app_settings
+from .failures import is_no_room
 from .request import use_app_request
 from .resources import GENERATIONS, root_factory
 from .resources.generations import GenerationError, named
-from .scripting import close_databases, database, databases
+from .scripting import database, databases
 from .shown import quoted, shown
 from .shutdown import close_on_exit
 
@@ -83,6 +86,11 @@ def open_database(config, global_config, generations, program):
     where = shown(global_config.get("__file__", "zodbconn.uri"))  # pserve's config file, as given
     # a console command's dry run loads the app with this option: it must not evolve either
     evolve = global_config.get(NO_EVOLVE) != "true"
+    files = file_paths(config.registry.settings)
+    # a database with no file yet: what a start that cannot write makes of it is removed
+    new = [path for path in files if not os.path.lexists(path)]
+    made = [name for path in new for name in (path, f"{path}.index", f"{path}.tmp")
+            if not os.path.lexists(name)]
     # before the client connects, which is when it logs that line; added once (addFilter)
     zeo_client_log = logging.getLogger("ZEO.asyncio.client")
     zeo_client_log.addFilter(fallback_refusal_as_info)
@@ -90,6 +98,11 @@ def open_database(config, global_config, generations, program):
     # wait_timeout, which then reads as a server that cannot be reached: noted, to say why.
     refusals = []
     zeo_client_log.addFilter(noted := note_read_only_refusals(refusals))
+    # the transactions of this thread, which make a new database's ZODB root and evolve an
+    # older one: on a full disk, the abort that follows a failed commit fails as it did, and
+    # that second error, logged with its traceback, is the one line's to say
+    txn_log = logging.getLogger(f"txn.{threading.get_ident()}")
+    txn_log.addFilter(not_for_want_of_room)
     try:
         try:
             config.include("pyramid_zodbconn")
@@ -98,7 +111,8 @@ def open_database(config, global_config, generations, program):
             # what was opened is closed, not left to the garbage collector: a FileStorage writes
             # its index and releases its lock (a refused start in a running process, a test's,
             # kept the same file from being opened again), a ZEO client ends its connection
-            close_databases(config.registry)
+            for db in databases(config.registry):
+                close_after_failure(db)
             raise
     except ClientDisconnected:
         if refusals:
@@ -133,6 +147,10 @@ def open_database(config, global_config, generations, program):
             raise
         missing = generations.not_made(named(where), shown(exc.filename))
         raise SystemExit(f"{program}: {missing}") from None
+    except OSError as exc:  # a full disk (or ulimit -f) as a FileStorage is opened
+        if not is_no_room(exc):
+            raise
+        raise SystemExit(f"{program}: {not_written(where, exc, new, made)}") from None
     except FileStorageFormatError as exc:  # its text is the file's name alone
         raise SystemExit(
             f"{program}: the database of {where}, {shown(exc)}, is not a ZODB FileStorage "
@@ -148,6 +166,63 @@ def open_database(config, global_config, generations, program):
         raise SystemExit(f"{program}: {setting}: {shown(refused)}") from None
     finally:
         zeo_client_log.removeFilter(noted)
+        txn_log.removeFilter(not_for_want_of_room)
+
+
+def close_after_failure(db):
+    """Close a database a start failed on. On a full disk, a FileStorage's close flushes what
+    the failed commit left in the file's buffer (the truncation meant to drop it needs that
+    flush too), and fails as the commit did: that part of a transaction is cut off, as ZODB
+    meant to, or the next start would set it aside as "damaged records" in a .tr file; and the
+    start's own error is the one to say, not the close's."""
+    storage = db.storage
+    is_file = isinstance(storage, FileStorage)
+    committed = storage.getSize() if is_file else None  # where its last transaction ends
+    try:
+        db.close()
+    except OSError as exc:
+        if not is_no_room(exc):
+            raise
+        if is_file:  # its lock still held: the close stopped before releasing it
+            path = storage.getName()
+            if os.path.getsize(path) > committed:
+                os.truncate(path, committed)
+
+
+def file_paths(settings):
+    """The file of each file:// database the ini names, as zodburi opens it."""
+    return [
+        os.path.normpath(uri.removeprefix("file://").partition("?")[0])
+        for _, uri in get_uris(settings)
+        if uri.startswith("file://")
+    ]
+
+
+def not_written(where, exc, new, made):
+    """The line for a database that could not be written as it was opened. ZODB makes a new
+    database's root as it opens it, and nothing else: a new one held nothing to lose, and what
+    this start made of it (a file holding part of a transaction, which the next start would
+    set aside with a warning) is removed; its .lock is left, as every FileStorage leaves it.
+    An existing one had only its lock written, or its root made if it had none."""
+    reason = shown(exc.strerror)
+    if not new:
+        return (
+            f"{named(where)} could not be written as it was opened ({reason}): nothing it "
+            "holds was changed; start again once there is room"
+        )
+    for name in made:
+        with suppress(FileNotFoundError):
+            os.remove(name)
+    return (
+        f"{named(where)}, {shown(', '.join(new))}, could not be written as it was made "
+        f"({reason}): nothing is lost, as it did not exist yet, and nothing of it is left; "
+        "start again once there is room"
+    )
+
+
+def not_for_want_of_room(record):
+    """Drops a record of a write that failed for want of room (a full disk)."""
+    return not (record.exc_info and is_no_room(record.exc_info[1]))
 
 
 # How ZEO's client logs an error its server answered with, and names a connection made with

@@ -1,5 +1,7 @@
 """What a write that failed looks like, and how to say why in a few words."""
 
+import errno
+
 from ZEO.Exceptions import ClientDisconnected
 from ZODB.POSException import ConflictError, ReadOnlyError, StorageError
 
@@ -12,6 +14,14 @@ CANNOT_WRITE = (OSError, StorageError)
 NOT_WRITTEN = (ConflictError, *CANNOT_WRITE)
 
 READ_ONLY = "the database is read-only"
+
+# A write the disk has no room for: no space left, a file size limit (ulimit -f), a quota.
+NO_ROOM = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+
+
+def is_no_room(exc):
+    """Whether `exc` is a write that failed for want of room, not a bug to trace."""
+    return isinstance(exc, OSError) and exc.errno in NO_ROOM
 
 
 def why_not_written(exc):

@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import requests
@@ -169,6 +170,45 @@ def run_cli():
     return run
 
 
+def free_port():
+    """A port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def write_server_ini(tmp_path, write_ini):
+    """write_server_ini(program) -> (ini, its database, a page that needs the database's root)
+    for `pserve` of the app ("fftelemetry") or the receiver ("fftelemetry receiver") on a free
+    port of 127.0.0.1, served by egg:fftelemetry#waitress (SIGTERM closes the database)."""
+
+    def write(program):
+        port = free_port()
+        server = f"\n[server:main]\nuse = egg:fftelemetry#waitress\nlisten = 127.0.0.1:{port}\n"
+        if program == "fftelemetry":
+            ini = Path(write_ini())
+            ini.write_text(ini.read_text() + server)
+            return ini, tmp_path / "Data.fs", "/"
+        data = tmp_path / "receiver.fs"
+        ini = tmp_path / "receiver.ini"
+        app = f"[app:main]\nuse = egg:fftelemetry#receiver\nzodbconn.uri = file://{data}\n"
+        ini.write_text(app + LOGGING_SECTIONS + server)
+        return ini, data, "/stats"
+
+    return write
+
+
+BIN = Path(sys.executable).parent
+
+
+def run_pserve(ini, script=None, timeout=60):
+    """CompletedProcess of `pserve ini` run until it stops (a start it refuses); with `script`,
+    the real pserve run by that code (one that adds an evolve step first, say)."""
+    args = [BIN / "pserve", ini] if script is None else [sys.executable, "-c", script, ini]
+    return subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+
+
 @contextmanager
 def serving(app):
     """Serve a WSGI app with waitress on 127.0.0.1 (ephemeral port) in a thread; yields its URL."""
@@ -224,10 +264,7 @@ def receiver(tmp_path):
 @pytest.fixture
 def closed_port_url():
     """The URL of a port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 STUB_UUID = "0b7a6e8e-3c1f-4d2a-9a57-5d0f2c9e1b11"

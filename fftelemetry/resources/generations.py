@@ -24,6 +24,7 @@ import logging
 
 from ZODB.POSException import ConflictError
 
+from ..failures import is_no_room
 from ..scripting import is_read_only, own_connection
 from ..shown import error_text, shown
 
@@ -96,11 +97,14 @@ class Generations:
             return
         except Exception as exc:
             tm.abort()
-            log.exception("evolving %s to generation %d failed", database, found + 1)
+            if is_no_room(exc):  # a full disk: the line says it all, there is no bug to trace
+                failed = f"could not be written ({shown(exc.strerror)})"
+            else:
+                log.exception("evolving %s to generation %d failed", database, found + 1)
+                failed = f"failed ({type(exc).__name__}: {shown(error_text(exc))})"
             raise GenerationError(
-                f"evolving {database} from generation {found} to {found + 1} failed "
-                f"({type(exc).__name__}: {shown(error_text(exc))}); it is left at generation "
-                f"{found}, nothing of the step was stored"
+                f"evolving {database} from generation {found} to {found + 1} {failed}; it is "
+                f"left at generation {found}, nothing of the step was stored"
             ) from None
         log.info("evolved %s to generation %d", database, found + 1)
 

@@ -2,14 +2,22 @@
 limit fails with EFBIG, as a full disk's fail with ENOSPC) gives a clear page and loses nothing."""
 
 import logging
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import pytest
+import requests
 from pyramid.response import Response
 from ZODB.POSException import ConflictError
 
-from fftelemetry.resources import Root
-from tests.conftest import file_size_limit
+from fftelemetry.receiver.resources import ROOT_KEY as RECEIVER_KEY
+from fftelemetry.resources import ROOT_KEY, Root
+from tests.conftest import BIN, file_size_limit, run_pserve
 from tests.functional.conftest import ADMIN_EMAIL
+from tests.functional.test_generations import WITH_A_STEP, stored
 
 
 def data_fs(site):
@@ -142,3 +150,143 @@ def test_an_unexpected_error_is_a_500_page_logged_and_nothing_is_kept(make_site,
     assert site.counts() == before
     [logged] = [r for r in caplog.records if r.levelname == "ERROR"]
     assert logged.getMessage() == "GET /broken failed" and logged.exc_info[1].args == ("a bug",)
+
+
+# -- a start on a full disk: one line, and nothing lost -------------------------------------------
+# ZODB makes a new database's root as it opens it, so the first start writes; an older database is
+# evolved as it starts. pserve printed a traceback (the close that followed failed on the same
+# disk, hiding the start's own error), and a command said "cannot load …: [Errno 27] File too
+# large".
+
+NEW_NOT_WRITTEN = (
+    "{program}: the database named in {ini}, {data}, could not be written as it was made (File "
+    "too large): nothing is lost, as it did not exist yet, and nothing of it is left; start again "
+    "once there is room"
+)
+
+
+# pserve in a process whose code is one (test) step ahead of the database, as WITH_A_STEP is
+PSERVE_WITH_A_STEP = """
+import sys
+from pyramid.scripts.pserve import main
+from fftelemetry.resources import GENERATIONS
+GENERATIONS.steps.append(lambda root: setattr(root, "evolved", "yes"))
+sys.exit(main(sys.argv))
+"""
+
+
+def serve_a_page(ini, page):
+    """`pserve ini` until `page` answers, then SIGTERM: the page's status."""
+    url = "http://127.0.0.1:" + ini.read_text().rpartition("listen = 127.0.0.1:")[2].strip()
+    with open(ini.with_suffix(".log"), "wb") as log:
+        server = subprocess.Popen([BIN / "pserve", ini], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while server.poll() is None and time.monotonic() < deadline:
+            try:
+                return requests.get(url + page, timeout=5).status_code
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        raise AssertionError(ini.with_suffix(".log").read_text())
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def left_of(data):
+    return sorted(path.name for path in data.parent.glob(f"{data.name}*"))
+
+
+@pytest.mark.parametrize(
+    "limit", [0, 64, 130], ids=["its lock", "its scratch file", "the file itself"]
+)
+def test_a_first_command_on_a_full_disk_stops_in_one_line_and_leaves_no_database(
+    tmp_path, write_ini, run_cli, limit
+):
+    # ZODB's root is 166 bytes in Data.fs, written through 106 in Data.fs.tmp, after 4 or more
+    # in Data.fs.lock: each limit fails another write. A Data.fs holding part of the root made
+    # the next start log "damaged records" and set them aside in Data.fs.tr0.
+    ini = write_ini()
+    data = tmp_path / "Data.fs"
+    with file_size_limit(limit):
+        result = run_cli("status", ini)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        NEW_NOT_WRITTEN.format(program="fftelemetry", ini=ini, data=data)
+    ]
+    assert left_of(data) == ["Data.fs.lock"]
+
+    again = run_cli("status", ini)  # with room again: a new database, and no warning
+    assert again.returncode == 0 and "WARNING" not in again.stderr, again.stderr
+    assert stored(data, ROOT_KEY)["generation"] == 1
+    assert "Data.fs.tr0" not in left_of(data)
+
+
+@pytest.mark.parametrize("program", ["fftelemetry", "fftelemetry receiver"])
+def test_a_first_pserve_on_a_full_disk_stops_in_one_line_and_the_next_one_serves(
+    write_server_ini, program
+):
+    ini, data, page = write_server_ini(program)
+    with file_size_limit(130):  # past Data.fs's first bytes: part of ZODB's root is written
+        result = run_pserve(ini)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines() == [NEW_NOT_WRITTEN.format(program=program, ini=ini,
+                                                                 data=data)]
+    assert left_of(data) == [f"{data.name}.lock"]
+
+    assert serve_a_page(ini, page) == 200
+    assert "WARNING" not in ini.with_suffix(".log").read_text()
+    key = ROOT_KEY if program == "fftelemetry" else RECEIVER_KEY
+    assert stored(data, key)["generation"] == 1
+    assert f"{data.name}.tr0" not in left_of(data)
+
+
+def test_a_command_on_a_full_disk_that_cannot_lock_a_database_changes_nothing(
+    tmp_path, write_ini, run_cli
+):
+    ini = write_ini()
+    assert run_cli("status", ini).returncode == 0
+    data = tmp_path / "Data.fs"
+    before = data.read_bytes()
+    with file_size_limit(0):  # not even the lock file's process id can be written
+        result = run_cli("status", ini)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        f"fftelemetry: the database named in {ini} could not be written as it was opened (File "
+        "too large): nothing it holds was changed; start again once there is room"
+    ]
+    assert data.read_bytes() == before
+
+
+EVOLVE_NOT_WRITTEN = (
+    "fftelemetry: evolving the database named in {ini} from generation 1 to 2 could not be "
+    "written (File too large); it is left at generation 1, nothing of the step was stored"
+)
+
+
+@pytest.mark.parametrize("runner", ["command", "pserve"])
+def test_an_evolve_on_a_full_disk_stops_in_one_line_and_loses_nothing(
+    write_server_ini, run_cli, runner
+):
+    # The step's transaction was written in part as the database was closed: the next start
+    # logged "truncated, possibly due to damaged records" and set it aside in Data.fs.tr0
+    ini, data, _ = write_server_ini("fftelemetry")
+    assert run_cli("status", ini).returncode == 0  # generation 1, made by this version
+    before = data.read_bytes()
+    with file_size_limit(len(before) + 40):  # less than a transaction's headers
+        if runner == "command":
+            result = subprocess.run([sys.executable, "-c", WITH_A_STEP, "status", ini],
+                                    capture_output=True, text=True, timeout=60, check=False)
+        else:
+            result = run_pserve(ini, PSERVE_WITH_A_STEP)
+    assert result.returncode == (2 if runner == "command" else 1), result.stderr
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("INFO [")]
+    assert lines == [EVOLVE_NOT_WRITTEN.format(ini=ini)]
+    assert data.read_bytes() == before
+
+    evolved = subprocess.run([sys.executable, "-c", WITH_A_STEP, "status", ini],
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert evolved.returncode == 0 and "WARNING" not in evolved.stderr, evolved.stderr
+    state = stored(data, ROOT_KEY)
+    assert (state["generation"], state["evolved"]) == (2, "yes")
+    assert "Data.fs.tr0" not in left_of(data)
