@@ -87,6 +87,7 @@ def open_database(config, global_config, generations, program):
     # a console command's dry run loads the app with this option: it must not evolve either
     evolve = global_config.get(NO_EVOLVE) != "true"
     files = file_paths(config.registry.settings)
+    refuse_links_to_nothing(files, where, program)
     # a database with no file yet: what a start that cannot write makes of it is removed
     new = [path for path in files if not os.path.lexists(path)]
     made = [name for path in new for name in (path, f"{path}.index", f"{path}.tmp")
@@ -130,8 +131,7 @@ def open_database(config, global_config, generations, program):
     except FileNotFoundError as exc:
         # a read-only FileStorage does not make a missing file (a writable one does); neither
         # makes a missing folder (a volume not mounted, a misspelt path), which pserve said in a
-        # traceback. A link to a file that does not exist is left to its own error, and so is
-        # a file that is not a database's.
+        # traceback. A file that is not a database's is left to its own error.
         name = exc.filename or ""
         if not name or opened_every_database(config.registry):
             raise
@@ -196,6 +196,22 @@ def file_paths(settings):
         for _, uri in get_uris(settings)
         if uri.startswith("file://")
     ]
+
+
+def refuse_links_to_nothing(files, where, program):
+    """Stop, before anything is opened, on a database file that is a link to nothing (a volume
+    not mounted, a shared file gone): a writable FileStorage made a new, empty database at the
+    link's target, where the target's folder was there, and failed in a traceback where it was
+    not, as a read-only one did. Nor is it said to be a read-only database's missing file: it
+    may be opened writable, and the fix is the link's, not the config's."""
+    for path in files:
+        if os.path.islink(path) and not os.path.exists(path):
+            raise SystemExit(
+                f"{program}: {named(where)}, {shown(path)}, is a link to "
+                f"{shown(os.path.realpath(path))}, which does not exist (a volume not mounted? "
+                "a file moved or deleted?): nothing was opened or made; restore what it links "
+                "to, or name the database's file in zodbconn.uri"
+            )
 
 
 def not_written(where, exc, new, made):

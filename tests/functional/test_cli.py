@@ -200,13 +200,22 @@ def test_a_setting_start_up_refuses_is_escaped_once(write_ini, run_cli, monkeypa
 
 
 def test_a_file_an_error_names_is_escaped_once(tmp_path, write_ini, run_cli):
-    # an OSError's text repr()s the file's name, and the line escaped that again (a zodbconn.uri
-    # cannot hold a line break); here a link to a file on a volume not mounted
-    data = tmp_path / "C:\\dir\x1b[2J.fs"
-    data.symlink_to(tmp_path / "unmounted" / "Data.fs")
-    result = run_cli("status", write_ini(**{"zodbconn.uri": f"file://{data}"}))
-    named = f"'{tmp_path}/C:\\\\dir\\x1b[2J.fs'"
+    # an OSError's text repr()s the file's name, and the line escaped that again (an ini value
+    # cannot hold a line break); here a transfer log in a folder that does not exist
+    log = tmp_path / "unmounted" / "C:\\dir\x1b[2J.log"
+    result = run_cli("status", write_ini(**{"zodbconn.transferlog": str(log)}))
+    named = f"'{tmp_path}/unmounted/C:\\\\dir\\x1b[2J.log'"
     assert_one_line(result, 2, f": [Errno 2] No such file or directory: {named}")
+    assert result.stderr.rstrip("\n").isprintable()
+
+
+def test_a_database_link_and_its_target_are_escaped_once(tmp_path, write_ini, run_cli):
+    # a link to a file on a volume not mounted: the line names both
+    data = tmp_path / "C:\\dir\x1b[2J.fs"
+    data.symlink_to(tmp_path / "un\u202emounted" / "Data.fs")
+    result = run_cli("status", write_ini(**{"zodbconn.uri": f"file://{data}"}))
+    link, target = f"{tmp_path}/C:\\\\dir\\x1b[2J.fs", f"{tmp_path}/un\\u202emounted/Data.fs"
+    assert_one_line(result, 2, f", {link}, is a link to {target}, which does not exist")
     assert result.stderr.rstrip("\n").isprintable()
 
 

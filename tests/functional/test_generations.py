@@ -22,7 +22,7 @@ from fftelemetry.receiver.resources import GENERATIONS as RECEIVER_GENERATIONS
 from fftelemetry.receiver.resources import ROOT_KEY as RECEIVER_KEY
 from fftelemetry.resources import GENERATIONS, ROOT_KEY, Admin
 from fftelemetry.scripting import close_databases, database
-from tests.conftest import app_settings
+from tests.conftest import app_settings, run_pserve
 from tests.functional.test_receiver import post, record
 
 NEWER = (
@@ -535,19 +535,52 @@ def test_a_refused_start_releases_the_lock_of_a_database_it_opened_before(tmp_pa
         FileStorage(str(data)).close()
 
 
-def test_a_writable_database_whose_file_links_nowhere_is_not_said_to_be_read_only(
-    tmp_path, write_ini, run_cli
+LINK_TO_NOTHING = (
+    "{program}: the database named in {ini}, {link}, is a link to {target}, which does not "
+    "exist (a volume not mounted? a file moved or deleted?): nothing was opened or made; "
+    "restore what it links to, or name the database's file in zodbconn.uri"
+)
+
+
+@pytest.mark.parametrize("query", ["", "?read_only=true"], ids=["writable", "read-only"])
+def test_a_database_whose_file_links_nowhere_stops_a_command_in_one_line(
+    tmp_path, write_ini, run_cli, query
 ):
     # Data.fs a link onto a volume not mounted: the writable FileStorage cannot make the file
-    # either, and the line said "opened read-only it is not made", of a database opened writable
+    # either, and the line said "opened read-only it is not made", of a database opened
+    # writable; then "cannot load …: [Errno 2] No such file or directory", naming the link alone
     data = tmp_path / "Data.fs"
-    data.symlink_to(tmp_path / "unmounted" / "Data.fs")
-    ini = write_ini(**{"zodbconn.uri": f"file://{data}"})
+    target = tmp_path / "unmounted" / "Data.fs"
+    data.symlink_to(target)
+    ini = write_ini(**{"zodbconn.uri": f"file://{data}{query}"})
     result = run_cli("status", ini)
     assert result.returncode == 2, result.stderr
-    assert result.stderr == (
-        f"fftelemetry: cannot load {ini}: [Errno 2] No such file or directory: '{data}'\n"
-    )
+    line = LINK_TO_NOTHING.format(program="fftelemetry", ini=ini, link=data, target=target)
+    assert result.stderr.splitlines() == [line]
+    assert not (tmp_path / "unmounted").exists() and not (tmp_path / "Data.fs.lock").exists()
+
+
+@pytest.mark.parametrize("folder", ["there", "not there"])
+@pytest.mark.parametrize("program", ["fftelemetry", "fftelemetry receiver"])
+def test_pserve_on_a_database_whose_file_links_nowhere_stops_in_one_line(
+    tmp_path, write_server_ini, program, folder
+):
+    # pserve printed FileStorage's traceback where the link's folder was not there, and where
+    # it was (a shared file gone) made a new, empty database there and served it
+    ini, data, _ = write_server_ini(program)
+    shared = tmp_path / "shared"
+    if folder == "there":
+        shared.mkdir()
+    data.symlink_to(shared / data.name)
+    result = run_pserve(ini, timeout=30)
+    assert result.returncode == 1, result.stderr
+    line = LINK_TO_NOTHING.format(program=program, ini=ini, link=data, target=shared / data.name)
+    assert result.stderr.splitlines() == [line]
+    if folder == "there":
+        assert list(shared.iterdir()) == []
+    else:
+        assert not shared.exists()
+    assert sorted(tmp_path.glob(f"{data.name}*")) == [data]  # no .lock beside the link either
 
 
 def test_a_read_only_client_of_a_new_zeo_server_stops_the_app_in_one_line(tmp_path, make_app):
