@@ -15,9 +15,9 @@ from plaster.exceptions import InvalidURI
 from pyramid.config import global_registries
 from zc.lockfile import LockError
 
-from .. import NO_EVOLVE
 from .. import main as app_factory
 from ..logs import Formatter
+from ..opening import NO_EVOLVE
 from ..scripting import close_databases
 from ..settings import kind_of_file
 from ..shown import LOGGED_CHARS, error_text, shown

@@ -11,7 +11,7 @@ from pyramid.config import Configurator
 from pyramid.events import ContextFound, NewRequest, NewResponse
 from pyramid.renderers import JSON
 
-from .. import open_database, require_database
+from ..opening import open_database, require_database
 from ..request import no_subpath, reject_undecodable_address
 from ..settings import MAX_RETRY_ATTEMPTS, RETRY_ATTEMPTS, SettingsError, parse_number
 from ..shown import shown

@@ -1,0 +1,287 @@
+"""The ini's database, opened at start-up for the app and the receiver alike (pyramid_zodbconn)
+and brought up to date, or start-up stopped in one line saying why: a setting or URI refused, no
+ZEO server to reach or a read-only one, a folder or a file that is not there, a full disk."""
+
+import logging
+import os
+import threading
+from contextlib import suppress
+from urllib.parse import parse_qsl, urlencode
+
+import zodburi
+from pyramid_zodbconn import get_uris
+from ZEO.asyncio.client import Fallback
+from ZEO.Exceptions import ClientDisconnected
+from ZODB.FileStorage.FileStorage import FileStorage, FileStorageFormatError
+from ZODB.POSException import ReadOnlyError
+
+from .failures import is_no_room
+from .resources.generations import GenerationError, named
+from .scripting import database, databases
+from .shown import quoted, shown
+
+
+def require_database(settings, program):
+    """Stop, in one line, an app whose ini names no database: pyramid_zodbconn would start
+    without one and fail every request that needs it."""
+    if not str(settings.get("zodbconn.uri") or "").strip():
+        raise SystemExit(
+            f"{program}: no database: set zodbconn.uri in the ini (zeo://, file://; "
+            "see development.ini)"
+        )
+
+
+def refused_parameter(uri):
+    """What zodburi refuses in the query of `uri` (zodbconn.uri), naming the parameter; None if
+    not a parameter. Its own error says "invalid literal for int() with base 10: 'x'" of a value
+    it cannot convert, without the parameter's name: so each parameter is tried alone, by
+    zodburi itself, which opens no storage to resolve a URI."""
+    try:
+        zodburi.resolve_uri(uri)
+    except zodburi.UnknownDatabaseKeywords as exc:
+        scheme = uri.partition(":")[0]
+        unknown = "unknown parameter" + ("s" if len(exc.kw) > 1 else "")
+        return f"{unknown} {', '.join(exc.kw)} for a {scheme}:// database"
+    except ValueError:
+        base, _, query = uri.partition("?")
+        if value_error(base) is not None:  # its host or port (zeo://host:abc): no parameter's
+            return None
+        for name, value in parse_qsl(query):
+            error = value_error(f"{base}?{urlencode({name: value})}")
+            if error is not None:
+                return f"{name}={quoted(value)} is refused: {error}"
+    except Exception:
+        return None  # not a parameter's (no resolver for its scheme, say): left to its error
+    return None
+
+
+def value_error(uri):
+    """zodburi's ValueError resolving `uri`, if that is what it raises."""
+    try:
+        zodburi.resolve_uri(uri)
+    except ValueError as exc:
+        return exc
+    except Exception:
+        return None  # an unknown parameter, say: not a value it could not convert
+    return None
+
+
+NO_EVOLVE = "fftelemetry.no_evolve"
+
+
+def open_database(config, global_config, generations, program):
+    """Open the ini's database (pyramid_zodbconn) and bring it up to date, for the app and the
+    receiver alike; stop in one line without a ZEO server to reach, or on a database a newer
+    version has changed (no request may write to it), or on a read-only one that needs a write
+    first. One of an older generation is evolved."""
+    where = shown(global_config.get("__file__", "zodbconn.uri"))  # pserve's config file, as given
+    # a console command's dry run loads the app with this option: it must not evolve either
+    evolve = global_config.get(NO_EVOLVE) != "true"
+    files = file_paths(config.registry.settings)
+    refuse_links_to_nothing(files, where, program)
+    # a database with no file yet: what a start that cannot write makes of it is removed
+    new = [path for path in files if not os.path.lexists(path)]
+    made = [name for path in new for name in (path, f"{path}.index", f"{path}.tmp")
+            if not os.path.lexists(name)]
+    # before the client connects, which is when it logs that line; added once (addFilter)
+    zeo_client_log = logging.getLogger("ZEO.asyncio.client")
+    zeo_client_log.addFilter(fallback_refusal_as_info)
+    # A read-only server refuses a client that asked to write, and the client waits on until
+    # wait_timeout, which then reads as a server that cannot be reached: noted, to say why.
+    refusals = []
+    zeo_client_log.addFilter(noted := note_read_only_refusals(refusals))
+    # the transactions of this thread, which make a new database's ZODB root and evolve an
+    # older one: on a full disk, the abort that follows a failed commit fails as it did, and
+    # that second error, logged with its traceback, is the one line's to say
+    txn_log = logging.getLogger(f"txn.{threading.get_ident()}")
+    txn_log.addFilter(not_for_want_of_room)
+    try:
+        try:
+            config.include("pyramid_zodbconn")
+            generations.bring_up_to_date(database(config.registry), where, evolve)
+        except BaseException:
+            # what was opened is closed, not left to the garbage collector: a FileStorage writes
+            # its index and releases its lock (a refused start in a running process, a test's,
+            # kept the same file from being opened again), a ZEO client ends its connection
+            for db in databases(config.registry):
+                close_after_failure(db)
+            raise
+    except ClientDisconnected:
+        if refusals:
+            raise SystemExit(
+                f"{program}: the ZEO server named in {where} is read-only and refused a writable "
+                "connection: name the writable server, or add read_only=true to zodbconn.uri "
+                "for a replica"
+            ) from None
+        raise SystemExit(
+            f"{program}: cannot reach the ZEO server named in {where}: is runzeo running?"
+        ) from None
+    except ReadOnlyError:  # ZODB.DB makes the ZODB root of a storage without one (a new ZEO
+        # server's, a file of 0 bytes) as it opens it: read-only, it cannot
+        raise SystemExit(f"{program}: {generations.not_made(named(where))}") from None
+    except FileNotFoundError as exc:
+        # a read-only FileStorage does not make a missing file (a writable one does); neither
+        # makes a missing folder (a volume not mounted, a misspelt path), which pserve said in a
+        # traceback. A file that is not a database's is left to its own error.
+        name = exc.filename or ""
+        if not name or opened_every_database(config.registry):
+            raise
+        # a relative file:// path is the working folder's: named whole, and "" is that folder
+        folder = os.path.dirname(os.path.abspath(name))
+        if not os.path.isdir(folder):
+            raise SystemExit(
+                f"{program}: {named(where)} cannot be opened: its folder, {shown(folder)}, does "
+                "not exist (a volume not mounted? a misspelt path?), and opening a database "
+                "does not make one"
+            ) from None
+        if os.path.lexists(name):
+            raise
+        missing = generations.not_made(named(where), shown(exc.filename))
+        raise SystemExit(f"{program}: {missing}") from None
+    except OSError as exc:  # a full disk (or ulimit -f) as a FileStorage is opened
+        if not is_no_room(exc):
+            raise
+        raise SystemExit(f"{program}: {not_written(where, exc, new, made)}") from None
+    except FileStorageFormatError as exc:  # its text is the file's name alone
+        raise SystemExit(
+            f"{program}: the database of {where}, {shown(exc)}, is not a ZODB FileStorage "
+            "file (zodbconn.uri names another kind of file?)"
+        ) from None
+    except GenerationError as exc:
+        raise SystemExit(f"{program}: {exc}") from None
+    except (ValueError, zodburi.UnknownDatabaseKeywords):  # before any storage is opened
+        refused = refused_parameter(config.registry.settings.get("zodbconn.uri", ""))
+        if refused is None:
+            raise
+        setting = f"zodbconn.uri in {where}" if "__file__" in global_config else "zodbconn.uri"
+        raise SystemExit(f"{program}: {setting}: {shown(refused)}") from None
+    finally:
+        zeo_client_log.removeFilter(noted)
+        txn_log.removeFilter(not_for_want_of_room)
+
+
+def close_after_failure(db):
+    """Close a database a start failed on. On a full disk, a FileStorage's close flushes what
+    the failed commit left in the file's buffer (the truncation meant to drop it needs that
+    flush too), and fails as the commit did: that part of a transaction is cut off, as ZODB
+    meant to, or the next start would set it aside as "damaged records" in a .tr file; and the
+    start's own error is the one to say, not the close's."""
+    storage = db.storage
+    is_file = isinstance(storage, FileStorage)
+    committed = storage.getSize() if is_file else None  # where its last transaction ends
+    try:
+        db.close()
+    except OSError as exc:
+        if not is_no_room(exc):
+            raise
+        if is_file:  # its lock still held: the close stopped before releasing it
+            path = storage.getName()
+            if os.path.getsize(path) > committed:
+                os.truncate(path, committed)
+
+
+def file_paths(settings):
+    """The file of each file:// database the ini names, as zodburi opens it."""
+    return [
+        os.path.normpath(uri.removeprefix("file://").partition("?")[0])
+        for _, uri in get_uris(settings)
+        if uri.startswith("file://")
+    ]
+
+
+def refuse_links_to_nothing(files, where, program):
+    """Stop, before anything is opened, on a database file that is a link to nothing (a volume
+    not mounted, a shared file gone): a writable FileStorage made a new, empty database at the
+    link's target, where the target's folder was there, and failed in a traceback where it was
+    not, as a read-only one did. Nor is it said to be a read-only database's missing file: it
+    may be opened writable, and the fix is the link's, not the config's."""
+    for path in files:
+        if os.path.islink(path) and not os.path.exists(path):
+            raise SystemExit(
+                f"{program}: {named(where)}, {shown(path)}, is a link to "
+                f"{shown(os.path.realpath(path))}, which does not exist (a volume not mounted? "
+                "a file moved or deleted?): nothing was opened or made; restore what it links "
+                "to, or name the database's file in zodbconn.uri"
+            )
+
+
+def not_written(where, exc, new, made):
+    """The line for a database that could not be written as it was opened. ZODB makes a new
+    database's root as it opens it, and nothing else: a new one held nothing to lose, and what
+    this start made of it (a file holding part of a transaction, which the next start would
+    set aside with a warning) is removed; its .lock is left, as every FileStorage leaves it.
+    An existing one had only its lock written, or its root made if it had none."""
+    reason = shown(exc.strerror)
+    if not new:
+        return (
+            f"{named(where)} could not be written as it was opened ({reason}): nothing it "
+            "holds was changed; start again once there is room"
+        )
+    for name in made:
+        with suppress(FileNotFoundError):
+            os.remove(name)
+    return (
+        f"{named(where)}, {shown(', '.join(new))}, could not be written as it was made "
+        f"({reason}): nothing is lost, as it did not exist yet, and nothing of it is left; "
+        "start again once there is room"
+    )
+
+
+def not_for_want_of_room(record):
+    """Drops a record of a write that failed for want of room (a full disk)."""
+    return not (record.exc_info and is_no_room(record.exc_info[1]))
+
+
+# How ZEO's client logs an error its server answered with, and names a connection made with
+# read_only_fallback=true (its protocol's name ends with the fallback's marker).
+FROM_SERVER = "%s from server: %s:%s"
+READ_ONLY_ERROR = "ZODB.POSException.ReadOnlyError"
+FALLBACK_CONNECTION = f", {Fallback!r}"
+
+
+def is_read_only_refusal(record):
+    """Whether a record is ZEO's client logging its server's ReadOnlyError."""
+    args = record.args
+    return (
+        record.msg == FROM_SERVER
+        and isinstance(args, tuple)
+        and len(args) == 3
+        and args[1] == READ_ONLY_ERROR
+    )
+
+
+def note_read_only_refusals(refusals):
+    """A filter that keeps, in `refusals`, each read-only refusal of a writable connection; it
+    drops no record."""
+
+    def note(record):
+        if is_read_only_refusal(record) and not str(record.args[0]).endswith(FALLBACK_CONNECTION):
+            refusals.append(record)
+        return True
+
+    return note
+
+
+def fallback_refusal_as_info(record):
+    """A ZEO client with read_only_fallback=true asks for a writable connection first, and a
+    read-only server (a replica's) refuses it: ZEO logs that refusal as an ERROR before it
+    settles for a read-only connection, as the URI told it to, so every command run on a replica
+    logged an ERROR. That record alone is lowered to INFO, shown where the ZEO logger's INFO is
+    (not by the commands or the shipped inis); a client that asked for a writable connection
+    only, refused the same way, still logs its ERROR."""
+    if not (is_read_only_refusal(record) and str(record.args[0]).endswith(FALLBACK_CONNECTION)):
+        return True
+    record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+    return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+
+
+def opened_every_database(registry):
+    """Whether pyramid_zodbconn opened every database the ini names: a file missing after that
+    is not one of theirs (its transfer log, zodbconn.transferlog, is opened next)."""
+    return len(databases(registry)) == len(list(get_uris(registry.settings)))
+
+
+def not_a_lost_zeo_server(record):
+    """ZODB.Connection logs an ERROR and a traceback for every object it could not load; for a
+    lost ZEO server the 503 page's view says it in one WARNING line instead."""
+    return not (record.exc_info and isinstance(record.exc_info[1], ClientDisconnected))
