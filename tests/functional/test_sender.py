@@ -365,10 +365,17 @@ def file_server(folder):
     """`python -m http.server` (the standard library's, not our code) serving `folder` on
     127.0.0.1: a POST gets its HTML 501 page; yields the URL."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(QuietFileHandler, directory=folder))
+    with served(server, "http") as url:
+        yield url
+
+
+@contextmanager
+def served(server, scheme):
+    """A standard library server, made on 127.0.0.1, served from a thread; yields its URL."""
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        yield f"{scheme}://127.0.0.1:{server.server_port}"
     finally:
         server.shutdown()
         thread.join(timeout=5)
@@ -820,14 +827,8 @@ def tls_serving(app, cert):
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     cert.configure_cert(context)
     server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield f"https://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(timeout=5)
-        server.server_close()
+    with served(server, "https") as url:
+        yield url
 
 
 @pytest.fixture
