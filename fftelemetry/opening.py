@@ -12,7 +12,7 @@ import zodburi
 from pyramid_zodbconn import get_uris
 from ZEO.asyncio.client import Fallback
 from ZEO.Exceptions import ClientDisconnected
-from ZODB.FileStorage.FileStorage import FileStorage, FileStorageFormatError
+from ZODB.FileStorage.FileStorage import FileStorage, FileStorageFormatError, packed_version
 from ZODB.POSException import ReadOnlyError
 
 from .failures import is_no_room
@@ -80,9 +80,11 @@ def open_database(config, global_config, generations, program):
     files = file_paths(config.registry.settings)
     refuse_links_to_nothing(files, where, program)
     # a database with no file yet: what a start that cannot write makes of it is removed
-    new = [path for path in files if not os.path.lexists(path)]
-    made = [name for path in new for name in (path, f"{path}.index", f"{path}.tmp")
-            if not os.path.lexists(name)]
+    made = {
+        path: [name for name in (path, f"{path}.index", f"{path}.tmp") if not os.path.lexists(name)]
+        for path in files
+        if not os.path.lexists(path)
+    }
     # before the client connects, which is when it logs that line; added once (addFilter)
     zeo_client_log = logging.getLogger("ZEO.asyncio.client")
     zeo_client_log.addFilter(fallback_refusal_as_info)
@@ -141,7 +143,7 @@ def open_database(config, global_config, generations, program):
     except OSError as exc:  # a full disk (or ulimit -f) as a FileStorage is opened
         if not is_no_room(exc):
             raise
-        raise SystemExit(f"{program}: {not_written(where, exc, new, made)}") from None
+        raise SystemExit(f"{program}: {not_written(where, exc, made)}") from None
     except FileStorageFormatError as exc:  # its text is the file's name alone
         raise SystemExit(
             f"{program}: the database of {where}, {shown(exc)}, is not a ZODB FileStorage "
@@ -205,19 +207,23 @@ def refuse_links_to_nothing(files, where, program):
             )
 
 
-def not_written(where, exc, new, made):
+def not_written(where, exc, made):
     """The line for a database that could not be written as it was opened. ZODB makes a new
     database's root as it opens it, and nothing else: a new one held nothing to lose, and what
     this start made of it (a file holding part of a transaction, which the next start would
     set aside with a warning) is removed; its .lock is left, as every FileStorage leaves it.
-    An existing one had only its lock written, or its root made if it had none."""
+    An existing one had only its lock written, or its root made if it had none. `made`: the
+    files each database that had none when the start began would make."""
     reason = shown(exc.strerror)
+    # Another process (a first cron run, say) may have made one of them since, and
+    # written to it: a file that holds a transaction is not this start's to remove.
+    new = [path for path in made if holds_nothing(path)]
     if not new:
         return (
             f"{named(where)} could not be written as it was opened ({reason}): nothing it "
             "holds was changed; start again once there is room"
         )
-    for name in made:
+    for name in (name for path in new for name in made[path]):
         with suppress(FileNotFoundError):
             os.remove(name)
     return (
@@ -225,6 +231,15 @@ def not_written(where, exc, new, made):
         f"({reason}): nothing is lost, as it did not exist yet, and nothing of it is left; "
         "start again once there is room"
     )
+
+
+def holds_nothing(path):
+    """Whether a FileStorage file holds no transaction: none there, or its header alone (a
+    failed first commit's part is cut off by close_after_failure)."""
+    try:
+        return os.path.getsize(path) <= len(packed_version)
+    except FileNotFoundError:
+        return True
 
 
 def not_for_want_of_room(record):

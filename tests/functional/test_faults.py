@@ -258,6 +258,46 @@ def test_a_command_on_a_full_disk_that_cannot_lock_a_database_changes_nothing(
     assert data.read_bytes() == before
 
 
+# A command whose database has no file when it starts, and another process's first start (a
+# cron run, with room: its limit lifted) makes it, root and all, just before this one opens it:
+# the race of two first starts, timed by the one call every FileStorage of zodbconn.uri goes
+# through.
+MADE_MEANWHILE = """
+import resource, subprocess, sys
+import zodburi.resolvers
+from fftelemetry.cli.main import main
+
+def with_room():
+    hard = resource.getrlimit(resource.RLIMIT_FSIZE)[1]
+    resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+
+def made_meanwhile(*args, opened=zodburi.resolvers.FileStorage, **kwargs):
+    subprocess.run([sys.executable, "-m", "fftelemetry.cli.main", "status", sys.argv[2]],
+                   preexec_fn=with_room, capture_output=True, check=True)
+    return opened(*args, **kwargs)
+
+zodburi.resolvers.FileStorage = made_meanwhile
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_database_another_process_made_meanwhile_is_not_removed(tmp_path, write_ini):
+    # It was new when this start looked, so the full disk's line removed it: the other
+    # process's root (this installation's id) and all it had written went with it.
+    ini = write_ini()
+    data = tmp_path / "Data.fs"
+    with file_size_limit(0):  # this process cannot even write its lock's process id
+        result = subprocess.run([sys.executable, "-c", MADE_MEANWHILE, "status", ini],
+                                capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2, result.stderr
+    assert data.exists(), "removed"
+    assert stored(data, ROOT_KEY)["generation"] == 1
+    assert result.stderr.splitlines() == [
+        f"fftelemetry: the database named in {ini} could not be written as it was opened (File "
+        "too large): nothing it holds was changed; start again once there is room"
+    ]
+
+
 EVOLVE_NOT_WRITTEN = (
     "fftelemetry: evolving the database named in {ini} from generation 1 to 2 could not be "
     "written (File too large); it is left at generation 1, nothing of the step was stored"
