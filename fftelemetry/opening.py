@@ -12,6 +12,7 @@ import zodburi
 from pyramid_zodbconn import get_uris
 from ZEO.asyncio.client import Fallback
 from ZEO.Exceptions import ClientDisconnected
+from ZODB.blob import BlobStorage
 from ZODB.FileStorage.FileStorage import FileStorage, FileStorageFormatError, packed_version
 from ZODB.POSException import ReadOnlyError
 
@@ -169,7 +170,9 @@ def close_after_failure(db):
     meant to, or the next start would set it aside as "damaged records" in a .tr file; and the
     start's own error is the one to say, not the close's."""
     storage = db.storage
-    is_file = isinstance(storage, FileStorage)
+    # a FileStorage, or the BlobStorage that ?blobstorage_dir= wraps around one: it passes
+    # getSize and getName on to the storage it wraps, which may be no file (a zconfig:// one)
+    is_file = isinstance(storage, FileStorage | BlobStorage) and os.path.isfile(storage.getName())
     committed = storage.getSize() if is_file else None  # where its last transaction ends
     try:
         db.close()

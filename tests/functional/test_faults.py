@@ -258,6 +258,31 @@ def test_a_command_on_a_full_disk_that_cannot_lock_a_database_changes_nothing(
     assert data.read_bytes() == before
 
 
+def test_an_evolve_on_a_full_disk_leaves_a_database_with_blobs_as_it_was(tmp_path, write_ini):
+    # zodburi's ?blobstorage_dir= wraps the FileStorage in a BlobStorage, which was not taken
+    # for a file: the part of the step the close flushed stayed, set aside as "damaged records"
+    # in Data.fs.tr0 by the next start
+    data = tmp_path / "Data.fs"
+    ini = write_ini(**{"zodbconn.uri": f"file://{data}?blobstorage_dir={tmp_path}/blobs"})
+
+    def with_a_step():
+        return subprocess.run([sys.executable, "-c", WITH_A_STEP, "status", ini],
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    assert subprocess.run([sys.executable, "-m", "fftelemetry.cli.main", "status", ini],
+                          capture_output=True, timeout=60, check=False).returncode == 0
+    before = data.read_bytes()
+    with file_size_limit(len(before) + 40):
+        result = with_a_step()
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1] == EVOLVE_NOT_WRITTEN.format(ini=ini)
+    assert data.read_bytes() == before
+
+    evolved = with_a_step()
+    assert evolved.returncode == 0 and "WARNING" not in evolved.stderr, evolved.stderr
+    assert "Data.fs.tr0" not in left_of(data)
+
+
 # A command whose database has no file when it starts, and another process's first start (a
 # cron run, with room: its limit lifted) makes it, root and all, just before this one opens it:
 # the race of two first starts, timed by the one call every FileStorage of zodbconn.uri goes
