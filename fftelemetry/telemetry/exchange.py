@@ -28,8 +28,8 @@ from urllib3.exceptions import ProtocolError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from .. import __version__
-from ..settings import CA_BUNDLE_VARIABLE, shown_url
-from ..shown import shown
+from ..settings import CA_BUNDLE_VARIABLE, QUOTED_PATH_CHARS, shown_url
+from ..shown import quoted, shown
 from ..uuids import parse_uuid
 
 # The submission's one logger, whichever module logs: operators filter their logs on it.
@@ -246,6 +246,11 @@ def _why_failed(exc, url, started, settings):
         return no_answer(url, time.monotonic() - started, settings)
     if isinstance(exc, requests.exceptions.SSLError):
         return _tls_failure(exc, url, settings)
+    if isinstance(exc, requests.exceptions.InvalidProxyURL):  # before InvalidURL, its base
+        # HTTPS_PROXY=localhost:3128: its host is read as a scheme, for want of one
+        variable, proxy = _proxy_setting(settings.telemetry_url + "/submit")
+        named = f"{variable}={quoted(shown_url(proxy), QUOTED_PATH_CHARS)}" if variable else "it"
+        return f"the proxy for {url} cannot be used: {named} names no host (write http://host:port)"
     if isinstance(exc, requests.exceptions.ProxyError):
         said = [_socket_reason(exc), f"tried {CONNECT_RETRIES + 1} times"]
         return f"cannot connect to {_proxy_named(exc)} for {url} ({'; '.join(filter(None, said))})"
@@ -286,14 +291,19 @@ def _proxy_named(exc):
         return "the proxy"
     auth = f"{proxy.auth}@" if proxy.auth else ""
     named = f"the proxy {shown_url(f'{proxy.scheme}://{auth}{proxy.netloc}')}"
-    url = getattr(exc.request, "url", None) or ""
+    variable, _ = _proxy_setting(getattr(exc.request, "url", None) or "")
+    return f"{named} ({variable})" if variable else named
+
+
+def _proxy_setting(url):
+    """(variable, value) of the proxy variable requests takes for `url`, else (None, None)."""
     # requests' own choice, made again: each key stands for itself, so the one it took comes back
     proxies = requests.utils.get_environ_proxies(url)
     key = requests.utils.select_proxy(url, {key: key for key in proxies})
     for variable in (f"{key}_proxy", f"{key.upper()}_PROXY") if key else ():
         if os.environ.get(variable) == proxies[key]:  # lower case first: urllib prefers it
-            return f"{named} ({variable})"
-    return named
+            return variable, proxies[key]
+    return None, None
 
 
 def ca_bundle(settings):

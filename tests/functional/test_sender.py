@@ -811,6 +811,30 @@ def test_a_proxy_whose_name_does_not_resolve_is_named_without_its_password(db, m
     assert counts(db)["pending"] == 1
 
 
+@pytest.mark.parametrize(
+    ("proxy", "shown_as"),
+    [
+        ("localhost:3128", "localhost:3128"),
+        ("alice:s3cret@localhost:3128", "alice:***@localhost:3128"),
+    ],
+)
+def test_a_proxy_written_without_its_scheme_is_named_not_the_receivers_url(
+    db, monkeypatch, caplog, proxy, shown_as
+):
+    # requests reads "localhost" as the scheme and finds no host: the line said the receiver's
+    # URL was "not a URL the sender can use (InvalidProxyURL)", which sent the operator to
+    # TELEMETRY_URL
+    collect(db, 1)
+    use_proxy(monkeypatch, proxy, variable="HTTPS_PROXY")
+    outcome = submit_pending(db, settings_for("https://192.0.2.1:6544"))
+    assert outcome.error == (
+        "the proxy for https://192.0.2.1:6544/submit cannot be used: "
+        f"HTTPS_PROXY='{shown_as}' names no host (write http://host:port)"
+    )
+    assert not [text for text in caplog.messages if "s3cret" in text]
+    assert counts(db)["pending"] == 1
+
+
 # -- a receiver behind https: its certificate is checked; a CA of one's own is given the way
 # requests takes it (REQUESTS_CA_BUNDLE); a refusal says why --------------------------------------
 
