@@ -152,10 +152,11 @@ def read_env_file(path):
     """The key/value pairs of a `.env` file; a line python-dotenv cannot parse is an error,
     not a silent skip, so a truncated file cannot quietly switch telemetry off or on."""
     try:
-        # looked at before it is opened: opening a FIFO waits for a writer, for ever, and
-        # /dev/null read as an empty file (a folder as "Is a directory")
+        # looked at before it is opened: opening a FIFO waits for a writer, for ever, and a
+        # device such as /dev/zero is read for ever (a folder said "Is a directory"). /dev/null
+        # is the one device read, as the empty file it is: "no .env" (fftelemetry.env_file).
         kind = kind_of_file(os.stat(path).st_mode)
-        if kind is not None:
+        if kind is not None and not os.path.samefile(path, os.devnull):
             linked = f"is a link to {os.readlink(path)}, which " if os.path.islink(path) else ""
             raise SettingsError(f"{path}: the .env file {linked}is {kind}, not a regular file")
         text = Path(path).read_text(encoding="utf-8")

@@ -134,13 +134,23 @@ def test_a_dotenv_that_is_no_regular_file_is_an_error(tmp_path):
         load(tmp_path=tmp_path)
     assert str(folder.value) == f"{tmp_path}/.env: the .env file is a folder, not a regular file"
     (tmp_path / ".env").rmdir()
-    (tmp_path / ".env").symlink_to(os.devnull)
+    (tmp_path / ".env").symlink_to("/dev/zero")  # read, it never ends
     with pytest.raises(SettingsError) as device:
         load(tmp_path=tmp_path)
     assert str(device.value) == (
-        f"{tmp_path}/.env: the .env file is a link to {os.devnull}, which is a device, "
+        f"{tmp_path}/.env: the .env file is a link to /dev/zero, which is a device, "
         "not a regular file"
     )
+
+
+def test_dev_null_is_an_empty_dotenv_not_a_device_refused(tmp_path):
+    # "no .env", as the benchmark says it (fftelemetry.env_file = /dev/null), or a .env linked
+    # to it: an empty file, read as one
+    named = load({"fftelemetry.env_file": os.devnull, "fftelemetry.send_telemetry": "true"},
+                 tmp_path=tmp_path)
+    assert (named.env_file, named.send_telemetry) == (os.devnull, True)
+    (tmp_path / ".env").symlink_to(os.devnull)
+    assert load(tmp_path=tmp_path).send_telemetry is False
 
 
 def test_missing_dotenv_is_fine(tmp_path):
