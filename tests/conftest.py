@@ -1,5 +1,6 @@
 """Shared fixtures: real apps on real FileStorages in temp dirs, and a clean environment."""
 
+import os
 import resource
 import signal
 import socket
@@ -291,12 +292,18 @@ class Stub:
 
 @contextmanager
 def file_size_limit(nbytes):
-    """No file of this process may grow past `nbytes` while the block runs."""
+    """No file of this process, nor of a process it starts, may grow past `nbytes` while the
+    block runs. Such a process is not measured by coverage (`make test`'s --cov): its data file
+    would hit the limit too, and its failure to write it would be on the process's stderr."""
     old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of a kill
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    measured = {name: value for name, value in os.environ.items() if name.startswith("COVERAGE_")}
+    for name in measured:
+        del os.environ[name]
     resource.setrlimit(resource.RLIMIT_FSIZE, (nbytes, hard))
     try:
         yield
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        os.environ.update(measured)
         signal.signal(signal.SIGXFSZ, old_handler)
