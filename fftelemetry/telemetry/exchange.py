@@ -358,18 +358,19 @@ def no_answer(url, waited, settings):
 def _not_json(content_type, content):
     """What an answer that is not JSON is ("an HTML page"), by its Content-Type and whether it
     parses; None for JSON."""
-    media = shown(content_type.partition(";")[0].strip().lower(), 40)
+    media = content_type.partition(";")[0].strip().lower()
+    said = shown(media, 40)  # judged whole: a vendor's +json type runs past what is quoted
     if not content:
         return "an empty answer"
     if media == "application/json" or media.endswith("+json"):
         try:
             json.loads(content)
         except (ValueError, RecursionError):
-            return f"an answer of type {media} that does not parse"
+            return f"an answer of type {said} that does not parse"
         return None
     if media in ("text/html", "application/xhtml+xml"):
         return "an HTML page"
-    return f"an answer of type {media}" if media else "an answer with no Content-Type"
+    return f"an answer of type {said}" if media else "an answer with no Content-Type"
 
 
 def _their_reason(content):

@@ -416,6 +416,22 @@ def test_an_answer_that_is_no_receivers_json_says_so(db, tmp_path, caplog, serve
     assert words in answer and "\n" not in answer, "the answer itself is logged as it was"
 
 
+
+def test_json_of_a_long_media_type_is_json(db):
+    # a vendor's +json type past the 40 characters a line quotes of it: judged by the type
+    # whole, not by its cut, which ends in "…" and was called "not a receiver's JSON"
+    media = "application/vnd.example.telemetry-receiver.error.v1+json"
+
+    def refusing(environ, start_response):
+        environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        start_response("400 Bad Request", [("Content-Type", media)])
+        return [b'{"error": "record 1: no such key"}']
+
+    collect(db, 1)
+    with serving(refusing) as url:
+        outcome = submit_pending(db, settings_for(url))
+    assert outcome.error == "the receiver answered HTTP 400: record 1: no such key"
+
 def test_a_long_answer_is_cut_in_the_log_line(db, caplog):
     collect(db, 1)
     caplog.set_level(logging.INFO, logger="fftelemetry")
