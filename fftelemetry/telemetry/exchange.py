@@ -252,7 +252,8 @@ def _why_failed(exc, url, started, settings):
         named = f"{variable}={quoted(shown_url(proxy), QUOTED_PATH_CHARS)}" if variable else "it"
         return f"the proxy for {url} cannot be used: {named} names no host (write http://host:port)"
     if isinstance(exc, requests.exceptions.ProxyError):
-        said = [_socket_reason(exc), f"tried {CONNECT_RETRIES + 1} times"]
+        refused = _tunnel_refused(exc)
+        said = [refused] if refused else [_socket_reason(exc), f"tried {CONNECT_RETRIES + 1} times"]
         return f"cannot connect to {_proxy_named(exc)} for {url} ({'; '.join(filter(None, said))})"
     if isinstance(exc, requests.exceptions.ChunkedEncodingError) or (
         isinstance(exc, requests.ConnectionError) and isinstance(cause, ProtocolError)
@@ -281,6 +282,16 @@ def _socket_reason(exc):
             return said[:1].lower() + said[1:]
         seen = getattr(seen, "__cause__", None)
     return None
+
+
+def _tunnel_refused(exc):
+    """"it answered 407 Proxy Authentication Required": a proxy that answered the CONNECT for an
+    https receiver with an error (http.client's "Tunnel connection failed: 407 …", once, as it
+    is not a connection failure urllib3 retries), else None."""
+    seen = getattr(exc.args[0] if exc.args else None, "reason", None)
+    said = str(getattr(seen, "original_error", "") or "")
+    status = said.removeprefix("Tunnel connection failed: ")
+    return f"it answered {shown(status, 100)}" if status != said else None
 
 
 def _proxy_named(exc):

@@ -1051,3 +1051,23 @@ def test_a_ca_bundle_that_holds_no_certificate_is_named(db, ca, tmp_path, monkey
         f"fftelemetry.telemetry_ca_bundle={bundle} holds no PEM certificate"
     )
     assert stub.requests == [] and counts(db)["pending"] == 1
+
+
+def proxy_wanting_credentials(conn, send, stop):
+    send(conn, b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+               b'Proxy-Authenticate: Basic realm="proxy"\r\nContent-Length: 0\r\n\r\n')
+
+
+def test_a_proxy_that_refuses_the_tunnel_says_its_answer_once(db, monkeypatch):
+    # it answered, so it is no connection failure retried: "tried 3 times" and no reason sent
+    # the operator to look for a proxy that is down
+    collect(db, 1)
+    with raw_receiver(proxy_wanting_credentials) as (url, what):
+        use_proxy(monkeypatch, url, variable="https_proxy")
+        outcome = submit_pending(db, settings_for("https://192.0.2.1:6544"))
+    assert what["requests"] == 1, "asked once"
+    assert outcome.error == (
+        f"cannot connect to the proxy {url} (https_proxy) for https://192.0.2.1:6544/submit "
+        "(it answered 407 Proxy Authentication Required)"
+    )
+    assert counts(db)["pending"] == 1
