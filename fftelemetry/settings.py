@@ -306,15 +306,25 @@ def shown_url(url):
     return f"{scheme}{sep}{user + ':' if colon else ''}***@{host}"
 
 
-def env_file_for(global_config, ini):
+def ini_here(global_config, ini):
+    """PasteDeploy's `here`: the folder of the ini file as given (a link to it not followed)."""
+    return (global_config or {}).get("here") or ini.get("here")
+
+
+def in_ini_folder(here, name):
+    """A path the ini (or .env) names, `~` expanded, a relative one taken from the ini's folder:
+    cron, the web server and an operator's shell each run in a folder of their own."""
+    return os.path.join(here or "", os.path.expanduser(name))
+
+
+def env_file_for(here, ini):
     """The `.env` beside the ini file (PasteDeploy's `here`), unless the ini names another: a
     relative name is taken from the ini's folder too, whatever folder a command runs in. A
     file the ini names must exist; a misspelt name would drop its DO_NOT_TRACK without a word."""
-    here = (global_config or {}).get("here") or ini.get("here")
     explicit = str(ini.get("fftelemetry.env_file") or "").strip()
     if not explicit:
         return os.path.join(here, ".env") if here else None
-    path = os.path.join(here or "", os.path.expanduser(explicit))
+    path = in_ini_folder(here, explicit)
     if not os.path.exists(path):
         raise SettingsError(f"fftelemetry.env_file='{explicit}': there is no file {path}")
     return path
@@ -331,7 +341,7 @@ def ca_bundle_for(sources, here, env_file):
         return None, None
     name = CA_BUNDLE_SETTING if found.source == "ini" else CA_BUNDLE_VARIABLE
     given = found.value.strip()
-    path = os.path.abspath(os.path.join(here or "", os.path.expanduser(given)))
+    path = os.path.abspath(in_ini_folder(here, given))
     where = {"environment": "the environment", ".env": env_file, "ini": "the ini"}[found.source]
     setting = f"{name}={quoted(given, QUOTED_PATH_CHARS)} (in {where})"
     shown_path = quoted(path, QUOTED_PATH_CHARS, mark="")
@@ -353,19 +363,20 @@ def ca_bundle_for(sources, here, env_file):
     return name, path
 
 
-def ini_folder(global_config, ini):
+def ini_folder(global_config, here):
     """The folder the printed crontab lines cd to: the ini file's, a link to it followed as
     `instructions install` follows it (`here` is the link's folder), else `here`."""
     config = global_config or {}
     if config.get("__file__"):
         return str(Path(config["__file__"]).resolve().parent)
-    return config.get("here") or ini.get("here")
+    return here
 
 
 def load(ini, global_config=None, environ=None):
     """Resolve every setting of the application; raises SettingsError with a one-line message."""
     environ = os.environ if environ is None else environ
-    env_file = env_file_for(global_config, ini)
+    here = ini_here(global_config, ini)
+    env_file = env_file_for(here, ini)
     sources = Sources(ini, environ, read_env_file(env_file) if env_file else {})
 
     send, send_source = sources.boolean("SEND_TELEMETRY", "fftelemetry.send_telemetry", False)
@@ -385,7 +396,6 @@ def load(ini, global_config=None, environ=None):
     url = f"{scheme.lower()}://{rest.rstrip('/')}"
     check_url(url, setting)
 
-    here = (global_config or {}).get("here") or ini.get("here")
     ca_setting, ca_bundle = ca_bundle_for(sources, here, env_file)
 
     secret = sources.lookup("FFTELEMETRY_SECRET", "fftelemetry.session_secret").value
@@ -422,7 +432,7 @@ def load(ini, global_config=None, environ=None):
         strict_catalog=strict,
         secure_cookies=secure_cookies,
         env_file=env_file,
-        ini_folder=ini_folder(global_config, ini),
+        ini_folder=ini_folder(global_config, here),
         hashing_profile=profile,
         telemetry_ca_bundle=ca_bundle,
         ca_bundle_setting=ca_setting,
