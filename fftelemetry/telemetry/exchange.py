@@ -239,7 +239,7 @@ def _exchange(session, settings, url, body):
 
 def _why_failed(exc, url, started, settings):
     """One line for a request that failed before an answer was read in full."""
-    cause = exc.args[0] if exc.args else None
+    cause = _urllib3_error(exc)
     if isinstance(exc, requests.ConnectTimeout):
         return f"connecting to {url} timed out after {settings.connect_timeout:g}s"
     if isinstance(exc, requests.ReadTimeout) or isinstance(cause, ReadTimeoutError):
@@ -252,17 +252,15 @@ def _why_failed(exc, url, started, settings):
         named = f"{variable}={quoted(shown_url(proxy), QUOTED_PATH_CHARS)}" if variable else "it"
         return f"the proxy for {url} cannot be used: {named} names no host (write http://host:port)"
     if isinstance(exc, requests.exceptions.ProxyError):
-        refused = _tunnel_refused(exc)
-        said = [refused] if refused else [_socket_reason(exc), f"tried {CONNECT_RETRIES + 1} times"]
-        return f"cannot connect to {_proxy_named(exc)} for {url} ({'; '.join(filter(None, said))})"
+        why = _tunnel_refused(exc) or _not_connected(exc)
+        return f"cannot connect to {_proxy_named(exc)} for {url} ({why})"
     if isinstance(exc, requests.exceptions.ChunkedEncodingError) or (
         isinstance(exc, requests.ConnectionError) and isinstance(cause, ProtocolError)
     ):
         return f"{url} closed the connection without a complete answer"
     if isinstance(exc, requests.ConnectionError):
         # with the system's reason: a misspelt host would read as a receiver that is down
-        said = [_socket_reason(exc), f"tried {CONNECT_RETRIES + 1} times"]
-        return f"cannot connect to {url} ({'; '.join(filter(None, said))})"
+        return f"cannot connect to {url} ({_not_connected(exc)})"
     variable, path = ca_bundle(settings)
     if not isinstance(exc, requests.RequestException) and variable and not os.path.exists(path):
         # requests' own OSError, before connecting: not the database's, nor a write's
@@ -272,10 +270,22 @@ def _why_failed(exc, url, started, settings):
     return f"the request to {url} failed ({type(exc).__name__})"
 
 
+def _not_connected(exc):
+    """"connection refused; tried 3 times": the system's reason, if there is one, and the tries."""
+    said = [_socket_reason(exc), f"tried {CONNECT_RETRIES + 1} times"]
+    return "; ".join(filter(None, said))
+
+
+def _urllib3_error(exc):
+    """The urllib3 error requests wraps in `exc` (a MaxRetryError, whose `reason` is the last
+    try's), or None."""
+    return exc.args[0] if exc.args else None
+
+
 def _socket_reason(exc):
     """The system's reason a connection failed ("connection refused", "name or service not
     known"), from under urllib3's wrapping (one layer deeper for a proxy's), or None."""
-    seen = getattr(exc.args[0] if exc.args else None, "reason", None)
+    seen = getattr(_urllib3_error(exc), "reason", None)
     for _ in range(3):
         said = getattr(seen, "strerror", None)
         if isinstance(said, str) and said:
@@ -288,7 +298,7 @@ def _tunnel_refused(exc):
     """"it answered 407 Proxy Authentication Required": a proxy that answered the CONNECT for an
     https receiver with an error (http.client's "Tunnel connection failed: 407 …", once, as it
     is not a connection failure urllib3 retries), else None."""
-    seen = getattr(exc.args[0] if exc.args else None, "reason", None)
+    seen = getattr(_urllib3_error(exc), "reason", None)
     said = str(getattr(seen, "original_error", "") or "")
     status = said.removeprefix("Tunnel connection failed: ")
     return f"it answered {shown(status, 100)}" if status != said else None
@@ -297,7 +307,7 @@ def _tunnel_refused(exc):
 def _proxy_named(exc):
     """"the proxy http://host:port (HTTPS_PROXY)": the proxy a connection failed to (a password
     in it shown as ***) and the variable requests took it from, or "the proxy"."""
-    proxy = getattr(getattr(exc.args[0] if exc.args else None, "pool", None), "proxy", None)
+    proxy = getattr(getattr(_urllib3_error(exc), "pool", None), "proxy", None)
     if proxy is None:
         return "the proxy"
     auth = f"{proxy.auth}@" if proxy.auth else ""
