@@ -268,12 +268,17 @@ def is_read_only_refusal(record):
     )
 
 
+def from_a_fallback(record):
+    """Whether a ZEO client's record is of a connection made with read_only_fallback=true."""
+    return str(record.args[0]).endswith(FALLBACK_CONNECTION)
+
+
 def note_read_only_refusals(refusals):
     """A filter that keeps, in `refusals`, each read-only refusal of a writable connection; it
     drops no record."""
 
     def note(record):
-        if is_read_only_refusal(record) and not str(record.args[0]).endswith(FALLBACK_CONNECTION):
+        if is_read_only_refusal(record) and not from_a_fallback(record):
             refusals.append(record)
         return True
 
@@ -287,7 +292,7 @@ def fallback_refusal_as_info(record):
     logged an ERROR. That record alone is lowered to INFO, shown where the ZEO logger's INFO is
     (not by the commands or the shipped inis); a client that asked for a writable connection
     only, refused the same way, still logs its ERROR."""
-    if not (is_read_only_refusal(record) and str(record.args[0]).endswith(FALLBACK_CONNECTION)):
+    if not (is_read_only_refusal(record) and from_a_fallback(record)):
         return True
     record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
     return logging.getLogger(record.name).isEnabledFor(logging.INFO)
