@@ -101,6 +101,12 @@ def where(db):
         return db.storage.getName()
     if database_driver(db) == "ZEO":
         return "the ZEO server's database (sizes as the server reports them)"
+    if database_driver(db) == "RelStorage":
+        # PostgreSQL keeps the room of the rows a pack deletes, to reuse: its size need not drop
+        return (
+            "the RelStorage database (sizes as its server reports them, which a pack need not "
+            "shrink)"
+        )
     return f"the database ({type(db.storage).__name__})"
 
 

@@ -1,0 +1,186 @@
+"""The data in PostgreSQL through RelStorage (README, More than one process): a throwaway cluster
+(initdb, pg_ctl on 127.0.0.1), the app, its console commands and the receiver over loopback, and
+two `pserve` processes under concurrent sign-ups."""
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+from contextlib import contextmanager
+from itertools import count
+from pathlib import Path
+
+import psycopg2
+import pytest
+
+from tests.functional.conftest import Site
+
+from .harness import BIN, app_settings, child_environment, free_port, pserve, write_server_ini
+from .test_concurrency import check_database, sign_up_many
+
+pytestmark = pytest.mark.slow
+
+USER = "fftelemetry"
+PASSWORD = "pg-password-4711"  # a line that names the database must never hold it
+RECORDS = "/admin/telemetry/view"
+CHEAP = {"fftelemetry.password_profile": "cheapest"}
+
+
+def server_binaries():
+    """The folder of PostgreSQL's initdb and pg_ctl: Debian keeps them out of PATH, one folder
+    per major version (the newest is taken)."""
+    folders = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda f: int(f.split("/")[-2]))
+    for folder in [*reversed(folders), os.path.dirname(shutil.which("pg_ctl") or "")]:
+        if folder and all(os.access(f"{folder}/{name}", os.X_OK) for name in ("initdb", "pg_ctl")):
+            return Path(folder)
+    return None
+
+
+class Cluster:
+    """A PostgreSQL cluster of this test module; `database()` makes a new database in it."""
+
+    def __init__(self, binaries, port, as_postgres):
+        self.binaries, self.port, self.as_postgres = binaries, port, as_postgres
+        self.names = count()
+
+    def uri(self, name, password=PASSWORD, port=None):
+        return f"postgres://{USER}:{password}@127.0.0.1:{port or self.port}/{name}"
+
+    def database(self):
+        name = f"app{next(self.names)}"
+        subprocess.run(
+            [self.binaries / "createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", USER, name],
+            env=child_environment({"PGPASSWORD": PASSWORD}), check=True, capture_output=True,
+        )
+        return self.uri(name)
+
+    def query(self, uri_name, sql, *args):
+        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user=USER, password=PASSWORD,
+                                dbname=uri_name)
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(sql, args)
+                return cursor.fetchall()
+        finally:
+            conn.close()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """initdb and pg_ctl start, on a free port of 127.0.0.1 (no unix socket), password
+    authentication; stopped and removed after the module. PostgreSQL refuses to run as root:
+    as root, its commands run as the postgres user, in a folder of its own outside pytest's
+    (which only root may enter)."""
+    binaries = server_binaries()
+    if binaries is None:
+        pytest.skip(
+            "NO POSTGRESQL SERVER HERE: the RelStorage tests did not run. "
+            "Install Debian's postgresql (.ci/run does)."
+        )
+    folder = Path(tempfile.mkdtemp(prefix="fftelemetry-pg-"))
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_postgres:
+        shutil.chown(folder, "postgres")
+    (folder / "password").write_text(PASSWORD)
+    data, port = folder / "data", free_port()
+
+    def pg(*args):
+        subprocess.run([*as_postgres, *map(str, args)], check=True, capture_output=True,
+                       cwd=folder, timeout=60)
+
+    try:
+        pg(binaries / "initdb", "-D", data, "-U", USER, "--pwfile", folder / "password",
+           "--auth", "scram-sha-256", "--no-sync", "--encoding", "UTF8", "--locale", "C")
+        pg(binaries / "pg_ctl", "-D", data, "-l", folder / "server.log", "-w", "start",
+           "-o", f"-h 127.0.0.1 -p {port} -k '' -c fsync=off")
+        try:
+            yield Cluster(binaries, port, as_postgres)
+        finally:
+            pg(binaries / "pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def fftelemetry(*args):
+    return subprocess.run([str(BIN / "fftelemetry"), *map(str, args)], capture_output=True,
+                          text=True, timeout=120, check=False, env=child_environment())
+
+
+def exported(browser):
+    return [(r["key"], r["value"], r["submitted_at"] is not None) for r in
+            browser.get(f"{RECORDS}/export.json").json]
+
+
+def test_the_app_its_commands_and_a_pack_on_postgresql(cluster, make_app, receiver, tmp_path):
+    uri = cluster.database()
+    settings = {"zodbconn.uri": uri, "fftelemetry.telemetry_url": receiver.url, **CHEAP}
+    site = Site(make_app(**settings))
+    admin = site.register("owner@example.org")
+    page = admin.get(RECORDS)
+    assert "system.users.count" in page.text
+    collected = exported(admin)
+    assert ("system.users.count", 1, False) in collected
+
+    ini = write_server_ini(tmp_path / "app.ini", app_settings(uri, **settings))
+    cron = fftelemetry("cron", ini, "--force")
+    assert cron.returncode == 0, cron.stderr
+    # the sign-up's records and cron's own first use, marked in PostgreSQL and seen by the app
+    assert receiver.stats()["records"] == len(collected) + 1
+    assert {submitted for _, _, submitted in exported(admin)} == {True}
+
+    install = fftelemetry("instructions", "install", ini)
+    assert install.returncode == 0, install.stderr
+    assert ("system.database.driver", "RelStorage", False) in exported(admin)
+
+    ids = [record["id"] for record in admin.get(f"{RECORDS}/export.json").json]
+    name = uri.rpartition("/")[2]
+    holding = "SELECT count(*) FROM object_state WHERE position(%s::bytea in state) > 0"
+    assert cluster.query(name, holding, ids[0].encode())[0][0] > 0
+    form = admin.get(RECORDS).forms["delete-all-form"]
+    form["confirm"] = True
+    assert f"Deleted {len(ids)} records" in form.submit(status=303).follow().text
+    # RelStorage keeps history by default: the deleted records are still in its tables
+    assert all(cluster.query(name, holding, i.encode())[0][0] > 0 for i in ids)
+
+    pack = fftelemetry("pack", ini)
+    assert pack.returncode == 0, pack.stderr
+    assert pack.stdout.startswith(
+        "Packed the RelStorage database (sizes as its server reports them, which a pack need not "
+        "shrink): "
+    ), pack.stdout
+    assert all(cluster.query(name, holding, i.encode())[0][0] == 0 for i in ids)
+    status = admin.get("/admin/telemetry").text
+    assert 'id="deleted-in-file"' not in status
+    site.register("late@example.org")
+    assert ("system.users.count", 2, False) in exported(admin)
+
+
+def test_two_pserve_processes_share_one_postgresql_database(cluster, tmp_path):
+    uri = cluster.database()
+    settings = app_settings(uri, **CHEAP)
+    ports = free_port(), free_port()
+    inis = [write_server_ini(tmp_path / f"web{i}.ini", settings, port)
+            for i, port in enumerate(ports)]
+    with pserve(inis[0], ports[0]) as first, pserve(inis[1], ports[1]) as second:
+        assert sign_up_many([first, second]) == []
+    with opened(uri) as root:
+        check_database(root)
+
+
+@contextmanager
+def opened(uri):
+    """The application root of the database at `uri`, read in a transaction of its own."""
+    from ZODB import DB
+    from zodburi import resolve_uri
+
+    from fftelemetry.resources import appmaker
+
+    factory, dbkw = resolve_uri(uri)
+    db = DB(factory(), **dbkw)
+    try:
+        with db.transaction() as conn:
+            yield appmaker(conn.root())
+    finally:
+        db.close()
+
