@@ -1,12 +1,15 @@
 """The ini's database, opened at start-up for the app and the receiver alike (pyramid_zodbconn)
 and brought up to date, or start-up stopped in one line saying why: a setting or URI refused, no
-ZEO server to reach or a read-only one, a folder or a file that is not there, a full disk."""
+ZEO server to reach or a read-only one, a RelStorage database server that refuses or cannot be
+reached, a folder or a file that is not there, a full disk."""
 
 import logging
 import os
+import re
 import threading
 from contextlib import suppress
-from urllib.parse import parse_qsl, urlencode
+from importlib.metadata import entry_points
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import zodburi
 from pyramid_zodbconn import get_uris
@@ -19,7 +22,7 @@ from ZODB.POSException import ReadOnlyError
 from .failures import is_no_room
 from .resources.generations import GenerationError, named
 from .scripting import database, databases
-from .shown import quoted, shown
+from .shown import LOGGED_CHARS, quoted, shown
 
 
 def require_database(settings, program):
@@ -98,6 +101,10 @@ def open_database(config, global_config, generations, program):
     # that second error, logged with its traceback, is the one line's to say
     txn_log = logging.getLogger(f"txn.{threading.get_ident()}")
     txn_log.addFilter(not_for_want_of_room)
+    # RelStorage logs a WARNING before its driver's error for a server it cannot connect to,
+    # which the one line says; once started, the app's lost connections are logged as they are
+    relstorage_log = logging.getLogger(RELSTORAGE_CONNECTIONS)
+    relstorage_log.addFilter(not_unable_to_connect)
     try:
         try:
             config.include("pyramid_zodbconn")
@@ -158,9 +165,68 @@ def open_database(config, global_config, generations, program):
             raise
         setting = f"zodbconn.uri in {where}" if "__file__" in global_config else "zodbconn.uri"
         raise SystemExit(f"{program}: {setting}: {shown(refused)}") from None
+    except Exception as exc:
+        refusal = database_server_refusal(exc, config.registry.settings, where)
+        if refusal is None:
+            raise
+        raise SystemExit(f"{program}: cannot open the {refusal}") from None
     finally:
         zeo_client_log.removeFilter(noted)
         txn_log.removeFilter(not_for_want_of_room)
+        relstorage_log.removeFilter(not_unable_to_connect)
+
+
+RELSTORAGE_CONNECTIONS = "relstorage.adapters.postgresql.connmanager"
+LIBPQ_INVALID = "the connection string is not valid"
+SERVERS = {"postgres": "PostgreSQL", "mysql": "MySQL", "oracle": "Oracle"}
+
+
+def database_server_refusal(exc, settings, where):
+    """Why a RelStorage database's server refused a connection or could not be reached (not
+    running, a wrong password, no such database), in words that name the kind of server and
+    hold no password of zodbconn.uri; None for any other error. Each driver has its own
+    exception classes, all named as DB-API 2 names them: a DatabaseError (OperationalError for
+    a server not reached or refusing) or an InterfaceError."""
+    if not {cls.__name__ for cls in type(exc).__mro__} & {"DatabaseError", "InterfaceError"}:
+        return None
+    relstorage_schemes = {
+        point.name for point in entry_points(group="zodburi.resolvers")
+        if point.value.startswith("relstorage.")
+    }
+    uris = [urlsplit(uri) for _, uri in get_uris(settings)]
+    uris = [uri for uri in uris if uri.scheme in relstorage_schemes]
+    if not uris:
+        return None
+    server = SERVERS.get(uris[0].scheme, "RelStorage")
+    unwritten = [name for name, part in unwritten_parts(uris[0]) if part is None]
+    if unwritten and uris[0].scheme == "postgres":
+        # RelStorage writes a part the URI leaves out as the word None (port='None')
+        return (
+            f"{server} database named in {where}: zodbconn.uri leaves out its "
+            f"{', '.join(unwritten)}, which RelStorage needs written out "
+            "(postgres://user:password@host:port/dbname)"
+        )
+    text = re.sub(r"\bFATAL:\s*", "", " ".join(str(exc).split()))  # PostgreSQL's severity
+    for password in {uri.password for uri in uris} - {None, ""}:
+        text = text.replace(password, "***")
+    if text == LIBPQ_INVALID:
+        text += (
+            " (RelStorage makes it from zodbconn.uri: a ' or a backslash in the password? its "
+            "ssl_mode, which libpq does not know? set PGSSLMODE in the environment instead)"
+        )
+    return f"{server} database named in {where}: {shown(text or type(exc).__name__, LOGGED_CHARS)}"
+
+
+def unwritten_parts(uri):
+    return [
+        ("user", uri.username), ("password", uri.password), ("host", uri.hostname),
+        ("port", uri.port), ("database name", uri.path.strip("/") or None),
+    ]
+
+
+def not_unable_to_connect(record):
+    """Drops RelStorage's WARNING that it could not connect, said again by the one line."""
+    return not str(record.msg).startswith("Unable to connect")
 
 
 def close_after_failure(db):

@@ -1,6 +1,7 @@
 """The data in PostgreSQL through RelStorage (README, More than one process): a throwaway cluster
-(initdb, pg_ctl on 127.0.0.1), the app, its console commands and the receiver over loopback, and
-two `pserve` processes under concurrent sign-ups."""
+(initdb, pg_ctl on 127.0.0.1), the app, its console commands and the receiver over loopback, two
+`pserve` processes under concurrent sign-ups; and a server that cannot be reached, a wrong
+password or a missing database stopping pserve and the commands in one line."""
 
 import glob
 import os
@@ -184,3 +185,56 @@ def opened(uri):
     finally:
         db.close()
 
+
+def one_line(stderr):
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert PASSWORD not in stderr and "wrong-password" not in stderr
+    return lines[0]
+
+
+def refused(uri, tmp_path):
+    """pserve's and `fftelemetry status`'s lines for an app whose database is `uri`."""
+    port = free_port()
+    ini = write_server_ini(tmp_path / "web.ini", app_settings(uri), port)
+    server = subprocess.run([str(BIN / "pserve"), str(ini)], capture_output=True, text=True,
+                            timeout=60, check=False, env=child_environment())
+    assert server.returncode == 1, server.stderr
+    command = fftelemetry("status", ini)
+    assert command.returncode == 2, command.stderr
+    line = one_line(command.stderr)
+    assert one_line(server.stderr) == line
+    named = f"fftelemetry: cannot open the PostgreSQL database named in {ini}: "
+    assert line.startswith(named), line
+    return line
+
+
+def test_a_postgresql_server_not_running_is_one_line(tmp_path):
+    uri = f"postgres://{USER}:{PASSWORD}@127.0.0.1:{free_port()}/app"
+    assert "Connection refused" in refused(uri, tmp_path)
+
+
+def test_a_wrong_password_is_one_line_without_it(cluster, tmp_path):
+    uri = cluster.database().replace(PASSWORD, "wrong-password")
+    assert f'password authentication failed for user "{USER}"' in refused(uri, tmp_path)
+
+
+def test_a_missing_database_is_one_line(cluster, tmp_path):
+    line = refused(cluster.uri("nothing_here"), tmp_path)
+    assert line.endswith('database "nothing_here" does not exist')
+    # what the server says is the line's, but for the password, wherever it is in it
+    line = refused(cluster.uri(PASSWORD), tmp_path)
+    assert line.endswith('database "***" does not exist')
+
+
+def test_a_uri_without_its_port_is_one_line(tmp_path):
+    line = refused(f"postgres://{USER}:{PASSWORD}@127.0.0.1/app", tmp_path)
+    assert line.endswith("leaves out its port, which RelStorage needs written out "
+                         "(postgres://user:password@host:port/dbname)")
+
+
+def test_a_uri_libpq_cannot_take_is_one_line(tmp_path):
+    line = refused(f"postgres://{USER}:{PASSWORD}@127.0.0.1:{free_port()}/app?ssl_mode=require",
+                   tmp_path)
+    assert "the connection string is not valid" in line and "PGSSLMODE" in line
