@@ -14,7 +14,10 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from ZODB import DB
+from zodburi import resolve_uri
 
+from fftelemetry.resources import appmaker
 from tests.functional.conftest import Site
 
 from .harness import BIN, app_settings, child_environment, free_port, pserve, write_server_ini
@@ -28,12 +31,15 @@ RECORDS = "/admin/telemetry/view"
 CHEAP = {"fftelemetry.password_profile": "cheapest"}
 
 
+PROGRAMS = ("initdb", "pg_ctl", "createdb")
+
+
 def server_binaries():
-    """The folder of PostgreSQL's initdb and pg_ctl: Debian keeps them out of PATH, one folder
-    per major version (the newest is taken)."""
+    """The folder of PostgreSQL's initdb, pg_ctl and createdb: Debian keeps them out of PATH,
+    one folder per major version (the newest is taken)."""
     folders = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda f: int(f.split("/")[-2]))
     for folder in [*reversed(folders), os.path.dirname(shutil.which("pg_ctl") or "")]:
-        if folder and all(os.access(f"{folder}/{name}", os.X_OK) for name in ("initdb", "pg_ctl")):
+        if folder and all(os.access(f"{folder}/{name}", os.X_OK) for name in PROGRAMS):
             return Path(folder)
     return None
 
@@ -41,8 +47,8 @@ def server_binaries():
 class Cluster:
     """A PostgreSQL cluster of this test module; `database()` makes a new database in it."""
 
-    def __init__(self, binaries, port, as_postgres):
-        self.binaries, self.port, self.as_postgres = binaries, port, as_postgres
+    def __init__(self, binaries, port):
+        self.binaries, self.port = binaries, port
         self.names = count()
 
     def uri(self, name, password=PASSWORD, port=None):
@@ -56,9 +62,9 @@ class Cluster:
         )
         return self.uri(name)
 
-    def query(self, uri_name, sql, *args):
+    def query(self, name, sql, *args):
         conn = psycopg2.connect(host="127.0.0.1", port=self.port, user=USER, password=PASSWORD,
-                                dbname=uri_name)
+                                dbname=name)
         try:
             with conn.cursor() as cursor:
                 cursor.execute(sql, args)
@@ -96,7 +102,7 @@ def cluster():
         pg(binaries / "pg_ctl", "-D", data, "-l", folder / "server.log", "-w", "start",
            "-o", f"-h 127.0.0.1 -p {port} -k '' -c fsync=off")
         try:
-            yield Cluster(binaries, port, as_postgres)
+            yield Cluster(binaries, port)
         finally:
             pg(binaries / "pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
     finally:
@@ -172,11 +178,6 @@ def test_two_pserve_processes_share_one_postgresql_database(cluster, tmp_path):
 @contextmanager
 def opened(uri):
     """The application root of the database at `uri`, read in a transaction of its own."""
-    from ZODB import DB
-    from zodburi import resolve_uri
-
-    from fftelemetry.resources import appmaker
-
     factory, dbkw = resolve_uri(uri)
     db = DB(factory(), **dbkw)
     try:
