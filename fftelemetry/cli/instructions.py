@@ -37,10 +37,19 @@ fftelemetry is upgraded to {version}. Its database is of generation {generation}
 
 Next steps:
   1. Read CHANGES.md for what is new.
-  2. Restart the application, and the receiver if you run one: each brings its database up to
-     date as it starts, as this command did (the daily cron command needs nothing: each run
-     starts afresh). A server left running refuses requests once its database is newer.
+  2. {restart}
 """
+RESTART = """\
+Restart the application, and the receiver if you run one: each brings its database up to
+     date as it starts, as this command did (the daily cron command needs nothing: each run
+     starts afresh). A server left running refuses requests once its database is newer."""
+# Nothing run with a replica's config writes its database, and this command stopped had it
+# needed bringing up to date (GenerationError): it is up to date already.
+RESTART_A_REPLICA = """\
+Restart the application on this config. Its database is read-only (a replica): this
+     command found it up to date and changed nothing, as nothing run with this config can; the
+     application and the commands on the writable database's config bring it up to date as they
+     start. A server left running refuses requests once its database is newer."""
 
 
 def add_arguments(parser):
@@ -63,7 +72,8 @@ def run(registry, args):
     if args.which == "install":
         print(install_text(args.config_uri, has_users=has_users, read_only=read_only))
     else:
-        print(UPGRADE.format(version=__version__, generation=generation))
+        restart = RESTART_A_REPLICA if read_only else RESTART
+        print(UPGRADE.format(version=__version__, generation=generation, restart=restart))
     if not settings.send_telemetry:
         print("Telemetry is off: nothing was collected.")
         return 0

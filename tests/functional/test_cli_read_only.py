@@ -192,6 +192,29 @@ def test_install_instructions_on_a_read_only_database_print_no_line_it_refuses(
                      re.M)
 
 
+UPGRADE_ON_A_REPLICA = (
+    "  2. Restart the application on this config. Its database is read-only (a replica): this\n"
+    "     command found it up to date and changed nothing, as nothing run with this config can;"
+    " the\n"
+)
+
+
+def test_upgrade_instructions_on_a_read_only_database_say_it_was_not_brought_up_to_date(
+    tmp_path, write_ini, run_cli
+):
+    # they said the app brings its database up to date "as this command did": not a replica's
+    made_quietly(write_ini, run_cli)
+    before = (tmp_path / "Data.fs").read_bytes()
+    shown = run_cli("instructions", "upgrade", replica(tmp_path, write_ini))
+    assert shown.returncode == 0, shown.stderr
+    assert ". Its database is of generation 1.\n" in shown.stdout
+    assert UPGRADE_ON_A_REPLICA in shown.stdout
+    assert "as this command did" not in shown.stdout
+    assert (tmp_path / "Data.fs").read_bytes() == before
+    writable = run_cli("instructions", "upgrade", write_ini())
+    assert "as it starts, as this command did (the daily cron" in writable.stdout
+
+
 def connected(storage, expected):
     deadline = time.monotonic() + 10
     while storage.is_connected() != expected:
@@ -232,11 +255,13 @@ def test_a_read_only_zeo_server_refuses_cron_and_answers_status(
         check = run_cli("status", ini, "--check")
         cron = run_cli("cron", ini, "--force")
         install = run_cli("instructions", "install", ini)
+        upgrade = run_cli("instructions", "upgrade", ini)
         # the fallback's writable try, refused by the server, was logged as an ERROR first
         assert (check.returncode, warnings(check)) == (0, [NOT_COLLECTED]), check.stderr
         assert check.stdout.startswith("OK: 1 record pending")
         assert (cron.returncode, warnings(cron)) == (2, [f"fftelemetry cron: {REFUSED}"])
         assert (install.returncode, ON_A_REPLICA in install.stdout) == (0, True), install.stderr
+        assert (upgrade.returncode, UPGRADE_ON_A_REPLICA in upgrade.stdout) == (0, True)
     finally:
         stop()
 
