@@ -95,7 +95,7 @@ def open_database(config, global_config, generations, program):
     # A read-only server refuses a client that asked to write, and the client waits on until
     # wait_timeout, which then reads as a server that cannot be reached: noted, to say why.
     refusals = []
-    zeo_client_log.addFilter(noted := note_read_only_refusals(refusals))
+    stop_hearing = hear_read_only_refusals(zeo_client_log, refusals)
     # the transactions of this thread, which make a new database's ZODB root and evolve an
     # older one: on a full disk, the abort that follows a failed commit fails as it did, and
     # that second error, logged with its traceback, is the one line's to say
@@ -171,7 +171,7 @@ def open_database(config, global_config, generations, program):
             raise
         raise SystemExit(f"{program}: cannot open the {refusal}") from None
     finally:
-        zeo_client_log.removeFilter(noted)
+        stop_hearing()
         txn_log.removeFilter(not_for_want_of_room)
         relstorage_log.removeFilter(not_unable_to_connect)
 
@@ -339,16 +339,34 @@ def from_a_fallback(record):
     return str(record.args[0]).endswith(FALLBACK_CONNECTION)
 
 
-def note_read_only_refusals(refusals):
-    """A filter that keeps, in `refusals`, each read-only refusal of a writable connection; it
-    drops no record."""
+def hear_read_only_refusals(logger, refusals):
+    """Keep in `refusals` each read-only refusal of a writable connection that ZEO's client
+    `logger` logs from now on, whatever the operator's logging levels: a ZEO logger set to
+    CRITICAL, or disabled, made no record of it, and start-up said that the server could not be
+    reached. So the logger makes ERROR records until the returned function is called, and a
+    record the operator's levels would not have let through is dropped once looked at: the log
+    shows what it showed. That function puts the logger back as it was."""
+    level, disabled = logger.level, logger.disabled
+    shown_from = logging.CRITICAL + 1 if disabled else logger.getEffectiveLevel()
 
     def note(record):
         if is_read_only_refusal(record) and not from_a_fallback(record):
             refusals.append(record)
-        return True
+        return record.levelno >= shown_from
 
-    return note
+    logger.addFilter(note)
+    logger.disabled = False
+    lowered = shown_from > logging.ERROR
+    if lowered:
+        logger.setLevel(logging.ERROR)
+
+    def stop():
+        logger.removeFilter(note)
+        logger.disabled = disabled
+        if lowered:
+            logger.setLevel(level)
+
+    return stop
 
 
 def fallback_refusal_as_info(record):

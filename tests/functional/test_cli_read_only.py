@@ -13,7 +13,7 @@ import ZEO
 from ZODB import DB
 
 from fftelemetry.scripting import is_read_only
-from tests.conftest import Stub, serving
+from tests.conftest import Stub, free_port, run_pserve, serving
 from tests.functional.test_cli import (
     assert_one_line,
     collected_days_ago,
@@ -303,3 +303,33 @@ def test_a_read_only_zeo_server_refusing_a_writable_client_is_still_an_error(
         rf"INFO \[ZEO\.asyncio\.client\] \('{host}', {port}\), '1', <object object at 0x\w+>"
         + re.escape(refused), line
     )
+
+
+@pytest.mark.parametrize("quieted", ["ZEO", "root"])
+def test_a_read_only_zeo_server_is_said_to_refuse_whatever_the_log_levels(
+    tmp_path, write_ini, run_cli, quieted
+):
+    # the refusal was told from ZEO's ERROR record, which a ZEO logger (or, in pserve, the root
+    # logger it inherits from) set to CRITICAL never made: "cannot reach the ZEO server"
+    made_quietly(write_ini, run_cli)
+    address, stop = ZEO.server(path=str(tmp_path / "Data.fs"), zeo_conf={"read_only": True})
+    host, port = address
+    ini = Path(write_ini(**{"zodbconn.uri": f"zeo://{host}:{port}?wait_timeout=1"}))
+    if quieted == "ZEO":  # a command: ZEO's logger at CRITICAL
+        ini.write_text(ini.read_text().replace("keys = root\n", "keys = root, zeo\n", 1)
+                       + "\n[logger_zeo]\nlevel = CRITICAL\nhandlers =\nqualname = ZEO\n")
+    else:  # pserve, which leaves ZEO's logger to the root's level: CRITICAL
+        ini.write_text(ini.read_text().replace("[logger_root]\nlevel = INFO", "[logger_root]\n"
+                                               "level = CRITICAL", 1)
+                       + f"\n[server:main]\nuse = egg:fftelemetry#waitress\n"
+                       f"listen = 127.0.0.1:{free_port()}\n")
+    try:
+        result = run_cli("status", str(ini)) if quieted == "ZEO" else run_pserve(str(ini))
+    finally:
+        stop()
+    assert (result.returncode, result.stderr.splitlines()) == (
+        2 if quieted == "ZEO" else 1,  # pserve's SystemExit
+        [f"fftelemetry: the ZEO server named in {ini} is read-only and refused a writable"
+         " connection: name the writable server, or add read_only=true to zodbconn.uri for a"
+         " replica"],
+    )  # and nothing else: ZEO's ERROR lines stay as unshown as the ini set them
