@@ -59,6 +59,18 @@ def refused_parameter(uri):
     return None
 
 
+def failed_uri(registry):
+    """(setting, URI) of the database pyramid_zodbconn failed to open, None if it opened every
+    one: it opens them in get_uris' order (zodbconn.uri, then each zodbconn.uri.NAME) and stops
+    at the first that fails, so a named one's error is not the primary's to explain."""
+    uris = list(get_uris(registry.settings))
+    opened = len(databases(registry))
+    if opened == len(uris):
+        return None
+    name, uri = uris[opened]
+    return f"zodbconn.uri.{name}" if name else "zodbconn.uri", uri
+
+
 def value_error(uri):
     """zodburi's ValueError resolving `uri`, if that is what it raises."""
     try:
@@ -159,11 +171,12 @@ def open_database(config, global_config, generations, program):
         ) from None
     except GenerationError as exc:
         raise SystemExit(f"{program}: {exc}") from None
-    except (ValueError, zodburi.UnknownDatabaseKeywords):  # before any storage is opened
-        refused = refused_parameter(config.registry.settings.get("zodbconn.uri", ""))
+    except (ValueError, zodburi.UnknownDatabaseKeywords):  # before its storage is opened
+        name, uri = failed_uri(config.registry) or (None, None)
+        refused = refused_parameter(uri) if uri else None
         if refused is None:
             raise
-        setting = f"zodbconn.uri in {where}" if "__file__" in global_config else "zodbconn.uri"
+        setting = f"{name} in {where}" if "__file__" in global_config else name
         raise SystemExit(f"{program}: {setting}: {shown(refused)}") from None
     except Exception as exc:
         refusal = database_server_refusal(exc, config.registry.settings, where)

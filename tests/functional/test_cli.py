@@ -374,6 +374,22 @@ def test_a_refused_zodbconn_uri_parameter_is_named_in_one_line(tmp_path, write_i
     assert (tmp_path / "Data.fs").read_bytes() == before
 
 
+def test_a_refused_parameter_of_a_named_database_is_named_with_its_setting(
+    tmp_path, write_ini, run_cli
+):
+    # the primary's URI was looked at again, resolved, and the line was zodburi's own, said of
+    # the whole ini ("cannot load app.ini: invalid literal for int() with base 10: 'x'")
+    named = {"zodbconn.uri.other": f"zeo://{tmp_path}/zeo.sock?wait_timeout=x"}
+    ini = write_ini(**named)
+    said = "wait_timeout='x' is refused: invalid literal for int() with base 10: 'x'"
+
+    result = run_cli("status", ini)
+    assert_one_line(result, 2, f"fftelemetry: zodbconn.uri.other in {ini}: {said}")
+    with pytest.raises(SystemExit) as stopped:  # pserve's app factory: not a traceback
+        main({"here": str(tmp_path), "__file__": ini}, **app_settings(tmp_path, **named))
+    assert stopped.value.code == f"fftelemetry: zodbconn.uri.other in {ini}: {said}"
+
+
 def test_a_zodbconn_uri_whose_port_is_refused_blames_no_parameter(tmp_path, write_ini, run_cli):
     # each parameter was tried alone on the same host and port: the port's error was said of the
     # first parameter ("cache_size='100' is refused: Port could not be cast ...")
