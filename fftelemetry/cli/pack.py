@@ -10,6 +10,7 @@ still in the file.
 
 import argparse
 
+from ZODB.blob import BlobStorage
 from ZODB.FileStorage import FileStorage
 from ZODB.POSException import StorageError
 
@@ -49,11 +50,11 @@ def add_arguments(parser):
 
 def run(registry, args):
     db = database(registry)
-    storage = db.storage
-    if isinstance(storage, FileStorage):
+    file = file_storage(db.storage)
+    if file is not None:
         # FileStorage keeps the file from before the pack as Data.fs.old by default: every
         # deleted record would stay on disk in it.
-        storage.pack_keep_old = False
+        file.pack_keep_old = False
     before, now = db.getSize(), utcnow()
     with quiet("ZODB.DB"):  # it logs a traceback before raising; main says it in one line
         db.pack(t=now.timestamp(), days=args.days)
@@ -96,9 +97,20 @@ def cannot_write(exc):
     )
 
 
+def file_storage(storage):
+    """The FileStorage of a file:// database, None for another kind. zodburi wraps it in a
+    BlobStorage for ?blobstorage_dir=, which passes on every attribute it lacks when read but
+    keeps one set on it to itself: pack_keep_old set there was not the FileStorage's, and the
+    pack kept Data.fs.old. BlobStorage offers no public way to the storage it wraps."""
+    if isinstance(storage, BlobStorage):
+        storage = storage._BlobStorage__storage
+    return storage if isinstance(storage, FileStorage) else None
+
+
 def where(db):
-    if isinstance(db.storage, FileStorage):
-        return db.storage.getName()
+    file = file_storage(db.storage)
+    if file is not None:
+        return file.getName()
     if database_driver(db) == "ZEO":
         return "the ZEO server's database (sizes as the server reports them)"
     if database_driver(db) == "RelStorage":

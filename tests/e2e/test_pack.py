@@ -3,19 +3,25 @@ records deleted on the records page leave it, and the running app goes on workin
 `runzeo -f` (the harness's runzeo) the server keeps the file from before as Data.fs.old; started
 from the shipped zeo.conf, as the Procfile does, it keeps none."""
 
+import json
 import re
 import subprocess
 
 import pytest
+import ZEO
+from ZODB import DB
+from ZODB.blob import Blob
 
 from .harness import (
     BIN,
+    ZEO_CONF,
     app_settings,
     child_environment,
     csrf_token,
     free_port,
     new_session,
     post_form,
+    process,
     pserve,
     runzeo,
     runzeo_shipped,
@@ -126,3 +132,47 @@ def test_pack_under_the_shipped_zeo_conf_leaves_no_deleted_record_on_disk(tmp_pa
         assert files_holding(var, deleted) <= {"Data.fs.tmp"}
     with runzeo_shipped(tmp_path):
         assert files_holding(var, deleted) == set()
+
+
+def test_pack_through_a_zeo_server_with_a_blob_dir(tmp_path):
+    """The shipped zeo.conf with a blob-dir, and a client with a blob cache (?blob_dir=): the
+    server packs its blobs with its file, and keeps no Data.fs.old either."""
+    var, conf = tmp_path / "var", tmp_path / "zeo.conf"
+    var.mkdir()
+    conf.write_text(ZEO_CONF.read_text().replace("  path var/Data.fs\n",
+                                                 "  path var/Data.fs\n  blob-dir var/blobs\n"))
+    uri = f"{zeo_uri(var, wait_timeout=10)}&blob_dir={tmp_path / 'blob-cache'}"
+    ini = write_server_ini(tmp_path / "app.ini", app_settings(uri))
+
+    def fftelemetry(*args):
+        result = subprocess.run([str(BIN / "fftelemetry"), *args, str(ini)],
+                                env=child_environment(), capture_output=True, text=True,
+                                timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    ready = (var / "zeo.sock").exists
+    runzeo = [str(BIN / "runzeo"), "-C", str(conf)]
+    with process(runzeo, tmp_path / "zeo.log", ready, cwd=tmp_path):
+        fftelemetry("instructions", "install")  # records: its use and the system facts
+        pending = json.loads(fftelemetry("cron", "--dry-run", "--force"))
+        deleted = [record["id"] for record in pending]
+        assert len(deleted) == 5
+        assert fftelemetry("delete", "all", "--yes").startswith("Deleted 5 records")
+        # a blob of an object since deleted (none of the app's), through a client of its own
+        db = DB(ZEO.client(str(var / "zeo.sock"), blob_dir=str(tmp_path / "own-cache")))
+        with db.transaction() as conn:
+            conn.root()["attachment"] = Blob(b"an attachment deleted since")
+        with db.transaction() as conn:
+            del conn.root()["attachment"]
+        db.close()
+        assert len(list((var / "blobs").rglob("*.blob"))) == 1
+        assert "Data.fs" in files_holding(var, deleted)
+
+        line = fftelemetry("pack")
+
+        assert line.startswith("Packed the ZEO server's database (sizes as the server reports")
+        assert not (var / "Data.fs.old").exists()
+        assert files_holding(var, deleted) <= {"Data.fs.tmp"}
+        assert list((var / "blobs").rglob("*.blob")) == []
+        assert "\nDatabase packed: 20" in fftelemetry("status")  # the pack's note

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 from ZODB import DB
+from ZODB.blob import Blob, BlobStorage
 from ZODB.FileStorage import FileStorage
 
 from fftelemetry.resources import telemetry_store_in
@@ -93,6 +94,35 @@ def test_records_deleted_on_the_page_leave_the_file_only_when_packed(
     ]
     site.register("second@example.org")
     assert ["system.users.count", "2"] in [row[3:5] for row in rows(browser.get(RECORDS))]
+
+
+def test_a_database_with_a_blob_folder_is_packed_as_one_without(
+    tmp_path, make_site, write_ini, run_cli
+):
+    # zodburi wraps ?blobstorage_dir='s FileStorage in a BlobStorage, which kept the
+    # pack_keep_old set on it to itself: the pack kept every deleted record in Data.fs.old, and
+    # the line named "the database (BlobStorage)", not its file
+    blobs = tmp_path / "blobs"
+    uri = {"zodbconn.uri": f"file://{tmp_path}/Data.fs?blobstorage_dir={blobs}"}
+    deleted = deleted_and_closed(lambda: make_site(**uri), 50)
+    # a blob of an object since deleted (none of the app's): the pack removes it too
+    db = DB(BlobStorage(str(blobs), FileStorage(str(tmp_path / "Data.fs"))))
+    with db.transaction() as conn:
+        conn.root()["attachment"] = Blob(b"an attachment deleted since")
+    with db.transaction() as conn:
+        del conn.root()["attachment"]
+    db.close()
+    assert len(list(blobs.rglob("*.blob"))) == 1
+
+    name, before, after, kept = packed(run_cli("pack", write_ini(**uri)))
+
+    data = tmp_path / "Data.fs"
+    assert (name, kept) == (str(data), "no history kept")
+    assert ids_in(database_files(tmp_path), deleted) == set()  # no Data.fs.old either
+    assert not (tmp_path / "Data.fs.old").exists()
+    assert after == data.stat().st_size < before
+    assert list(blobs.rglob("*.blob")) == []
+    assert make_site(**uri).counts()["all"] == 1  # the pack command's own first use
 
 
 def test_delete_submitted_says_the_records_stay_until_packed(site, admin):
