@@ -248,9 +248,15 @@ def _why_failed(exc, url, started, settings):
         return _tls_failure(exc, url, settings)
     if isinstance(exc, requests.exceptions.InvalidProxyURL):  # before InvalidURL, its base
         # HTTPS_PROXY=localhost:3128: its host is read as a scheme, for want of one
-        variable, proxy = _proxy_setting(settings.telemetry_url + "/submit")
-        named = f"{variable}={quoted(shown_url(proxy), QUOTED_PATH_CHARS)}" if variable else "it"
+        named = _proxy_variable_named(settings) or "it"
         return f"the proxy for {url} cannot be used: {named} names no host (write http://host:port)"
+    socks = _socks_proxy_named(settings)
+    if isinstance(exc, requests.exceptions.InvalidSchema) and socks:
+        # requests' stand-in for urllib3's SOCKS support when PySocks is not installed
+        return (
+            f"the proxy for {url} cannot be used: {socks} is a SOCKS proxy, which needs PySocks "
+            "(pip install 'requests[socks]')"
+        )
     if isinstance(exc, requests.exceptions.ProxyError):
         why = _tunnel_refused(exc) or _not_connected(exc)
         return f"cannot connect to {_proxy_named(exc)} for {url} ({why})"
@@ -314,6 +320,23 @@ def _proxy_named(exc):
     named = f"the proxy {shown_url(f'{proxy.scheme}://{auth}{proxy.netloc}')}"
     variable, _ = _proxy_setting(getattr(exc.request, "url", None) or "")
     return f"{named} ({variable})" if variable else named
+
+
+def _proxy_variable_named(settings):
+    """"HTTPS_PROXY='http://host:3128'": the proxy variable requests takes for the receiver, as
+    a line shows it (a password as ***), or None."""
+    variable, proxy = _proxy_setting(settings.telemetry_url + "/submit")
+    return f"{variable}={quoted(shown_url(proxy), QUOTED_PATH_CHARS)}" if variable else None
+
+
+def _socks_proxy_named(settings):
+    """The proxy for the receiver, named as _proxy_variable_named does (or "the proxy"), if it
+    is a SOCKS one (socks5://, socks5h://, socks4://, socks4a://); else None."""
+    url = settings.telemetry_url + "/submit"
+    proxy = requests.utils.select_proxy(url, requests.utils.get_environ_proxies(url))
+    if not (proxy or "").lower().startswith("socks"):
+        return None
+    return _proxy_variable_named(settings) or "it"
 
 
 def _proxy_setting(url):

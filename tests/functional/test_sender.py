@@ -8,6 +8,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -849,6 +850,37 @@ def test_a_proxy_written_without_its_scheme_is_named_not_the_receivers_url(
     )
     assert not [text for text in caplog.messages if "s3cret" in text]
     assert counts(db)["pending"] == 1
+
+
+WITHOUT_PYSOCKS = """
+import sys
+sys.modules["socks"] = None  # `import socks` fails, as where PySocks is not installed
+from ZODB import DB
+from fftelemetry.telemetry.sender import submit_pending
+from tests.functional.test_sender import collect, counts, settings_for
+db = DB(sys.argv[1])
+collect(db, 1)
+print(submit_pending(db, settings_for("http://192.0.2.1:6544")).error)
+print(counts(db)["pending"])
+"""
+
+
+@pytest.mark.parametrize("proxy", ["socks5h://127.0.0.1:1080", "SOCKS5://bob:s3cret@proxy:1080"])
+def test_a_socks_proxy_without_pysocks_says_what_to_install(tmp_path, monkeypatch, proxy):
+    # requests' stand-in for the missing PySocks raises InvalidSchema: the line read "the request
+    # to http://…/submit failed (InvalidSchema)", as if the receiver's URL were at fault
+    use_proxy(monkeypatch, proxy)
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_PYSOCKS, str(tmp_path / "app.fs")],
+        cwd=Path(__file__).parents[2], capture_output=True, text=True, timeout=60, check=True,
+    )
+    shown = proxy.replace("s3cret", "***")
+    assert result.stdout.splitlines() == [
+        "the proxy for http://192.0.2.1:6544/submit cannot be used: "
+        f"HTTP_PROXY='{shown}' is a SOCKS proxy, which needs PySocks "
+        "(pip install 'requests[socks]')",
+        "1",
+    ]
 
 
 # -- a receiver behind https: its certificate is checked; a CA of one's own is given the way
