@@ -211,9 +211,10 @@ def run_pserve(ini, script=None, timeout=60):
 
 
 @contextmanager
-def serving(app):
-    """Serve a WSGI app with waitress on 127.0.0.1 (ephemeral port) in a thread; yields its URL."""
-    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=2)
+def serving(app, **adjustments):
+    """Serve a WSGI app with waitress on 127.0.0.1 (ephemeral port) in a thread, with waitress's
+    `adjustments` (its ini settings: max_request_body_size=...); yields its URL."""
+    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=2, **adjustments)
     stop = threading.Event()
 
     def serve():  # server.run(), but stoppable; sockets are closed by this thread only
