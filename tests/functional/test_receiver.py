@@ -434,8 +434,10 @@ def test_a_failure_is_a_json_500_and_stores_nothing(tmp_path, app):
     assert app.get("/stats").json == {"records": 1, "batches": 1}
 
 
-def test_every_answer_is_not_to_be_sniffed(tmp_path, app):
-    """A browser takes each answer for JSON, the errors' too (nosniff); it had no such header."""
+def test_every_answer_is_json_to_a_browser_never_a_page(tmp_path, app):
+    """A browser takes each answer for JSON, the errors' too (nosniff), and one opened as a page
+    all the same loads nothing and is framed by no site: nosniff was missing at first, then the
+    other two."""
     answers = [
         app.get("/stats"), app.head("/"), post(app, [record()], 200),
         app.get("/nope", status=404), app.delete("/stats", status=405),
@@ -447,6 +449,10 @@ def test_every_answer_is_not_to_be_sniffed(tmp_path, app):
         answers.append(post(app, [record()], 500))
     for answer in answers:
         assert answer.headers.getall("X-Content-Type-Options") == ["nosniff"], answer.status
+        assert answer.headers.getall("Content-Security-Policy") == [
+            "default-src 'none'; frame-ancestors 'none'"
+        ], answer.status
+        assert answer.headers.getall("X-Frame-Options") == ["DENY"], answer.status
 
 
 def test_bad_limits_stop_start_up_in_one_line():
