@@ -5,6 +5,7 @@ sending side collects by, stores the batch and answers `200 {"uuid": "<uuid4>"}`
 /stats) shows counts. No sessions, no templates: JSON in, JSON out.
 """
 
+import json
 import threading
 
 from pyramid.config import Configurator
@@ -66,6 +67,17 @@ def json_only(event):
     event.response.headers.update(JSON_ONLY)
 
 
+def readable_json(value, **options):
+    """Compact JSON (no line breaks) in UTF-8, RFC 8259's: the "…" that marks a value cut in an
+    error reads so in the sender's log line, where json's ensure_ascii wrote it \\u2026. What a
+    terminal would act on (a C1 control, a right-to-left override, a lone surrogate, which UTF-8
+    has no bytes for) keeps its escape: a curl of the answer shows it, not runs it."""
+    text = json.dumps(value, ensure_ascii=False, **options)
+    if not text.isprintable():  # only a string holds such a character: its escape is JSON too
+        text = "".join(ch if ch.isprintable() else json.dumps(ch)[1:-1] for ch in text)
+    return text.encode()
+
+
 def main(global_config, **settings):
     require_database(settings, PROGRAM)
     settings.setdefault("tm.manager_hook", "pyramid_tm.explicit_manager")
@@ -82,8 +94,8 @@ def main(global_config, **settings):
         )
         open_database(config, global_config, GENERATIONS, PROGRAM)
         close_on_exit(config.registry)
-        # Compact JSON, so the sender's log line reads `{"uuid":"..."}`.
-        config.add_renderer("json", JSON(separators=(",", ":")))
+        # Compact, so the sender's log line reads `{"uuid":"..."}`
+        config.add_renderer("json", JSON(serializer=readable_json, separators=(",", ":")))
         config.add_subscriber(reject_undecodable_address, NewRequest)
         config.add_subscriber(no_subpath, ContextFound)
         config.add_subscriber(json_only, NewResponse)

@@ -225,6 +225,18 @@ def test_a_long_refused_value_is_quoted_cut_with_its_length(app, value, quoted):
     )
 
 
+def test_an_answer_is_utf8_with_only_what_a_terminal_acts_on_escaped(app):
+    # json's ensure_ascii wrote the "…" of a cut as \u2026, which the sender's log showed so
+    cut = post(app, [record(value="é" * 50)], 400)
+    assert f"'{'é' * 40}…' (50 characters)".encode() in cut.body
+    # a C1 control, a right-to-left override, a lone surrogate (UTF-8 has no bytes for it)
+    hostile = "\x9b2J\u202eok\ud800"
+    refused = post(app, [record(value=hostile)], 400)
+    assert b"'\\u009b2J\\u202eok\\ud800'" in refused.body and refused.body.isascii()
+    said = refused.json["error"]
+    assert said == f"record 0, field 'value': '{hostile}' is not a valid Python version"
+
+
 def test_a_long_field_name_is_quoted_cut_with_its_length(app):
     # cut after 38 or 40 characters with nothing to say so, the name read as whole
     name = "a" * 100

@@ -490,6 +490,15 @@ def test_a_long_answer_is_cut_in_the_log_line(db, caplog):
     assert len(line) < 400 and "\n" not in line and "… (5,012 characters)" in line
 
 
+def test_the_real_receivers_cut_reads_as_a_cut_in_the_log_line(db, receiver, caplog):
+    # the receiver's 404 repeats the address it was asked, cut: its "…" was logged \\u2026
+    collect(db, 1)
+    caplog.set_level(logging.INFO, logger="fftelemetry")
+    submit_pending(db, settings_for(receiver.url + "/" + "x" * 200))
+    [line] = [m for m in caplog.messages if m.startswith("Result of submission [404]: ")]
+    assert f"POST /{'x' * 99}… (208 characters); POST batches to /submit" in line, line
+
+
 def refusing(reason):
     return Stub(status="400 Bad Request", body=json.dumps({"error": reason}).encode())
 
