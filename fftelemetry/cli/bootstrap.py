@@ -7,10 +7,11 @@ transaction (see fftelemetry.scripting).
 import configparser
 import logging
 import os
+import re
 from contextlib import contextmanager
 
 import plaster
-from paste.deploy.loadwsgi import APP, loadcontext
+from paste.deploy.loadwsgi import APP, ConfigLoader, loadcontext
 from plaster.exceptions import InvalidURI
 from pyramid.config import global_registries
 from zc.lockfile import LockError
@@ -55,23 +56,68 @@ def load_registry(config_uri, may_write=True):
             "allows only one); serve it with ZEO (zeo://, see development.ini) to share it"
         ) from None
     except configparser.InterpolationError as exc:
-        raise ConfigProblem(f"cannot load {named}: {interpolation_problem(exc)}") from None
+        said = interpolation_problem(exc, path)
+        raise ConfigProblem(f"cannot load {named}: {said}") from None
     except Exception as exc:
         raise ConfigProblem(f"cannot load {named}: {one_line(exc)}") from None
     return app_registry(app, named)
 
 
-def interpolation_problem(exc):
-    """What configparser's `%(name)s` substitution refused, by the setting's name: its own text
-    quotes the value, from the lone `%` on, and a `%` is most often in a password (the
-    receiver URL's), which a log line must not hold."""
-    where = f"{shown(exc.option)} in [{shown(exc.section)}]"
+def interpolation_problem(exc, path):
+    """What configparser's `%(name)s` substitution refused, by the name of the setting that
+    holds it (read again from `path`, the ini): its own text quotes the value, from the lone `%`
+    on, and a `%` is most often in a password (the receiver URL's), which a log line must not
+    hold."""
+    option, section, exc = holder(exc, path)
+    where = f"{shown(option)} in [{shown(section)}]"
     if isinstance(exc, configparser.InterpolationSyntaxError):
         return f"{where} holds a '%' followed by neither '%' nor '(': write a '%' as '%%'"
     if isinstance(exc, configparser.InterpolationMissingOptionError):
         # not named either: in a password, that name is some of it
         return f"{where} holds a %(name)s whose name is set neither there nor in [DEFAULT]"
     return f"{where} cannot be substituted ({type(exc).__name__})"
+
+
+# a `%(name)s` configparser substitutes, once each `%%` (a '%' of the value's own) is left out
+SUBSTITUTED = re.compile(r"%\(([^)]*)\)s")
+
+
+def holder(exc, path):
+    """(option, section, error) of the setting whose own value holds what `exc` refused:
+    configparser names the setting it was substituting into, `telemetry_url =
+    http://alice:%(password)s@…` for a `password` that holds a lone '%'. So each setting it
+    substitutes, in turn, is got on its own, from the ini read again as PasteDeploy reads it;
+    the first that fails is the holder, or one it substitutes. ([DEFAULT]'s own are substituted
+    first, each named there by configparser.)"""
+    try:
+        parser = ConfigLoader(path).parser
+    except (configparser.Error, OSError, UnicodeError):
+        return exc.option, exc.section, exc
+    seen = set()
+    while exc.option not in seen:  # a loop, which configparser refuses (InterpolationDepthError)
+        seen.add(exc.option)
+        try:
+            raw = parser.get(exc.section, exc.option, raw=True)
+        except configparser.Error:  # not this file's: a section of a file it uses
+            break
+        names = SUBSTITUTED.findall(raw.replace("%%", ""))
+        inner = next(filter(None, (refusal(parser, exc.section, name) for name in names)), None)
+        if inner is None:
+            break
+        exc = inner
+    return exc.option, exc.section, exc
+
+
+def refusal(parser, section, option):
+    """The InterpolationError that getting `option` on its own raises, else None (an option set
+    nowhere too: the setting that substitutes it is the one to name)."""
+    try:
+        parser.get(section, option)
+    except configparser.InterpolationError as exc:
+        return exc
+    except configparser.Error:
+        return None
+    return None
 
 
 def what_is_there(path):

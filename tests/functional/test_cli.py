@@ -920,3 +920,24 @@ def test_a_percent_the_ini_cannot_substitute_is_named_not_quoted(write_ini, run_
         f"fftelemetry: cannot load {ini}: fftelemetry.telemetry_url in [app:main] {said}"
     ]
     assert "secret" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("held", "said"),
+    [
+        ("p%wsecret", "holds a '%' followed by neither '%' nor '(': write a '%' as '%%'"),
+        ("p%(wsecret)s", "holds a %(name)s whose name is set neither there nor in [DEFAULT]"),
+    ],
+)
+def test_a_percent_is_blamed_on_the_setting_that_holds_it(write_ini, run_cli, held, said):
+    # configparser names the setting it was substituting into: the URL, which is right
+    ini = write_ini(**{
+        "fftelemetry.telemetry_url": "http://alice:%(receiver_password)s@127.0.0.1:6544",
+        "receiver_password": held,
+    })
+    result = run_cli("status", ini)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"fftelemetry: cannot load {ini}: receiver_password in [app:main] {said}"
+    ]
+    assert "secret" not in result.stderr + result.stdout
