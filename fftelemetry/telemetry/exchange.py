@@ -7,7 +7,11 @@ daily cron, or the next click) than hammered.
 
 Bounds: the timeouts bound each wait for the next byte, so a deadline bounds the whole exchange
 (a receiver trickling a byte a second would otherwise hold a cron run, or the web worker behind
-"submit now", for ever), and an answer is read only up to MAX_ANSWER_BYTES.
+"submit now", for ever), and an answer is read only up to MAX_ANSWER_BYTES. A cut ends any wait
+on a socket at once, but not a look-up of the receiver's host name (getaddrinfo cannot be cut
+short, and a resolver that does not answer holds it for resolv.conf's timeouts, at each try): so
+the exchange has a thread of its own, left behind past the deadline, and a connection it makes
+after the cut is cut as soon as it is made, before it sends anything.
 """
 
 import contextlib
@@ -43,6 +47,8 @@ LOGGED_BODY_CHARS = 300
 # Our receiver answers ~50 bytes: an answer past this is no acknowledgement, and is not read on.
 MAX_ANSWER_BYTES = 1024 * 1024
 CONNECT_RETRIES = 2
+# How long past its deadline an exchange may take to end once cut: a wait on a socket ends at once
+CUT_GRACE = 1
 # OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH
 NAME_MISMATCH = {62, 64}
 # waitress's own error answers (utilities.Error): "<reason>\r\n\r\n<detail>\r\n\r\n(generated
@@ -103,12 +109,16 @@ class CuttableAdapter(HTTPAdapter):
 
     def __init__(self, **kwargs):
         self.connections = weakref.WeakSet()
+        self.is_cut = False  # for good: the run stops at the exchange that was cut
         self._connections_lock = threading.Lock()  # a retry may open one while cut() runs
         super().__init__(**kwargs)
 
-    def remember(self, connection):
+    def remember(self, connection, sock):
         with self._connections_lock:
             self.connections.add(connection)
+            too_late = self.is_cut  # made by an exchange left behind: its name's look-up ended
+        if too_late:
+            _shut_down(sock)
 
     def init_poolmanager(self, *args, **kwargs):
         super().init_poolmanager(*args, **kwargs)
@@ -128,19 +138,24 @@ class CuttableAdapter(HTTPAdapter):
 
     def cut(self):
         with self._connections_lock:
+            self.is_cut = True
             connections = list(self.connections)
         for conn in connections:
             sock = getattr(conn, "sock", None)
             if sock is not None:
-                with contextlib.suppress(OSError):  # the plain socket's: an SSLSocket's own
-                    socket.socket.shutdown(sock, socket.SHUT_RDWR)  # would drop its state
+                _shut_down(sock)
+
+
+def _shut_down(sock):
+    with contextlib.suppress(OSError):  # the plain socket's: an SSLSocket's own would drop its
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)  # state
 
 
 def _tracking(pool_class, adapter):
     class Connection(pool_class.ConnectionCls):
         def _new_conn(self):
             sock = super()._new_conn()
-            adapter.remember(self)
+            adapter.remember(self, sock)
             return sock
 
     return type(pool_class.__name__, (pool_class,), {"ConnectionCls": Connection})
@@ -158,34 +173,44 @@ def post_batch(session, settings, body):
     address = shown_url(url)
     deadline = exchange_deadline(settings)
     adapter = session.get_adapter(url)
-    was_cut, lock = threading.Event(), threading.Lock()
-    finished = False
+    was_cut, ended, lock = threading.Event(), threading.Event(), threading.Lock()
+    result = {}
 
     def cut():
-        # Never once this exchange has finished: the next batch's may be on the connection.
+        # Never once this exchange has ended: the next batch's may be on the connection.
         with lock:
-            if not finished:
+            if not ended.is_set():
                 was_cut.set()
                 adapter.cut()
+
+    def exchange():
+        try:
+            result["answer"] = _exchange(session, settings, url, body)
+        except BaseException as exc:  # raised again by the caller, unless the cut came first
+            result["failure"] = exc
+        finally:
+            with lock:
+                ended.set()
 
     timer = threading.Timer(deadline, cut)
     timer.daemon = True
     started = time.monotonic()
     timer.start()
-    failure = None
-    try:
-        status, content_type, content = _exchange(session, settings, url, body)
-    except (OSError, Urllib3Error, UnicodeError) as exc:  # OSError: RequestException's too
-        failure = exc  # UnicodeError: a user name or password requests cannot encode
-    finally:
-        with lock:
-            finished = True
-        timer.cancel()
+    threading.Thread(target=exchange, name="telemetry-exchange", daemon=True).start()
+    if not ended.wait(deadline + CUT_GRACE):
+        cut()  # in a name's look-up still (see "Bounds" above): left behind
+    timer.cancel()
     # Checked first: cut in its headers, http.client may even take what came for an answer.
     if was_cut.is_set():
         raise SubmissionFailed(f"no complete answer from {address} within {deadline:g}s")
+    failure = result.get("failure")
+    # OSError: RequestException's too; UnicodeError: a user name or password requests cannot
+    # encode
+    if failure is not None and not isinstance(failure, (OSError, Urllib3Error, UnicodeError)):
+        raise failure
     if failure is not None:
         raise SubmissionFailed(_why_failed(failure, address, started, settings))
+    status, content_type, content = result["answer"]
     if content is None:
         raise SubmissionFailed(
             f"the receiver's answer (HTTP {status}) is larger than {MAX_ANSWER_BYTES} bytes",

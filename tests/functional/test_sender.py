@@ -940,6 +940,89 @@ def test_a_socks_proxy_without_pysocks_says_what_to_install(tmp_path, monkeypatc
     ]
 
 
+# -- a resolver that is slow to answer, or never does: its own network and resolv.conf, in a
+# namespace of a process of its own (unshare), so nothing but that process sees them ------------
+
+RESOLVER_IN_A_NAMESPACE = """
+import socket, struct, sys, threading, time
+from ZODB import DB
+from fftelemetry.telemetry.sender import submit_pending
+from tests.conftest import Stub, serving
+from tests.functional.test_sender import collect, counts, settings_for
+
+delay = float(sys.argv[2])  # before each answer (127.0.0.1 for receiver.test); < 0: never
+resolver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+resolver.bind(("127.0.0.1", 53))
+
+
+def answer(query, client):
+    time.sleep(delay)
+    question = query[12:]
+    a = question.endswith(b"\\x00\\x01\\x00\\x01")  # type A, class IN; else AAAA: no address
+    header = query[:2] + b"\\x81\\x80" + struct.pack(">HHHH", 1, int(a), 0, 0)
+    address = b"\\xc0\\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + socket.inet_aton("127.0.0.1")
+    resolver.sendto(header + question + (address if a else b""), client)
+
+
+def serve():
+    while True:
+        query, client = resolver.recvfrom(512)
+        if delay >= 0:
+            threading.Thread(target=answer, args=(query, client), daemon=True).start()
+
+
+threading.Thread(target=serve, daemon=True).start()
+db = DB(sys.argv[1])
+collect(db, 1)
+stub = Stub()
+with serving(stub) as url:
+    port = url.rpartition(":")[2]
+    settings = settings_for(f"http://receiver.test:{port}", connect_timeout=0.1, read_timeout=0.5)
+    print(submit_pending(db, settings).error)
+    for thread in threading.enumerate() if delay >= 0 else ():
+        if thread.name == "telemetry-exchange":  # left behind: on once its look-up is answered
+            thread.join(60)
+print(counts(db)["pending"], len(stub.requests))
+"""
+
+
+def in_a_namespace_of_its_own(tmp_path, resolver_delay):
+    """The run of RESOLVER_IN_A_NAMESPACE (its lines), in a network of its own whose resolver,
+    on 127.0.0.1, answers after `resolver_delay` seconds, or never."""
+    resolv_conf = tmp_path / "resolv.conf"
+    resolv_conf.write_text("nameserver 127.0.0.1\noptions timeout:30 attempts:1\n")
+    setup = 'ip link set lo up && mount --bind "$1" /etc/resolv.conf && shift && exec "$@"'
+    command = ["unshare", "-rmn", "sh", "-c", setup, "sh", str(resolv_conf), sys.executable,
+               "-c", RESOLVER_IN_A_NAMESPACE, str(tmp_path / "app.fs"), str(resolver_delay)]
+    probe = ["unshare", "-rmn", "true"]
+    if not shutil.which("unshare") or subprocess.run(probe, capture_output=True).returncode:
+        pytest.skip("unshare -rmn is not allowed here")
+    result = subprocess.run(command, cwd=Path(__file__).parents[2], capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+CUT_AT_THE_DEADLINE = r"no complete answer from http://receiver\.test:\d+/submit within 1\.8s"
+
+
+@pytest.mark.slow
+def test_a_resolver_that_never_answers_is_bounded_by_the_deadline(tmp_path):
+    # the look-up (30s, at each of the 3 tries) held the run past its 1.8s deadline: 90s
+    error, left = in_a_namespace_of_its_own(tmp_path, resolver_delay=-1)
+    assert re.fullmatch(CUT_AT_THE_DEADLINE, error), error
+    assert left == "1 0"  # pending, and nothing reached the receiver
+
+
+@pytest.mark.slow
+def test_a_look_up_answered_past_the_deadline_sends_nothing(tmp_path):
+    # the exchange left behind connects once its look-up is answered: cut as it is made, where
+    # the batch went to the receiver after the run had said it failed
+    error, left = in_a_namespace_of_its_own(tmp_path, resolver_delay=5)
+    assert re.fullmatch(CUT_AT_THE_DEADLINE, error), error
+    assert left == "1 0"
+
+
 # -- a receiver behind https: its certificate is checked; a CA of one's own is given the way
 # requests takes it (REQUESTS_CA_BUNDLE); a refusal says why --------------------------------------
 
