@@ -298,6 +298,10 @@ def _why_failed(exc, url, started, settings):
         isinstance(exc, requests.ConnectionError) and isinstance(cause, ProtocolError)
     ):
         return f"{url} closed the connection without a complete answer"
+    if isinstance(exc, requests.ConnectionError) and socks:
+        # PySocks' failure to reach the proxy, or the proxy's to reach the receiver, which
+        # urllib3 wraps as a failure of the receiver's connection: the proxy is named too
+        return f"cannot connect to {url} through the SOCKS proxy {socks} ({_not_connected(exc)})"
     if isinstance(exc, requests.ConnectionError):
         # with the system's reason: a misspelt host would read as a receiver that is down
         return f"cannot connect to {url} ({_not_connected(exc)})"
@@ -330,7 +334,8 @@ def _socket_reason(exc):
         said = getattr(seen, "strerror", None)
         if isinstance(said, str) and said:
             return said[:1].lower() + said[1:]
-        seen = getattr(seen, "__cause__", None)
+        # PySocks raises its own error while handling the system's, not from it
+        seen = getattr(seen, "__cause__", None) or getattr(seen, "__context__", None)
     return None
 
 
@@ -364,13 +369,13 @@ def _proxy_variable_named(settings):
 
 
 def _socks_proxy_named(settings):
-    """The proxy for the receiver, named as _proxy_variable_named does (or "the proxy"), if it
-    is a SOCKS one (socks5://, socks5h://, socks4://, socks4a://); else None."""
+    """The proxy for the receiver, named as _proxy_variable_named does (or by its URL alone), if
+    it is a SOCKS one (socks5://, socks5h://, socks4://, socks4a://); else None."""
     url = settings.telemetry_url + "/submit"
     proxy = requests.utils.select_proxy(url, requests.utils.get_environ_proxies(url))
     if not (proxy or "").lower().startswith("socks"):
         return None
-    return _proxy_variable_named(settings) or "it"
+    return _proxy_variable_named(settings) or quoted(shown_url(proxy), QUOTED_PATH_CHARS)
 
 
 def _proxy_setting(url):

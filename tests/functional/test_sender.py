@@ -940,6 +940,22 @@ def test_a_socks_proxy_without_pysocks_says_what_to_install(tmp_path, monkeypatc
     ]
 
 
+
+def test_a_socks_proxy_that_is_down_is_named_with_the_systems_reason(db, monkeypatch,
+                                                                      closed_port_url):
+    # PySocks' failure comes wrapped as the receiver's connection's: "cannot connect to
+    # http://…/submit (tried 3 times)" named neither the proxy nor the reason
+    pytest.importorskip("socks")  # PySocks: selenium's urllib3[socks] brings it to the tests
+    proxy = closed_port_url.replace("http://", "socks5://")
+    collect(db, 1)
+    use_proxy(monkeypatch, proxy)
+    outcome = submit_pending(db, settings_for("http://192.0.2.1:6544"))
+    assert outcome.error == (
+        "cannot connect to http://192.0.2.1:6544/submit through the SOCKS proxy "
+        f"HTTP_PROXY='{proxy}' (connection refused; tried 3 times)"
+    )
+    assert counts(db)["pending"] == 1
+
 # -- a resolver that is slow to answer, or never does: its own network and resolv.conf, in a
 # namespace of a process of its own (unshare), so nothing but that process sees them ------------
 
