@@ -3,16 +3,9 @@
 `pserve` processes under concurrent sign-ups; and a server that cannot be reached, a wrong
 password or a missing database stopping pserve and the commands in one line."""
 
-import glob
-import os
-import shutil
 import subprocess
-import tempfile
 from contextlib import contextmanager
-from itertools import count
-from pathlib import Path
 
-import psycopg2
 import pytest
 from ZODB import DB
 from zodburi import resolve_uri
@@ -21,92 +14,13 @@ from fftelemetry.resources import appmaker
 from tests.functional.conftest import Site
 
 from .harness import BIN, app_settings, child_environment, free_port, pserve, write_server_ini
+from .postgresql import PASSWORD, USER
 from .test_concurrency import check_database, sign_up_many
 
 pytestmark = pytest.mark.slow
 
-USER = "fftelemetry"
-PASSWORD = "pg-password-4711"  # a line that names the database must never hold it
 RECORDS = "/admin/telemetry/view"
 CHEAP = {"fftelemetry.password_profile": "cheapest"}
-
-
-PROGRAMS = ("initdb", "pg_ctl", "createdb")
-
-
-def server_binaries():
-    """The folder of PostgreSQL's initdb, pg_ctl and createdb: Debian keeps them out of PATH,
-    one folder per major version (the newest is taken)."""
-    folders = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda f: int(f.split("/")[-2]))
-    for folder in [*reversed(folders), os.path.dirname(shutil.which("pg_ctl") or "")]:
-        if folder and all(os.access(f"{folder}/{name}", os.X_OK) for name in PROGRAMS):
-            return Path(folder)
-    return None
-
-
-class Cluster:
-    """A PostgreSQL cluster of this test module; `database()` makes a new database in it."""
-
-    def __init__(self, binaries, port):
-        self.binaries, self.port = binaries, port
-        self.names = count()
-
-    def uri(self, name, password=PASSWORD, port=None):
-        return f"postgres://{USER}:{password}@127.0.0.1:{port or self.port}/{name}"
-
-    def database(self):
-        name = f"app{next(self.names)}"
-        subprocess.run(
-            [self.binaries / "createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", USER, name],
-            env=child_environment({"PGPASSWORD": PASSWORD}), check=True, capture_output=True,
-        )
-        return self.uri(name)
-
-    def query(self, name, sql, *args):
-        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user=USER, password=PASSWORD,
-                                dbname=name)
-        try:
-            with conn.cursor() as cursor:
-                cursor.execute(sql, args)
-                return cursor.fetchall()
-        finally:
-            conn.close()
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    """initdb and pg_ctl start, on a free port of 127.0.0.1 (no unix socket), password
-    authentication; stopped and removed after the module. PostgreSQL refuses to run as root:
-    as root, its commands run as the postgres user, in a folder of its own outside pytest's
-    (which only root may enter)."""
-    binaries = server_binaries()
-    if binaries is None:
-        pytest.skip(
-            "NO POSTGRESQL SERVER HERE: the RelStorage tests did not run. "
-            "Install Debian's postgresql (.ci/run does)."
-        )
-    folder = Path(tempfile.mkdtemp(prefix="fftelemetry-pg-"))
-    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if as_postgres:
-        shutil.chown(folder, "postgres")
-    (folder / "password").write_text(PASSWORD)
-    data, port = folder / "data", free_port()
-
-    def pg(*args):
-        subprocess.run([*as_postgres, *map(str, args)], check=True, capture_output=True,
-                       cwd=folder, timeout=60)
-
-    try:
-        pg(binaries / "initdb", "-D", data, "-U", USER, "--pwfile", folder / "password",
-           "--auth", "scram-sha-256", "--no-sync", "--encoding", "UTF8", "--locale", "C")
-        pg(binaries / "pg_ctl", "-D", data, "-l", folder / "server.log", "-w", "start",
-           "-o", f"-h 127.0.0.1 -p {port} -k '' -c fsync=off")
-        try:
-            yield Cluster(binaries, port)
-        finally:
-            pg(binaries / "pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def fftelemetry(*args):
