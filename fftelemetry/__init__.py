@@ -1,12 +1,11 @@
 """fftelemetry: a Pyramid/ZODB application with transparent, opt-in usage telemetry."""
 
-import logging
 from importlib.metadata import PackageNotFoundError, version
 
 from pyramid.config import Configurator
 
 from . import settings as app_settings
-from .opening import not_a_lost_zeo_server, open_database, require_database
+from .opening import open_database, quiet_lost_servers, require_database
 from .request import use_app_request
 from .resources import GENERATIONS, root_factory
 from .shown import shown
@@ -28,8 +27,7 @@ def main(global_config, **settings):
     require_database(settings, "fftelemetry")
     settings.setdefault("tm.manager_hook", "pyramid_tm.explicit_manager")
     settings.setdefault("tm.annotate_user", "false")
-    # one filter however many apps a process makes: addFilter skips one it already has
-    logging.getLogger("ZODB.Connection").addFilter(not_a_lost_zeo_server)
+    quiet_lost_servers()
     with Configurator(settings=settings, root_factory=root_factory) as config:
         config.registry.app_settings = resolved
         config.include("pyramid_retry")

@@ -1,14 +1,32 @@
 """What a write that failed looks like, and how to say why in a few words."""
 
 import errno
+import re
+from urllib.parse import urlsplit
 
+from pyramid_zodbconn import get_uris
 from ZEO.Exceptions import ClientDisconnected
 from ZODB.POSException import ConflictError, ReadOnlyError, StorageError
 
 from .shown import error_text
 
-# The storage cannot write: a full disk (OSError), a read-only or lost database (StorageError).
-CANNOT_WRITE = (OSError, StorageError)
+try:  # the postgresql extra: RelStorage on psycopg2
+    from psycopg2 import InterfaceError, OperationalError
+    from relstorage.adapters.interfaces import ReplicaClosedException
+except ImportError:  # not installed: there is no PostgreSQL server to lose
+    POSTGRESQL_LOST = ()
+else:
+    # What RelStorage takes for a lost connection (its driver's disconnected_exceptions, in
+    # relstorage/adapters/drivers.py). It raises one once it has tried to connect again, at the
+    # start of a transaction, or at once in a load or a commit that the connection was part of.
+    POSTGRESQL_LOST = (OperationalError, InterfaceError, ReplicaClosedException)
+
+# A database server that cannot be reached: ZEO's, or RelStorage's PostgreSQL.
+SERVER_LOST = (ClientDisconnected, *POSTGRESQL_LOST)
+
+# The storage cannot write: a full disk (OSError), a read-only or lost database (StorageError,
+# ZEO's ClientDisconnected among them; a lost PostgreSQL server's errors are psycopg2's own).
+CANNOT_WRITE = (OSError, StorageError, *POSTGRESQL_LOST)
 # A write that did not happen: the storage cannot write, or it conflicted on every attempt (a
 # sender's commit: the next run re-sends, and the receiver counts each record once).
 NOT_WRITTEN = (ConflictError, *CANNOT_WRITE)
@@ -32,6 +50,8 @@ def why_not_written(exc):
         return "conflicting writes"
     if isinstance(exc, ReadOnlyError):
         return READ_ONLY
+    if isinstance(exc, POSTGRESQL_LOST):  # its text names the server's address
+        return "the PostgreSQL server cannot be reached"
     return getattr(exc, "strerror", None) or type(exc).__name__
 
 
@@ -39,11 +59,27 @@ def what_went_wrong(exc):
     """A failed write for a console line: the exception's kind and text, or, for a lost ZEO
     server and a read-only database (whose exceptions have no text) and a conflict on every
     attempt (whose text is ZODB's oids and serials, nothing an operator can act on), what
-    happened. Not escaped: the line that shows it escapes it (fftelemetry.shown)."""
+    happened; a lost PostgreSQL server with libpq's reason (which may quote the database's
+    name: see hide_passwords). Not escaped: the line that shows it escapes it
+    (fftelemetry.shown)."""
     if isinstance(exc, ClientDisconnected):
         return "the ZEO server cannot be reached"
+    if isinstance(exc, POSTGRESQL_LOST):  # libpq's text is of several lines, "FATAL: ..."
+        reason = re.sub(r"\bFATAL:\s*", "", " ".join(error_text(exc).split()))
+        return f"the PostgreSQL server cannot be reached ({reason or type(exc).__name__})"
     if isinstance(exc, ConflictError):  # raised once run_in_transaction's attempts are spent
         return "conflicting writes on every attempt: another process kept changing the same data"
     if isinstance(exc, ReadOnlyError):  # zodbconn.uri's read_only=true; it has no text either
         return READ_ONLY
     return f"{type(exc).__name__}: {error_text(exc)}"
+
+
+def hide_passwords(text, settings):
+    """`text` with the password of every database URI of `settings` (zodbconn.uri) as ***: a
+    database server's message quotes what it was asked for (a database's name, a user's), which
+    may be the password, and a line must never show it."""
+    for _, uri in get_uris(settings):
+        password = urlsplit(uri).password
+        if password:
+            text = text.replace(password, "***")
+    return text

@@ -19,7 +19,7 @@ from ZODB.blob import BlobStorage
 from ZODB.FileStorage.FileStorage import FileStorage, FileStorageFormatError, packed_version
 from ZODB.POSException import ReadOnlyError
 
-from .failures import is_no_room
+from .failures import POSTGRESQL_LOST, SERVER_LOST, hide_passwords, is_no_room
 from .resources.generations import GenerationError, named
 from .scripting import database, databases
 from .shown import LOGGED_CHARS, quoted, shown
@@ -220,8 +220,7 @@ def database_server_refusal(exc, settings, where):
             "(postgres://user:password@host:port/dbname)"
         )
     text = re.sub(r"\bFATAL:\s*", "", " ".join(str(exc).split()))  # PostgreSQL's severity
-    for password in {uri.password for uri in uris} - {None, ""}:
-        text = text.replace(password, "***")
+    text = hide_passwords(text, settings)
     if text == LIBPQ_INVALID:
         text += (
             " (RelStorage makes it from zodbconn.uri: a ' or a backslash in the password? its "
@@ -401,7 +400,32 @@ def opened_every_database(registry):
     return len(databases(registry)) == len(list(get_uris(registry.settings)))
 
 
-def not_a_lost_zeo_server(record):
+def quiet_lost_servers():
+    """A lost database server is said once a request (or command) by the error view's line
+    (the command's), not in a traceback of each library that met it. Once a process, however
+    many apps it makes: addFilter skips a filter it already has."""
+    logging.getLogger("ZODB.Connection").addFilter(not_a_lost_server)
+    logging.getLogger(RELSTORAGE_CONNECTIONS).addFilter(not_a_lost_postgresql_server)
+    logging.getLogger(RELSTORAGE_RECONNECTS).addFilter(not_a_lost_postgresql_server)
+
+
+RELSTORAGE_RECONNECTS = "relstorage.adapters.connections"
+
+
+def not_a_lost_postgresql_server(record):
+    """RelStorage logs a lost PostgreSQL server up to four times a request, twice with a
+    traceback: the connection it lost (it tries again), its failure to connect, that the new try
+    failed. The error view's line says it; the first record is kept, without its traceback, as
+    the only trace of an outage over before a request failed (its next try connected)."""
+    if record.msg == "Reconnect %s failed" or str(record.msg).startswith("Unable to connect"):
+        return False
+    if record.exc_info and isinstance(record.exc_info[1], POSTGRESQL_LOST):
+        record.exc_info = record.exc_text = None
+    return True
+
+
+def not_a_lost_server(record):
     """ZODB.Connection logs an ERROR and a traceback for every object it could not load; for a
-    lost ZEO server the 503 page's view says it in one WARNING line instead."""
-    return not (record.exc_info and isinstance(record.exc_info[1], ClientDisconnected))
+    lost database server (ZEO's, PostgreSQL's) the 503 page's view says it in one WARNING line
+    instead."""
+    return not (record.exc_info and isinstance(record.exc_info[1], SERVER_LOST))

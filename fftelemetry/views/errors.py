@@ -13,19 +13,26 @@ from pyramid.csrf import BadCSRFOrigin, BadCSRFToken
 from pyramid.exceptions import PredicateMismatch
 from pyramid.httpexceptions import HTTPBadRequest, HTTPSeeOther
 from pyramid.renderers import render_to_response
+from pyramid.response import Response
 from pyramid.view import (
     exception_view_config,
     forbidden_view_config,
     notfound_view_config,
 )
-from pyramid_retry import is_last_attempt
-from pyramid_zodbconn import get_connection
+from pyramid_retry import is_error_retryable, is_last_attempt
 from ZEO.Exceptions import ClientDisconnected
 from ZODB.POSException import ConflictError, ReadOnlyError, StorageError
 from zope.interface.interfaces import IInterface
 
-from ..failures import what_went_wrong, why_not_written
+from ..failures import (
+    POSTGRESQL_LOST,
+    SERVER_LOST,
+    hide_passwords,
+    what_went_wrong,
+    why_not_written,
+)
 from ..resources.generations import GenerationError
+from ..scripting import database
 from ..security import SESSION_COOKIE
 from ..shown import LOGGED_CHARS, request_line, shown
 from .accounts import safe_next
@@ -45,7 +52,7 @@ def error_page(request, status, title, message, **values):
     if "user" not in values:
         try:
             values["user"] = request.identity  # maybe first loaded here (a 404 of traversal)
-        except ClientDisconnected as exc:  # or pyramid_retry reruns the request
+        except SERVER_LOST as exc:  # or pyramid_retry reruns the request
             return database_unavailable(exc, request)
     values = {"title": title, "message": message, "pop_flash": no_flash, **values}
     response = render_to_response(ERROR_PAGE, values, request=request)
@@ -223,25 +230,32 @@ def what_to_do(exc):
 
 def zeo_disconnected(request):
     """Whether the database is a ZEO client whose server is away (it may still answer loads from
-    its cache). Any other storage has no server to lose."""
-    is_connected = getattr(get_connection(request).db().storage, "is_connected", None)
+    its cache). Any other storage has no server to lose. Asked of the database, not of the
+    request's connection: a RelStorage connection that could not open fails again as it opens."""
+    is_connected = getattr(database(request.registry).storage, "is_connected", None)
     return is_connected is not None and not is_connected()
 
 
 @exception_view_config(ClientDisconnected)
 def database_unavailable(exc, request):
-    """The ZEO server cannot be reached (stopped, restarting). A load has waited for it up to
-    the URI's `wait_timeout` already (a commit fails at once). pyramid_retry would rerun the
-    request `retry.attempts` times (ClientDisconnected is a TransientError, which pyramid_tm
-    marks retryable), each load waiting again: a worker thread held for minutes. So while the
-    server is away this attempt is the last; once it is back (it came back during this attempt)
-    pyramid_retry reruns the request as for a conflict. The page is drawn without the database
-    (no signed-in user)."""
+    """The database server cannot be reached: ZEO's (stopped, restarting), or RelStorage's
+    PostgreSQL server (which RelStorage has tried once to connect to again).
+
+    A ZEO load has waited for it up to the URI's `wait_timeout` already (a commit fails at
+    once). pyramid_retry would rerun the request `retry.attempts` times (ClientDisconnected is a
+    TransientError, which pyramid_tm marks retryable), each load waiting again: a worker thread
+    held for minutes. So while the server is away this attempt is the last; once it is back (it
+    came back during this attempt) pyramid_retry reruns the request as for a conflict.
+    psycopg2's errors are not retried. The page is drawn without the database (no signed-in
+    user); `/health` is answered in plain text and not logged, as when its root is cached."""
     if zeo_disconnected(request):  # ClientDisconnected comes from ZEO's client only
         request.environ["retry.attempts"] = request.environ.get("retry.attempt", 0) + 1
-    if is_last_attempt(request):
+    if is_health_check(request):  # traversal failed: the root could not be loaded
+        return unavailable_in_plain_text()
+    if is_last_attempt(request) or not is_error_retryable(request, exc):
+        reason = hide_passwords(what_went_wrong(exc), request.registry.settings)
         log.warning(
-            "%s: the ZEO server cannot be reached; nothing was changed", request_line(request)
+            "%s: %s; nothing was changed", request_line(request), shown(reason, LOGGED_CHARS)
         )
     response = error_page(
         request,
@@ -251,6 +265,21 @@ def database_unavailable(exc, request):
         "Try again in a minute; if it keeps happening, tell the administrator.",
         user=None,
     )
+    response.retry_after = 30
+    return response
+
+
+for lost in POSTGRESQL_LOST:  # as stacked decorators would; none without the postgresql extra
+    exception_view_config(lost)(database_unavailable)
+
+
+def is_health_check(request):
+    return request.path_info == "/health" and request.method in ("GET", "HEAD")
+
+
+def unavailable_in_plain_text():
+    """/health's answer while the database server cannot be reached."""
+    response = Response("Database unavailable\n", status=503, content_type="text/plain")
     response.retry_after = 30
     return response
 

@@ -6,7 +6,8 @@ Reaching the root proves a FileStorage (or RelStorage, which asks its database a
 transaction); a ZEO client may answer from its cache while its server is away, so it is also
 asked whether it is connected, and says so in plain text without a log line: a monitor asking
 every few seconds would otherwise fill the log through an outage that its own alert reports.
-A root not in the cache fails to load first, and gets the error views' 503 page (and its line).
+A root not in the cache, or RelStorage's PostgreSQL server gone (the start of each transaction
+asks it), fails before this view: the error view answers the same 503, without a line either.
 Any method but GET and HEAD is a 405 in plain text, which names the methods to use.
 """
 
@@ -15,7 +16,7 @@ from pyramid.security import NO_PERMISSION_REQUIRED
 from pyramid.view import view_config
 
 from ..resources import Root
-from .errors import zeo_disconnected
+from .errors import unavailable_in_plain_text, zeo_disconnected
 
 
 @view_config(
@@ -23,9 +24,7 @@ from .errors import zeo_disconnected
 )
 def health(context, request):
     if zeo_disconnected(request):
-        response = Response("Database unavailable\n", status=503, content_type="text/plain")
-        response.retry_after = 30
-        return response
+        return unavailable_in_plain_text()
     return Response("OK\n", content_type="text/plain")
 
 

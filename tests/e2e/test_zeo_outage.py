@@ -132,6 +132,10 @@ def test_the_503_pages_stylesheet_and_icon_need_no_database(tmp_path):
                 assert answer.status_code == 200, (path, answer.status_code)
                 assert waited < WAIT_TIMEOUT, f"{path}: {waited:.1f} s"
             assert "Database unavailable" in new_session().get(f"{base}/", timeout=120).text
+            # /health too, whose root this process never loaded: in plain text, as when cached
+            health = new_session().get(f"{base}/health", timeout=120)
+            assert (health.status_code, health.text) == (503, "Database unavailable\n")
+            assert health.headers["Retry-After"] == "30"
 
 
 def test_a_write_as_the_server_comes_back_goes_through(tmp_path):
@@ -177,3 +181,4 @@ def test_pserve_without_its_zeo_server_stops_in_one_line(tmp_path):
     assert last == (
         f"fftelemetry: cannot reach the ZEO server named in {ini}: is runzeo running?"
     )
+

@@ -1,0 +1,115 @@
+"""The PostgreSQL server of a RelStorage database goes away while `pserve` and `cron` run
+(`pg_ctl stop -m fast`), then comes back: as for a lost ZEO server (test_zeo_outage.py), a request
+that needs it gets a 503 and one log line, `/health` a 503 in plain text, a command one line;
+nothing is saved, and the app recovers by itself."""
+
+import subprocess
+
+import pytest
+
+from tests.conftest import STUB_ANSWER, serving
+
+from .harness import (
+    BIN,
+    app_settings,
+    child_environment,
+    csrf_token,
+    free_port,
+    new_session,
+    post_form,
+    pserve,
+    wait_until,
+    write_server_ini,
+)
+from .postgresql import PASSWORD
+
+pytestmark = pytest.mark.slow
+
+USER_PASSWORD = "long enough password"
+CHEAP = {"fftelemetry.password_profile": "cheapest"}
+LOST = "the PostgreSQL server cannot be reached (connection to server at"
+
+
+def register(base, email, browser=None):
+    browser = browser or new_session()
+    return post_form(browser, f"{base}/register", {"email": email, "password": USER_PASSWORD})
+
+
+def test_a_lost_postgresql_server_is_a_503_and_the_app_recovers(cluster, tmp_path):
+    port = free_port()
+    ini = write_server_ini(tmp_path / "web.ini", app_settings(cluster.database(), **CHEAP), port)
+    with pserve(ini, port) as base:
+        signed_in = new_session()
+        assert register(base, "first@example.org", signed_in).status_code == 200
+        visitor = new_session()
+        form = visitor.get(f"{base}/register", timeout=30)  # the form, while the server is up
+        with cluster.stopped():
+            health = new_session().get(f"{base}/health", timeout=60)
+            assert (health.status_code, health.text) == (503, "Database unavailable\n")
+            assert health.headers["Retry-After"] == "30"
+            for path in ("/preferences", "/no-such-page"):
+                page = signed_in.get(f"{base}{path}", timeout=60, allow_redirects=False)
+                assert page.status_code == 503, (path, page.status_code)
+                assert "Database unavailable" in page.text and "Nothing was changed" in page.text
+            data = {"email": "second@example.org", "password": USER_PASSWORD,
+                    "csrf_token": csrf_token(form.text)}
+            refused = visitor.post(f"{base}/register", data=data, timeout=60,
+                                   allow_redirects=False)
+            assert refused.status_code == 503, refused.text
+            assert "Database unavailable" in refused.text and "Welcome!" not in refused.text
+            assert "Set-Cookie" not in refused.headers and refused.headers["Retry-After"] == "30"
+            log = ini.with_suffix(".log").read_text()
+            assert log.count(LOST) == 3, log  # /health's 503 is not logged
+            assert "Traceback" not in log and PASSWORD not in log
+
+        wait_until(lambda: register(base, "third@example.org").status_code == 200, 30,
+                   "the app to reconnect")
+        assert new_session().get(f"{base}/health", timeout=30).text == "OK\n"
+        assert signed_in.get(f"{base}/preferences", timeout=30).status_code == 200
+        second = post_form(new_session(), f"{base}/login",
+                           {"email": "second@example.org", "password": USER_PASSWORD})
+        assert second.status_code == 400, "the refused registration was not stored"
+    assert "Traceback" not in ini.with_suffix(".log").read_text()
+
+
+class StoppingReceiver:
+    """A stand-in receiver (a bare WSGI app) that stops the PostgreSQL server as a batch comes
+    in, then takes it: the sender loses its database between sending and marking the batch."""
+
+    def __init__(self, cluster):
+        self.cluster, self.batches = cluster, 0
+
+    def __call__(self, environ, start_response):
+        self.batches += 1
+        if self.batches == 1:
+            self.cluster.stop()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [STUB_ANSWER]
+
+
+def cron(ini):
+    return subprocess.run([str(BIN / "fftelemetry"), "cron", str(ini), "--force"],
+                          capture_output=True, text=True, timeout=120, check=False,
+                          env=child_environment())
+
+
+def test_cron_losing_the_postgresql_server_says_so_in_one_line(cluster, tmp_path):
+    receiver = StoppingReceiver(cluster)
+    with serving(receiver) as url:
+        settings = app_settings(cluster.database(), **{"fftelemetry.telemetry_url": url}, **CHEAP)
+        ini = write_server_ini(tmp_path / "app.ini", settings)
+        try:
+            lost = cron(ini)
+        finally:
+            cluster.start()
+        # exit status 1, as for a write a lost ZEO server refuses (2 is for a start without it)
+        assert lost.returncode == 1, lost.stderr
+        assert "Traceback" not in lost.stderr and PASSWORD not in lost.stderr, lost.stderr
+        assert ("a batch was sent but could not be marked (the PostgreSQL server cannot be "
+                "reached); it will be re-sent") in lost.stderr
+        assert lost.stderr.strip().splitlines()[-1].startswith(f"fftelemetry cron: could not "
+                                                               f"write ({LOST} ")
+        again = cron(ini)  # the batch that could not be marked is sent again
+    assert again.returncode == 0, again.stderr
+    assert receiver.batches == 2
+
