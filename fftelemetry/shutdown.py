@@ -11,6 +11,7 @@ own SIGTERM.
 """
 
 import atexit
+import gc
 import signal
 import weakref
 
@@ -28,7 +29,14 @@ def close_on_exit(registry):
 
 @atexit.register
 def _close_databases():
-    for db in list(_open_databases):
+    # held first: the collection below would take a database only cycles still hold, unclosed
+    databases = list(_open_databases)
+    # ZODB's DB.open leaves a connection open when its opening fails (RelStorage's PostgreSQL
+    # server lost as the connection asks it what changed), held by nothing but the pool's weak
+    # set: collected first, or DB.close would abort its transaction, which the request's explicit
+    # transaction manager no longer has, and stop (NoTransaction) before closing the storage
+    gc.collect()
+    for db in databases:
         db.close()  # a second close does nothing
 
 

@@ -12,7 +12,7 @@ from pyramid.config import Configurator
 from pyramid.events import ContextFound, NewRequest, NewResponse
 from pyramid.renderers import JSON
 
-from ..opening import open_database, require_database
+from ..opening import open_database, quiet_lost_servers, require_database
 from ..request import no_subpath, reject_undecodable_address
 from ..settings import MAX_RETRY_ATTEMPTS, RETRY_ATTEMPTS, SettingsError, parse_number
 from ..shown import shown
@@ -86,6 +86,7 @@ def main(global_config, **settings):
             settings[name] = parse_number(name, settings.get(name), *bounds)
         except SettingsError as exc:
             raise SystemExit(f"{PROGRAM}: {shown(exc)}") from None
+    quiet_lost_servers()
     with Configurator(settings=settings, root_factory=root_factory) as config:
         config.include("pyramid_retry")
         config.include("pyramid_tm")

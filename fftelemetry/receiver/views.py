@@ -5,11 +5,14 @@ import logging
 
 from pyramid.httpexceptions import HTTPBadRequest
 from pyramid.view import exception_view_config, notfound_view_config, view_config
+from pyramid_retry import is_error_retryable, is_last_attempt
+from ZEO.Exceptions import ClientDisconnected
 from ZODB.POSException import ConflictError
 
+from ..failures import POSTGRESQL_LOST, hide_passwords, what_went_wrong
 from ..resources.generations import GenerationError
 from ..resources.store import utcnow
-from ..shown import quoted, request_line
+from ..shown import LOGGED_CHARS, quoted, request_line, shown
 from .resources import Receiver
 from .validation import Invalid, check_content_type, parse_batch
 
@@ -91,6 +94,28 @@ def database_of_another_generation(exc, request):
     log.error("%s refused: %s", request_line(request), exc)
     request.response.status_int = 503
     return {"error": f"nothing was stored: {exc}"}
+
+
+@exception_view_config(ClientDisconnected, renderer="json")
+def database_unavailable(exc, request):
+    """The database's server cannot be reached: ZEO's, or RelStorage's PostgreSQL server. One
+    line in the log: a lost ZEO server's request is rerun (retry.attempts), and logged on its
+    last attempt."""
+    if is_last_attempt(request) or not is_error_retryable(request, exc):
+        reason = hide_passwords(what_went_wrong(exc), request.registry.settings)
+        log.warning(
+            "%s: %s; nothing was stored", request_line(request), shown(reason, LOGGED_CHARS)
+        )
+    request.response.status_int = 503
+    request.response.retry_after = 30
+    return {
+        "error": "the receiver's database cannot be reached; nothing was stored, send the "
+        "batch again later"
+    }
+
+
+for lost in POSTGRESQL_LOST:  # as stacked decorators would; none without the postgresql extra
+    exception_view_config(lost, renderer="json")(database_unavailable)
 
 
 @exception_view_config(Exception, retryable_error=False, renderer="json")

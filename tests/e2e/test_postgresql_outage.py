@@ -1,7 +1,7 @@
 """The PostgreSQL server of a RelStorage database goes away while `pserve` and `cron` run
 (`pg_ctl stop -m fast`), then comes back: as for a lost ZEO server (test_zeo_outage.py), a request
-that needs it gets a 503 and one log line, `/health` a 503 in plain text, a command one line;
-nothing is saved, and the app recovers by itself."""
+that needs it gets a 503 and one log line, `/health` a 503 in plain text, a command one line,
+the receiver a 503 in JSON; nothing is saved, and the app recovers by itself."""
 
 import subprocess
 
@@ -113,3 +113,29 @@ def test_cron_losing_the_postgresql_server_says_so_in_one_line(cluster, tmp_path
     assert again.returncode == 0, again.stderr
     assert receiver.batches == 2
 
+
+def test_a_receiver_losing_its_postgresql_server_answers_503_in_json(cluster, tmp_path):
+    port = free_port()
+    receiver_ini = write_server_ini(tmp_path / "receiver.ini", {"zodbconn.uri": cluster.database()},
+                                    port, use="egg:fftelemetry#receiver")
+    settings = {"fftelemetry.telemetry_url": f"http://127.0.0.1:{port}", **CHEAP}
+    ini = write_server_ini(tmp_path / "app.ini", app_settings(f"file://{tmp_path}/Data.fs",
+                                                              **settings))
+    with pserve(receiver_ini, port) as base:
+        with cluster.stopped():
+            refused = cron(ini)
+            stats = new_session().get(f"{base}/stats", timeout=60)
+            assert stats.status_code == 503 and stats.headers["Retry-After"] == "30"
+            assert stats.json() == {"error": "the receiver's database cannot be reached; nothing "
+                                    "was stored, send the batch again later"}
+        assert refused.returncode == 1, refused.stderr
+        assert ("the receiver answered HTTP 503: the receiver's database cannot be reached; "
+                "nothing was stored, send the batch again later; the records stay pending"
+                ) in refused.stderr
+        log = receiver_ini.with_suffix(".log").read_text()
+        assert log.count(LOST) == 2, log
+        assert "Traceback" not in log and PASSWORD not in log
+        sent = cron(ini)
+        assert sent.returncode == 0, sent.stderr
+        assert new_session().get(f"{base}/stats", timeout=60).json()["records"] > 0
+    assert "Traceback" not in receiver_ini.with_suffix(".log").read_text()

@@ -182,3 +182,21 @@ def test_pserve_without_its_zeo_server_stops_in_one_line(tmp_path):
         f"fftelemetry: cannot reach the ZEO server named in {ini}: is runzeo running?"
     )
 
+
+def test_a_receiver_losing_its_zeo_server_answers_503_in_json(tmp_path):
+    """Not the generic 500 and a traceback: the sender logs the reason and keeps its records."""
+    port = free_port()
+    ini = write_server_ini(tmp_path / "receiver.ini", {"zodbconn.uri": zeo_uri(tmp_path, 1)},
+                           port, use="egg:fftelemetry#receiver")
+    with runzeo(tmp_path) as zeo:
+        with pserve(ini, port):
+            pass  # made the receiver's database
+        with pserve(ini, port) as base:  # a fresh process: nothing in its caches
+            stop(zeo)
+            stats = new_session().get(f"{base}/stats", timeout=120)
+            assert (stats.status_code, stats.headers["Retry-After"]) == (503, "30"), stats.text
+            assert stats.json() == {"error": "the receiver's database cannot be reached; "
+                                    "nothing was stored, send the batch again later"}
+            log = ini.with_suffix(".log").read_text()
+    assert log.count("GET /stats: the ZEO server cannot be reached; nothing was stored") == 1
+    assert "Traceback" not in log and "Couldn't load state" not in log
