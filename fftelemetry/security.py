@@ -123,14 +123,24 @@ BROWSER_POLICY = {
 }
 
 
+BROWSER_POLICY_NAMES = frozenset(name.lower() for name in BROWSER_POLICY)
+
+
 def add_browser_policy(event):
     response = event.response
-    response.headers.update(BROWSER_POLICY)
+    # Appended to WebOb's header list, read once: its `headers` view scans the whole list for
+    # each name it sets or finds, ~3% of the status page's instructions for these five.
+    headerlist = response.headerlist
+    names = {name.lower() for name, _ in headerlist}
+    if names.isdisjoint(BROWSER_POLICY_NAMES):
+        headerlist.extend(BROWSER_POLICY.items())
+    else:  # a response that set one of them itself gets ours instead
+        response.headers.update(BROWSER_POLICY)
     # Pages carry a CSRF token and, for an admin, records (the export and the preview are
     # records): no shared proxy may keep them, nor the browser once its user logs out. Only a
     # response that says how it may be cached (static files, the icon) keeps its own rule.
-    if "Cache-Control" not in response.headers:
-        response.headers["Cache-Control"] = "no-store"  # not WebOb's parsed cache_control: dearer
+    if "cache-control" not in names:
+        headerlist.append(("Cache-Control", "no-store"))  # not WebOb's parsed cache_control
 
 
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
