@@ -278,10 +278,10 @@ def untemplated_status(config):
             f"<td>{escape(run.uuid if run.ok else run.error)}</td></tr>"
             for run in facts.submissions
         )
-        records = values["records_url"]
+        records = home + "admin/telemetry/view"  # as the template writes its links
         older = (
             f'<p>The newest {len(facts.submissions)} of the {facts.submissions_kept} submissions '
-            f'kept: <a href="{values["submissions_url"]}">see all</a></p>'
+            f'kept: <a href="{home}admin/telemetry/submissions">see all</a></p>'
             if facts.older_submissions else ""
         )
         overdue = (

@@ -66,9 +66,6 @@ def admin_area(context, request):
 )
 def status(context, request):
     settings = request.app_settings
-    # one resource_url for the page's two links (each call is ~4% of the page's instructions);
-    # their names are plain segments, which resource_url would add as they are
-    here = request.resource_url(context)
     return {
         "facts": status_facts(
             context.store, settings, read_only=is_read_only(get_connection(request).db())
@@ -78,8 +75,6 @@ def status(context, request):
         "set_in_environment": settings.switch_in_environment,
         "do_not_track": settings.send_telemetry_source == "DO_NOT_TRACK",
         "catalog_table": catalog_table(),
-        "records_url": here + RecordsView.NAME,
-        "submissions_url": here + SubmissionsView.NAME,
         "when": when,
     }
 
