@@ -46,3 +46,17 @@ def test_a_message_cut_to_fit_fits_beside_the_biggest_sign_in():
     assert len(response.headers["Set-Cookie"].split(";")[0]) < 4096
     [message] = session.pop_flash("error")
     assert message.startswith("\x1b" * 300) and message.endswith("\x1b…")
+
+
+def test_a_response_that_set_a_policy_header_itself_gets_ours_once():
+    """The headers are appended, not set, where the response has none of them (every response
+    here): one that does keeps no second value of its own beside ours."""
+    from pyramid.events import NewResponse
+
+    from fftelemetry.security import BROWSER_POLICY, add_browser_policy
+
+    response = Response(headers={"x-frame-options": "SAMEORIGIN", "Cache-Control": "max-age=60"})
+    add_browser_policy(NewResponse(DummyRequest(), response))
+    for name, value in BROWSER_POLICY.items():
+        assert response.headers.getall(name) == [value], name
+    assert response.headers.getall("Cache-Control") == ["max-age=60"]
