@@ -11,7 +11,8 @@ The POST itself, bounded in time and size, is `exchange.post_batch`.
 
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 from .. import catalog
@@ -85,7 +86,7 @@ def _send_batches(conn, tm, settings, now):
     """
     sent, status, batch_uuid = 0, None, None
     reference = None  # the uuid of the last batch this run marked: the one its message names
-    with make_session() as session, ThreadPoolExecutor(1, "telemetry-post") as poster:
+    with make_session() as session, Poster(session, settings) as poster:
 
         def prepare(after=None):
             batch, refused = _read_batch(conn, tm, settings.batch_size, after)
@@ -94,7 +95,7 @@ def _send_batches(conn, tm, settings, now):
             return batch, encode([record for _, record in batch])
 
         batch, body = prepare()
-        in_flight = poster.submit(post_batch, session, settings, body) if batch else None
+        in_flight = poster.submit(body) if batch else None
         following, following_body = prepare(after=batch[-1][0]) if batch else ([], None)
         while in_flight is not None:
             try:
@@ -104,7 +105,7 @@ def _send_batches(conn, tm, settings, now):
                 return Outcome(sent=sent, status=exc.status, uuid=None, error=str(exc))
             next_in_flight = None
             if following:
-                next_in_flight = poster.submit(post_batch, session, settings, following_body)
+                next_in_flight = poster.submit(following_body)
             try:
                 # Another run ("submit now" during cron's) may have marked this batch already:
                 # it counts as that run's, which sent it first.
@@ -124,6 +125,38 @@ def _send_batches(conn, tm, settings, now):
             batch, in_flight = following, next_in_flight
             following, following_body = prepare(after=batch[-1][0]) if batch else ([], None)
     return Outcome(sent=sent, status=status, uuid=reference, error=None)
+
+
+class Poster:
+    """post_batch in the background, as a Future, for one run: a daemon thread for each POST,
+    not a ThreadPoolExecutor's, whose threads the process's exit waits for (a POST in flight
+    held Ctrl-C of `fftelemetry cron`, and pserve's SIGTERM during "submit now", until its
+    deadline, 46 s, 40 minutes at most). A POST still in flight as the run ends (Ctrl-C, a batch
+    not marked) is cut, as at its deadline: no exchange goes on behind a run that has ended."""
+
+    def __init__(self, session, settings):
+        self.session, self.settings = session, settings
+        self.last = None
+
+    def submit(self, body):
+        self.last = future = Future()
+        future.set_running_or_notify_cancel()
+
+        def post():
+            try:
+                future.set_result(post_batch(self.session, self.settings, body))
+            except BaseException as exc:  # raised again by future.result(), in the run's thread
+                future.set_exception(exc)
+
+        threading.Thread(target=post, name="telemetry-post", daemon=True).start()
+        return future
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        if self.last is not None and not self.last.done():
+            self.session.get_adapter(self.settings.telemetry_url).cut()
 
 
 def _read_batch(conn, tm, size, after=None):

@@ -5,6 +5,7 @@ import json
 import logging
 import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -1037,6 +1038,34 @@ def test_a_look_up_answered_past_the_deadline_sends_nothing(tmp_path):
     error, left = in_a_namespace_of_its_own(tmp_path, resolver_delay=5)
     assert re.fullmatch(CUT_AT_THE_DEADLINE, error), error
     assert left == "1 0"
+
+
+def test_an_interrupted_run_leaves_no_exchange_going_on_behind_it(db):
+    # Ctrl-C while a POST was in flight: the exchange went on in the background until its
+    # deadline (here 10 minutes), and `fftelemetry cron` waited for it before it said it stopped
+    hung_up = threading.Event()
+
+    def held(conn, send, stop):
+        if conn.recv(1) == b"":  # the sender shut its connection down
+            hung_up.set()
+
+    def ctrl_c_once_sent(what):
+        wait_until_true(lambda: what["requests"] == 1)
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    collect(db, 1)
+    with raw_receiver(held) as (url, what):
+        threading.Thread(target=ctrl_c_once_sent, args=(what,), daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            submit_pending(db, settings_for(url, read_timeout=600))
+        assert hung_up.wait(30), "the POST in flight was not cut"
+    assert counts(db)["pending"] == 1
+
+
+def wait_until_true(condition, timeout=60):
+    give_up = time.monotonic() + timeout
+    while not condition() and time.monotonic() < give_up:
+        time.sleep(0.01)
 
 
 # -- a receiver behind https: its certificate is checked; a CA of one's own is given the way
