@@ -42,8 +42,12 @@ class Cluster:
         self.names = count()
 
     def pg(self, *args):
-        subprocess.run([*self.as_postgres, *map(str, args)], check=True, capture_output=True,
-                       cwd=self.folder, timeout=60)
+        done = subprocess.run([*self.as_postgres, *map(str, args)], capture_output=True,
+                              text=True, cwd=self.folder, timeout=60)
+        if done.returncode:  # what it said, and the server's log: CalledProcessError says
+            log = self.folder / "server.log"  # neither
+            said = log.read_text() if log.exists() else ""
+            pytest.fail(f"{Path(args[0]).name} failed: {done.stdout}{done.stderr}{said}")
 
     def start(self):
         self.pg(self.binaries / "pg_ctl", "-D", self.folder / "data", "-l",
@@ -107,10 +111,12 @@ def throwaway_cluster():
         cluster.pg(binaries / "initdb", "-D", folder / "data", "-U", USER, "--pwfile",
                    folder / "password", "--auth", "scram-sha-256", "--no-sync", "--encoding",
                    "UTF8", "--locale", "C")
-        cluster.start()
         try:
+            cluster.start()
             yield cluster
-        finally:
-            cluster.stop()
+        finally:  # a start that failed or timed out may have left its server running all the
+            # same (pg_ctl -w gives up waiting, it does not stop what it started)
+            if (folder / "data" / "postmaster.pid").exists():
+                cluster.stop()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
