@@ -111,7 +111,8 @@ class AppSettings:
     # argon2 cost: "default" (RFC 9106 low-memory) or "cheapest" (tests only: ~1 ms a hash).
     hashing_profile: str = "default"
     # Failed logins for one email from one address before /login answers 429, and the window,
-    # from the first of them, that they count in (fftelemetry.throttle).
+    # from the first of them, that they count in (fftelemetry.throttle, which gives an address
+    # across emails, and an email across addresses, 4 times as many).
     login_attempts: int = 5
     login_window_seconds: int = 60
     # Submitted records older than this are deleted by `fftelemetry cron`; 0 keeps them for ever.

@@ -101,7 +101,7 @@ def login(context, request):
     email, error = request.POST.get("email", ended or ""), None
     if request.method == "POST":
         throttle, key = request.registry.login_throttle, throttle_key(request, email)
-        wait = throttle.attempt(key)  # counted now, cleared if the password is right
+        wait = throttle.attempt(*key)  # counted now, cleared if the password is right
         if wait:
             # The password is not checked: a right guess must not get in now, nor cost argon2.
             request.response.status = 429
@@ -111,7 +111,7 @@ def login(context, request):
         user = context["users"].by_email(email)
         password = request.POST.get("password", "")
         if user is not None and user.verify_password(password, request.password_hasher):
-            throttle.succeeded(key)
+            throttle.succeeded(*key)
             return sign_in(request, user, came_from)
         if user is None:
             request.password_hasher.hash(password)  # as slow as a wrong password: no probing

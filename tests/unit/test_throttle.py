@@ -1,7 +1,9 @@
 """The login throttle's bookkeeping, on a clock the test moves (the functional tests in
 tests/functional/test_accounts.py drive it through /login)."""
 
-from fftelemetry.throttle import MAX_KEYS, LoginThrottle
+import random
+
+from fftelemetry.throttle import MAX_KEYS, SPREAD, LoginThrottle
 
 
 class Clock:
@@ -12,44 +14,129 @@ class Clock:
         return self.now
 
 
+def fail(throttle, count, email="owner", address="attacker"):
+    for _ in range(count):
+        assert throttle.attempt(email, address) == 0
+
+
 def test_locked_after_the_attempts_until_the_window_from_the_first_attempt_ends():
     clock = Clock()
     throttle = LoginThrottle(3, 60, clock=clock)
     for _ in range(3):
-        assert throttle.attempt("k") == 0
+        assert throttle.attempt("e", "a") == 0
         clock.now += 10
-    assert throttle.attempt("k") == 30  # 60 from the first attempt, 30 ago
+    assert throttle.attempt("e", "a") == 30  # 60 from the first attempt, 30 ago
     clock.now += 29.5
-    assert throttle.attempt("k") == 1  # rounded up: never "try again in 0 seconds"
+    assert throttle.attempt("e", "a") == 1  # rounded up: never "try again in 0 seconds"
     clock.now += 0.5
-    assert throttle.attempt("k") == 0  # the window is over: a new one begins with this attempt
-    assert list(throttle._failures.values()) == [[clock.now, 1]]
+    assert throttle.attempt("e", "a") == 0  # the window is over: a new one begins with this attempt
+    assert list(throttle._failures.values()) == [[clock.now, 1]] * 3  # pair, address, email
 
 
 def test_an_attempt_refused_is_not_counted():
     clock = Clock()
     throttle = LoginThrottle(1, 60, clock=clock)
-    assert throttle.attempt("k") == 0
+    assert throttle.attempt("e", "a") == 0
     for _ in range(5):
-        assert throttle.attempt("k") == 60
+        assert throttle.attempt("e", "a") == 60
     clock.now += 60
-    assert throttle.attempt("k") == 0
+    assert throttle.attempt("e", "a") == 0
 
 
-def test_a_success_clears_its_key_only():
+def test_a_success_clears_its_pair_only():
     throttle = LoginThrottle(1, 60, clock=Clock())
-    throttle.attempt("a")
-    throttle.attempt("b")
-    throttle.succeeded("a")
-    assert (throttle.attempt("a"), throttle.attempt("b")) == (0, 60)
+    throttle.attempt("a", "here")
+    throttle.attempt("b", "here")
+    throttle.succeeded("a", "here")
+    assert (throttle.attempt("a", "here"), throttle.attempt("b", "here")) == (0, 60)
+
+
+def test_an_address_cycling_emails_is_locked_out_of_every_email():
+    clock = Clock()
+    throttle = LoginThrottle(5, 60, clock=clock)
+    for n in range(5 * SPREAD):
+        fail(throttle, 1, f"guess{n}")
+    assert throttle.attempt("owner", "attacker") == 60  # an email it never tried
+    assert throttle.attempt("owner", "elsewhere") == 0  # the owner is not
+    clock.now += 60
+    assert throttle.attempt("owner", "attacker") == 0
+
+
+def test_a_success_gives_its_attempt_back_but_clears_no_address():
+    """An attacker logging in to an account of its own between guesses gains nothing."""
+    throttle = LoginThrottle(5, 60, clock=Clock())
+    for email in ("a", "b", "c"):
+        fail(throttle, 5, email)
+    fail(throttle, 4, "d")  # 19 of 20
+    fail(throttle, 1, "mine")
+    throttle.succeeded("mine", "attacker")  # not counted: still 19
+    fail(throttle, 1, "mine")  # the 20th
+    assert throttle.attempt("e", "attacker") > 0
+
+
+def test_an_email_guessed_from_many_addresses_gets_one_attempt_an_address_but_the_owner_in():
+    throttle = LoginThrottle(5, 60, clock=Clock())
+    for n in range(SPREAD):
+        fail(throttle, 5, address=f"bot{n}")  # 20 at the owner's email: as many as it takes
+    fail(throttle, 1, address="bot-new")
+    assert throttle.attempt("owner", "bot-new") > 0  # one attempt, not five
+    assert throttle.attempt("other", "bot-new") == 0  # other emails as before
+    fail(throttle, 1, address="home")  # the owner, elsewhere, is not locked out
+    throttle.succeeded("owner", "home")
+    assert throttle.attempt("owner", "home") == 0  # the success cleared its pair
 
 
 def test_at_most_max_keys_are_kept_the_oldest_dropped():
     clock = Clock()
-    throttle = LoginThrottle(1, 60, clock=clock)
-    for n in range(MAX_KEYS + 500):
-        throttle.attempt(("email", n))
+    throttle = LoginThrottle(2, 60, clock=clock)
+    for n in range(MAX_KEYS // 3 + 500):
+        fail(throttle, 1, f"email{n}", f"address{n}")
         clock.now += 0.001
     assert len(throttle) == MAX_KEYS == 10_000
-    assert throttle.attempt(("email", 500)) > 0
-    assert throttle.attempt(("email", 499)) == 0  # dropped: a first attempt again
+    fail(throttle, 1, "email600", "address600")  # kept: its second attempt
+    assert throttle.attempt("email600", "address600") > 0
+    fail(throttle, 2, "email499", "address499")  # dropped: a first attempt again
+
+
+def test_a_key_that_used_up_its_count_is_never_dropped_to_make_room():
+    clock = Clock()
+    throttle = LoginThrottle(5, 60, max_keys=30, clock=clock)
+    fail(throttle, 5)  # the pair is locked; the address and the email have 5 of 20
+    for n in range(100):  # cycling emails and addresses
+        clock.now += 0.1
+        fail(throttle, 1, f"guess{n}", f"bot{n}")
+        assert len(throttle) <= 30
+    assert throttle.attempt("owner", "attacker") == 50  # still locked, from its first attempt
+    assert ("address", "attacker") not in throttle._failures  # not used up: dropped
+
+
+def test_a_new_key_is_refused_rather_than_a_used_up_one_forgotten():
+    clock = Clock()
+    throttle = LoginThrottle(1, 60, max_keys=4, clock=clock)
+    fail(throttle, 1, "a", "one")  # its pair is locked; its address and email (1 of 4) are not
+    clock.now += 10
+    fail(throttle, 1, "b", "two")  # room made by dropping "one" and "a", not the pair
+    clock.now += 10
+    # three keys more fit only if a locked pair is dropped: refused until the oldest window ends
+    assert throttle.attempt("c", "three") == 40
+    assert throttle.attempt("a", "one") == 40  # still locked
+    assert len(throttle) == 4
+    clock.now += 40
+    fail(throttle, 1, "c", "three")
+
+
+def test_the_count_of_used_up_keys_stays_true():
+    """The throttle counts the keys that used up their count as they change, to refuse a new
+    key at once when nothing can be dropped; a random run of attempts, successes and time."""
+    rng, clock = random.Random(7), Clock()
+    throttle = LoginThrottle(2, 60, max_keys=40, clock=clock)
+    for _ in range(5000):
+        email, address = f"e{rng.randrange(6)}", f"a{rng.randrange(12)}"
+        if rng.random() < 0.1:
+            throttle.succeeded(email, address)
+        else:
+            throttle.attempt(email, address)
+        clock.now += rng.random() * 2
+        used_up = [key for key, entry in throttle._failures.items()
+                   if throttle._used_up(key, entry)]
+        assert throttle._spent == len(used_up)
