@@ -25,6 +25,7 @@ through would give those addresses guesses without limit; refusing costs everyon
 logging in for at most a window.
 """
 
+import ipaddress
 import math
 import threading
 import time
@@ -134,6 +135,21 @@ class LoginThrottle:
                     self._spent -= self._used_up(key, entry)
                     entry[1] -= 1
                     self._spent += self._used_up(key, entry)
+
+
+def client_network(address):
+    """What failed logins from `address` are counted by: an IPv6 address's /64, which a provider
+    gives one subscriber (or one server) whole, so that cycling through its 2**64 addresses is
+    one address; an IPv4 address as it is (one mapped into IPv6 too). Anything else, as it is."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:  # no REMOTE_ADDR (None), or a unix socket's
+        return address
+    if ip.version == 4:
+        return address
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))  # a scope id (%eth0) dropped
 
 
 def includeme(config):

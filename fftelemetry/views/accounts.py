@@ -13,6 +13,7 @@ from ..events import PreferencesChanged, UserRegistered
 from ..resources import ACCOUNT, Root
 from ..resources.users import MAX_EMAIL, AccountError, normalise_email
 from ..security import ended_sign_in
+from ..throttle import client_network
 
 # Characters of a came_from, host included. This app's own addresses take some 60 past the host
 # (a records page's with its filter and a key); a came_from becomes a Location header of its
@@ -84,8 +85,9 @@ def throttle_key(request, email):
     """Whom failed logins are counted for (fftelemetry.throttle): the email as the login looks it
     up, and the client's address. REMOTE_ADDR, not client_addr, which believes an X-Forwarded-For
     header anyone may send; behind a proxy, waitress's trusted_proxy sets REMOTE_ADDR from it.
-    No account has a longer email than MAX_EMAIL: a 60 KB one is kept as a short one."""
-    return normalise_email(email)[: MAX_EMAIL + 1], request.remote_addr
+    An IPv6 address is counted by its /64 (throttle.client_network). No account has a longer
+    email than MAX_EMAIL: a 60 KB one is kept as a short one."""
+    return normalise_email(email)[: MAX_EMAIL + 1], client_network(request.remote_addr)
 
 
 def seconds(count):

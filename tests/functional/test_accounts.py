@@ -832,6 +832,13 @@ def test_an_email_guessed_from_many_addresses_is_slowed_but_the_owner_gets_in(si
     owner.get("/admin/telemetry", status=200)
 
 
+def test_an_ipv6_client_is_counted_by_its_64_whose_addresses_it_cannot_cycle(site, admin):
+    for n in range(1, 6):
+        fail_logins(browser_at(site, f"2001:db8:1:2::{n}"), 1)
+    assert_throttled(log_in(browser_at(site, "2001:db8:1:2:ffff::6"), ADMIN_EMAIL))
+    assert log_in(browser_at(site, "2001:db8:1:3::1"), ADMIN_EMAIL).status_int == 303
+
+
 def test_a_60kb_email_is_kept_as_a_short_key(site, admin):
     fail_logins(browser_at(site, ATTACKER), 1, "x" * 60_000 + "@example.org")
     keys = set(site.app.registry.login_throttle._failures)

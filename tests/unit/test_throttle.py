@@ -3,7 +3,7 @@ tests/functional/test_accounts.py drive it through /login)."""
 
 import random
 
-from fftelemetry.throttle import MAX_KEYS, SPREAD, LoginThrottle
+from fftelemetry.throttle import MAX_KEYS, SPREAD, LoginThrottle, client_network
 
 
 class Clock:
@@ -140,3 +140,13 @@ def test_the_count_of_used_up_keys_stays_true():
         used_up = [key for key, entry in throttle._failures.items()
                    if throttle._used_up(key, entry)]
         assert throttle._spent == len(used_up)
+
+
+def test_an_ipv6_address_is_counted_by_its_64_any_other_as_it_is():
+    assert client_network("2001:db8:1:2:3:4:5:6") == "2001:db8:1:2::/64"
+    assert client_network("2001:DB8:1:2::1") == "2001:db8:1:2::/64"
+    assert client_network("fe80::1%eth0") == "fe80::/64"
+    assert client_network("::ffff:192.0.2.9") == "192.0.2.9"  # IPv4, mapped into IPv6
+    assert client_network("192.0.2.9") == "192.0.2.9"
+    assert client_network(None) is None  # no REMOTE_ADDR
+    assert client_network("unix:/run/app.sock") == "unix:/run/app.sock"
