@@ -1,10 +1,14 @@
 """The data in PostgreSQL through RelStorage (README, More than one process): a throwaway cluster
 (initdb, pg_ctl on 127.0.0.1), the app, its console commands and the receiver over loopback, two
-`pserve` processes under concurrent sign-ups; and a server that cannot be reached, a wrong
-password or a missing database stopping pserve and the commands in one line."""
+`pserve` processes under concurrent sign-ups, the README's backup and restore; and a server that
+cannot be reached, a wrong password or a missing database stopping pserve and the commands in one
+line."""
 
+import json
+import shlex
 import subprocess
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from ZODB import DB
@@ -21,6 +25,13 @@ pytestmark = pytest.mark.slow
 
 RECORDS = "/admin/telemetry/view"
 CHEAP = {"fftelemetry.password_profile": "cheapest"}
+README = Path(__file__).resolve().parents[2] / "README.md"
+FOLDER = "mkdir -p var/backups"
+DUMP = "pg_dump -Fc -h dbhost -p 5432 -U fftelemetry -f var/backups/app.dump fftelemetry"
+RESTORE = (
+    "pg_restore --clean --if-exists -h dbhost -p 5432 -U fftelemetry -d fftelemetry "
+    "var/backups/app.dump"
+)
 
 
 def fftelemetry(*args):
@@ -87,6 +98,52 @@ def test_two_pserve_processes_share_one_postgresql_database(cluster, tmp_path):
         assert sign_up_many([first, second]) == []
     with opened(uri) as root:
         check_database(root)
+
+
+def run_readme_line(command, cluster, name, folder):
+    """A README line for the database `name` of `cluster`: its server's host, port and name in
+    place of the README's dbhost, 5432 and fftelemetry (the user's name is the same)."""
+    args = shlex.split(command)
+    if args[0].startswith("pg_"):
+        args[0] = str(cluster.binaries / args[0])
+        args = ["127.0.0.1" if a == "dbhost" else str(cluster.port) if a == "5432" else a
+                for a in args]
+        named = len(args) - 1 if "pg_dump" in args[0] else args.index("-d") + 1
+        args[named] = name
+    result = subprocess.run(args, cwd=folder, capture_output=True, text=True, timeout=60,
+                            check=False, env=child_environment({"PGPASSWORD": PASSWORD}))
+    assert result.returncode == 0, f"{command}: {result.stderr}"
+
+
+def status(ini):
+    result = fftelemetry("status", ini, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_a_dump_while_serving_and_its_restore_as_the_readme_gives_them(cluster, tmp_path):
+    readme = README.read_text()
+    for command in (FOLDER, DUMP, RESTORE):
+        assert f"\n{command}\n" in readme, command  # tested as the README gives it
+    uri = cluster.database()
+    name = uri.rpartition("/")[2]
+    port = free_port()
+    ini = write_server_ini(tmp_path / "app.ini", app_settings(uri, **CHEAP), port)
+    assert fftelemetry("instructions", "install", ini).returncode == 0
+    status(ini)  # its own first use collected before the dump
+    before = status(ini)
+    run_readme_line(FOLDER, cluster, name, tmp_path)
+    with pserve(ini, port):
+        run_readme_line(DUMP, cluster, name, tmp_path)
+    delete = fftelemetry("delete", "all", ini, "--yes")
+    assert delete.returncode == 0, delete.stderr
+    assert status(ini)["counts"]["all"] < before["counts"]["all"]
+
+    run_readme_line(RESTORE, cluster, name, tmp_path)
+    after = status(ini)
+    assert after["counts"] == before["counts"]
+    assert after["installation_id"] == before["installation_id"]
+    assert after["records_deleted_at"] is None
 
 
 @contextmanager
