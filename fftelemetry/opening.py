@@ -191,6 +191,7 @@ def open_database(config, global_config, generations, program):
 
 RELSTORAGE_CONNECTIONS = "relstorage.adapters.postgresql.connmanager"
 LIBPQ_INVALID = "the connection string is not valid"
+SCHEMA_MISMATCH = "Schema mismatch: a history-"  # RelStorage's, history-free or -preserving
 SERVERS = {"postgres": "PostgreSQL", "mysql": "MySQL", "oracle": "Oracle"}
 
 
@@ -199,8 +200,11 @@ def database_server_refusal(exc, settings, where):
     running, a wrong password, no such database), in words that name the kind of server and
     hold no password of zodbconn.uri; None for any other error. Each driver has its own
     exception classes, all named as DB-API 2 names them: a DatabaseError (OperationalError for
-    a server not reached or refusing) or an InterfaceError."""
-    if not {cls.__name__ for cls in type(exc).__mro__} & {"DatabaseError", "InterfaceError"}:
+    a server not reached or refusing) or an InterfaceError; RelStorage's own refusal is a
+    StorageError (a keep_history the database was not made with), which pserve showed in a
+    traceback."""
+    refusals = {"DatabaseError", "InterfaceError", "StorageError"}
+    if not {cls.__name__ for cls in type(exc).__mro__} & refusals:
         return None
     relstorage_schemes = {
         point.name for point in entry_points(group="zodburi.resolvers")
@@ -221,6 +225,8 @@ def database_server_refusal(exc, settings, where):
         )
     text = re.sub(r"\bFATAL:\s*", "", " ".join(str(exc).split()))  # PostgreSQL's severity
     text = hide_passwords(text, settings)
+    if text.startswith(SCHEMA_MISMATCH):
+        text += " (zodbconn.uri's keep_history must be what the database was made with)"
     if text == LIBPQ_INVALID:
         text += (
             " (RelStorage makes it from zodbconn.uri: a ' or a backslash in the password? its "

@@ -1,8 +1,8 @@
 """The data in PostgreSQL through RelStorage (README, More than one process): a throwaway cluster
 (initdb, pg_ctl on 127.0.0.1), the app, its console commands and the receiver over loopback, two
 `pserve` processes under concurrent sign-ups, the README's backup and restore; and a server that
-cannot be reached, a wrong password or a missing database stopping pserve and the commands in one
-line."""
+cannot be reached, a wrong password, a missing database or a keep_history not the database's
+stopping pserve and the commands in one line."""
 
 import json
 import shlex
@@ -210,3 +210,12 @@ def test_a_uri_libpq_cannot_take_is_one_line(tmp_path):
     line = refused(f"postgres://{USER}:{PASSWORD}@127.0.0.1:{free_port()}/app?ssl_mode=require",
                    tmp_path)
     assert "the connection string is not valid" in line and "PGSSLMODE" in line
+
+
+def test_a_keep_history_the_database_was_not_made_with_is_one_line(cluster, tmp_path):
+    uri = cluster.database()  # history-preserving, RelStorage's default, once made
+    made = fftelemetry("status", write_server_ini(tmp_path / "made.ini", app_settings(uri)))
+    assert made.returncode == 0, made.stderr
+    line = refused(f"{uri}?keep_history=false", tmp_path)  # pserve's was a traceback
+    assert "a history-free adapter can not connect to a history-preserving database" in line
+    assert line.endswith("(zodbconn.uri's keep_history must be what the database was made with)")
