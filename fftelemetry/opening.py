@@ -117,6 +117,9 @@ def open_database(config, global_config, generations, program):
     # which the one line says; once started, the app's lost connections are logged as they are
     relstorage_log = logging.getLogger(RELSTORAGE_CONNECTIONS)
     relstorage_log.addFilter(not_unable_to_connect)
+    # and one of the statement that failed as it made its tables, whose error the line says
+    relstorage_scripts_log = logging.getLogger(RELSTORAGE_SCRIPTS)
+    relstorage_scripts_log.addFilter(not_a_failed_statement)
     try:
         try:
             config.include("pyramid_zodbconn")
@@ -187,9 +190,11 @@ def open_database(config, global_config, generations, program):
         stop_hearing()
         txn_log.removeFilter(not_for_want_of_room)
         relstorage_log.removeFilter(not_unable_to_connect)
+        relstorage_scripts_log.removeFilter(not_a_failed_statement)
 
 
 RELSTORAGE_CONNECTIONS = "relstorage.adapters.postgresql.connmanager"
+RELSTORAGE_SCRIPTS = "relstorage.adapters.scriptrunner"
 LIBPQ_INVALID = "the connection string is not valid"
 SCHEMA_MISMATCH = "Schema mismatch: a history-"  # RelStorage's, history-free or -preserving
 SERVERS = {"postgres": "PostgreSQL", "mysql": "MySQL", "oracle": "Oracle"}
@@ -227,6 +232,8 @@ def database_server_refusal(exc, settings, where):
     text = hide_passwords(text, settings)
     if text.startswith(SCHEMA_MISMATCH):
         text += " (zodbconn.uri's keep_history must be what the database was made with)"
+    elif 'referenced table "object_state"' in text:  # history's tables beside a history-free one
+        text += " (a history-free database? zodbconn.uri then needs keep_history=false)"
     if text == LIBPQ_INVALID:
         text += (
             " (RelStorage makes it from zodbconn.uri: a ' or a backslash in the password? its "
@@ -245,6 +252,12 @@ def unwritten_parts(uri):
 def not_unable_to_connect(record):
     """Drops RelStorage's WARNING that it could not connect, said again by the one line."""
     return not str(record.msg).startswith("Unable to connect")
+
+
+def not_a_failed_statement(record):
+    """Drops RelStorage's WARNING of the statement that failed as it made its tables (one of
+    several lines): the one line says the server's error."""
+    return not str(record.msg).startswith("script statement failed")
 
 
 def close_after_failure(db):

@@ -219,3 +219,14 @@ def test_a_keep_history_the_database_was_not_made_with_is_one_line(cluster, tmp_
     line = refused(f"{uri}?keep_history=false", tmp_path)  # pserve's was a traceback
     assert "a history-free adapter can not connect to a history-preserving database" in line
     assert line.endswith("(zodbconn.uri's keep_history must be what the database was made with)")
+
+
+def test_a_history_free_database_opened_keeping_history_is_one_line(cluster, tmp_path):
+    uri = cluster.database()
+    made = write_server_ini(tmp_path / "made.ini", app_settings(f"{uri}?keep_history=false"))
+    assert fftelemetry("status", made).returncode == 0
+    # RelStorage makes history's tables beside its own, and fails: the line says which setting
+    line = refused(uri, tmp_path)
+    assert line.endswith("(a history-free database? zodbconn.uri then needs keep_history=false)")
+    again = fftelemetry("status", made)
+    assert again.returncode == 0, again.stderr  # nothing was left of that attempt
