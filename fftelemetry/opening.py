@@ -197,6 +197,7 @@ RELSTORAGE_CONNECTIONS = "relstorage.adapters.postgresql.connmanager"
 RELSTORAGE_SCRIPTS = "relstorage.adapters.scriptrunner"
 LIBPQ_INVALID = "the connection string is not valid"
 SCHEMA_MISMATCH = "Schema mismatch: a history-"  # RelStorage's, history-free or -preserving
+CATALOG_DUPLICATE = 'violates unique constraint "pg_'  # an index of PostgreSQL's own catalogs
 SERVERS = {"postgres": "PostgreSQL", "mysql": "MySQL", "oracle": "Oracle"}
 
 
@@ -234,6 +235,11 @@ def database_server_refusal(exc, settings, where):
         text += " (zodbconn.uri's keep_history must be what the database was made with)"
     elif 'referenced table "object_state"' in text:  # history's tables beside a history-free one
         text += " (a history-free database? zodbconn.uri then needs keep_history=false)"
+    elif CATALOG_DUPLICATE in text:  # a table or procedure another process made meanwhile
+        text += (
+            " (another process made RelStorage's tables at the same moment: start this one "
+            "again)"
+        )
     if text == LIBPQ_INVALID:
         text += (
             " (RelStorage makes it from zodbconn.uri: a ' or a backslash in the password? its "
