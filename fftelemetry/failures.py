@@ -12,21 +12,40 @@ from .shown import error_text
 
 try:  # the postgresql extra: RelStorage on psycopg2
     from psycopg2 import InterfaceError, OperationalError
+    from psycopg2.errors import lookup
     from relstorage.adapters.interfaces import ReplicaClosedException
 except ImportError:  # not installed: there is no PostgreSQL server to lose
-    POSTGRESQL_LOST = ()
+    POSTGRESQL_ERRORS = POSTGRESQL_LOST = ()
+    OperationalError = None
 else:
     # What RelStorage takes for a lost connection (its driver's disconnected_exceptions, in
     # relstorage/adapters/drivers.py). It raises one once it has tried to connect again, at the
     # start of a transaction, or at once in a load or a commit that the connection was part of.
-    POSTGRESQL_LOST = (OperationalError, InterfaceError, ReplicaClosedException)
+    POSTGRESQL_ERRORS = (OperationalError, InterfaceError, ReplicaClosedException)
+    # Of those, a lost connection's, by SQLSTATE: class 08 (connection exception) and a server
+    # shutting down, crashed or starting up. An OperationalError is a statement cancelled
+    # (statement_timeout), a lock timeout, a deadlock or a full disk on the server too: those
+    # are answers of a server that was reached.
+    POSTGRESQL_LOST = (
+        InterfaceError,  # "connection already closed"
+        ReplicaClosedException,
+        *map(lookup, ("08000", "08001", "08003", "08004", "08006", "08007", "08P01")),
+        *map(lookup, ("57P01", "57P02", "57P03")),
+    )
 
-# A database server that cannot be reached: ZEO's, or RelStorage's PostgreSQL.
-SERVER_LOST = (ClientDisconnected, *POSTGRESQL_LOST)
+
+def is_server_lost(exc):
+    """Whether `exc` says the database server cannot be reached: ZEO's, or RelStorage's
+    PostgreSQL (libpq's own failures, a connection refused or closed under it, carry no SQLSTATE
+    and are psycopg2's OperationalError itself)."""
+    if isinstance(exc, (ClientDisconnected, *POSTGRESQL_LOST)):
+        return True
+    return type(exc) is OperationalError and (exc.pgcode or "08").startswith("08")
+
 
 # The storage cannot write: a full disk (OSError), a read-only or lost database (StorageError,
-# ZEO's ClientDisconnected among them; a lost PostgreSQL server's errors are psycopg2's own).
-CANNOT_WRITE = (OSError, StorageError, *POSTGRESQL_LOST)
+# ZEO's ClientDisconnected among them; a PostgreSQL server's errors are psycopg2's own).
+CANNOT_WRITE = (OSError, StorageError, *POSTGRESQL_ERRORS)
 # A write that did not happen: the storage cannot write, or it conflicted on every attempt (a
 # sender's commit: the next run re-sends, and the receiver counts each record once).
 NOT_WRITTEN = (ConflictError, *CANNOT_WRITE)
@@ -50,7 +69,7 @@ def why_not_written(exc):
         return "conflicting writes"
     if isinstance(exc, ReadOnlyError):
         return READ_ONLY
-    if isinstance(exc, POSTGRESQL_LOST):  # its text names the server's address
+    if isinstance(exc, POSTGRESQL_ERRORS) and is_server_lost(exc):  # its text names the server
         return "the PostgreSQL server cannot be reached"
     return getattr(exc, "strerror", None) or type(exc).__name__
 
@@ -64,8 +83,10 @@ def what_went_wrong(exc):
     (fftelemetry.shown)."""
     if isinstance(exc, ClientDisconnected):
         return "the ZEO server cannot be reached"
-    if isinstance(exc, POSTGRESQL_LOST):  # libpq's text is of several lines, "FATAL: ..."
+    if isinstance(exc, POSTGRESQL_ERRORS):  # libpq's text is of several lines, "FATAL: ..."
         reason = re.sub(r"\bFATAL:\s*", "", " ".join(error_text(exc).split()))
+        if not is_server_lost(exc):  # a server that answered: a statement timeout, a deadlock
+            return f"{type(exc).__name__}: {reason}"
         return f"the PostgreSQL server cannot be reached ({reason or type(exc).__name__})"
     if isinstance(exc, ConflictError):  # raised once run_in_transaction's attempts are spent
         return "conflicting writes on every attempt: another process kept changing the same data"

@@ -19,7 +19,7 @@ from ZODB.blob import BlobStorage
 from ZODB.FileStorage.FileStorage import FileStorage, FileStorageFormatError, packed_version
 from ZODB.POSException import ReadOnlyError
 
-from .failures import POSTGRESQL_LOST, SERVER_LOST, hide_passwords, is_no_room
+from .failures import hide_passwords, is_no_room, is_server_lost
 from .resources.generations import GenerationError, named
 from .scripting import database, databases
 from .shown import LOGGED_CHARS, quoted, shown
@@ -444,7 +444,7 @@ def not_a_lost_postgresql_server(record):
     the only trace of an outage over before a request failed (its next try connected)."""
     if record.msg == "Reconnect %s failed" or str(record.msg).startswith("Unable to connect"):
         return False
-    if record.exc_info and isinstance(record.exc_info[1], POSTGRESQL_LOST):
+    if record.exc_info and is_server_lost(record.exc_info[1]):  # a timeout keeps its traceback
         record.exc_info = record.exc_text = None
     return True
 
@@ -453,4 +453,4 @@ def not_a_lost_server(record):
     """ZODB.Connection logs an ERROR and a traceback for every object it could not load; for a
     lost database server (ZEO's, PostgreSQL's) the 503 page's view says it in one WARNING line
     instead."""
-    return not (record.exc_info and isinstance(record.exc_info[1], SERVER_LOST))
+    return not (record.exc_info and is_server_lost(record.exc_info[1]))

@@ -9,7 +9,7 @@ from pyramid_retry import is_error_retryable, is_last_attempt
 from ZEO.Exceptions import ClientDisconnected
 from ZODB.POSException import ConflictError
 
-from ..failures import POSTGRESQL_LOST, hide_passwords, what_went_wrong
+from ..failures import POSTGRESQL_ERRORS, hide_passwords, is_server_lost, what_went_wrong
 from ..resources.generations import GenerationError
 from ..resources.store import utcnow
 from ..shown import LOGGED_CHARS, quoted, request_line, shown
@@ -100,7 +100,10 @@ def database_of_another_generation(exc, request):
 def database_unavailable(exc, request):
     """The database's server cannot be reached: ZEO's, or RelStorage's PostgreSQL server. One
     line in the log: a lost ZEO server's request is rerun (retry.attempts), and logged on its
-    last attempt."""
+    last attempt. psycopg2's OperationalError of a server that answered (a statement timeout, a
+    deadlock) is no lost server: the generic 500, with its traceback."""
+    if not is_server_lost(exc):
+        return failed(exc, request)
     if is_last_attempt(request) or not is_error_retryable(request, exc):
         reason = hide_passwords(what_went_wrong(exc), request.registry.settings)
         log.warning(
@@ -114,8 +117,8 @@ def database_unavailable(exc, request):
     }
 
 
-for lost in POSTGRESQL_LOST:  # as stacked decorators would; none without the postgresql extra
-    exception_view_config(lost, renderer="json")(database_unavailable)
+for error in POSTGRESQL_ERRORS:  # as stacked decorators would; none without the postgresql extra
+    exception_view_config(error, renderer="json")(database_unavailable)
 
 
 @exception_view_config(Exception, retryable_error=False, renderer="json")

@@ -25,9 +25,9 @@ from ZODB.POSException import ConflictError, ReadOnlyError, StorageError
 from zope.interface.interfaces import IInterface
 
 from ..failures import (
-    POSTGRESQL_LOST,
-    SERVER_LOST,
+    POSTGRESQL_ERRORS,
     hide_passwords,
+    is_server_lost,
     what_went_wrong,
     why_not_written,
 )
@@ -52,8 +52,10 @@ def error_page(request, status, title, message, **values):
     if "user" not in values:
         try:
             values["user"] = request.identity  # maybe first loaded here (a 404 of traversal)
-        except SERVER_LOST as exc:  # or pyramid_retry reruns the request
-            return database_unavailable(exc, request)
+        except (ClientDisconnected, *POSTGRESQL_ERRORS) as exc:
+            if not is_server_lost(exc):  # a server that answered (a statement timeout): as
+                raise  # any other failure here, raised, and logged with its traceback
+            return database_unavailable(exc, request)  # or pyramid_retry reruns the request
     values = {"title": title, "message": message, "pop_flash": no_flash, **values}
     response = render_to_response(ERROR_PAGE, values, request=request)
     response.status = status
@@ -247,7 +249,11 @@ def database_unavailable(exc, request):
     held for minutes. So while the server is away this attempt is the last; once it is back (it
     came back during this attempt) pyramid_retry reruns the request as for a conflict.
     psycopg2's errors are not retried. The page is drawn without the database (no signed-in
-    user); `/health` is answered in plain text and not logged, as when its root is cached."""
+    user); `/health` is answered in plain text and not logged, as when its root is cached.
+    psycopg2's OperationalError of a server that answered (a statement timeout, a deadlock) is
+    no lost server: the generic 500, with its traceback."""
+    if not is_server_lost(exc):
+        return failed(exc, request)
     if zeo_disconnected(request):  # ClientDisconnected comes from ZEO's client only
         request.environ["retry.attempts"] = request.environ.get("retry.attempt", 0) + 1
     if is_health_check(request):  # traversal failed: the root could not be loaded
@@ -269,8 +275,8 @@ def database_unavailable(exc, request):
     return response
 
 
-for lost in POSTGRESQL_LOST:  # as stacked decorators would; none without the postgresql extra
-    exception_view_config(lost)(database_unavailable)
+for error in POSTGRESQL_ERRORS:  # as stacked decorators would; none without the postgresql extra
+    exception_view_config(error)(database_unavailable)
 
 
 def is_health_check(request):

@@ -79,6 +79,37 @@ class Cluster:
         )
         return self.uri(name)
 
+    def set(self, name, setting, value):
+        """`setting` (statement_timeout, lock_timeout) of database `name`, for the sessions
+        started after."""
+        self.run(name, f"ALTER DATABASE {name} SET {setting} = %s", value)
+
+    def run(self, name, sql, *args):
+        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user=USER, password=PASSWORD,
+                                dbname=name)
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(sql, args)
+        finally:
+            conn.close()
+
+    @contextmanager
+    def locked(self, name):
+        """Every table of database `name` locked by another session for the block: a statement
+        that needs one waits (until the server cancels it, by `statement_timeout`)."""
+        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user=USER, password=PASSWORD,
+                                dbname=name)
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+                tables = ", ".join(table for (table,) in cursor.fetchall())
+                cursor.execute(f"LOCK TABLE {tables} IN ACCESS EXCLUSIVE MODE")
+            yield
+        finally:
+            conn.rollback()
+            conn.close()
+
     def query(self, name, sql, *args):
         conn = psycopg2.connect(host="127.0.0.1", port=self.port, user=USER, password=PASSWORD,
                                 dbname=name)

@@ -139,3 +139,41 @@ def test_a_receiver_losing_its_postgresql_server_answers_503_in_json(cluster, tm
         assert sent.returncode == 0, sent.stderr
         assert new_session().get(f"{base}/stats", timeout=60).json()["records"] > 0
     assert "Traceback" not in receiver_ini.with_suffix(".log").read_text()
+
+
+def test_a_statement_timeout_is_not_a_lost_server(cluster, tmp_path):
+    """psycopg2's OperationalError is also a statement cancelled by `statement_timeout` (or a
+    lock timeout, a deadlock, a full disk on the server): the server answered, so the request gets
+    the generic 500 and its traceback in the log, not "cannot be reached" and no traceback."""
+    uri = cluster.database()
+    name = uri.rsplit("/", 1)[1]
+    cluster.set(name, "statement_timeout", "500ms")  # for RelStorage's sessions, started after
+    port = free_port()
+    ini = write_server_ini(tmp_path / "web.ini", app_settings(uri, **CHEAP), port)
+    with pserve(ini, port) as base:
+        assert new_session().get(f"{base}/health", timeout=30).text == "OK\n"
+        with cluster.locked(name):
+            page = new_session().get(f"{base}/login", timeout=60)
+            assert page.status_code == 500, ini.with_suffix(".log").read_text()
+            assert "Something went wrong" in page.text
+        log = ini.with_suffix(".log").read_text()
+        assert "canceling statement due to statement timeout" in log, log
+        assert "Traceback" in log and "cannot be reached" not in log, log
+        assert PASSWORD not in log
+
+
+def test_a_receivers_statement_timeout_is_not_a_lost_server(cluster, tmp_path):
+    uri = cluster.database()
+    name = uri.rsplit("/", 1)[1]
+    cluster.set(name, "statement_timeout", "500ms")
+    port = free_port()
+    ini = write_server_ini(tmp_path / "receiver.ini", {"zodbconn.uri": uri}, port,
+                           use="egg:fftelemetry#receiver")
+    with pserve(ini, port) as base:
+        with cluster.locked(name):
+            stats = new_session().get(f"{base}/stats", timeout=60)
+        assert stats.status_code == 500, ini.with_suffix(".log").read_text()
+        assert "cannot be reached" not in stats.text
+    log = ini.with_suffix(".log").read_text()
+    assert "canceling statement due to statement timeout" in log and "Traceback" in log, log
+    assert "cannot be reached" not in log and PASSWORD not in log, log

@@ -2,10 +2,17 @@ import subprocess
 import sys
 
 import psycopg2
+import psycopg2.errors
 from ZEO.Exceptions import ClientDisconnected
 
 from fftelemetry.cli import main, pack
-from fftelemetry.failures import CANNOT_WRITE, SERVER_LOST, hide_passwords, why_not_written
+from fftelemetry.failures import (
+    CANNOT_WRITE,
+    hide_passwords,
+    is_server_lost,
+    what_went_wrong,
+    why_not_written,
+)
 
 
 def test_a_lost_zeo_server_is_named_not_shown_as_an_empty_exception():
@@ -32,7 +39,28 @@ def test_a_lost_postgresql_server_is_named_with_libpq_reason_on_one_line():
         "running?)); the change in progress was rolled back"
     )
     assert why_not_written(lost) == "the PostgreSQL server cannot be reached"  # on a web page
-    assert isinstance(lost, CANNOT_WRITE) and isinstance(psycopg2.InterfaceError(), SERVER_LOST)
+    assert isinstance(lost, CANNOT_WRITE) and is_server_lost(psycopg2.InterfaceError())
+
+
+def test_a_postgresql_server_that_answered_is_not_said_to_be_lost():
+    """psycopg2's OperationalError is a statement timeout, a lock timeout, a deadlock or a full
+    disk too: the server was reached, and the line says what it answered."""
+    timeout = psycopg2.errors.QueryCanceled("canceling statement due to statement timeout\n")
+    assert main.cannot_write(timeout) == (
+        "could not write (QueryCanceled: canceling statement due to statement timeout); "
+        "the change in progress was rolled back"
+    )
+    assert why_not_written(timeout) == "QueryCanceled"
+    for answered in (timeout, psycopg2.errors.DeadlockDetected(), psycopg2.errors.DiskFull(),
+                     psycopg2.errors.LockNotAvailable()):
+        assert isinstance(answered, CANNOT_WRITE)  # a command says it in one line
+        assert not is_server_lost(answered), type(answered).__name__
+        assert "cannot be reached" not in what_went_wrong(answered)
+    # libpq's own failures have no SQLSTATE; a server shutting down sends one
+    for lost in (psycopg2.OperationalError("server closed the connection unexpectedly"),
+                 psycopg2.errors.AdminShutdown(), psycopg2.errors.CannotConnectNow(),
+                 psycopg2.errors.ConnectionFailure()):
+        assert is_server_lost(lost), type(lost).__name__
 
 
 def test_a_password_of_the_ini_is_never_shown():
@@ -49,7 +77,7 @@ sys.modules["psycopg2"] = sys.modules["relstorage"] = None  # an import of eithe
 from webtest import TestApp
 from ZEO.Exceptions import ClientDisconnected
 from fftelemetry import failures, main
-assert failures.POSTGRESQL_LOST == () and failures.SERVER_LOST == (ClientDisconnected,)
+assert failures.POSTGRESQL_ERRORS == () and failures.is_server_lost(ClientDisconnected())
 app = TestApp(main({}, **{"zodbconn.uri": "file://%s/Data.fs",
                           "fftelemetry.session_secret": "s" * 32}))
 print(app.get("/health").text, end="")
