@@ -20,7 +20,7 @@ import logging
 import os
 import sys
 
-from ..failures import CANNOT_WRITE, NOT_WRITTEN, READ_ONLY
+from ..failures import CANNOT_WRITE, NOT_WRITTEN, READ_ONLY, hide_passwords
 from ..scripting import close_databases, database, is_read_only
 from ..shown import shown
 from . import COMMAND_NAMES, create_user, cron, delete, instructions, pack, status
@@ -186,8 +186,10 @@ def run_on(registry, args):
     except BrokenPipeError:
         raise  # stdout, not the database: see main()
     except NOT_WRITTEN as exc:  # a full disk, conflicts on every attempt: aborted whole
-        # the error's text is an outside one (a file's name, a storage's words): escaped here
-        print(f"fftelemetry {args.command}: {shown(args.cannot_write(exc))}", file=sys.stderr)
+        # the error's text is an outside one (a file's name, a storage's words): escaped here,
+        # and libpq's may quote the database's name, which may be the password
+        line = hide_passwords(args.cannot_write(exc), registry.settings)
+        print(f"fftelemetry {args.command}: {shown(line)}", file=sys.stderr)
         write_failed = True
         return 1
     finally:

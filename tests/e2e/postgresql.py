@@ -71,8 +71,8 @@ class Cluster:
     def uri(self, name, password=PASSWORD, port=None):
         return f"postgres://{USER}:{password}@127.0.0.1:{port or self.port}/{name}"
 
-    def database(self):
-        name = f"app{next(self.names)}"
+    def database(self, name=None):
+        name = name or f"app{next(self.names)}"
         subprocess.run(
             [self.binaries / "createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", USER, name],
             env=child_environment({"PGPASSWORD": PASSWORD}), check=True, capture_output=True,

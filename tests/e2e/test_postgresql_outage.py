@@ -141,6 +141,31 @@ def test_a_receiver_losing_its_postgresql_server_answers_503_in_json(cluster, tm
     assert "Traceback" not in receiver_ini.with_suffix(".log").read_text()
 
 
+class DroppingReceiver:
+    """A stand-in receiver that drops the sender's database as the batch comes in: RelStorage's
+    connection ends, and connecting again fails with libpq's `database "..." does not exist`."""
+
+    def __init__(self, cluster, name):
+        self.cluster, self.name = cluster, name
+
+    def __call__(self, environ, start_response):
+        self.cluster.run("postgres", f'DROP DATABASE "{self.name}" WITH (FORCE)')
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [STUB_ANSWER]
+
+
+def test_a_commands_line_never_shows_the_password(cluster, tmp_path):
+    """libpq's reason quotes the database's name, which may be the password: the command's line
+    hides it, as the web's log line and the start-up's line do."""
+    uri = cluster.database(name=PASSWORD)
+    with serving(DroppingReceiver(cluster, PASSWORD)) as url:
+        settings = app_settings(uri, **{"fftelemetry.telemetry_url": url}, **CHEAP)
+        lost = cron(write_server_ini(tmp_path / "app.ini", settings))
+    assert lost.returncode == 1, lost.stderr
+    assert 'database "***" does not exist' in lost.stderr.splitlines()[-1], lost.stderr
+    assert PASSWORD not in lost.stderr, lost.stderr
+
+
 def test_a_statement_timeout_is_not_a_lost_server(cluster, tmp_path):
     """psycopg2's OperationalError is also a statement cancelled by `statement_timeout` (or a
     lock timeout, a deadlock, a full disk on the server): the server answered, so the request gets
