@@ -256,8 +256,13 @@ def unwritten_parts(uri):
 
 
 def not_unable_to_connect(record):
-    """Drops RelStorage's WARNING that it could not connect, said again by the one line."""
-    return not str(record.msg).startswith("Unable to connect")
+    """Drops RelStorage's WARNING that it could not connect, said again by the one line; not
+    its "Unable to connect to replica ..., now trying ...": the next one may well connect, and
+    that line is all that says a replica of zodbconn.uri's replica_conf is down."""
+    return record.msg != UNABLE_TO_CONNECT
+
+
+UNABLE_TO_CONNECT = "Unable to connect: %s"  # relstorage/adapters/postgresql/connmanager.py
 
 
 def not_a_failed_statement(record):
@@ -441,8 +446,9 @@ def not_a_lost_postgresql_server(record):
     """RelStorage logs a lost PostgreSQL server up to four times a request, twice with a
     traceback: the connection it lost (it tries again), its failure to connect, that the new try
     failed. The error view's line says it; the first record is kept, without its traceback, as
-    the only trace of an outage over before a request failed (its next try connected)."""
-    if record.msg == "Reconnect %s failed" or str(record.msg).startswith("Unable to connect"):
+    the only trace of an outage over before a request failed (its next try connected), and so is
+    a replica it could not connect to before it tried the next (not_unable_to_connect)."""
+    if record.msg in ("Reconnect %s failed", UNABLE_TO_CONNECT):
         return False
     if record.exc_info and is_server_lost(record.exc_info[1]):  # a timeout keeps its traceback
         record.exc_info = record.exc_text = None

@@ -202,3 +202,22 @@ def test_a_receivers_statement_timeout_is_not_a_lost_server(cluster, tmp_path):
     log = ini.with_suffix(".log").read_text()
     assert "canceling statement due to statement timeout" in log and "Traceback" in log, log
     assert "cannot be reached" not in log and PASSWORD not in log, log
+
+
+def test_a_replica_that_cannot_be_reached_is_logged(cluster, tmp_path):
+    """RelStorage's replica_conf: a replica it cannot connect to is logged as it tries the next,
+    which connects; that WARNING is the only sign that one is down, at start-up and after (a
+    replica_timeout of a millisecond: each request tries the first again)."""
+    uri = cluster.database()
+    closed = free_port()
+    replicas = tmp_path / "replicas.conf"
+    replicas.write_text(f"127.0.0.1:{closed}\n127.0.0.1:{cluster.port}\n")
+    port = free_port()
+    settings = app_settings(f"{uri}?replica_conf={replicas}&replica_timeout=0.001", **CHEAP)
+    ini = write_server_ini(tmp_path / "web.ini", settings, port)
+    with pserve(ini, port) as base:
+        assert new_session().get(f"{base}/login", timeout=30).status_code == 200
+    started, serving_ = ini.with_suffix(".log").read_text().split("INFO [waitress] Serving on")
+    down = f"Unable to connect to replica 127.0.0.1:{closed}: connection to server at"
+    assert down in started and down in serving_, started + serving_
+    assert "Traceback" not in serving_ and PASSWORD not in started + serving_
