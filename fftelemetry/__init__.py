@@ -24,7 +24,9 @@ def main(global_config, **settings):
         settings[app_settings.RETRY_ATTEMPTS] = app_settings.retry_attempts(settings, default=10)
     except app_settings.SettingsError as exc:  # it may name a file the ini names
         raise SystemExit(f"fftelemetry: {shown(exc)}") from None
-    require_database(settings, "fftelemetry")
+    if resolved.database_uri is not None:  # ZODBCONN_URI, before pyramid_zodbconn reads it
+        settings["zodbconn.uri"] = resolved.database_uri
+    require_database(settings, "fftelemetry", app_settings.DATABASE_VARIABLE)
     settings.setdefault("tm.manager_hook", "pyramid_tm.explicit_manager")
     settings.setdefault("tm.annotate_user", "false")
     quiet_lost_servers()
@@ -34,7 +36,9 @@ def main(global_config, **settings):
         config.include(".retries")
         config.include("pyramid_tm")
         use_app_request(config)  # here, at the top level: see fftelemetry/request.py
-        open_database(config, global_config, GENERATIONS, "fftelemetry")
+        open_database(
+            config, global_config, GENERATIONS, "fftelemetry", resolved.database_set_in
+        )
         close_on_exit(config.registry)
         config.include(".security")
         config.include(".throttle")

@@ -22,15 +22,18 @@ from ZODB.POSException import ReadOnlyError
 from .failures import hide_passwords, is_no_room, is_server_lost
 from .resources.generations import GenerationError, named
 from .scripting import database, databases
+from .settings import DATABASE_VARIABLE
 from .shown import LOGGED_CHARS, quoted, shown
 
 
-def require_database(settings, program):
+def require_database(settings, program, variable=None):
     """Stop, in one line, an app whose ini names no database: pyramid_zodbconn would start
-    without one and fail every request that needs it."""
+    without one and fail every request that needs it. `variable`: the app's ZODBCONN_URI, which
+    may name it instead."""
     if not str(settings.get("zodbconn.uri") or "").strip():
+        instead = f", or {variable} in the environment or .env" if variable else ""
         raise SystemExit(
-            f"{program}: no database: set zodbconn.uri in the ini (zeo://, file://; "
+            f"{program}: no database: set zodbconn.uri in the ini{instead} (zeo://, file://; "
             "see development.ini)"
         )
 
@@ -85,12 +88,15 @@ def value_error(uri):
 NO_EVOLVE = "fftelemetry.no_evolve"
 
 
-def open_database(config, global_config, generations, program):
+def open_database(config, global_config, generations, program, set_in=None):
     """Open the ini's database (pyramid_zodbconn) and bring it up to date, for the app and the
     receiver alike; stop in one line without a ZEO server to reach, or on a database a newer
     version has changed (no request may write to it), or on a read-only one that needs a write
-    first. One of an older generation is evolved."""
-    where = shown(global_config.get("__file__", "zodbconn.uri"))  # pserve's config file, as given
+    first. One of an older generation is evolved. `set_in`: where ZODBCONN_URI, which named the
+    app's database in place of the ini's zodbconn.uri, was set; the lines name it instead."""
+    # pserve's config file, as given
+    where = shown(set_in or global_config.get("__file__", "zodbconn.uri"))
+    uri_name = DATABASE_VARIABLE if set_in else "zodbconn.uri"
     # a console command's dry run loads the app with this option: it must not evolve either
     evolve = global_config.get(NO_EVOLVE) != "true"
     files = file_paths(config.registry.settings)
@@ -135,7 +141,7 @@ def open_database(config, global_config, generations, program):
         if refusals:
             raise SystemExit(
                 f"{program}: the ZEO server named in {where} is read-only and refused a writable "
-                "connection: name the writable server, or add read_only=true to zodbconn.uri "
+                f"connection: name the writable server, or add read_only=true to {uri_name} "
                 "for a replica"
             ) from None
         raise SystemExit(
@@ -170,7 +176,7 @@ def open_database(config, global_config, generations, program):
     except FileStorageFormatError as exc:  # its text is the file's name alone
         raise SystemExit(
             f"{program}: the database of {where}, {shown(exc)}, is not a ZODB FileStorage "
-            "file (zodbconn.uri names another kind of file?)"
+            f"file ({uri_name} names another kind of file?)"
         ) from None
     except GenerationError as exc:
         raise SystemExit(f"{program}: {exc}") from None
@@ -179,10 +185,13 @@ def open_database(config, global_config, generations, program):
         refused = refused_parameter(uri) if uri else None
         if refused is None:
             raise
-        setting = f"{name} in {where}" if "__file__" in global_config else name
+        if set_in and name == "zodbconn.uri":  # the primary's, named by ZODBCONN_URI
+            setting = where
+        else:
+            setting = f"{name} in {where}" if "__file__" in global_config else name
         raise SystemExit(f"{program}: {setting}: {shown(refused)}") from None
     except Exception as exc:
-        refusal = database_server_refusal(exc, config.registry.settings, where)
+        refusal = database_server_refusal(exc, config.registry.settings, where, uri_name)
         if refusal is None:
             raise
         raise SystemExit(f"{program}: cannot open the {refusal}") from None
@@ -201,14 +210,14 @@ CATALOG_DUPLICATE = 'violates unique constraint "pg_'  # an index of PostgreSQL'
 SERVERS = {"postgres": "PostgreSQL", "mysql": "MySQL", "oracle": "Oracle"}
 
 
-def database_server_refusal(exc, settings, where):
+def database_server_refusal(exc, settings, where, uri_name="zodbconn.uri"):
     """Why a RelStorage database's server refused a connection or could not be reached (not
     running, a wrong password, no such database), in words that name the kind of server and
     hold no password of zodbconn.uri; None for any other error. Each driver has its own
     exception classes, all named as DB-API 2 names them: a DatabaseError (OperationalError for
     a server not reached or refusing) or an InterfaceError; RelStorage's own refusal is a
     StorageError (a keep_history the database was not made with), which pserve showed in a
-    traceback."""
+    traceback. `uri_name`: the setting that holds the URI, zodbconn.uri or ZODBCONN_URI."""
     refusals = {"DatabaseError", "InterfaceError", "StorageError"}
     if not {cls.__name__ for cls in type(exc).__mro__} & refusals:
         return None
@@ -225,16 +234,16 @@ def database_server_refusal(exc, settings, where):
     if unwritten and uris[0].scheme == "postgres":
         # RelStorage writes a part the URI leaves out as the word None (port='None')
         return (
-            f"{server} database named in {where}: zodbconn.uri leaves out its "
+            f"{server} database named in {where}: {uri_name} leaves out its "
             f"{', '.join(unwritten)}, which RelStorage needs written out "
             "(postgres://user:password@host:port/dbname)"
         )
     text = re.sub(r"\bFATAL:\s*", "", " ".join(str(exc).split()))  # PostgreSQL's severity
     text = hide_passwords(text, settings)
     if text.startswith(SCHEMA_MISMATCH):
-        text += " (zodbconn.uri's keep_history must be what the database was made with)"
+        text += f" ({uri_name}'s keep_history must be what the database was made with)"
     elif 'referenced table "object_state"' in text:  # history's tables beside a history-free one
-        text += " (a history-free database? zodbconn.uri then needs keep_history=false)"
+        text += f" (a history-free database? {uri_name} then needs keep_history=false)"
     elif CATALOG_DUPLICATE in text:  # a table or procedure another process made meanwhile
         text += (
             " (another process made RelStorage's tables at the same moment: start this one "
@@ -242,7 +251,7 @@ def database_server_refusal(exc, settings, where):
         )
     if text == LIBPQ_INVALID:
         text += (
-            " (RelStorage makes it from zodbconn.uri: a ' or a backslash in the password? its "
+            f" (RelStorage makes it from {uri_name}: a ' or a backslash in the password? its "
             "ssl_mode, which libpq does not know? set PGSSLMODE in the environment instead)"
         )
     return f"{server} database named in {where}: {shown(text or type(exc).__name__, LOGGED_CHARS)}"

@@ -32,6 +32,10 @@ DEFAULT_KEEP_SUBMITTED_DAYS = 90
 MAX_KEEP_SUBMITTED_DAYS = 36500
 HASHING_PROFILES = ("default", "cheapest")
 CA_BUNDLE_VARIABLE, CA_BUNDLE_SETTING = "TELEMETRY_CA_BUNDLE", "fftelemetry.telemetry_ca_bundle"
+# The app's database, in place of the ini's zodbconn.uri (which pyramid_zodbconn reads): a
+# PostgreSQL URI holds its password, which the environment or a .env of mode 600 keeps better
+# than an ini. The receiver, its own app with its own database, reads its ini's alone.
+DATABASE_VARIABLE = "ZODBCONN_URI"
 # A path a refusal quotes is cut to this: no real path is as long, a certificate pasted in whole
 # (its PEM text for its file's name) is.
 QUOTED_PATH_CHARS = 200
@@ -122,6 +126,10 @@ class AppSettings:
     # fftelemetry.telemetry_ca_bundle); None: requests' own (certifi's, or REQUESTS_CA_BUNDLE).
     telemetry_ca_bundle: str | None = None
     ca_bundle_setting: str | None = None
+    # ZODBCONN_URI's URI, which replaces the ini's zodbconn.uri, and where it was set, as lines
+    # name it ("ZODBCONN_URI (in the environment)"); None, None: the ini's names the database.
+    database_uri: str | None = None
+    database_set_in: str | None = None
 
 
 def _given(raw):
@@ -364,6 +372,25 @@ def ca_bundle_for(sources, here, env_file):
     return name, path
 
 
+def database_for(sources, env_file):
+    """(URI, where it was set) of the app's database when ZODBCONN_URI names it, in the
+    environment or .env; (None, None) leaves the ini's zodbconn.uri to pyramid_zodbconn. Never
+    quoted: a PostgreSQL URI holds its password."""
+    found = sources.lookup(DATABASE_VARIABLE)
+    if found.value is None:
+        return None, None
+    where = "the environment" if found.source == "environment" else env_file
+    set_in = f"{DATABASE_VARIABLE} (in {where})"
+    uri = found.value.strip()
+    # as the receiver URL's: a line break or a byte of the environment that is not UTF-8 (a lone
+    # surrogate) is in no URI; a file:// one made a database whose file's name held it
+    if not uri.isprintable():
+        raise SettingsError(
+            f"{set_in} is not a valid URI: it holds a character that is not printable"
+        )
+    return uri, set_in
+
+
 def ini_folder(global_config, here):
     """The folder the printed crontab lines cd to: the ini file's, a link to it followed as
     `instructions install` follows it (`here` is the link's folder), else `here`."""
@@ -398,6 +425,7 @@ def load(ini, global_config=None, environ=None):
     check_url(url, setting)
 
     ca_setting, ca_bundle = ca_bundle_for(sources, here, env_file)
+    database_uri, database_set_in = database_for(sources, env_file)
 
     secret = sources.lookup("FFTELEMETRY_SECRET", "fftelemetry.session_secret").value
     if not secret:
@@ -437,6 +465,8 @@ def load(ini, global_config=None, environ=None):
         hashing_profile=profile,
         telemetry_ca_bundle=ca_bundle,
         ca_bundle_setting=ca_setting,
+        database_uri=database_uri,
+        database_set_in=database_set_in,
         **{
             name.removeprefix("fftelemetry."): sources.number(name, *bounds)
             for name, bounds in NUMBERS.items()

@@ -33,6 +33,7 @@ STEERING_VARIABLES = (
     "TELEMETRY_URL",
     "FFTELEMETRY_SECRET",
     "TELEMETRY_CA_BUNDLE",
+    "ZODBCONN_URI",
 )
 SECRET = "test-secret-that-is-long-enough"
 # Outside text a log or console line quotes: a Windows path's backslash, an escape sequence (it

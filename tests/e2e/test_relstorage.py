@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+import requests
 from ZODB import DB
 from zodburi import resolve_uri
 
@@ -107,6 +108,51 @@ def test_two_pserve_processes_share_one_postgresql_database(cluster, tmp_path):
         assert sign_up_many([first, second]) == []
     with opened(uri) as root:
         check_database(root)
+
+
+def test_zodbconn_uri_from_env_file_or_environment_and_no_line_shows_its_password(cluster,
+                                                                                  tmp_path):
+    uri = cluster.database()
+    settings = app_settings(uri, **CHEAP)
+    del settings["zodbconn.uri"]  # the ini, which others may read, holds no password
+    port = free_port()
+    ini = write_server_ini(tmp_path / "web.ini", settings, port)
+    (tmp_path / ".env").write_text(f"ZODBCONN_URI={uri}\n")
+    (tmp_path / ".env").chmod(0o600)
+    created = subprocess.run(
+        [str(BIN / "fftelemetry"), "create-user", str(ini), "--email", "owner@example.org",
+         "--password-stdin"], input="a good password\n", capture_output=True, text=True,
+        timeout=120, check=False, env=child_environment(),
+    )
+    assert created.returncode == 0, created.stderr
+    said = created.stdout + created.stderr
+    for args in (["status", ini], ["status", ini, "--json"], ["cron", ini, "--dry-run"]):
+        result = fftelemetry(*args)
+        assert result.returncode == 0, result.stderr
+        said += result.stdout + result.stderr
+    assert json.loads(fftelemetry("status", ini, "--json").stdout)["counts"]["all"] > 0
+    with pserve(ini, port) as url:
+        assert requests.get(f"{url}/health", timeout=30).text.strip() == "OK"
+    assert PASSWORD not in said + (tmp_path / "web.log").read_text()
+    with opened(uri) as root:
+        assert root["users"].by_email("owner@example.org") is not None
+
+    # the environment's wins over .env: a wrong password there stops pserve and the commands in
+    # one line naming it, the password left out
+    wrong = {"ZODBCONN_URI": uri.replace(PASSWORD, "wrong-password")}
+    server = subprocess.run([str(BIN / "pserve"), str(ini)], capture_output=True, text=True,
+                            timeout=60, check=False, env=child_environment(wrong))
+    command = subprocess.run([str(BIN / "fftelemetry"), "status", str(ini), "--json"],
+                             capture_output=True, text=True, timeout=60, check=False,
+                             env=child_environment(wrong))
+    assert (server.returncode, command.returncode, command.stdout) == (1, 2, "")
+    line = one_line(command.stderr)
+    assert one_line(server.stderr) == line
+    assert line.startswith(
+        "fftelemetry: cannot open the PostgreSQL database named in ZODBCONN_URI (in the "
+        "environment): "
+    ), line
+    assert line.endswith(f'password authentication failed for user "{USER}"'), line
 
 
 def run_readme_line(command, cluster, name, folder):

@@ -33,6 +33,7 @@ from tests.conftest import (
     Stub,
     app_settings,
     file_size_limit,
+    run_pserve,
     serving,
 )
 from tests.functional.test_sender import tls_serving
@@ -331,6 +332,49 @@ def test_an_app_behind_a_filter_is_found(tmp_path, write_ini, run_cli):
 def test_an_ini_without_a_database_is_one_line_and_status_2(write_ini, run_cli):
     result = run_cli("status", write_ini(**{"zodbconn.uri": None}))
     assert_one_line(result, 2, "fftelemetry: no database: set zodbconn.uri in the ini")
+
+
+def name_the_database(tmp_path, monkeypatch, where, uri):
+    """ZODBCONN_URI=`uri` in the test's environment (a command's) or in the .env beside the
+    ini; what the lines call where it was set."""
+    if where == "environment":
+        monkeypatch.setenv("ZODBCONN_URI", uri)
+        return "ZODBCONN_URI (in the environment)"
+    (tmp_path / ".env").write_text(f"ZODBCONN_URI={uri}\n")
+    return f"ZODBCONN_URI (in {tmp_path}/.env)"
+
+
+@pytest.mark.parametrize("where", ["environment", ".env"])
+def test_zodbconn_uri_names_the_database_in_place_of_the_ini(tmp_path, write_ini, run_cli,
+                                                             monkeypatch, where):
+    name_the_database(tmp_path, monkeypatch, where, f"file://{tmp_path}/Data.fs")
+    # the ini names another database, or none at all
+    for number, in_ini in enumerate((f"file://{tmp_path}/ini.fs", None), 1):
+        ini = write_ini(**{"zodbconn.uri": in_ini})
+        created = run_cli("create-user", ini, "--email", f"u{number}@example.org",
+                          "--password-stdin", input="a good password\n")
+        assert created.returncode == 0, created.stderr
+    assert values(stored(tmp_path)[1], "system.users.count") == [1, 2]
+    assert not (tmp_path / "ini.fs").exists()
+
+
+@pytest.mark.parametrize("where", ["environment", ".env"])
+def test_a_refused_zodbconn_uri_is_named_where_it_was_set(tmp_path, write_server_ini, run_cli,
+                                                          monkeypatch, where):
+    ini, _, _ = write_server_ini("fftelemetry")  # its own database opens: not the one refused
+    set_in = name_the_database(tmp_path, monkeypatch, where, f"file://{tmp_path}/env.fs?x=1")
+    line = f"fftelemetry: {set_in}: unknown parameter x for a file:// database"
+    result = run_cli("status", ini)
+    assert (result.returncode, result.stderr.splitlines()) == (2, [line])
+    server = run_pserve(ini)
+    assert (server.returncode, server.stderr.splitlines()) == (1, [line])
+    assert not (tmp_path / "Data.fs").exists() and not (tmp_path / "env.fs").exists()
+
+
+def test_an_ini_without_a_database_names_zodbconn_uri_too(write_ini, run_cli):
+    result = run_cli("status", write_ini(**{"zodbconn.uri": None}))
+    assert_one_line(result, 2, "set zodbconn.uri in the ini, or ZODBCONN_URI in the environment "
+                    "or .env")
 
 
 # zodbconn.uri's query -> what the line says: zodburi's own error named neither the setting nor

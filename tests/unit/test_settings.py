@@ -157,6 +157,31 @@ def test_missing_dotenv_is_fine(tmp_path):
     assert load(tmp_path=tmp_path).send_telemetry is False
 
 
+def test_zodbconn_uri_from_the_environment_then_env_file(tmp_path):
+    # not the ini's zodbconn.uri: pyramid_zodbconn reads that one as it is
+    ini = {"zodbconn.uri": "file:///ini.fs"}
+    assert (load(ini).database_uri, load(ini).database_set_in) == (None, None)
+    dotenv = "ZODBCONN_URI= postgres://u:pw@db:5432/app \n"
+    from_dotenv = load(ini, {"ZODBCONN_URI": " "}, dotenv, tmp_path)  # blank: no value
+    assert (from_dotenv.database_uri, from_dotenv.database_set_in) == (
+        "postgres://u:pw@db:5432/app", f"ZODBCONN_URI (in {tmp_path}/.env)"
+    )
+    from_environment = load(ini, {"ZODBCONN_URI": "zeo://db:8100"}, dotenv, tmp_path)
+    assert (from_environment.database_uri, from_environment.database_set_in) == (
+        "zeo://db:8100", "ZODBCONN_URI (in the environment)"
+    )
+
+
+@pytest.mark.parametrize("uri", ["file:///var/Data.fs\nx", "file:///var/\udcffData.fs"])
+def test_zodbconn_uri_that_is_not_printable_is_refused_unquoted(uri):
+    with pytest.raises(SettingsError) as refused:
+        load(environ={"ZODBCONN_URI": uri})
+    assert str(refused.value) == (
+        "ZODBCONN_URI (in the environment) is not a valid URI: it holds a character that is "
+        "not printable"
+    )
+
+
 def test_explicit_env_file_setting(tmp_path):
     other = tmp_path / "elsewhere.env"
     other.write_text("SEND_TELEMETRY=on\n")
