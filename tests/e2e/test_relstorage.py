@@ -35,7 +35,8 @@ pytestmark = pytest.mark.slow
 
 RECORDS = "/admin/telemetry/view"
 CHEAP = {"fftelemetry.password_profile": "cheapest"}
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
 FOLDER = "mkdir -p var/backups"
 DUMP = "pg_dump -Fc -h dbhost -p 5432 -U fftelemetry -f var/backups/app.dump fftelemetry"
 RESTORE = (
@@ -153,6 +154,28 @@ def test_zodbconn_uri_from_env_file_or_environment_and_no_line_shows_its_passwor
         "environment): "
     ), line
     assert line.endswith(f'password authentication failed for user "{USER}"'), line
+
+
+def test_production_ini_with_zodbconn_uri_in_env_file_leaves_cron_log_one_line_a_pack(cluster,
+                                                                                       tmp_path):
+    # the shipped file as it is: its zodbconn.uri, a ZEO server's, is not the one opened
+    (tmp_path / "production.ini").write_text((ROOT / "production.ini").read_text())
+    (tmp_path / "var").mkdir()
+    (tmp_path / ".env").write_text(
+        f"ZODBCONN_URI={cluster.database()}\nFFTELEMETRY_SECRET=a-production-secret-0123456789\n"
+    )
+    lines = []
+    for args in (["instructions", "install"], ["pack"], ["pack"]):
+        result = subprocess.run(
+            [str(BIN / "fftelemetry"), *args, "production.ini"], cwd=tmp_path,
+            capture_output=True, text=True, timeout=120, check=False, env=child_environment(),
+        )
+        assert result.returncode == 0, result.stderr
+        lines += (result.stdout + result.stderr).splitlines()
+    # RelStorage's INFO lines (a first start's procedures, each pack's 17) are left out
+    assert not [line for line in lines if "[relstorage" in line], lines
+    packed = [line for line in lines if line.startswith("Packed the RelStorage database")]
+    assert len(packed) == 2, lines
 
 
 def run_readme_line(command, cluster, name, folder):
