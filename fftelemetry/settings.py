@@ -130,6 +130,9 @@ class AppSettings:
     # name it ("ZODBCONN_URI (in the environment)"); None, None: the ini's names the database.
     database_uri: str | None = None
     database_set_in: str | None = None
+    # Whether only this process's environment names it so, which cron's lines do not share: the
+    # .env names another database, or none (honcho hands the .env's values on as the environment).
+    database_in_environment_only: bool = False
 
 
 def _given(raw):
@@ -426,6 +429,8 @@ def load(ini, global_config=None, environ=None):
 
     ca_setting, ca_bundle = ca_bundle_for(sources, here, env_file)
     database_uri, database_set_in = database_for(sources, env_file)
+    in_dotenv = (sources.dotenv.get(DATABASE_VARIABLE) or "").strip()
+    database_in_environment_only = database_set_in is not None and in_dotenv != database_uri
 
     secret = sources.lookup("FFTELEMETRY_SECRET", "fftelemetry.session_secret").value
     if not secret:
@@ -467,6 +472,7 @@ def load(ini, global_config=None, environ=None):
         ca_bundle_setting=ca_setting,
         database_uri=database_uri,
         database_set_in=database_set_in,
+        database_in_environment_only=database_in_environment_only,
         **{
             name.removeprefix("fftelemetry."): sources.number(name, *bounds)
             for name, bounds in NUMBERS.items()

@@ -16,6 +16,7 @@ from pyramid_zodbconn import get_connection
 from .. import __version__
 from ..resources import users_folder
 from ..scripting import database, is_read_only, run_in_transaction
+from ..shown import shown
 from ..telemetry.status import cron_log
 from .bootstrap import config_path
 from .collecting import collect_unless_busy
@@ -70,7 +71,11 @@ def run(registry, args):
     )
     read_only = is_read_only(database(registry))
     if args.which == "install":
-        print(install_text(args.config_uri, has_users=has_users, read_only=read_only))
+        database_env_file = None
+        if settings.database_in_environment_only:
+            database_env_file = shown(settings.env_file or "the .env beside the ini")
+        print(install_text(args.config_uri, has_users=has_users, read_only=read_only,
+                           database_env_file=database_env_file))
     else:
         restart = RESTART_A_REPLICA if read_only else RESTART
         print(UPGRADE.format(version=__version__, generation=generation, restart=restart))
@@ -118,14 +123,25 @@ ON_A_REPLICA = (
 )
 
 
-def install_text(config_uri, has_users, read_only=False):
-    shown = bin_prefix()
+# ZODBCONN_URI in this command's environment alone: cron gives its lines an environment of its
+# own, and they would open the ini's zodbconn.uri, another database, or stop with "no database".
+ENVIRONMENT_ONLY = (
+    "Put ZODBCONN_URI in {env_file} (readable by the processes' user alone: chmod 600) for the "
+    "cron lines: it names the database in this command's environment only, and cron starts them "
+    "without it, so they would open the ini's zodbconn.uri instead, or find none."
+)
+
+
+def install_text(config_uri, has_users, read_only=False, database_env_file=None):
+    """The install steps; `database_env_file`: the .env that should hold ZODBCONN_URI, given
+    when this command's environment alone holds it."""
+    prefix = bin_prefix()
     if read_only:
         steps = [ON_A_REPLICA]
     else:
         steps = [] if has_users else [
             "Create the first user (the administrator):\n"
-            f"       {shown}fftelemetry create-user {config_uri} --email you@example.org --admin"
+            f"       {prefix}fftelemetry create-user {config_uri} --email you@example.org --admin"
         ]
         steps.append(
             "Add the daily cron line that submits telemetry once a week (and deletes submitted "
@@ -134,12 +150,14 @@ def install_text(config_uri, has_users, read_only=False):
             f"see scripts/crontab.example):\n       {cron_line(config_uri)}"
             f"\n       {cron_line(config_uri, 'pack', WEEKLY)}"
         )
-    steps += [
+    steps.append(
         "To be mailed by cron when submissions are overdue (failing for two days past due) "
         "or its config cannot be used (it prints nothing otherwise), "
-        f"{'add' if read_only else 'also'}:\n       {check_line(config_uri)}",
-        f"Start the application: {shown}pserve {config_uri}",
-    ]
+        f"{'add' if read_only else 'also'}:\n       {check_line(config_uri)}"
+    )
+    if database_env_file is not None:
+        steps.append(ENVIRONMENT_ONLY.format(env_file=database_env_file))
+    steps.append(f"Start the application: {prefix}pserve {config_uri}")
     numbered = "\n".join(f"  {number}. {step}" for number, step in enumerate(steps, 1))
     return f"fftelemetry {__version__} is installed.\n\nNext steps:\n{numbered}\n"
 

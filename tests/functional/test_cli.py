@@ -371,6 +371,30 @@ def test_a_refused_zodbconn_uri_is_named_where_it_was_set(tmp_path, write_server
     assert not (tmp_path / "Data.fs").exists() and not (tmp_path / "env.fs").exists()
 
 
+@pytest.mark.parametrize("where", ["environment", ".env", "both"])
+def test_install_instructions_say_cron_needs_zodbconn_uri_in_env_file(tmp_path, write_ini,
+                                                                       run_cli, monkeypatch,
+                                                                       where):
+    uri = f"file://{tmp_path}/Data.fs"
+    if where != ".env":
+        monkeypatch.setenv("ZODBCONN_URI", uri)
+    if where != "environment":  # as make run's honcho hands the .env on to each process
+        (tmp_path / ".env").write_text(f"ZODBCONN_URI={uri}\n")
+    (tmp_path / "home").mkdir()
+    ini = write_ini(**{"zodbconn.uri": None, "fftelemetry.send_telemetry": "false"})
+    shown = run_cli("instructions", "install", ini).stdout
+    step = f"Put ZODBCONN_URI in {tmp_path}/.env (readable by the processes' user alone"
+    assert (step in shown) == (where == "environment"), shown
+    # as cron runs the line: from the home folder, with a bare PATH and nothing of ours around
+    line = re.search(r"^ +17 4 \* \* \*  (.*)$", shown, re.M).group(1)
+    cron = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home"), "SHELL": "/bin/sh"}
+    result = subprocess.run(["/bin/sh", "-c", line], cwd=tmp_path / "home", env=cron,
+                            capture_output=True, text=True, timeout=60, check=False)
+    log = (tmp_path / "cron.log").read_text()
+    assert (result.returncode, "no database" in log) == ((2, True) if where == "environment"
+                                                         else (0, False)), log
+
+
 def test_an_ini_without_a_database_names_zodbconn_uri_too(write_ini, run_cli):
     result = run_cli("status", write_ini(**{"zodbconn.uri": None}))
     assert_one_line(result, 2, "set zodbconn.uri in the ini, or ZODBCONN_URI in the environment "
