@@ -36,6 +36,17 @@ CA_BUNDLE_VARIABLE, CA_BUNDLE_SETTING = "TELEMETRY_CA_BUNDLE", "fftelemetry.tele
 # PostgreSQL URI holds its password, which the environment or a .env of mode 600 keeps better
 # than an ini. The receiver, its own app with its own database, reads its ini's alone.
 DATABASE_VARIABLE = "ZODBCONN_URI"
+# Every variable of the environment (or .env) that load() reads. The benchmarks run without them
+# (scripts/bench.py), as every test does: an operator's exported ZODBCONN_URI would have pointed
+# a benchmark's million records at the operator's own database.
+VARIABLES = (
+    "SEND_TELEMETRY",
+    "DO_NOT_TRACK",
+    "TELEMETRY_URL",
+    "FFTELEMETRY_SECRET",
+    CA_BUNDLE_VARIABLE,
+    DATABASE_VARIABLE,
+)
 # A path a refusal quotes is cut to this: no real path is as long, a certificate pasted in whole
 # (its PEM text for its file's name) is.
 QUOTED_PATH_CHARS = 200

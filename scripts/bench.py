@@ -32,6 +32,14 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
+from fftelemetry.settings import VARIABLES  # noqa: E402 - from the checkout beside this script
+
+# The app reads these over the settings a benchmark gives it: an operator's exported ZODBCONN_URI
+# would have pointed a million records at the operator's own database, and SEND_TELEMETRY=false
+# turned collecting off. Gone for this process and its children (scripts/instructions.py's too).
+for name in VARIABLES:
+    os.environ.pop(name, None)
+
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 SECRET = "benchmark-secret-0123456789"  # noqa: S105 - a throwaway database's
 ADMIN = ("admin@example.org", "correct horse battery staple")

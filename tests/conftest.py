@@ -25,16 +25,8 @@ from fftelemetry.receiver import main as receiver_main
 from fftelemetry.receiver.resources import ROOT_KEY as RECEIVER_ROOT_KEY
 from fftelemetry.resources import appmaker
 from fftelemetry.scripting import close_databases
+from fftelemetry.settings import VARIABLES as STEERING_VARIABLES
 
-# Variables that steer the application; every test starts without them.
-STEERING_VARIABLES = (
-    "SEND_TELEMETRY",
-    "DO_NOT_TRACK",
-    "TELEMETRY_URL",
-    "FFTELEMETRY_SECRET",
-    "TELEMETRY_CA_BUNDLE",
-    "ZODBCONN_URI",
-)
 SECRET = "test-secret-that-is-long-enough"
 # Outside text a log or console line quotes: a Windows path's backslash, an escape sequence (it
 # clears the screen) and a line break (a forged line after it); and that text escaped once.
@@ -52,6 +44,7 @@ def pytest_configure(config):
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch):
+    """Every test starts without the variables that steer the application."""
     for name in STEERING_VARIABLES:
         monkeypatch.delenv(name, raising=False)
 
