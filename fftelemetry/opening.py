@@ -11,19 +11,23 @@ from contextlib import suppress
 from importlib.metadata import entry_points
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+import pyramid_zodbconn
 import zodburi
 from pyramid_zodbconn import get_uris
 from ZEO.asyncio.client import Fallback
 from ZEO.Exceptions import ClientDisconnected
 from ZODB.blob import BlobStorage
 from ZODB.FileStorage.FileStorage import FileStorage, FileStorageFormatError, packed_version
-from ZODB.POSException import ReadOnlyError
+from ZODB.POSException import ConflictError, ReadOnlyError
+from ZODB.utils import z64
 
 from .failures import hide_passwords, is_no_room, is_server_lost
 from .resources.generations import GenerationError, named
 from .scripting import database, databases
 from .settings import DATABASE_VARIABLE
 from .shown import LOGGED_CHARS, quoted, shown
+
+log = logging.getLogger(__name__)
 
 
 def require_database(settings, program, variable=None):
@@ -128,7 +132,7 @@ def open_database(config, global_config, generations, program, set_in=None):
     relstorage_scripts_log.addFilter(not_a_failed_statement)
     try:
         try:
-            config.include("pyramid_zodbconn")
+            include_zodbconn(config)
             generations.bring_up_to_date(database(config.registry), where, evolve)
         except BaseException:
             # what was opened is closed, not left to the garbage collector: a FileStorage writes
@@ -200,6 +204,25 @@ def open_database(config, global_config, generations, program, set_in=None):
         txn_log.removeFilter(not_for_want_of_room)
         relstorage_log.removeFilter(not_unable_to_connect)
         relstorage_scripts_log.removeFilter(not_a_failed_statement)
+
+
+def include_zodbconn(config):
+    """pyramid_zodbconn opens the ini's databases. ZODB's DB makes the root (oid 0) of a new
+    database as it opens it: two processes started at once on a new ZEO server's or PostgreSQL
+    database both find none and make one, and the second to commit conflicts (systemd starting
+    two units, replicas, a cron line as the app starts). That one opens its databases again,
+    once: the root is there now, and DB then just opens it."""
+    try:
+        config.include("pyramid_zodbconn")
+    except ConflictError as exc:
+        if exc.oid != z64:
+            raise
+        log.info("another process made the new database's root as this one opened it: "
+                 "opening it again")
+        for db in databases(config.registry):
+            close_after_failure(db)
+        # config.include runs an includeme once a registry: the same function, called again
+        pyramid_zodbconn.includeme(config)
 
 
 RELSTORAGE_CONNECTIONS = "relstorage.adapters.postgresql.connmanager"

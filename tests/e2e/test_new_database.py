@@ -1,0 +1,201 @@
+"""Processes started at the same moment on a new database: ZODB's DB makes the database's root
+(oid 0) as each opens it, and all but the first to commit it conflict. Each of those must open
+the database again and use the root the first one made: `pserve` serves, a command does its
+work. Forced, not hoped for: the test is the first process, and commits its root once the
+process has found none and waits to commit its own (ZEO: behind the server's commit lock, which
+the test's voted commit holds; PostgreSQL: in an event trigger on RelStorage's temporary
+tables)."""
+
+import sys
+from contextlib import closing
+from pathlib import Path
+
+import psycopg2
+import pytest
+import requests
+import transaction
+from ZEO.ClientStorage import ClientStorage
+from ZODB import DB
+from ZODB.Connection import TransactionMetaData
+from ZODB.MappingStorage import MappingStorage
+from ZODB.utils import z64
+from zodburi import resolve_uri
+
+from fftelemetry.receiver.resources import ROOT_KEY as RECEIVER_KEY
+from fftelemetry.resources import ROOT_KEY
+
+from .harness import (
+    app_settings,
+    child_environment,
+    free_port,
+    port_open,
+    process,
+    runzeo,
+    wait_until,
+    write_server_ini,
+    zeo_uri,
+)
+from .postgresql import PASSWORD, USER
+
+pytestmark = pytest.mark.slow
+
+MARK = "made by the other process"
+
+
+def new_root_record():
+    """The record of a root as ZODB's DB makes it (a PersistentMapping), with a mark in it."""
+    db = DB(MappingStorage())
+    with db.transaction() as conn:
+        conn.root()["mark"] = MARK
+    record, _ = db.storage.load(z64)
+    db.close()
+    return record
+
+
+class RootBeingMade:
+    """Another process's commit of the new database's root, voted: it holds the ZEO server's
+    commit lock until finish_behind_another(), once another commit waits for that lock."""
+
+    def __init__(self, folder):
+        self.storage = ClientStorage(str(Path(folder) / "zeo.sock"), wait_timeout=30)
+        self.txn = transaction.Transaction()
+        self.storage.tpc_begin(self.txn)
+        self.storage.store(z64, z64, new_root_record(), "", self.txn)
+        self.storage.tpc_vote(self.txn)
+
+    def finish_behind_another(self, child):
+        """Commit once the server has a commit waiting (`child`'s root, which it made when it
+        found none: ours is not committed yet), so that one conflicts."""
+        wait_until(
+            lambda: self.storage.server_status()["waiting"] == 1 or child.poll() is not None,
+            what="the process's commit of a root to wait for the server's commit lock",
+        )
+        assert child.poll() is None, "the process ended before it made a root"
+        self.storage.tpc_finish(self.txn)
+
+    def close(self):
+        self.storage.close()
+
+
+def database_root(folder):
+    """The ZODB root's keys and mark, read through the ZEO server."""
+    storage = ClientStorage(str(Path(folder) / "zeo.sock"), wait_timeout=30)
+    db = DB(storage)
+    try:
+        with db.transaction() as conn:
+            root = conn.root()
+            return sorted(root), root.get("mark")
+    finally:
+        db.close()
+
+
+AGAIN = "another process made the new database's root as this one opened it: opening it again"
+
+
+def without_tracebacks(log):
+    text = Path(log).read_text()
+    assert "Traceback" not in text and "ConflictError" not in text, text
+    return text
+
+
+@pytest.mark.parametrize(
+    ("use", "page", "key"),
+    [("egg:fftelemetry", "/", ROOT_KEY), ("egg:fftelemetry#receiver", "/stats", RECEIVER_KEY)],
+)
+def test_pserve_that_loses_the_race_to_make_the_root_serves_on_the_winners(
+    tmp_path, use, page, key
+):
+    port = free_port()
+    ini = write_server_ini(tmp_path / "app.ini", app_settings(zeo_uri(tmp_path)), port, use=use)
+    log = tmp_path / "pserve.log"
+    with runzeo(tmp_path):
+        other = RootBeingMade(tmp_path)
+        try:
+            args = [str(Path(sys.executable).parent / "pserve"), str(ini)]
+            with process(args, log, env=child_environment()) as child:
+                other.finish_behind_another(child)
+                wait_until(lambda: port_open(port) or child.poll() is not None, what="pserve")
+                assert child.poll() is None, Path(log).read_text()
+                answer = requests.get(f"http://127.0.0.1:{port}{page}", timeout=30)
+                assert answer.status_code == 200, answer.text[:300]
+        finally:
+            other.close()
+        assert f"INFO [fftelemetry.opening] {AGAIN}" in without_tracebacks(log)
+        assert database_root(tmp_path) == (sorted(["mark", key]), MARK)
+
+
+def test_a_command_that_loses_the_race_to_make_the_root_does_its_work(tmp_path):
+    ini = write_server_ini(tmp_path / "app.ini", app_settings(zeo_uri(tmp_path)))
+    log = tmp_path / "status.log"
+    with runzeo(tmp_path):
+        other = RootBeingMade(tmp_path)
+        try:
+            args = [sys.executable, "-m", "fftelemetry.cli.main", "status", "--json", str(ini)]
+            with process(args, log, env=child_environment()) as child:
+                other.finish_behind_another(child)
+                assert child.wait(60) == 0, Path(log).read_text()
+        finally:
+            other.close()
+        assert '"enabled": true' in without_tracebacks(log)
+        assert database_root(tmp_path)[1] == MARK
+
+
+# A process's first commit makes RelStorage's temporary tables (its store connection's), after it
+# loaded the root it did not find: this event trigger holds it there while the test holds the lock.
+HOLD_TEMPORARY_TABLES = """
+CREATE FUNCTION wait_for_the_test() RETURNS event_trigger AS $$
+BEGIN
+  IF EXISTS (SELECT FROM pg_event_trigger_ddl_commands() WHERE schema_name LIKE 'pg_temp%') THEN
+    PERFORM pg_advisory_xact_lock_shared(4711);
+  END IF;
+END $$ LANGUAGE plpgsql;
+CREATE EVENT TRIGGER hold_temporary_tables ON ddl_command_end
+  EXECUTE FUNCTION wait_for_the_test();
+SELECT pg_advisory_lock(4711);
+"""
+HELD = ("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event = 'advisory' "
+        "AND query LIKE '%%CREATE TEMPORARY TABLE%%'")
+
+
+def test_pserve_that_loses_the_race_to_make_the_root_on_postgresql_serves(cluster, tmp_path):
+    uri = cluster.database()
+    name = uri.rpartition("/")[2]
+    port = free_port()
+    ini = write_server_ini(tmp_path / "app.ini", app_settings(uri), port)
+    log = tmp_path / "pserve.log"
+    factory, _ = resolve_uri(uri)
+    storage = factory()  # RelStorage makes its tables
+    try:
+        txn = TransactionMetaData()
+        storage.tpc_begin(txn)  # its own temporary tables made before the trigger is
+        storage.store(z64, z64, new_root_record(), "", txn)
+        storage.tpc_vote(txn)
+        hold = psycopg2.connect(host="127.0.0.1", port=cluster.port, user=USER,
+                                password=PASSWORD, dbname=name)
+        with closing(hold):  # its lock goes with it
+            hold.autocommit = True
+            with hold.cursor() as cursor:
+                cursor.execute(HOLD_TEMPORARY_TABLES)
+            args = [str(Path(sys.executable).parent / "pserve"), str(ini)]
+            with process(args, log, env=child_environment()) as child:
+                wait_until(
+                    lambda: cluster.query(name, HELD, name)[0][0] == 1 or child.poll() is not None,
+                    what="pserve's commit of a root to wait in the trigger",
+                )
+                assert child.poll() is None, log.read_text()
+                storage.tpc_finish(txn)
+                with hold.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock(4711)")
+                wait_until(lambda: port_open(port) or child.poll() is not None, what="pserve")
+                assert child.poll() is None, log.read_text()
+                answer = requests.get(f"http://127.0.0.1:{port}/", timeout=30)
+                assert answer.status_code == 200, answer.text[:300]
+    finally:
+        storage.close()
+    assert f"INFO [fftelemetry.opening] {AGAIN}" in without_tracebacks(log)
+    db = DB(factory())
+    try:
+        with db.transaction() as conn:
+            assert (sorted(conn.root()), conn.root()["mark"]) == (sorted(["mark", ROOT_KEY]), MARK)
+    finally:
+        db.close()
