@@ -4,7 +4,7 @@ the database again and use the root the first one made: `pserve` serves, a comma
 work. Forced, not hoped for: the test is the first process, and commits its root once the
 process has found none and waits to commit its own (ZEO: behind the server's commit lock, which
 the test's voted commit holds; PostgreSQL: in an event trigger on RelStorage's temporary
-tables)."""
+tables). And one step later, an evolve step that another process committed first."""
 
 import sys
 from contextlib import closing
@@ -14,6 +14,7 @@ import psycopg2
 import pytest
 import requests
 import transaction
+import webtest
 from ZEO.ClientStorage import ClientStorage
 from ZODB import DB
 from ZODB.Connection import TransactionMetaData
@@ -21,8 +22,10 @@ from ZODB.MappingStorage import MappingStorage
 from ZODB.utils import z64
 from zodburi import resolve_uri
 
+from fftelemetry import main
 from fftelemetry.receiver.resources import ROOT_KEY as RECEIVER_KEY
-from fftelemetry.resources import ROOT_KEY
+from fftelemetry.resources import GENERATIONS, ROOT_KEY
+from fftelemetry.scripting import close_databases
 
 from .harness import (
     app_settings,
@@ -199,3 +202,36 @@ def test_pserve_that_loses_the_race_to_make_the_root_on_postgresql_serves(cluste
             assert (sorted(conn.root()), conn.root()["mark"]) == (sorted(["mark", ROOT_KEY]), MARK)
     finally:
         db.close()
+
+
+def test_an_evolve_step_another_process_committed_first_is_read_again_over_zeo(tmp_path):
+    """The same race one step later: two processes start on a database of an older generation
+    and both run its evolve step; the one whose commit of it conflicts on the ZEO server reads
+    the database again, finds it evolved, and starts."""
+    uri = zeo_uri(tmp_path)
+    runs = []
+
+    def step(root):
+        runs.append(root.generation)
+        root.evolved = "by this process"
+        with other.transaction() as conn:  # the other process, a moment faster
+            theirs = conn.root()[ROOT_KEY]
+            theirs.evolved, theirs.generation = "by the other process", 2
+
+    with runzeo(tmp_path):
+        first = main({}, **app_settings(uri))
+        webtest.TestApp(first).get("/", status=200)  # the app's root, of generation 1
+        close_databases(first.registry)
+        other = DB(ClientStorage(str(tmp_path / "zeo.sock"), wait_timeout=30))
+        GENERATIONS.steps.append(step)
+        try:
+            app = main({}, **app_settings(uri))
+            webtest.TestApp(app).get("/", status=200)
+            close_databases(app.registry)
+            with other.transaction() as conn:
+                root = conn.root()[ROOT_KEY]
+                assert (root.generation, root.evolved) == (2, "by the other process")
+        finally:
+            GENERATIONS.steps.remove(step)
+            other.close()
+    assert runs == [1]
