@@ -207,22 +207,47 @@ def open_database(config, global_config, generations, program, set_in=None):
 
 
 def include_zodbconn(config):
-    """pyramid_zodbconn opens the ini's databases. ZODB's DB makes the root (oid 0) of a new
-    database as it opens it: two processes started at once on a new ZEO server's or PostgreSQL
-    database both find none and make one, and the second to commit conflicts (systemd starting
-    two units, replicas, a cron line as the app starts). That one opens its databases again,
-    once: the root is there now, and DB then just opens it."""
-    try:
-        config.include("pyramid_zodbconn")
-    except ConflictError as exc:
-        if exc.oid != z64:
-            raise
-        log.info("another process made the new database's root as this one opened it: "
-                 "opening it again")
+    """pyramid_zodbconn opens the ini's databases. Processes started at the same moment on a new
+    database (systemd starting two units, replicas, a cron line as the app starts) each make
+    what it lacks as they open it, and all but the first to commit it fail: one opens its
+    databases again and finds it made. Each thing is made once, so losing the same race twice
+    is another fault, raised; one may lose the race for RelStorage's tables, then the root's."""
+    lost = set()
+    while True:
+        try:
+            if lost:  # config.include runs an includeme once a registry: the function itself
+                pyramid_zodbconn.includeme(config)
+            else:
+                config.include("pyramid_zodbconn")
+            return
+        except Exception as exc:
+            made = made_by_another(exc)
+            if made is None or made in lost:
+                raise
+            lost.add(made)
+        log.info("another process made the new database's %s as this one opened it: "
+                 "opening it again", made)
         for db in databases(config.registry):
             close_after_failure(db)
-        # config.include runs an includeme once a registry: the same function, called again
-        pyramid_zodbconn.includeme(config)
+
+
+def made_by_another(exc):
+    """What another process made of a new database first, that `exc` says this one failed to
+    make too; None for any other error. ZODB's DB makes the root (oid 0) as it opens a database
+    without one: the second commit of it conflicts. RelStorage makes its tables, in one
+    transaction, as it opens a new database: PostgreSQL holds the second's first one until the
+    first's transaction ends, then finds it a duplicate in its catalogs, all of them made."""
+    if isinstance(exc, ConflictError):
+        return "root" if exc.oid == z64 else None
+    if is_dbapi_error(exc) and CATALOG_DUPLICATE in str(exc):
+        return "RelStorage tables"
+    return None
+
+
+def is_dbapi_error(exc):
+    """Whether `exc` is a database driver's error: each driver has its own classes, all named
+    as DB-API 2 names them (a DatabaseError, or an InterfaceError)."""
+    return bool({cls.__name__ for cls in type(exc).__mro__} & {"DatabaseError", "InterfaceError"})
 
 
 RELSTORAGE_CONNECTIONS = "relstorage.adapters.postgresql.connmanager"
@@ -267,11 +292,6 @@ def database_server_refusal(exc, settings, where, uri_name="zodbconn.uri"):
         text += f" ({uri_name}'s keep_history must be what the database was made with)"
     elif 'referenced table "object_state"' in text:  # history's tables beside a history-free one
         text += f" (a history-free database? {uri_name} then needs keep_history=false)"
-    elif CATALOG_DUPLICATE in text:  # a table or procedure another process made meanwhile
-        text += (
-            " (another process made RelStorage's tables at the same moment: start this one "
-            "again)"
-        )
     if text == LIBPQ_INVALID:
         text += (
             f" (RelStorage makes it from {uri_name}: a ' or a backslash in the password? its "

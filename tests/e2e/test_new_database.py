@@ -4,10 +4,12 @@ the database again and use the root the first one made: `pserve` serves, a comma
 work. Forced, not hoped for: the test is the first process, and commits its root once the
 process has found none and waits to commit its own (ZEO: behind the server's commit lock, which
 the test's voted commit holds; PostgreSQL: in an event trigger on RelStorage's temporary
-tables). And one step later, an evolve step that another process committed first."""
+tables). Before the root, on PostgreSQL, RelStorage's tables, which the first process makes in
+a transaction the test holds open; and after it, an evolve step another process committed
+first."""
 
 import sys
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import psycopg2
@@ -93,6 +95,7 @@ def database_root(folder):
 
 
 AGAIN = "another process made the new database's root as this one opened it: opening it again"
+TABLES_AGAIN = AGAIN.replace("root", "RelStorage tables")
 
 
 def without_tracebacks(log):
@@ -114,8 +117,7 @@ def test_pserve_that_loses_the_race_to_make_the_root_serves_on_the_winners(
     with runzeo(tmp_path):
         other = RootBeingMade(tmp_path)
         try:
-            args = [str(Path(sys.executable).parent / "pserve"), str(ini)]
-            with process(args, log, env=child_environment()) as child:
+            with process(pserve_command(ini), log, env=child_environment()) as child:
                 other.finish_behind_another(child)
                 wait_until(lambda: port_open(port) or child.poll() is not None, what="pserve")
                 assert child.poll() is None, Path(log).read_text()
@@ -133,8 +135,8 @@ def test_a_command_that_loses_the_race_to_make_the_root_does_its_work(tmp_path):
     with runzeo(tmp_path):
         other = RootBeingMade(tmp_path)
         try:
-            args = [sys.executable, "-m", "fftelemetry.cli.main", "status", "--json", str(ini)]
-            with process(args, log, env=child_environment()) as child:
+            status = app_command("status", "--json", ini)
+            with process(status, log, env=child_environment()) as child:
                 other.finish_behind_another(child)
                 assert child.wait(60) == 0, Path(log).read_text()
         finally:
@@ -143,21 +145,52 @@ def test_a_command_that_loses_the_race_to_make_the_root_does_its_work(tmp_path):
         assert database_root(tmp_path)[1] == MARK
 
 
-# A process's first commit makes RelStorage's temporary tables (its store connection's), after it
-# loaded the root it did not find: this event trigger holds it there while the test holds the lock.
-HOLD_TEMPORARY_TABLES = """
-CREATE FUNCTION wait_for_the_test() RETURNS event_trigger AS $$
-BEGIN
-  IF EXISTS (SELECT FROM pg_event_trigger_ddl_commands() WHERE schema_name LIKE 'pg_temp%') THEN
-    PERFORM pg_advisory_xact_lock_shared(4711);
-  END IF;
-END $$ LANGUAGE plpgsql;
-CREATE EVENT TRIGGER hold_temporary_tables ON ddl_command_end
-  EXECUTE FUNCTION wait_for_the_test();
-SELECT pg_advisory_lock(4711);
-"""
-HELD = ("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event = 'advisory' "
-        "AND query LIKE '%%CREATE TEMPORARY TABLE%%'")
+LOCK = 4711  # PostgreSQL's advisory lock the test holds a process back with
+
+
+@contextmanager
+def held_ddl(cluster, name, which):
+    """A connection to the database `name` of `cluster` that holds an advisory lock, and an event
+    trigger that makes each DDL statement `which` (a condition on the statement's
+    pg_event_trigger_ddl_commands()) wait for it, in its transaction: a process is held there
+    until the test calls the function this yields, or the block ends."""
+    hold = psycopg2.connect(host="127.0.0.1", port=cluster.port, user=USER, password=PASSWORD,
+                            dbname=name)
+    with closing(hold):  # its lock goes with it
+        hold.autocommit = True
+        with hold.cursor() as cursor:
+            cursor.execute(f"""
+                CREATE FUNCTION wait_for_the_test() RETURNS event_trigger AS $$
+                BEGIN
+                  IF EXISTS (SELECT FROM pg_event_trigger_ddl_commands() WHERE {which}) THEN
+                    PERFORM pg_advisory_xact_lock_shared({LOCK});
+                  END IF;
+                END $$ LANGUAGE plpgsql;
+                CREATE EVENT TRIGGER held_ddl ON ddl_command_end
+                  EXECUTE FUNCTION wait_for_the_test();
+                SELECT pg_advisory_lock({LOCK});
+            """)
+
+        def release():
+            with hold.cursor() as cursor:
+                cursor.execute(f"SELECT pg_advisory_unlock({LOCK})")
+
+        yield release
+
+
+def waiting(cluster, name, wait_event, query="%"):
+    """How many of the database's sessions wait for `wait_event`, in a statement like `query`."""
+    sql = ("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event = %s "
+           "AND query LIKE %s")
+    return cluster.query(name, sql, name, wait_event, query)[0][0]
+
+
+def app_command(*args):
+    return [sys.executable, "-m", "fftelemetry.cli.main", *map(str, args)]
+
+
+def pserve_command(ini):
+    return [str(Path(sys.executable).parent / "pserve"), str(ini)]
 
 
 def test_pserve_that_loses_the_race_to_make_the_root_on_postgresql_serves(cluster, tmp_path):
@@ -173,26 +206,24 @@ def test_pserve_that_loses_the_race_to_make_the_root_on_postgresql_serves(cluste
         storage.tpc_begin(txn)  # its own temporary tables made before the trigger is
         storage.store(z64, z64, new_root_record(), "", txn)
         storage.tpc_vote(txn)
-        hold = psycopg2.connect(host="127.0.0.1", port=cluster.port, user=USER,
-                                password=PASSWORD, dbname=name)
-        with closing(hold):  # its lock goes with it
-            hold.autocommit = True
-            with hold.cursor() as cursor:
-                cursor.execute(HOLD_TEMPORARY_TABLES)
-            args = [str(Path(sys.executable).parent / "pserve"), str(ini)]
-            with process(args, log, env=child_environment()) as child:
-                wait_until(
-                    lambda: cluster.query(name, HELD, name)[0][0] == 1 or child.poll() is not None,
-                    what="pserve's commit of a root to wait in the trigger",
-                )
-                assert child.poll() is None, log.read_text()
-                storage.tpc_finish(txn)
-                with hold.cursor() as cursor:
-                    cursor.execute("SELECT pg_advisory_unlock(4711)")
-                wait_until(lambda: port_open(port) or child.poll() is not None, what="pserve")
-                assert child.poll() is None, log.read_text()
-                answer = requests.get(f"http://127.0.0.1:{port}/", timeout=30)
-                assert answer.status_code == 200, answer.text[:300]
+        # a process's first commit makes RelStorage's temporary tables (its store connection's),
+        # after it loaded the root it did not find: held there
+        with (
+            held_ddl(cluster, name, "schema_name LIKE 'pg_temp%'") as release,
+            process(pserve_command(ini), log, env=child_environment()) as child,
+        ):
+            wait_until(
+                lambda: waiting(cluster, name, "advisory", "%CREATE TEMPORARY TABLE%") == 1
+                or child.poll() is not None,
+                what="pserve's commit of a root to wait in the trigger",
+            )
+            assert child.poll() is None, log.read_text()
+            storage.tpc_finish(txn)
+            release()
+            wait_until(lambda: port_open(port) or child.poll() is not None, what="pserve")
+            assert child.poll() is None, log.read_text()
+            answer = requests.get(f"http://127.0.0.1:{port}/", timeout=30)
+            assert answer.status_code == 200, answer.text[:300]
     finally:
         storage.close()
     assert f"INFO [fftelemetry.opening] {AGAIN}" in without_tracebacks(log)
@@ -235,3 +266,38 @@ def test_an_evolve_step_another_process_committed_first_is_read_again_over_zeo(t
             GENERATIONS.steps.remove(step)
             other.close()
     assert runs == [1]
+
+
+def test_processes_that_lose_the_race_to_make_relstorages_tables_open_the_database_again(
+    cluster, tmp_path
+):
+    """RelStorage makes its tables in one transaction as a process opens a new database: the
+    first, a command here, is held at its first table until the other, pserve, waits for that
+    table; let go, it commits them all, and pserve's own first table is then a duplicate."""
+    uri = cluster.database()
+    name = uri.rpartition("/")[2]
+    port = free_port()
+    ini = write_server_ini(tmp_path / "app.ini", app_settings(uri), port)
+    first_log, second_log = tmp_path / "status.log", tmp_path / "pserve.log"
+    with (
+        held_ddl(cluster, name, "TRUE") as release,
+        process(app_command("status", ini), first_log, env=child_environment()) as first,
+    ):
+        wait_until(lambda: waiting(cluster, name, "advisory") == 1 or first.poll() is not None,
+                   what="the command to make its first table")
+        assert first.poll() is None, first_log.read_text()
+        with process(pserve_command(ini), second_log, env=child_environment()) as second:
+            wait_until(
+                lambda: waiting(cluster, name, "transactionid") == 1 or second.poll() is not None,
+                what="pserve to wait for the command's first table",
+            )
+            assert second.poll() is None, second_log.read_text()
+            release()
+            assert first.wait(60) == 0, first_log.read_text()
+            wait_until(lambda: port_open(port) or second.poll() is not None, what="pserve")
+            assert second.poll() is None, second_log.read_text()
+            answer = requests.get(f"http://127.0.0.1:{port}/", timeout=30)
+            assert answer.status_code == 200, answer.text[:300]
+    without_tracebacks(first_log)
+    said = without_tracebacks(second_log)
+    assert f"INFO [fftelemetry.opening] {TABLES_AGAIN}" in said

@@ -10,7 +10,6 @@ import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
-import psycopg2
 import pytest
 import requests
 from ZODB import DB
@@ -25,7 +24,6 @@ from .harness import (
     child_environment,
     free_port,
     pserve,
-    wait_until,
     write_server_ini,
 )
 from .postgresql import PASSWORD, USER
@@ -308,30 +306,3 @@ def test_a_history_free_database_opened_keeping_history_is_one_line(cluster, tmp
     assert line.endswith("(a history-free database? zodbconn.uri then needs keep_history=false)")
     again = fftelemetry("status", made)
     assert again.returncode == 0, again.stderr  # nothing was left of that attempt
-
-
-def test_a_start_that_lost_the_race_to_make_the_tables_is_one_line(cluster, tmp_path):
-    """Processes started together on a new database each make RelStorage's tables: here the
-    test is the other process, whose first table, not committed yet, the start waits for."""
-    uri = cluster.database()
-    name = uri.rpartition("/")[2]
-    ini = write_server_ini(tmp_path / "web.ini", app_settings(uri))
-    other = psycopg2.connect(host="127.0.0.1", port=cluster.port, user=USER, password=PASSWORD,
-                             dbname=name)
-    try:
-        with other.cursor() as cursor:
-            cursor.execute("CREATE TABLE commit_row_lock (tid BIGINT)")
-        start = subprocess.Popen([str(BIN / "fftelemetry"), "status", str(ini)], text=True,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 env=child_environment())
-        waiting = ("SELECT count(*) FROM pg_stat_activity WHERE datname = %s "
-                   "AND wait_event_type = 'Lock'")
-        wait_until(lambda: cluster.query(name, waiting, name)[0][0] == 1, what="the start to wait")
-        other.commit()
-        _, stderr = start.communicate(timeout=120)
-    finally:
-        other.close()
-    assert start.returncode == 2, stderr
-    assert one_line(stderr).endswith(
-        "(another process made RelStorage's tables at the same moment: start this one again)"
-    )
