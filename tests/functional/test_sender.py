@@ -1052,8 +1052,9 @@ def test_an_interrupted_run_leaves_no_exchange_going_on_behind_it(db):
             hung_up.set()
 
     def ctrl_c_once_sent(what):
-        wait_until_true(lambda: what["requests"] == 1)
-        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        # never once the run is over: a SIGINT then stopped whichever test ran, and the session
+        if wait_until_true(lambda: what["requests"] == 1):
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
     collect(db, 1)
     with raw_receiver(held) as (url, what):
@@ -1065,9 +1066,11 @@ def test_an_interrupted_run_leaves_no_exchange_going_on_behind_it(db):
 
 
 def wait_until_true(condition, timeout=60):
+    """Whether `condition` came true within `timeout` seconds."""
     give_up = time.monotonic() + timeout
     while not condition() and time.monotonic() < give_up:
         time.sleep(0.01)
+    return condition()
 
 
 # -- a receiver behind https: its certificate is checked; a CA of one's own is given the way
