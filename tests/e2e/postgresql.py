@@ -134,9 +134,10 @@ def throwaway_cluster():
         )
     folder = Path(tempfile.mkdtemp(prefix="fftelemetry-pg-"))
     as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if as_postgres:
-        shutil.chown(folder, "postgres")
     (folder / "password").write_text(PASSWORD)
+    if as_postgres:  # initdb reads the password file as postgres: root's, made under a umask
+        shutil.chown(folder, "postgres")  # of 077 or 027, was unreadable to it
+        shutil.chown(folder / "password", "postgres")
     cluster = Cluster(binaries, folder, free_port(), as_postgres)
     try:
         cluster.pg(binaries / "initdb", "-D", folder / "data", "-U", USER, "--pwfile",
