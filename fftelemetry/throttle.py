@@ -20,9 +20,10 @@ emails or addresses cannot grow them without bound: when a new key needs room th
 first, then the oldest that has not used up its count. One that has (it refuses, or slows, a
 guesser right now) is never dropped: dropping it would hand its guesser a fresh count. If every
 other key has, the attempt is refused (429) until the oldest window ends rather than let through
-uncounted: filling the store so takes thousands of addresses failing at once, and letting them
-through would give those addresses guesses without limit; refusing costs everyone not yet counted
-logging in for at most a window.
+uncounted: filling the store so takes some 1,700 addresses (IPv6 /64s: a /48 holds 65,536)
+failing 20 times each within one window, 33,000 argon2 checks, and letting them through would
+give those addresses guesses without limit; refusing costs everyone not yet counted logging in
+for at most a window.
 """
 
 import ipaddress
@@ -138,9 +139,10 @@ class LoginThrottle:
 
 
 def client_network(address):
-    """What failed logins from `address` are counted by: an IPv6 address's /64, which a provider
-    gives one subscriber (or one server) whole, so that cycling through its 2**64 addresses is
-    one address; an IPv4 address as it is (one mapped into IPv6 too). Anything else, as it is."""
+    """What failed logins from `address` are counted by: an IPv6 address's /64, the least a
+    provider gives one subscriber (or one server), so that cycling through its 2**64 addresses is
+    one address (one given a /56 or a /48 still has 256 or 65,536 of them); an IPv4 address as
+    it is (one mapped into IPv6 too). Anything else, as it is."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:  # no REMOTE_ADDR (None), or a unix socket's
