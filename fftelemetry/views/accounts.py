@@ -4,6 +4,7 @@ These views announce what happened with events (fftelemetry.events) and know not
 who listens; telemetry is one listener.
 """
 
+from pyramid.csrf import new_csrf_token
 from pyramid.httpexceptions import HTTPSeeOther
 from pyramid.security import forget, remember
 from pyramid.view import view_config
@@ -39,7 +40,7 @@ def sign_in(request, user, came_from):
     """Start a fresh session for `user`; a user who has not finished the wizard goes there."""
     request.session.invalidate()
     headers = remember(request, user.email)
-    request.session.new_csrf_token()
+    new_csrf_token(request)
     if not user.welcomed:
         came_from = request.resource_url(request.root, "welcome", query={"came_from": came_from})
     return HTTPSeeOther(came_from, headers=headers)

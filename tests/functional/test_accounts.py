@@ -13,6 +13,7 @@ from pyramid_zodbconn import ZODBConnectionOpened
 from webob.cookies import JSONSerializer, SignedSerializer
 
 from fftelemetry.resources.users import User
+from fftelemetry.security import SESSION_HASHALG, SESSION_KEY, SIGNED_IN_AT
 from fftelemetry.views.accounts import MAX_CAME_FROM
 from tests.conftest import SECRET, serving
 from tests.functional.conftest import ADMIN_EMAIL, PASSWORD, USER_EMAIL, Site, finish_wizard
@@ -355,17 +356,17 @@ def test_logout_signs_the_account_out_everywhere_and_no_one_else(site, admin, me
     member.get("/preferences", status=200)
 
 
-def session_cookie(state):
+def session_cookie(state, hashalg=SESSION_HASHALG):
     """A session cookie holding `state`, signed as the application signs them (Pyramid's
     SignedCookieSessionFactory format: signed JSON of renewed, created, state), used just now."""
-    signer = SignedSerializer(SECRET, "fftelemetry.session.", "sha512", JSONSerializer())
+    signer = SignedSerializer(SECRET, "fftelemetry.session.", hashalg, JSONSerializer())
     now = time.time()
     return signer.dumps((now, now, state)).decode()
 
 
 def earlier_versions_session_cookie(email):
     """The session cookie an earlier version gave at sign-in: the email only, no session key."""
-    return session_cookie({"auth.userid": email})
+    return session_cookie({"userid": email})
 
 
 def test_an_account_stored_without_a_session_key_is_signed_in_by_no_old_cookie(site, admin):
@@ -388,7 +389,7 @@ def signed_in_hours_ago(site, email, hours):
         key = root["users"][email].session_key
     browser = site.browser()
     signed_in_at = int(time.time() - hours * 3600)
-    state = {"auth.userid": email, "account.session_key": key, "account.signed_in_at": signed_in_at}
+    state = {"userid": email, SESSION_KEY: key, SIGNED_IN_AT: signed_in_at}
     browser.set_cookie("session", session_cookie(state))
     return browser
 
@@ -420,10 +421,34 @@ def test_a_session_that_kept_no_sign_in_time_signs_in_again(site, admin):
         key = root["users"][ADMIN_EMAIL].session_key
     old = site.browser()
     old.set_cookie(
-        "session", session_cookie({"auth.userid": ADMIN_EMAIL, "account.session_key": key})
+        "session", session_cookie({"userid": ADMIN_EMAIL, SESSION_KEY: key})
     )
     old.get("/admin/telemetry", status=303)
     admin.get("/admin/telemetry", status=200)
+
+
+def test_a_cookie_signed_as_before_0_1_0_signs_in_again_once(site, admin):
+    """Until 0.1.0 the cookie was signed with SHA-512 and kept its names long: such a cookie,
+    valid then, is dropped (its user signs in again), not an error."""
+    with site.root() as root:
+        key = root["users"][ADMIN_EMAIL].session_key
+    state = {"auth.userid": ADMIN_EMAIL, "account.session_key": key,
+             "account.signed_in_at": int(time.time())}
+    old = site.browser()
+    old.set_cookie("session", session_cookie(state, hashalg="sha512"))
+    assert "/login?came_from=" in old.get("/admin/telemetry", status=303).location
+    log_in(old, ADMIN_EMAIL)
+    old.get("/admin/telemetry", status=200)
+
+
+def test_a_signed_in_session_cookie_is_short(admin):
+    """Every request sends it and WebOb's parse of it costs ~800 instructions a character: a
+    32-byte HMAC and short names (the email, the session key, the CSRF token and three times)."""
+    page = admin.get("/admin/telemetry")
+    token = page.forms["logout"]["csrf_token"].value
+    assert len(token) == 32
+    cookie = admin.cookies["session"]
+    assert len(cookie) < 300, cookie  # 367 characters before, for this email
 
 
 def test_logout_without_token_does_nothing(admin):

@@ -4,7 +4,13 @@ from pyramid.testing import DummyRequest
 from webob import Response
 
 from fftelemetry.resources.users import MAX_EMAIL, check_email
-from fftelemetry.security import SessionJSON, session_factory
+from fftelemetry.security import (
+    CSRF_KEY,
+    SESSION_KEY,
+    SIGNED_IN_AT,
+    SessionJSON,
+    session_factory,
+)
 
 
 def test_the_session_json_is_utf8_and_escapes_only_what_utf8_cannot_hold():
@@ -35,9 +41,8 @@ def test_a_message_cut_to_fit_fits_beside_the_biggest_sign_in():
     check_email(email)  # an address one may register with
     request = DummyRequest(scheme="http")
     session = session_factory("a session secret of some length")(request)
-    session.update({"auth.userid": email, "account.session_key": "0" * 32,
-                    "account.signed_in_at": int(time.time())})
-    session.get_csrf_token()
+    session.update({"userid": email, SESSION_KEY: "0" * 32, SIGNED_IN_AT: int(time.time())})
+    session[CSRF_KEY] = "0" * 32
     session.flash("\x1b" * 5000, "error")
 
     response = Response()
