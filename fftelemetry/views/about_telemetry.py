@@ -21,10 +21,11 @@ def every(days):
     context=Root,
     name="telemetry",
     request_method="GET",
-    renderer="fftelemetry:templates/about_telemetry.pt",
+    renderer="fftelemetry:templates/about_telemetry.page",
 )
 def about_telemetry(context, request):
     return {
+        "page_title": "About telemetry",
         "enabled": request.telemetry.enabled,  # the switch the collector itself obeys
         "sent_every": every(request.app_settings.interval_days),
         "keep_days": request.app_settings.keep_submitted_days,

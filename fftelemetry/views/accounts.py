@@ -59,13 +59,13 @@ FORM = ("GET", "POST")
     context=Root,
     name="register",
     request_method=FORM,
-    renderer="fftelemetry:templates/register.pt",
+    renderer="fftelemetry:templates/register.page",
 )
 def register(context, request):
     users = context["users"]
     if not registration_open(request, users):
         request.response.status = 403
-        return {"closed": True, "email": "", "error": None}
+        return {"page_title": "Register", "closed": True, "email": "", "error": None}
     email, error = request.POST.get("email", ""), None
     if request.method == "POST":
         try:
@@ -79,7 +79,7 @@ def register(context, request):
             # after sign_in, whose fresh session would drop it
             request.session.flash(f"Welcome! Your account {user.email} is ready.", "info")
             return response
-    return {"closed": False, "email": email, "error": error}
+    return {"page_title": "Register", "closed": False, "email": email, "error": error}
 
 
 def throttle_key(request, email):
@@ -96,7 +96,7 @@ def seconds(count):
 
 
 @view_config(
-    context=Root, name="login", request_method=FORM, renderer="fftelemetry:templates/login.pt"
+    context=Root, name="login", request_method=FORM, renderer="fftelemetry:templates/login.page"
 )
 def login(context, request):
     came_from = safe_next(request, request.params.get("came_from"))
@@ -110,7 +110,8 @@ def login(context, request):
             request.response.status = 429
             request.response.headers["Retry-After"] = str(wait)
             error = f"Too many login attempts. Please try again in {seconds(wait)}."
-            return {"came_from": came_from, "email": email, "error": error, "ended": ended}
+            return {"page_title": "Log in", "came_from": came_from, "email": email, "error": error,
+                    "ended": ended}
         user = context["users"].by_email(email)
         password = request.POST.get("password", "")
         if user is not None and user.verify_password(password, request.password_hasher):
@@ -120,7 +121,8 @@ def login(context, request):
             request.password_hasher.hash(password)  # as slow as a wrong password: no probing
         error = "Wrong email address or password."
         request.response.status = 400
-    return {"came_from": came_from, "email": email, "error": error, "ended": ended}
+    return {"page_title": "Log in", "came_from": came_from, "email": email, "error": error,
+            "ended": ended}
 
 
 @view_config(context=Root, name="logout", request_method="POST")
@@ -161,7 +163,7 @@ def preferences_form(request, user, wizard):
     name="welcome",
     request_method=FORM,
     permission=ACCOUNT,
-    renderer="fftelemetry:templates/preferences.pt",
+    renderer="fftelemetry:templates/preferences.page",
 )
 def welcome(context, request):
     user = request.identity
@@ -172,7 +174,7 @@ def welcome(context, request):
     if result is None:
         request.session.flash("Thank you, you are all set.", "info")
         return HTTPSeeOther(came_from)
-    return dict(result, wizard=True, came_from=came_from)
+    return dict(result, page_title="Welcome", wizard=True, came_from=came_from)
 
 
 @view_config(
@@ -180,11 +182,11 @@ def welcome(context, request):
     name="preferences",
     request_method=FORM,
     permission=ACCOUNT,
-    renderer="fftelemetry:templates/preferences.pt",
+    renderer="fftelemetry:templates/preferences.page",
 )
 def preferences(context, request):
     result = preferences_form(request, request.identity, wizard=False)
     if result is None:
         request.session.flash("Your preferences are saved.", "info")
         return HTTPSeeOther(request.resource_url(context, "preferences"))
-    return dict(result, wizard=False, came_from=None)
+    return dict(result, page_title="Preferences", wizard=False, came_from=None)

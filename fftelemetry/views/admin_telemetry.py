@@ -62,11 +62,12 @@ def admin_area(context, request):
 @view_config(
     context=TelemetryAdmin,
     request_method="GET",
-    renderer="fftelemetry:templates/telemetry_status.pt",
+    renderer="fftelemetry:templates/telemetry_status.page",
 )
 def status(context, request):
     settings = request.app_settings
     return {
+        "page_title": "Telemetry",
         "facts": status_facts(
             context.store, settings, read_only=is_read_only(get_connection(request).db())
         ),
@@ -82,12 +83,13 @@ def status(context, request):
 @view_config(
     context=SubmissionsView,
     request_method="GET",
-    renderer="fftelemetry:templates/telemetry_submissions.pt",
+    renderer="fftelemetry:templates/telemetry_submissions.page",
 )
 def submissions(context, request):
     """Every submission the log keeps: the status page lists the newest few."""
     settings = request.app_settings
     return {
+        "page_title": "Submission log",
         "runs": submission_log(context.store, settings)[0],
         "log_size": settings.submission_log_size,
         "status_url": request.resource_url(context.__parent__),
@@ -120,7 +122,7 @@ def filter_param(request):
 @view_config(
     context=RecordsView,
     request_method="GET",
-    renderer="fftelemetry:templates/telemetry_records.pt",
+    renderer="fftelemetry:templates/telemetry_records.page",
 )
 def records(context, request):
     store, which = context.store, filter_param(request)
@@ -136,6 +138,7 @@ def records(context, request):
         newer = url(after=first) if store.has_newer(which, first) else None
         older = url(before=last) if store.has_older(which, last) else None
     return {
+        "page_title": "Telemetry records",
         "counts": store.counts(),
         "which": which,
         "filters": [(name, url(show=name)) for name in FILTERS],

@@ -39,7 +39,7 @@ from .accounts import safe_next
 
 log = logging.getLogger(__name__)
 
-ERROR_PAGE = "fftelemetry:templates/error.pt"
+ERROR_PAGE = "fftelemetry:templates/error.page"
 
 
 def no_flash(queue=""):
@@ -56,7 +56,8 @@ def error_page(request, status, title, message, **values):
             if not is_server_lost(exc):  # a server that answered (a statement timeout): as
                 raise  # any other failure here, raised, and logged with its traceback
             return database_unavailable(exc, request)  # or pyramid_retry reruns the request
-    values = {"title": title, "message": message, "pop_flash": no_flash, **values}
+    values = {"page_title": title, "title": title, "message": message, "pop_flash": no_flash,
+              **values}
     response = render_to_response(ERROR_PAGE, values, request=request)
     response.status = status
     return response

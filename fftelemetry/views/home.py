@@ -10,9 +10,9 @@ from ..resources import Root
 from .accounts import registration_open
 
 
-@view_config(context=Root, request_method="GET", renderer="fftelemetry:templates/home.pt")
+@view_config(context=Root, request_method="GET", renderer="fftelemetry:templates/home.page")
 def home(context, request):
-    return {"registration_open": registration_open(request, context["users"])}
+    return {"page_title": "Home", "registration_open": registration_open(request, context["users"])}
 
 
 ICON = Path(__file__).resolve().parent.parent / "static" / "favicon.svg"

@@ -4,6 +4,7 @@ template has compiled renders without waiting for that."""
 import threading
 
 from fftelemetry.views import rendering
+from tests.functional.conftest import USER_EMAIL
 
 
 def get_while_compiling(browser, path, held=1):
@@ -34,3 +35,25 @@ def test_with_templates_reloading_every_render_may_compile_so_every_render_waits
     anonymous = make_site(**{"pyramid.reload_templates": "true"}).browser()
     anonymous.get("/login")
     assert get_while_compiling(anonymous, "/login") == ([], [200])
+
+
+def test_a_page_rendered_first_after_another_page_waits_for_the_compile_in_progress(anonymous):
+    """Pages are rendered inside layout.pt (fftelemetry/views/rendering.py): the layout, compiled
+    for one page, does not let another page's first render, which compiles that page, skip the
+    lock."""
+    anonymous.get("/login")
+    assert get_while_compiling(anonymous, "/register") == ([], [200])
+
+
+def test_every_page_has_its_title_from_its_view(site, admin, anonymous):
+    newcomer = site.register(USER_EMAIL, wizard=None)
+    titles = {
+        (anonymous, "/"): "Home", (anonymous, "/login"): "Log in",
+        (anonymous, "/nowhere"): "Not found", (newcomer, "/welcome"): "Welcome",
+        (admin, "/preferences"): "Preferences", (admin, "/admin/telemetry"): "Telemetry",
+        (admin, "/admin/telemetry/view"): "Telemetry records",
+        (admin, "/admin/telemetry/submissions"): "Submission log",
+    }
+    for (browser, path), title in titles.items():
+        page = browser.get(path, expect_errors=True)
+        assert page.html.title.text == f"{title} \N{EM DASH} fftelemetry", path
