@@ -78,6 +78,35 @@ def failed_uri(registry):
     return f"zodbconn.uri.{name}" if name else "zodbconn.uri", uri
 
 
+def setting_named(name, where, set_in, global_config):
+    """How a line names the setting `name` (zodbconn.uri, zodbconn.uri.NAME) that holds a URI
+    refused: with the ini it is in, or as ZODBCONN_URI and where that was set (`where`)."""
+    if set_in and name == "zodbconn.uri":  # the primary's, named by ZODBCONN_URI
+        return where
+    return f"{name} in {where}" if "__file__" in global_config else name
+
+
+# A URI's scheme (RFC 3986): what comes before its "://", and never its password.
+URI_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+
+
+def unknown_kind(uri):
+    """Why zodburi has no storage for `uri`, without the URI, which its own error quotes whole
+    (a PostgreSQL one with its password): by the kind it names, and the kinds it knows here.
+    `postgresql://` is what libpq and SQLAlchemy call it; RelStorage's is `postgres://`."""
+    known = sorted(point.name for point in entry_points(group="zodburi.resolvers"))
+    kinds = ", ".join(f"{name}://" for name in known)
+    scheme, sep, _ = uri.strip().partition("://")
+    if not sep or not URI_SCHEME.fullmatch(scheme):
+        return f"is no database URI: it starts with none of {kinds}"
+    said = f"no database of the kind {scheme}:// is known here (only {kinds})"
+    if scheme.lower() in ("postgresql", "postgres", "pg"):
+        if "postgres" in known:
+            return f"{said}: RelStorage's PostgreSQL is postgres://"
+        return f"{said}: RelStorage's postgres:// comes with the postgresql extra"
+    return said
+
+
 def value_error(uri):
     """zodburi's ValueError resolving `uri`, if that is what it raises."""
     try:
@@ -184,15 +213,16 @@ def open_database(config, global_config, generations, program, set_in=None):
         ) from None
     except GenerationError as exc:
         raise SystemExit(f"{program}: {exc}") from None
+    except zodburi.NoResolverForScheme as exc:  # its text is the whole URI, password and all
+        name, _ = failed_uri(config.registry) or ("zodbconn.uri", None)
+        setting = setting_named(name, where, set_in, global_config)
+        raise SystemExit(f"{program}: {setting}: {unknown_kind(exc.uri)}") from None
     except (ValueError, zodburi.UnknownDatabaseKeywords):  # before its storage is opened
         name, uri = failed_uri(config.registry) or (None, None)
         refused = refused_parameter(uri) if uri else None
         if refused is None:
             raise
-        if set_in and name == "zodbconn.uri":  # the primary's, named by ZODBCONN_URI
-            setting = where
-        else:
-            setting = f"{name} in {where}" if "__file__" in global_config else name
+        setting = setting_named(name, where, set_in, global_config)
         raise SystemExit(f"{program}: {setting}: {shown(refused)}") from None
     except Exception as exc:
         refusal = database_server_refusal(exc, config.registry.settings, where, uri_name)

@@ -371,6 +371,26 @@ def test_a_refused_zodbconn_uri_is_named_where_it_was_set(tmp_path, write_server
     assert not (tmp_path / "Data.fs").exists() and not (tmp_path / "env.fs").exists()
 
 
+@pytest.mark.parametrize("where", ["environment", ".env", "ini"])
+def test_a_database_uri_of_a_kind_not_known_shows_no_password(tmp_path, write_server_ini, run_cli,
+                                                              monkeypatch, where):
+    # libpq's and SQLAlchemy's spelling: zodburi's error quoted the whole URI, password and all,
+    # in the command's line and in pserve's traceback
+    uri = "postgresql://fftelemetry:pass-w0rd@127.0.0.1:5432/fftelemetry"
+    ini, _, _ = write_server_ini("fftelemetry")
+    if where == "ini":
+        text = re.sub(r"^zodbconn\.uri = .*$", f"zodbconn.uri = {uri}", ini.read_text(), flags=re.M)
+        ini.write_text(text)
+        setting = f"zodbconn.uri in {ini}"
+    else:
+        setting = name_the_database(tmp_path, monkeypatch, where, uri)
+    line = (f"fftelemetry: {setting}: no database of the kind postgresql:// is known here "
+            "(only demo://, file://")
+    for result, status in ((run_cli("status", ini), 2), (run_pserve(ini), 1)):
+        assert_one_line(result, status, line, "RelStorage's PostgreSQL is postgres://")
+        assert "pass-w0rd" not in result.stderr
+
+
 @pytest.mark.parametrize("where", ["environment", ".env", "both"])
 def test_install_instructions_say_cron_needs_zodbconn_uri_in_env_file(tmp_path, write_ini,
                                                                        run_cli, monkeypatch,
