@@ -240,8 +240,9 @@ def include_zodbconn(config):
     """pyramid_zodbconn opens the ini's databases. Processes started at the same moment on a new
     database (systemd starting two units, replicas, a cron line as the app starts) each make
     what it lacks as they open it, and all but the first to commit it fail: one opens its
-    databases again and finds it made. Each thing is made once, so losing the same race twice
-    is another fault, raised; one may lose the race for RelStorage's tables, then the root's."""
+    databases again and finds it made. Each thing of each database is made once, so losing the
+    same race twice is another fault, raised; one may lose the race for RelStorage's tables, then
+    the root's, and then those of a new zodbconn.uri.NAME's, which is opened after them."""
     lost = set()
     while True:
         try:
@@ -252,9 +253,12 @@ def include_zodbconn(config):
             return
         except Exception as exc:
             made = made_by_another(exc)
-            if made is None or made in lost:
+            # which database: pyramid_zodbconn opens them in turn and stops at the one that
+            # failed, which holds a root it could not commit, or no storage without its tables
+            race = (made, len(databases(config.registry)))
+            if made is None or race in lost:
                 raise
-            lost.add(made)
+            lost.add(race)
         log.info("another process made the new database's %s as this one opened it: "
                  "opening it again", made)
         for db in databases(config.registry):

@@ -145,6 +145,29 @@ def test_a_command_that_loses_the_race_to_make_the_root_does_its_work(tmp_path):
         assert database_root(tmp_path)[1] == MARK
 
 
+
+def test_a_command_that_loses_the_race_for_two_new_databases_roots_does_its_work(tmp_path):
+    """A zodbconn.uri.NAME on a new ZEO server of its own, opened after the primary: the race
+    for its root is lost after the primary's, and was taken for the same race lost twice."""
+    named = tmp_path / "named"
+    named.mkdir()
+    ini = write_server_ini(tmp_path / "app.ini", app_settings(
+        zeo_uri(tmp_path), **{"zodbconn.uri.other": zeo_uri(named)}))
+    log = tmp_path / "status.log"
+    with runzeo(tmp_path), runzeo(named):
+        others = [RootBeingMade(tmp_path), RootBeingMade(named)]
+        try:
+            with process(app_command("status", ini), log, env=child_environment()) as child:
+                for other in others:  # the primary's root first, as the command opens it
+                    other.finish_behind_another(child)
+                assert child.wait(60) == 0, Path(log).read_text()
+        finally:
+            for other in others:
+                other.close()
+        assert Path(log).read_text().count(f"INFO [fftelemetry.opening] {AGAIN}") == 2
+        without_tracebacks(log)
+        assert database_root(named) == (["mark"], MARK)
+
 LOCK = 4711  # PostgreSQL's advisory lock the test holds a process back with
 
 
