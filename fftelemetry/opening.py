@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import pyramid_zodbconn
 import zodburi
 from pyramid_zodbconn import get_uris
+from zc.lockfile import LockError
 from ZEO.asyncio.client import Fallback
 from ZEO.Exceptions import ClientDisconnected
 from ZODB.blob import BlobStorage
@@ -133,7 +134,7 @@ def open_database(config, global_config, generations, program, set_in=None):
     # a console command's dry run loads the app with this option: it must not evolve either
     evolve = global_config.get(NO_EVOLVE) != "true"
     files = file_paths(config.registry.settings)
-    refuse_links_to_nothing(files, where, program)
+    refuse_links_to_nothing(files, where, program, uri_name)
     # a database with no file yet: what a start that cannot write makes of it is removed
     made = {
         path: [name for name in (path, f"{path}.index", f"{path}.tmp") if not os.path.lexists(name)]
@@ -206,6 +207,14 @@ def open_database(config, global_config, generations, program, set_in=None):
         if not is_no_room(exc):
             raise
         raise SystemExit(f"{program}: {not_written(where, exc, made)}") from None
+    except LockError:  # a file:// FileStorage another process holds (a running pserve, say)
+        _, uri = failed_uri(config.registry) or (None, "")
+        held = f", {shown(file_path(uri))}," if uri.startswith("file://") else ""
+        raise SystemExit(
+            f"{program}: {named(where)}{held} is in use by another process (a file:// "
+            "FileStorage allows only one); serve it with ZEO (zeo://, see development.ini) to "
+            "share it"
+        ) from None
     except FileStorageFormatError as exc:  # its text is the file's name alone
         raise SystemExit(
             f"{program}: the database of {where}, {shown(exc)}, is not a ZODB FileStorage "
@@ -381,14 +390,15 @@ def close_after_failure(db):
 
 def file_paths(settings):
     """The file of each file:// database the ini names, as zodburi opens it."""
-    return [
-        os.path.normpath(uri.removeprefix("file://").partition("?")[0])
-        for _, uri in get_uris(settings)
-        if uri.startswith("file://")
-    ]
+    return [file_path(uri) for _, uri in get_uris(settings) if uri.startswith("file://")]
 
 
-def refuse_links_to_nothing(files, where, program):
+def file_path(uri):
+    """The file of a file:// URI, as zodburi opens it."""
+    return os.path.normpath(uri.removeprefix("file://").partition("?")[0])
+
+
+def refuse_links_to_nothing(files, where, program, uri_name):
     """Stop, before anything is opened, on a database file that is a link to nothing (a volume
     not mounted, a shared file gone): a writable FileStorage made a new, empty database at the
     link's target, where the target's folder was there, and failed in a traceback where it was
@@ -400,7 +410,7 @@ def refuse_links_to_nothing(files, where, program):
                 f"{program}: {named(where)}, {shown(path)}, is a link to "
                 f"{shown(os.path.realpath(path))}, which does not exist (a volume not mounted? "
                 "a file moved or deleted?): nothing was opened or made; restore what it links "
-                "to, or name the database's file in zodbconn.uri"
+                f"to, or name the database's file in {uri_name}"
             )
 
 

@@ -14,7 +14,6 @@ import plaster
 from paste.deploy.loadwsgi import APP, ConfigLoader, loadcontext
 from plaster.exceptions import InvalidURI
 from pyramid.config import global_registries
-from zc.lockfile import LockError
 
 from .. import main as app_factory
 from ..logs import Formatter
@@ -44,17 +43,13 @@ def load_registry(config_uri, may_write=True):
     try:
         setup_command_logging(loader)
         _quiet_zeo_unless_configured()
-        with quiet("zc.lockfile"):  # it logs a traceback before raising; we say it in one line
+        # zc.lockfile logs a traceback before raising; fftelemetry.opening says it in one line
+        with quiet("zc.lockfile"):
             # as pyramid.paster.get_app: the app the URI's #name names, else main
             app = loader.get_wsgi_app(defaults=None if may_write else {NO_EVOLVE: "true"})
     except SystemExit as exc:  # fftelemetry.main's one line (a setting refused, no ZEO, not a
         # FileStorage), escaped already: escaped again, each backslash would double
         raise ConfigProblem(str(exc.code).removeprefix("fftelemetry: ")) from None
-    except LockError:
-        raise ConfigProblem(
-            f"the database of {named} is in use by another process (a file:// FileStorage "
-            "allows only one); serve it with ZEO (zeo://, see development.ini) to share it"
-        ) from None
     except configparser.InterpolationError as exc:
         said = interpolation_problem(exc, path)
         raise ConfigProblem(f"cannot load {named}: {said}") from None

@@ -557,6 +557,28 @@ def test_a_locked_database_points_to_zeo(tmp_path, write_ini, run_cli):
     assert_one_line(result, 2, "is in use by another process", "ZEO")
 
 
+
+def test_a_locked_or_linked_database_of_zodbconn_uri_is_named_so(tmp_path, write_server_ini,
+                                                                 run_cli, monkeypatch):
+    # "the database of app.ini is in use", whose zodbconn.uri names another file (pserve's was
+    # zc.lockfile's traceback); and "name the database's file in zodbconn.uri"
+    ini, _, _ = write_server_ini("fftelemetry")
+    held = tmp_path / "held.fs"
+    monkeypatch.setenv("ZODBCONN_URI", f"file://{held}")
+    db = DB(FileStorage(str(held)))  # holds the lock, as a running pserve would
+    try:
+        results = [(run_cli("status", ini), 2), (run_pserve(ini), 1)]
+    finally:
+        db.close()
+    for result, status in results:
+        assert_one_line(result, status, f"fftelemetry: the database named in ZODBCONN_URI (in "
+                        f"the environment), {held}, is in use by another process", "ZEO")
+    (tmp_path / "link.fs").symlink_to(tmp_path / "gone" / "Data.fs")
+    monkeypatch.setenv("ZODBCONN_URI", f"file://{tmp_path}/link.fs")
+    result = run_cli("status", ini)
+    assert_one_line(result, 2, "ZODBCONN_URI (in the environment), ", "is a link to",
+                    "name the database's file in ZODBCONN_URI")
+
 def test_bad_usage_is_status_2(write_ini, run_cli):
     assert run_cli("instructions", "reinstall", write_ini()).returncode == 2
     assert run_cli("cron").returncode == 2
