@@ -4,6 +4,7 @@ Like a package manager's post-install step, it also collects (when telemetry is 
 OS version, the kind of database and whether it runs in Docker.
 """
 
+import os
 import platform
 import re
 import shlex
@@ -73,7 +74,7 @@ def run(registry, args):
     if args.which == "install":
         database_env_file = None
         if settings.database_in_environment_only:
-            database_env_file = shown(settings.env_file or "the .env beside the ini")
+            database_env_file = settings.env_file or "the .env beside the ini"
         print(install_text(args.config_uri, has_users=has_users, read_only=read_only,
                            database_env_file=database_env_file))
     else:
@@ -130,6 +131,14 @@ ENVIRONMENT_ONLY = (
     "cron lines: it names the database in this command's environment only, and cron starts them "
     "without it, so they would open the ini's zodbconn.uri instead, or find none."
 )
+# The same, where the ini reads no .env (fftelemetry.env_file = /dev/null): "Put ZODBCONN_URI in
+# /dev/null (...: chmod 600)" was no step to take, and its chmod, run as root, broke /dev/null.
+NO_ENV_FILE = (
+    "Name the database for the cron lines in the ini's zodbconn.uri, or in ZODBCONN_URI in a "
+    ".env that fftelemetry.env_file names (it names /dev/null: none): ZODBCONN_URI names it in "
+    "this command's environment only, and cron starts them without it, so they would open the "
+    "ini's zodbconn.uri instead, or find none."
+)
 
 
 def install_text(config_uri, has_users, read_only=False, database_env_file=None):
@@ -156,10 +165,21 @@ def install_text(config_uri, has_users, read_only=False, database_env_file=None)
         f"{'add' if read_only else 'also'}:\n       {check_line(config_uri)}"
     )
     if database_env_file is not None:
-        steps.append(ENVIRONMENT_ONLY.format(env_file=database_env_file))
+        steps.append(
+            NO_ENV_FILE if reads_nothing(database_env_file)
+            else ENVIRONMENT_ONLY.format(env_file=shown(database_env_file))
+        )
     steps.append(f"Start the application: {prefix}pserve {config_uri}")
     numbered = "\n".join(f"  {number}. {step}" for number, step in enumerate(steps, 1))
     return f"fftelemetry {__version__} is installed.\n\nNext steps:\n{numbered}\n"
+
+
+def reads_nothing(env_file):
+    """Whether the .env the ini names is /dev/null, which stands for none."""
+    try:
+        return os.path.samefile(env_file, os.devnull)
+    except OSError:  # "the .env beside the ini", or one not made yet
+        return False
 
 
 DAILY = "17 4 * * *"

@@ -415,6 +415,18 @@ def test_install_instructions_say_cron_needs_zodbconn_uri_in_env_file(tmp_path, 
                                                          else (0, False)), log
 
 
+
+def test_install_instructions_with_no_env_file_say_where_cron_finds_the_database(
+    tmp_path, write_ini, run_cli, monkeypatch
+):
+    # "Put ZODBCONN_URI in /dev/null (...: chmod 600)": root's chmod of it broke /dev/null
+    monkeypatch.setenv("ZODBCONN_URI", f"file://{tmp_path}/Data.fs")
+    ini = write_ini(**{"fftelemetry.env_file": os.devnull, "fftelemetry.send_telemetry": "false"})
+    shown = run_cli("instructions", "install", ini).stdout
+    assert os.devnull not in shown.replace("(it names /dev/null: none)", ""), shown
+    assert ("Name the database for the cron lines in the ini's zodbconn.uri, or in ZODBCONN_URI "
+            "in a .env that fftelemetry.env_file names") in shown
+
 def test_an_ini_without_a_database_names_zodbconn_uri_too(write_ini, run_cli):
     result = run_cli("status", write_ini(**{"zodbconn.uri": None}))
     assert_one_line(result, 2, "set zodbconn.uri in the ini, or ZODBCONN_URI in the environment "
