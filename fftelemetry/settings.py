@@ -10,7 +10,7 @@ do not understand stops start-up with one line naming it.
 import os
 import re
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import unquote
@@ -113,7 +113,8 @@ class AppSettings:
     connect_timeout: float
     read_timeout: float
     submission_log_size: int
-    session_secret: str
+    # Secrets are left out of the repr, which a debugger, a traceback's locals or a log may show
+    session_secret: str = field(repr=False)
     allow_registration: bool
     strict_catalog: bool
     secure_cookies: bool
@@ -139,7 +140,7 @@ class AppSettings:
     ca_bundle_setting: str | None = None
     # ZODBCONN_URI's URI, which replaces the ini's zodbconn.uri, and where it was set, as lines
     # name it ("ZODBCONN_URI (in the environment)"); None, None: the ini's names the database.
-    database_uri: str | None = None
+    database_uri: str | None = field(default=None, repr=False)  # a PostgreSQL one's password
     database_set_in: str | None = None
     # Whether only this process's environment names it so, which cron's lines do not share: the
     # .env names another database, or none (honcho hands the .env's values on as the environment).
