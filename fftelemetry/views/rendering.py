@@ -24,7 +24,6 @@ from pyramid_chameleon.zpt import renderer_factory
 
 _compiling = threading.Lock()
 _rendered = weakref.WeakSet()  # pyramid_chameleon's renderers, one per template and registry
-_in_layout = weakref.WeakKeyDictionary()  # a page's pyramid_chameleon renderer: its render
 
 LAYOUT = "fftelemetry:templates/layout.pt"
 
@@ -51,8 +50,12 @@ def serialised_first_render(info):
 
 def page_in_layout(info):
     page = renderer_factory(info.clone(name=info.name.removesuffix(".page") + ".pt"))
-    render = _in_layout.get(page)
-    if render is None:  # once per page and registry, not for each request's call
+    # Made once per page renderer, not for each request's call, and kept on it: it refers to the
+    # renderer, so a WeakKeyDictionary keyed by the renderer kept both for good, and with
+    # `pyramid.reload_assets` (pyramid_chameleon then makes renderers anew for every request)
+    # every request's, some 4 KB each.
+    render = getattr(page, "in_layout", None)
+    if render is None:
         layout = renderer_factory(info.clone(name=LAYOUT))
 
         def in_layout(value, system):
@@ -60,7 +63,7 @@ def page_in_layout(info):
             return layout(value, system)
 
         # a page's first render compiles the layout, or the page
-        render = _in_layout[page] = serialised(in_layout, page)
+        render = page.in_layout = serialised(in_layout, page)
     return render
 
 

@@ -1,7 +1,10 @@
 """Templates compile one at a time (CPython 3.11's `ast` is not thread-safe), and a page whose
 template has compiled renders without waiting for that."""
 
+import gc
 import threading
+
+from pyramid_chameleon.zpt import ZPTTemplateRenderer
 
 from fftelemetry.views import rendering
 from tests.functional.conftest import USER_EMAIL
@@ -57,3 +60,20 @@ def test_every_page_has_its_title_from_its_view(site, admin, anonymous):
     for (browser, path), title in titles.items():
         page = browser.get(path, expect_errors=True)
         assert page.html.title.text == f"{title} \N{EM DASH} fftelemetry", path
+
+
+def live_renderers():
+    gc.collect()
+    return sum(isinstance(obj, ZPTTemplateRenderer) for obj in gc.get_objects())
+
+
+def test_renderers_made_for_a_request_go_with_it(make_site):
+    """With `pyramid.reload_assets` pyramid_chameleon makes a page's renderers anew for every
+    request (the page's and the layout's): once answered, nothing keeps them."""
+    anonymous = make_site(**{"pyramid.reload_assets": "true"}).browser()
+    anonymous.get("/login")
+    before = live_renderers()
+    for _ in range(10):
+        anonymous.get("/login")
+        anonymous.get("/nowhere", status=404)
+    assert live_renderers() == before
