@@ -1,14 +1,13 @@
-"""Chameleon page templates, with their compiling serialised, and pages inside the layout.
+"""Chameleon page templates, compiled one at a time, and pages inside the layout.
 
-Chameleon compiles a template to Python on its first render. Under waitress several threads can
-do that at once, and CPython 3.11's `ast` is not safe for it ("SystemError: AST constructor
-recursion depth mismatch", seen with concurrent first requests). So each template's first render
-(which also compiles the macros it loads) holds one lock; later renders run freely, unless
-templates reload when their files change (`pyramid.reload_templates`, for development), when
-any render may compile.
-
-Which templates have been rendered is kept per template, not per call of the factory: Pyramid
-clones a view's renderer for every request, which calls the factory anew each time.
+Chameleon compiles a template to Python the first time it is rendered or used as a macro, and
+again once its file has changed when templates reload (`pyramid.reload_templates`, for
+development). Under waitress several threads can do that at once, and CPython 3.11's `ast` is not
+safe for it ("SystemError: AST constructor recursion depth mismatch", seen with concurrent first
+requests). So every compile holds one lock: Chameleon's check for one (`cook_check`, where each
+starts) takes it unless the template is compiled and does not reload. Renders of compiled
+templates run freely. Locking a template's first render instead missed a template it loads only
+on a later render: the status page's table of submissions, loaded once there is one.
 
 A page's renderer is named `templates/NAME.page`: NAME.pt holds the page's content only, and
 layout.pt is what is rendered, given the page's template as `page_template`, which it uses as a
@@ -18,34 +17,43 @@ time through Python; this way once (~5% of the status page's instructions).
 """
 
 import threading
-import weakref
 
-from pyramid_chameleon.zpt import renderer_factory
+from pyramid.decorator import reify
+from pyramid_chameleon.renderer import template_renderer_factory
+from pyramid_chameleon.zpt import PyramidPageTemplateFile, ZPTTemplateRenderer
 
-_compiling = threading.Lock()
-_rendered = weakref.WeakSet()  # pyramid_chameleon's renderers, one per template and registry
+_compiling = threading.RLock()
 
 LAYOUT = "fftelemetry:templates/layout.pt"
 
 
-def serialised(render, template):
-    """`render`, holding the lock until `template` (pyramid_chameleon's renderer) has been
-    rendered once."""
+class SerialisedPageTemplateFile(PyramidPageTemplateFile):
+    """pyramid_chameleon's template, compiling under the lock. A template it loads (`load:`) is
+    of its class too: Chameleon binds a template's loader to the template's class."""
 
-    def first_render_serialised(value, system):
-        if template in _rendered and not template.lookup.auto_reload:
-            return render(value, system)
+    def cook_check(self):
+        if self._cooked and not self.auto_reload:
+            return False
         with _compiling:
-            result = render(value, system)
-        _rendered.add(template)
-        return result
-
-    return first_render_serialised
+            return super().cook_check()
 
 
-def serialised_first_render(info):
-    renderer = renderer_factory(info)  # the same object for every call with this template
-    return serialised(renderer, renderer)
+class SerialisedTemplateRenderer(ZPTTemplateRenderer):
+    @reify  # as pyramid_chameleon's, with the template class above
+    def template(self):
+        return SerialisedPageTemplateFile(
+            self.path,
+            auto_reload=self.lookup.auto_reload,
+            debug=self.lookup.debug,
+            translate=self.lookup.translate,
+            macro=self.macro,
+        )
+
+
+def renderer_factory(info):
+    """pyramid_chameleon's renderer factory (a renderer per template and registry), its renderers
+    SerialisedTemplateRenderer."""
+    return template_renderer_factory(info, SerialisedTemplateRenderer)
 
 
 def page_in_layout(info):
@@ -62,12 +70,11 @@ def page_in_layout(info):
             system["page_template"] = page.template
             return layout(value, system)
 
-        # a page's first render compiles the layout, or the page
-        render = page.in_layout = serialised(in_layout, page)
+        render = page.in_layout = in_layout
     return render
 
 
 def includeme(config):
     # Instead of config.include("pyramid_chameleon"), which registers the plain factory.
-    config.add_renderer(".pt", serialised_first_render)
+    config.add_renderer(".pt", renderer_factory)
     config.add_renderer(".page", page_in_layout)
