@@ -229,8 +229,12 @@ def post_batch(session, settings, body):
                 f"is {address} the receiver's address?",
                 status,
             )
+        # the receiver's own limit (receiver.max_records, max_body_bytes): as for its server's
+        too_large = f": lower fftelemetry.batch_size, now {settings.batch_size}"
         raise SubmissionFailed(
-            f"the receiver answered HTTP {status}{_their_reason(content)}", status
+            f"the receiver answered HTTP {status}{_their_reason(content)}"
+            f"{too_large if status == 413 else ''}",
+            status,
         )
     try:
         answer = json.loads(content)

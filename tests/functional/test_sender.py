@@ -439,6 +439,25 @@ def test_the_receivers_server_refusing_a_batch_too_large_says_so(db, tmp_path, c
         close_databases(app.registry)
 
 
+def test_the_receiver_refusing_a_batch_too_large_says_to_lower_the_batch_size(db, tmp_path):
+    # the receiver's own JSON 413 (receiver.max_records), not its server's: the same advice
+    app = receiver_main(
+        {}, **{"zodbconn.uri": f"file://{tmp_path}/receiver.fs", "receiver.max_records": "5"}
+    )
+    collect(db, 10)
+    try:
+        with serving(app) as url:
+            outcome = submit_pending(db, settings_for(url))
+            assert outcome.error == (
+                "the receiver answered HTTP 413: at most 5 records per batch, got 10: lower "
+                "fftelemetry.batch_size, now 1000"
+            )
+            assert outcome.status == 413 and counts(db)["pending"] == 10
+            assert submit_pending(db, settings_for(url, batch_size=5)).sent == 10  # as it says
+    finally:
+        close_databases(app.registry)
+
+
 def failing(environ, start_response):
     raise RuntimeError("a bug past the receiver's error views")
 
