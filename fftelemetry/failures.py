@@ -83,8 +83,8 @@ def what_went_wrong(exc):
     (fftelemetry.shown)."""
     if isinstance(exc, ClientDisconnected):
         return "the ZEO server cannot be reached"
-    if isinstance(exc, POSTGRESQL_ERRORS):  # libpq's text is of several lines, "FATAL: ..."
-        reason = re.sub(r"\bFATAL:\s*", "", " ".join(error_text(exc).split()))
+    if isinstance(exc, POSTGRESQL_ERRORS):
+        reason = server_said(exc)
         if not is_server_lost(exc):  # a server that answered: a statement timeout, a deadlock
             return f"{type(exc).__name__}: {reason}"
         return f"the PostgreSQL server cannot be reached ({reason or type(exc).__name__})"
@@ -93,6 +93,12 @@ def what_went_wrong(exc):
     if isinstance(exc, ReadOnlyError):  # zodbconn.uri's read_only=true; it has no text either
         return READ_ONLY
     return f"{type(exc).__name__}: {error_text(exc)}"
+
+
+def server_said(exc):
+    """A database driver's error text on one line: libpq's is of several, "FATAL: ..." (the
+    severity, which says nothing a line's own words do not)."""
+    return re.sub(r"\bFATAL:\s*", "", " ".join(error_text(exc).split()))
 
 
 def hide_passwords(text, settings):

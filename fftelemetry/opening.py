@@ -19,10 +19,10 @@ from ZEO.asyncio.client import Fallback
 from ZEO.Exceptions import ClientDisconnected
 from ZODB.blob import BlobStorage
 from ZODB.FileStorage.FileStorage import FileStorage, FileStorageFormatError, packed_version
-from ZODB.POSException import ConflictError, ReadOnlyError
+from ZODB.POSException import ConflictError, ReadOnlyError, StorageError
 from ZODB.utils import z64
 
-from .failures import hide_passwords, is_no_room, is_server_lost
+from .failures import hide_passwords, is_no_room, is_server_lost, server_said
 from .resources.generations import GenerationError, named
 from .scripting import database, databases
 from .settings import DATABASE_VARIABLE
@@ -153,11 +153,9 @@ def open_database(config, global_config, generations, program, set_in=None):
     # that second error, logged with its traceback, is the one line's to say
     txn_log = logging.getLogger(f"txn.{threading.get_ident()}")
     txn_log.addFilter(not_for_want_of_room)
-    # RelStorage logs a WARNING before its driver's error for a server it cannot connect to,
-    # which the one line says; once started, the app's lost connections are logged as they are
-    relstorage_log = logging.getLogger(RELSTORAGE_CONNECTIONS)
-    relstorage_log.addFilter(not_unable_to_connect)
-    # and one of the statement that failed as it made its tables, whose error the line says
+    # RelStorage's WARNING before its driver's error for a server it cannot connect to, which
+    # the one line says, is dropped by quiet_lost_servers' filter, called before this; and one
+    # of the statement that failed as it made its tables, whose error the line says, here
     relstorage_scripts_log = logging.getLogger(RELSTORAGE_SCRIPTS)
     relstorage_scripts_log.addFilter(not_a_failed_statement)
     try:
@@ -241,7 +239,6 @@ def open_database(config, global_config, generations, program, set_in=None):
     finally:
         stop_hearing()
         txn_log.removeFilter(not_for_want_of_room)
-        relstorage_log.removeFilter(not_unable_to_connect)
         relstorage_scripts_log.removeFilter(not_a_failed_statement)
 
 
@@ -309,8 +306,7 @@ def database_server_refusal(exc, settings, where, uri_name="zodbconn.uri"):
     a server not reached or refusing) or an InterfaceError; RelStorage's own refusal is a
     StorageError (a keep_history the database was not made with), which pserve showed in a
     traceback. `uri_name`: the setting that holds the URI, zodbconn.uri or ZODBCONN_URI."""
-    refusals = {"DatabaseError", "InterfaceError", "StorageError"}
-    if not {cls.__name__ for cls in type(exc).__mro__} & refusals:
+    if not (is_dbapi_error(exc) or isinstance(exc, StorageError)):
         return None
     relstorage_schemes = {
         point.name for point in entry_points(group="zodburi.resolvers")
@@ -329,8 +325,7 @@ def database_server_refusal(exc, settings, where, uri_name="zodbconn.uri"):
             f"{', '.join(unwritten)}, which RelStorage needs written out "
             "(postgres://user:password@host:port/dbname)"
         )
-    text = re.sub(r"\bFATAL:\s*", "", " ".join(str(exc).split()))  # PostgreSQL's severity
-    text = hide_passwords(text, settings)
+    text = hide_passwords(server_said(exc), settings)
     if text.startswith(SCHEMA_MISMATCH):
         text += f" ({uri_name}'s keep_history must be what the database was made with)"
     elif 'referenced table "object_state"' in text:  # history's tables beside a history-free one
@@ -348,13 +343,6 @@ def unwritten_parts(uri):
         ("user", uri.username), ("password", uri.password), ("host", uri.hostname),
         ("port", uri.port), ("database name", uri.path.strip("/") or None),
     ]
-
-
-def not_unable_to_connect(record):
-    """Drops RelStorage's WARNING that it could not connect, said again by the one line; not
-    its "Unable to connect to replica ..., now trying ...": the next one may well connect, and
-    that line is all that says a replica of zodbconn.uri's replica_conf is down."""
-    return record.msg != UNABLE_TO_CONNECT
 
 
 UNABLE_TO_CONNECT = "Unable to connect: %s"  # relstorage/adapters/postgresql/connmanager.py
@@ -543,7 +531,9 @@ def not_a_lost_postgresql_server(record):
     traceback: the connection it lost (it tries again), its failure to connect, that the new try
     failed. The error view's line says it; the first record is kept, without its traceback, as
     the only trace of an outage over before a request failed (its next try connected), and so is
-    a replica it could not connect to before it tried the next (not_unable_to_connect)."""
+    its "Unable to connect to replica ..., now trying ...": the next one may well connect, and
+    that line is all that says a replica of zodbconn.uri's replica_conf is down. At start-up the
+    dropped "Unable to connect" is said again by open_database's one line."""
     if record.msg in ("Reconnect %s failed", UNABLE_TO_CONNECT):
         return False
     if record.exc_info and is_server_lost(record.exc_info[1]):  # a timeout keeps its traceback
