@@ -17,14 +17,13 @@ from pyramid_zodbconn import get_uris
 from zc.lockfile import LockError
 from ZEO.asyncio.client import Fallback
 from ZEO.Exceptions import ClientDisconnected
-from ZODB.blob import BlobStorage
-from ZODB.FileStorage.FileStorage import FileStorage, FileStorageFormatError, packed_version
+from ZODB.FileStorage.FileStorage import FileStorageFormatError, packed_version
 from ZODB.POSException import ConflictError, ReadOnlyError, StorageError
 from ZODB.utils import z64
 
 from .failures import hide_passwords, is_no_room, is_server_lost, server_said
 from .resources.generations import GenerationError, named
-from .scripting import database, databases
+from .scripting import database, databases, file_storage
 from .settings import DATABASE_VARIABLE
 from .shown import LOGGED_CHARS, quoted, shown
 
@@ -360,18 +359,17 @@ def close_after_failure(db):
     flush too), and fails as the commit did: that part of a transaction is cut off, as ZODB
     meant to, or the next start would set it aside as "damaged records" in a .tr file; and the
     start's own error is the one to say, not the close's."""
-    storage = db.storage
-    # a FileStorage, or the BlobStorage that ?blobstorage_dir= wraps around one: it passes
-    # getSize and getName on to the storage it wraps, which may be no file (a zconfig:// one)
-    is_file = isinstance(storage, FileStorage | BlobStorage) and os.path.isfile(storage.getName())
-    committed = storage.getSize() if is_file else None  # where its last transaction ends
+    # a FileStorage, or the one the BlobStorage of ?blobstorage_dir= wraps
+    file = file_storage(db.storage)
+    is_file = file is not None and os.path.isfile(file.getName())
+    committed = file.getSize() if is_file else None  # where its last transaction ends
     try:
         db.close()
     except OSError as exc:
         if not is_no_room(exc):
             raise
         if is_file:  # its lock still held: the close stopped before releasing it
-            path = storage.getName()
+            path = file.getName()
             if os.path.getsize(path) > committed:
                 os.truncate(path, committed)
 

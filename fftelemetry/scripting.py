@@ -17,6 +17,8 @@ import transaction
 from pyramid.interfaces import IRequestFactory
 from pyramid.request import Request, apply_request_extensions
 from pyramid.scripting import prepare
+from ZODB.blob import BlobStorage
+from ZODB.FileStorage import FileStorage
 from ZODB.POSException import ConflictError
 
 from .retries import backoff
@@ -89,6 +91,16 @@ def is_read_only(db):
     if is_connected is not None and not is_connected():
         return False
     return bool(storage.isReadOnly())
+
+
+def file_storage(storage):
+    """The FileStorage of a file:// database, None for another kind. zodburi wraps it in a
+    BlobStorage for ?blobstorage_dir=, which passes on every attribute it lacks when read but
+    keeps one set on it to itself: pack_keep_old set there was not the FileStorage's, and the
+    pack kept Data.fs.old. BlobStorage offers no public way to the storage it wraps."""
+    if isinstance(storage, BlobStorage):
+        storage = storage._BlobStorage__storage
+    return storage if isinstance(storage, FileStorage) else None
 
 
 def close_databases(registry):

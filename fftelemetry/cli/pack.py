@@ -10,14 +10,12 @@ still in the file.
 
 import argparse
 
-from ZODB.blob import BlobStorage
-from ZODB.FileStorage import FileStorage
 from ZODB.POSException import StorageError
 
 from ..failures import NOT_WRITTEN, what_went_wrong
 from ..resources import telemetry_store
 from ..resources.store import utcnow
-from ..scripting import database, run_in_transaction
+from ..scripting import database, file_storage, run_in_transaction
 from ..telemetry.status import history_kept
 from .bootstrap import quiet
 from .instructions import database_driver
@@ -95,16 +93,6 @@ def cannot_write(exc):
         f"the pack failed ({what_went_wrong(exc)}); the database file is replaced only "
         "once its copy is complete, so nothing was lost"
     )
-
-
-def file_storage(storage):
-    """The FileStorage of a file:// database, None for another kind. zodburi wraps it in a
-    BlobStorage for ?blobstorage_dir=, which passes on every attribute it lacks when read but
-    keeps one set on it to itself: pack_keep_old set there was not the FileStorage's, and the
-    pack kept Data.fs.old. BlobStorage offers no public way to the storage it wraps."""
-    if isinstance(storage, BlobStorage):
-        storage = storage._BlobStorage__storage
-    return storage if isinstance(storage, FileStorage) else None
 
 
 def where(db):
