@@ -192,14 +192,13 @@ def post_batch(session, settings, body):
             with lock:
                 ended.set()
 
-    timer = threading.Timer(deadline, cut)
-    timer.daemon = True
     started = time.monotonic()
-    timer.start()
     threading.Thread(target=exchange, name="telemetry-exchange", daemon=True).start()
-    if not ended.wait(deadline + CUT_GRACE):
-        cut()  # in a name's look-up still (see "Bounds" above): left behind
-    timer.cancel()
+    if not ended.wait(deadline):
+        cut()
+        # a wait on a socket ends at once; a name's look-up does not (see "Bounds" above), and
+        # its thread is left behind
+        ended.wait(CUT_GRACE)
     # Checked first: cut in its headers, http.client may even take what came for an answer.
     if was_cut.is_set():
         raise SubmissionFailed(f"no complete answer from {address} within {deadline:g}s")
