@@ -229,11 +229,9 @@ def post_batch(session, settings, body):
                 status,
             )
         # the receiver's own limit (receiver.max_records, max_body_bytes): as for its server's
-        too_large = f": lower fftelemetry.batch_size, now {settings.batch_size}"
+        too_large = f": {_smaller_batches(settings)}" if status == 413 else ""
         raise SubmissionFailed(
-            f"the receiver answered HTTP {status}{_their_reason(content)}"
-            f"{too_large if status == 413 else ''}",
-            status,
+            f"the receiver answered HTTP {status}{_their_reason(content)}{too_large}", status
         )
     try:
         answer = json.loads(content)
@@ -477,10 +475,15 @@ def _servers_own(status, content_type, content, not_json, settings):
     if status == 413:
         return (
             f"the receiver's server refused the batch as too large ({said}): "
-            f"lower fftelemetry.batch_size, now {settings.batch_size}"
+            f"{_smaller_batches(settings)}"
         )
     what = "failed" if status >= 500 else "refused the request"
     return f"the receiver's server {what} ({said})"
+
+
+def _smaller_batches(settings):
+    """The advice for a batch refused as too large, by the receiver or its server."""
+    return f"lower fftelemetry.batch_size, now {settings.batch_size}"
 
 
 def _their_reason(content):
