@@ -7,6 +7,7 @@ needs a permission (default VIEW) and every POST a CSRF token, so forgetting eit
 view fails closed.
 """
 
+import hmac
 import json
 import re
 import time
@@ -54,6 +55,14 @@ def principals_for(user):
     return principals
 
 
+def same_session_key(sent, kept):
+    """Whether a session's key is the account's, compared in constant time: the cookie's HMAC
+    already keeps a guesser from choosing it, so this is defence in depth. A key that is not an
+    ASCII string (none, or another shape from an older cookie) fails closed: compare_digest
+    raises for a str that is not ASCII, and the account's key is hex."""
+    return isinstance(sent, str) and sent.isascii() and hmac.compare_digest(sent, kept)
+
+
 @implementer(ISecurityPolicy)
 class SecurityPolicy:
     def __init__(self, lifetime_seconds):
@@ -73,7 +82,7 @@ class SecurityPolicy:
         user = None if email is None else users_folder(request).get(email)
         if user is None or user.session_key is None:  # fail closed: see User.session_key
             return None
-        if request.session.get(SESSION_KEY) != user.session_key:
+        if not same_session_key(request.session.get(SESSION_KEY), user.session_key):
             return None
         return user if self._within_lifetime(request.session.get(SIGNED_IN_AT)) else None
 

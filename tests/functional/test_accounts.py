@@ -427,6 +427,42 @@ def test_a_session_that_kept_no_sign_in_time_signs_in_again(site, admin):
     admin.get("/admin/telemetry", status=200)
 
 
+def with_session_key(site, email, key):
+    """A browser whose session, signed in just now, holds `key` as its session key."""
+    state = {"userid": email, SESSION_KEY: key, SIGNED_IN_AT: int(time.time())}
+    browser = site.browser()
+    browser.set_cookie("session", session_cookie(state))
+    return browser
+
+
+# Values of the session key that no sign-in wrote, made from the account's key
+ODD_SESSION_KEYS = {
+    "none": lambda key: None,
+    "a number": lambda key: 12345,
+    "true": lambda key: True,
+    "the key in a list": lambda key: [key],
+    "the key as an object's name": lambda key: {key: 1},
+    "empty": lambda key: "",
+    "one character short": lambda key: key[:-1],
+    "a non-ASCII character after it": lambda key: key + "\u00e9",
+    "a non-ASCII character in its last place": lambda key: key[:-1] + "\u00e9",
+    "a lone surrogate in its last place": lambda key: key[:-1] + "\udcff",
+}
+
+
+@pytest.mark.parametrize("odd", ODD_SESSION_KEYS.values(), ids=ODD_SESSION_KEYS.keys())
+def test_a_session_key_of_another_shape_fails_closed(site, admin, odd):
+    """The key is compared in constant time (hmac.compare_digest, which takes a str of ASCII
+    only): a value no sign-in wrote, in a cookie signed all the same (an older version's, a
+    bug's), signs nobody in and is no error page."""
+    with site.root() as root:
+        key = root["users"][ADMIN_EMAIL].session_key
+    with_session_key(site, ADMIN_EMAIL, key).get("/admin/telemetry", status=200)
+    browser = with_session_key(site, ADMIN_EMAIL, odd(key))
+    assert "/login?came_from=" in browser.get("/admin/telemetry", status=303).location
+    browser.get("/preferences", status=303)
+
+
 def test_a_cookie_signed_as_before_0_1_0_signs_in_again_once(site, admin):
     """Until 0.1.0 the cookie was signed with SHA-512 and kept its names long: such a cookie,
     valid then, is dropped (its user signs in again), not an error."""
