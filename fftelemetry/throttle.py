@@ -24,14 +24,25 @@ uncounted: filling the store so takes some 1,700 addresses (IPv6 /64s: a /48 hol
 failing 20 times each within one window, 33,000 argon2 checks, and letting them through would
 give those addresses guesses without limit; refusing costs everyone not yet counted logging in
 for at most a window.
+
+An operator is told in one WARNING line when an address's lock first refuses an attempt, when an
+email's slowing first applies to one, and when a full store first refuses one: once per key a
+window, once a window for the store, never once per refused request (a guesser would write the
+log). A pair's lock is not told: one email from one address is a user mistyping. The line names
+the email in full: it is the account an admin has to look at, and warn its owner about.
 """
 
 import ipaddress
+import logging
 import math
 import threading
 import time
 from collections import OrderedDict
 from itertools import islice
+
+from .shown import LOGGED_CHARS, quoted, shown
+
+log = logging.getLogger(__name__)
 
 MAX_KEYS = 10_000
 # An address across all emails, and an email across all addresses, get this many times the
@@ -49,14 +60,16 @@ class LoginThrottle:
         self.max_keys = max_keys
         self.clock = clock
         self._lock = threading.Lock()  # waitress serves requests on several threads
-        # key -> [when its window started, attempts since the last success]; in order of start,
-        # as keys are only ever added at the end (a monotonic clock): the expired ones are at the
-        # front. A key is ("pair", email, address), ("address", address) or ("email", email).
+        # key -> [when its window started, attempts since the last success, whether its WARNING
+        # line is written]; in order of start, as keys are only ever added at the end (a
+        # monotonic clock): the expired ones are at the front. A key is ("pair", email, address),
+        # ("address", address) or ("email", email).
         self._failures = OrderedDict()
         # How many of them have used up their count: when no other can be dropped, a new key is
         # refused at once, not after looking at all 10,000 (~4 ms under the lock, which each new
         # address an attacker sends would cost)
         self._spent = 0
+        self._store_full_told_at = None  # the clock when the log was last told the store is full
 
     def __len__(self):
         return len(self._failures)
@@ -72,7 +85,7 @@ class LoginThrottle:
 
     def _drop_expired(self, now):
         while self._failures:
-            started, _ = next(iter(self._failures.values()))
+            started = next(iter(self._failures.values()))[0]
             if now - started < self.window_seconds:
                 return
             key, entry = self._failures.popitem(last=False)
@@ -103,24 +116,56 @@ class LoginThrottle:
         Counted as the attempt begins, under the lock, and given back by `succeeded`: checked at
         the start and counted once the password had failed, every request that came in while
         others were being checked got through too (waitress serves several at once), a guess
-        more per worker thread."""
+        more per worker thread. A WARNING line is written outside the lock."""
         with self._lock:
-            now = self.clock()
-            self._drop_expired(now)
-            keys = ("address", address), ("pair", email, address), ("email", email)
-            by_address, pair, by_email = (self._failures.get(key) for key in keys)
-            if by_address is not None and self._used_up(keys[0], by_address):
-                return self._wait(by_address, now)
-            slowed = by_email is not None and self._used_up(keys[2], by_email)
-            if pair is not None and pair[1] >= (SLOWED_ATTEMPTS if slowed else self.attempts):
-                return self._wait(pair, now)
-            if not self._make_room(sum(key not in self._failures for key in keys), keys):
-                return self._wait(next(iter(self._failures.values())), now)
-            for key in keys:
-                entry = self._failures.setdefault(key, [now, 0])
-                entry[1] += 1
-                self._spent += entry[1] == self._limit(key)
-            return 0
+            wait, warning = self._attempt(email, address, self.clock())
+        if warning is not None:
+            log.warning(*warning)
+        return wait
+
+    def _attempt(self, email, address, now):
+        """attempt()'s wait, and the WARNING line it has to write, if any: once per key a
+        window (its entry remembers), and once a window for a full store."""
+        self._drop_expired(now)
+        keys = ("address", address), ("pair", email, address), ("email", email)
+        by_address, pair, by_email = (self._failures.get(key) for key in keys)
+        if by_address is not None and self._used_up(keys[0], by_address):
+            wait, warning = self._wait(by_address, now), None
+            if not by_address[2]:
+                by_address[2] = True
+                warning = (
+                    "login: %s is locked out of every account for %d s (%d attempts across "
+                    "accounts within %d s); refused at %s", shown(address), wait, by_address[1],
+                    self.window_seconds, shown_email(email),
+                )
+            return wait, warning
+        slowed, warning = by_email is not None and self._used_up(keys[2], by_email), None
+        if slowed and not by_email[2]:
+            by_email[2] = True
+            warning = (
+                "login: %s is slowed to %d attempt an address for %d s (%d attempts at it from "
+                "several addresses within %d s); this one from %s", shown_email(email),
+                SLOWED_ATTEMPTS, self._wait(by_email, now), by_email[1], self.window_seconds,
+                shown(address),
+            )
+        if pair is not None and pair[1] >= (SLOWED_ATTEMPTS if slowed else self.attempts):
+            return self._wait(pair, now), warning
+        if not self._make_room(sum(key not in self._failures for key in keys), keys):
+            wait = self._wait(next(iter(self._failures.values())), now)
+            told = self._store_full_told_at
+            if warning is None and (told is None or now - told >= self.window_seconds):
+                self._store_full_told_at = now
+                warning = (
+                    "login: all %d keys of the login throttle refuse or slow a guesser: /login "
+                    "refuses every address and email not yet counted for up to %d s; refused %s "
+                    "at %s", self.max_keys, wait, shown(address), shown_email(email),
+                )
+            return wait, warning
+        for key in keys:
+            entry = self._failures.setdefault(key, [now, 0, False])
+            entry[1] += 1
+            self._spent += entry[1] == self._limit(key)
+        return 0, warning
 
     def succeeded(self, email, address):
         """The password was right: the pair's count is cleared, and the attempt given back to
@@ -136,6 +181,12 @@ class LoginThrottle:
                     self._spent -= self._used_up(key, entry)
                     entry[1] -= 1
                     self._spent += self._used_up(key, entry)
+
+
+def shown_email(email):
+    """An email in a log line, in full: the account an admin has to look at (the key keeps at
+    most MAX_EMAIL + 1 characters of it)."""
+    return shown(quoted(email, LOGGED_CHARS))
 
 
 def client_network(address):

@@ -934,3 +934,65 @@ def test_guesses_sent_at_once_get_no_more_attempts_than_one_after_another(make_a
         for thread in guessers:
             thread.join()
     assert sorted(statuses) == [400, 400] + [429] * 6
+
+
+# What the throttle tells the operator: one WARNING line when a lock or a slowing begins, or the
+# store fills, never one per refused request (a guesser would write the log).
+
+def throttle_lines(caplog):
+    return [record.getMessage() for record in caplog.records
+            if record.name == "fftelemetry.throttle" and record.levelname == "WARNING"]
+
+
+def test_an_address_locked_out_of_every_account_is_logged_once(site, admin, caplog):
+    browser = browser_at(site, ATTACKER)
+    fail_logins(browser, 5)
+    assert_throttled(log_in(browser, ADMIN_EMAIL))  # one email from one address: a mistyping
+    for n in range(15):
+        fail_logins(browser, 1, f"guess{n}@example.org")
+    assert throttle_lines(caplog) == []
+    for email in (ADMIN_EMAIL, USER_EMAIL, "guess0@example.org", ADMIN_EMAIL):
+        assert_throttled(log_in(browser, email), email=email)
+    [line] = throttle_lines(caplog)
+    assert line.startswith(f"login: {ATTACKER} is locked out of every account for ")
+    assert line.endswith(f" s (20 attempts across accounts within 60 s); refused at "
+                         f"'{ADMIN_EMAIL}'")
+
+
+def test_an_email_slowed_is_logged_once_naming_it_in_full(site, admin, caplog):
+    for n in range(4):
+        fail_logins(browser_at(site, f"192.0.2.{n}"), 5)
+    assert throttle_lines(caplog) == []
+    newcomer = browser_at(site, "2001:db8:1:2::7")
+    fail_logins(newcomer, 1)
+    for _ in range(3):
+        assert_throttled(log_in(newcomer, ADMIN_EMAIL))
+    fail_logins(browser_at(site, "192.0.2.99"), 1)
+    assert_throttled(log_in(browser_at(site, "192.0.2.99"), ADMIN_EMAIL))
+    [line] = throttle_lines(caplog)
+    assert line.startswith(f"login: '{ADMIN_EMAIL}' is slowed to 1 attempt an address for ")
+    assert line.endswith(" s (20 attempts at it from several addresses within 60 s); this one "
+                         "from 2001:db8:1:2::/64")
+
+
+def test_an_email_in_a_log_line_is_escaped(site, admin, caplog):
+    email = "x\nFAKE LOG LINE\x1b[2J@example.org"
+    browser = browser_at(site, ATTACKER)
+    for n in range(20):
+        fail_logins(browser, 1, f"guess{n}@example.org")
+    assert_throttled(log_in(browser, email), email=email)
+    [line] = throttle_lines(caplog)
+    assert line.endswith("refused at 'x\\nfake log line\\x1b[2j@example.org'")  # normalised
+
+
+def test_a_full_throttle_store_is_logged_once_a_window(make_site, caplog):
+    site = make_site(**{"fftelemetry.login_attempts": "1"})
+    site.register(ADMIN_EMAIL)
+    site.app.registry.login_throttle.max_keys = 3  # as 10,000, in fewer requests
+    fail_logins(browser_at(site, ATTACKER), 1)  # its pair is used up: it is never dropped
+    for n in range(4):
+        assert_throttled(log_in(browser_at(site, f"192.0.2.{n}"), USER_EMAIL), email=USER_EMAIL)
+    [line] = throttle_lines(caplog)
+    assert line.startswith("login: all 3 keys of the login throttle refuse or slow a guesser: "
+                           "/login refuses every address and email not yet counted for up to ")
+    assert line.endswith(f" s; refused 192.0.2.0 at '{USER_EMAIL}'")

@@ -30,7 +30,7 @@ def test_locked_after_the_attempts_until_the_window_from_the_first_attempt_ends(
     assert throttle.attempt("e", "a") == 1  # rounded up: never "try again in 0 seconds"
     clock.now += 0.5
     assert throttle.attempt("e", "a") == 0  # the window is over: a new one begins with this attempt
-    assert list(throttle._failures.values()) == [[clock.now, 1]] * 3  # pair, address, email
+    assert list(throttle._failures.values()) == [[clock.now, 1, False]] * 3  # pair, address, email
 
 
 def test_an_attempt_refused_is_not_counted():
@@ -150,3 +150,64 @@ def test_an_ipv6_address_is_counted_by_its_64_any_other_as_it_is():
     assert client_network("192.0.2.9") == "192.0.2.9"
     assert client_network(None) is None  # no REMOTE_ADDR
     assert client_network("unix:/run/app.sock") == "unix:/run/app.sock"
+
+
+def warnings_of(caplog):
+    return [record.getMessage() for record in caplog.records
+            if record.name == "fftelemetry.throttle" and record.levelname == "WARNING"]
+
+
+def test_a_lock_is_logged_once_a_window_whatever_is_given_back(caplog):
+    """An attacker logging in to its own account between guesses gives an attempt back to its
+    address's count and takes it again: the lock it reaches anew is not a line anew."""
+    clock = Clock()
+    throttle = LoginThrottle(5, 60, clock=clock)
+    for n in range(5 * SPREAD):
+        fail(throttle, 1, f"guess{n}")
+    for _ in range(3):
+        assert throttle.attempt("owner", "attacker") > 0
+    throttle.succeeded("mine", "attacker")  # a login let in before the lock, right after it
+    fail(throttle, 1, "mine")
+    assert throttle.attempt("owner", "attacker") > 0
+    assert len(warnings_of(caplog)) == 1
+    clock.now += 60
+    for n in range(5 * SPREAD):
+        fail(throttle, 1, f"guess{n}")
+    assert throttle.attempt("owner", "attacker") > 0
+    assert warnings_of(caplog)[1:] == [
+        "login: attacker is locked out of every account for 60 s (20 attempts across accounts "
+        "within 60 s); refused at 'owner'"
+    ]
+
+
+def test_a_slowed_email_is_logged_once_a_window(caplog):
+    clock = Clock()
+    throttle = LoginThrottle(5, 60, clock=clock)
+    for n in range(SPREAD):
+        fail(throttle, 5, address=f"bot{n}")
+    assert warnings_of(caplog) == []
+    fail(throttle, 1, address="bot-new")
+    assert throttle.attempt("owner", "bot-new") > 0
+    fail(throttle, 1, address="bot-newer")
+    assert warnings_of(caplog) == [
+        "login: 'owner' is slowed to 1 attempt an address for 60 s (20 attempts at it from "
+        "several addresses within 60 s); this one from bot-new"
+    ]
+
+
+def test_a_full_store_is_logged_once_a_window(caplog):
+    clock = Clock()
+    throttle = LoginThrottle(1, 60, max_keys=3, clock=clock)
+    fail(throttle, 1, "a", "one")  # its pair is used up: never dropped
+    for n in range(5):
+        assert throttle.attempt("b", f"bot{n}") == 60
+    clock.now += 59
+    assert throttle.attempt("b", "bot") == 1
+    assert len(warnings_of(caplog)) == 1
+    clock.now += 1
+    fail(throttle, 1, "c", "two")  # the window is over: its keys expired
+    assert throttle.attempt("b", "bot") == 60
+    assert warnings_of(caplog)[1:] == [
+        "login: all 3 keys of the login throttle refuse or slow a guesser: /login refuses every "
+        "address and email not yet counted for up to 60 s; refused bot at 'b'"
+    ]
