@@ -248,21 +248,33 @@ class FlashesThatFit:
 
 
 SESSION_COOKIE = "session"
+# With fftelemetry.secure_cookies the name binds the cookie to this host: a browser keeps a
+# __Host- cookie only if it is Secure, for Path=/ and no Domain, so no other site under the same
+# domain (a sibling name) can set one that shadows ours. Not without the setting: a site reached
+# over both HTTP and HTTPS keeps one name, which plain HTTP may then neither send nor replace.
+HOST_SESSION_COOKIE = "__Host-" + SESSION_COOKIE
+
+
+def session_cookie_name(secure):
+    """The session cookie's name, by fftelemetry.secure_cookies."""
+    return HOST_SESSION_COOKIE if secure else SESSION_COOKIE
 
 
 def session_factory(secret, secure=False):
     """Signed-cookie sessions: eight hours idle, and re-signed at most every ten minutes (not on
     every request, Pyramid's default). `secure` (behind HTTPS) keeps browsers from ever sending
-    the cookie over plain HTTP; a request that came over HTTPS gets such a cookie without it.
-    Flash messages are kept small (FlashesThatFit). A cookie WebOb cannot read is dropped first
-    (see fftelemetry.request.drop_unreadable_cookies)."""
+    the cookie over plain HTTP, and names it __Host-session; a request that came over HTTPS gets
+    a Secure cookie without it. Flash messages are kept small (FlashesThatFit). A cookie WebOb
+    cannot read is dropped first (see fftelemetry.request.drop_unreadable_cookies)."""
+    cookie_name = session_cookie_name(secure)
 
     def session_class(secure):
         cookie_session = SignedCookieSessionFactory(
             secret,
             salt="fftelemetry.session.",
             hashalg=SESSION_HASHALG,
-            cookie_name=SESSION_COOKIE,
+            cookie_name=cookie_name,
+            path="/",  # and no domain, as __Host- requires (Pyramid's defaults, said here)
             httponly=True,
             secure=secure,
             samesite="Lax",

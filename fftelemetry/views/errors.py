@@ -33,7 +33,7 @@ from ..failures import (
 )
 from ..resources.generations import GenerationError
 from ..scripting import database
-from ..security import SESSION_COOKIE
+from ..security import session_cookie_name
 from ..shown import LOGGED_CHARS, request_line, shown
 from .accounts import safe_next
 
@@ -112,7 +112,8 @@ def session_cookie_withheld(request):
     The browser's Origin says how it reached the page: behind a proxy waitress does not trust,
     request.scheme is "http" of an HTTPS page, whose cookie then went missing otherwise."""
     over_https = request.headers.get("Origin", "").startswith("https://")
-    return request.scheme == "http" and not over_https and SESSION_COOKIE not in request.cookies
+    name = session_cookie_name(request.app_settings.secure_cookies)
+    return request.scheme == "http" and not over_https and name not in request.cookies
 
 
 @exception_view_config(BadCSRFOrigin)

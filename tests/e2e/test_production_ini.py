@@ -1,5 +1,6 @@
 """production.ini as shipped, served by pserve behind a (pretend) TLS-terminating proxy: links
-and redirects follow the proxy's scheme and host, and the session cookie is Secure."""
+and redirects follow the proxy's scheme and host, and the session cookie is Secure and
+__Host-."""
 
 import re
 from pathlib import Path
@@ -43,6 +44,7 @@ def test_production_ini_behind_a_tls_proxy(tmp_path):
     assert 'href="https://telemetry.example.net/static/' in login.text
     cookie = login.headers["Set-Cookie"].lower()
     assert "; secure" in cookie and "; httponly" in cookie
+    assert cookie.startswith("__host-session=") and "; path=/;" in cookie  # bound to the host
     assert huge.status_code == 413  # refused before the app reads (and keeps) the body
 
 

@@ -506,6 +506,7 @@ def test_session_cookie_is_httponly_and_samesite(site):
     assert "HttpOnly" in cookie
     assert "SameSite=Lax" in cookie
     assert "secure" not in cookie.lower()  # development serves plain HTTP
+    assert cookie.startswith("session=")  # not __Host-, which a browser keeps only Secure
 
 
 def test_an_https_form_from_another_site_is_refused_with_its_own_page(make_site):
@@ -520,11 +521,40 @@ def test_an_https_form_from_another_site_is_refused_with_its_own_page(make_site)
         assert len(root["users"]) == 0
 
 
-def test_session_cookie_is_secure_when_configured(make_site):
+HTTPS = {"wsgi.url_scheme": "https", "HTTP_HOST": "localhost"}
+
+
+def https_admin(site):
+    """A browser over HTTPS signed in as the administrator, who registers with it."""
+    browser = webtest.TestApp(site.app, extra_environ=HTTPS)
+    page = browser.get("/register")
+    form = page.forms["register"]
+    form["email"], form["password"] = ADMIN_EMAIL, PASSWORD
+    signed_in = form.submit(headers={"Origin": "https://localhost"}, status=303)
+    return browser, page.headers["Set-Cookie"], signed_in.headers["Set-Cookie"]
+
+
+def test_session_cookie_is_secure_and_bound_to_the_host_when_configured(make_site):
+    """__Host-: a browser keeps it only Secure, for Path=/ and no Domain, so no sibling site
+    under the same domain can set a cookie that shadows it."""
     site = make_site(**{"fftelemetry.secure_cookies": "true"})
-    browser = webtest.TestApp(site.app, extra_environ={"wsgi.url_scheme": "https"})
-    cookie = browser.get("/login").headers["Set-Cookie"]
-    assert "; secure" in cookie.lower()
+    browser, first, signed_in = https_admin(site)
+    for cookie in first, signed_in:
+        assert cookie.startswith("__Host-session=")
+        assert "; secure" in cookie.lower() and "; Path=/;" in cookie
+        assert "domain" not in cookie.lower()
+    browser.get("/welcome", status=200)
+    assert list(browser.cookies) == ["__Host-session"]
+
+
+def test_a_cookie_of_the_other_name_signs_nobody_in(make_site):
+    """Turning fftelemetry.secure_cookies on or off renames the cookie: its sessions end."""
+    site = make_site(**{"fftelemetry.secure_cookies": "true"})
+    admin, _, _ = https_admin(site)
+    renamed = webtest.TestApp(site.app, extra_environ=HTTPS)
+    renamed.set_cookie("session", admin.cookies["__Host-session"])
+    renamed.get("/welcome", status=303)
+    admin.get("/welcome", status=200)
 
 
 def test_a_session_cookie_sent_over_https_is_secure_without_the_setting(make_site):
@@ -537,6 +567,8 @@ def test_a_session_cookie_sent_over_https_is_secure_without_the_setting(make_sit
     browser = webtest.TestApp(site.app, extra_environ=https)
     page = browser.get("/login")
     assert "; secure" in page.headers["Set-Cookie"].lower()
+    # its name as over HTTP: a browser that holds it keeps plain HTTP from replacing it
+    assert page.headers["Set-Cookie"].startswith("session=")
     form = page.forms["login"]
     form["email"], form["password"] = ADMIN_EMAIL, PASSWORD
     signed_in = form.submit(headers={"Origin": "https://localhost"}, status=303)
@@ -560,6 +592,21 @@ def test_a_secure_cookie_over_plain_http_is_named_as_why_a_form_fails(make_site)
     form = browser.get("/register").forms["register"]
     form["csrf_token"] = "stale"
     page = form.submit(headers={"Origin": "https://localhost"}, status=400)
+    assert "reload the page and try again" in page.text and "plain HTTP" not in page.text
+
+
+def test_a_form_behind_an_untrusted_proxy_with_its_host_cookie_is_not_said_to_be_plain_http(
+        make_site):
+    # waitress not told to trust the proxy, a browser sending no Origin: request.scheme is "http"
+    # of a page the browser has over HTTPS, and it sent its __Host-session cookie, so the form
+    # only expired
+    site = make_site(**{"fftelemetry.secure_cookies": "true"})
+    over_https = webtest.TestApp(site.app, extra_environ=HTTPS)
+    over_https.get("/register")
+    behind_proxy = site.browser()  # http://localhost
+    behind_proxy.set_cookie("__Host-session", over_https.cookies["__Host-session"])
+    form = {"csrf_token": "stale", "email": ADMIN_EMAIL, "password": PASSWORD}
+    page = behind_proxy.post("/register", form, status=400)
     assert "reload the page and try again" in page.text and "plain HTTP" not in page.text
 
 
