@@ -6,8 +6,8 @@ makes the next start log "Ignoring index" and read the whole file again, which t
 the file grows (the receiver's grows with every batch). Waitress stops on Ctrl-C, waiting up to
 5 seconds for the requests in hand, and the databases are then closed at exit. SIGTERM, which
 honcho, systemd and `docker stop` send, ends Python at once; the server runner here makes it stop
-waitress the same way. Only the server does: a console command or a test process keeps Python's
-own SIGTERM.
+waitress the same way. A console command has its own (fftelemetry.cli.stopping); a test process
+keeps Python's.
 """
 
 import atexit

@@ -5,7 +5,9 @@ Each command runs against the application's own settings and database (loaded fr
 failing one as `system.command.errored` (both only when telemetry is on), except for a command
 whose module says COUNTED = False (delete: see there). A config that cannot be loaded gives one
 line on stderr and exit status 2, never a traceback; a write that cannot be done (a full disk,
-conflicts on every attempt) one line and exit status 1, its transaction rolled back.
+conflicts on every attempt) one line and exit status 1, its transaction rolled back. Ctrl-C or
+SIGTERM (fftelemetry.cli.stopping) stops a command in one line too, exit status 130 or 143, its
+databases closed.
 
 A command's module says with `writes(args)` whether a run writes (a command writes unless it
 says otherwise). On a read-only database (a replica) one that writes is refused before it does
@@ -18,15 +20,18 @@ import argparse
 import contextlib
 import logging
 import os
+import signal
 import sys
 
 from ..failures import CANNOT_WRITE, NOT_WRITTEN, READ_ONLY, hide_passwords
 from ..scripting import close_databases, database, is_read_only
 from ..shown import shown
+from ..telemetry.sender import SubmissionInterrupted, records_word
 from . import COMMAND_NAMES, create_user, cron, delete, instructions, pack, status
 from .bootstrap import load_registry
 from .collecting import collect_unless_busy
 from .errors import CommandError, ConfigProblem, Verdict, cannot_write
+from .stopping import stopped_as_ctrl_c
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +67,8 @@ def build_parser():
         epilog="Exit status: 0 done; 1 the command failed, or status --check found submissions "
         "overdue; 2 bad usage, or a config or database that cannot be used (a read-only one, "
         "for a command that writes); 3 delete without --yes that found something to delete "
-        "(nothing deleted); 130 interrupted; 141 the output's reader went away.",
+        "(nothing deleted); 130 interrupted (Ctrl-C); 141 the output's reader went away; 143 "
+        "stopped by SIGTERM.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
@@ -91,6 +97,13 @@ def main(argv=None):
             file=sys.stderr,
         )
         return 2
+    with stopped_as_ctrl_c() as stops:
+        return run_guarded(args, stops)
+
+
+def run_guarded(args, stops):
+    """The command, with what stops it early said in one line: a reader gone away, an output
+    that cannot be written, Ctrl-C or SIGTERM."""
     try:
         with contextlib.redirect_stdout(GuardedOutput(sys.stdout)):
             exit_status = run_loaded(args)
@@ -107,13 +120,19 @@ def main(argv=None):
             file=sys.stderr,
         )
         return 1
-    except KeyboardInterrupt:  # Ctrl-C: the transaction in progress is aborted on the way out
-        print(
-            f"fftelemetry {args.command}: interrupted; the change in progress, if any, "
-            "was rolled back",
-            file=sys.stderr,
-        )
-        return 130
+    except KeyboardInterrupt as exc:  # the transaction in progress is aborted on the way out
+        # SIGTERM: 143, as a shell, `timeout --preserve-status` or docker report a process it
+        # ended, apart from Ctrl-C's 130 and a failure's 1
+        terminated = stops.signum == signal.SIGTERM
+        how = "stopped by SIGTERM" if terminated else "interrupted"
+        print(f"fftelemetry {args.command}: {how}{what_stays(exc)}", file=sys.stderr)
+        return 143 if terminated else 130
+
+
+def what_stays(interruption):
+    if isinstance(interruption, SubmissionInterrupted):  # cron's
+        return f": {records_word(interruption.sent)} sent and marked, the rest stay pending"
+    return "; the change in progress, if any, was rolled back"
 
 
 class OutputError(Exception):

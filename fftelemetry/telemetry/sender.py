@@ -59,6 +59,25 @@ class Outcome:
         )
 
 
+class SubmissionInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM, in a console command) stopped the run after `sent` records were sent
+    and marked; the POST in flight was cut, and its batch and the rest stay pending."""
+
+    def __init__(self, sent):
+        super().__init__(sent)
+        self.sent = sent
+
+
+@dataclass
+class Tally:
+    """How many records a run has marked, counted as each batch's mark commits."""
+
+    sent: int = 0
+
+    def add(self, marked):
+        self.sent += marked
+
+
 def records_word(count):
     return f"{count} record" if count == 1 else f"{count} records"
 
@@ -72,19 +91,24 @@ def submit_pending(db, settings, *, now=None) -> Outcome:
         return Outcome(sent=0, status=None, uuid=None, error=TELEMETRY_OFF)
     now = now or utcnow()
     with own_connection(db) as (tm, conn):
-        outcome = _send_batches(conn, tm, settings, now)
+        tally = Tally()
+        try:
+            outcome = _send_batches(conn, tm, settings, now, tally)
+        except KeyboardInterrupt as exc:  # the POST in flight is cut on the way here (Poster)
+            raise SubmissionInterrupted(tally.sent) from exc
         _log_run(tm, conn, settings, outcome, now)
     return outcome
 
 
-def _send_batches(conn, tm, settings, now):
+def _send_batches(conn, tm, settings, now, tally):
     """POST batch after batch, pipelined: while the receiver works on one batch, the batch before
     it is marked here and the one after it read and encoded. (In turn, the two sides managed
     16,500 records/s through the real receiver.) Still one POST and one transaction a batch, each
     marked only after its own acknowledgement, oldest first; the first failure stops the run, and
     a batch acknowledged but not marked is simply re-sent next time (the receiver counts it once).
+    `tally` counts the records marked, for a run that is stopped before it returns.
     """
-    sent, status, batch_uuid = 0, None, None
+    status, batch_uuid = None, None
     reference = None  # the uuid of the last batch this run marked: the one its message names
     with make_session() as session, Poster(session, settings) as poster:
 
@@ -102,29 +126,28 @@ def _send_batches(conn, tm, settings, now):
                 status, batch_uuid = in_flight.result()
             except SubmissionFailed as exc:
                 log.warning("Telemetry submission failed: %s; the records stay pending.", exc)
-                return Outcome(sent=sent, status=exc.status, uuid=None, error=str(exc))
+                return Outcome(sent=tally.sent, status=exc.status, uuid=None, error=str(exc))
             next_in_flight = None
             if following:
                 next_in_flight = poster.submit(following_body)
             try:
                 # Another run ("submit now" during cron's) may have marked this batch already:
                 # it counts as that run's, which sent it first.
-                marked = _mark(tm, conn, [seq for seq, _ in batch], batch_uuid, now)
+                marked = _mark(tm, conn, [seq for seq, _ in batch], batch_uuid, now, tally)
             except NOT_WRITTEN as exc:
                 reason = (
                     f"a batch was sent but could not be marked ({why_not_written(exc)}); "
                     "it will be re-sent"
                 )
                 log.warning("Telemetry submission failed: %s.", reason)
-                return Outcome(sent=sent, status=status, uuid=batch_uuid, error=reason)
-            sent += marked
+                return Outcome(sent=tally.sent, status=status, uuid=batch_uuid, error=reason)
             if marked:
                 reference = batch_uuid
-            if sent // FLUSH_CACHE_EVERY > (sent - marked) // FLUSH_CACHE_EVERY:
+            if tally.sent // FLUSH_CACHE_EVERY > (tally.sent - marked) // FLUSH_CACHE_EVERY:
                 conn.cacheMinimize()  # memory stays flat however many records are sent
             batch, in_flight = following, next_in_flight
             following, following_body = prepare(after=batch[-1][0]) if batch else ([], None)
-    return Outcome(sent=sent, status=status, uuid=reference, error=None)
+    return Outcome(sent=tally.sent, status=status, uuid=reference, error=None)
 
 
 class Poster:
@@ -233,9 +256,17 @@ def _write(tm, conn, change):
     return result
 
 
-def _mark(tm, conn, seqs, batch_uuid, now):
-    """Mark the batch; how many of its records were still pending to be marked."""
-    return _write(tm, conn, lambda store: store.mark_submitted(seqs, batch_uuid, now))
+def _mark(tm, conn, seqs, batch_uuid, now, tally):
+    """Mark the batch; how many of its records were still pending to be marked, added to `tally`
+    by the commit itself: a console command is stopped after a commit, not inside it
+    (fftelemetry.cli.stopping), so a batch it marked is counted however soon it stops."""
+
+    def mark(store):
+        marked = store.mark_submitted(seqs, batch_uuid, now)
+        tm.get().addAfterCommitHook(lambda committed: committed and tally.add(marked))
+        return marked
+
+    return _write(tm, conn, mark)
 
 
 def _log_run(tm, conn, settings, outcome, now):

@@ -1,16 +1,23 @@
 """Faults: the cron command killed mid-submission, a corrupted .env, an unreadable ini. Each ends
 in a clear error or a clean recovery, and no record is lost or marked twice."""
 
+import os
+import re
 import subprocess
+import threading
 from contextlib import contextmanager
-from signal import SIGKILL
+from signal import SIGKILL, SIGTERM
 
 import pytest
 from ZODB import DB
 from ZODB.FileStorage import FileStorage
+from ZODB.fsIndex import fsIndex
 
+from fftelemetry.receiver import main as receiver_main
 from fftelemetry.resources import telemetry_store_in
 from fftelemetry.resources.store import SUBMITTED
+from fftelemetry.scripting import close_databases
+from tests.conftest import RunningReceiver, serving
 
 from .harness import (
     BIN,
@@ -81,7 +88,10 @@ def test_cron_killed_mid_submission_then_rerun_marks_each_record_once(tmp_path, 
     rerun = fftelemetry("cron", ini, "--force")
     assert rerun.returncode == 0, rerun.stderr
     total += 1  # the first run collected its own first use (system.command.executed: cron)
+    assert_each_record_sent_and_marked_once(receiver, data, total)
 
+
+def assert_each_record_sent_and_marked_once(receiver, data, total):
     batches = receiver.read(
         lambda root: {uuid: set(batch.record_ids) for uuid, batch in root.batches.items()}
     )
@@ -94,6 +104,89 @@ def test_cron_killed_mid_submission_then_rerun_marks_each_record_once(tmp_path, 
     assert {record.id for record in records} == receiver_ids
     for record in records:  # marked once, with the batch that really holds it
         assert record.id in batches[record.submission_uuid]
+
+
+class HeldAnswer:
+    """The real receiver's app behind a gate: the answer to request number `held` (stored by the
+    receiver all the same) waits until `release` is set; `holding` is set once it waits."""
+
+    def __init__(self, app, held):
+        self.app, self.held = app, held
+        self.count, self.lock = 0, threading.Lock()
+        self.holding, self.release = threading.Event(), threading.Event()
+
+    def __call__(self, environ, start_response):
+        with self.lock:
+            self.count += 1
+            number = self.count
+        answer = list(self.app(environ, start_response))
+        if number == self.held:
+            self.holding.set()
+            self.release.wait(60)
+        return answer
+
+
+@contextmanager
+def receiver_holding_answer(folder, held):
+    """(RunningReceiver, HeldAnswer): the real receiver on folder/receiver.fs, its answer to
+    request number `held` held."""
+    app = receiver_main({}, **{"zodbconn.uri": f"file://{folder}/receiver.fs"})
+    gate = HeldAnswer(app, held)
+    try:
+        with serving(gate) as url:
+            try:
+                yield RunningReceiver(url, app), gate
+            finally:
+                gate.release.set()
+    finally:
+        close_databases(app.registry)
+
+
+STOPPED = re.compile(
+    r"fftelemetry cron: stopped by SIGTERM: (\d+) records sent and marked, the rest stay pending"
+)
+
+
+def test_cron_stopped_by_sigterm_mid_submission_closes_the_database(tmp_path):
+    # SIGTERM (systemd stopping a timer's service, `docker stop`) ended cron at once: no saved
+    # index (the next open read the whole file again), and a log with no word of why it ended
+    total, batch_size, answered = 20_000, 200, 30
+    data = tmp_path / "Data.fs"
+    seed(data, total)
+    os.remove(f"{data}.index")  # the seeding's; the run's own close is to write it again
+    with receiver_holding_answer(tmp_path, answered + 1) as (receiver, gate):
+        ini = write_server_ini(tmp_path / "app.ini", app_settings(
+            f"file://{data}",
+            **{"fftelemetry.telemetry_url": receiver.url, "fftelemetry.batch_size": batch_size},
+        ))
+        cron = subprocess.Popen(
+            [str(BIN / "fftelemetry"), "cron", str(ini), "--force"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=child_environment(),
+        )
+        try:
+            assert gate.holding.wait(60), "the batch after the answered ones did not come"
+            cron.send_signal(SIGTERM)
+            _, stderr = cron.communicate(timeout=30)
+        finally:
+            if cron.poll() is None:
+                cron.kill()
+                cron.wait()
+        assert cron.returncode == 143, stderr
+        assert "Traceback" not in stderr, stderr
+        said = STOPPED.fullmatch(stderr.splitlines()[-1])
+        assert said, stderr
+        saved = fsIndex.load(f"{data}.index")
+        assert saved["pos"] == os.path.getsize(data), "the database was closed"
+        with store_of(data) as store:
+            # only batches answered: the last one's mark may have been cut before its commit
+            assert store.counts()["submitted"] == int(said[1])
+            assert int(said[1]) in ((answered - 1) * batch_size, answered * batch_size)
+
+        gate.release.set()
+        rerun = fftelemetry("cron", ini, "--force")
+        assert rerun.returncode == 0, rerun.stderr
+        # the held batch reached the receiver unmarked, and is sent again: stored once
+        assert_each_record_sent_and_marked_once(receiver, data, total + 1)  # + cron's first use
 
 
 def test_a_corrupted_dotenv_stops_commands_and_server_in_one_line(tmp_path):

@@ -19,6 +19,7 @@ import pytest
 import trustme
 from ZODB import DB
 from ZODB.FileStorage import FileStorage
+from ZODB.fsIndex import fsIndex
 
 from fftelemetry import main, settings
 from fftelemetry.cli.instructions import is_docker
@@ -876,6 +877,7 @@ def test_an_unreachable_zeo_server_is_one_line(tmp_path, write_ini, run_cli):
 
 
 CTRL_C = b"\x03"  # the terminal turns it into SIGINT
+SIGTERM = "SIGTERM"  # an answer that is no answer: the command is sent SIGTERM at the prompt
 
 
 def converse(argv, *answers, timeout=30):
@@ -898,7 +900,10 @@ def converse(argv, *answers, timeout=30):
             shown += chunk
             if pending and shown.endswith(b": "):  # a prompt waits (an answer ends that)
                 answer = pending.pop(0).encode()
-                os.write(fd, answer if answer == CTRL_C else answer + b"\n")
+                if answer == SIGTERM.encode():
+                    os.kill(pid, signal.SIGTERM)
+                else:
+                    os.write(fd, answer if answer == CTRL_C else answer + b"\n")
     else:
         os.kill(pid, signal.SIGKILL)  # stuck: fail the test, don't hang it
     _, status = os.waitpid(pid, 0)
@@ -922,6 +927,23 @@ def test_create_user_interrupted_at_the_prompt_is_one_line(tmp_path, write_ini):
     status, shown = converse(argv, "a good password", CTRL_C.decode())
     assert status == 130 and "fftelemetry create-user: interrupted" in shown
     assert "Traceback" not in shown and "KeyboardInterrupt" not in shown
+    assert values(stored(tmp_path)[1], "system.users.count") == []
+
+
+def test_create_user_stopped_by_sigterm_is_one_line_and_closes_the_database(tmp_path, write_ini):
+    # SIGTERM ended the command at once: the new Data.fs was left with no index, which the next
+    # open rebuilds by reading the whole file
+    argv = [sys.executable, "-m", "fftelemetry.cli.main", "create-user", write_ini(),
+            "--email", "cy@example.org"]
+    status, shown = converse(argv, "a good password", SIGTERM)
+    assert status == 143, shown
+    assert shown.splitlines()[-1].endswith(  # after the prompt it stopped at
+        ": fftelemetry create-user: stopped by SIGTERM; the change in progress, if any, "
+        "was rolled back"
+    )
+    assert "Traceback" not in shown and "KeyboardInterrupt" not in shown
+    data = tmp_path / "Data.fs"
+    assert fsIndex.load(f"{data}.index")["pos"] == os.path.getsize(data)
     assert values(stored(tmp_path)[1], "system.users.count") == []
 
 

@@ -1,0 +1,84 @@
+"""SIGTERM stops a console command as Ctrl-C does: KeyboardInterrupt raised in its thread, so that
+what it holds is let go on the way out (the transaction in progress aborted, a POST in flight cut,
+the databases closed, a FileStorage saving its index). SIGTERM is what systemd sends a timer's
+service it stops or that ran past its timeout, and what `docker stop` and `timeout` send; Python's
+own ended the process at once, and the next open of a FileStorage read the whole file again.
+
+Neither is raised in the middle of a commit (a FileStorage cut there closes itself, the commit
+half known), nor while FileStorage.pack swaps its copy in (between its two renames there is no
+Data.fs): it waits for their end. Installed by the console entry point only, never by what the
+web app imports: the server has its own (fftelemetry.shutdown).
+"""
+
+import contextlib
+import signal
+import threading
+
+import transaction
+from ZODB.FileStorage import FileStorage, fspack
+
+STOPS = (signal.SIGINT, signal.SIGTERM)
+RETRY_AFTER = 0.05  # seconds: a commit or a pack's swap is over in a few milliseconds
+
+_COMMIT = transaction.Transaction.commit.__code__
+_PACK = FileStorage.pack.__code__
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, stopping a console command the way Ctrl-C does."""
+
+
+class Stops:
+    """The signal that stopped the command, if one did (`signum`)."""
+
+    def __init__(self):
+        self.signum = None
+        self._retry = None
+
+    def handle(self, signum, frame):
+        if not may_stop_in(frame):  # sent again in a moment, to be raised then
+            if self._retry is None or self._retry.finished.is_set():
+                self._retry = threading.Timer(RETRY_AFTER, self._again, (signum,))
+                self._retry.daemon = True
+                self._retry.start()
+            return
+        if signum == signal.SIGTERM:
+            # one is enough: another, sent while the command closes, is not to cut that short
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        self.signum = signum
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    @staticmethod
+    def _again(signum):
+        signal.pthread_kill(threading.main_thread().ident, signum)
+
+    def cancel(self):
+        if self._retry is not None:
+            self._retry.cancel()
+
+
+def may_stop_in(frame):
+    """Whether the command may be stopped where `frame` runs: not inside a commit, nor inside
+    FileStorage.pack once its copy (fspack, which a stop leaves whole) is made."""
+    copying = False
+    while frame is not None:
+        code = frame.f_code
+        if code is _COMMIT or (code is _PACK and not copying):
+            return False
+        copying = copying or code.co_filename == fspack.__file__
+        frame = frame.f_back
+    return True
+
+
+@contextlib.contextmanager
+def stopped_as_ctrl_c():
+    """Ctrl-C and SIGTERM raise KeyboardInterrupt (Terminated for SIGTERM) while the block runs;
+    yields the Stops that says which one did. Python's own handlers are put back after."""
+    stops = Stops()
+    before = {signum: signal.signal(signum, stops.handle) for signum in STOPS}
+    try:
+        yield stops
+    finally:
+        stops.cancel()
+        for signum, handler in before.items():
+            signal.signal(signum, handler)

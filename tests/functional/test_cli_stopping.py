@@ -1,0 +1,112 @@
+"""Ctrl-C and SIGTERM in a console command (fftelemetry.cli.stopping): raised where the command
+runs, but never inside a commit, nor while FileStorage.pack swaps its copy in. Real signals, sent
+to this process from the very code they must not cut, on a real FileStorage."""
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+import transaction
+from persistent.mapping import PersistentMapping
+from ZODB import DB
+from ZODB.FileStorage import FileStorage
+from ZODB.serialize import referencesf
+
+from fftelemetry.cli.stopping import Terminated, stopped_as_ctrl_c
+
+
+def wait_to_be_stopped():
+    """Where a stop put off is raised: a wait it ends (a bound, not a timed assertion)."""
+    threading.Event().wait(30)
+    pytest.fail("the stop was not raised once the commit was over")
+
+
+@pytest.fixture
+def db(tmp_path):
+    db = DB(FileStorage(str(tmp_path / "Data.fs")))
+    yield db
+    db.close()
+
+
+def test_sigterm_raises_terminated_and_the_handlers_are_put_back():
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with stopped_as_ctrl_c() as stops, pytest.raises(Terminated):
+        signal.raise_signal(signal.SIGTERM)
+        wait_to_be_stopped()
+    assert stops.signum == signal.SIGTERM
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_during_a_commit_waits_for_its_end(db, signum):
+    # raised inside it, the commit was cut half-way: a FileStorage closes itself there
+    tm = transaction.TransactionManager()
+    conn = db.open(tm)
+    conn.root()["kept"] = PersistentMapping()
+    tm.get().addBeforeCommitHook(signal.raise_signal, (signum,))
+    with stopped_as_ctrl_c(), pytest.raises(KeyboardInterrupt):
+        tm.commit()  # what is tested: it returns, committed
+        wait_to_be_stopped()
+    conn.close()
+    with db.transaction() as fresh:
+        assert "kept" in fresh.root()
+
+
+def packed_file(path, when):
+    """A FileStorage at `path` with history to drop (three revisions of its root), packed with
+    SIGTERM sent to this process during the copy (`when="copying"`) or once the copy is made,
+    before ZODB swaps it in (`when="copied"`); where the stop was raised."""
+
+    def references(data, oids=None):  # the copy's reachability walk calls it
+        if when == "copying":
+            signal.raise_signal(signal.SIGTERM)
+        return referencesf(data, oids)
+
+    def packer(*args):  # a FileStorage's own packer= (IFileStoragePacker): ZODB's, then SIGTERM
+        result = FileStorage.packer(*args)
+        if when == "copied":
+            signal.raise_signal(signal.SIGTERM)
+        return result
+
+    storage = FileStorage(str(path), packer=packer, pack_keep_old=False)  # as `fftelemetry pack`
+    db = DB(storage)
+    try:
+        for n in range(3):
+            with db.transaction() as conn:
+                conn.root()["n"] = n
+        with stopped_as_ctrl_c():
+            try:
+                storage.pack(time.time(), references)
+            except Terminated:
+                return "in the pack"
+            try:
+                wait_to_be_stopped()
+            except Terminated:
+                return "after the pack"
+    finally:
+        db.close()
+
+
+def test_a_stop_during_the_copy_of_a_pack_leaves_the_file_as_it_was(tmp_path):
+    path = tmp_path / "Data.fs"
+    assert packed_file(path, "copying") == "in the pack"
+    db = DB(FileStorage(str(path)))
+    try:
+        assert len(db.history(b"\0" * 8, size=10)) == 4, "nothing was packed"
+    finally:
+        db.close()
+
+
+def test_a_stop_once_the_copy_is_made_waits_until_it_replaces_the_file(tmp_path):
+    # raised between ZODB's two renames, it left Data.fs.old and Data.fs.pack, and no Data.fs
+    path = tmp_path / "Data.fs"
+    assert packed_file(path, "copied") == "after the pack"
+    assert path.exists()
+    assert not any(name.endswith((".old", ".pack")) for name in os.listdir(tmp_path))
+    db = DB(FileStorage(str(path)))
+    try:
+        assert len(db.history(b"\0" * 8, size=10)) == 1, "packed"
+    finally:
+        db.close()
