@@ -9,6 +9,8 @@ still in the file.
 """
 
 import argparse
+import contextlib
+import os
 
 from ZODB.POSException import StorageError
 
@@ -55,13 +57,27 @@ def run(registry, args):
         file.pack_keep_old = False
     before, now = db.getSize(), utcnow()
     with quiet("ZODB.DB"):  # it logs a traceback before raising; main says it in one line
-        db.pack(t=now.timestamp(), days=args.days)
+        try:
+            db.pack(t=now.timestamp(), days=args.days)
+        except KeyboardInterrupt:  # Ctrl-C, SIGTERM
+            drop_unfinished_copy(file)
+            raise
     try:
         record_pack(registry, now, args.days)
     finally:  # the pack is done, noted or not; "after" is the file's size with the note
         print(f"Packed {where(db)}: {before:,} bytes before, {db.getSize():,} after; "
               f"{history_kept(args.days)}.{server_note(db)}")
     return 0
+
+
+def drop_unfinished_copy(file):
+    """ZODB removes the copy it was making (Data.fs.pack) when the pack fails with an OSError
+    only: one stopped during the copy left it, as large as the database, until the next pack
+    overwrote it. A stop waits while the copy is swapped in (fftelemetry.cli.stopping), so there
+    is either a whole Data.fs and a copy no one needs, or no copy left."""
+    if file is not None:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(f"{file.getName()}.pack")
 
 
 def record_pack(registry, at, days):

@@ -189,6 +189,38 @@ def test_cron_stopped_by_sigterm_mid_submission_closes_the_database(tmp_path):
         assert_each_record_sent_and_marked_once(receiver, data, total + 1)  # + cron's first use
 
 
+def test_pack_stopped_by_sigterm_during_its_copy_leaves_the_database_as_it_was(tmp_path):
+    # ZODB removes its unfinished copy on an OSError only: SIGTERM (or Ctrl-C) left Data.fs.pack,
+    # as large as the database, until the next pack
+    total = 200_000  # a copy that takes a while (a second or so): SIGTERM is sent during it
+    data, copy = tmp_path / "Data.fs", tmp_path / "Data.fs.pack"
+    seed(data, total)
+    ini = write_server_ini(tmp_path / "app.ini", app_settings(f"file://{data}"))
+    pack = subprocess.Popen(
+        [str(BIN / "fftelemetry"), "pack", str(ini)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_environment(),
+    )
+    try:
+        wait_until(copy.exists, 120, "the pack's copy")
+        pack.send_signal(SIGTERM)
+        stdout, stderr = pack.communicate(timeout=60)
+    finally:
+        if pack.poll() is None:
+            pack.kill()
+            pack.wait()
+    assert pack.returncode == 143, stderr
+    assert "Traceback" not in stderr and stdout == "", stderr
+    assert stderr.splitlines()[-1] == (
+        "fftelemetry pack: stopped by SIGTERM; the change in progress, if any, was rolled back"
+    )
+    assert not copy.exists()
+    assert fsIndex.load(f"{data}.index")["pos"] == os.path.getsize(data)
+    with store_of(data) as store:
+        assert store.counts()["all"] == total + 1  # + pack's first use
+    again = fftelemetry("pack", ini)
+    assert again.returncode == 0 and "Packed" in again.stdout, again.stderr
+
+
 def test_a_corrupted_dotenv_stops_commands_and_server_in_one_line(tmp_path):
     data = tmp_path / "Data.fs"
     seed(data, 10)
