@@ -200,3 +200,46 @@ def test_a_receiver_losing_its_zeo_server_answers_503_in_json(tmp_path):
             log = ini.with_suffix(".log").read_text()
     assert log.count("GET /stats: the ZEO server cannot be reached; nothing was stored") == 1
     assert "Traceback" not in log and "Couldn't load state" not in log
+
+
+RECORDS = "/admin/telemetry/view"
+
+
+def exported_ids(browser, base):
+    return [record["id"] for record in browser.get(f"{base}{RECORDS}/export.json",
+                                                   timeout=30).json()]
+
+
+def test_an_admins_delete_meeting_a_lost_zeo_server_is_a_503_and_deletes_nothing(tmp_path):
+    """The records page was just read, so the delete's reads come from the caches and its commit
+    is what meets the lost server (pyramid_tm's commit, not the view): the 503 page all the
+    same, not the 500 of an error at commit time, and no rerun."""
+    port = free_port()
+    ini = write_server_ini(tmp_path / "web.ini", settings_for(tmp_path), port)
+    with runzeo(tmp_path) as zeo, pserve(ini, port) as base:
+        admin = new_session()
+        register(base, "owner@example.org", admin)  # the first account is the administrator's
+        register(base, "second@example.org")
+        records = exported_ids(admin, base)
+        page = admin.get(f"{base}{RECORDS}", timeout=30)  # the form, while the server is up
+        form = {"confirm": "yes", "shown": str(len(records)), "csrf_token": csrf_token(page.text)}
+        stop(zeo)
+        refused = admin.post(f"{base}{RECORDS}/delete-all", data=form, timeout=120,
+                             allow_redirects=False)
+        log = ini.with_suffix(".log").read_text()
+        assert refused.status_code == 503, refused.text
+        assert "Database unavailable" in refused.text and "Nothing was changed" in refused.text
+        assert "Set-Cookie" not in refused.headers
+        assert log.count("the ZEO server cannot be reached") == 1, log
+        assert "Traceback" not in log and "retrying POST" not in log
+
+        with runzeo(tmp_path):
+            wait_until(lambda: admin.get(f"{base}/health", timeout=30).text == "OK\n", 30,
+                       "the app to reconnect")
+            assert exported_ids(admin, base) == records
+            page = admin.get(f"{base}{RECORDS}", timeout=30)
+            done = admin.post(f"{base}{RECORDS}/delete-all", data={
+                **form, "csrf_token": csrf_token(page.text)}, timeout=30)
+            assert f"Deleted {len(records)} records" in done.text, done.text
+            assert exported_ids(admin, base) == []
+
