@@ -64,11 +64,13 @@ def is_no_room(exc):
 def why_not_written(exc):
     """Why a write failed, in a few words: an OSError's reason without its file name (it may be
     shown to anybody), else the kind of error; a read-only database's in words, its error's
-    name saying nothing to the person reading the page."""
+    name saying nothing to the person reading the page; a lost server's by the server."""
     if isinstance(exc, ConflictError):
         return "conflicting writes"
     if isinstance(exc, ReadOnlyError):
         return READ_ONLY
+    if isinstance(exc, ClientDisconnected):  # its name is no reason to an admin reading it
+        return "the ZEO server cannot be reached"
     if isinstance(exc, POSTGRESQL_ERRORS) and is_server_lost(exc):  # its text names the server
         return "the PostgreSQL server cannot be reached"
     return getattr(exc, "strerror", None) or type(exc).__name__

@@ -10,6 +10,8 @@ import time
 
 import pytest
 
+from tests.conftest import Stub, serving
+
 from .harness import (
     BIN,
     app_settings,
@@ -243,3 +245,38 @@ def test_an_admins_delete_meeting_a_lost_zeo_server_is_a_503_and_deletes_nothing
             assert f"Deleted {len(records)} records" in done.text, done.text
             assert exported_ids(admin, base) == []
 
+
+def test_submit_now_meeting_a_lost_zeo_server_says_so_and_marks_nothing(tmp_path):
+    """The pages' objects are in the caches: the batch is read and sent, and marking it meets
+    the lost server. The admin is told in words, and the batch stays pending to be sent again."""
+    receiver = Stub()
+    port = free_port()
+    with serving(receiver) as url:
+        # each failed write waits wait_timeout in ZEO's abort, tried three times (the sender's
+        # attempts), marking and logging the run: a second, not the module's two
+        settings = {**settings_for(tmp_path, 1), "fftelemetry.telemetry_url": url}
+        ini = write_server_ini(tmp_path / "web.ini", settings, port)
+        with runzeo(tmp_path) as zeo, pserve(ini, port) as base:
+            admin = new_session()
+            register(base, "owner@example.org", admin)
+            records = exported_ids(admin, base)
+            page = admin.get(f"{base}{RECORDS}", timeout=30)
+            stop(zeo)
+            pressed = admin.post(f"{base}{RECORDS}/submit", timeout=120,
+                                 data={"csrf_token": csrf_token(page.text)})
+            assert pressed.status_code == 200 and len(receiver.requests) == 1, pressed.text
+            assert ("Nothing was marked as sent: a batch was sent but could not be marked (the "
+                    "ZEO server cannot be reached); it will be re-sent.") in pressed.text
+            log = ini.with_suffix(".log").read_text()
+            assert "Telemetry submission log not updated: the ZEO server cannot be reached" in log
+            assert "Traceback" not in log and "ClientDisconnected" not in log, log
+
+            with runzeo(tmp_path):
+                wait_until(lambda: admin.get(f"{base}/health", timeout=30).text == "OK\n", 30,
+                           "the app to reconnect")
+                page = admin.get(f"{base}{RECORDS}", timeout=30)
+                assert f"{len(records)} pending" in page.text, page.text
+                sent = admin.post(f"{base}{RECORDS}/submit", timeout=60,
+                                  data={"csrf_token": csrf_token(page.text)})
+                assert f"Sent {len(records)} record" in sent.text, sent.text
+    assert len(receiver.requests) == 2  # the batch not marked, sent again
