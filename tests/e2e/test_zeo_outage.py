@@ -3,12 +3,16 @@ the server gets a 503 within one `wait_timeout` (pyramid_retry would otherwise r
 times, waiting each time), saves nothing and signs nobody in; the app recovers by itself. And
 `pserve` started with no ZEO server says so in one line."""
 
+import re
 import signal
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 
 import pytest
+from ZEO.ClientStorage import ClientStorage
+from ZODB.Connection import TransactionMetaData
 
 from tests.conftest import Stub, serving
 
@@ -280,3 +284,69 @@ def test_submit_now_meeting_a_lost_zeo_server_says_so_and_marks_nothing(tmp_path
                                   data={"csrf_token": csrf_token(page.text)})
                 assert f"Sent {len(records)} record" in sent.text, sent.text
     assert len(receiver.requests) == 2  # the batch not marked, sent again
+
+
+def fftelemetry(*args):
+    return subprocess.Popen([str(BIN / "fftelemetry"), *map(str, args)], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=child_environment())
+
+
+def records_in(ini):
+    """How many records there are, by `delete all` without --yes, which changes nothing."""
+    _, err = fftelemetry("delete", "all", ini).communicate(timeout=60)
+    return int(re.search(r"would delete (\d+) record", err).group(1))
+
+
+@contextmanager
+def commit_lock_held(folder):
+    """A transaction of the test's own, voted on the ZEO server in `folder`: it holds the
+    server's commit lock, and another client's commit waits for it there, until the server is
+    lost. Yields the test's client."""
+    storage = ClientStorage(str(folder / "zeo.sock"), wait_timeout=10)
+    txn = TransactionMetaData()
+    storage.tpc_begin(txn)
+    storage.tpc_vote(txn)
+    try:
+        yield storage
+    finally:
+        storage.close()
+
+
+PACK_FAILED = ("the pack failed (the ZEO server cannot be reached); the database file is "
+               "replaced only once its copy is complete, so nothing was lost")
+
+
+@pytest.mark.parametrize(("command", "line"), [
+    (("delete", "all", "--yes"),
+     "could not delete (the ZEO server cannot be reached); nothing was deleted"),
+    (("status",),  # its first run: it writes its use before it reads
+     "could not write (the ZEO server cannot be reached); the change in progress was rolled back"),
+    (("pack",), PACK_FAILED),
+])
+def test_a_command_losing_its_zeo_server_mid_run_says_so_in_one_line(tmp_path, command, line):
+    """The server is lost (killed) while the command waits on it: its commit waiting for the
+    commit lock the test holds, or its pack, which needs that lock to end. Deterministic: the
+    test sees the command waiting before it takes the server away."""
+    ini = write_server_ini(tmp_path / "app.ini", settings_for(tmp_path))
+    with runzeo(tmp_path):
+        first = fftelemetry("pack", ini)  # a database, with records and old revisions to pack
+        assert first.communicate(timeout=60) and first.returncode == 0
+        before = records_in(ini)
+    with (
+        runzeo(tmp_path) as zeo,
+        commit_lock_held(tmp_path) as holder,
+        fftelemetry(*command, ini) as run,
+    ):
+        if command[0] == "pack":  # the server's pack has begun its copy
+            wait_until((tmp_path / "Data.fs.pack").exists, 30, "the pack")
+        else:
+            wait_until(lambda: holder.server_status()["waiting"] == 1, 30, "the commit")
+        zeo.kill()  # lost as in a crash (SIGTERM would abort the test's transaction first)
+        zeo.wait(10)
+        out, err = run.communicate(timeout=60)
+    assert run.returncode == 1, err
+    assert err.splitlines() == [f"fftelemetry {command[0]}: {line}"], err
+    assert out == ""
+    with runzeo(tmp_path):
+        assert records_in(ini) == before
