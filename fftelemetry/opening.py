@@ -519,9 +519,14 @@ def quiet_lost_servers():
     logging.getLogger("ZODB.Connection").addFilter(not_a_lost_server)
     logging.getLogger(RELSTORAGE_CONNECTIONS).addFilter(not_a_lost_postgresql_server)
     logging.getLogger(RELSTORAGE_RECONNECTS).addFilter(not_a_lost_postgresql_server)
+    # a commit waiting for a lock as the server goes: RelStorage asks the lost connection who
+    # holds the lock, logs that failure with its traceback, and raises a conflict, whose rerun
+    # meets the lost server and says so
+    logging.getLogger(RELSTORAGE_LOCKS).addFilter(not_a_lost_server)
 
 
 RELSTORAGE_RECONNECTS = "relstorage.adapters.connections"
+RELSTORAGE_LOCKS = "relstorage.adapters.locker"
 
 
 def not_a_lost_postgresql_server(record):

@@ -4,7 +4,10 @@ that needs it gets a 503 and one log line, `/health` a 503 in plain text, a comm
 the receiver a 503 in JSON; nothing is saved, and the app recovers by itself."""
 
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
+import psycopg2
 import pytest
 
 from tests.conftest import STUB_ANSWER, serving
@@ -21,7 +24,8 @@ from .harness import (
     wait_until,
     write_server_ini,
 )
-from .postgresql import PASSWORD
+from .postgresql import PASSWORD, USER
+from .test_zeo_outage import RECORDS, exported_ids
 
 pytestmark = pytest.mark.slow
 
@@ -221,3 +225,68 @@ def test_a_replica_that_cannot_be_reached_is_logged(cluster, tmp_path):
     down = f"Unable to connect to replica 127.0.0.1:{closed}: connection to server at"
     assert down in started and down in serving_, started + serving_
     assert "Traceback" not in serving_ and PASSWORD not in started + serving_
+
+
+@contextmanager
+def objects_locked(cluster, name):
+    """Every object of database `name` held by a session of the test's, with a shared advisory
+    lock on its oid: RelStorage's commit takes an exclusive one on each object it changes, and
+    waits there (its readCurrent, a shared one, does not). The server's stop ends the session."""
+    conn = psycopg2.connect(host="127.0.0.1", port=cluster.port, user=USER, password=PASSWORD,
+                            dbname=name)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock_shared(zoid) "
+                           "FROM (SELECT DISTINCT zoid FROM object_state) AS objects")
+        yield
+    finally:
+        conn.close()
+
+
+def commit_waiting(cluster, name):
+    """Whether a session of database `name` waits for an advisory lock (a commit, for ours)."""
+    return cluster.query(name, "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND "
+                         "wait_event_type = 'Lock' AND wait_event = 'advisory'", name) == [(1,)]
+
+
+def test_an_admins_delete_whose_commit_meets_a_lost_postgresql_server(cluster, tmp_path):
+    """The server is stopped while the delete's commit waits for a lock the test holds: the
+    admin gets the 503 page, one log line, and nothing is deleted."""
+    uri = cluster.database()
+    name = uri.rsplit("/", 1)[1]
+    port = free_port()
+    ini = write_server_ini(tmp_path / "web.ini", app_settings(uri, **CHEAP), port)
+    with pserve(ini, port) as base, ThreadPoolExecutor(1) as background:
+        admin = new_session()
+        register(base, "owner@example.org", admin)  # the first account is the administrator's
+        register(base, "second@example.org")
+        records = exported_ids(admin, base)
+        page = admin.get(f"{base}{RECORDS}", timeout=30)
+        form = {"confirm": "yes", "shown": str(len(records)), "csrf_token": csrf_token(page.text)}
+        with objects_locked(cluster, name):
+            pressed = background.submit(admin.post, f"{base}{RECORDS}/delete-all", data=form,
+                                        timeout=60, allow_redirects=False)
+            wait_until(lambda: commit_waiting(cluster, name), 30, "the delete's commit")
+            cluster.stop()
+        try:
+            refused = pressed.result(timeout=60)
+        finally:
+            cluster.start()
+        assert refused.status_code == 503, refused.text
+        assert "Database unavailable" in refused.text and "Nothing was changed" in refused.text
+        assert "Set-Cookie" not in refused.headers
+        log = ini.with_suffix(".log").read_text()
+        assert log.count(LOST) == 1, log
+        assert "Traceback" not in log and "lock debug info" not in log, log
+        assert PASSWORD not in log
+
+        wait_until(lambda: new_session().get(f"{base}/health", timeout=30).text == "OK\n", 30,
+                   "the app to reconnect")
+        assert exported_ids(admin, base) == records
+        page = admin.get(f"{base}{RECORDS}", timeout=30)
+        done = admin.post(f"{base}{RECORDS}/delete-all", timeout=30,
+                          data={**form, "csrf_token": csrf_token(page.text)})
+        assert f"Deleted {len(records)} records" in done.text, done.text
+        assert exported_ids(admin, base) == []
+
