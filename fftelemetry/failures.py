@@ -43,6 +43,17 @@ def is_server_lost(exc):
     return type(exc) is OperationalError and (exc.pgcode or "08").startswith("08")
 
 
+def retried_after(exc):
+    """What a rerun's line says it follows: the conflict's kind, or a lost PostgreSQL server, for
+    which RelStorage raises a conflict if its commit was waiting for a lock (a rerun: the server
+    may be back, or only that connection was ended). The error met is read from RelStorage's
+    __relstorage_cause__: pyramid_tm raises a failed commit `from None`, dropping __cause__."""
+    cause = getattr(exc, "__relstorage_cause__", None)
+    if isinstance(cause, POSTGRESQL_ERRORS) and is_server_lost(cause):
+        return "losing the PostgreSQL server as it waited for a lock"
+    return type(exc).__name__
+
+
 # The storage cannot write: a full disk (OSError), a read-only or lost database (StorageError,
 # ZEO's ClientDisconnected among them; a PostgreSQL server's errors are psycopg2's own).
 CANNOT_WRITE = (OSError, StorageError, *POSTGRESQL_ERRORS)

@@ -9,6 +9,7 @@ import time
 
 from pyramid_retry import IBeforeRetry
 
+from .failures import retried_after
 from .shown import request_line
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ def before_retry(event):
     log.info(
         "retrying %s after %s (attempt %d of %d)",
         request_line(request),
-        type(event.exception).__name__,
+        retried_after(event.exception),
         attempt + 2,
         request.environ.get("retry.attempts", 0),
     )

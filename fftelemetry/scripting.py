@@ -21,6 +21,7 @@ from ZODB.blob import BlobStorage
 from ZODB.FileStorage import FileStorage
 from ZODB.POSException import ConflictError
 
+from .failures import retried_after
 from .retries import backoff
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def run_in_transaction(registry, work):
                 raise
             log.info(
                 "retrying a console transaction after %s (attempt %d of %d)",
-                type(exc).__name__, attempt + 2, attempts,
+                retried_after(exc), attempt + 2, attempts,
             )
             time.sleep(backoff(attempt))
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises

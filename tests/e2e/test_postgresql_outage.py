@@ -25,13 +25,15 @@ from .harness import (
     write_server_ini,
 )
 from .postgresql import PASSWORD, USER
-from .test_zeo_outage import RECORDS, exported_ids
+from .test_zeo_outage import RECORDS, exported_ids, fftelemetry, records_in
 
 pytestmark = pytest.mark.slow
 
 USER_PASSWORD = "long enough password"
 CHEAP = {"fftelemetry.password_profile": "cheapest"}
 LOST = "the PostgreSQL server cannot be reached (connection to server at"
+# RelStorage raises a conflict for a commit that was waiting for a lock: it is rerun
+LOST_AS_IT_WAITED = "losing the PostgreSQL server as it waited for a lock"
 
 
 def register(base, email, browser=None):
@@ -279,7 +281,9 @@ def test_an_admins_delete_whose_commit_meets_a_lost_postgresql_server(cluster, t
         log = ini.with_suffix(".log").read_text()
         assert log.count(LOST) == 1, log
         assert "Traceback" not in log and "lock debug info" not in log, log
-        assert PASSWORD not in log
+        assert PASSWORD not in log and "UnableToLock" not in log
+        assert (f"retrying POST {RECORDS}/delete-all after {LOST_AS_IT_WAITED} (attempt 2 of 10)"
+                in log), log
 
         wait_until(lambda: new_session().get(f"{base}/health", timeout=30).text == "OK\n", 30,
                    "the app to reconnect")
@@ -290,3 +294,31 @@ def test_an_admins_delete_whose_commit_meets_a_lost_postgresql_server(cluster, t
         assert f"Deleted {len(records)} records" in done.text, done.text
         assert exported_ids(admin, base) == []
 
+
+
+def test_a_delete_losing_its_postgresql_server_mid_run_says_so(cluster, tmp_path):
+    """The server is stopped while the command's commit waits for a lock the test holds: the
+    transaction is rerun (see LOST_AS_IT_WAITED), and the rerun stops in one line. (Any other
+    command's commit, `status` writing its use say, is the same: test_zeo_outage.py has them.)"""
+    command = ("delete", "all", "--yes")
+    uri = cluster.database()
+    name = uri.rsplit("/", 1)[1]
+    ini = write_server_ini(tmp_path / "app.ini", app_settings(uri, **CHEAP))
+    first = fftelemetry("pack", ini)  # a database, with records
+    assert first.communicate(timeout=60) and first.returncode == 0
+    before = records_in(ini)
+    try:
+        with objects_locked(cluster, name), fftelemetry(*command, ini) as run:
+            wait_until(lambda: commit_waiting(cluster, name), 30, "the command's commit")
+            cluster.stop()
+            out, err = run.communicate(timeout=60)
+    finally:
+        cluster.start()
+    assert run.returncode == 1, err
+    retried, said = err.splitlines()
+    assert retried == ("INFO [fftelemetry.scripting] retrying a console transaction after "
+                       f"{LOST_AS_IT_WAITED} (attempt 2 of 10)"), err
+    assert said.startswith(f"fftelemetry delete: could not delete ({LOST} "), err
+    assert said.endswith("); nothing was deleted"), err
+    assert PASSWORD not in err and out == ""
+    assert records_in(ini) == before
