@@ -12,9 +12,10 @@ import argparse
 import contextlib
 import os
 
+from ZEO.Exceptions import ClientDisconnected
 from ZODB.POSException import StorageError
 
-from ..failures import NOT_WRITTEN, what_went_wrong
+from ..failures import NOT_WRITTEN, POSTGRESQL_ERRORS, is_server_lost, what_went_wrong
 from ..resources import telemetry_store
 from ..resources.store import utcnow
 from ..scripting import database, file_storage, run_in_transaction
@@ -65,7 +66,7 @@ def run(registry, args):
     try:
         record_pack(registry, now, args.days)
     finally:  # the pack is done, noted or not; "after" is the file's size with the note
-        print(f"Packed {where(db)}: {before:,} bytes before, {db.getSize():,} after; "
+        print(f"Packed {where(db)}: {before:,} bytes before, {size_after(db)}; "
               f"{history_kept(args.days)}.{server_note(db)}")
     return 0
 
@@ -78,6 +79,18 @@ def drop_unfinished_copy(file):
     if file is not None:
         with contextlib.suppress(FileNotFoundError):
             os.remove(f"{file.getName()}.pack")
+
+
+def size_after(db):
+    """The size after the pack, for its line, unless the server went as the pack was noted:
+    RelStorage asks it the size, and that error replaced the one that said why the note
+    failed (the pack was said to have failed)."""
+    try:
+        return f"{db.getSize():,} after"
+    except (ClientDisconnected, *POSTGRESQL_ERRORS) as exc:
+        if not is_server_lost(exc):
+            raise
+        return "the size after unknown (the server cannot be reached)"
 
 
 def record_pack(registry, at, days):

@@ -322,3 +322,30 @@ def test_a_delete_losing_its_postgresql_server_mid_run_says_so(cluster, tmp_path
     assert said.endswith("); nothing was deleted"), err
     assert PASSWORD not in err and out == ""
     assert records_in(ini) == before
+
+
+def test_a_pack_whose_note_meets_a_lost_postgresql_server_says_it_packed(cluster, tmp_path):
+    """RelStorage's pack is done, and the server is stopped while noting it in the store waits
+    for a lock the test holds: the line says the pack was done and only its note failed."""
+    uri = cluster.database()
+    name = uri.rsplit("/", 1)[1]
+    ini = write_server_ini(tmp_path / "app.ini", app_settings(uri, **CHEAP))
+    first = fftelemetry("pack", ini)  # a database, with records, its use collected
+    assert first.communicate(timeout=60) and first.returncode == 0
+    before = records_in(ini)
+    try:
+        with objects_locked(cluster, name), fftelemetry("pack", ini) as run:
+            wait_until(lambda: commit_waiting(cluster, name), 30, "the pack's note")
+            cluster.stop()
+            out, err = run.communicate(timeout=60)
+    finally:
+        cluster.start()
+    assert run.returncode == 1, err
+    assert out.startswith("Packed the RelStorage database"), out
+    assert "the size after unknown (the server cannot be reached); no history kept." in out, out
+    said = err.splitlines()[-1]
+    assert said.startswith("fftelemetry pack: the database was packed, but the time of the pack "
+                           f"could not be recorded ({LOST} "), err
+    assert said.endswith("); the status page still shows the pack before it"), err
+    assert "Traceback" not in err and PASSWORD not in err
+    assert records_in(ini) == before
