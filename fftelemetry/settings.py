@@ -242,7 +242,11 @@ class Sources:
     def lookup(self, env_name, ini_name=None):
         # A blank value (`SEND_TELEMETRY=` or only spaces) is no value: the next source decides.
         if env_name and _given(self.environ.get(env_name)):
-            return Sourced(self.environ[env_name], "environment")
+            value = self.environ[env_name]
+            # honcho (`make run`) hands the .env's lines on as the environment: a value the .env
+            # holds as well is the .env's, which cron's lines read too
+            same = value.strip() == (self.dotenv.get(env_name) or "").strip()
+            return Sourced(value, ".env" if same else "environment")
         if env_name and _given(self.dotenv.get(env_name)):
             return Sourced(self.dotenv[env_name], ".env")
         if ini_name and _given(self.ini.get(ini_name)):

@@ -70,6 +70,20 @@ def test_precedence_environment_then_dotenv_then_ini(tmp_path):
     assert (from_env.send_telemetry, from_env.send_telemetry_source) == (False, "environment")
 
 
+def test_the_dotenv_handed_on_as_the_environment_is_still_the_dotenv(tmp_path):
+    # honcho (`make run`) gives pserve the .env's lines as its environment: cron reads the .env
+    # too, so the switch is not this process's alone
+    text = "SEND_TELEMETRY=true\nDO_NOT_TRACK=\n"
+    result = load(environ={"SEND_TELEMETRY": "true"}, dotenv_text=text, tmp_path=tmp_path)
+    assert (result.send_telemetry, result.send_telemetry_source) == (True, ".env")
+    assert not result.switch_in_environment
+    text = "SEND_TELEMETRY=true\nDO_NOT_TRACK=1\n"
+    environ = {"SEND_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
+    off = load(environ=environ, dotenv_text=text, tmp_path=tmp_path)
+    assert (off.send_telemetry, off.send_telemetry_source) == (False, "DO_NOT_TRACK")
+    assert not off.switch_in_environment
+
+
 @pytest.mark.parametrize("blank", ["", " ", "\t"])
 def test_a_blank_value_leaves_the_choice_to_the_next_source(blank, tmp_path):
     ini = {"fftelemetry.send_telemetry": "true"}
