@@ -22,7 +22,10 @@ from ..telemetry.status import cron_log
 from .bootstrap import config_path
 from .collecting import collect_unless_busy
 
-HELP = "print the install or upgrade instructions (and collect the system facts)"
+HELP = (
+    "print the install or upgrade instructions (and, while telemetry is on, collect the system "
+    "facts)"
+)
 
 # The class name of a ZODB storage -> the catalog's name for it.
 STORAGE_KINDS = {

@@ -148,6 +148,9 @@ def test_nothing_is_collected_while_telemetry_is_off(tmp_path, write_ini, run_cl
     status = run_cli("status", ini)
     assert "Telemetry: disabled (ini)" in status.stdout
     assert "Installation id: none yet" in status.stdout
+    # --help says so too: an operator who reads it must not think the command collects regardless
+    said = " ".join(run_cli("instructions", "--help").stdout.split())
+    assert "(and, while telemetry is on, collect the system facts)" in said
     assert stored(tmp_path)[:2] == (None, [])
 
 
