@@ -79,7 +79,11 @@ class Tally:
 
 
 def records_word(count):
-    return f"{count} record" if count == 1 else f"{count} records"
+    return f"{count} {record_noun(count)}"
+
+
+def record_noun(count):
+    return "record" if count == 1 else "records"
 
 
 def submit_pending(db, settings, *, now=None) -> Outcome:

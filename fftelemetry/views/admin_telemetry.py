@@ -21,7 +21,7 @@ from ..resources import Admin, RecordsView, SubmissionsView, TelemetryAdmin, tel
 from ..resources.store import ALL, FILTERS, KEY_MAX, KEY_MIN, PENDING, SUBMITTED
 from ..scripting import is_read_only, own_connection
 from ..telemetry.deleting import deleted_all, deleted_submitted
-from ..telemetry.sender import encode, next_batch, submit_pending
+from ..telemetry.sender import encode, next_batch, record_noun, submit_pending
 from ..telemetry.status import format_time as when
 from ..telemetry.status import status_facts, submission_log
 
@@ -151,6 +151,7 @@ def records(context, request):
         "batch_size": request.app_settings.batch_size,
         "when": when,
         "shown": shown,
+        "noun": record_noun,
     }
 
 

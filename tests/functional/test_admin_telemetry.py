@@ -406,6 +406,24 @@ def test_records_page_matches_the_store(site, admin):
         assert len(shown) == counts[which]
 
 
+def test_one_record_is_said_in_the_singular(site, admin):
+    with site.store() as store:
+        store.delete_all()  # what signing up collected
+    site.seed(1, submitted=1)
+    page = admin.get(RECORDS)
+    assert " ".join(page.html.select_one("#counts").get_text().split()).startswith(
+        "1 record collected: 0 pending, 1 submitted."
+    )
+    confirms = {form["id"]: form["data-confirm"] for form in page.html.select("form[data-confirm]")}
+    assert confirms == {
+        "delete-submitted-form": "Delete the 1 submitted record?",
+        "delete-all-form": "Delete the 1 record?",
+    }
+    labels = [" ".join(label.get_text().split()) for label in page.html.select("form label")]
+    assert "Yes, delete the 1 submitted record" in labels
+    assert "Yes, delete the 1 record" in labels
+
+
 def test_records_are_paged_newest_first_with_keyset_links(site, admin):
     site.seed(250, submitted=40)
     expected = [str(r.value) for r in records_from_store(site)]
