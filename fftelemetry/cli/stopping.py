@@ -6,8 +6,10 @@ own ended the process at once, and the next open of a FileStorage read the whole
 
 Neither is raised in the middle of a commit (a FileStorage cut there closes itself, the commit
 half known), nor while FileStorage.pack swaps its copy in (between its two renames there is no
-Data.fs): it waits for their end. Installed by the console entry point only, never by what the
-web app imports: the server has its own (fftelemetry.shutdown).
+Data.fs), nor while a FileStorage reads its index as it opens or writes it as it closes (ZODB
+catches everything there: the stop was swallowed, with a traceback in the log, and the command
+went on, its SIGTERM ignored): it waits for their end. Installed by the console entry point
+only, never by what the web app imports: the server has its own (fftelemetry.shutdown).
 """
 
 import contextlib
@@ -20,7 +22,10 @@ from ZODB.FileStorage import FileStorage, fspack
 STOPS = (signal.SIGINT, signal.SIGTERM)
 RETRY_AFTER = 0.05  # seconds: a commit or a pack's swap is over in a few milliseconds
 
-_COMMIT = transaction.Transaction.commit.__code__
+_WAITED_FOR = frozenset(
+    function.__code__
+    for function in (transaction.Transaction.commit, FileStorage._restore_index, FileStorage.close)
+)
 _PACK = FileStorage.pack.__code__
 
 
@@ -59,11 +64,12 @@ class Stops:
 
 def may_stop_in(frame):
     """Whether the command may be stopped where `frame` runs: not inside a commit, nor inside
-    FileStorage.pack once its copy (fspack, which a stop leaves whole) is made."""
+    FileStorage.pack once its copy (fspack, which a stop leaves whole) is made, nor while a
+    FileStorage reads or writes its index."""
     copying = False
     while frame is not None:
         code = frame.f_code
-        if code is _COMMIT or (code is _PACK and not copying):
+        if code in _WAITED_FOR or (code is _PACK and not copying):
             return False
         copying = copying or code.co_filename == fspack.__file__
         frame = frame.f_back

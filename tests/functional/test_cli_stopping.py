@@ -6,12 +6,14 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import transaction
 from persistent.mapping import PersistentMapping
 from ZODB import DB
 from ZODB.FileStorage import FileStorage
+from ZODB.fsIndex import fsIndex
 from ZODB.serialize import referencesf
 
 from fftelemetry.cli.stopping import Terminated, stopped_as_ctrl_c
@@ -110,3 +112,57 @@ def test_a_stop_once_the_copy_is_made_waits_until_it_replaces_the_file(tmp_path)
         assert len(db.history(b"\0" * 8, size=10)) == 1, "packed"
     finally:
         db.close()
+
+
+# ZODB catches everything (a bare except) where a FileStorage reads its index as it opens and
+# writes it as it closes: a stop raised there was swallowed, logged with a traceback, and the
+# command went on, its SIGTERM ignored from then on.
+
+def send_sigterm_as_the_index_is_read(path):
+    """Data.fs.index as ZODB wrote it, but sending SIGTERM to this process as it is read: a
+    pickle calls what it names, here signal.raise_signal(15), whose result it drops (POP) before
+    the index's own first pickle."""
+    index = Path(f"{path}.index")
+    call = b"csignal\nraise_signal\n(I%d\ntR0" % signal.SIGTERM
+    index.write_bytes(call + index.read_bytes())
+
+
+def test_a_stop_as_a_filestorage_reads_its_index_waits_for_it(tmp_path, caplog):
+    # swallowed, it left the command to read the whole file instead, and to run on to its end
+    path = tmp_path / "Data.fs"
+    DB(FileStorage(str(path))).close()
+    send_sigterm_as_the_index_is_read(path)
+    opened = []
+    with stopped_as_ctrl_c(), pytest.raises(Terminated):
+        opened.append(FileStorage(str(path)))
+        wait_to_be_stopped()
+    for storage in opened:
+        storage.close()
+    assert "loading index" not in caplog.text
+
+
+class SignalledAsItSavesItsIndex(FileStorage):
+    """ZODB's FileStorage, SIGTERM sent to this process as it writes its index once `signalled`
+    (a new file's is written as it opens too)."""
+
+    signalled = False
+
+    def _save_index(self):
+        if self.signalled:
+            signal.raise_signal(signal.SIGTERM)
+        super()._save_index()
+
+
+def test_a_stop_as_a_filestorage_closes_waits_for_its_index(tmp_path, caplog):
+    # swallowed, it left no index: the next open read the whole file
+    path = tmp_path / "Data.fs"
+    storage = SignalledAsItSavesItsIndex(str(path))
+    db = DB(storage)
+    with db.transaction() as conn:
+        conn.root()["kept"] = PersistentMapping()
+    storage.signalled = True
+    with stopped_as_ctrl_c(), pytest.raises(Terminated):
+        db.close()
+        wait_to_be_stopped()
+    assert fsIndex.load(f"{path}.index")["pos"] == os.path.getsize(path)
+    assert "Error saving index" not in caplog.text
