@@ -79,9 +79,15 @@ def may_stop_in(frame):
 @contextlib.contextmanager
 def stopped_as_ctrl_c():
     """Ctrl-C and SIGTERM raise KeyboardInterrupt (Terminated for SIGTERM) while the block runs;
-    yields the Stops that says which one did. Python's own handlers are put back after."""
+    yields the Stops that says which one did. Python's own handlers are put back after. One the
+    command was started ignoring stays ignored, as Python leaves it: a shell starts a command it
+    runs in the background with SIGINT ignored, so that Ctrl-C stops the script and not it."""
     stops = Stops()
-    before = {signum: signal.signal(signum, stops.handle) for signum in STOPS}
+    before = {
+        signum: signal.signal(signum, stops.handle)
+        for signum in STOPS
+        if signal.getsignal(signum) != signal.SIG_IGN
+    }
     try:
         yield stops
     finally:

@@ -166,3 +166,17 @@ def test_a_stop_as_a_filestorage_closes_waits_for_its_index(tmp_path, caplog):
         wait_to_be_stopped()
     assert fsIndex.load(f"{path}.index")["pos"] == os.path.getsize(path)
     assert "Error saving index" not in caplog.text
+
+
+def test_a_stop_ignored_as_the_command_starts_stays_ignored():
+    # a shell runs a command it starts in the background (`fftelemetry cron … &` in a script)
+    # with SIGINT ignored, so that Ctrl-C stops the script and not it; Python keeps that, and the
+    # command stopped all the same
+    python_s = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with stopped_as_ctrl_c() as stops:
+            signal.raise_signal(signal.SIGINT)  # its handler, had it one, runs before this returns
+        assert stops.signum is None
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, python_s)
