@@ -39,8 +39,11 @@ class Stops:
     def __init__(self):
         self.signum = None
         self._retry = None
+        self._ended = False
 
     def handle(self, signum, frame):
+        if self._ended:  # a retry sent as the command ended: it is over, nothing to stop
+            return
         if not may_stop_in(frame):  # sent again in a moment, to be raised then
             if self._retry is None or self._retry.finished.is_set():
                 self._retry = threading.Timer(RETRY_AFTER, self._again, (signum,))
@@ -58,8 +61,12 @@ class Stops:
         signal.pthread_kill(threading.main_thread().ident, signum)
 
     def cancel(self):
+        """No more stops: a retry on its way is let land here, not after Python's own handlers
+        are back (SIGTERM's would end the process, SIGINT's raise outside the command)."""
+        self._ended = True
         if self._retry is not None:
             self._retry.cancel()
+            self._retry.join()
 
 
 def may_stop_in(frame):
