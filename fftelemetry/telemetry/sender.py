@@ -15,8 +15,10 @@ import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
 
+from transaction.interfaces import TransientError
+
 from .. import catalog
-from ..failures import NOT_WRITTEN, why_not_written
+from ..failures import NOT_WRITTEN, is_server_lost, why_not_written
 from ..resources import telemetry_store_in
 from ..resources.store import SubmissionResult, utcnow
 from ..scripting import own_connection
@@ -37,6 +39,9 @@ class Outcome:
     status: int | None
     uuid: str | None
     error: str | None
+    # why_not_written of a database server lost as the run wrote: it is not asked again to log
+    # the run (ZEO's abort of that write would wait its wait_timeout for the server once more)
+    server_lost: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -139,12 +144,13 @@ def _send_batches(conn, tm, settings, now, tally):
                 # it counts as that run's, which sent it first.
                 marked = _mark(tm, conn, [seq for seq, _ in batch], batch_uuid, now, tally)
             except NOT_WRITTEN as exc:
-                reason = (
-                    f"a batch was sent but could not be marked ({why_not_written(exc)}); "
-                    "it will be re-sent"
-                )
+                why = why_not_written(exc)
+                reason = f"a batch was sent but could not be marked ({why}); it will be re-sent"
                 log.warning("Telemetry submission failed: %s.", reason)
-                return Outcome(sent=tally.sent, status=status, uuid=batch_uuid, error=reason)
+                return Outcome(
+                    sent=tally.sent, status=status, uuid=batch_uuid, error=reason,
+                    server_lost=why if is_server_lost(exc) else None,
+                )
             if marked:
                 reference = batch_uuid
             if tally.sent // FLUSH_CACHE_EVERY > (tally.sent - marked) // FLUSH_CACHE_EVERY:
@@ -253,11 +259,21 @@ def _store(conn):
 
 def _write(tm, conn, change):
     """change(store) in a transaction of its own, and its result; a conflict is retried, then
-    re-raised."""
-    for attempt in tm.attempts(TRANSACTION_ATTEMPTS):
-        with attempt:
-            result = change(_store(conn))
-    return result
+    re-raised. Not tm.attempts: it retries every TransientError, and ZEO's ClientDisconnected
+    is one too, but a lost server is no conflict that a rerun gets past. Each attempt waits up
+    to the URI's wait_timeout for the server (in a load, or in the abort of a failed commit):
+    three, marking and then logging the run, held an admin's "Submit now" (a worker thread) a
+    minute."""
+    for attempt in range(1, TRANSACTION_ATTEMPTS + 1):
+        try:
+            with tm:
+                return change(_store(conn))
+        except BaseException as exc:
+            tm.abort()  # as tm.attempts does; a failed commit is not aborted by `with tm`
+            retried = isinstance(exc, TransientError) and not is_server_lost(exc)
+            if not retried or attempt == TRANSACTION_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
 def _mark(tm, conn, seqs, batch_uuid, now, tally):
@@ -286,6 +302,9 @@ def _log_run(tm, conn, settings, outcome, now):
         if outcome.sent or not outcome.ok or (last is not None and not last.ok):
             store.log_submission(result, keep=settings.submission_log_size)
 
+    if outcome.server_lost:
+        log.warning("Telemetry submission log not updated: %s.", outcome.server_lost)
+        return
     try:
         _write(tm, conn, log_it)
     except NOT_WRITTEN as exc:

@@ -3,6 +3,8 @@ the server gets a 503 within one `wait_timeout` (pyramid_retry would otherwise r
 times, waiting each time), saves nothing and signs nobody in; the app recovers by itself. And
 `pserve` started with no ZEO server says so in one line."""
 
+import json
+import logging
 import re
 import signal
 import subprocess
@@ -12,9 +14,13 @@ from contextlib import contextmanager
 
 import pytest
 from ZEO.ClientStorage import ClientStorage
+from ZODB import DB
 from ZODB.Connection import TransactionMetaData
 
-from tests.conftest import Stub, serving
+from fftelemetry.telemetry.sender import submit_pending
+from tests.conftest import STUB_ANSWER, Stub, serving
+from tests.functional.test_sender import collect, counts
+from tests.functional.test_sender import settings_for as sender_settings
 
 from .harness import (
     BIN,
@@ -256,9 +262,7 @@ def test_submit_now_meeting_a_lost_zeo_server_says_so_and_marks_nothing(tmp_path
     receiver = Stub()
     port = free_port()
     with serving(receiver) as url:
-        # each failed write waits wait_timeout in ZEO's abort, tried three times (the sender's
-        # attempts), marking and logging the run: a second, not the module's two
-        settings = {**settings_for(tmp_path, 1), "fftelemetry.telemetry_url": url}
+        settings = {**settings_for(tmp_path), "fftelemetry.telemetry_url": url}
         ini = write_server_ini(tmp_path / "web.ini", settings, port)
         with runzeo(tmp_path) as zeo, pserve(ini, port) as base:
             admin = new_session()
@@ -286,6 +290,42 @@ def test_submit_now_meeting_a_lost_zeo_server_says_so_and_marks_nothing(tmp_path
     assert len(receiver.requests) == 2  # the batch not marked, sent again
 
 
+def test_a_submission_meeting_a_lost_zeo_server_writes_once_and_marks_nothing(tmp_path, caplog):
+    """A lost server is no conflict: marking the batch is not tried again, nor is the run's
+    entry in the submission log, each of which would wait once more in ZEO's abort for the
+    server (its wait_timeout, 10 s in the shipped inis: three attempts, marking and logging,
+    held "Submit now" a minute). ZEO logs the end of each such wait at DEBUG: they are
+    counted."""
+    caplog.set_level(logging.DEBUG, logger="ZEO.ClientStorage")
+    receiver = Stub()
+    with runzeo(tmp_path) as zeo:
+        db = DB(ClientStorage(str(tmp_path / "zeo.sock"), wait_timeout=WAIT_TIMEOUT))
+        try:
+            collect(db, 3)  # the records and their trees are in the cache, read without the server
+            stop(zeo)
+            with serving(receiver) as url:
+                outcome = submit_pending(db, sender_settings(url))
+        finally:
+            db.close()
+    assert len(receiver.requests) == 1
+    assert (outcome.ok, outcome.sent) == (False, 0)
+    assert outcome.message() == (
+        "Nothing was marked as sent: a batch was sent but could not be marked (the ZEO server "
+        "cannot be reached); it will be re-sent. The records stay pending for the next try."
+    )
+    waits = [m for m in caplog.messages if m.endswith("ClientDisconnected in tpc_abort() ignored")]
+    assert len(waits) == 1, caplog.messages
+    assert "Telemetry submission log not updated: the ZEO server cannot be reached." in (
+        caplog.messages
+    )
+    with runzeo(tmp_path):
+        db = DB(ClientStorage(str(tmp_path / "zeo.sock"), wait_timeout=WAIT_TIMEOUT))
+        try:
+            assert counts(db) == {"all": 3, "pending": 3, "submitted": 0}
+        finally:
+            db.close()
+
+
 def fftelemetry(*args):
     return subprocess.Popen([str(BIN / "fftelemetry"), *map(str, args)], text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -296,6 +336,48 @@ def records_in(ini):
     """How many records there are, by `delete all` without --yes, which changes nothing."""
     _, err = fftelemetry("delete", "all", ini).communicate(timeout=60)
     return int(re.search(r"would delete (\d+) record", err).group(1))
+
+
+def with_zeo_waits_logged(ini):
+    """The ini, with ZEO's client logging at DEBUG: the end of each wait in its abort of a
+    commit that met a lost server ("ClientDisconnected in tpc_abort() ignored")."""
+    text = ini.read_text().replace("keys = root\n", "keys = root, zeo\n", 1)
+    zeo = "[logger_zeo]\nlevel = DEBUG\nhandlers =\nqualname = ZEO.ClientStorage\n"
+    ini.write_text(f"{text}\n{zeo}")
+    return ini
+
+
+def test_cron_losing_its_zeo_server_before_marking_says_so_and_waits_once(tmp_path):
+    """The receiver stops the ZEO server as the batch comes in: cron exits 1, the batch stays
+    pending, and the run's entry in the submission log is not tried for a lost server (its
+    abort would wait wait_timeout again, three times). The one wait in an abort left is that
+    of the command's use as errored (fftelemetry.cli.main), which says the last line."""
+    with runzeo(tmp_path) as zeo:
+
+        def stop_the_server(environ, start_response):
+            if zeo.poll() is None:
+                stop(zeo)
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [STUB_ANSWER]
+
+        with serving(stop_the_server) as url:
+            settings = {**settings_for(tmp_path), "fftelemetry.telemetry_url": url}
+            ini = with_zeo_waits_logged(write_server_ini(tmp_path / "app.ini", settings))
+            made = fftelemetry("status", ini)  # the database, its use a record to send
+            assert made.communicate(timeout=60) and made.returncode == 0
+            _, err = (lost := fftelemetry("cron", ini, "--force")).communicate(timeout=120)
+    assert lost.returncode == 1, err
+    assert "Traceback" not in err, err
+    assert ("Telemetry submission failed: a batch was sent but could not be marked (the ZEO "
+            "server cannot be reached); it will be re-sent.") in err
+    assert "Telemetry submission log not updated: the ZEO server cannot be reached." in err
+    assert err.count("ClientDisconnected in tpc_abort() ignored") == 1, err
+    assert err.splitlines()[-1] == ("fftelemetry cron: could not write (the ZEO server cannot "
+                                    "be reached); the change in progress was rolled back")
+    with runzeo(tmp_path):
+        out, _ = fftelemetry("status", ini, "--json").communicate(timeout=60)
+    counts = json.loads(out)["counts"]
+    assert counts["submitted"] == 0 and counts["pending"] == counts["all"] > 0, counts
 
 
 @contextmanager

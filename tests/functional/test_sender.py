@@ -29,9 +29,10 @@ from ZODB.FileStorage import FileStorage
 from fftelemetry import __version__
 from fftelemetry.receiver import main as receiver_main
 from fftelemetry.resources import telemetry_store_in
-from fftelemetry.scripting import close_databases
+from fftelemetry.resources.store import utcnow
+from fftelemetry.scripting import close_databases, own_connection
 from fftelemetry.settings import load
-from fftelemetry.telemetry.sender import Outcome, pending_bodies, submit_pending
+from fftelemetry.telemetry.sender import Outcome, _write, pending_bodies, submit_pending
 from fftelemetry.telemetry.status import status_facts
 from tests.conftest import (
     OUTSIDE,
@@ -679,6 +680,25 @@ def test_a_full_disk_while_marking_keeps_the_batch_pending_and_says_so(db, fs_pa
         assert submit_pending(db, settings_for(url, batch_size=100)).sent == 300
     assert counts(db)["submitted"] == 300
 
+
+
+def test_a_write_that_conflicts_is_tried_again(db):
+    """The sender's writes (marking a batch, logging the run) are rerun on a conflict: another
+    process committed the same object between the transaction's read and its commit."""
+    theirs, ours = utcnow(), utcnow()
+    seen = []
+
+    def change(store):
+        seen.append(store.last_success_at)
+        if len(seen) == 1:  # another writer commits the same object meanwhile
+            in_store(db, lambda other: setattr(other, "last_success_at", theirs))
+        store.last_success_at = ours
+        return len(seen)
+
+    with own_connection(db) as (tm, conn):
+        assert _write(tm, conn, change) == 2
+    assert seen == [None, theirs], "the rerun read the other's commit"
+    assert in_store(db, lambda store: store.last_success_at) == ours
 
 # -- receivers that break HTTP itself: raw sockets, since a WSGI server would not misbehave so ----
 
