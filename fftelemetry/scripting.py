@@ -82,6 +82,14 @@ def database(registry):
     return registry._zodb_databases[""]
 
 
+def zeo_server_away(registry):
+    """Whether the app's database is a ZEO client whose server is away (it may still answer loads
+    from its cache). Any other storage has no server to lose. Asked of the database, not of a
+    request's connection: a RelStorage connection that could not open fails again as it opens."""
+    is_connected = getattr(database(registry).storage, "is_connected", None)
+    return is_connected is not None and not is_connected()
+
+
 def is_read_only(db):
     """Whether the database refuses every write: zodbconn.uri's read_only=true (a FileStorage or
     a ZEO client), or a ZEO client that settled for a read-only server (read_only_fallback). A ZEO

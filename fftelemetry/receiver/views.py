@@ -12,6 +12,7 @@ from ZODB.POSException import ConflictError
 from ..failures import POSTGRESQL_ERRORS, hide_passwords, is_server_lost, what_went_wrong
 from ..resources.generations import GenerationError
 from ..resources.store import utcnow
+from ..scripting import zeo_server_away
 from ..shown import LOGGED_CHARS, quoted, request_line, shown
 from .resources import Receiver
 from .validation import Invalid, check_content_type, parse_batch
@@ -99,11 +100,16 @@ def database_of_another_generation(exc, request):
 @exception_view_config(ClientDisconnected, renderer="json")
 def database_unavailable(exc, request):
     """The database's server cannot be reached: ZEO's, or RelStorage's PostgreSQL server. One
-    line in the log: a lost ZEO server's request is rerun (retry.attempts), and logged on its
-    last attempt. psycopg2's OperationalError of a server that answered (a statement timeout, a
-    deadlock) is no lost server: the generic 500, with its traceback."""
+    line in the log. As for the app's pages (fftelemetry.views.errors), a ZEO server's request
+    is not rerun while the server is away: each rerun waited its wait_timeout again (in a load,
+    or a failed commit's abort), holding every other batch behind it (one at a time) for
+    retry.attempts waits, as long as a sender waits for an answer (30 s). One that fails as the
+    server comes back is rerun. psycopg2's OperationalError of a server that answered (a
+    statement timeout, a deadlock) is no lost server: the generic 500, with its traceback."""
     if not is_server_lost(exc):
         return failed(exc, request)
+    if zeo_server_away(request.registry):  # this attempt is the last: see pyramid_retry
+        request.environ["retry.attempts"] = request.environ.get("retry.attempt", 0) + 1
     if is_last_attempt(request) or not is_error_retryable(request, exc):
         reason = hide_passwords(what_went_wrong(exc), request.registry.settings)
         log.warning(

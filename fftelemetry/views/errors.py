@@ -32,7 +32,7 @@ from ..failures import (
     why_not_written,
 )
 from ..resources.generations import GenerationError
-from ..scripting import database
+from ..scripting import zeo_server_away
 from ..security import session_cookie_name
 from ..shown import LOGGED_CHARS, request_line, shown
 from .accounts import safe_next
@@ -232,14 +232,6 @@ def what_to_do(exc):
     return "Try again later; if it keeps happening, tell the administrator."
 
 
-def zeo_disconnected(request):
-    """Whether the database is a ZEO client whose server is away (it may still answer loads from
-    its cache). Any other storage has no server to lose. Asked of the database, not of the
-    request's connection: a RelStorage connection that could not open fails again as it opens."""
-    is_connected = getattr(database(request.registry).storage, "is_connected", None)
-    return is_connected is not None and not is_connected()
-
-
 @exception_view_config(ClientDisconnected)
 def database_unavailable(exc, request):
     """The database server cannot be reached: ZEO's (stopped, restarting), or RelStorage's
@@ -256,7 +248,7 @@ def database_unavailable(exc, request):
     no lost server: the generic 500, with its traceback."""
     if not is_server_lost(exc):
         return failed(exc, request)
-    if zeo_disconnected(request):  # ClientDisconnected comes from ZEO's client only
+    if zeo_server_away(request.registry):  # ClientDisconnected comes from ZEO's client only
         request.environ["retry.attempts"] = request.environ.get("retry.attempt", 0) + 1
     if is_health_check(request):  # traversal failed: the root could not be loaded
         return unavailable_in_plain_text()

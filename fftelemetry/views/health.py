@@ -16,14 +16,15 @@ from pyramid.security import NO_PERMISSION_REQUIRED
 from pyramid.view import view_config
 
 from ..resources import Root
-from .errors import unavailable_in_plain_text, zeo_disconnected
+from ..scripting import zeo_server_away
+from .errors import unavailable_in_plain_text
 
 
 @view_config(
     context=Root, name="health", request_method=("GET", "HEAD"), permission=NO_PERMISSION_REQUIRED
 )
 def health(context, request):
-    if zeo_disconnected(request):
+    if zeo_server_away(request.registry):
         return unavailable_in_plain_text()
     return Response("OK\n", content_type="text/plain")
 

@@ -19,6 +19,7 @@ from ZODB.Connection import TransactionMetaData
 
 from fftelemetry.telemetry.sender import submit_pending
 from tests.conftest import STUB_ANSWER, Stub, serving
+from tests.functional.test_receiver import record
 from tests.functional.test_sender import collect, counts
 from tests.functional.test_sender import settings_for as sender_settings
 
@@ -212,6 +213,28 @@ def test_a_receiver_losing_its_zeo_server_answers_503_in_json(tmp_path):
             log = ini.with_suffix(".log").read_text()
     assert log.count("GET /stats: the ZEO server cannot be reached; nothing was stored") == 1
     assert "Traceback" not in log and "Couldn't load state" not in log
+
+
+
+def test_a_receiver_losing_its_zeo_server_is_not_rerun_while_it_is_away(tmp_path):
+    """A batch whose reads come from the caches meets the lost server at its commit, whose
+    abort waits wait_timeout for the server (ZEO logs the end of each wait at DEBUG). Rerun
+    retry.attempts times (3 in receiver.ini), it waited three times over, holding every other
+    batch behind it (one at a time) as long as a sender waits for an answer (30 s)."""
+    port = free_port()
+    settings = {"zodbconn.uri": zeo_uri(tmp_path, 1), "retry.attempts": "3"}
+    ini = with_zeo_waits_logged(write_server_ini(tmp_path / "receiver.ini", settings, port,
+                                                 use="egg:fftelemetry#receiver"))
+    with runzeo(tmp_path) as zeo, pserve(ini, port) as base:
+        sender = new_session()
+        stored = sender.post(f"{base}/submit", json=[record()], timeout=30)
+        assert stored.status_code == 200, stored.text
+        stop(zeo)
+        refused = sender.post(f"{base}/submit", json=[record()], timeout=120)
+        assert (refused.status_code, refused.headers["Retry-After"]) == (503, "30"), refused.text
+        log = ini.with_suffix(".log").read_text()
+    assert log.count("POST /submit: the ZEO server cannot be reached; nothing was stored") == 1
+    assert log.count("ClientDisconnected in tpc_abort() ignored") == 1, log
 
 
 RECORDS = "/admin/telemetry/view"
