@@ -14,12 +14,13 @@ from pyramid.renderers import render
 from pyramid.response import Response
 from pyramid.view import view_config
 from pyramid_zodbconn import get_connection
+from ZEO.Exceptions import ClientDisconnected
 
 from .. import catalog
 from ..failures import READ_ONLY
 from ..resources import Admin, RecordsView, SubmissionsView, TelemetryAdmin, telemetry_store_in
 from ..resources.store import ALL, FILTERS, KEY_MAX, KEY_MIN, PENDING, SUBMITTED
-from ..scripting import is_read_only, own_connection
+from ..scripting import is_read_only, own_connection, zeo_server_away
 from ..telemetry.deleting import deleted_all, deleted_submitted
 from ..telemetry.sender import encode, next_batch, record_noun, submit_pending
 from ..telemetry.status import format_time as when
@@ -184,12 +185,19 @@ def submit(context, request):
     batches again in parallel, holding another worker thread and more of the database's
     connections for as long, only for the receiver to drop them as duplicates. So it does not
     wait either: it says so and returns. A run in another process (cron's) is not excluded; two
-    runs at once are correct anyway (see the sender), this only avoids the waste."""
+    runs at once are correct anyway (see the sender), this only avoids the waste.
+
+    With the ZEO server away it sends nothing: the 503 page at once, as for any request that
+    meets it (what it sent it could not mark, after a wait for the server). A server lost once
+    the receiver has a batch is said in the flash, the batch not marked: the 503 page's
+    "Nothing was changed" would not be true of the receiver."""
     settings = request.app_settings
     running = request.registry.submission_running
     db = get_connection(request).db()
     if not settings.send_telemetry:  # the sender refuses too; this says why in plain words
         request.session.flash(f"Not sent: {why_off(settings)}", "error")
+    elif zeo_server_away(request.registry):
+        raise ClientDisconnected("the ZEO server is away")  # fftelemetry.views.errors' 503
     elif is_read_only(db):  # a replica: what it sent it could not mark, and would send again
         request.session.flash(NOT_SENT_READ_ONLY, "error")
     elif not running.acquire(blocking=False):

@@ -18,7 +18,7 @@ from ZODB import DB
 from ZODB.Connection import TransactionMetaData
 
 from fftelemetry.telemetry.sender import submit_pending
-from tests.conftest import STUB_ANSWER, Stub, serving
+from tests.conftest import Stub, serving
 from tests.functional.test_receiver import record
 from tests.functional.test_sender import collect, counts
 from tests.functional.test_sender import settings_for as sender_settings
@@ -279,10 +279,46 @@ def test_an_admins_delete_meeting_a_lost_zeo_server_is_a_503_and_deletes_nothing
             assert exported_ids(admin, base) == []
 
 
-def test_submit_now_meeting_a_lost_zeo_server_says_so_and_marks_nothing(tmp_path):
-    """The pages' objects are in the caches: the batch is read and sent, and marking it meets
-    the lost server. The admin is told in words, and the batch stays pending to be sent again."""
+class StoppingReceiver(Stub):
+    """A stand-in receiver (a bare WSGI app) that stops `zeo`, once it is set, as a batch comes
+    in, then takes the batch: the sender loses its database between sending and marking it."""
+
+    zeo = None
+
+    def __call__(self, environ, start_response):
+        if self.zeo is not None and self.zeo.poll() is None:
+            stop(self.zeo)
+        return super().__call__(environ, start_response)
+
+
+def test_submit_now_pressed_with_the_zeo_server_away_sends_nothing(tmp_path):
+    """The pages' objects are in the caches, so the batch could be read and sent, but not
+    marked: the 503 page at once, with no wait for the server, and no rerun."""
     receiver = Stub()
+    port = free_port()
+    with serving(receiver) as url:
+        settings = {**settings_for(tmp_path), "fftelemetry.telemetry_url": url}
+        ini = write_server_ini(tmp_path / "web.ini", settings, port)
+        with runzeo(tmp_path) as zeo, pserve(ini, port) as base:
+            admin = new_session()
+            register(base, "owner@example.org", admin)
+            page = admin.get(f"{base}{RECORDS}", timeout=30)
+            stop(zeo)
+            pressed = admin.post(f"{base}{RECORDS}/submit", timeout=120,
+                                 data={"csrf_token": csrf_token(page.text)})
+            log = ini.with_suffix(".log").read_text()
+    assert pressed.status_code == 503 and "Database unavailable" in pressed.text, pressed.text
+    assert receiver.requests == []
+    assert log.count(f"POST {RECORDS}/submit: the ZEO server cannot be reached; nothing was "
+                     "changed") == 1, log
+    assert "retrying POST" not in log and "Traceback" not in log
+
+
+def test_submit_now_losing_the_zeo_server_says_so_and_marks_nothing(tmp_path):
+    """The receiver stops the server as the batch comes in: marking it meets the lost server.
+    The admin is told in words on the records page (the receiver has the batch), and the batch
+    stays pending to be sent again."""
+    receiver = StoppingReceiver()
     port = free_port()
     with serving(receiver) as url:
         settings = {**settings_for(tmp_path), "fftelemetry.telemetry_url": url}
@@ -292,9 +328,10 @@ def test_submit_now_meeting_a_lost_zeo_server_says_so_and_marks_nothing(tmp_path
             register(base, "owner@example.org", admin)
             records = exported_ids(admin, base)
             page = admin.get(f"{base}{RECORDS}", timeout=30)
-            stop(zeo)
+            receiver.zeo = zeo
             pressed = admin.post(f"{base}{RECORDS}/submit", timeout=120,
                                  data={"csrf_token": csrf_token(page.text)})
+            assert zeo.poll() is not None, "the receiver stopped the server"
             assert pressed.status_code == 200 and len(receiver.requests) == 1, pressed.text
             assert ("Nothing was marked as sent: a batch was sent but could not be marked (the "
                     "ZEO server cannot be reached); it will be re-sent.") in pressed.text
@@ -375,20 +412,14 @@ def test_cron_losing_its_zeo_server_before_marking_says_so_and_waits_once(tmp_pa
     pending, and the run's entry in the submission log is not tried for a lost server (its
     abort would wait wait_timeout again, three times). The one wait in an abort left is that
     of the command's use as errored (fftelemetry.cli.main), which says the last line."""
-    with runzeo(tmp_path) as zeo:
-
-        def stop_the_server(environ, start_response):
-            if zeo.poll() is None:
-                stop(zeo)
-            start_response("200 OK", [("Content-Type", "application/json")])
-            return [STUB_ANSWER]
-
-        with serving(stop_the_server) as url:
-            settings = {**settings_for(tmp_path), "fftelemetry.telemetry_url": url}
-            ini = with_zeo_waits_logged(write_server_ini(tmp_path / "app.ini", settings))
-            made = fftelemetry("status", ini)  # the database, its use a record to send
-            assert made.communicate(timeout=60) and made.returncode == 0
-            _, err = (lost := fftelemetry("cron", ini, "--force")).communicate(timeout=120)
+    receiver = StoppingReceiver()
+    with runzeo(tmp_path) as zeo, serving(receiver) as url:
+        settings = {**settings_for(tmp_path), "fftelemetry.telemetry_url": url}
+        ini = with_zeo_waits_logged(write_server_ini(tmp_path / "app.ini", settings))
+        made = fftelemetry("status", ini)  # the database, its use a record to send
+        assert made.communicate(timeout=60) and made.returncode == 0
+        receiver.zeo = zeo
+        _, err = (lost := fftelemetry("cron", ini, "--force")).communicate(timeout=120)
     assert lost.returncode == 1, err
     assert "Traceback" not in err, err
     assert ("Telemetry submission failed: a batch was sent but could not be marked (the ZEO "
