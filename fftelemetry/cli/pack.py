@@ -21,6 +21,7 @@ from ..resources.store import utcnow
 from ..scripting import database, file_storage, run_in_transaction
 from ..telemetry.status import history_kept
 from .bootstrap import quiet
+from .errors import cannot_write as default_cannot_write
 from .instructions import database_driver
 
 HELP = "pack the database: drop the history of old revisions, deleted records included"
@@ -63,6 +64,8 @@ def run(registry, args):
         except KeyboardInterrupt:  # Ctrl-C, SIGTERM
             drop_unfinished_copy(file)
             raise
+        except NOT_WRITTEN as exc:
+            raise PackFailed(what_went_wrong(exc), left_by_failed_pack(db, exc)) from exc
     try:
         record_pack(registry, now, args.days)
     finally:  # the pack is done, noted or not; "after" is the file's size with the note
@@ -109,19 +112,46 @@ class NotRecorded(StorageError):
     attempt, said by main)."""
 
 
+class PackFailed(StorageError):
+    """The pack failed (a full disk, a lost server): its args are why, and what its storage
+    left."""
+
+
+def left_by_failed_pack(db, exc):
+    """What a failed pack left, which is the storage's way of packing: a FileStorage (ours, or
+    a ZEO server's) writes a copy and replaces its file only with a complete one, ZODB
+    removing a half-written copy; RelStorage deletes rows in place, committing as it goes
+    (relstorage/adapters/packundo.py), and never an object still in use."""
+    if file_storage(db.storage) is not None:
+        return "the database file is replaced only once its copy is complete, so nothing was lost"
+    if database_driver(db) == "ZEO":
+        left = "the server replaces its file only once its copy is complete, so nothing was lost"
+        if isinstance(exc, ClientDisconnected):  # the server runs the pack in a thread of its
+            # own, which a lost connection does not stop
+            left += "; a server still running goes on with the pack, unnoted on the status page"
+        return left
+    if database_driver(db) == "RelStorage":
+        return (
+            "RelStorage deletes what a pack drops (old revisions, unreachable objects) in "
+            "transactions of its own: what it deleted before the failure is gone, the rest "
+            "stays until the next pack, and nothing current was lost"
+        )
+    return f"what a failed pack leaves is {type(db.storage).__name__}'s to say"
+
+
 def cannot_write(exc):
-    """What main says when the pack fails (a full disk, say): the storage replaces its file only
-    with a complete copy, and ZODB removes a half-written one. Or when the pack is done and only
-    noting it failed."""
+    """What main says when the pack fails (see left_by_failed_pack), or when the pack is done
+    and only noting it failed; or, for the write of the command's use before the pack, the
+    default line."""
     if isinstance(exc, NotRecorded):
         return (
             f"the database was packed, but the time of the pack could not be recorded ({exc}); "
             "the status page still shows the pack before it"
         )
-    return (
-        f"the pack failed ({what_went_wrong(exc)}); the database file is replaced only "
-        "once its copy is complete, so nothing was lost"
-    )
+    if isinstance(exc, PackFailed):
+        why, left = exc.args
+        return f"the pack failed ({why}); {left}"
+    return default_cannot_write(exc)
 
 
 def where(db):

@@ -349,3 +349,53 @@ def test_a_pack_whose_note_meets_a_lost_postgresql_server_says_it_packed(cluster
     assert said.endswith("); the status page still shows the pack before it"), err
     assert "Traceback" not in err and PASSWORD not in err
     assert records_in(ini) == before
+
+
+@contextmanager
+def table_locked(cluster, name, table):
+    """`table` of database `name` locked by a session of the test's: a statement that uses it
+    waits. The server's stop ends the session."""
+    conn = psycopg2.connect(host="127.0.0.1", port=cluster.port, user=USER, password=PASSWORD,
+                            dbname=name)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        yield
+    finally:
+        conn.close()
+
+
+def waiting_for_a_table(cluster, name):
+    return cluster.query(name, "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND "
+                         "wait_event_type = 'Lock' AND wait_event = 'relation'", name) == [(1,)]
+
+
+def test_a_pack_losing_its_postgresql_server_says_what_relstorage_leaves(cluster, tmp_path):
+    """The server is stopped while RelStorage's pack waits for a table of the pack's own that
+    the test holds (object_refs_added, where it notes what refers to what): the line says what
+    a failed pack leaves there, rows deleted in transactions of its own, not a FileStorage's
+    copy that replaces the file only once complete."""
+    uri = cluster.database()
+    name = uri.rsplit("/", 1)[1]
+    ini = write_server_ini(tmp_path / "app.ini", app_settings(uri, **CHEAP))
+    first = fftelemetry("pack", ini)  # a database, with records, its use collected
+    assert first.communicate(timeout=60) and first.returncode == 0
+    before = records_in(ini)
+    try:
+        with table_locked(cluster, name, "object_refs_added"), fftelemetry("pack", ini) as run:
+            wait_until(lambda: waiting_for_a_table(cluster, name), 30, "the pack")
+            cluster.stop()
+            out, err = run.communicate(timeout=60)
+    finally:
+        cluster.start()
+    assert run.returncode == 1, err
+    assert out == ""
+    said = err.splitlines()[-1]  # after RelStorage's INFO lines and its failed statement's
+    assert said.startswith("fftelemetry pack: the pack failed (the PostgreSQL server cannot be "
+                           "reached (server closed the connection unexpectedly"), err
+    assert said.endswith(
+        "); RelStorage deletes what a pack drops (old revisions, unreachable objects) in "
+        "transactions of its own: what it deleted before the failure is gone, the rest stays "
+        "until the next pack, and nothing current was lost"), err
+    assert "Traceback" not in err and PASSWORD not in err
+    assert records_in(ini) == before

@@ -449,8 +449,9 @@ def commit_lock_held(folder):
         storage.close()
 
 
-PACK_FAILED = ("the pack failed (the ZEO server cannot be reached); the database file is "
-               "replaced only once its copy is complete, so nothing was lost")
+PACK_FAILED = ("the pack failed (the ZEO server cannot be reached); the server replaces its file "
+               "only once its copy is complete, so nothing was lost; a server still running goes "
+               "on with the pack, unnoted on the status page")
 
 
 @pytest.mark.parametrize(("command", "line"), [
