@@ -3,6 +3,9 @@ one line and an exit status for a monitoring check (--check)."""
 
 import json
 
+from ZODB.POSException import StorageError
+
+from ..failures import CANNOT_WRITE, what_went_wrong
 from ..resources import telemetry_store
 from ..scripting import database, is_read_only, request_environment
 from ..shown import shown
@@ -10,6 +13,7 @@ from ..telemetry.sender import records_word
 from ..telemetry.status import RECENT_SUBMISSIONS, rfc3339, status_facts
 from ..telemetry.status import format_time as _when
 from .errors import Verdict
+from .errors import cannot_write as default_cannot_write
 
 HELP = (
     "show whether telemetry is on, the counts of pending and sent records, the last "
@@ -40,15 +44,8 @@ def writes(args):
 
 
 def run(registry, args):
-    with request_environment(registry) as env:
-        # --json is for a tool: every submission kept, not the text's newest few
-        recent = None if args.json else RECENT_SUBMISSIONS
-        facts = status_facts(
-            telemetry_store(env["request"]),
-            registry.app_settings,
-            recent=recent,
-            read_only=is_read_only(database(registry)),
-        )
+    # --json is for a tool: every submission kept, not the text's newest few
+    facts = read_facts(registry, recent=None if args.json else RECENT_SUBMISSIONS)
     if args.check:
         if facts.overdue:
             raise Verdict(check_line(facts))
@@ -58,6 +55,31 @@ def run(registry, args):
     else:
         print("\n".join(describe(facts)))
     return 0
+
+
+def read_facts(registry, recent):
+    try:
+        with request_environment(registry) as env:
+            return status_facts(
+                telemetry_store(env["request"]),
+                registry.app_settings,
+                recent=recent,
+                read_only=is_read_only(database(registry)),
+            )
+    except CANNOT_WRITE as exc:  # a lost database server, say: a read, which changes nothing
+        raise NotRead(what_went_wrong(exc)) from exc
+
+
+class NotRead(StorageError):
+    """Reading the facts failed (a lost database server): said by main, in cannot_write's words."""
+
+
+def cannot_write(exc):
+    """What main says when the facts cannot be read; or, for the write of the command's use
+    before it reads, the default line."""
+    if isinstance(exc, NotRead):
+        return f"could not read ({exc}); nothing was changed"
+    return default_cannot_write(exc)
 
 
 def describe(facts):

@@ -399,3 +399,33 @@ def test_a_pack_losing_its_postgresql_server_says_what_relstorage_leaves(cluster
         "until the next pack, and nothing current was lost"), err
     assert "Traceback" not in err and PASSWORD not in err
     assert records_in(ini) == before
+
+
+def test_status_whose_read_meets_a_lost_postgresql_server_says_it_could_not_read(
+    cluster, tmp_path
+):
+    """`status` writes its use (its first run, telemetry on), then reads. With one attempt a
+    transaction, the write that waits for a lock the test holds as the server is stopped ends in
+    RelStorage's conflict (see LOST_AS_IT_WAITED), which leaves the use uncollected; the read
+    after meets the lost server, and the line says that read failed, not "could not write"."""
+    uri = cluster.database()
+    name = uri.rsplit("/", 1)[1]
+    ini = write_server_ini(tmp_path / "app.ini",
+                           app_settings(uri, **CHEAP, **{"retry.attempts": "1"}))
+    first = fftelemetry("pack", ini)  # a database, with records
+    assert first.communicate(timeout=60) and first.returncode == 0
+    before = records_in(ini)
+    try:
+        with objects_locked(cluster, name), fftelemetry("status", ini) as run:
+            wait_until(lambda: commit_waiting(cluster, name), 30, "the write of its use")
+            cluster.stop()
+            out, err = run.communicate(timeout=60)
+    finally:
+        cluster.start()
+    assert run.returncode == 1, err
+    said = err.splitlines()[-1]
+    assert "system.command.executed 'status' not collected" in err, err
+    assert said.startswith(f"fftelemetry status: could not read ({LOST} "), err
+    assert said.endswith("); nothing was changed"), err
+    assert "Traceback" not in err and PASSWORD not in err and out == ""
+    assert records_in(ini) == before
