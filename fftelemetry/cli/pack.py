@@ -10,6 +10,7 @@ still in the file.
 
 import argparse
 import contextlib
+import logging
 import os
 
 from ZEO.Exceptions import ClientDisconnected
@@ -58,7 +59,8 @@ def run(registry, args):
         # deleted record would stay on disk in it.
         file.pack_keep_old = False
     before, now = db.getSize(), utcnow()
-    with quiet("ZODB.DB"):  # it logs a traceback before raising; main says it in one line
+    # both log a failed pack with its traceback before raising it; main says it in one line
+    with quiet("ZODB.DB"), without_tracebacks(RELSTORAGE_PACK):
         try:
             db.pack(t=now.timestamp(), days=args.days)
         except KeyboardInterrupt:  # Ctrl-C, SIGTERM
@@ -72,6 +74,25 @@ def run(registry, args):
         print(f"Packed {where(db)}: {before:,} bytes before, {size_after(db)}; "
               f"{history_kept(args.days)}.{server_note(db)}")
     return 0
+
+
+RELSTORAGE_PACK = "relstorage.adapters.packundo"
+
+
+@contextlib.contextmanager
+def without_tracebacks(logger_name):
+    """The logger's records but those with a traceback (RelStorage's "pack: failed"), for the
+    block: its INFO lines are the pack's progress, which a long pack's log needs."""
+    logger = logging.getLogger(logger_name)
+    logger.addFilter(no_traceback)
+    try:
+        yield
+    finally:
+        logger.removeFilter(no_traceback)
+
+
+def no_traceback(record):
+    return not record.exc_info
 
 
 def drop_unfinished_copy(file):

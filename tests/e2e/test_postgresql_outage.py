@@ -351,56 +351,6 @@ def test_a_pack_whose_note_meets_a_lost_postgresql_server_says_it_packed(cluster
     assert records_in(ini) == before
 
 
-@contextmanager
-def table_locked(cluster, name, table):
-    """`table` of database `name` locked by a session of the test's: a statement that uses it
-    waits. The server's stop ends the session."""
-    conn = psycopg2.connect(host="127.0.0.1", port=cluster.port, user=USER, password=PASSWORD,
-                            dbname=name)
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
-        yield
-    finally:
-        conn.close()
-
-
-def waiting_for_a_table(cluster, name):
-    return cluster.query(name, "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND "
-                         "wait_event_type = 'Lock' AND wait_event = 'relation'", name) == [(1,)]
-
-
-def test_a_pack_losing_its_postgresql_server_says_what_relstorage_leaves(cluster, tmp_path):
-    """The server is stopped while RelStorage's pack waits for a table of the pack's own that
-    the test holds (object_refs_added, where it notes what refers to what): the line says what
-    a failed pack leaves there, rows deleted in transactions of its own, not a FileStorage's
-    copy that replaces the file only once complete."""
-    uri = cluster.database()
-    name = uri.rsplit("/", 1)[1]
-    ini = write_server_ini(tmp_path / "app.ini", app_settings(uri, **CHEAP))
-    first = fftelemetry("pack", ini)  # a database, with records, its use collected
-    assert first.communicate(timeout=60) and first.returncode == 0
-    before = records_in(ini)
-    try:
-        with table_locked(cluster, name, "object_refs_added"), fftelemetry("pack", ini) as run:
-            wait_until(lambda: waiting_for_a_table(cluster, name), 30, "the pack")
-            cluster.stop()
-            out, err = run.communicate(timeout=60)
-    finally:
-        cluster.start()
-    assert run.returncode == 1, err
-    assert out == ""
-    said = err.splitlines()[-1]  # after RelStorage's INFO lines and its failed statement's
-    assert said.startswith("fftelemetry pack: the pack failed (the PostgreSQL server cannot be "
-                           "reached (server closed the connection unexpectedly"), err
-    assert said.endswith(
-        "); RelStorage deletes what a pack drops (old revisions, unreachable objects) in "
-        "transactions of its own: what it deleted before the failure is gone, the rest stays "
-        "until the next pack, and nothing current was lost"), err
-    assert "Traceback" not in err and PASSWORD not in err
-    assert records_in(ini) == before
-
-
 def test_status_whose_read_meets_a_lost_postgresql_server_says_it_could_not_read(
     cluster, tmp_path
 ):
@@ -429,3 +379,67 @@ def test_status_whose_read_meets_a_lost_postgresql_server_says_it_could_not_read
     assert said.endswith("); nothing was changed"), err
     assert "Traceback" not in err and PASSWORD not in err and out == ""
     assert records_in(ini) == before
+
+
+
+@contextmanager
+def newest_transaction_locked(cluster, name):
+    """The row of the newest transaction of database `name` locked by a session of the test's:
+    RelStorage's pack, which marks each transaction packed as it goes, oldest first, waits there
+    for the last. The server's stop ends the session."""
+    conn = psycopg2.connect(host="127.0.0.1", port=cluster.port, user=USER, password=PASSWORD,
+                            dbname=name)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute('SELECT tid FROM "transaction" ORDER BY tid DESC LIMIT 1 FOR UPDATE')
+        yield
+    finally:
+        conn.close()
+
+
+def states_in(cluster, name):
+    """How many object states (revisions) RelStorage's tables hold."""
+    return cluster.query(name, "SELECT count(*) FROM object_state")[0][0]
+
+
+def test_a_pack_losing_its_postgresql_server_says_what_relstorage_leaves(cluster, tmp_path):
+    """RelStorage's pack deletes rows in place and commits as it goes (every transaction it
+    packs, with pack_batch_timeout=0). It waits for the newest transaction's row, which the test
+    holds, when the server is stopped: what it deleted before stays deleted, the line says so,
+    not a FileStorage's "replaced only once its copy is complete", and the next pack ends it."""
+    uri = cluster.database()
+    name = uri.rsplit("/", 1)[1]
+    ini = write_server_ini(tmp_path / "app.ini",
+                           app_settings(f"{uri}?pack_batch_timeout=0", **CHEAP))
+    for command in (("pack",), ("status",), ("delete", "submitted", "--yes")):
+        run = fftelemetry(*command, ini)  # records, then revisions of them a pack drops
+        assert run.communicate(timeout=60) and run.returncode == 0
+    before, states = records_in(ini), states_in(cluster, name)
+    try:
+        with newest_transaction_locked(cluster, name), fftelemetry("pack", ini) as run:
+            wait_until(lambda: lock_waits(cluster, name) == 1, 30, "the pack")
+            packed_before = states_in(cluster, name)
+            cluster.stop()
+            out, err = run.communicate(timeout=60)
+    finally:
+        cluster.start()
+    assert run.returncode == 1, err
+    assert out == ""
+    said = err.splitlines()[-1]  # after RelStorage's INFO lines and its failed statement's
+    assert said.startswith("fftelemetry pack: the pack failed (the PostgreSQL server cannot be "
+                           "reached (server closed the connection unexpectedly"), err
+    assert said.endswith(
+        "); RelStorage deletes what a pack drops (old revisions, unreachable objects) in "
+        "transactions of its own: what it deleted before the failure is gone, the rest stays "
+        "until the next pack, and nothing current was lost"), err
+    assert "Traceback" not in err and "pack: failed" not in err and PASSWORD not in err
+    assert states_in(cluster, name) == packed_before < states
+    assert records_in(ini) == before
+    again = fftelemetry("pack", ini)
+    assert again.communicate(timeout=60) and again.returncode == 0
+    assert records_in(ini) == before
+
+
+def lock_waits(cluster, name):
+    return cluster.query(name, "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND "
+                         "wait_event_type = 'Lock'", name)[0][0]
