@@ -43,13 +43,19 @@ def is_server_lost(exc):
     return type(exc) is OperationalError and (exc.pgcode or "08").startswith("08")
 
 
+def lost_postgresql_server_behind(exc):
+    """The lost PostgreSQL server's error behind RelStorage's conflict for a commit that was
+    waiting for a lock as the server went, else None. Read from RelStorage's
+    __relstorage_cause__: pyramid_tm raises a failed commit `from None`, dropping __cause__."""
+    cause = getattr(exc, "__relstorage_cause__", None)
+    return cause if isinstance(cause, POSTGRESQL_ERRORS) and is_server_lost(cause) else None
+
+
 def retried_after(exc):
     """What a rerun's line says it follows: the conflict's kind, or a lost PostgreSQL server, for
     which RelStorage raises a conflict if its commit was waiting for a lock (a rerun: the server
-    may be back, or only that connection was ended). The error met is read from RelStorage's
-    __relstorage_cause__: pyramid_tm raises a failed commit `from None`, dropping __cause__."""
-    cause = getattr(exc, "__relstorage_cause__", None)
-    if isinstance(cause, POSTGRESQL_ERRORS) and is_server_lost(cause):
+    may be back, or only that connection was ended)."""
+    if lost_postgresql_server_behind(exc) is not None:
         return "losing the PostgreSQL server as it waited for a lock"
     return type(exc).__name__
 
@@ -102,6 +108,9 @@ def what_went_wrong(exc):
             return f"{type(exc).__name__}: {reason}"
         return f"the PostgreSQL server cannot be reached ({reason or type(exc).__name__})"
     if isinstance(exc, ConflictError):  # raised once run_in_transaction's attempts are spent
+        lost = lost_postgresql_server_behind(exc)
+        if lost is not None:  # a commit that waited for a lock as the server went
+            return what_went_wrong(lost)
         return "conflicting writes on every attempt: another process kept changing the same data"
     if isinstance(exc, ReadOnlyError):  # zodbconn.uri's read_only=true; it has no text either
         return READ_ONLY

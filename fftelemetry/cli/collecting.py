@@ -5,7 +5,7 @@ import logging
 
 from ZODB.POSException import ConflictError
 
-from ..failures import READ_ONLY, what_went_wrong
+from ..failures import READ_ONLY, hide_passwords, what_went_wrong
 from ..scripting import database, is_read_only, run_in_transaction
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,8 @@ def collect_unless_busy(registry, what, collect, later="a later run collects it"
     try:
         run_in_transaction(registry, lambda env: collect(env["request"]))
     except ConflictError as exc:
-        log.warning("%s not collected (%s); %s", what, what_went_wrong(exc), later)
+        # a lost PostgreSQL server's conflict says so, with libpq's text: it may quote the password
+        reason = hide_passwords(what_went_wrong(exc), registry.settings)
+        log.warning("%s not collected (%s); %s", what, reason, later)
         return False
     return True
