@@ -166,6 +166,15 @@ def parse_bool(name, raw):
     )
 
 
+def switch_meaning(raw):
+    """What a switch's value says (True, False, None), or the value itself if it says nothing
+    we understand (which start-up refuses where it decides)."""
+    try:
+        return parse_bool("", raw)
+    except SettingsError:
+        return raw.strip()
+
+
 def do_not_track(raw):
     """DO_NOT_TRACK (consoledonottrack.com) is usually set machine-wide, for every tool: any
     value but an empty one or a false word means "don't", and none stops the application."""
@@ -239,13 +248,14 @@ class Sources:
         self.environ = environ
         self.dotenv = dotenv
 
-    def lookup(self, env_name, ini_name=None):
+    def lookup(self, env_name, ini_name=None, meaning=str.strip):
         # A blank value (`SEND_TELEMETRY=` or only spaces) is no value: the next source decides.
         if env_name and _given(self.environ.get(env_name)):
-            value = self.environ[env_name]
+            value, in_dotenv = self.environ[env_name], self.dotenv.get(env_name)
             # honcho (`make run`) hands the .env's lines on as the environment: a value the .env
-            # holds as well is the .env's, which cron's lines read too
-            same = value.strip() == (self.dotenv.get(env_name) or "").strip()
+            # holds as well is the .env's, which cron's lines read too. Compared by `meaning`: a
+            # switch's `TRUE` is the .env's `true`, and `docker run --env-file` keeps quotes
+            same = in_dotenv is not None and meaning(value) == meaning(in_dotenv)
             return Sourced(value, ".env" if same else "environment")
         if env_name and _given(self.dotenv.get(env_name)):
             return Sourced(self.dotenv[env_name], ".env")
@@ -254,7 +264,7 @@ class Sources:
         return Sourced(None, "default")
 
     def boolean(self, env_name, ini_name, default):
-        found = self.lookup(env_name, ini_name)
+        found = self.lookup(env_name, ini_name, meaning=switch_meaning)
         value = parse_bool(env_name if found.source != "ini" else ini_name, found.value)
         if value is None:
             return default, "default"
@@ -428,7 +438,7 @@ def load(ini, global_config=None, environ=None):
 
     send, send_source = sources.boolean("SEND_TELEMETRY", "fftelemetry.send_telemetry", False)
     in_environment = send_source == "environment"
-    dnt = sources.lookup("DO_NOT_TRACK", None)
+    dnt = sources.lookup("DO_NOT_TRACK", None, meaning=do_not_track)
     if do_not_track(dnt.value):
         send, send_source, in_environment = False, "DO_NOT_TRACK", dnt.source == "environment"
 

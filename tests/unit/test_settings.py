@@ -84,6 +84,27 @@ def test_the_dotenv_handed_on_as_the_environment_is_still_the_dotenv(tmp_path):
     assert not off.switch_in_environment
 
 
+@pytest.mark.parametrize(
+    ("in_environment", "in_dotenv"),
+    [({"SEND_TELEMETRY": "TRUE"}, "SEND_TELEMETRY=true\n"),  # another spelling, same switch
+     ({"SEND_TELEMETRY": "1"}, "SEND_TELEMETRY=yes\n"),
+     # `docker run --env-file .env` hands the .env's quotes on; python-dotenv strips them
+     ({"SEND_TELEMETRY": "true", "DO_NOT_TRACK": '"1"'}, 'SEND_TELEMETRY=true\nDO_NOT_TRACK="1"\n'),
+     ({"SEND_TELEMETRY": "true", "DO_NOT_TRACK": "1"}, "SEND_TELEMETRY=true\nDO_NOT_TRACK=yes\n")],
+)
+def test_an_environment_that_means_what_the_dotenv_says_is_the_dotenv(
+    in_environment, in_dotenv, tmp_path
+):
+    # cron reads the .env and is switched alike: the status page must not say it may not be,
+    # nor tell the operator to set in the .env what is there
+    result = load(environ=in_environment, dotenv_text=in_dotenv, tmp_path=tmp_path)
+    assert result.send_telemetry_source in (".env", "DO_NOT_TRACK")
+    assert not result.switch_in_environment
+    differs = load(environ={**in_environment, "SEND_TELEMETRY": "false"}, dotenv_text=in_dotenv,
+                   tmp_path=tmp_path)
+    assert differs.send_telemetry_source in ("environment", "DO_NOT_TRACK")
+
+
 @pytest.mark.parametrize("blank", ["", " ", "\t"])
 def test_a_blank_value_leaves_the_choice_to_the_next_source(blank, tmp_path):
     ini = {"fftelemetry.send_telemetry": "true"}
