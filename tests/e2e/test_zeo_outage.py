@@ -386,10 +386,20 @@ def test_a_submission_meeting_a_lost_zeo_server_writes_once_and_marks_nothing(tm
             db.close()
 
 
+class Command(subprocess.Popen):
+    """A command that a failed test ends: it may be waiting for a lock the test holds, which the
+    test lets go only once the command has ended; Popen's own exit would wait for it, until
+    pytest-timeout's 300 s, and the failure's own message would be lost among its stacks."""
+
+    def __exit__(self, kind, value, traceback):
+        if kind is not None:
+            self.kill()
+        return super().__exit__(kind, value, traceback)
+
+
 def fftelemetry(*args):
-    return subprocess.Popen([str(BIN / "fftelemetry"), *map(str, args)], text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=child_environment())
+    return Command([str(BIN / "fftelemetry"), *map(str, args)], text=True,
+                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_environment())
 
 
 def records_in(ini):
