@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import requests
@@ -43,6 +44,12 @@ def wait_until(ready, timeout=30, what="a condition"):
 def port_open(port):
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def socket_open(path):
+    """Whether a server listens on the unix socket `path`: one killed leaves the file there."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        return sock.connect_ex(str(path)) == 0
 
 
 def write_server_ini(path, app_settings, port=None, use="egg:fftelemetry"):
@@ -110,7 +117,7 @@ def runzeo(folder):
     """runzeo on a unix socket in `folder` (see zeo_uri); yields its process."""
     sock = Path(folder) / "zeo.sock"
     args = [str(BIN / "runzeo"), "-a", str(sock), "-f", str(Path(folder) / "Data.fs")]
-    with process(args, Path(folder) / "zeo.log", ready=sock.exists) as child:
+    with process(args, Path(folder) / "zeo.log", ready=partial(socket_open, sock)) as child:
         yield child
 
 
@@ -121,7 +128,8 @@ def runzeo_shipped(root):
     var = Path(root) / "var"
     var.mkdir(exist_ok=True)
     args = [str(BIN / "runzeo"), "-C", str(ZEO_CONF)]
-    with process(args, Path(root) / "zeo.log", ready=(var / "zeo.sock").exists, cwd=root) as zeo:
+    ready = partial(socket_open, var / "zeo.sock")
+    with process(args, Path(root) / "zeo.log", ready=ready, cwd=root) as zeo:
         yield zeo
 
 

@@ -7,6 +7,7 @@ import json
 import logging
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -457,6 +458,17 @@ def commit_lock_held(folder):
         yield storage
     finally:
         storage.close()
+
+
+def test_runzeo_after_a_crash_yields_a_server_that_listens(tmp_path):
+    """A server killed leaves its socket file: runzeo yields once the new one listens there, not
+    at once, or a command started then (with its wait_timeout of 2 s) could miss it."""
+    with runzeo(tmp_path) as zeo:
+        zeo.kill()
+        zeo.wait(10)
+    assert (tmp_path / "zeo.sock").exists()
+    with runzeo(tmp_path), socket.socket(socket.AF_UNIX) as client:
+        assert client.connect_ex(str(tmp_path / "zeo.sock")) == 0
 
 
 PACK_FAILED = ("the pack failed (the ZEO server cannot be reached); the server replaces its file "
