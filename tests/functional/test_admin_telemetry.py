@@ -424,6 +424,12 @@ def test_one_record_is_said_in_the_singular(site, admin):
     assert "Yes, delete the 1 record" in labels
 
 
+def test_a_batch_of_one_is_said_in_the_singular(make_site):
+    site = make_site(**{"fftelemetry.batch_size": "1"})
+    page = site.register(ADMIN_EMAIL).get(RECORDS)
+    assert "(JSON, the oldest 1 pending record)" in " ".join(page.text.split())
+
+
 def test_records_are_paged_newest_first_with_keyset_links(site, admin):
     site.seed(250, submitted=40)
     expected = [str(r.value) for r in records_from_store(site)]
