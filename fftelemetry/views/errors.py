@@ -125,8 +125,8 @@ def bad_csrf_origin(exc, request):
         400,
         "The form came from another site",
         "Nothing was changed: this form was sent from a page that is not this site's. Open the "
-        "site at its own address and try again. (Behind a proxy: it must pass on the host it "
-        "was reached at, as X-Forwarded-Host.)",
+        "site at its own address and try again. (Behind a proxy: it must pass on the host and "
+        "port it was reached at, as X-Forwarded-Host and X-Forwarded-Port.)",
     )
 
 

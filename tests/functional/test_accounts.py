@@ -517,6 +517,7 @@ def test_an_https_form_from_another_site_is_refused_with_its_own_page(make_site)
     form["email"], form["password"] = ADMIN_EMAIL, PASSWORD
     page = form.submit(headers={"Origin": "https://evil.example"}, status=400)
     assert "The form came from another site" in page.text and "Nothing was changed" in page.text
+    assert "as X-Forwarded-Host and X-Forwarded-Port" in page.text  # a proxy's usual omission
     with site.root() as root:
         assert len(root["users"]) == 0
 
