@@ -295,7 +295,6 @@ def test_an_admins_delete_whose_commit_meets_a_lost_postgresql_server(cluster, t
         assert exported_ids(admin, base) == []
 
 
-
 def test_a_delete_losing_its_postgresql_server_mid_run_says_so(cluster, tmp_path):
     """The server is stopped while the command's commit waits for a lock the test holds: the
     transaction is rerun (see LOST_AS_IT_WAITED), and the rerun stops in one line. (Any other
@@ -380,7 +379,6 @@ def test_status_whose_read_meets_a_lost_postgresql_server_says_it_could_not_read
     assert said.endswith("); nothing was changed"), err
     assert "Traceback" not in err and PASSWORD not in err and out == ""
     assert records_in(ini) == before
-
 
 
 @contextmanager

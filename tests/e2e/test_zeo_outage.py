@@ -216,7 +216,6 @@ def test_a_receiver_losing_its_zeo_server_answers_503_in_json(tmp_path):
     assert "Traceback" not in log and "Couldn't load state" not in log
 
 
-
 def test_a_receiver_losing_its_zeo_server_is_not_rerun_while_it_is_away(tmp_path):
     """A batch whose reads come from the caches meets the lost server at its commit, whose
     abort waits wait_timeout for the server (ZEO logs the end of each wait at DEBUG). Rerun

@@ -419,7 +419,6 @@ def test_an_answer_that_is_no_receivers_json_says_so(db, tmp_path, caplog, serve
     assert words in answer and "\n" not in answer, "the answer itself is logged as it was"
 
 
-
 def test_the_receivers_server_refusing_a_batch_too_large_says_so(db, tmp_path, caplog):
     # waitress's own plain-text 413, before the receiver reads the body: the line asked "is
     # …/submit the receiver's address?" of the right address
@@ -679,7 +678,6 @@ def test_a_full_disk_while_marking_keeps_the_batch_pending_and_says_so(db, fs_pa
     with serving(stub) as url:  # room again: the next run sends it all, the first batch again
         assert submit_pending(db, settings_for(url, batch_size=100)).sent == 300
     assert counts(db)["submitted"] == 300
-
 
 
 def test_a_write_that_conflicts_is_tried_again(db):
@@ -978,7 +976,6 @@ def test_a_socks_proxy_without_pysocks_says_what_to_install(tmp_path, monkeypatc
         "(pip install 'requests[socks]')",
         "1",
     ]
-
 
 
 def test_a_socks_proxy_that_is_down_is_named_with_the_systems_reason(db, monkeypatch,
