@@ -107,7 +107,8 @@ class AppSettings:
     # Whether that value came from this process's environment (SEND_TELEMETRY or DO_NOT_TRACK),
     # which other processes (cron's) do not share.
     switch_in_environment: bool
-    telemetry_url: str
+    # left out of the repr as the secrets below: a receiver's password may be in it (shown_url)
+    telemetry_url: str = field(repr=False)
     batch_size: int
     interval_days: int
     connect_timeout: float

@@ -210,10 +210,13 @@ def test_zodbconn_uri_from_the_environment_then_env_file(tmp_path):
 def test_the_settings_repr_holds_no_secret(tmp_path):
     # a debugger, a traceback's locals, a log line of the object: none of them shows a secret
     settings = load({"fftelemetry.session_secret": "the-session-secret-0123456789"},
-                    {"ZODBCONN_URI": "postgres://u:the-db-password@db:5432/app"}, "", tmp_path)
+                    {"ZODBCONN_URI": "postgres://u:the-db-password@db:5432/app",
+                     "TELEMETRY_URL": "https://u:the-receiver-token@receiver.example/"},
+                    "", tmp_path)
     assert settings.session_secret == "the-session-secret-0123456789"
     assert "the-session-secret" not in repr(settings)
     assert "the-db-password" not in repr(settings)
+    assert "the-receiver-token" not in repr(settings)  # a receiver's password (docs: receiver)
     assert "ZODBCONN_URI (in the environment)" in repr(settings)
 
 
