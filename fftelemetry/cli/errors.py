@@ -3,7 +3,7 @@ a check's answer by exit status, and what a write that failed left behind."""
 
 from ZODB.POSException import ConflictError
 
-from ..failures import what_went_wrong
+from ..failures import lost_postgresql_server_behind, what_went_wrong
 
 
 class ConfigProblem(Exception):
@@ -40,5 +40,7 @@ def cannot_write(exc):
 
 def try_again(exc):
     """The end of a failed write's line: a conflict on every attempt is a busy moment, which
-    running the command again gets past (a full disk, say, has to be seen to first)."""
-    return ": try again" if isinstance(exc, ConflictError) else ""
+    running the command again gets past (a full disk, say, has to be seen to first); not
+    RelStorage's conflict for a lost PostgreSQL server, which the line says as the lost server."""
+    busy = isinstance(exc, ConflictError) and lost_postgresql_server_behind(exc) is None
+    return ": try again" if busy else ""

@@ -323,6 +323,35 @@ def test_a_delete_losing_its_postgresql_server_mid_run_says_so(cluster, tmp_path
     assert records_in(ini) == before
 
 
+def test_a_delete_whose_last_attempt_loses_its_postgresql_server_says_no_try_again(
+    cluster, tmp_path
+):
+    """With one attempt a transaction, the delete's commit that waits for a lock as the server
+    is stopped ends in RelStorage's conflict (see LOST_AS_IT_WAITED): the line says the lost
+    server, and not "try again", which is for a busy moment, not for a server to see to."""
+    uri = cluster.database()
+    name = uri.rsplit("/", 1)[1]
+    ini = write_server_ini(tmp_path / "app.ini",
+                           app_settings(uri, **CHEAP, **{"retry.attempts": "1"}))
+    first = fftelemetry("pack", ini)  # a database, with records
+    assert first.communicate(timeout=60) and first.returncode == 0
+    before = records_in(ini)
+    try:
+        with objects_locked(cluster, name), fftelemetry("delete", "all", "--yes", ini) as run:
+            wait_until(lambda: commit_waiting(cluster, name), 30, "the command's commit")
+            cluster.stop()
+            out, err = run.communicate(timeout=60)
+    finally:
+        cluster.start()
+    assert run.returncode == 1, err
+    said = err.splitlines()[-1]
+    assert said.startswith("fftelemetry delete: could not delete (the PostgreSQL server cannot "
+                           "be reached ("), err
+    assert said.endswith("); nothing was deleted"), err
+    assert PASSWORD not in err and out == ""
+    assert records_in(ini) == before
+
+
 def test_a_pack_whose_note_meets_a_lost_postgresql_server_says_it_packed(cluster, tmp_path):
     """RelStorage's pack is done, and the server is stopped while noting it in the store waits
     for a lock the test holds: the line says the pack was done and only its note failed."""
