@@ -9,7 +9,13 @@ from pyramid_retry import is_error_retryable, is_last_attempt
 from ZEO.Exceptions import ClientDisconnected
 from ZODB.POSException import ConflictError
 
-from ..failures import POSTGRESQL_ERRORS, hide_passwords, is_server_lost, what_went_wrong
+from ..failures import (
+    POSTGRESQL_ERRORS,
+    hide_passwords,
+    is_server_lost,
+    lost_postgresql_server_behind,
+    what_went_wrong,
+)
 from ..resources.generations import GenerationError
 from ..resources.store import utcnow
 from ..scripting import zeo_server_away
@@ -84,6 +90,9 @@ def bad_request(exc, request):
 # cause one) is none of their business.
 @exception_view_config(ConflictError, retryable_error=False, renderer="json")
 def still_conflicting(exc, request):
+    lost = lost_postgresql_server_behind(exc)  # RelStorage's conflict for a commit that waited
+    if lost is not None:  # for a lock as its server went: that lost server's answer
+        return database_unavailable(lost, request)
     log.warning("%s gave up: conflicting writes on every attempt", request_line(request))
     request.response.status_int = 503
     return {"error": "the receiver is busy; nothing was stored, send the batch again later"}

@@ -28,6 +28,7 @@ from ..failures import (
     POSTGRESQL_ERRORS,
     hide_passwords,
     is_server_lost,
+    lost_postgresql_server_behind,
     what_went_wrong,
     why_not_written,
 )
@@ -302,7 +303,12 @@ def database_of_another_generation(exc, request):
 # this view's business; pyramid_retry reruns the request and logs one line (retries.py).
 @exception_view_config(ConflictError, retryable_error=False)
 def still_conflicting(exc, request):
-    """Conflicts on every attempt: others kept writing the same objects. Nothing was saved."""
+    """Conflicts on every attempt: others kept writing the same objects. Nothing was saved.
+    RelStorage's conflict for a commit that waited for a lock as its server went (the last
+    attempt's, or with retry.attempts = 1) is that lost server's page."""
+    lost = lost_postgresql_server_behind(exc)
+    if lost is not None:
+        return database_unavailable(lost, request)
     log.warning("%s gave up: conflicting writes on every attempt", request_line(request))
     return error_page(
         request,

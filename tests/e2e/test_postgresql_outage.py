@@ -147,6 +147,41 @@ def test_a_receiver_losing_its_postgresql_server_answers_503_in_json(cluster, tm
     assert "Traceback" not in receiver_ini.with_suffix(".log").read_text()
 
 
+def test_a_receiver_whose_last_attempt_loses_its_postgresql_server_answers_so(cluster, tmp_path):
+    """With one attempt a request, the receiver's commit that waits for a lock as its server is
+    stopped ends in RelStorage's conflict (see LOST_AS_IT_WAITED): the answer is the lost
+    database's, not "the receiver is busy", and its log line says the lost server."""
+    uri = cluster.database()
+    name = uri.rsplit("/", 1)[1]
+    port = free_port()
+    receiver_ini = write_server_ini(tmp_path / "receiver.ini",
+                                    {"zodbconn.uri": uri, "retry.attempts": "1"}, port,
+                                    use="egg:fftelemetry#receiver")
+    settings = {"fftelemetry.telemetry_url": f"http://127.0.0.1:{port}", **CHEAP}
+    ini = write_server_ini(tmp_path / "app.ini", app_settings(f"file://{tmp_path}/Data.fs",
+                                                              **settings))
+    with pserve(receiver_ini, port):
+        assert cron(ini).returncode == 0  # the receiver's store, its objects to lock
+        assert fftelemetry("status", ini).communicate(timeout=60)  # its use: a record to send
+        with ThreadPoolExecutor(1) as background:
+            with objects_locked(cluster, name):
+                sending = background.submit(cron, ini)
+                wait_until(lambda: commit_waiting(cluster, name), 30, "the receiver's commit")
+                cluster.stop()
+            try:
+                refused = sending.result(timeout=120)
+            finally:
+                cluster.start()
+    assert refused.returncode == 1, refused.stderr
+    assert ("the receiver answered HTTP 503: the receiver's database cannot be reached; "
+            "nothing was stored, send the batch again later; the records stay pending"
+            ) in refused.stderr
+    log = receiver_ini.with_suffix(".log").read_text()
+    assert ("POST /submit: the PostgreSQL server cannot be reached (server closed the "
+            "connection unexpectedly") in log, log
+    assert "conflicting writes" not in log and "Traceback" not in log and PASSWORD not in log
+
+
 class DroppingReceiver:
     """A stand-in receiver that drops the sender's database as the batch comes in: RelStorage's
     connection ends, and connecting again fails with libpq's `database "..." does not exist`."""
@@ -293,6 +328,43 @@ def test_an_admins_delete_whose_commit_meets_a_lost_postgresql_server(cluster, t
                           data={**form, "csrf_token": csrf_token(page.text)})
         assert f"Deleted {len(records)} records" in done.text, done.text
         assert exported_ids(admin, base) == []
+
+
+def test_an_admins_delete_whose_last_attempt_meets_a_lost_postgresql_server(cluster, tmp_path):
+    """With one attempt a request, the delete's commit that waits for a lock as the server is
+    stopped ends in RelStorage's conflict (see LOST_AS_IT_WAITED), not rerun: the admin gets the
+    503 page of a lost server, not the "Busy" one of writes that kept conflicting."""
+    uri = cluster.database()
+    name = uri.rsplit("/", 1)[1]
+    port = free_port()
+    ini = write_server_ini(tmp_path / "web.ini",
+                           app_settings(uri, **CHEAP, **{"retry.attempts": "1"}), port)
+    with pserve(ini, port) as base, ThreadPoolExecutor(1) as background:
+        admin = new_session()
+        register(base, "owner@example.org", admin)  # the first account is the administrator's
+        records = exported_ids(admin, base)
+        page = admin.get(f"{base}{RECORDS}", timeout=30)
+        form = {"confirm": "yes", "shown": str(len(records)), "csrf_token": csrf_token(page.text)}
+        with objects_locked(cluster, name):
+            pressed = background.submit(admin.post, f"{base}{RECORDS}/delete-all", data=form,
+                                        timeout=60, allow_redirects=False)
+            wait_until(lambda: commit_waiting(cluster, name), 30, "the delete's commit")
+            cluster.stop()
+        try:
+            refused = pressed.result(timeout=60)
+        finally:
+            cluster.start()
+        assert refused.status_code == 503, refused.text
+        assert "Database unavailable" in refused.text and "Nothing was changed" in refused.text
+        assert refused.headers["Retry-After"] == "30"
+        log = ini.with_suffix(".log").read_text()
+        assert (f"POST {RECORDS}/delete-all: the PostgreSQL server cannot be reached (server "
+                "closed the connection unexpectedly") in log, log
+        assert "conflicting writes" not in log and "Traceback" not in log, log
+        assert PASSWORD not in log
+        wait_until(lambda: new_session().get(f"{base}/health", timeout=30).text == "OK\n", 30,
+                   "the app to reconnect")
+        assert exported_ids(admin, base) == records
 
 
 def test_a_delete_losing_its_postgresql_server_mid_run_says_so(cluster, tmp_path):
