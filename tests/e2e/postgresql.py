@@ -54,10 +54,14 @@ class Cluster:
                 self.folder / "server.log", "-w", "start",
                 "-o", f"-h 127.0.0.1 -p {self.port} -k '' -c fsync=off")
 
-    def stop(self):
+    def stop(self, immediate=False):
         """A fast shutdown: the server ends every client's connection, rolling back what is
-        in progress, and stops listening."""
-        self.pg(self.binaries / "pg_ctl", "-D", self.folder / "data", "-m", "fast", "-w", "stop")
+        in progress, and stops listening. An immediate one ends every session at once, none
+        rolled back: a lock a session of the test's holds is never let go to a commit waiting
+        for it (in a fast one, the test's session now and then ended first, and the commit
+        then went on, to meet the lost server as it finished)."""
+        mode = "immediate" if immediate else "fast"
+        self.pg(self.binaries / "pg_ctl", "-D", self.folder / "data", "-m", mode, "-w", "stop")
 
     @contextmanager
     def stopped(self):

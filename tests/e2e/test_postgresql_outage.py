@@ -167,7 +167,7 @@ def test_a_receiver_whose_last_attempt_loses_its_postgresql_server_answers_so(cl
             with objects_locked(cluster, name):
                 sending = background.submit(cron, ini)
                 wait_until(lambda: commit_waiting(cluster, name), 30, "the receiver's commit")
-                cluster.stop()
+                cluster.stop(immediate=True)
             try:
                 refused = sending.result(timeout=120)
             finally:
@@ -305,7 +305,7 @@ def test_an_admins_delete_whose_commit_meets_a_lost_postgresql_server(cluster, t
             pressed = background.submit(admin.post, f"{base}{RECORDS}/delete-all", data=form,
                                         timeout=60, allow_redirects=False)
             wait_until(lambda: commit_waiting(cluster, name), 30, "the delete's commit")
-            cluster.stop()
+            cluster.stop(immediate=True)
         try:
             refused = pressed.result(timeout=60)
         finally:
@@ -349,7 +349,7 @@ def test_an_admins_delete_whose_last_attempt_meets_a_lost_postgresql_server(clus
             pressed = background.submit(admin.post, f"{base}{RECORDS}/delete-all", data=form,
                                         timeout=60, allow_redirects=False)
             wait_until(lambda: commit_waiting(cluster, name), 30, "the delete's commit")
-            cluster.stop()
+            cluster.stop(immediate=True)
         try:
             refused = pressed.result(timeout=60)
         finally:
@@ -381,7 +381,7 @@ def test_a_delete_losing_its_postgresql_server_mid_run_says_so(cluster, tmp_path
     try:
         with objects_locked(cluster, name), fftelemetry(*command, ini) as run:
             wait_until(lambda: commit_waiting(cluster, name), 30, "the command's commit")
-            cluster.stop()
+            cluster.stop(immediate=True)
             out, err = run.communicate(timeout=60)
     finally:
         cluster.start()
@@ -411,7 +411,7 @@ def test_a_delete_whose_last_attempt_loses_its_postgresql_server_says_no_try_aga
     try:
         with objects_locked(cluster, name), fftelemetry("delete", "all", "--yes", ini) as run:
             wait_until(lambda: commit_waiting(cluster, name), 30, "the command's commit")
-            cluster.stop()
+            cluster.stop(immediate=True)
             out, err = run.communicate(timeout=60)
     finally:
         cluster.start()
@@ -436,7 +436,7 @@ def test_a_pack_whose_note_meets_a_lost_postgresql_server_says_it_packed(cluster
     try:
         with objects_locked(cluster, name), fftelemetry("pack", ini) as run:
             wait_until(lambda: commit_waiting(cluster, name), 30, "the pack's note")
-            cluster.stop()
+            cluster.stop(immediate=True)
             out, err = run.communicate(timeout=60)
     finally:
         cluster.start()
@@ -468,7 +468,7 @@ def test_status_whose_read_meets_a_lost_postgresql_server_says_it_could_not_read
     try:
         with objects_locked(cluster, name), fftelemetry("status", ini) as run:
             wait_until(lambda: commit_waiting(cluster, name), 30, "the write of its use")
-            cluster.stop()
+            cluster.stop(immediate=True)
             out, err = run.communicate(timeout=60)
     finally:
         cluster.start()
@@ -519,7 +519,7 @@ def test_a_pack_losing_its_postgresql_server_says_what_relstorage_leaves(cluster
         with newest_transaction_locked(cluster, name), fftelemetry("pack", ini) as run:
             wait_until(lambda: lock_waits(cluster, name) == 1, 30, "the pack")
             packed_before = states_in(cluster, name)
-            cluster.stop()
+            cluster.stop(immediate=True)
             out, err = run.communicate(timeout=60)
     finally:
         cluster.start()
