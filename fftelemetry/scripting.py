@@ -122,11 +122,15 @@ def close_databases(registry):
 def own_connection(db):
     """(tm, conn): a connection of one's own with its own transaction manager, for work that
     commits in transactions of its own or outlives the request (the sender, the streamed
-    export). Whatever is left uncommitted is aborted, then the connection goes back to the pool."""
+    export). Whatever is left uncommitted is aborted, then the connection goes back to the pool,
+    also when the abort fails (RelStorage's asks its lost PostgreSQL server): else each "Submit
+    now" that lost it left a connection open, outside the pool, until Python collected it."""
     tm = transaction.TransactionManager()
     conn = db.open(tm)
     try:
         yield tm, conn
     finally:
-        tm.abort()
-        conn.close()
+        try:
+            tm.abort()
+        finally:
+            conn.close()

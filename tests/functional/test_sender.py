@@ -698,6 +698,25 @@ def test_a_write_that_conflicts_is_tried_again(db):
     assert seen == [None, theirs], "the rerun read the other's commit"
     assert in_store(db, lambda store: store.last_success_at) == ours
 
+
+class RefusesToAbort:
+    """A resource in the transaction whose abort fails, as RelStorage's does when it asks its
+    lost PostgreSQL server."""
+
+    def abort(self, txn):
+        raise OSError("the server went away")
+
+    def sortKey(self):
+        return "refuses-to-abort"
+
+
+def test_an_own_connection_goes_back_to_the_pool_when_its_abort_fails(db):
+    with pytest.raises(OSError, match="the server went away"), own_connection(db) as (tm, conn):
+        tm.get().join(RefusesToAbort())
+    assert conn.opened is None, "the connection was not closed"
+    assert conn in [available for _, available in db.pool.available]
+
+
 # -- receivers that break HTTP itself: raw sockets, since a WSGI server would not misbehave so ----
 
 
