@@ -2,6 +2,7 @@
 
 import errno
 import re
+import traceback
 from urllib.parse import urlsplit
 
 from pyramid_zodbconn import get_uris
@@ -41,6 +42,22 @@ def is_server_lost(exc):
     if isinstance(exc, (ClientDisconnected, *POSTGRESQL_LOST)):
         return True
     return type(exc) is OperationalError and (exc.pgcode or "08").startswith("08")
+
+
+def in_second_phase(exc):
+    """Whether `exc` was raised in the second phase of a two-phase commit, a storage's
+    tpc_finish (RelStorage has sent COMMIT, ZEO's client asked its server to finish): every
+    resource had voted, so the change may have been saved or not, and nothing here can tell.
+    Read from the frames the exception passed through, whatever transaction manager committed
+    (pyramid_tm's, a command's, the sender's own): the transaction package calls tpc_finish
+    (IDataManager's, then IStorage's) in that phase only, and it records it nowhere else."""
+    return any(
+        frame.f_code.co_name == "tpc_finish" for frame, _ in traceback.walk_tb(exc.__traceback__)
+    )
+
+
+# What is said of a change whose commit failed in its second phase (in_second_phase).
+SAVED_OR_NOT = "it may have been saved or not"
 
 
 def lost_postgresql_server_behind(exc):

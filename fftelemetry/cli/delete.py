@@ -16,7 +16,7 @@ Its use is not collected (COUNTED): `system.command.executed` "delete" would be 
 the purge itself, and one collected before the delete would survive `delete submitted`.
 """
 
-from ..failures import what_went_wrong
+from ..failures import in_second_phase, what_went_wrong
 from ..resources import telemetry_store
 from ..resources.store import ALL, PENDING, SUBMITTED
 from ..scripting import run_in_transaction
@@ -94,5 +94,11 @@ def would_delete(kind, count):
 
 def cannot_write(exc):
     """A full disk, or records collected or marked sent meanwhile on every attempt (a busy
-    site): the delete is one transaction, aborted whole."""
+    site): the delete is one transaction, aborted whole. One whose commit failed in its second
+    phase (in_second_phase) may have been saved: running it without --yes says what is left."""
+    if in_second_phase(exc):
+        return (
+            f"could not delete ({what_went_wrong(exc)}) as the delete was being saved: the "
+            "records may have been deleted or not; run it without --yes to see what is left"
+        )
     return f"could not delete ({what_went_wrong(exc)}); nothing was deleted{try_again(exc)}"

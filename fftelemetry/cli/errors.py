@@ -3,7 +3,7 @@ a check's answer by exit status, and what a write that failed left behind."""
 
 from ZODB.POSException import ConflictError
 
-from ..failures import lost_postgresql_server_behind, what_went_wrong
+from ..failures import SAVED_OR_NOT, in_second_phase, lost_postgresql_server_behind, what_went_wrong
 
 
 class ConfigProblem(Exception):
@@ -31,7 +31,13 @@ class Verdict(Exception):
 
 def cannot_write(exc):
     """What main says when a write fails, unless the command's module says it in its own words
-    (its own `cannot_write`); main escapes it."""
+    (its own `cannot_write`); main escapes it. A commit that failed in its second phase
+    (in_second_phase) may have been saved: not "rolled back"."""
+    if in_second_phase(exc):
+        return (
+            f"could not write ({what_went_wrong(exc)}) as the change was being saved: "
+            f"{SAVED_OR_NOT}; look before running the command again"
+        )
     return (
         f"could not write ({what_went_wrong(exc)}); the change in progress was rolled back"
         f"{try_again(exc)}"

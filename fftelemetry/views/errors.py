@@ -26,7 +26,9 @@ from zope.interface.interfaces import IInterface
 
 from ..failures import (
     POSTGRESQL_ERRORS,
+    SAVED_OR_NOT,
     hide_passwords,
+    in_second_phase,
     is_server_lost,
     lost_postgresql_server_behind,
     what_went_wrong,
@@ -246,26 +248,36 @@ def database_unavailable(exc, request):
     psycopg2's errors are not retried. The page is drawn without the database (no signed-in
     user); `/health` is answered in plain text and not logged, as when its root is cached.
     psycopg2's OperationalError of a server that answered (a statement timeout, a deadlock) is
-    no lost server: the generic 500, with its traceback."""
+    no lost server: the generic 500, with its traceback.
+
+    A server lost in the commit's second phase (in_second_phase) may have saved the change: the
+    page says so, not "Nothing was changed", and the request is not rerun, which would do it a
+    second time."""
     if not is_server_lost(exc):
         return failed(exc, request)
-    if zeo_server_away(request.registry):  # ClientDisconnected comes from ZEO's client only
+    saved_or_not = in_second_phase(exc)
+    # this attempt is the last: ZEO's server is away (ClientDisconnected comes from its client
+    # only), or the change may be saved already
+    if saved_or_not or zeo_server_away(request.registry):
         request.environ["retry.attempts"] = request.environ.get("retry.attempt", 0) + 1
     if is_health_check(request):  # traversal failed: the root could not be loaded
         return unavailable_in_plain_text()
     if is_last_attempt(request) or not is_error_retryable(request, exc):
         reason = hide_passwords(what_went_wrong(exc), request.registry.settings)
-        log.warning(
-            "%s: %s; nothing was changed", request_line(request), shown(reason, LOGGED_CHARS)
+        left = SAVED_OR_NOT if saved_or_not else "nothing was changed"
+        log.warning("%s: %s; %s", request_line(request), shown(reason, LOGGED_CHARS), left)
+    if saved_or_not:
+        message = (
+            "The database server went away as this change was being saved: it may have been "
+            "saved or not. Look before doing it again; if the server cannot be reached, try in "
+            "a minute, and if it keeps happening, tell the administrator."
         )
-    response = error_page(
-        request,
-        503,
-        "Database unavailable",
-        "The database server cannot be reached right now. Nothing was changed. "
-        "Try again in a minute; if it keeps happening, tell the administrator.",
-        user=None,
-    )
+    else:
+        message = (
+            "The database server cannot be reached right now. Nothing was changed. "
+            "Try again in a minute; if it keeps happening, tell the administrator."
+        )
+    response = error_page(request, 503, "Database unavailable", message, user=None)
     response.retry_after = 30
     return response
 

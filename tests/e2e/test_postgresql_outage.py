@@ -543,3 +543,97 @@ def test_a_pack_losing_its_postgresql_server_says_what_relstorage_leaves(cluster
 def lock_waits(cluster, name):
     return cluster.query(name, "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND "
                          "wait_event_type = 'Lock'", name)[0][0]
+
+
+HELD = 4711  # the advisory lock's key a commit held by held_at_commit waits for
+
+
+@contextmanager
+def held_at_commit(cluster, name):
+    """Every commit of database `name` that writes an object held in its COMMIT itself, by a
+    deferred constraint trigger on RelStorage's object_state that waits for an advisory lock a
+    session of the test's holds: RelStorage has sent COMMIT, in tpc_finish, the second phase.
+    The server's stop ends the session; the trigger stays, and lets every commit after it by
+    (its shared lock, taken for the transaction, is held by nobody else)."""
+    conn = psycopg2.connect(host="127.0.0.1", port=cluster.port, user=USER, password=PASSWORD,
+                            dbname=name)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(
+                "CREATE FUNCTION held() RETURNS trigger LANGUAGE plpgsql AS "
+                f"$$ BEGIN PERFORM pg_advisory_xact_lock_shared({HELD}); RETURN NULL; END $$;"
+                "CREATE CONSTRAINT TRIGGER held AFTER INSERT OR UPDATE ON object_state "
+                "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION held();"
+                f"SELECT pg_advisory_lock({HELD})"
+            )
+        yield
+    finally:
+        conn.close()
+
+
+# what is said of a commit that lost its server in its second phase: saved or not, unknown
+MAY_HAVE_BEEN_SAVED = "it may have been saved or not"
+
+
+def test_an_admins_delete_whose_commit_is_lost_as_it_is_saved(cluster, tmp_path):
+    """The server is stopped while the delete's COMMIT waits (in the second phase of the
+    two-phase commit): whether it was saved is unknown, so the 503 page does not say "Nothing
+    was changed", and the request is not run again."""
+    uri = cluster.database()
+    name = uri.rsplit("/", 1)[1]
+    port = free_port()
+    ini = write_server_ini(tmp_path / "web.ini", app_settings(uri, **CHEAP), port)
+    with pserve(ini, port) as base, ThreadPoolExecutor(1) as background:
+        admin = new_session()
+        register(base, "owner@example.org", admin)  # the first account is the administrator's
+        records = exported_ids(admin, base)
+        page = admin.get(f"{base}{RECORDS}", timeout=30)
+        form = {"confirm": "yes", "shown": str(len(records)), "csrf_token": csrf_token(page.text)}
+        with held_at_commit(cluster, name):
+            pressed = background.submit(admin.post, f"{base}{RECORDS}/delete-all", data=form,
+                                        timeout=60, allow_redirects=False)
+            wait_until(lambda: commit_waiting(cluster, name), 30, "the delete's COMMIT")
+            cluster.stop(immediate=True)
+        try:
+            refused = pressed.result(timeout=60)
+        finally:
+            cluster.start()
+        assert refused.status_code == 503, refused.text
+        assert "Database unavailable" in refused.text and MAY_HAVE_BEEN_SAVED in refused.text
+        assert "Nothing was changed" not in refused.text and "Set-Cookie" not in refused.headers
+        log = ini.with_suffix(".log").read_text()
+        assert (f"POST {RECORDS}/delete-all: the PostgreSQL server cannot be reached (server "
+                "closed the connection unexpectedly") in log, log
+        assert f"; {MAY_HAVE_BEEN_SAVED}" in log and "nothing was changed" not in log, log
+        assert "retrying" not in log and "Traceback" not in log and PASSWORD not in log, log
+        wait_until(lambda: new_session().get(f"{base}/health", timeout=30).text == "OK\n", 30,
+                   "the app to reconnect")
+        assert exported_ids(admin, base) == records  # its COMMIT never ended: not saved here
+
+
+def test_a_delete_whose_commit_is_lost_as_it_is_saved_says_it_may_be_done(cluster, tmp_path):
+    """The server is stopped while the command's COMMIT waits (the second phase): its line says
+    the delete may have been done or not, not "nothing was deleted", and it is not rerun."""
+    uri = cluster.database()
+    name = uri.rsplit("/", 1)[1]
+    ini = write_server_ini(tmp_path / "app.ini", app_settings(uri, **CHEAP))
+    first = fftelemetry("pack", ini)  # a database, with records
+    assert first.communicate(timeout=60) and first.returncode == 0
+    before = records_in(ini)
+    try:
+        with held_at_commit(cluster, name), fftelemetry("delete", "all", "--yes", ini) as run:
+            wait_until(lambda: commit_waiting(cluster, name), 30, "the command's COMMIT")
+            cluster.stop(immediate=True)
+            out, err = run.communicate(timeout=60)
+    finally:
+        cluster.start()
+    assert run.returncode == 1, err
+    said = err.splitlines()[-1]
+    assert said.startswith("fftelemetry delete: could not delete (the PostgreSQL server cannot "
+                           "be reached (server closed the connection unexpectedly"), err
+    assert said.endswith(") as the delete was being saved: the records may have been deleted "
+                         "or not; run it without --yes to see what is left"), err
+    assert "retrying" not in err and "Traceback" not in err and PASSWORD not in err, err
+    assert out == ""
+    assert records_in(ini) == before  # its COMMIT never ended: not saved here

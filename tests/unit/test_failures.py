@@ -3,12 +3,15 @@ import sys
 
 import psycopg2
 import psycopg2.errors
+import pytest
+import transaction
 from ZEO.Exceptions import ClientDisconnected
 
 from fftelemetry.cli import main, pack
 from fftelemetry.failures import (
     CANNOT_WRITE,
     hide_passwords,
+    in_second_phase,
     is_server_lost,
     what_went_wrong,
     why_not_written,
@@ -91,3 +94,46 @@ def test_the_app_runs_without_the_postgresql_extra(tmp_path):
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=120, check=False)
     assert (run.returncode, run.stdout) == (0, "OK\n"), run.stderr
+
+
+class LosingItsServer:
+    """A data manager, as a ZEO client's connection, whose server goes away in `phase`."""
+
+    def __init__(self, phase):
+        self.phase = phase
+
+    def sortKey(self):
+        return "losing"
+
+    def abort(self, txn):
+        pass
+
+    tpc_abort = commit = tpc_begin = abort
+
+    def tpc_vote(self, txn):
+        if self.phase == "tpc_vote":
+            raise ClientDisconnected()
+
+    def tpc_finish(self, txn):
+        if self.phase == "tpc_finish":
+            raise ClientDisconnected()
+
+
+@pytest.mark.parametrize("phase", ["tpc_vote", "tpc_finish"])
+def test_a_commit_that_failed_in_its_second_phase_may_have_been_saved(phase):
+    """Lost in the vote, nothing was saved; lost in tpc_finish, every resource had voted and
+    the storage may have saved the change: a command's line does not say "rolled back"."""
+    manager = transaction.TransactionManager()
+    manager.get().join(LosingItsServer(phase))
+    with pytest.raises(ClientDisconnected) as failed:
+        manager.commit()
+    line = main.cannot_write(failed.value)
+    if phase == "tpc_vote":
+        assert not in_second_phase(failed.value)
+        assert line.endswith("; the change in progress was rolled back"), line
+    else:
+        assert in_second_phase(failed.value)
+        assert line == (
+            "could not write (the ZEO server cannot be reached) as the change was being saved: "
+            "it may have been saved or not; look before running the command again"
+        )
