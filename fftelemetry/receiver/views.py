@@ -11,7 +11,9 @@ from ZODB.POSException import ConflictError
 
 from ..failures import (
     POSTGRESQL_ERRORS,
+    SAVED_OR_NOT,
     hide_passwords,
+    in_second_phase,
     is_server_lost,
     lost_postgresql_server_behind,
     what_went_wrong,
@@ -114,18 +116,26 @@ def database_unavailable(exc, request):
     or a failed commit's abort), holding every other batch behind it (one at a time) for
     retry.attempts waits, as long as a sender waits for an answer (30 s). One that fails as the
     server comes back is rerun. psycopg2's OperationalError of a server that answered (a
-    statement timeout, a deadlock) is no lost server: the generic 500, with its traceback."""
+    statement timeout, a deadlock) is no lost server: the generic 500, with its traceback.
+    One lost in the commit's second phase (in_second_phase) may have stored the batch: the
+    answer says so, and it is not rerun (a batch sent again is counted once all the same)."""
     if not is_server_lost(exc):
         return failed(exc, request)
-    if zeo_server_away(request.registry):  # this attempt is the last: see pyramid_retry
+    saved_or_not = in_second_phase(exc)
+    if saved_or_not or zeo_server_away(request.registry):  # the last attempt: see pyramid_retry
         request.environ["retry.attempts"] = request.environ.get("retry.attempt", 0) + 1
     if is_last_attempt(request) or not is_error_retryable(request, exc):
         reason = hide_passwords(what_went_wrong(exc), request.registry.settings)
-        log.warning(
-            "%s: %s; nothing was stored", request_line(request), shown(reason, LOGGED_CHARS)
-        )
+        left = SAVED_OR_NOT if saved_or_not else "nothing was stored"
+        log.warning("%s: %s; %s", request_line(request), shown(reason, LOGGED_CHARS), left)
     request.response.status_int = 503
     request.response.retry_after = 30
+    if saved_or_not:
+        return {
+            "error": "the receiver's database server went away as the batch was being stored: "
+            "it may have been stored or not; send the batch again later (its records are "
+            "counted once)"
+        }
     return {
         "error": "the receiver's database cannot be reached; nothing was stored, send the "
         "batch again later"

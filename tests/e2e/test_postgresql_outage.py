@@ -637,3 +637,39 @@ def test_a_delete_whose_commit_is_lost_as_it_is_saved_says_it_may_be_done(cluste
     assert "retrying" not in err and "Traceback" not in err and PASSWORD not in err, err
     assert out == ""
     assert records_in(ini) == before  # its COMMIT never ended: not saved here
+
+
+
+def test_a_receiver_whose_commit_is_lost_as_it_is_saved_says_it_may_be_stored(cluster, tmp_path):
+    """The receiver's COMMIT of a batch waits (the second phase) as its server is stopped: the
+    answer says the batch may have been stored or not, not "nothing was stored"; the sender
+    keeps its records pending, right either way (the receiver counts a record once)."""
+    uri = cluster.database()
+    name = uri.rsplit("/", 1)[1]
+    port = free_port()
+    receiver_ini = write_server_ini(tmp_path / "receiver.ini", {"zodbconn.uri": uri}, port,
+                                    use="egg:fftelemetry#receiver")
+    settings = {"fftelemetry.telemetry_url": f"http://127.0.0.1:{port}", **CHEAP}
+    ini = write_server_ini(tmp_path / "app.ini", app_settings(f"file://{tmp_path}/Data.fs",
+                                                              **settings))
+    with pserve(receiver_ini, port):
+        assert cron(ini).returncode == 0  # the receiver's store
+        assert fftelemetry("status", ini).communicate(timeout=60)  # its use: a record to send
+        with ThreadPoolExecutor(1) as background:
+            with held_at_commit(cluster, name):
+                sending = background.submit(cron, ini)
+                wait_until(lambda: commit_waiting(cluster, name), 30, "the receiver's COMMIT")
+                cluster.stop(immediate=True)
+            try:
+                refused = sending.result(timeout=120)
+            finally:
+                cluster.start()
+    assert refused.returncode == 1, refused.stderr
+    assert ("the receiver answered HTTP 503: the receiver's database server went away as the "
+            "batch was being stored: it may have been stored or not; send the batch again later "
+            "(its records are counted once); the records stay pending") in refused.stderr
+    log = receiver_ini.with_suffix(".log").read_text()
+    assert ("POST /submit: the PostgreSQL server cannot be reached (server closed the "
+            "connection unexpectedly") in log, log
+    assert f"; {MAY_HAVE_BEEN_SAVED}" in log and "nothing was stored" not in log, log
+    assert "retrying" not in log and "Traceback" not in log and PASSWORD not in log, log
