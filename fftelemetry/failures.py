@@ -46,14 +46,21 @@ def is_server_lost(exc):
 
 def in_second_phase(exc):
     """Whether `exc` was raised in the second phase of a two-phase commit, a storage's
-    tpc_finish (RelStorage has sent COMMIT, ZEO's client asked its server to finish): every
-    resource had voted, so the change may have been saved or not, and nothing here can tell.
-    Read from the frames the exception passed through, whatever transaction manager committed
-    (pyramid_tm's, a command's, the sender's own): the transaction package calls tpc_finish
-    (IDataManager's, then IStorage's) in that phase only, and it records it nowhere else."""
-    return any(
-        frame.f_code.co_name == "tpc_finish" for frame, _ in traceback.walk_tb(exc.__traceback__)
-    )
+    tpc_finish (RelStorage has sent COMMIT, ZEO's client asked its server to finish), or while
+    handling such an error: every resource had voted, so the change may have been saved or not,
+    and nothing here can tell. Read from the frames the exceptions passed through, whatever
+    transaction manager committed (pyramid_tm's, a command's, the sender's own): the transaction
+    package calls tpc_finish (IDataManager's, then IStorage's) in that phase only, and records it
+    nowhere else. Through __context__: the failed commit's afterCompletion, a RelStorage
+    connection that cannot poll its lost server, raises an error of its own in its place."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        frames = traceback.walk_tb(exc.__traceback__)
+        if any(frame.f_code.co_name == "tpc_finish" for frame, _ in frames):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 # What is said of a change whose commit failed in its second phase (in_second_phase).

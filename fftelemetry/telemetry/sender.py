@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from transaction.interfaces import TransientError
 
 from .. import catalog
-from ..failures import NOT_WRITTEN, is_server_lost, why_not_written
+from ..failures import NOT_WRITTEN, in_second_phase, is_server_lost, why_not_written
 from ..resources import telemetry_store_in
 from ..resources.store import SubmissionResult, utcnow
 from ..scripting import own_connection
@@ -42,6 +42,8 @@ class Outcome:
     # why_not_written of a database server lost as the run wrote: it is not asked again to log
     # the run (ZEO's abort of that write would wait its wait_timeout for the server once more)
     server_lost: str | None = None
+    # the batch's mark failed in its commit's second phase (in_second_phase): it may be saved
+    marked_or_not: bool = False
 
     @property
     def ok(self) -> bool:
@@ -55,12 +57,15 @@ class Outcome:
         if self.ok:
             return f"Sent {records_word(self.sent)}; the receiver's reference is {self.uuid}."
         if not self.sent:
+            if self.marked_or_not:  # its error says what may have become of the batch
+                return f"{self.error[0].upper()}{self.error[1:]}."
             # a batch the receiver acknowledged (it has a uuid) but that could not be marked
             nothing = "Nothing was sent" if self.uuid is None else "Nothing was marked as sent"
             return f"{nothing}: {self.error}. The records stay pending for the next try."
+        rest = "The records not marked" if self.marked_or_not else "The other records"
         return (
             f"Sent {records_word(self.sent)}, then the submission failed: {self.error}. "
-            "The other records stay pending for the next try."
+            f"{rest} stay pending for the next try."
         )
 
 
@@ -145,11 +150,18 @@ def _send_batches(conn, tm, settings, now, tally):
                 marked = _mark(tm, conn, [seq for seq, _ in batch], batch_uuid, now, tally)
             except NOT_WRITTEN as exc:
                 why = why_not_written(exc)
-                reason = f"a batch was sent but could not be marked ({why}); it will be re-sent"
+                marked_or_not = in_second_phase(exc)  # pending or not, it is right either way
+                if marked_or_not:
+                    reason = (
+                        f"a batch was sent, which may have been marked as sent or not ({why}, as "
+                        "the mark was being saved); if not, it will be re-sent"
+                    )
+                else:
+                    reason = f"a batch was sent but could not be marked ({why}); it will be re-sent"
                 log.warning("Telemetry submission failed: %s.", reason)
                 return Outcome(
                     sent=tally.sent, status=status, uuid=batch_uuid, error=reason,
-                    server_lost=why if is_server_lost(exc) else None,
+                    server_lost=why if is_server_lost(exc) else None, marked_or_not=marked_or_not,
                 )
             if marked:
                 reference = batch_uuid

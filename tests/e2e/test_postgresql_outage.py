@@ -5,7 +5,7 @@ the receiver a 503 in JSON; nothing is saved, and the app recovers by itself."""
 
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import psycopg2
 import pytest
@@ -673,3 +673,48 @@ def test_a_receiver_whose_commit_is_lost_as_it_is_saved_says_it_may_be_stored(cl
             "connection unexpectedly") in log, log
     assert f"; {MAY_HAVE_BEEN_SAVED}" in log and "nothing was stored" not in log, log
     assert "retrying" not in log and "Traceback" not in log and PASSWORD not in log, log
+
+
+class HoldingReceiver:
+    """A stand-in receiver that, as the first batch comes in, holds every commit of the
+    sender's database at its COMMIT (held_at_commit), then takes the batch: the sender's mark
+    of it waits in its second phase. `held` ends the hold."""
+
+    def __init__(self, cluster, name):
+        self.cluster, self.name, self.held = cluster, name, ExitStack()
+        self.batches = 0
+
+    def __call__(self, environ, start_response):
+        self.batches += 1
+        if self.batches == 1:
+            self.held.enter_context(held_at_commit(self.cluster, self.name))
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [STUB_ANSWER]
+
+
+def test_cron_whose_mark_is_lost_as_it_is_saved_says_it_may_be_marked(cluster, tmp_path):
+    """The server is stopped while the COMMIT of the batch's mark waits (the second phase): the
+    sender says the batch may have been marked or not, not "could not be marked"; its records,
+    pending or not, are right either way (the receiver counts a record once)."""
+    uri = cluster.database()
+    name = uri.rsplit("/", 1)[1]
+    receiver = HoldingReceiver(cluster, name)
+    with serving(receiver) as url, receiver.held:
+        settings = app_settings(uri, **{"fftelemetry.telemetry_url": url}, **CHEAP)
+        ini = write_server_ini(tmp_path / "app.ini", settings)
+        try:
+            with fftelemetry("cron", ini, "--force") as run:
+                wait_until(lambda: commit_waiting(cluster, name), 30, "the mark's COMMIT")
+                cluster.stop(immediate=True)
+                out, err = run.communicate(timeout=60)
+        finally:
+            cluster.start()
+        assert run.returncode == 1, err
+        assert ("Telemetry submission failed: a batch was sent, which may have been marked as "
+                "sent or not (the PostgreSQL server cannot be reached, as the mark was being "
+                "saved); if not, it will be re-sent.") in err, err
+        assert "could not be marked" not in err and "Traceback" not in err, err
+        assert PASSWORD not in err and out == ""
+        again = cron(ini)  # its COMMIT never ended, so not marked here: the batch is sent again
+        assert again.returncode == 0, again.stderr
+        assert "Sent 1 record" in again.stderr, again.stderr

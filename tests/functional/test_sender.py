@@ -663,6 +663,22 @@ def test_a_value_the_receiver_refuses_is_escaped_once_where_the_sender_shows_it(
     )
 
 
+def test_a_mark_that_may_have_been_saved_is_not_said_as_nothing_marked():
+    # its words as tests/e2e/test_postgresql_outage.py has the sender say them for a mark whose
+    # COMMIT lost the server; "Submit now" shows message() on the records page
+    error = (
+        "a batch was sent, which may have been marked as sent or not (the ZEO server cannot be "
+        "reached, as the mark was being saved); if not, it will be re-sent"
+    )
+    first = Outcome(sent=0, status=200, uuid="u", error=error, marked_or_not=True)
+    assert first.message() == f"A{error[1:]}."
+    later = replace(first, sent=100)
+    assert later.message() == (
+        f"Sent 100 records, then the submission failed: {error}. The records not marked stay "
+        "pending for the next try."
+    )
+
+
 def test_a_full_disk_while_marking_keeps_the_batch_pending_and_says_so(db, fs_path):
     collect(db, 300)
     stub = Stub()
