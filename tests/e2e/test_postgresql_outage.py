@@ -5,7 +5,8 @@ the receiver a 503 in JSON; nothing is saved, and the app recovers by itself."""
 
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
+from functools import partial
 
 import psycopg2
 import pytest
@@ -121,12 +122,7 @@ def test_cron_losing_the_postgresql_server_says_so_in_one_line(cluster, tmp_path
 
 
 def test_a_receiver_losing_its_postgresql_server_answers_503_in_json(cluster, tmp_path):
-    port = free_port()
-    receiver_ini = write_server_ini(tmp_path / "receiver.ini", {"zodbconn.uri": cluster.database()},
-                                    port, use="egg:fftelemetry#receiver")
-    settings = {"fftelemetry.telemetry_url": f"http://127.0.0.1:{port}", **CHEAP}
-    ini = write_server_ini(tmp_path / "app.ini", app_settings(f"file://{tmp_path}/Data.fs",
-                                                              **settings))
+    receiver_ini, port, ini = receiver_and_sender(tmp_path, cluster.database())
     with pserve(receiver_ini, port) as base:
         with cluster.stopped():
             refused = cron(ini)
@@ -151,27 +147,13 @@ def test_a_receiver_whose_last_attempt_loses_its_postgresql_server_answers_so(cl
     """With one attempt a request, the receiver's commit that waits for a lock as its server is
     stopped ends in RelStorage's conflict (see LOST_AS_IT_WAITED): the answer is the lost
     database's, not "the receiver is busy", and its log line says the lost server."""
-    uri = cluster.database()
-    name = uri.rsplit("/", 1)[1]
-    port = free_port()
-    receiver_ini = write_server_ini(tmp_path / "receiver.ini",
-                                    {"zodbconn.uri": uri, "retry.attempts": "1"}, port,
-                                    use="egg:fftelemetry#receiver")
-    settings = {"fftelemetry.telemetry_url": f"http://127.0.0.1:{port}", **CHEAP}
-    ini = write_server_ini(tmp_path / "app.ini", app_settings(f"file://{tmp_path}/Data.fs",
-                                                              **settings))
+    uri, name = named_database(cluster)
+    receiver_ini, port, ini = receiver_and_sender(tmp_path, uri, **{"retry.attempts": "1"})
     with pserve(receiver_ini, port):
         assert cron(ini).returncode == 0  # the receiver's store, its objects to lock
         assert fftelemetry("status", ini).communicate(timeout=60)  # its use: a record to send
-        with ThreadPoolExecutor(1) as background:
-            with objects_locked(cluster, name):
-                sending = background.submit(cron, ini)
-                wait_until(lambda: commit_waiting(cluster, name), 30, "the receiver's commit")
-                cluster.stop(immediate=True)
-            try:
-                refused = sending.result(timeout=120)
-            finally:
-                cluster.start()
+        refused = stopped_as_it_waits(cluster, name, objects_locked, "the receiver's commit",
+                                      partial(cron, ini), timeout=120)
     assert refused.returncode == 1, refused.stderr
     assert ("the receiver answered HTTP 503: the receiver's database cannot be reached; "
             "nothing was stored, send the batch again later; the records stay pending"
@@ -211,8 +193,7 @@ def test_a_statement_timeout_is_not_a_lost_server(cluster, tmp_path):
     """psycopg2's OperationalError is also a statement cancelled by `statement_timeout` (or a
     lock timeout, a deadlock, a full disk on the server): the server answered, so the request gets
     the generic 500 and its traceback in the log, not "cannot be reached" and no traceback."""
-    uri = cluster.database()
-    name = uri.rsplit("/", 1)[1]
+    uri, name = named_database(cluster)
     cluster.set(name, "statement_timeout", "500ms")  # for RelStorage's sessions, started after
     port = free_port()
     ini = write_server_ini(tmp_path / "web.ini", app_settings(uri, **CHEAP), port)
@@ -229,8 +210,7 @@ def test_a_statement_timeout_is_not_a_lost_server(cluster, tmp_path):
 
 
 def test_a_receivers_statement_timeout_is_not_a_lost_server(cluster, tmp_path):
-    uri = cluster.database()
-    name = uri.rsplit("/", 1)[1]
+    uri, name = named_database(cluster)
     cluster.set(name, "statement_timeout", "500ms")
     port = free_port()
     ini = write_server_ini(tmp_path / "receiver.ini", {"zodbconn.uri": uri}, port,
@@ -287,29 +267,94 @@ def commit_waiting(cluster, name):
                          "wait_event_type = 'Lock' AND wait_event = 'advisory'", name) == [(1,)]
 
 
+def named_database(cluster):
+    """A new database of the cluster: its URI, and its name."""
+    uri = cluster.database()
+    return uri, uri.rsplit("/", 1)[1]
+
+
+def stopped_as_it_waits(cluster, name, hold, what, work, timeout):
+    """`work` run in the background while `hold` (objects_locked, held_at_commit) holds the
+    commit of database `name` it makes, the server stopped once that commit waits: what `work`
+    returned, the server started again."""
+    with ThreadPoolExecutor(1) as background:
+        with hold(cluster, name):
+            running = background.submit(work)
+            wait_until(lambda: commit_waiting(cluster, name), 30, what)
+            cluster.stop(immediate=True)
+        try:
+            return running.result(timeout=timeout)
+        finally:
+            cluster.start()
+
+
+def command_stopped_as_it_waits(cluster, name, hold, what, *args):
+    """`fftelemetry *args` run as stopped_as_it_waits runs its work (`hold` None where the
+    caller holds the commit): the finished process, its output and its errors."""
+    try:
+        with hold(cluster, name) if hold else nullcontext(), fftelemetry(*args) as run:
+            wait_until(lambda: commit_waiting(cluster, name), 30, what)
+            cluster.stop(immediate=True)
+            out, err = run.communicate(timeout=60)
+    finally:
+        cluster.start()
+    return run, out, err
+
+
+def app_with_records(tmp_path, uri, **settings):
+    """The ini of an app on database `uri` that a first `pack` gave records, and how many."""
+    ini = write_server_ini(tmp_path / "app.ini", app_settings(uri, **CHEAP, **settings))
+    first = fftelemetry("pack", ini)  # a database, with records
+    assert first.communicate(timeout=60) and first.returncode == 0
+    return ini, records_in(ini)
+
+
+def receiver_and_sender(tmp_path, uri, **receiver):
+    """The ini of a receiver on database `uri`, its port, and the ini of a sender (on a
+    FileStorage) whose telemetry goes to it."""
+    port = free_port()
+    receiver_ini = write_server_ini(tmp_path / "receiver.ini", {"zodbconn.uri": uri, **receiver},
+                                    port, use="egg:fftelemetry#receiver")
+    settings = {"fftelemetry.telemetry_url": f"http://127.0.0.1:{port}", **CHEAP}
+    ini = write_server_ini(tmp_path / "app.ini", app_settings(f"file://{tmp_path}/Data.fs",
+                                                              **settings))
+    return receiver_ini, port, ini
+
+
+def admin_and_delete_all_form(base, *others):
+    """The administrator's session (the first account), the ids of the records it exports once
+    `others` are registered too, and the records page's form that deletes them all."""
+    admin = new_session()
+    register(base, "owner@example.org", admin)  # the first account is the administrator's
+    for email in others:
+        register(base, email)
+    records = exported_ids(admin, base)
+    page = admin.get(f"{base}{RECORDS}", timeout=30)
+    form = {"confirm": "yes", "shown": str(len(records)), "csrf_token": csrf_token(page.text)}
+    return admin, records, form
+
+
+def delete_all(admin, base, form):
+    """The records page's "Delete all" pressed with `form`: the answer."""
+    return admin.post(f"{base}{RECORDS}/delete-all", data=form, timeout=60,
+                      allow_redirects=False)
+
+
+def wait_until_it_reconnects(base):
+    wait_until(lambda: new_session().get(f"{base}/health", timeout=30).text == "OK\n", 30,
+               "the app to reconnect")
+
+
 def test_an_admins_delete_whose_commit_meets_a_lost_postgresql_server(cluster, tmp_path):
     """The server is stopped while the delete's commit waits for a lock the test holds: the
     admin gets the 503 page, one log line, and nothing is deleted."""
-    uri = cluster.database()
-    name = uri.rsplit("/", 1)[1]
+    uri, name = named_database(cluster)
     port = free_port()
     ini = write_server_ini(tmp_path / "web.ini", app_settings(uri, **CHEAP), port)
-    with pserve(ini, port) as base, ThreadPoolExecutor(1) as background:
-        admin = new_session()
-        register(base, "owner@example.org", admin)  # the first account is the administrator's
-        register(base, "second@example.org")
-        records = exported_ids(admin, base)
-        page = admin.get(f"{base}{RECORDS}", timeout=30)
-        form = {"confirm": "yes", "shown": str(len(records)), "csrf_token": csrf_token(page.text)}
-        with objects_locked(cluster, name):
-            pressed = background.submit(admin.post, f"{base}{RECORDS}/delete-all", data=form,
-                                        timeout=60, allow_redirects=False)
-            wait_until(lambda: commit_waiting(cluster, name), 30, "the delete's commit")
-            cluster.stop(immediate=True)
-        try:
-            refused = pressed.result(timeout=60)
-        finally:
-            cluster.start()
+    with pserve(ini, port) as base:
+        admin, records, form = admin_and_delete_all_form(base, "second@example.org")
+        refused = stopped_as_it_waits(cluster, name, objects_locked, "the delete's commit",
+                                      partial(delete_all, admin, base, form), timeout=60)
         assert refused.status_code == 503, refused.text
         assert "Database unavailable" in refused.text and "Nothing was changed" in refused.text
         assert "Set-Cookie" not in refused.headers
@@ -320,8 +365,7 @@ def test_an_admins_delete_whose_commit_meets_a_lost_postgresql_server(cluster, t
         assert (f"retrying POST {RECORDS}/delete-all after {LOST_AS_IT_WAITED} (attempt 2 of 10)"
                 in log), log
 
-        wait_until(lambda: new_session().get(f"{base}/health", timeout=30).text == "OK\n", 30,
-                   "the app to reconnect")
+        wait_until_it_reconnects(base)
         assert exported_ids(admin, base) == records
         page = admin.get(f"{base}{RECORDS}", timeout=30)
         done = admin.post(f"{base}{RECORDS}/delete-all", timeout=30,
@@ -334,26 +378,14 @@ def test_an_admins_delete_whose_last_attempt_meets_a_lost_postgresql_server(clus
     """With one attempt a request, the delete's commit that waits for a lock as the server is
     stopped ends in RelStorage's conflict (see LOST_AS_IT_WAITED), not rerun: the admin gets the
     503 page of a lost server, not the "Busy" one of writes that kept conflicting."""
-    uri = cluster.database()
-    name = uri.rsplit("/", 1)[1]
+    uri, name = named_database(cluster)
     port = free_port()
     ini = write_server_ini(tmp_path / "web.ini",
                            app_settings(uri, **CHEAP, **{"retry.attempts": "1"}), port)
-    with pserve(ini, port) as base, ThreadPoolExecutor(1) as background:
-        admin = new_session()
-        register(base, "owner@example.org", admin)  # the first account is the administrator's
-        records = exported_ids(admin, base)
-        page = admin.get(f"{base}{RECORDS}", timeout=30)
-        form = {"confirm": "yes", "shown": str(len(records)), "csrf_token": csrf_token(page.text)}
-        with objects_locked(cluster, name):
-            pressed = background.submit(admin.post, f"{base}{RECORDS}/delete-all", data=form,
-                                        timeout=60, allow_redirects=False)
-            wait_until(lambda: commit_waiting(cluster, name), 30, "the delete's commit")
-            cluster.stop(immediate=True)
-        try:
-            refused = pressed.result(timeout=60)
-        finally:
-            cluster.start()
+    with pserve(ini, port) as base:
+        admin, records, form = admin_and_delete_all_form(base)
+        refused = stopped_as_it_waits(cluster, name, objects_locked, "the delete's commit",
+                                      partial(delete_all, admin, base, form), timeout=60)
         assert refused.status_code == 503, refused.text
         assert "Database unavailable" in refused.text and "Nothing was changed" in refused.text
         assert refused.headers["Retry-After"] == "30"
@@ -362,8 +394,7 @@ def test_an_admins_delete_whose_last_attempt_meets_a_lost_postgresql_server(clus
                 "closed the connection unexpectedly") in log, log
         assert "conflicting writes" not in log and "Traceback" not in log, log
         assert PASSWORD not in log
-        wait_until(lambda: new_session().get(f"{base}/health", timeout=30).text == "OK\n", 30,
-                   "the app to reconnect")
+        wait_until_it_reconnects(base)
         assert exported_ids(admin, base) == records
 
 
@@ -372,19 +403,10 @@ def test_a_delete_losing_its_postgresql_server_mid_run_says_so(cluster, tmp_path
     transaction is rerun (see LOST_AS_IT_WAITED), and the rerun stops in one line. (Any other
     command's commit, `status` writing its use say, is the same: test_zeo_outage.py has them.)"""
     command = ("delete", "all", "--yes")
-    uri = cluster.database()
-    name = uri.rsplit("/", 1)[1]
-    ini = write_server_ini(tmp_path / "app.ini", app_settings(uri, **CHEAP))
-    first = fftelemetry("pack", ini)  # a database, with records
-    assert first.communicate(timeout=60) and first.returncode == 0
-    before = records_in(ini)
-    try:
-        with objects_locked(cluster, name), fftelemetry(*command, ini) as run:
-            wait_until(lambda: commit_waiting(cluster, name), 30, "the command's commit")
-            cluster.stop(immediate=True)
-            out, err = run.communicate(timeout=60)
-    finally:
-        cluster.start()
+    uri, name = named_database(cluster)
+    ini, before = app_with_records(tmp_path, uri)
+    run, out, err = command_stopped_as_it_waits(cluster, name, objects_locked,
+                                                "the command's commit", *command, ini)
     assert run.returncode == 1, err
     retried, said = err.splitlines()
     assert retried == ("INFO [fftelemetry.scripting] retrying a console transaction after "
@@ -401,20 +423,11 @@ def test_a_delete_whose_last_attempt_loses_its_postgresql_server_says_no_try_aga
     """With one attempt a transaction, the delete's commit that waits for a lock as the server
     is stopped ends in RelStorage's conflict (see LOST_AS_IT_WAITED): the line says the lost
     server, and not "try again", which is for a busy moment, not for a server to see to."""
-    uri = cluster.database()
-    name = uri.rsplit("/", 1)[1]
-    ini = write_server_ini(tmp_path / "app.ini",
-                           app_settings(uri, **CHEAP, **{"retry.attempts": "1"}))
-    first = fftelemetry("pack", ini)  # a database, with records
-    assert first.communicate(timeout=60) and first.returncode == 0
-    before = records_in(ini)
-    try:
-        with objects_locked(cluster, name), fftelemetry("delete", "all", "--yes", ini) as run:
-            wait_until(lambda: commit_waiting(cluster, name), 30, "the command's commit")
-            cluster.stop(immediate=True)
-            out, err = run.communicate(timeout=60)
-    finally:
-        cluster.start()
+    uri, name = named_database(cluster)
+    ini, before = app_with_records(tmp_path, uri, **{"retry.attempts": "1"})
+    run, out, err = command_stopped_as_it_waits(cluster, name, objects_locked,
+                                                "the command's commit",
+                                                "delete", "all", "--yes", ini)
     assert run.returncode == 1, err
     said = err.splitlines()[-1]
     assert said.startswith("fftelemetry delete: could not delete (the PostgreSQL server cannot "
@@ -427,19 +440,10 @@ def test_a_delete_whose_last_attempt_loses_its_postgresql_server_says_no_try_aga
 def test_a_pack_whose_note_meets_a_lost_postgresql_server_says_it_packed(cluster, tmp_path):
     """RelStorage's pack is done, and the server is stopped while noting it in the store waits
     for a lock the test holds: the line says the pack was done and only its note failed."""
-    uri = cluster.database()
-    name = uri.rsplit("/", 1)[1]
-    ini = write_server_ini(tmp_path / "app.ini", app_settings(uri, **CHEAP))
-    first = fftelemetry("pack", ini)  # a database, with records, its use collected
-    assert first.communicate(timeout=60) and first.returncode == 0
-    before = records_in(ini)
-    try:
-        with objects_locked(cluster, name), fftelemetry("pack", ini) as run:
-            wait_until(lambda: commit_waiting(cluster, name), 30, "the pack's note")
-            cluster.stop(immediate=True)
-            out, err = run.communicate(timeout=60)
-    finally:
-        cluster.start()
+    uri, name = named_database(cluster)
+    ini, before = app_with_records(tmp_path, uri)  # its use collected
+    run, out, err = command_stopped_as_it_waits(cluster, name, objects_locked,
+                                                "the pack's note", "pack", ini)
     assert run.returncode == 1, err
     assert out.startswith("Packed the RelStorage database"), out
     assert "the size after unknown (the server cannot be reached); no history kept." in out, out
@@ -458,20 +462,10 @@ def test_status_whose_read_meets_a_lost_postgresql_server_says_it_could_not_read
     transaction, the write that waits for a lock the test holds as the server is stopped ends in
     RelStorage's conflict (see LOST_AS_IT_WAITED), which leaves the use uncollected; the read
     after meets the lost server, and the line says that read failed, not "could not write"."""
-    uri = cluster.database()
-    name = uri.rsplit("/", 1)[1]
-    ini = write_server_ini(tmp_path / "app.ini",
-                           app_settings(uri, **CHEAP, **{"retry.attempts": "1"}))
-    first = fftelemetry("pack", ini)  # a database, with records
-    assert first.communicate(timeout=60) and first.returncode == 0
-    before = records_in(ini)
-    try:
-        with objects_locked(cluster, name), fftelemetry("status", ini) as run:
-            wait_until(lambda: commit_waiting(cluster, name), 30, "the write of its use")
-            cluster.stop(immediate=True)
-            out, err = run.communicate(timeout=60)
-    finally:
-        cluster.start()
+    uri, name = named_database(cluster)
+    ini, before = app_with_records(tmp_path, uri, **{"retry.attempts": "1"})
+    run, out, err = command_stopped_as_it_waits(cluster, name, objects_locked,
+                                                "the write of its use", "status", ini)
     assert run.returncode == 1, err
     said = err.splitlines()[-1]
     # the conflict RelStorage raised for it says what was behind it
@@ -507,8 +501,7 @@ def test_a_pack_losing_its_postgresql_server_says_what_relstorage_leaves(cluster
     packs, with pack_batch_timeout=0). It waits for the newest transaction's row, which the test
     holds, when the server is stopped: what it deleted before stays deleted, the line says so,
     not a FileStorage's "replaced only once its copy is complete", and the next pack ends it."""
-    uri = cluster.database()
-    name = uri.rsplit("/", 1)[1]
+    uri, name = named_database(cluster)
     ini = write_server_ini(tmp_path / "app.ini",
                            app_settings(f"{uri}?pack_batch_timeout=0", **CHEAP))
     for command in (("pack",), ("status",), ("delete", "submitted", "--yes")):
@@ -580,25 +573,13 @@ def test_an_admins_delete_whose_commit_is_lost_as_it_is_saved(cluster, tmp_path)
     """The server is stopped while the delete's COMMIT waits (in the second phase of the
     two-phase commit): whether it was saved is unknown, so the 503 page does not say "Nothing
     was changed", and the request is not run again."""
-    uri = cluster.database()
-    name = uri.rsplit("/", 1)[1]
+    uri, name = named_database(cluster)
     port = free_port()
     ini = write_server_ini(tmp_path / "web.ini", app_settings(uri, **CHEAP), port)
-    with pserve(ini, port) as base, ThreadPoolExecutor(1) as background:
-        admin = new_session()
-        register(base, "owner@example.org", admin)  # the first account is the administrator's
-        records = exported_ids(admin, base)
-        page = admin.get(f"{base}{RECORDS}", timeout=30)
-        form = {"confirm": "yes", "shown": str(len(records)), "csrf_token": csrf_token(page.text)}
-        with held_at_commit(cluster, name):
-            pressed = background.submit(admin.post, f"{base}{RECORDS}/delete-all", data=form,
-                                        timeout=60, allow_redirects=False)
-            wait_until(lambda: commit_waiting(cluster, name), 30, "the delete's COMMIT")
-            cluster.stop(immediate=True)
-        try:
-            refused = pressed.result(timeout=60)
-        finally:
-            cluster.start()
+    with pserve(ini, port) as base:
+        admin, records, form = admin_and_delete_all_form(base)
+        refused = stopped_as_it_waits(cluster, name, held_at_commit, "the delete's COMMIT",
+                                      partial(delete_all, admin, base, form), timeout=60)
         assert refused.status_code == 503, refused.text
         assert "Database unavailable" in refused.text and MAY_HAVE_BEEN_SAVED in refused.text
         assert "Nothing was changed" not in refused.text and "Set-Cookie" not in refused.headers
@@ -607,27 +588,18 @@ def test_an_admins_delete_whose_commit_is_lost_as_it_is_saved(cluster, tmp_path)
                 "closed the connection unexpectedly") in log, log
         assert f"; {MAY_HAVE_BEEN_SAVED}" in log and "nothing was changed" not in log, log
         assert "retrying" not in log and "Traceback" not in log and PASSWORD not in log, log
-        wait_until(lambda: new_session().get(f"{base}/health", timeout=30).text == "OK\n", 30,
-                   "the app to reconnect")
+        wait_until_it_reconnects(base)
         assert exported_ids(admin, base) == records  # its COMMIT never ended: not saved here
 
 
 def test_a_delete_whose_commit_is_lost_as_it_is_saved_says_it_may_be_done(cluster, tmp_path):
     """The server is stopped while the command's COMMIT waits (the second phase): its line says
     the delete may have been done or not, not "nothing was deleted", and it is not rerun."""
-    uri = cluster.database()
-    name = uri.rsplit("/", 1)[1]
-    ini = write_server_ini(tmp_path / "app.ini", app_settings(uri, **CHEAP))
-    first = fftelemetry("pack", ini)  # a database, with records
-    assert first.communicate(timeout=60) and first.returncode == 0
-    before = records_in(ini)
-    try:
-        with held_at_commit(cluster, name), fftelemetry("delete", "all", "--yes", ini) as run:
-            wait_until(lambda: commit_waiting(cluster, name), 30, "the command's COMMIT")
-            cluster.stop(immediate=True)
-            out, err = run.communicate(timeout=60)
-    finally:
-        cluster.start()
+    uri, name = named_database(cluster)
+    ini, before = app_with_records(tmp_path, uri)
+    run, out, err = command_stopped_as_it_waits(cluster, name, held_at_commit,
+                                                "the command's COMMIT",
+                                                "delete", "all", "--yes", ini)
     assert run.returncode == 1, err
     said = err.splitlines()[-1]
     assert said.startswith("fftelemetry delete: could not delete (the PostgreSQL server cannot "
@@ -644,26 +616,13 @@ def test_a_receiver_whose_commit_is_lost_as_it_is_saved_says_it_may_be_stored(cl
     """The receiver's COMMIT of a batch waits (the second phase) as its server is stopped: the
     answer says the batch may have been stored or not, not "nothing was stored"; the sender
     keeps its records pending, right either way (the receiver counts a record once)."""
-    uri = cluster.database()
-    name = uri.rsplit("/", 1)[1]
-    port = free_port()
-    receiver_ini = write_server_ini(tmp_path / "receiver.ini", {"zodbconn.uri": uri}, port,
-                                    use="egg:fftelemetry#receiver")
-    settings = {"fftelemetry.telemetry_url": f"http://127.0.0.1:{port}", **CHEAP}
-    ini = write_server_ini(tmp_path / "app.ini", app_settings(f"file://{tmp_path}/Data.fs",
-                                                              **settings))
+    uri, name = named_database(cluster)
+    receiver_ini, port, ini = receiver_and_sender(tmp_path, uri)
     with pserve(receiver_ini, port):
         assert cron(ini).returncode == 0  # the receiver's store
         assert fftelemetry("status", ini).communicate(timeout=60)  # its use: a record to send
-        with ThreadPoolExecutor(1) as background:
-            with held_at_commit(cluster, name):
-                sending = background.submit(cron, ini)
-                wait_until(lambda: commit_waiting(cluster, name), 30, "the receiver's COMMIT")
-                cluster.stop(immediate=True)
-            try:
-                refused = sending.result(timeout=120)
-            finally:
-                cluster.start()
+        refused = stopped_as_it_waits(cluster, name, held_at_commit, "the receiver's COMMIT",
+                                      partial(cron, ini), timeout=120)
     assert refused.returncode == 1, refused.stderr
     assert ("the receiver answered HTTP 503: the receiver's database server went away as the "
             "batch was being stored: it may have been stored or not; send the batch again later "
@@ -696,19 +655,13 @@ def test_cron_whose_mark_is_lost_as_it_is_saved_says_it_may_be_marked(cluster, t
     """The server is stopped while the COMMIT of the batch's mark waits (the second phase): the
     sender says the batch may have been marked or not, not "could not be marked"; its records,
     pending or not, are right either way (the receiver counts a record once)."""
-    uri = cluster.database()
-    name = uri.rsplit("/", 1)[1]
+    uri, name = named_database(cluster)
     receiver = HoldingReceiver(cluster, name)
     with serving(receiver) as url, receiver.held:
         settings = app_settings(uri, **{"fftelemetry.telemetry_url": url}, **CHEAP)
         ini = write_server_ini(tmp_path / "app.ini", settings)
-        try:
-            with fftelemetry("cron", ini, "--force") as run:
-                wait_until(lambda: commit_waiting(cluster, name), 30, "the mark's COMMIT")
-                cluster.stop(immediate=True)
-                out, err = run.communicate(timeout=60)
-        finally:
-            cluster.start()
+        run, out, err = command_stopped_as_it_waits(cluster, name, None, "the mark's COMMIT",
+                                                    "cron", ini, "--force")
         assert run.returncode == 1, err
         assert ("Telemetry submission failed: a batch was sent, which may have been marked as "
                 "sent or not (the PostgreSQL server cannot be reached, as the mark was being "
