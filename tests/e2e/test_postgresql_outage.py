@@ -611,7 +611,6 @@ def test_a_delete_whose_commit_is_lost_as_it_is_saved_says_it_may_be_done(cluste
     assert records_in(ini) == before  # its COMMIT never ended: not saved here
 
 
-
 def test_a_receiver_whose_commit_is_lost_as_it_is_saved_says_it_may_be_stored(cluster, tmp_path):
     """The receiver's COMMIT of a batch waits (the second phase) as its server is stopped: the
     answer says the batch may have been stored or not, not "nothing was stored"; the sender
