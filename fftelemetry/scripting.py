@@ -90,6 +90,15 @@ def zeo_server_away(registry):
     return is_connected is not None and not is_connected()
 
 
+def rerun_no_more_if_useless(request, saved_or_not):
+    """Make this attempt a lost server's request's last (pyramid_retry reads retry.attempts) when
+    a rerun cannot help: ZEO's server is away (each rerun would wait its wait_timeout again), or
+    the change may be saved already (`saved_or_not`, failures.in_second_phase). One the app's
+    pages and the receiver share."""
+    if saved_or_not or zeo_server_away(request.registry):
+        request.environ["retry.attempts"] = request.environ.get("retry.attempt", 0) + 1
+
+
 def is_read_only(db):
     """Whether the database refuses every write: zodbconn.uri's read_only=true (a FileStorage or
     a ZEO client), or a ZEO client that settled for a read-only server (read_only_fallback). A ZEO

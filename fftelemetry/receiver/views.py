@@ -20,7 +20,7 @@ from ..failures import (
 )
 from ..resources.generations import GenerationError
 from ..resources.store import utcnow
-from ..scripting import zeo_server_away
+from ..scripting import rerun_no_more_if_useless
 from ..shown import LOGGED_CHARS, quoted, request_line, shown
 from .resources import Receiver
 from .validation import Invalid, check_content_type, parse_batch
@@ -122,8 +122,7 @@ def database_unavailable(exc, request):
     if not is_server_lost(exc):
         return failed(exc, request)
     saved_or_not = in_second_phase(exc)
-    if saved_or_not or zeo_server_away(request.registry):  # the last attempt: see pyramid_retry
-        request.environ["retry.attempts"] = request.environ.get("retry.attempt", 0) + 1
+    rerun_no_more_if_useless(request, saved_or_not)
     if is_last_attempt(request) or not is_error_retryable(request, exc):
         reason = hide_passwords(what_went_wrong(exc), request.registry.settings)
         left = SAVED_OR_NOT if saved_or_not else "nothing was stored"

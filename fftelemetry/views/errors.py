@@ -35,7 +35,7 @@ from ..failures import (
     why_not_written,
 )
 from ..resources.generations import GenerationError
-from ..scripting import zeo_server_away
+from ..scripting import rerun_no_more_if_useless
 from ..security import session_cookie_name
 from ..shown import LOGGED_CHARS, request_line, shown
 from .accounts import safe_next
@@ -256,10 +256,7 @@ def database_unavailable(exc, request):
     if not is_server_lost(exc):
         return failed(exc, request)
     saved_or_not = in_second_phase(exc)
-    # this attempt is the last: ZEO's server is away (ClientDisconnected comes from its client
-    # only), or the change may be saved already
-    if saved_or_not or zeo_server_away(request.registry):
-        request.environ["retry.attempts"] = request.environ.get("retry.attempt", 0) + 1
+    rerun_no_more_if_useless(request, saved_or_not)  # ClientDisconnected: ZEO's client only
     if is_health_check(request):  # traversal failed: the root could not be loaded
         return unavailable_in_plain_text()
     if is_last_attempt(request) or not is_error_retryable(request, exc):
