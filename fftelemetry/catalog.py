@@ -38,7 +38,7 @@ def _count(value):
     if isinstance(value, bool) or not isinstance(value, int):
         raise CatalogError(f"expected a whole number, got {type(value).__name__}")
     if not 0 <= value <= MAX_USERS:
-        raise CatalogError(f"count {value} out of range 0..{MAX_USERS}")
+        raise CatalogError(f"count {_shown(value)} out of range 0..{MAX_USERS}")
     return value
 
 

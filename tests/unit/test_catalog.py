@@ -101,3 +101,14 @@ def test_languages_are_offered_in_their_own_names_alphabetically():
     names = [name for _, name in i18n.language_choices()]
     assert names[:3] == ["Deutsch", "English", "español"] and len(names) == 8
     assert names == sorted(names, key=str.casefold)
+
+
+@pytest.mark.parametrize("sign", ["", "-"])
+def test_a_count_out_of_range_is_shown_cut_with_its_length(sign):
+    # json.loads takes a number of 4,300 digits: the receiver's 400 repeated all of them
+    with pytest.raises(catalog.CatalogError) as info:
+        catalog.validate("system.users.count", int(f"{sign}1{'0' * 4000}"))
+    assert str(info.value) == (
+        f"system.users.count: count {sign}1{'0' * (39 - len(sign))}… ({4001 + len(sign):,} "
+        f"characters) out of range 0..{catalog.MAX_USERS}"
+    )
