@@ -185,10 +185,18 @@ def _uuid(value):
     return parse_uuid(value).hex  # one spelling, so the same id is always found again
 
 
+# What a timestamp is written with: ISO 8601's characters, with RFC 3339's space or lower-case t
+# between date and time. Python 3.11's fromisoformat takes any character there, and ignores a
+# NUL after the seconds or the offset: '2026-11-26\u202e05:40:43\x00+00:00' was stored as a time.
+TIMESTAMP_CHARACTERS = re.compile(r"[0-9T:.,+\-WZ t]+")
+
+
 def _timestamp(value):
     if not isinstance(value, str) or len(value) > 40:
         raise ValueError("expected an ISO 8601 timestamp string")
     try:
+        if not TIMESTAMP_CHARACTERS.fullmatch(value):
+            raise ValueError(value)
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise ValueError("expected an ISO 8601 timestamp") from None

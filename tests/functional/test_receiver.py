@@ -94,6 +94,16 @@ def test_an_id_that_is_no_uuid_spelling_is_refused(app, spelling, field):
     assert app.get("/stats").json == {"records": 0, "batches": 0}
 
 
+@pytest.mark.parametrize(
+    "stamp",
+    ["2026-11-26T05:40:43Z", "2026-11-26 05:40:43+00:00", "2026-11-26t05:40:43,5+00:00",
+     "2026-W48-4T06:40:43+01:00", "20261126T054043Z"],
+)
+def test_a_timestamp_in_any_iso_8601_or_rfc_3339_spelling_is_taken(app, stamp):
+    post(app, [record(collected_at=stamp)], 200)
+    assert app.get("/stats").json["records"] == 1
+
+
 def test_an_id_in_upper_case_or_braces_is_taken(app):
     installation = uuid.uuid4()
     post(app, [record(id=HEX.upper(), installation_id="{" + installation.hex.upper() + "}")], 200)
@@ -137,6 +147,19 @@ REFUSED = {
         [record(collected_at="0001-01-01T00:00:00+12:00")], 400, 0, "collected_at", "out of range"
     ),
     "bad timestamp": ([record(collected_at="yesterday")], 400, 0, "collected_at", "ISO 8601"),
+    # Python 3.11's fromisoformat took any character between date and time, and a NUL after them
+    **{
+        f"a timestamp with {name}": (
+            [record(collected_at=stamp)], 400, 0, "collected_at", "expected an ISO 8601 timestamp"
+        )
+        for name, stamp in {
+            "a NUL for its T": "2026-11-26\x0005:40:43+00:00",
+            "a right-to-left override for its T": "2026-11-26\u202e05:40:43+00:00",
+            "a letter for its T": "2026-11-26X05:40:43+00:00",
+            "a NUL in it": "2026-11-26T05:40:43\x00+00:00",
+            "a NUL after it": "2026-11-26T05:40:43+00:00\x00",
+        }.items()
+    },
     "naive timestamp": (
         [record(collected_at="2026-11-26T05:40:43")], 400, 0, "collected_at", "no timezone"
     ),
