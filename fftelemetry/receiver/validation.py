@@ -7,6 +7,7 @@ found from the 400 answer alone.
 import codecs
 import json
 import re
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -56,8 +57,13 @@ def parse_batch(body, max_records):
     """The records of a raw JSON body, each a dict of checked and normalised fields."""
     try:
         data = json.loads(_utf8_text(body), object_pairs_hook=_object)
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise Invalid(f"the body is not JSON ({exc})") from None
+    except ValueError:
+        # Python's bound on int() (CVE-2020-10735), whose own text tells the sender to call
+        # sys.set_int_max_str_digits(): the body is JSON, with a number no record has
+        digits = sys.get_int_max_str_digits()
+        raise Invalid(f"the body holds a number of more than {digits:,} digits") from None
     except RecursionError:
         raise Invalid("the body is nested too deeply to be a batch") from None
     if not isinstance(data, list):

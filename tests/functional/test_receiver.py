@@ -220,6 +220,20 @@ def test_an_object_of_many_names_one_twice_is_refused_in_one_pass(tmp_path):
     assert answer.json["error"] == "record 0, field '15f8f': the record has this field twice"
 
 
+def test_a_number_of_more_digits_than_python_reads_is_refused_for_what_it_is(tmp_path):
+    # json.loads raised int()'s ValueError, as "the body is not JSON", with Python's advice to
+    # call sys.set_int_max_str_digits()
+    wsgi = main({}, **{"zodbconn.uri": f"file://{tmp_path}/receiver.fs"})  # the default limits
+    app = webtest.TestApp(wsgi)
+    try:
+        batch = json.dumps([record(key="system.users.count", value=0)])
+        answer = post(app, batch.replace('"value": 0', f'"value": 1{"0" * 4300}').encode(), 400)
+        assert answer.json == {"error": "the body holds a number of more than 4,300 digits"}
+        assert app.get("/stats").json == {"records": 0, "batches": 0}
+    finally:
+        close_databases(wsgi.registry)
+
+
 @pytest.mark.parametrize("case", sorted(REFUSED))
 def test_a_bad_batch_is_refused_naming_the_problem_and_nothing_is_stored(app, case):
     body, status, index, field, words = REFUSED[case]
