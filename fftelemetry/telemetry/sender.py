@@ -56,17 +56,24 @@ class Outcome:
             return "Nothing to send: there are no pending records."
         if self.ok:
             return f"Sent {records_word(self.sent)}; the receiver's reference is {self.uuid}."
+        error = ended(self.error)
         if not self.sent:
             if self.marked_or_not:  # its error says what may have become of the batch
-                return f"{self.error[0].upper()}{self.error[1:]}."
+                return f"{error[0].upper()}{error[1:]}"
             # a batch the receiver acknowledged (it has a uuid) but that could not be marked
             nothing = "Nothing was sent" if self.uuid is None else "Nothing was marked as sent"
-            return f"{nothing}: {self.error}. The records stay pending for the next try."
+            return f"{nothing}: {error} The records stay pending for the next try."
         rest = "The records not marked" if self.marked_or_not else "The other records"
         return (
-            f"Sent {records_word(self.sent)}, then the submission failed: {self.error}. "
+            f"Sent {records_word(self.sent)}, then the submission failed: {error} "
             f"{rest} stay pending for the next try."
         )
+
+
+def ended(reason):
+    """`reason` as a sentence's end: a full stop, unless it ends with one or asks a question
+    ("is …/submit the receiver's address?." was shown)."""
+    return reason if reason.endswith((".", "?", "!")) else f"{reason}."
 
 
 class SubmissionInterrupted(KeyboardInterrupt):

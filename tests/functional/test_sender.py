@@ -415,6 +415,10 @@ def test_an_answer_that_is_no_receivers_json_says_so(db, tmp_path, caplog, serve
         f"is {url}/submit the receiver's address?"
     )
     assert outcome.status == status and counts(db)["pending"] == 1
+    # the question ends the sentence: "…the receiver's address?. The records…" was shown
+    assert outcome.message() == (
+        f"Nothing was sent: {outcome.error} The records stay pending for the next try."
+    )
     [answer] = [m for m in caplog.messages if m.startswith(f"Result of submission [{status}]: ")]
     assert words in answer and "\n" not in answer, "the answer itself is logged as it was"
 
