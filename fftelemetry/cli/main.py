@@ -66,9 +66,9 @@ def build_parser():
         description="Console commands of fftelemetry.",
         epilog="Exit status: 0 done; 1 the command failed, or status --check found submissions "
         "overdue; 2 bad usage, or a config or database that cannot be used (a read-only one, "
-        "for a command that writes); 3 delete without --yes that found something to delete "
-        "(nothing deleted); 130 interrupted (Ctrl-C); 141 the output's reader went away; 143 "
-        "stopped by SIGTERM.",
+        "for a command that writes; for status, one it cannot read); 3 delete without --yes "
+        "that found something to delete (nothing deleted); 130 interrupted (Ctrl-C); 141 the "
+        "output's reader went away; 143 stopped by SIGTERM.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
@@ -212,7 +212,9 @@ def run_on(registry, args):
         line = hide_passwords(args.cannot_write(exc), registry.settings)
         print(f"fftelemetry {args.command}: {shown(line)}", file=sys.stderr)
         write_failed = True
-        return 1
+        # a read that failed (status's: a lost server) is a database that cannot be used, as at
+        # start-up: 2, a monitor's CRITICAL, not the 1 `status --check` gives for "overdue"
+        return 2 if isinstance(exc, status.NotRead) else 1
     finally:
         # FileStorage flushes its file on close, and the same disk refuses that too: said above.
         with contextlib.suppress(*(CANNOT_WRITE if write_failed else ())):

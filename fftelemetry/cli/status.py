@@ -33,8 +33,8 @@ def add_arguments(parser):
     output.add_argument(
         "--check",
         action="store_true",
-        help="one line, and exit status 1 if submissions are overdue (0 otherwise): for a "
-        "monitoring check",
+        help="one line, and exit status 1 if submissions are overdue (0 otherwise; 2 if the "
+        "database cannot be used or read): for a monitoring check",
     )
 
 
@@ -71,7 +71,8 @@ def read_facts(registry, recent):
 
 
 class NotRead(StorageError):
-    """Reading the facts failed (a lost database server): said by main, in cannot_write's words."""
+    """Reading the facts failed (a lost database server): said by main, in cannot_write's words,
+    with exit status 2, as for a database that cannot be opened."""
 
 
 def cannot_write(exc):

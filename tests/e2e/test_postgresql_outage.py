@@ -455,18 +455,21 @@ def test_a_pack_whose_note_meets_a_lost_postgresql_server_says_it_packed(cluster
     assert records_in(ini) == before
 
 
+@pytest.mark.parametrize("check", [(), ("--check",)])
 def test_status_whose_read_meets_a_lost_postgresql_server_says_it_could_not_read(
-    cluster, tmp_path
+    cluster, tmp_path, check
 ):
     """`status` writes its use (its first run, telemetry on), then reads. With one attempt a
     transaction, the write that waits for a lock the test holds as the server is stopped ends in
     RelStorage's conflict (see LOST_AS_IT_WAITED), which leaves the use uncollected; the read
-    after meets the lost server, and the line says that read failed, not "could not write"."""
+    after meets the lost server, and the line says that read failed, not "could not write".
+    Exit status 2, as for a server lost before the command starts: `--check` gave 1, a monitor's
+    WARNING and its "overdue", for a database it could not read."""
     uri, name = named_database(cluster)
     ini, before = app_with_records(tmp_path, uri, **{"retry.attempts": "1"})
     run, out, err = command_stopped_as_it_waits(cluster, name, objects_locked,
-                                                "the write of its use", "status", ini)
-    assert run.returncode == 1, err
+                                                "the write of its use", "status", ini, *check)
+    assert run.returncode == 2, err
     said = err.splitlines()[-1]
     # the conflict RelStorage raised for it says what was behind it
     assert "'status' not collected (the PostgreSQL server cannot be reached (" in err, err
