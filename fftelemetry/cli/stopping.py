@@ -44,15 +44,16 @@ class Stops:
     def handle(self, signum, frame):
         if self._ended:  # a retry sent as the command ended: it is over, nothing to stop
             return
+        if self.signum is not None:
+            # one stop is enough: another (SIGTERM or Ctrl-C), sent while the command closes, is
+            # not to cut that short, nor to change its line and exit status
+            return
         if not may_stop_in(frame):  # sent again in a moment, to be raised then
             if self._retry is None or self._retry.finished.is_set():
                 self._retry = threading.Timer(RETRY_AFTER, self._again, (signum,))
                 self._retry.daemon = True
                 self._retry.start()
             return
-        if signum == signal.SIGTERM:
-            # one is enough: another, sent while the command closes, is not to cut that short
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         self.signum = signum
         raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 

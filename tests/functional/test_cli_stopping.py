@@ -41,6 +41,22 @@ def test_sigterm_raises_terminated_and_the_handlers_are_put_back():
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
 
 
+@pytest.mark.parametrize("first", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT])
+def test_once_stopped_another_stop_is_ignored(first, second):
+    # a second Ctrl-C was raised wherever the command was on its way out: as it closed its
+    # databases (cut short), or as it said how it stopped (a traceback)
+    with stopped_as_ctrl_c() as stops:
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(first)
+            wait_to_be_stopped()
+        try:
+            signal.raise_signal(second)  # its handler runs before this returns
+        except KeyboardInterrupt:
+            pytest.fail(f"{signal.Signals(second).name} was raised too")
+    assert stops.signum == first
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_stop_during_a_commit_waits_for_its_end(db, signum):
     # raised inside it, the commit was cut half-way: a FileStorage closes itself there
