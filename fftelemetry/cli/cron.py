@@ -5,7 +5,8 @@ Due means: never submitted, the last attempt failed (so a failure is retried the
 week later), or the last success is `fftelemetry.interval_days` old. While telemetry is off, it
 notes its run in the store (see note_off). Exit status: 0 sent, nothing due or telemetry off; 1
 the submission failed (the records stay pending), or the deleting (or, while off, the note) could
-not write (what it had deleted stays deleted, and nothing is sent).
+not write (what it had deleted stays deleted, and nothing is sent). A submission stopped by Ctrl-C
+or SIGTERM is kept in the submission log too (log_stopped), then main exits 130 or 143.
 """
 
 import logging
@@ -14,11 +15,18 @@ from pyramid_zodbconn import get_connection
 
 from ..resources import telemetry_store
 from ..resources.store import utcnow
-from ..scripting import request_environment, run_in_transaction
+from ..scripting import request_environment, run_in_transaction, zeo_server_away
 from ..telemetry.retention import ExpiryStopped, expire_submitted
-from ..telemetry.sender import pending_bodies, records_word, submit_pending
+from ..telemetry.sender import (
+    SubmissionInterrupted,
+    log_stopped_run,
+    pending_bodies,
+    records_word,
+    submit_pending,
+)
 from ..telemetry.status import days_word, format_time, is_due, next_submission_due
 from .errors import cannot_write as rolled_back
+from .stopping import Terminated
 
 HELP = (
     "submit pending telemetry records when a submission is due, and delete submitted ones "
@@ -70,10 +78,25 @@ def run(registry, args):
         for body in pending_bodies(db, settings.batch_size):
             print(body)
         return 0
-    outcome = submit_pending(db, settings)
+    try:
+        outcome = submit_pending(db, settings)
+    except SubmissionInterrupted as stopped:
+        log_stopped(registry, db, settings, stopped)
+        raise  # main says it in one line, and exits 130 or 143
     if outcome.ok:
         log.info(outcome.message())
     return 0 if outcome.ok else 1
+
+
+def log_stopped(registry, db, settings, stopped):
+    """The stopped run in the submission log, as a failed one: the next run is due at once, and
+    the run moves no overdue time (its records sent are sent, the rest wait as before). Another
+    stop does not cut this write short (stopping.Stops: one is enough). Not tried with the ZEO
+    server away: it would wait its wait_timeout, only to fail."""
+    terminated = isinstance(stopped.__cause__, Terminated)
+    how = "stopped by SIGTERM" if terminated else "interrupted (Ctrl-C)"
+    away = "the ZEO server cannot be reached" if zeo_server_away(registry) else None
+    log_stopped_run(db, settings, stopped, how, server_lost=away)
 
 
 def expire(registry, keep_days, dry_run):

@@ -45,8 +45,9 @@ class Stops:
         if self._ended:  # a retry sent as the command ended: it is over, nothing to stop
             return
         if self.signum is not None:
-            # one stop is enough: another (SIGTERM or Ctrl-C), sent while the command closes, is
-            # not to cut that short, nor to change its line and exit status
+            # one stop is enough: another (SIGTERM or Ctrl-C), sent while the command closes or
+            # cron logs its stopped run, is not to cut that short, nor to change its line and
+            # exit status
             return
         if not may_stop_in(frame):  # sent again in a moment, to be raised then
             if self._retry is None or self._retry.finished.is_set():

@@ -77,12 +77,13 @@ def ended(reason):
 
 
 class SubmissionInterrupted(KeyboardInterrupt):
-    """Ctrl-C (or SIGTERM, in a console command) stopped the run after `sent` records were sent
-    and marked; the POST in flight was cut, and its batch and the rest stay pending."""
+    """Ctrl-C (or SIGTERM, in a console command) stopped the run of time `at` after `sent`
+    records were sent and marked; the POST in flight was cut, and its batch and the rest stay
+    pending. Not in the submission log: cron keeps it there (log_stopped_run)."""
 
-    def __init__(self, sent):
+    def __init__(self, sent, at):
         super().__init__(sent)
-        self.sent = sent
+        self.sent, self.at = sent, at
 
 
 @dataclass
@@ -116,7 +117,7 @@ def submit_pending(db, settings, *, now=None) -> Outcome:
         try:
             outcome = _send_batches(conn, tm, settings, now, tally)
         except KeyboardInterrupt as exc:  # the POST in flight is cut on the way here (Poster)
-            raise SubmissionInterrupted(tally.sent) from exc
+            raise SubmissionInterrupted(tally.sent, now) from exc
         _log_run(tm, conn, settings, outcome, now)
     return outcome
 
@@ -327,4 +328,21 @@ def _log_run(tm, conn, settings, outcome, now):
     try:
         _write(tm, conn, log_it)
     except NOT_WRITTEN as exc:
+        log.warning("Telemetry submission log not updated: %s.", why_not_written(exc))
+
+
+def log_stopped_run(db, settings, stopped, how, server_lost=None):
+    """Keep the run SubmissionInterrupted `stopped` (`how`: "stopped by SIGTERM", say) in the
+    submission log as a failed run, in a transaction of its own once the stop has let go of
+    the run's: the status page then says why cron ended (a systemd timer's, each week), not
+    only that submissions are overdue. A write that fails (a lost server, a full disk) is one
+    WARNING line and loses nothing more; with `server_lost` it is not tried (see Outcome)."""
+    error = f"{how} after {records_word(stopped.sent)} sent and marked; the rest stay pending"
+    outcome = Outcome(
+        sent=stopped.sent, status=None, uuid=None, error=error, server_lost=server_lost
+    )
+    try:
+        with own_connection(db) as (tm, conn):
+            _log_run(tm, conn, settings, outcome, stopped.at)
+    except NOT_WRITTEN as exc:  # the connection's open or last abort (a lost PostgreSQL server)
         log.warning("Telemetry submission log not updated: %s.", why_not_written(exc))

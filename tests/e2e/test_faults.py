@@ -6,9 +6,10 @@ import re
 import subprocess
 import threading
 from contextlib import contextmanager
-from signal import SIGKILL, SIGTERM
+from signal import SIGINT, SIGKILL, SIGTERM
 
 import pytest
+from ZEO.ClientStorage import ClientStorage
 from ZODB import DB
 from ZODB.FileStorage import FileStorage
 from ZODB.fsIndex import fsIndex
@@ -24,9 +25,12 @@ from .harness import (
     app_settings,
     child_environment,
     free_port,
+    runzeo,
     wait_until,
     write_server_ini,
+    zeo_uri,
 )
+from .test_zeo_outage import with_zeo_waits_logged
 
 pytestmark = pytest.mark.slow
 
@@ -187,6 +191,122 @@ def test_cron_stopped_by_sigterm_mid_submission_closes_the_database(tmp_path):
         assert rerun.returncode == 0, rerun.stderr
         # the held batch reached the receiver unmarked, and is sent again: stored once
         assert_each_record_sent_and_marked_once(receiver, data, total + 1)  # + cron's first use
+
+
+def stop_cron_as_it_waits(ini, gate, stop, before_the_stop=lambda cron: ""):
+    """`fftelemetry cron --force` stopped by signal `stop` once the receiver holds its answer
+    (`gate`), after before_the_stop(cron), which returns what it read of cron's standard error:
+    the finished process and its standard error."""
+    cron = subprocess.Popen(
+        [str(BIN / "fftelemetry"), "cron", str(ini), "--force"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=child_environment(),
+    )
+    try:
+        assert gate.holding.wait(60), "the held batch did not come"
+        read = before_the_stop(cron)
+        cron.send_signal(stop)
+        _, stderr = cron.communicate(timeout=60)
+        stderr = read + stderr
+    finally:
+        if cron.poll() is None:
+            cron.kill()
+            cron.wait()
+    assert "Traceback" not in stderr, stderr
+    return cron, stderr
+
+
+STOPPED_AS_SAID = re.compile(
+    r"fftelemetry cron: (?:stopped by SIGTERM|interrupted): (\d+) records sent and marked, the "
+    r"rest stay pending"
+)
+
+
+@pytest.mark.parametrize(("stop", "exit_status", "how"), [
+    (SIGTERM, 143, "stopped by SIGTERM"),
+    (SIGINT, 130, "interrupted (Ctrl-C)"),
+])
+def test_cron_stopped_mid_submission_is_kept_in_the_submission_log(tmp_path, stop, exit_status,
+                                                                   how):
+    # it was not: the status page showed the run before it as the last one, and cron stopped by
+    # a systemd timer every week left "overdue" to see, never why
+    total, batch_size, answered = 1_000, 100, 3
+    data = tmp_path / "Data.fs"
+    seed(data, total)
+    with receiver_holding_answer(tmp_path, answered + 1) as (receiver, gate):
+        ini = write_server_ini(tmp_path / "app.ini", app_settings(
+            f"file://{data}",
+            **{"fftelemetry.telemetry_url": receiver.url, "fftelemetry.batch_size": batch_size},
+        ))
+        cron, stderr = stop_cron_as_it_waits(ini, gate, stop)
+    assert cron.returncode == exit_status, stderr
+    said = STOPPED_AS_SAID.fullmatch(stderr.splitlines()[-1])
+    assert said, stderr
+    sent = int(said[1])
+    with store_of(data) as store:
+        [logged] = store.submissions()
+        assert store.counts()["submitted"] == sent
+        assert store.last_success_at is None
+    error = f"{how} after {sent} records sent and marked; the rest stay pending"
+    assert (logged.sent, logged.status, logged.uuid, logged.error) == (sent, None, None, error)
+    shown = fftelemetry("status", ini)
+    assert f"sent {sent}  no answer  FAILED: {error}" in shown.stdout, shown.stdout
+    assert "Next submission due: now (on the next cron run)" in shown.stdout, shown.stdout
+
+
+def test_cron_stopped_with_its_zeo_server_away_loses_nothing_more(tmp_path):
+    # the stopped run's entry in the submission log is not tried (its abort would wait ZEO's
+    # wait_timeout for the server): one WARNING line, then the command's own, exit status 143
+    batch_size = 100
+    data = tmp_path / "Data.fs"
+    seed(data, 2 * batch_size - 1)  # and cron's first use: two batches, the second held
+    with receiver_holding_answer(tmp_path, 2) as (receiver, gate), runzeo(tmp_path) as zeo:
+        ini = with_zeo_waits_logged(write_server_ini(tmp_path / "app.ini", app_settings(
+            zeo_uri(tmp_path, wait_timeout=2),
+            **{"fftelemetry.telemetry_url": receiver.url, "fftelemetry.batch_size": batch_size},
+        )))
+
+        def server_lost_once_the_first_batch_is_marked(cron):
+            # then the run only waits for the held answer: no read or write of it meets the
+            # lost server before the stop
+            db = DB(ClientStorage(str(tmp_path / "zeo.sock"), wait_timeout=10))
+            try:
+                wait_until(lambda: submitted_by_zeo(db) == batch_size, 30, "the first mark")
+            finally:
+                db.close()
+            zeo.kill()
+            zeo.wait(10)
+            return read_until(cron.stderr, "Disconnected from storage")  # cron's client knows
+
+        cron, stderr = stop_cron_as_it_waits(ini, gate, SIGTERM,
+                                             server_lost_once_the_first_batch_is_marked)
+    assert cron.returncode == 143, stderr
+    assert "ClientDisconnected in tpc_abort() ignored" not in stderr, stderr
+    assert stderr.splitlines()[-2:] == [
+        "WARNING [fftelemetry.telemetry.sender] Telemetry submission log not updated: the ZEO "
+        "server cannot be reached.",
+        f"fftelemetry cron: stopped by SIGTERM: {batch_size} records sent and marked, the rest "
+        "stay pending",
+    ], stderr
+    with store_of(data) as store:
+        assert store.submissions() == []
+        assert store.counts() == {"all": 2 * batch_size, "pending": batch_size,
+                                  "submitted": batch_size}
+
+
+def read_until(stream, words):
+    """The lines read from `stream` up to the first that holds `words` (or its end: the held
+    answer is let go after 60 s, and cron ends)."""
+    read = ""
+    while line := stream.readline():
+        read += line
+        if words in line:
+            break
+    return read
+
+
+def submitted_by_zeo(db):
+    with db.transaction() as conn:
+        return telemetry_store_in(conn.root()).counts()["submitted"]
 
 
 def test_pack_stopped_by_sigterm_during_its_copy_leaves_the_database_as_it_was(tmp_path):
