@@ -207,10 +207,11 @@ def open_database(config, global_config, generations, program, set_in=None):
     except LockError:  # a file:// FileStorage another process holds (a running pserve, say)
         _, uri = failed_uri(config.registry) or (None, "")
         held = f", {shown(file_path(uri))}," if uri.startswith("file://") else ""
-        raise SystemExit(
+        raise DatabaseInUse(
             f"{program}: {named(where)}{held} is in use by another process (a file:// "
             "FileStorage allows only one); serve it with ZEO (zeo://, see development.ini) to "
-            "share it"
+            "share it",
+            f"{named(where)}{held}",
         ) from None
     except FileStorageFormatError as exc:  # its text is the file's name alone
         raise SystemExit(
@@ -239,6 +240,16 @@ def open_database(config, global_config, generations, program, set_in=None):
         stop_hearing()
         txn_log.removeFilter(not_for_want_of_room)
         relstorage_scripts_log.removeFilter(not_a_failed_statement)
+
+
+class DatabaseInUse(SystemExit):
+    """open_database's line for a file:// FileStorage another process holds; `held` names the
+    database (and its file), for a command that has its own advice: `fftelemetry pack` on the
+    receiver's ini, whose receiver is the one holding it."""
+
+    def __init__(self, line, held):
+        super().__init__(line)
+        self.held = held
 
 
 def include_zodbconn(config):

@@ -14,19 +14,24 @@ import plaster
 from paste.deploy.loadwsgi import APP, ConfigLoader, loadcontext
 from plaster.exceptions import InvalidURI
 from pyramid.config import global_registries
+from pyramid.interfaces import IRootFactory
 
 from .. import main as app_factory
 from ..logs import Formatter
-from ..opening import NO_EVOLVE
+from ..opening import NO_EVOLVE, DatabaseInUse
+from ..receiver import PROGRAM as RECEIVER
+from ..receiver import main as receiver_factory
+from ..receiver.resources import root_factory as receivers_root
 from ..scripting import close_databases
 from ..settings import kind_of_file
 from ..shown import LOGGED_CHARS, error_text, shown
 from .errors import ConfigProblem
 
 
-def load_registry(config_uri, may_write=True):
+def load_registry(config_uri, may_write=True, receiver_too=False):
     """The registry of the ini's app; `may_write=False` for a run that changes nothing (a dry
-    run): an older database is then refused, not evolved."""
+    run): an older database is then refused, not evolved. `receiver_too`: the receiver's ini is
+    taken as well, and its registry returned (for `pack`: see is_receivers)."""
     path = config_path(config_uri)
     named = shown(path or config_uri)  # as given, and may hold what a terminal acts on
     if path and not os.path.isfile(path):
@@ -38,7 +43,9 @@ def load_registry(config_uri, may_write=True):
         loader = plaster.get_loader(config_uri, protocols=["wsgi"])
     except Exception as exc:
         raise ConfigProblem(f"cannot load {named}: {one_line(exc)}") from None
-    if names_another_app(loader):
+    made_by = factory_of(loader)
+    receivers = receiver_too and made_by is receiver_factory
+    if made_by not in (None, app_factory) and not receivers:
         raise ConfigProblem(not_the_app(named))
     try:
         setup_command_logging(loader)
@@ -49,13 +56,34 @@ def load_registry(config_uri, may_write=True):
             app = loader.get_wsgi_app(defaults=None if may_write else {NO_EVOLVE: "true"})
     except SystemExit as exc:  # fftelemetry.main's one line (a setting refused, no ZEO, not a
         # FileStorage), escaped already: escaped again, each backslash would double
-        raise ConfigProblem(str(exc.code).removeprefix("fftelemetry: ")) from None
+        if receivers and isinstance(exc, DatabaseInUse):
+            raise ConfigProblem(held_by_the_receiver(exc.held)) from None
+        line = str(exc.code).removeprefix("fftelemetry: ").removeprefix(f"{RECEIVER}: ")
+        raise ConfigProblem(line) from None
     except configparser.InterpolationError as exc:
         said = interpolation_problem(exc, path)
         raise ConfigProblem(f"cannot load {named}: {said}") from None
     except Exception as exc:
         raise ConfigProblem(f"cannot load {named}: {one_line(exc)}") from None
+    if receivers:  # the receiver's Router, or the one a pipeline in front of it made
+        return getattr(app, "registry", None) or global_registries.last
     return app_registry(app, named)
+
+
+def is_receivers(registry):
+    """Whether a loaded registry is the receiver's (load_registry's `receiver_too`): it has no
+    store, no settings of the app's and no telemetry of its own to collect a command's use in."""
+    return registry.queryUtility(IRootFactory) is receivers_root
+
+
+def held_by_the_receiver(held):
+    """The line for the receiver's file:// FileStorage held by another process: the running
+    receiver most often, which a command cannot share it with."""
+    return (
+        f"{held} is in use by another process (the receiver serving it? a file:// FileStorage "
+        "allows only one): stop the receiver for the pack and start it again after, or serve "
+        "its database with ZEO (zeo://) to pack it while the receiver runs; nothing was done"
+    )
 
 
 def interpolation_problem(exc, path):
@@ -127,8 +155,9 @@ def what_is_there(path):
 def app_registry(app, name):
     """The registry of fftelemetry's app: the app's own or, under a [pipeline:main] (a prefix
     filter in front, say), that of the Pyramid app the pipeline made, as pshell finds it. The
-    receiver's ini is refused before it is made (names_another_app); what that cannot tell (a
-    composite in front of it) is made, without the settings and the store a command needs."""
+    receiver's ini is refused before it is made (factory_of), unless the command takes it; what
+    that cannot tell (a composite in front of it) is made, without the settings and the store a
+    command needs."""
     registry = getattr(app, "registry", None) or global_registries.last
     if not hasattr(registry, "app_settings"):
         if registry is not None:
@@ -140,16 +169,17 @@ def app_registry(app, name):
 def not_the_app(name):
     return (
         f"{name} does not make fftelemetry's app (use = egg:fftelemetry): the commands run on "
-        "the app's config, not on the receiver's or another app's"
+        "the app's config, not on another app's, nor on the receiver's but for pack"
     )
 
 
-def names_another_app(loader):
-    """Whether the ini's app is plainly another than fftelemetry's (the receiver's, say), told
-    from its sections before it is made: making it opens that app's database, which its own
+def factory_of(loader):
+    """The factory of the ini's app (fftelemetry's, the receiver's, another's), told from its
+    sections before it is made: making another app opens that app's database, which its own
     server holds (a file:// FileStorage said "in use by another process: serve it with ZEO"),
-    and evolves it. Behind a [pipeline:main] or a filter, the app at their end; anything else
-    (a composite, an ini PasteDeploy cannot read) is made, and app_registry or the error says."""
+    and evolves it. Behind a [pipeline:main] or a filter, the app at their end; None for
+    anything else (a composite, an ini PasteDeploy cannot read), which is made, and
+    app_registry or the error says."""
     try:
         context = loadcontext(
             APP,
@@ -158,12 +188,12 @@ def names_another_app(loader):
             relative_to=loader.relative_to,
         )
     except Exception:
-        return False
+        return None
     while context.object is None:  # a pipeline or a filter: on to the app it wraps
         context = getattr(context, "app_context", None) or getattr(context, "next_context", None)
         if context is None:
-            return False
-    return context.protocol == "paste.app_factory" and context.object is not app_factory
+            return None
+    return context.object if context.protocol == "paste.app_factory" else None
 
 
 # The shipped inis' [formatter_generic] line.

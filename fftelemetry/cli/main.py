@@ -28,7 +28,7 @@ from ..scripting import close_databases, database, is_read_only, zeo_server_away
 from ..shown import shown
 from ..telemetry.sender import SubmissionInterrupted, records_word
 from . import COMMAND_NAMES, create_user, cron, delete, instructions, pack, status
-from .bootstrap import load_registry
+from .bootstrap import is_receivers, load_registry
 from .collecting import collect_unless_busy
 from .errors import CommandError, ConfigProblem, Verdict, cannot_write
 from .stopping import stopped_as_ctrl_c
@@ -83,6 +83,8 @@ def build_parser():
             cannot_write=getattr(module, "cannot_write", cannot_write),
             counted=counted(module),
             writes=getattr(module, "writes", always),
+            # the receiver's ini too (pack), which the others refuse in one line
+            receiver_too=getattr(module, "RECEIVER_TOO", False),
         )
     return parser
 
@@ -176,7 +178,9 @@ def discard_output():
 def run_loaded(args):
     may_write = not getattr(args, "dry_run", False)  # a dry run changes nothing at all
     try:
-        registry = load_registry(args.config_uri, may_write=may_write)
+        registry = load_registry(
+            args.config_uri, may_write=may_write, receiver_too=args.receiver_too
+        )
     except ConfigProblem as exc:  # escaped where it was raised
         print(f"fftelemetry: {exc}", file=sys.stderr)
         return 2
@@ -187,6 +191,7 @@ def run_on(registry, args):
     """The command on its loaded app's registry, its use collected; the databases closed after,
     whatever happens."""
     counted = args.counted and not getattr(args, "dry_run", False)  # a dry run writes nothing
+    counted = counted and not is_receivers(registry)  # it has no telemetry to collect in
     write_failed = False
     try:
         if args.writes(args) and is_read_only(database(registry)):

@@ -12,6 +12,8 @@ import ZEO
 from ZODB import DB
 from ZODB.blob import Blob
 
+from tests.functional.test_receiver import record
+
 from .harness import (
     BIN,
     ZEO_CONF,
@@ -176,3 +178,42 @@ def test_pack_through_a_zeo_server_with_a_blob_dir(tmp_path):
         assert files_holding(var, deleted) <= {"Data.fs.tmp"}
         assert list((var / "blobs").rglob("*.blob")) == []
         assert "\nDatabase packed: 20" in fftelemetry("status")  # the pack's note
+
+
+def test_the_receivers_database_on_zeo_is_packed_while_the_receiver_serves(tmp_path):
+    """`pserve receiver.ini` on ZEO is packed as it serves, and goes on taking batches; and
+    every record, batch and count it had is kept: only the old revisions leave."""
+    port = free_port()
+    ini = write_server_ini(tmp_path / "receiver.ini", {"zodbconn.uri": zeo_uri(tmp_path)},
+                           port, use="egg:fftelemetry#receiver")
+    data = tmp_path / "Data.fs"
+    with runzeo(tmp_path), pserve(ini, port) as base:
+        session = new_session()
+
+        def send(batch):
+            answer = session.post(f"{base}/submit", json=batch, timeout=30)
+            assert answer.status_code == 200, answer.text
+            return answer.json()["uuid"]
+
+        resent = [record(), record()]
+        send(resent)
+        for _ in range(40):  # small batches, each leaving old revisions of its buckets
+            send([record()])
+        stats = session.get(f"{base}/stats", timeout=30).json()
+        assert stats == {"records": 42, "batches": 41}
+
+        result = subprocess.run([str(BIN / "fftelemetry"), "pack", str(ini)],
+                                env=child_environment(), capture_output=True, text=True,
+                                timeout=60, check=False)
+
+        assert result.returncode == 0, result.stderr
+        line = re.match(r"Packed the ZEO server's database \(sizes as the server reports "
+                        r"them\): ([\d,]+) bytes before, ([\d,]+) after; no history kept\.",
+                        result.stdout)
+        assert line, result.stdout
+        before, after = (int(size.replace(",", "")) for size in line.groups())
+        assert after == data.stat().st_size < before / 4
+        assert session.get(f"{base}/stats", timeout=30).json() == stats
+        send(resent)  # its dedup keys kept: counted once
+        send([record()])
+        assert session.get(f"{base}/stats", timeout=30).json() == {"records": 43, "batches": 43}

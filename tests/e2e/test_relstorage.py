@@ -17,6 +17,7 @@ from zodburi import resolve_uri
 
 from fftelemetry.resources import appmaker
 from tests.functional.conftest import Site
+from tests.functional.test_receiver import record
 
 from .harness import (
     BIN,
@@ -331,3 +332,38 @@ def test_a_history_free_database_opened_keeping_history_is_one_line(cluster, tmp
     assert line.endswith("(a history-free database? zodbconn.uri then needs keep_history=false)")
     again = fftelemetry("status", made)
     assert again.returncode == 0, again.stderr  # nothing was left of that attempt
+
+
+def test_the_receivers_database_is_packed_while_the_receiver_serves(cluster, tmp_path):
+    """`pserve receiver.ini` on PostgreSQL: `fftelemetry pack receiver.ini` drops the old
+    revisions each batch left in object_state, and the receiver, serving on, keeps every
+    record, batch and count."""
+    uri, port = cluster.database(), free_port()
+    ini = write_server_ini(tmp_path / "receiver.ini", {"zodbconn.uri": uri}, port,
+                           use="egg:fftelemetry#receiver")
+    revisions = "SELECT count(*) FROM object_state"
+    name = uri.rpartition("/")[2]
+    with pserve(ini, port) as base:
+
+        def send(batch):
+            answer = requests.post(f"{base}/submit", json=batch, timeout=30)
+            assert answer.status_code == 200, answer.text
+            return answer.json()["uuid"]
+
+        resent = [record(), record()]
+        send(resent)
+        for _ in range(20):
+            send([record()])
+        stats = requests.get(f"{base}/stats", timeout=30).json()
+        assert stats == {"records": 22, "batches": 21}
+        before = cluster.query(name, revisions)[0][0]
+
+        pack = fftelemetry("pack", ini)
+
+        assert pack.returncode == 0, pack.stderr
+        assert pack.stdout.startswith("Packed the RelStorage database"), pack.stdout
+        assert cluster.query(name, revisions)[0][0] < before / 4
+        assert requests.get(f"{base}/stats", timeout=30).json() == stats
+        send(resent)  # counted once
+        send([record()])
+        assert requests.get(f"{base}/stats", timeout=30).json() == {"records": 23, "batches": 23}

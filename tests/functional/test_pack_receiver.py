@@ -1,0 +1,128 @@
+"""`fftelemetry pack receiver.ini` as a real subprocess on the real receiver's FileStorage: each
+batch leaves the old revisions of what it rewrote in receiver.fs, and only a pack drops them,
+leaving every record, batch and count as it was."""
+
+import webtest
+
+from fftelemetry.receiver import main as receiver_main
+from fftelemetry.receiver.resources import ROOT_KEY
+from fftelemetry.scripting import close_databases, database
+from tests.functional.test_cli import assert_one_line
+from tests.functional.test_pack import packed
+from tests.functional.test_receiver import post, record
+
+
+def receiver_ini(tmp_path, data):
+    ini = tmp_path / "receiver.ini"
+    ini.write_text(f"[app:main]\nuse = egg:fftelemetry#receiver\nzodbconn.uri = file://{data}\n")
+    return str(ini)
+
+
+def opened(data):
+    wsgi = receiver_main({}, **{"zodbconn.uri": f"file://{data}"})
+    return wsgi, webtest.TestApp(wsgi)
+
+
+def contents(wsgi):
+    """Everything the receiver keeps: its records, its dedup keys, its batches and counts."""
+    conn = database(wsgi.registry).open()
+    try:
+        receiver = conn.root()[ROOT_KEY]
+        batches = {
+            batch_uuid: (batch.received_at, batch.record_ids, batch.new_records)
+            for batch_uuid, batch in receiver.batches.items()
+        }
+        return (dict(receiver.records.items()), set(receiver.seen), batches, receiver.stats())
+    finally:
+        conn.close()
+
+
+def test_a_pack_drops_the_receivers_old_revisions_and_keeps_its_data(tmp_path, run_cli):
+    data = tmp_path / "receiver.fs"
+    wsgi, app = opened(data)
+    resent = [record(), record()]
+    uuids = {post(app, resent, 200).json["uuid"]}
+    for _ in range(60):  # small batches: each rewrites its buckets whole, kept as old revisions
+        uuids.add(post(app, [record()], 200).json["uuid"])
+    uuids.add(post(app, resent, 200).json["uuid"])  # counted once
+    stats = app.get("/stats").json
+    assert stats == {"records": 62, "batches": 62}
+    before = contents(wsgi)
+    assert set(before[2]) == uuids
+    close_databases(wsgi.registry)  # a stopped receiver: its file:// FileStorage is free
+    size = data.stat().st_size
+
+    name, said_before, after, kept = packed(run_cli("pack", receiver_ini(tmp_path, data)))
+
+    assert (name, said_before, kept) == (str(data), size, "no history kept")
+    assert after == data.stat().st_size < size / 5
+    assert not (tmp_path / "receiver.fs.old").exists()  # no copy of the old revisions kept
+    wsgi, app = opened(data)
+    try:
+        assert contents(wsgi) == before
+        assert app.get("/stats").json == stats
+        post(app, resent, 200)  # its dedup keys survived: still counted once
+        post(app, [record()], 200)
+        assert app.get("/stats").json == {"records": 63, "batches": 64}
+    finally:
+        close_databases(wsgi.registry)
+
+
+def test_a_pack_of_the_served_receivers_file_says_what_to_do_and_changes_nothing(tmp_path,
+                                                                                 run_cli):
+    data = tmp_path / "receiver.fs"
+    wsgi, app = opened(data)  # serving: it holds the file's lock
+    try:
+        post(app, [record()], 200)
+        before, size = contents(wsgi), data.stat().st_size
+        ini = receiver_ini(tmp_path, data)
+
+        result = run_cli("pack", ini)
+
+        assert_one_line(
+            result, 2,
+            f"fftelemetry: the database named in {ini}, {data}, is in use by another process "
+            "(the receiver serving it? a file:// FileStorage allows only one): stop the "
+            "receiver for the pack and start it again after, or serve its database with ZEO "
+            "(zeo://) to pack it while the receiver runs; nothing was done",
+        )
+        assert result.stdout == ""
+        assert data.stat().st_size == size and contents(wsgi) == before
+        assert not (tmp_path / "receiver.fs.pack").exists()
+        post(app, [record()], 200)  # the receiver goes on
+        assert app.get("/stats").json == {"records": 2, "batches": 2}
+    finally:
+        close_databases(wsgi.registry)
+
+
+def test_the_receivers_ini_is_taken_by_pack_alone(tmp_path, run_cli):
+    data = tmp_path / "receiver.fs"
+    ini = receiver_ini(tmp_path, data)
+    for args in (["status"], ["cron"], ["delete", "all"], ["instructions", "install"]):
+        assert_one_line(run_cli(*args, ini), 2, f"fftelemetry: {ini} does not make "
+                        "fftelemetry's app", "nor on the receiver's but for pack")
+    assert not data.exists()  # not even opened
+    wsgi, app = opened(data)
+    post(app, [record()], 200)
+    close_databases(wsgi.registry)
+    packed(run_cli("pack", ini, "--days", "1"))
+    wsgi, app = opened(data)
+    try:
+        assert app.get("/stats").json == {"records": 1, "batches": 1}
+    finally:
+        close_databases(wsgi.registry)
+
+
+def test_a_receivers_setting_refused_is_said_once(tmp_path, run_cli):
+    # the receiver's own line, prefixed by the command's alone, not "fftelemetry: fftelemetry
+    # receiver: ..."
+    ini = tmp_path / "receiver.ini"
+    ini.write_text(
+        "[app:main]\nuse = egg:fftelemetry#receiver\n"
+        f"zodbconn.uri = file://{tmp_path}/receiver.fs\nreceiver.max_records = abc\n"
+    )
+    result = run_cli("pack", str(ini))
+    assert_one_line(result, 2, "fftelemetry: receiver.max_records")
+    assert "fftelemetry receiver:" not in result.stderr
+    assert not (tmp_path / "receiver.fs").exists()
+
