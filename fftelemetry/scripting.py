@@ -12,17 +12,27 @@ a rerun of the whole transaction, as pyramid_retry reruns a request, gets past t
 import logging
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import transaction
 from pyramid.interfaces import IRequestFactory
 from pyramid.request import Request, apply_request_extensions
 from pyramid.scripting import prepare
+from pyramid_retry import is_error_retryable, is_last_attempt
 from ZODB.blob import BlobStorage
 from ZODB.FileStorage import FileStorage
 from ZODB.POSException import ConflictError
 
-from .failures import retried_after
+from .failures import (
+    SAVED_OR_NOT,
+    hide_passwords,
+    in_second_phase,
+    is_server_lost,
+    retried_after,
+    what_went_wrong,
+)
 from .retries import backoff
+from .shown import LOGGED_CHARS, request_line, shown
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +100,39 @@ def zeo_server_away(registry):
     return is_connected is not None and not is_connected()
 
 
-def rerun_no_more_if_useless(request, saved_or_not):
-    """Make this attempt a lost server's request's last (pyramid_retry reads retry.attempts) when
-    a rerun cannot help: ZEO's server is away (each rerun would wait its wait_timeout again), or
-    the change may be saved already (`saved_or_not`, failures.in_second_phase). One the app's
-    pages and the receiver share."""
+@dataclass(frozen=True)
+class LostServer:
+    """A request's lost database server, as the app's 503 page and the receiver's JSON 503 both
+    see it: the error, and whether the change may have been saved (failures.in_second_phase)."""
+
+    exc: BaseException
+    request: object
+    saved_or_not: bool
+
+    def log_if_last(self, view_log, nothing):
+        """The one WARNING line (in `view_log`, the view's own logger), on the attempt
+        pyramid_retry does not rerun: the server's reason (no password), and what became of the
+        change (`nothing`: "nothing was changed")."""
+        request = self.request
+        if is_last_attempt(request) or not is_error_retryable(request, self.exc):
+            reason = hide_passwords(what_went_wrong(self.exc), request.registry.settings)
+            left = SAVED_OR_NOT if self.saved_or_not else nothing
+            view_log.warning(
+                "%s: %s; %s", request_line(request), shown(reason, LOGGED_CHARS), left
+            )
+
+
+def lost_server(exc, request):
+    """A LostServer if `exc` says the database server cannot be reached (is_server_lost), else
+    None (a server that answered: a statement timeout, a deadlock). The attempt is made the last
+    (pyramid_retry reads retry.attempts) when a rerun cannot help: ZEO's server is away (each
+    rerun would wait its wait_timeout again), or the change may be saved already."""
+    if not is_server_lost(exc):
+        return None
+    saved_or_not = in_second_phase(exc)
     if saved_or_not or zeo_server_away(request.registry):
         request.environ["retry.attempts"] = request.environ.get("retry.attempt", 0) + 1
+    return LostServer(exc, request, saved_or_not)
 
 
 def is_read_only(db):

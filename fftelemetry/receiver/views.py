@@ -5,23 +5,14 @@ import logging
 
 from pyramid.httpexceptions import HTTPBadRequest
 from pyramid.view import exception_view_config, notfound_view_config, view_config
-from pyramid_retry import is_error_retryable, is_last_attempt
 from ZEO.Exceptions import ClientDisconnected
 from ZODB.POSException import ConflictError
 
-from ..failures import (
-    POSTGRESQL_ERRORS,
-    SAVED_OR_NOT,
-    hide_passwords,
-    in_second_phase,
-    is_server_lost,
-    lost_postgresql_server_behind,
-    what_went_wrong,
-)
+from ..failures import POSTGRESQL_ERRORS, lost_postgresql_server_behind
 from ..resources.generations import GenerationError
 from ..resources.store import utcnow
-from ..scripting import rerun_no_more_if_useless
-from ..shown import LOGGED_CHARS, quoted, request_line, shown
+from ..scripting import lost_server
+from ..shown import quoted, request_line
 from .resources import Receiver
 from .validation import Invalid, check_content_type, parse_batch
 
@@ -119,17 +110,13 @@ def database_unavailable(exc, request):
     statement timeout, a deadlock) is no lost server: the generic 500, with its traceback.
     One lost in the commit's second phase (in_second_phase) may have stored the batch: the
     answer says so, and it is not rerun (a batch sent again is counted once all the same)."""
-    if not is_server_lost(exc):
+    lost = lost_server(exc, request)
+    if lost is None:
         return failed(exc, request)
-    saved_or_not = in_second_phase(exc)
-    rerun_no_more_if_useless(request, saved_or_not)
-    if is_last_attempt(request) or not is_error_retryable(request, exc):
-        reason = hide_passwords(what_went_wrong(exc), request.registry.settings)
-        left = SAVED_OR_NOT if saved_or_not else "nothing was stored"
-        log.warning("%s: %s; %s", request_line(request), shown(reason, LOGGED_CHARS), left)
+    lost.log_if_last(log, "nothing was stored")
     request.response.status_int = 503
     request.response.retry_after = 30
-    if saved_or_not:
+    if lost.saved_or_not:
         return {
             "error": "the receiver's database server went away as the batch was being stored: "
             "it may have been stored or not; send the batch again later (its records are "

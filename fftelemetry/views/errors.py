@@ -19,23 +19,19 @@ from pyramid.view import (
     forbidden_view_config,
     notfound_view_config,
 )
-from pyramid_retry import is_error_retryable, is_last_attempt
 from ZEO.Exceptions import ClientDisconnected
 from ZODB.POSException import ConflictError, ReadOnlyError, StorageError
 from zope.interface.interfaces import IInterface
 
 from ..failures import (
     POSTGRESQL_ERRORS,
-    SAVED_OR_NOT,
-    hide_passwords,
-    in_second_phase,
     is_server_lost,
     lost_postgresql_server_behind,
     what_went_wrong,
     why_not_written,
 )
 from ..resources.generations import GenerationError
-from ..scripting import rerun_no_more_if_useless
+from ..scripting import lost_server
 from ..security import session_cookie_name
 from ..shown import LOGGED_CHARS, request_line, shown
 from .accounts import safe_next
@@ -253,17 +249,13 @@ def database_unavailable(exc, request):
     A server lost in the commit's second phase (in_second_phase) may have saved the change: the
     page says so, not "Nothing was changed", and the request is not rerun, which would do it a
     second time."""
-    if not is_server_lost(exc):
+    lost = lost_server(exc, request)
+    if lost is None:
         return failed(exc, request)
-    saved_or_not = in_second_phase(exc)
-    rerun_no_more_if_useless(request, saved_or_not)  # ClientDisconnected: ZEO's client only
     if is_health_check(request):  # traversal failed: the root could not be loaded
         return unavailable_in_plain_text()
-    if is_last_attempt(request) or not is_error_retryable(request, exc):
-        reason = hide_passwords(what_went_wrong(exc), request.registry.settings)
-        left = SAVED_OR_NOT if saved_or_not else "nothing was changed"
-        log.warning("%s: %s; %s", request_line(request), shown(reason, LOGGED_CHARS), left)
-    if saved_or_not:
+    lost.log_if_last(log, "nothing was changed")
+    if lost.saved_or_not:
         message = (
             "The database server went away as this change was being saved: it may have been "
             "saved or not. Look before doing it again; if the server cannot be reached, try in "
