@@ -13,12 +13,18 @@ import json
 import logging
 import threading
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from transaction.interfaces import TransientError
 
 from .. import catalog
-from ..failures import NOT_WRITTEN, in_second_phase, is_server_lost, why_not_written
+from ..failures import (
+    CANNOT_WRITE,
+    NOT_WRITTEN,
+    in_second_phase,
+    is_server_lost,
+    why_not_written,
+)
 from ..resources import telemetry_store_in
 from ..resources.store import SubmissionResult, utcnow
 from ..scripting import own_connection
@@ -107,18 +113,27 @@ def record_noun(count):
 def submit_pending(db, settings, *, now=None) -> Outcome:
     """Send every pending record, oldest first, one POST and one transaction per batch; stop at
     the first failure, and keep the run in the submission log unless there was nothing to send
-    (and nothing to set right).
+    (and nothing to set right). A database server lost once the run has its outcome is said in
+    it (server_lost), not raised, so that the run's words reach whoever pressed "Submit now".
     Never sends anything while telemetry is off."""
     if not settings.send_telemetry:
         return Outcome(sent=0, status=None, uuid=None, error=TELEMETRY_OFF)
     now = now or utcnow()
-    with own_connection(db) as (tm, conn):
-        tally = Tally()
-        try:
-            outcome = _send_batches(conn, tm, settings, now, tally)
-        except KeyboardInterrupt as exc:  # the POST in flight is cut on the way here (Poster)
-            raise SubmissionInterrupted(tally.sent, now) from exc
-        _log_run(tm, conn, settings, outcome, now)
+    outcome = None
+    try:
+        with own_connection(db) as (tm, conn):
+            tally = Tally()
+            try:
+                outcome = _send_batches(conn, tm, settings, now, tally)
+            except KeyboardInterrupt as exc:  # the POST in flight is cut on the way here (Poster)
+                raise SubmissionInterrupted(tally.sent, now) from exc
+            _log_run(tm, conn, settings, outcome, now)
+    except CANNOT_WRITE as exc:
+        # The run's end, its connection's abort, met the lost server (RelStorage's asks it, ZEO's
+        # does not): what the run sent and marked stands, and the run says it.
+        if outcome is None or not is_server_lost(exc):
+            raise
+        return replace(outcome, server_lost=outcome.server_lost or why_not_written(exc))
     return outcome
 
 

@@ -25,6 +25,7 @@ from ..telemetry.deleting import deleted_all, deleted_submitted
 from ..telemetry.sender import encode, next_batch, record_noun, submit_pending
 from ..telemetry.status import format_time as when
 from ..telemetry.status import status_facts, submission_log
+from .errors import database_unavailable_page
 
 SHORT_VALUE = 60  # characters shown before a value folds into <details>
 EXPORT_CHUNK = 1000
@@ -188,9 +189,10 @@ def submit(context, request):
     runs at once are correct anyway (see the sender), this only avoids the waste.
 
     With the ZEO server away it sends nothing: the 503 page at once, as for any request that
-    meets it (what it sent it could not mark, after a wait for the server). A server lost once
-    the receiver has a batch is said in the flash, the batch not marked: the 503 page's
-    "Nothing was changed" would not be true of the receiver."""
+    meets it (what it sent it could not mark, after a wait for the server). A server lost during
+    the run is a 503 page too, with the run's own words: how many records it sent and marked, and
+    what became of the rest. "Nothing was changed" would not be true of the records marked, nor
+    of the receiver, and the records page it would redirect to needs the lost server."""
     settings = request.app_settings
     running = request.registry.submission_running
     db = get_connection(request).db()
@@ -207,6 +209,12 @@ def submit(context, request):
             outcome = submit_pending(db, settings)
         finally:
             running.release()
+        if outcome.server_lost:
+            return database_unavailable_page(
+                request,
+                f"The database server went away during the submission. {outcome.message()} "
+                "Try again in a minute; if it keeps happening, tell the administrator.",
+            )
         request.session.flash(outcome.message(), "info" if outcome.ok else "error")
     return back_to_records(request, context)
 

@@ -266,6 +266,11 @@ def database_unavailable(exc, request):
             "The database server cannot be reached right now. Nothing was changed. "
             "Try again in a minute; if it keeps happening, tell the administrator."
         )
+    return database_unavailable_page(request, message)
+
+
+def database_unavailable_page(request, message):
+    """The lost database server's 503 page, drawn without the database (no signed-in user)."""
     response = error_page(request, 503, "Database unavailable", message, user=None)
     response.retry_after = 30
     return response

@@ -3,7 +3,9 @@
 that needs it gets a 503 and one log line, `/health` a 503 in plain text, a command one line,
 the receiver a 503 in JSON; nothing is saved, and the app recovers by itself."""
 
+import re
 import subprocess
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager, nullcontext
 from functools import partial
@@ -673,3 +675,74 @@ def test_cron_whose_mark_is_lost_as_it_is_saved_says_it_may_be_marked(cluster, t
         again = cron(ini)  # its COMMIT never ended, so not marked here: the batch is sent again
         assert again.returncode == 0, again.stderr
         assert "Sent 1 record" in again.stderr, again.stderr
+
+
+class GatedReceiver:
+    """A stand-in receiver that takes every batch at once but the second, whose answer waits
+    until `go` is set: the sender marks the first batch meanwhile (its POST of the second went
+    out before), then waits for the second's answer."""
+
+    def __init__(self):
+        self.batches, self.second, self.go = 0, threading.Event(), threading.Event()
+
+    def __call__(self, environ, start_response):
+        self.batches += 1
+        if self.batches == 2:
+            self.second.set()
+            self.go.wait(60)
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [STUB_ANSWER]
+
+
+def pending_shown(admin, base):
+    """How many records the records page says are pending."""
+    page = admin.get(f"{base}{RECORDS}", timeout=30)
+    return int(re.search(r"collected: (\d+) pending", page.text).group(1))
+
+
+def test_submit_now_losing_the_server_after_a_batch_says_what_was_sent(cluster, tmp_path):
+    """One record a batch: the first is sent and marked, then the mark of the second waits for
+    a lock the test holds as the server is stopped (the run's closing abort, which RelStorage
+    asks of the server, fails too). The 503 page says the first record was sent and marked and
+    the second will be re-sent, not "Nothing was changed"."""
+    uri, name = named_database(cluster)
+    receiver = GatedReceiver()
+    port = free_port()
+    with serving(receiver) as url:
+        settings = app_settings(uri, **CHEAP, **{"fftelemetry.telemetry_url": url,
+                                                 "fftelemetry.batch_size": "1"})
+        ini = write_server_ini(tmp_path / "web.ini", settings, port)
+        with pserve(ini, port) as base:
+            admin, records, _ = admin_and_delete_all_form(base, "other@example.org")
+            assert len(records) >= 2, records
+            page = admin.get(f"{base}{RECORDS}", timeout=30)
+            press = partial(admin.post, f"{base}{RECORDS}/submit", timeout=120,
+                            data={"csrf_token": csrf_token(page.text)})
+            with ThreadPoolExecutor(1) as background:
+                pressed = background.submit(press)
+                try:
+                    assert receiver.second.wait(60), "the second batch to come in"
+                    wait_until(lambda: pending_shown(admin, base) == len(records) - 1, 30,
+                               "the first batch's mark")
+                    with objects_locked(cluster, name):
+                        receiver.go.set()
+                        wait_until(lambda: commit_waiting(cluster, name), 30,
+                                   "the second batch's mark")
+                        cluster.stop(immediate=True)
+                    refused = pressed.result(timeout=120)
+                finally:
+                    receiver.go.set()
+                    cluster.start()
+            assert refused.status_code == 503, refused.text
+            assert "Database unavailable" in refused.text, refused.text
+            assert "Nothing was changed" not in refused.text, refused.text
+            assert ("Sent 1 record, then the submission failed: a batch was sent but could not "
+                    "be marked (the PostgreSQL server cannot be reached); it will be re-sent. "
+                    "The other records stay pending for the next try.") in refused.text
+            assert refused.headers["Retry-After"] == "30"
+            log = ini.with_suffix(".log").read_text()
+            assert "Traceback" not in log and PASSWORD not in log, log
+            assert ("Telemetry submission log not updated: the PostgreSQL server cannot be "
+                    "reached.") in log, log
+            wait_until_it_reconnects(base)
+            assert pending_shown(admin, base) == len(records) - 1  # the first batch's mark stands

@@ -316,8 +316,8 @@ def test_submit_now_pressed_with_the_zeo_server_away_sends_nothing(tmp_path):
 
 def test_submit_now_losing_the_zeo_server_says_so_and_marks_nothing(tmp_path):
     """The receiver stops the server as the batch comes in: marking it meets the lost server.
-    The admin is told in words on the records page (the receiver has the batch), and the batch
-    stays pending to be sent again."""
+    The admin is told in the sender's words on the 503 page, not "Nothing was changed" (the
+    receiver has the batch), and the batch stays pending to be sent again."""
     receiver = StoppingReceiver()
     port = free_port()
     with serving(receiver) as url:
@@ -332,7 +332,9 @@ def test_submit_now_losing_the_zeo_server_says_so_and_marks_nothing(tmp_path):
             pressed = admin.post(f"{base}{RECORDS}/submit", timeout=120,
                                  data={"csrf_token": csrf_token(page.text)})
             assert zeo.poll() is not None, "the receiver stopped the server"
-            assert pressed.status_code == 200 and len(receiver.requests) == 1, pressed.text
+            assert pressed.status_code == 503 and len(receiver.requests) == 1, pressed.text
+            assert "Database unavailable" in pressed.text, pressed.text
+            assert "Nothing was changed" not in pressed.text, pressed.text
             assert ("Nothing was marked as sent: a batch was sent but could not be marked (the "
                     "ZEO server cannot be reached); it will be re-sent.") in pressed.text
             log = ini.with_suffix(".log").read_text()
