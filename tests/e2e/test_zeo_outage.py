@@ -352,6 +352,62 @@ def test_submit_now_losing_the_zeo_server_says_so_and_marks_nothing(tmp_path):
     assert len(receiver.requests) == 2  # the batch not marked, sent again
 
 
+class SecondBatchStoppingReceiver(Stub):
+    """A stand-in receiver that takes the first batch, and the second once `marked()` says the
+    first was marked, after stopping `zeo`: the sender loses its database server between sending
+    the second batch and marking it, having marked the first."""
+
+    zeo = marked = None
+
+    def __call__(self, environ, start_response):
+        if len(self.requests) == 1:  # the second batch; the first is remembered already
+            wait_until(self.marked, 30, "the first batch's mark")
+            stop(self.zeo)
+        return super().__call__(environ, start_response)
+
+
+def pending_shown(browser, base):
+    """How many records the records page says are pending."""
+    page = browser.get(f"{base}{RECORDS}", timeout=30)
+    return int(re.search(r"collected: (\d+) pending", page.text).group(1))
+
+
+def test_submit_now_losing_the_zeo_server_after_a_batch_says_what_was_sent(tmp_path):
+    """One record a batch: the first is sent and marked, the server lost before the second is
+    marked. The 503 page says the first record was sent and marked, not "Nothing was changed"."""
+    receiver = SecondBatchStoppingReceiver()
+    port = free_port()
+    with serving(receiver) as url:
+        settings = {**settings_for(tmp_path), "fftelemetry.telemetry_url": url,
+                    "fftelemetry.batch_size": "1"}
+        ini = write_server_ini(tmp_path / "web.ini", settings, port)
+        with runzeo(tmp_path) as zeo, pserve(ini, port) as base:
+            admin = new_session()
+            register(base, "owner@example.org", admin)
+            register(base, "other@example.org")
+            records = exported_ids(admin, base)
+            assert len(records) >= 2, records
+            page = admin.get(f"{base}{RECORDS}", timeout=30)
+            looking = new_session()  # the receiver's look at the records page, as the admin
+            post_form(looking, f"{base}/login", {"email": "owner@example.org",
+                                                 "password": PASSWORD})
+            receiver.zeo = zeo
+            receiver.marked = lambda: pending_shown(looking, base) == len(records) - 1
+            pressed = admin.post(f"{base}{RECORDS}/submit", timeout=120,
+                                 data={"csrf_token": csrf_token(page.text)})
+            assert zeo.poll() is not None, "the receiver stopped the server"
+            assert pressed.status_code == 503, pressed.text
+            assert "Database unavailable" in pressed.text, pressed.text
+            assert "Nothing was changed" not in pressed.text, pressed.text
+            assert ("Sent 1 record, then the submission failed: a batch was sent but could not "
+                    "be marked (the ZEO server cannot be reached); it will be re-sent. The other "
+                    "records stay pending for the next try.") in pressed.text, pressed.text
+            with runzeo(tmp_path):
+                wait_until(lambda: admin.get(f"{base}/health", timeout=30).text == "OK\n", 30,
+                           "the app to reconnect")
+                assert pending_shown(admin, base) == len(records) - 1  # the first mark stands
+
+
 def test_a_submission_meeting_a_lost_zeo_server_writes_once_and_marks_nothing(tmp_path, caplog):
     """A lost server is no conflict: marking the batch is not tried again, nor is the run's
     entry in the submission log, each of which would wait once more in ZEO's abort for the
