@@ -5,7 +5,9 @@ does not move (the benchmark's requests/s move by up to 25% from one run to the 
 
 KIND is one of the benchmark's status servers (see `measure_status_rps` in scripts/bench.py),
 each built as the benchmark builds it, on a database of its own: hello, stack, untemplated,
-status; and wsgi, a bare WSGI callable, which is what this loop itself costs. Each runs in a
+status; wsgi, a bare WSGI callable, which is what this loop itself costs; and
+status_10_submissions, the status page once ten weekly cron runs have been logged (the
+benchmark's page has none: this one's table has ten rows). Each runs in a
 Python under `valgrind --tool=callgrind`, is warmed up, then called N times in process through
 WSGI (no server, no socket). Only those N calls are counted: callgrind zeroes its counts on
 entering os.getppid() and dumps them on entering os.getloadavg(), called just before and after.
@@ -20,13 +22,39 @@ import re
 import subprocess
 import sys
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 import bench  # scripts/ is first on sys.path when this file runs
 
-KINDS = ("wsgi", "hello", "stack", "untemplated", "status")
-PATHS = {"untemplated": "/admin/telemetry/untemplated", "status": "/admin/telemetry"}
+KINDS = ("wsgi", "hello", "stack", "untemplated", "status", "status_10_submissions")
+PATHS = {
+    "untemplated": "/admin/telemetry/untemplated",
+    "status": "/admin/telemetry",
+    "status_10_submissions": "/admin/telemetry",
+}
 WARM_UP = 50
+SUBMISSIONS = 10
+
+
+def log_weekly_submissions(app, count):
+    """`count` successful submissions in the app's log, a week apart, the newest an hour ago (so
+    none is due or overdue), each as the sender logs a receiver's answer: through the store's
+    own log_submission. Their receiver references are uuid4s, the same in every run."""
+    import random
+    import uuid
+
+    from fftelemetry.resources import telemetry_store_in
+    from fftelemetry.resources.store import SubmissionResult, utcnow
+    from fftelemetry.scripting import database
+
+    newest = utcnow() - timedelta(hours=1)
+    with database(app.registry).transaction() as conn:
+        store = telemetry_store_in(conn.root())
+        for week in reversed(range(count)):
+            reference = uuid.UUID(int=random.Random(week).getrandbits(128), version=4)
+            at = newest - timedelta(weeks=week)
+            store.log_submission(SubmissionResult(at, 3 + week, 200, str(reference), None))
 
 
 def app_and_cookie(kind, path):
@@ -56,6 +84,11 @@ def app_and_cookie(kind, path):
         extra = {"pyramid.includes": "bench.untemplated_status"} if kind == "untemplated" else {}
         app = bench.app_for(path, **extra)
         testapp = bench.signed_in_testapp(app)
+        if kind == "status_10_submissions":
+            log_weekly_submissions(app, SUBMISSIONS)
+            rows = testapp.get(PATHS[kind]).html.select("#submissions-heading + div tbody tr")
+            if len(rows) != SUBMISSIONS:  # the page this figure is about
+                raise SystemExit(f"{PATHS[kind]}: {len(rows)} submissions shown, not {SUBMISSIONS}")
     return app, "; ".join(f"{name}={value}" for name, value in testapp.cookies.items())
 
 

@@ -66,6 +66,18 @@ def test_instructions_counts_requests():
     assert 0 < wsgi < hello  # Pyramid's "hello" costs more than the loop alone
 
 
+def test_instructions_builds_the_status_page_with_ten_submissions():
+    # The child's part without valgrind (under it, the set-up alone takes a minute): the app
+    # as the benchmark's, signed in, ten submissions logged through the store, its page checked
+    # for ten rows, then called as the count would call it.
+    run = subprocess.run(
+        [sys.executable, str(INSTRUCTIONS), "--child", "status_10_submissions", "--requests", "2"],
+        capture_output=True, text=True, timeout=120, env=child_environment(), check=False,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout == ""
+
+
 def test_instructions_refuses_an_unknown_kind():
     run = subprocess.run(
         [sys.executable, str(INSTRUCTIONS), "everything"],
