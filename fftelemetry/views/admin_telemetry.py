@@ -55,6 +55,16 @@ def catalog_table():
     return render("fftelemetry:templates/catalog_table.pt", {"catalog": catalog.ENTRIES})
 
 
+def submission_rows(runs):
+    """The cells of the submission log's table (submissions_table.pt), a tuple a run. Its row
+    then looks up four names where it looked up `run` six times, five of its attributes and
+    `when`: each a Python call or two in Chameleon, ~5 k instructions a row less."""
+    return [
+        (when(run.at), run.sent, run.status, run.uuid if run.error is None else run.error)
+        for run in runs
+    ]
+
+
 @view_config(context=Admin, request_method="GET")
 def admin_area(context, request):
     """`/admin`: the admin area has one section so far, so it opens there."""
@@ -68,17 +78,19 @@ def admin_area(context, request):
 )
 def status(context, request):
     settings = request.app_settings
+    facts = status_facts(
+        context.store, settings, read_only=is_read_only(get_connection(request).db())
+    )
     return {
         "page_title": "Telemetry",
-        "facts": status_facts(
-            context.store, settings, read_only=is_read_only(get_connection(request).db())
-        ),
+        "facts": facts,
         "source": SOURCES.get(settings.send_telemetry_source, settings.send_telemetry_source),
         "env_file": settings.env_file,
         "set_in_environment": settings.switch_in_environment,
         "do_not_track": settings.send_telemetry_source == "DO_NOT_TRACK",
         "catalog_table": catalog_table(),
         "when": when,
+        "submission_rows": submission_rows(facts.submissions),
     }
 
 
@@ -90,12 +102,13 @@ def status(context, request):
 def submissions(context, request):
     """Every submission the log keeps: the status page lists the newest few."""
     settings = request.app_settings
+    runs = submission_log(context.store, settings)[0]
     return {
         "page_title": "Submission log",
-        "runs": submission_log(context.store, settings)[0],
+        "runs": runs,
+        "submission_rows": submission_rows(runs),
         "log_size": settings.submission_log_size,
         "status_url": request.resource_url(context.__parent__),
-        "when": when,
     }
 
 
