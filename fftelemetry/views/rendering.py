@@ -7,7 +7,7 @@ safe for it ("SystemError: AST constructor recursion depth mismatch", seen with 
 requests). So every compile holds one lock: Chameleon's check for one (`cook_check`, where each
 starts) takes it unless the template is compiled and does not reload. Renders of compiled
 templates run freely. Locking a template's first render instead missed a template it loads only
-on a later render: the submission log page's table, loaded once there is a submission.
+on a later render: the status page's table of submissions, loaded once there is one.
 
 A page's renderer is named `templates/NAME.page`: NAME.pt holds the page's content only. It is
 rendered first, then layout.pt, given the page's HTML as `page_content` to write where the

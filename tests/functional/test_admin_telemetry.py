@@ -382,24 +382,6 @@ def test_the_submission_log_says_when_it_is_empty(admin):
     assert "0 submissions kept" in page.html.select_one("#kept").text
 
 
-def test_the_status_page_writes_the_same_table_of_submissions_as_the_log_page(site, admin):
-    """The status page writes submissions_table.pt's table out instead of using it as a macro
-    (the use was ~5% of the page): byte for byte the log page's, with a success, a failure with
-    an HTTP status and one without, and an error to escape."""
-    with site.store() as store:
-        for day, run in enumerate([(3, 200, "1ebfb9f0-6c0b-11ea", None), (0, 503, None, "busy"),
-                                   (0, None, None, "cannot connect <to> & 'x' \"y\"")]):
-            store.log_submission(SubmissionResult(datetime(2026, 1, 5 + day, tzinfo=UTC), *run))
-
-    def table(page):
-        return re.search(r'<div[^>]*aria-labelledby="submissions-heading">.*?</div>', page.text,
-                         re.DOTALL).group()
-
-    status = table(admin.get(STATUS))
-    assert status == table(admin.get(SUBMISSIONS))
-    assert status.count("<tr>") == 4 and "&lt;to&gt; &amp; 'x' \"y\"" in status
-
-
 # -- the records page -----------------------------------------------------------------------------
 
 

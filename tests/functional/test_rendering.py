@@ -64,13 +64,13 @@ def test_every_page_has_its_title_from_its_view(site, admin, anonymous):
 
 
 def test_a_template_a_page_loads_only_later_is_compiled_under_the_lock(site, admin):
-    """The submission log's page loads its table only once there is a submission: the first
+    """The status page loads the submissions' table only once there is a submission: the first
     render to load it compiles it, however long after the page's first render."""
-    admin.get("/admin/telemetry/submissions")  # no submission yet: the table is not loaded
+    admin.get("/admin/telemetry")  # no submission yet: the table is not loaded
     with site.store() as store:
         store.log_submission(SubmissionResult(utcnow(), 0, 503, None, "refused"))
-    assert get_while_compiling(admin, "/admin/telemetry/submissions") == ([], [200])
-    assert get_while_compiling(admin, "/admin/telemetry/submissions", held=10) == ([200], [200])
+    assert get_while_compiling(admin, "/admin/telemetry") == ([], [200])
+    assert get_while_compiling(admin, "/admin/telemetry", held=10) == ([200], [200])
 
 
 def live_renderers():
