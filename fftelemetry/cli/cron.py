@@ -92,11 +92,12 @@ def log_stopped(registry, db, settings, stopped):
     """The stopped run in the submission log, as a failed one: the next run is due at once, and
     the run moves no overdue time (its records sent are sent, the rest wait as before). Another
     stop does not cut this write short (stopping.Stops: one is enough). Not tried with the ZEO
-    server away: it would wait its wait_timeout, only to fail."""
+    server away: it would wait its wait_timeout, only to fail; nor with the server the run's
+    end found lost (a PostgreSQL server's: see submit_pending)."""
     terminated = isinstance(stopped.__cause__, Terminated)
     how = "stopped by SIGTERM" if terminated else "interrupted (Ctrl-C)"
     away = "the ZEO server cannot be reached" if zeo_server_away(registry) else None
-    log_stopped_run(db, settings, stopped, how, server_lost=away)
+    log_stopped_run(db, settings, stopped, how, server_lost=stopped.server_lost or away)
 
 
 def expire(registry, keep_days, dry_run):

@@ -85,11 +85,13 @@ def ended(reason):
 class SubmissionInterrupted(KeyboardInterrupt):
     """Ctrl-C (or SIGTERM, in a console command) stopped the run of time `at` after `sent`
     records were sent and marked; the POST in flight was cut, and its batch and the rest stay
-    pending. Not in the submission log: cron keeps it there (log_stopped_run)."""
+    pending. Not in the submission log: cron keeps it there (log_stopped_run), unless the
+    database server was lost (`server_lost`, why_not_written's words)."""
 
     def __init__(self, sent, at):
         super().__init__(sent)
         self.sent, self.at = sent, at
+        self.server_lost = None
 
 
 @dataclass
@@ -131,6 +133,13 @@ def submit_pending(db, settings, *, now=None) -> Outcome:
     except CANNOT_WRITE as exc:
         # The run's end, its connection's abort, met the lost server (RelStorage's asks it, ZEO's
         # does not): what the run sent and marked stands, and the run says it.
+        stopped = exc.__context__
+        if isinstance(stopped, SubmissionInterrupted) and is_server_lost(exc):
+            # The stop ended the run, not the abort: the abort's error replaced it (exit status
+            # 1, "could not write", what was sent and marked unsaid). Raised again, with the lost
+            # server, which cron's log of the stopped run then does not try (log_stopped_run).
+            stopped.server_lost = why_not_written(exc)
+            raise stopped from stopped.__cause__
         if outcome is None or not is_server_lost(exc):
             raise
         return replace(outcome, server_lost=outcome.server_lost or why_not_written(exc))
@@ -353,9 +362,11 @@ def log_stopped_run(db, settings, stopped, how, server_lost=None):
     only that submissions are overdue. A write that fails (a lost server, a full disk) is one
     WARNING line and loses nothing more; with `server_lost` it is not tried (see Outcome)."""
     error = f"{how} after {records_word(stopped.sent)} sent and marked; the rest stay pending"
-    outcome = Outcome(
-        sent=stopped.sent, status=None, uuid=None, error=error, server_lost=server_lost
-    )
+    if server_lost:  # not even opened: a connection that cannot reach its server on opening
+        # is left half open by ZODB (DB.close then failed with a KeyError traceback)
+        log.warning("Telemetry submission log not updated: %s.", server_lost)
+        return
+    outcome = Outcome(sent=stopped.sent, status=None, uuid=None, error=error)
     try:
         with own_connection(db) as (tm, conn):
             _log_run(tm, conn, settings, outcome, stopped.at)

@@ -3,12 +3,14 @@
 that needs it gets a 503 and one log line, `/health` a 503 in plain text, a command one line,
 the receiver a 503 in JSON; nothing is saved, and the app recovers by itself."""
 
+import json
 import re
 import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager, nullcontext
 from functools import partial
+from signal import SIGTERM
 
 import psycopg2
 import pytest
@@ -746,3 +748,38 @@ def test_submit_now_losing_the_server_after_a_batch_says_what_was_sent(cluster, 
                     "reached.") in log, log
             wait_until_it_reconnects(base)
             assert pending_shown(admin, base) == len(records) - 1  # the first batch's mark stands
+
+
+def submitted_in(ini):
+    """How many records are marked as submitted, by `status --json`."""
+    out, _ = fftelemetry("status", ini, "--json").communicate(timeout=60)
+    return json.loads(out)["counts"]["submitted"]
+
+
+def test_cron_stopped_with_its_postgresql_server_lost_says_it_was_stopped(cluster, tmp_path):
+    """One record a batch: the first is sent and marked, the server is stopped while the run
+    waits for the second's answer, then SIGTERM. The run's closing abort, which RelStorage asks
+    of the lost server, fails too: that error took the stop's place (exit status 1, `could not
+    write`, what was sent and marked unsaid)."""
+    receiver = GatedReceiver()
+    with serving(receiver) as url:
+        sending = {"fftelemetry.telemetry_url": url, "fftelemetry.batch_size": "1"}
+        ini, _ = app_with_records(tmp_path, cluster.database(), **sending)
+        try:
+            with fftelemetry("cron", ini, "--force") as run:
+                assert receiver.second.wait(60), "the second batch to come in"
+                wait_until(lambda: submitted_in(ini) == 1, 30, "the first batch's mark")
+                cluster.stop(immediate=True)
+                run.send_signal(SIGTERM)
+                _, err = run.communicate(timeout=60)
+        finally:
+            receiver.go.set()
+            cluster.start()
+    assert run.returncode == 143, err
+    assert "Traceback" not in err and PASSWORD not in err, err
+    assert err.splitlines()[-2:] == [
+        "WARNING [fftelemetry.telemetry.sender] Telemetry submission log not updated: the "
+        "PostgreSQL server cannot be reached.",
+        "fftelemetry cron: stopped by SIGTERM: 1 record sent and marked, the rest stay pending",
+    ], err
+    assert submitted_in(ini) == 1
