@@ -8,11 +8,14 @@ Neither is raised in the middle of a commit (a FileStorage cut there closes itse
 half known), nor while FileStorage.pack swaps its copy in (between its two renames there is no
 Data.fs), nor while a FileStorage reads its index as it opens or writes it as it closes (ZODB
 catches everything there: the stop was swallowed, with a traceback in the log, and the command
-went on, its SIGTERM ignored): it waits for their end. Installed by the console entry point
-only, never by what the web app imports: the server has its own (fftelemetry.shutdown).
+went on, its SIGTERM ignored): it waits for their end. Raised as an object loads, the stop is
+let through, not waited for (a load waits for a lost ZEO server), but ZODB's ERROR line for the
+cut load is dropped (not_a_cut_load). Installed by the console entry point only, never by what
+the web app imports: the server has its own (fftelemetry.shutdown).
 """
 
 import contextlib
+import logging
 import signal
 import threading
 
@@ -27,6 +30,8 @@ _WAITED_FOR = frozenset(
     for function in (transaction.Transaction.commit, FileStorage._restore_index, FileStorage.close)
 )
 _PACK = FileStorage.pack.__code__
+# Logs "Couldn't load state for …" with the traceback of whatever cut a load, then raises it.
+LOADS = logging.getLogger("ZODB.Connection")
 
 
 class Terminated(KeyboardInterrupt):
@@ -97,9 +102,17 @@ def stopped_as_ctrl_c():
         for signum in STOPS
         if signal.getsignal(signum) != signal.SIG_IGN
     }
+    LOADS.addFilter(not_a_cut_load)
     try:
         yield stops
     finally:
         stops.cancel()
+        LOADS.removeFilter(not_a_cut_load)
         for signum, handler in before.items():
             signal.signal(signum, handler)
+
+
+def not_a_cut_load(record):
+    """False for ZODB's ERROR line, with its traceback, for a load the stop cut: cron stopped as
+    it read its next batch left it in its log above the stop's own one line."""
+    return not (record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt))

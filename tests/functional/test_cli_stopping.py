@@ -184,6 +184,40 @@ def test_a_stop_as_a_filestorage_closes_waits_for_its_index(tmp_path, caplog):
     assert "Error saving index" not in caplog.text
 
 
+class SignalledAsItLoads(FileStorage):
+    """ZODB's FileStorage, SIGTERM sent to this process as it loads the object `signalled_at`
+    (an oid): a ghost's state, which ZODB's Connection.setstate loads."""
+
+    signalled_at = None
+
+    def loadBefore(self, oid, tid):
+        if oid == self.signalled_at:
+            signal.raise_signal(signal.SIGTERM)
+        return super().loadBefore(oid, tid)
+
+
+def test_a_stop_as_an_object_loads_is_no_error_in_the_log(tmp_path, caplog):
+    # ZODB logged "Couldn't load state for …" at ERROR with the stop's traceback before raising
+    # it: cron stopped as it read its next batch left that in var/cron.log above its one line
+    path = tmp_path / "Data.fs"
+    first = DB(FileStorage(str(path)))
+    with first.transaction() as conn:
+        conn.root()["kept"] = PersistentMapping()
+    first.close()
+    storage = SignalledAsItLoads(str(path))
+    db = DB(storage)
+    try:
+        with stopped_as_ctrl_c(), pytest.raises(Terminated), db.transaction() as conn:
+            kept = conn.root()["kept"]  # a ghost
+            storage.signalled_at = kept._p_oid
+            len(kept)  # its state loaded
+            wait_to_be_stopped()
+    finally:
+        storage.signalled_at = None
+        db.close()
+    assert "Couldn't load state" not in caplog.text, caplog.text
+
+
 def test_a_stop_ignored_as_the_command_starts_stays_ignored():
     # a shell runs a command it starts in the background (`fftelemetry cron … &` in a script)
     # with SIGINT ignored, so that Ctrl-C stops the script and not it; Python keeps that, and the
