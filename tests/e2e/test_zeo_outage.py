@@ -12,6 +12,8 @@ import subprocess
 import threading
 import time
 from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
 
 import pytest
 from ZEO.ClientStorage import ClientStorage
@@ -32,8 +34,10 @@ from .harness import (
     free_port,
     new_session,
     post_form,
+    process,
     pserve,
     runzeo,
+    socket_open,
     wait_until,
     write_server_ini,
     zeo_uri,
@@ -41,6 +45,7 @@ from .harness import (
 
 pytestmark = pytest.mark.slow
 
+ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "long enough password"
 WAIT_TIMEOUT = 2
 
@@ -235,6 +240,47 @@ def test_a_receiver_losing_its_zeo_server_is_not_rerun_while_it_is_away(tmp_path
         log = ini.with_suffix(".log").read_text()
     assert log.count("POST /submit: the ZEO server cannot be reached; nothing was stored") == 1
     assert log.count("ClientDisconnected in tpc_abort() ignored") == 1, log
+
+
+def shipped_receiver_ini_on_zeo(folder, port):
+    """The shipped receiver.ini on its commented ZEO line (README, `fftelemetry pack`), serving
+    on `port`: its server's socket in `folder`/var."""
+    text = (ROOT / "receiver.ini").read_text()
+    zeo_line = re.search(r"(?m)^# (zodbconn\.uri = zeo://.*)$", text).group(1)
+    text = re.sub(r"(?m)^zodbconn\.uri = file://.*$", lambda _: zeo_line, text)
+    text = re.sub(r"(?m)^listen = .*$", f"listen = 127.0.0.1:{port}", text)
+    (folder / "var").mkdir()
+    ini = folder / "receiver.ini"
+    ini.write_text(text)
+    return ini
+
+
+@contextmanager
+def receiver_zeo(folder):
+    """The receiver's own ZEO server, at the socket and file of README's zeo-receiver.conf."""
+    sock, data = folder / "var" / "receiver-zeo.sock", folder / "var" / "receiver.fs"
+    args = [str(BIN / "runzeo"), "-a", str(sock), "-f", str(data)]
+    with process(args, folder / "zeo.log", ready=partial(socket_open, sock)) as child:
+        yield child
+
+
+def test_the_shipped_receiver_ini_on_its_zeo_server_logs_no_reconnection_attempts(tmp_path):
+    """receiver.ini's ZEO line: a batch that finds the server away gets its 503 in JSON, and the
+    log keeps ZEO's client's reconnection attempts, two lines a second while the server is away,
+    out, as production.ini does; the lines of the lost and found connection stay."""
+    port = free_port()
+    ini = shipped_receiver_ini_on_zeo(tmp_path, port)
+    with receiver_zeo(tmp_path) as zeo, pserve(ini, port) as base:
+        sender = new_session()
+        stored = sender.post(f"{base}/submit", json=[record()], timeout=30)
+        assert stored.status_code == 200, stored.text
+        stop(zeo)
+        refused = sender.post(f"{base}/submit", json=[record()], timeout=30)
+        assert (refused.status_code, refused.headers["Retry-After"]) == (503, "30"), refused.text
+        log = ini.with_suffix(".log").read_text()
+    assert log.count("POST /submit: the ZEO server cannot be reached; nothing was stored") == 1
+    assert "Disconnected from storage" in log  # ZEO.ClientStorage's line stays
+    assert "[ZEO.asyncio.client]" not in log, log
 
 
 RECORDS = "/admin/telemetry/view"
