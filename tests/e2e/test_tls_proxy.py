@@ -30,9 +30,15 @@ SECRET = "a-production-secret-0123456789"
 HSTS = "max-age=31536000"
 
 
+def nginx_blocks():
+    return re.findall(r"```nginx\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+
+
 def readme_server_blocks():
-    blocks = re.findall(r"```nginx\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
-    assert len(blocks) == 1, "README (Behind a reverse proxy) should hold one nginx block"
+    """The app's blocks (Behind a reverse proxy), not the receiver's (The receiver on the
+    network)."""
+    blocks = [block for block in nginx_blocks() if "127.0.0.1:6543" in block]
+    assert len(blocks) == 1, "README (Behind a reverse proxy) should hold one app's nginx block"
     return blocks[0]
 
 
@@ -52,6 +58,11 @@ def nginx_config(folder, tls, http, app, cert, key):
     site = swap(site, "listen 443 ", f"listen 127.0.0.1:{tls} ")
     site = swap(site, "listen 80", f"listen 127.0.0.1:{http}")
     site = swap(site, "http://127.0.0.1:6543;", f"http://127.0.0.1:{app};")
+    return nginx_conf(folder, site)
+
+
+def nginx_conf(folder, site, connections=64):
+    """`site` inside an nginx.conf whose every path is in `folder`."""
     temp = "\n".join(f"    {kind}_temp_path {folder}/{kind};"
                      for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     # As root, nginx's workers would run as nobody, who cannot enter pytest's folders.
@@ -62,7 +73,7 @@ def nginx_config(folder, tls, http, app, cert, key):
 worker_processes 1;
 pid {folder}/nginx.pid;
 error_log stderr notice;
-events {{ worker_connections 64; }}
+events {{ worker_connections {connections}; }}
 http {{
     access_log {folder}/access.log;
 {temp}
@@ -74,7 +85,13 @@ http {{
 
 @contextmanager
 def nginx(folder, tls, **ports):
-    config = nginx_config(folder, tls, **ports)
+    with nginx_process(folder, tls, nginx_config(folder, tls, **ports)) as child:
+        yield child
+
+
+@contextmanager
+def nginx_process(folder, tls, config):
+    """nginx on the nginx.conf `config`, ready once it listens on `tls`."""
     args = [NGINX, "-e", "stderr", "-p", str(folder), "-c", str(config)]
     with process(args, folder / "nginx.log", ready=lambda: port_open(tls)) as child:
         yield child
