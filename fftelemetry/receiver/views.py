@@ -13,6 +13,7 @@ from ..resources.generations import GenerationError
 from ..resources.store import utcnow
 from ..scripting import lost_server
 from ..shown import quoted, request_line
+from ..telemetry.sender import records_word
 from .resources import Receiver
 from .validation import Invalid, check_content_type, parse_batch
 
@@ -35,7 +36,12 @@ def submit(context, request):
     except Invalid as exc:
         request.response.status_int = exc.status
         return exc.as_json()
-    return {"uuid": context.accept(records, utcnow())}
+    batch_uuid = context.accept(records, utcnow())
+    new, sent = context.batches[batch_uuid].new_records, records_word(len(records))
+    line = f"{request_line(request)}: stored batch {batch_uuid}, {sent}, {new} new"
+    # once stored: not for an attempt whose commit conflicted (rerun) or failed (an error view)
+    request.tm.get().addAfterCommitHook(lambda committed: committed and log.info(line))
+    return {"uuid": batch_uuid}
 
 
 @view_config(context=Receiver, name="submit", renderer="json")

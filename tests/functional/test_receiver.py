@@ -483,6 +483,31 @@ def test_a_failure_is_a_json_500_and_stores_nothing(tmp_path, app):
     assert app.get("/stats").json == {"records": 1, "batches": 1}
 
 
+def stored_lines(caplog):
+    return [r.getMessage() for r in caplog.records
+            if r.name == "fftelemetry.receiver.views" and "stored batch" in r.getMessage()]
+
+
+def test_a_stored_batch_is_one_info_line_once_committed(tmp_path, app, caplog):
+    """Whoever runs the receiver sees each batch it stored in its log, and how many of its
+    records were new; none for a batch refused or one whose commit failed (the log was silent
+    on every batch)."""
+    caplog.set_level("INFO", logger="fftelemetry.receiver.views")
+    kept = record()
+    first = post(app, [kept, record()], 200).json["uuid"]
+    again = post(app, [kept], 200).json["uuid"]  # a re-sent record: stored once
+    post(app, b"{nope", 400)
+    with file_size_limit((tmp_path / "receiver.fs").stat().st_size):  # the commit fails
+        post(app, [record()], 500)
+    assert stored_lines(caplog) == [
+        f"POST /submit: stored batch {first}, 2 records, 2 new",
+        f"POST /submit: stored batch {again}, 1 record, 0 new",
+    ]
+    assert [r.levelname for r in caplog.records if "stored batch" in r.getMessage()] == [
+        "INFO", "INFO"
+    ]
+
+
 def test_every_answer_is_json_to_a_browser_never_a_page(tmp_path, app):
     """A browser takes each answer for JSON, the errors' too (nosniff), and one opened as a page
     all the same loads nothing and is framed by no site: nosniff was missing at first, then the
