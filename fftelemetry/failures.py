@@ -1,12 +1,13 @@
 """What a write that failed looks like, and how to say why in a few words."""
 
+import builtins
 import errno
 import re
 import traceback
 from urllib.parse import urlsplit
 
 from pyramid_zodbconn import get_uris
-from ZEO.Exceptions import ClientDisconnected
+from ZEO.Exceptions import ClientDisconnected, ServerException
 from ZODB.POSException import ConflictError, ReadOnlyError, StorageError
 
 from .shown import error_text
@@ -102,10 +103,25 @@ def is_no_room(exc):
     return isinstance(exc, OSError) and exc.errno in NO_ROOM
 
 
+def server_os_error(exc):
+    """The OSError a ZEO server's write met (its full disk, a file size limit), which its client
+    raises as ServerException('builtins.OSError', (errno, reason)), a kind it does not unpickle;
+    else None. Its name alone, "ServerException", would hide the reason."""
+    if not isinstance(exc, ServerException) or len(exc.args) != 2:
+        return None
+    name, args = exc.args
+    kind = getattr(builtins, name.removeprefix("builtins."), None)
+    if not (name.startswith("builtins.") and isinstance(kind, type) and issubclass(kind, OSError)):
+        return None
+    return kind(*args) if isinstance(args, (tuple, list)) else None
+
+
 def why_not_written(exc):
     """Why a write failed, in a few words: an OSError's reason without its file name (it may be
-    shown to anybody), else the kind of error; a read-only database's in words, its error's
-    name saying nothing to the person reading the page; a lost server's by the server."""
+    shown to anybody), a ZEO server's too, else the kind of error; a read-only database's in
+    words, its error's name saying nothing to the person reading the page; a lost server's by
+    the server."""
+    exc = server_os_error(exc) or exc
     if isinstance(exc, ConflictError):
         return "conflicting writes"
     if isinstance(exc, ReadOnlyError):
@@ -122,8 +138,9 @@ def what_went_wrong(exc):
     server and a read-only database (whose exceptions have no text) and a conflict on every
     attempt (whose text is ZODB's oids and serials, nothing an operator can act on), what
     happened; a lost PostgreSQL server with libpq's reason (which may quote the database's
-    name: see hide_passwords). Not escaped: the line that shows it escapes it
-    (fftelemetry.shown)."""
+    name: see hide_passwords); a ZEO server's OSError as the OSError it is. Not escaped: the
+    line that shows it escapes it (fftelemetry.shown)."""
+    exc = server_os_error(exc) or exc
     if isinstance(exc, ClientDisconnected):
         return "the ZEO server cannot be reached"
     if isinstance(exc, POSTGRESQL_ERRORS):

@@ -2,6 +2,7 @@
 
 import os
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -82,10 +83,12 @@ def app_settings(uri, **extra):
 
 
 @contextmanager
-def process(args, log_path, ready=None, timeout=30, env=None, cwd=None):
+def process(args, log_path, ready=None, timeout=30, env=None, cwd=None, preexec_fn=None):
     """A child process with its output in `log_path`; ended (SIGTERM, then SIGKILL) after."""
     log = open(log_path, "wb")  # noqa: SIM115 - closed below, after the process
-    child = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
+    child = subprocess.Popen(
+        args, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd, preexec_fn=preexec_fn
+    )
     try:
         if ready is not None:
             try:
@@ -113,11 +116,21 @@ def zeo_uri(folder, wait_timeout=30):
 
 
 @contextmanager
-def runzeo(folder):
-    """runzeo on a unix socket in `folder` (see zeo_uri); yields its process."""
+def runzeo(folder, file_size_limit=None):
+    """runzeo on a unix socket in `folder` (see zeo_uri); yields its process. With
+    `file_size_limit`, no file of the server grows past that many bytes (a full disk: EFBIG)."""
     sock = Path(folder) / "zeo.sock"
     args = [str(BIN / "runzeo"), "-a", str(sock), "-f", str(Path(folder) / "Data.fs")]
-    with process(args, Path(folder) / "zeo.log", ready=partial(socket_open, sock)) as child:
+
+    def limited():  # Python ignores SIGXFSZ: a write past the limit fails, nothing is killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    limits = {}
+    if file_size_limit is not None:  # not measured by coverage: its data file would not fit
+        unmeasured = {k: v for k, v in child_environment().items() if not k.startswith("COVERAGE_")}
+        limits = {"preexec_fn": limited, "env": unmeasured}
+    ready = partial(socket_open, sock)
+    with process(args, Path(folder) / "zeo.log", ready=ready, **limits) as child:
         yield child
 
 

@@ -421,3 +421,26 @@ def test_a_full_disk_fails_a_command_in_one_line_and_loses_nothing(tmp_path):
     assert again.returncode == 0, again.stderr
     with store_of(data) as store:
         assert store.counts()["all"] == 50 + 1 + 4  # the command's first use, the system facts
+
+
+def test_a_full_disk_on_the_zeo_server_is_said_as_such_not_as_server_exception(tmp_path, receiver):
+    """ZEO's client raises its server's OSError as ServerException('builtins.OSError', (27, 'File
+    too large')): cron's and delete's lines, the submission log's, give the system's reason."""
+    settings = app_settings(zeo_uri(tmp_path, wait_timeout=5), **{
+        "fftelemetry.telemetry_url": receiver.url})
+    ini = write_server_ini(tmp_path / "app.ini", settings)
+    with runzeo(tmp_path):
+        assert fftelemetry("cron", ini, "--force").returncode == 0  # cron's use sent, noted
+        assert fftelemetry("instructions", "install", ini).returncode == 0  # 5 records pending
+    with runzeo(tmp_path, file_size_limit=(tmp_path / "Data.fs").stat().st_size):
+        cron = fftelemetry("cron", ini, "--force")
+        delete = fftelemetry("delete", "all", ini, "--yes")
+    assert cron.returncode == 1, cron.stderr
+    assert ("Telemetry submission failed: a batch was sent but could not be marked (File too "
+            "large); it will be re-sent.") in cron.stderr
+    assert "Telemetry submission log not updated: File too large." in cron.stderr
+    assert "ServerException" not in cron.stderr
+    assert delete.returncode == 1
+    assert one_line_error(delete) == ("fftelemetry delete: could not delete (OSError: [Errno 27] "
+                                      "File too large); nothing was deleted")
+    assert receiver.stats()["batches"] == 2  # the batch was taken: its re-send is counted once
