@@ -99,7 +99,7 @@ def main(argv=None):
             file=sys.stderr,
         )
         return 2
-    with stopped_as_ctrl_c() as stops:
+    with stopped_as_ctrl_c(process_ends=True) as stops:
         return run_guarded(args, stops)
 
 

@@ -91,11 +91,15 @@ def may_stop_in(frame):
 
 
 @contextlib.contextmanager
-def stopped_as_ctrl_c():
+def stopped_as_ctrl_c(process_ends=False):
     """Ctrl-C and SIGTERM raise KeyboardInterrupt (Terminated for SIGTERM) while the block runs;
-    yields the Stops that says which one did. Python's own handlers are put back after. One the
-    command was started ignoring stays ignored, as Python leaves it: a shell starts a command it
-    runs in the background with SIGINT ignored, so that Ctrl-C stops the script and not it."""
+    yields the Stops that says which one did. Python's own handlers are put back after, but for
+    a block stopped whose process then ends (`process_ends`, the console command's): another
+    stop stays ignored to its exit, where Python's Ctrl-C raised in the closing of its databases
+    (shutdown's atexit), a traceback, and its SIGTERM ended it unclosed; `timeout` sends its
+    signal twice, to the command and to its process group. One the command was started ignoring
+    stays ignored, as Python leaves it: a shell starts a command it runs in the background with
+    SIGINT ignored, so that Ctrl-C stops the script and not it."""
     stops = Stops()
     before = {
         signum: signal.signal(signum, stops.handle)
@@ -106,10 +110,11 @@ def stopped_as_ctrl_c():
     try:
         yield stops
     finally:
-        stops.cancel()
+        stops.cancel()  # from here on its handler ignores every stop
         LOADS.removeFilter(not_a_cut_load)
-        for signum, handler in before.items():
-            signal.signal(signum, handler)
+        if not (process_ends and stops.signum is not None):
+            for signum, handler in before.items():
+                signal.signal(signum, handler)
 
 
 def not_a_cut_load(record):

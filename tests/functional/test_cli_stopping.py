@@ -4,6 +4,9 @@ to this process from the very code they must not cut, on a real FileStorage."""
 
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -230,3 +233,40 @@ def test_a_stop_ignored_as_the_command_starts_stays_ignored():
         assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, python_s)
+
+
+# The console command, then a second stop at its exit: what `timeout -s INT` (or TERM) sends,
+# to the command and again to its process group, or a second Ctrl-C a moment after the first.
+SECOND_STOP_AT_EXIT = """
+import atexit, os, signal, sys
+from fftelemetry.cli.main import main
+atexit.register(os.kill, os.getpid(), signal.SIGINT)  # run before shutdown's close (LIFO)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("first", [signal.SIGTERM, signal.SIGINT])
+def test_a_second_stop_as_a_stopped_command_exits_is_ignored(tmp_path, write_ini, first):
+    # Python's own handlers were back once main returned: Ctrl-C raised KeyboardInterrupt in the
+    # atexit closing of the databases, a traceback after the command's one line
+    path = tmp_path / "silent.sock"  # a "ZEO server" that takes the connection and says nothing
+    ini = write_ini(**{"zodbconn.uri": f"zeo://{path}?wait_timeout=60"})
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        server.listen()
+        server.settimeout(60)
+        command = subprocess.Popen(
+            [sys.executable, "-c", SECOND_STOP_AT_EXIT, "status", ini, "--check"],
+            stderr=subprocess.PIPE, text=True, start_new_session=True,
+        )
+        try:
+            connection, _ = server.accept()  # the command now waits for the server's handshake
+            command.send_signal(first)
+            _, err = command.communicate(timeout=60)
+            connection.close()
+        finally:
+            command.kill()
+    status, how = (143, "stopped by SIGTERM") if first == signal.SIGTERM else (130, "interrupted")
+    lines = [line for line in err.splitlines() if "[ZEO." not in line]
+    assert lines == [f"fftelemetry status: {how}; the change in progress, if any, was rolled back"]
+    assert command.returncode == status
