@@ -99,7 +99,9 @@ NO_ROOM = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 
 
 def is_no_room(exc):
-    """Whether `exc` is a write that failed for want of room, not a bug to trace."""
+    """Whether `exc` is a write that failed for want of room, not a bug to trace: here or on
+    the ZEO server (server_os_error)."""
+    exc = server_os_error(exc) or exc
     return isinstance(exc, OSError) and exc.errno in NO_ROOM
 
 

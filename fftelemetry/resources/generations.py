@@ -24,7 +24,7 @@ import logging
 
 from ZODB.POSException import ConflictError
 
-from ..failures import is_no_room
+from ..failures import is_no_room, why_not_written
 from ..scripting import is_read_only, own_connection
 from ..shown import error_text, shown
 
@@ -98,7 +98,7 @@ class Generations:
         except Exception as exc:
             tm.abort()
             if is_no_room(exc):  # a full disk: the line says it all, there is no bug to trace
-                failed = f"could not be written ({shown(exc.strerror)})"
+                failed = f"could not be written ({shown(why_not_written(exc))})"
             else:
                 log.exception("evolving %s to generation %d failed", database, found + 1)
                 failed = f"failed ({type(exc).__name__}: {shown(error_text(exc))})"

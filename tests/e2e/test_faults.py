@@ -4,6 +4,7 @@ in a clear error or a clean recovery, and no record is lost or marked twice."""
 import os
 import re
 import subprocess
+import sys
 import threading
 from contextlib import contextmanager
 from signal import SIGINT, SIGKILL, SIGTERM
@@ -19,6 +20,8 @@ from fftelemetry.resources import telemetry_store_in
 from fftelemetry.resources.store import SUBMITTED
 from fftelemetry.scripting import close_databases
 from tests.conftest import RunningReceiver, serving
+from tests.functional.test_faults import EVOLVE_NOT_WRITTEN
+from tests.functional.test_generations import WITH_A_STEP
 
 from .harness import (
     BIN,
@@ -444,3 +447,21 @@ def test_a_full_disk_on_the_zeo_server_is_said_as_such_not_as_server_exception(t
     assert one_line_error(delete) == ("fftelemetry delete: could not delete (OSError: [Errno 27] "
                                       "File too large); nothing was deleted")
     assert receiver.stats()["batches"] == 2  # the batch was taken: its re-send is counted once
+
+
+def test_an_evolve_on_the_zeo_servers_full_disk_stops_in_one_line(tmp_path):
+    """The ZEO server's OSError is a full disk for an evolve step too, as on a file:// database:
+    its one line with the reason, not "failed (ServerException: ('builtins.OSError', …))" after
+    an ERROR line with a traceback."""
+    ini = write_server_ini(tmp_path / "app.ini", app_settings(zeo_uri(tmp_path, wait_timeout=5)))
+    data = tmp_path / "Data.fs"
+    with runzeo(tmp_path):
+        assert fftelemetry("status", ini).returncode == 0  # generation 1, made by this version
+    before = data.read_bytes()
+    with runzeo(tmp_path, file_size_limit=len(before)):
+        result = subprocess.run([sys.executable, "-c", WITH_A_STEP, "status", str(ini)],
+                                capture_output=True, text=True, timeout=120, check=False,
+                                env=child_environment())
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [EVOLVE_NOT_WRITTEN.format(ini=ini)], result.stderr
+    assert data.read_bytes() == before
