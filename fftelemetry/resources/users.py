@@ -31,7 +31,12 @@ EMAIL_PATTERN = re.compile(rf"[^@\s/.]+(?:\.[^@\s/.]+)*@{_DOMAIN_LABEL}(?:\.{_DO
 
 
 class AccountError(ValueError):
-    """A refused email, password or duplicate account; the message is meant for the user."""
+    """A refused email, password or duplicate account; the message is meant for the user, and
+    `field` names the form field it is about (the page ties the message to it)."""
+
+    def __init__(self, message, field):
+        super().__init__(message)
+        self.field = field
 
 
 def normalise_email(email):
@@ -47,17 +52,21 @@ def check_email(email):
     # right-to-left override) that would make an address look like another one; nor a lone
     # surrogate (a console argument's undecodable byte), which UTF-8 cannot encode
     if not email.isprintable() or len(email.encode()) > MAX_EMAIL:
-        raise AccountError("Please enter a valid email address.")
+        raise AccountError("Please enter a valid email address.", "email")
     if not EMAIL_PATTERN.fullmatch(email):
-        raise AccountError("Please enter a valid email address.")
+        raise AccountError("Please enter a valid email address.", "email")
     return email
 
 
 def check_password(password):
     if not isinstance(password, str) or len(password) < MIN_PASSWORD:
-        raise AccountError(f"The password must have at least {MIN_PASSWORD} characters.")
+        raise AccountError(
+            f"The password must have at least {MIN_PASSWORD} characters.", "password"
+        )
     if len(password) > MAX_PASSWORD:
-        raise AccountError(f"The password must have at most {MAX_PASSWORD} characters.")
+        raise AccountError(
+            f"The password must have at most {MAX_PASSWORD} characters.", "password"
+        )
     return password
 
 
@@ -99,9 +108,9 @@ class User(Persistent):
     def set_preferences(self, language, locale):
         """Store a choice from the supported lists; raises AccountError for anything else."""
         if not i18n.is_supported_language(language):
-            raise AccountError("Please choose a language from the list.")
+            raise AccountError("Please choose a language from the list.", "language")
         if locale != i18n.SAME_AS_LANGUAGE and not i18n.is_supported_locale(locale):
-            raise AccountError("Please choose a locale from the list.")
+            raise AccountError("Please choose a locale from the list.", "locale")
         self.language = language
         self.locale = locale
 
@@ -124,7 +133,7 @@ class Users(Folder):
         email = check_email(email)
         check_password(password)
         if email in self:
-            raise AccountError("An account with this email address exists already.")
+            raise AccountError("An account with this email address exists already.", "email")
         first = self.owner is None
         if first:
             self.owner = email

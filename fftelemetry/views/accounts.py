@@ -65,13 +65,14 @@ def register(context, request):
     users = context["users"]
     if not registration_open(request, users):
         request.response.status = 403
-        return {"page_title": "Register", "closed": True, "email": "", "error": None}
-    email, error = request.POST.get("email", ""), None
+        return {"page_title": "Register", "closed": True, "email": "", "error": None,
+                "invalid": ()}
+    email, error, invalid = request.POST.get("email", ""), None, ()
     if request.method == "POST":
         try:
             user = users.create(email, request.POST.get("password", ""), request.password_hasher)
         except AccountError as exc:
-            error = str(exc)
+            error, invalid = str(exc), (exc.field,)
             request.response.status = 400
         else:
             request.registry.notify(UserRegistered(request, user, len(users)))
@@ -79,7 +80,8 @@ def register(context, request):
             # after sign_in, whose fresh session would drop it
             request.session.flash(f"Welcome! Your account {user.email} is ready.", "info")
             return response
-    return {"page_title": "Register", "closed": False, "email": email, "error": error}
+    return {"page_title": "Register", "closed": False, "email": email, "error": error,
+            "invalid": invalid}
 
 
 def throttle_key(request, email):
@@ -101,7 +103,7 @@ def seconds(count):
 def login(context, request):
     came_from = safe_next(request, request.params.get("came_from"))
     ended = ended_sign_in(request)
-    email, error = request.POST.get("email", ended or ""), None
+    email, error, invalid = request.POST.get("email", ended or ""), None, ()
     if request.method == "POST":
         throttle, key = request.registry.login_throttle, throttle_key(request, email)
         wait = throttle.attempt(*key)  # counted now, cleared if the password is right
@@ -111,7 +113,7 @@ def login(context, request):
             request.response.headers["Retry-After"] = str(wait)
             error = f"Too many login attempts. Please try again in {seconds(wait)}."
             return {"page_title": "Log in", "came_from": came_from, "email": email, "error": error,
-                    "ended": ended}
+                    "invalid": (), "ended": ended}
         user = context["users"].by_email(email)
         password = request.POST.get("password", "")
         if user is not None and user.verify_password(password, request.password_hasher):
@@ -119,10 +121,11 @@ def login(context, request):
             return sign_in(request, user, came_from)
         if user is None:
             request.password_hasher.hash(password)  # as slow as a wrong password: no probing
-        error = "Wrong email address or password."
+        # which of the two was wrong is not said (no probing for accounts): both are marked
+        error, invalid = "Wrong email address or password.", ("email", "password")
         request.response.status = 400
     return {"page_title": "Log in", "came_from": came_from, "email": email, "error": error,
-            "ended": ended}
+            "invalid": invalid, "ended": ended}
 
 
 @view_config(context=Root, name="logout", request_method="POST")
@@ -138,13 +141,13 @@ def logout(context, request):
 def preferences_form(request, user, wizard):
     """Show the language/locale form, or save it on POST; returns a dict or a redirect."""
     values = {"language": user.language, "locale": user.locale}
-    error = None
+    error, invalid = None, ()
     if request.method == "POST":
         values = {key: request.POST.get(key, "") for key in values}
         try:
             user.set_preferences(values["language"], values["locale"])
         except AccountError as exc:
-            error = str(exc)
+            error, invalid = str(exc), (exc.field,)
             request.response.status = 400
         else:
             user.welcomed = True
@@ -153,6 +156,7 @@ def preferences_form(request, user, wizard):
     return {
         "values": values,
         "error": error,
+        "invalid": invalid,
         "languages": i18n.language_choices(),
         "locales": [(i18n.SAME_AS_LANGUAGE, "The same as my language"), *i18n.locale_choices()],
     }

@@ -100,6 +100,42 @@ def test_registration_refuses_bad_input_and_stores_nothing(site, email, password
     assert "Log out" not in page.text
 
 
+def fields_tied_to_the_error(page):
+    """The names of the fields that the page's error describes (aria-describedby, and marked
+    aria-invalid), and the error's text."""
+    error = page.html.select_one("#form-error")
+    tied = [field["name"] for field in page.html.select("[aria-describedby~=form-error]")
+            if field.get("aria-invalid") == "true"]
+    return tied, error.get_text() if error else None
+
+
+@pytest.mark.parametrize(
+    ("email", "password", "field", "message"),
+    [
+        ("not-an-email", PASSWORD, "email", "Please enter a valid email address."),
+        (ADMIN_EMAIL, PASSWORD, "email", "An account with this email address exists already."),
+        ("a@b.example", "short", "password", "The password must have at least 8 characters."),
+    ],
+)
+def test_a_refused_registration_ties_its_error_to_the_field_and_focuses_it(
+    site, admin, email, password, field, message
+):
+    # a screen reader read the error once, as the page came, and nothing with the field
+    form = site.browser().get("/register").forms["register"]
+    form["email"], form["password"] = email, password
+    page = form.submit(status=400)
+    assert fields_tied_to_the_error(page) == ([field], message)
+    assert [f["name"] for f in page.html.select("#register [autofocus]")] == [field]
+
+
+def test_a_refused_login_ties_its_error_to_both_fields(site, admin):
+    page = log_in(site.browser(), ADMIN_EMAIL, "wrong password")
+    assert fields_tied_to_the_error(page) == (
+        ["email", "password"], "Wrong email address or password."
+    )
+    assert fields_tied_to_the_error(site.browser().get("/login")) == ([], None)
+
+
 @pytest.mark.parametrize("email", UNDELIVERABLE)
 def test_an_address_no_mail_system_takes_is_refused_but_an_account_made_with_it_signs_in(
     site, email
@@ -706,7 +742,7 @@ def test_preferences_outside_the_lists_are_refused(site, member, field, value):
     form = member.get("/preferences").forms["preferences"]
     form[field].force_value(value)
     page = form.submit(status=400)
-    assert "choose a" in page.text
+    assert fields_tied_to_the_error(page) == ([field], f"Please choose a {field} from the list.")
     with site.root() as root:
         user = root["users"][USER_EMAIL]
         assert (user.language, user.locale) == ("en", "equal")
