@@ -153,8 +153,9 @@ def _given(raw):
     return raw is not None and str(raw).strip() != ""
 
 
-def parse_bool(name, raw):
-    """true/false/1/0/yes/no/on/off in any case; None for empty or absent."""
+def parse_bool(name, raw, where=None):
+    """true/false/1/0/yes/no/on/off in any case; None for empty or absent. A refusal says
+    `where` the value was set, as TELEMETRY_CA_BUNDLE's and ZODBCONN_URI's do."""
     if not _given(raw):
         return None
     word = raw.strip().lower()
@@ -162,8 +163,10 @@ def parse_bool(name, raw):
         return True
     if word in FALSE_WORDS:
         return False
+    set_in = f" (in {where})" if where else ""
     raise SettingsError(
-        f"{name}={quoted(raw)} is not understood: use true or false (also 1/0, yes/no, on/off)"
+        f"{name}={quoted(raw)}{set_in} is not understood: "
+        "use true or false (also 1/0, yes/no, on/off)"
     )
 
 
@@ -242,12 +245,21 @@ class _StringStream:
 
 
 class Sources:
-    """Looks a name up in the environment, then `.env`, then the ini settings."""
+    """Looks a name up in the environment, then `.env` (`env_file`'s values), then the ini
+    settings."""
 
-    def __init__(self, ini, environ, dotenv):
+    def __init__(self, ini, environ, dotenv, env_file=None):
         self.ini = ini
         self.environ = environ
         self.dotenv = dotenv
+        self.env_file = env_file
+
+    def where(self, found):
+        """Where a refused value was set, as its line says it: "the environment", the .env's
+        path or "the ini"; the operator edits that one, not whichever source comes to mind."""
+        return {"environment": "the environment", ".env": self.env_file, "ini": "the ini"}[
+            found.source
+        ]
 
     def lookup(self, env_name, ini_name=None, meaning=str.strip):
         # A blank value (`SEND_TELEMETRY=` or only spaces) is no value: the next source decides.
@@ -266,9 +278,10 @@ class Sources:
 
     def boolean(self, env_name, ini_name, default):
         found = self.lookup(env_name, ini_name, meaning=switch_meaning)
-        value = parse_bool(env_name if found.source != "ini" else ini_name, found.value)
-        if value is None:
+        if found.value is None:
             return default, "default"
+        name = env_name if found.source != "ini" else ini_name
+        value = parse_bool(name, found.value, where=self.where(found))
         return value, found.source
 
     def number(self, ini_name, default, minimum, maximum):
@@ -369,7 +382,7 @@ def env_file_for(here, ini):
     return path
 
 
-def ca_bundle_for(sources, here, env_file):
+def ca_bundle_for(sources, here):
     """(the setting's name as written, the full path) of the CA certificates the receiver's
     certificate is checked against, or (None, None). A relative path is taken from the ini's
     folder, as fftelemetry.env_file's: cron and the web server each run in a folder of their
@@ -381,8 +394,7 @@ def ca_bundle_for(sources, here, env_file):
     name = CA_BUNDLE_SETTING if found.source == "ini" else CA_BUNDLE_VARIABLE
     given = found.value.strip()
     path = os.path.abspath(in_ini_folder(here, given))
-    where = {"environment": "the environment", ".env": env_file, "ini": "the ini"}[found.source]
-    setting = f"{name}={quoted(given, QUOTED_PATH_CHARS)} (in {where})"
+    setting = f"{name}={quoted(given, QUOTED_PATH_CHARS)} (in {sources.where(found)})"
     shown_path = quoted(path, QUOTED_PATH_CHARS, mark="")
     try:
         kind = kind_of_file(os.stat(path).st_mode)
@@ -402,15 +414,14 @@ def ca_bundle_for(sources, here, env_file):
     return name, path
 
 
-def database_for(sources, env_file):
+def database_for(sources):
     """(URI, where it was set) of the app's database when ZODBCONN_URI names it, in the
     environment or .env; (None, None) leaves the ini's zodbconn.uri to pyramid_zodbconn. Never
     quoted: a PostgreSQL URI holds its password."""
     found = sources.lookup(DATABASE_VARIABLE)
     if found.value is None:
         return None, None
-    where = "the environment" if found.source == "environment" else env_file
-    set_in = f"{DATABASE_VARIABLE} (in {where})"
+    set_in = f"{DATABASE_VARIABLE} (in {sources.where(found)})"
     uri = found.value.strip()
     # as the receiver URL's: a line break or a byte of the environment that is not UTF-8 (a lone
     # surrogate) is in no URI; a file:// one made a database whose file's name held it
@@ -435,7 +446,7 @@ def load(ini, global_config=None, environ=None):
     environ = os.environ if environ is None else environ
     here = ini_here(global_config, ini)
     env_file = env_file_for(here, ini)
-    sources = Sources(ini, environ, read_env_file(env_file) if env_file else {})
+    sources = Sources(ini, environ, read_env_file(env_file) if env_file else {}, env_file)
 
     send, send_source = sources.boolean("SEND_TELEMETRY", "fftelemetry.send_telemetry", False)
     in_environment = send_source == "environment"
@@ -454,8 +465,8 @@ def load(ini, global_config=None, environ=None):
     url = f"{scheme.lower()}://{rest.rstrip('/')}"
     check_url(url, setting)
 
-    ca_setting, ca_bundle = ca_bundle_for(sources, here, env_file)
-    database_uri, database_set_in = database_for(sources, env_file)
+    ca_setting, ca_bundle = ca_bundle_for(sources, here)
+    database_uri, database_set_in = database_for(sources)
     in_dotenv = (sources.dotenv.get(DATABASE_VARIABLE) or "").strip()
     database_in_environment_only = database_set_in is not None and in_dotenv != database_uri
 

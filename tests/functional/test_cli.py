@@ -517,7 +517,9 @@ def test_a_database_file_that_is_no_filestorage_is_one_line_and_status_2(tmp_pat
 def test_bad_switch_is_one_line_and_status_2(write_ini, run_cli, monkeypatch):
     monkeypatch.setenv("SEND_TELEMETRY", "maybe")
     result = run_cli("cron", write_ini())
-    assert_one_line(result, 2, "fftelemetry: SEND_TELEMETRY='maybe' is not understood")
+    assert_one_line(
+        result, 2, "fftelemetry: SEND_TELEMETRY='maybe' (in the environment) is not understood"
+    )
 
 
 @pytest.mark.parametrize(

@@ -40,7 +40,7 @@ def test_bad_switch_stops_start_up_in_one_line(tmp_path, monkeypatch):
     with pytest.raises(SystemExit) as info:
         main({"here": str(tmp_path)}, **app_settings(tmp_path))
     assert str(info.value) == (
-        "fftelemetry: SEND_TELEMETRY='maybe' is not understood: "
+        "fftelemetry: SEND_TELEMETRY='maybe' (in the environment) is not understood: "
         "use true or false (also 1/0, yes/no, on/off)"
     )
 
@@ -68,8 +68,8 @@ def test_a_file_the_ini_names_is_shown_escaped_when_start_up_stops(tmp_path):
 @pytest.mark.parametrize(
     ("setting", "given", "line"),
     [
-        ("SEND_TELEMETRY", OUTSIDE, "SEND_TELEMETRY='{}' is not understood: use true or false "
-         "(also 1/0, yes/no, on/off)"),
+        ("SEND_TELEMETRY", OUTSIDE, "SEND_TELEMETRY='{}' (in the environment) is not understood: "
+         "use true or false (also 1/0, yes/no, on/off)"),
         ("TELEMETRY_URL", f"http://h/{OUTSIDE}", "TELEMETRY_URL='http://h/{}' is not a valid URL"),
         ("fftelemetry.batch_size", OUTSIDE, "fftelemetry.batch_size='{}' is not a number"),
         ("fftelemetry.password_profile", OUTSIDE,

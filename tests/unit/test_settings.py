@@ -47,8 +47,42 @@ def test_a_bad_value_is_one_clear_line(raw):
 
 
 def test_bad_ini_value_names_the_ini_setting():
-    with pytest.raises(SettingsError, match=r"fftelemetry\.send_telemetry='maybe'"):
+    with pytest.raises(SettingsError, match=r"fftelemetry\.send_telemetry='maybe' \(in the ini\)"):
         load(ini={"fftelemetry.send_telemetry": "maybe"})
+
+
+@pytest.mark.parametrize("source", ["environment", ".env", "ini"])
+def test_a_bad_switch_says_where_it_is_set(tmp_path, source):
+    # the line said SEND_TELEMETRY='ture' alone, which the environment, the .env or (by another
+    # name) the ini may hold, unlike TELEMETRY_CA_BUNDLE's and ZODBCONN_URI's lines
+    given = {
+        "environment": {"environ": {"SEND_TELEMETRY": "ture"}},
+        ".env": {"dotenv_text": "SEND_TELEMETRY=ture\n"},
+        "ini": {"ini": {"fftelemetry.send_telemetry": "ture"}},
+    }[source]
+    with pytest.raises(SettingsError) as refused:
+        load(tmp_path=tmp_path, **given)
+    setting = {
+        "environment": "SEND_TELEMETRY='ture' (in the environment)",
+        ".env": f"SEND_TELEMETRY='ture' (in {tmp_path}/.env)",
+        "ini": "fftelemetry.send_telemetry='ture' (in the ini)",
+    }[source]
+    assert str(refused.value) == (
+        f"{setting} is not understood: use true or false (also 1/0, yes/no, on/off)"
+    )
+
+
+def test_a_bad_switch_that_honcho_hands_on_from_the_env_file_is_the_env_files(tmp_path):
+    # `make run` gives the .env's lines to pserve as its environment: the .env is what to edit
+    with pytest.raises(SettingsError, match=re.escape(f"'ture' (in {tmp_path}/.env)")):
+        load(environ={"SEND_TELEMETRY": "ture"}, dotenv_text="SEND_TELEMETRY=ture\n",
+             tmp_path=tmp_path)
+
+
+def test_a_bad_ini_only_switch_says_the_ini():
+    with pytest.raises(SettingsError) as refused:
+        load(ini={"fftelemetry.secure_cookies": "ja"})
+    assert str(refused.value).startswith("fftelemetry.secure_cookies='ja' (in the ini) is not")
 
 
 def test_default_is_off():
