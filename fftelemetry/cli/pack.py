@@ -74,7 +74,8 @@ def run(registry, args):
             drop_unfinished_copy(file)
             raise
         except NOT_WRITTEN as exc:
-            raise PackFailed(what_went_wrong(exc), left_by_failed_pack(db, exc)) from exc
+            left = left_by_failed_pack(db, exc, noted=not is_receivers(registry))
+            raise PackFailed(what_went_wrong(exc), left) from exc
     try:
         if not is_receivers(registry):
             record_pack(registry, now, args.days)
@@ -146,18 +147,20 @@ class PackFailed(StorageError):
     left."""
 
 
-def left_by_failed_pack(db, exc):
+def left_by_failed_pack(db, exc, noted=True):
     """What a failed pack left, which is the storage's way of packing: a FileStorage (ours, or
     a ZEO server's) writes a copy and replaces its file only with a complete one, ZODB
     removing a half-written copy; RelStorage deletes rows in place, committing as it goes
-    (relstorage/adapters/packundo.py), and never an object still in use."""
+    (relstorage/adapters/packundo.py), and never an object still in use. `noted`: whether a
+    pack is noted for a status page, which the receiver's is not (it has none)."""
     if file_storage(db.storage) is not None:
         return "the database file is replaced only once its copy is complete, so nothing was lost"
     if database_driver(db) == "ZEO":
         left = "the server replaces its file only once its copy is complete, so nothing was lost"
         if isinstance(exc, ClientDisconnected):  # the server runs the pack in a thread of its
             # own, which a lost connection does not stop
-            left += "; a server still running goes on with the pack, unnoted on the status page"
+            left += "; a server still running goes on with the pack"
+            left += ", unnoted on the status page" if noted else ""
         return left
     if database_driver(db) == "RelStorage":
         return (
@@ -199,11 +202,38 @@ def where(db):
 
 
 def server_note(db):
-    """A ZEO server keeps the file from before the pack as Data.fs.old unless configured not
-    to (pack-keep-old); it is the server's file, out of this command's reach."""
-    if database_driver(db) != "ZEO":
+    """What a ZEO server's FileStorage kept of its file from before the pack: <its file>.old,
+    unless configured not to (pack-keep-old), which the server does not tell its clients. Said as
+    seen when the server's file is on this machine, else as it may be; nothing for a server's
+    storage of another kind, which keeps no such file."""
+    name = servers_file(db) if database_driver(db) == "ZEO" else None
+    if name is None:
+        return ""
+    if not is_seen_here(name, db):
+        return (
+            " Unless its configuration says pack-keep-old false (the shipped zeo.conf does), the"
+            f" server keeps the file from before as {name}.old: see docs/telemetry.md."
+        )
+    if not os.path.exists(f"{name}.old"):  # pack-keep-old false: removed once replaced
         return ""
     return (
-        " Unless its configuration says pack-keep-old false (the shipped zeo.conf does), the"
-        " server keeps the file from before as Data.fs.old: see docs/telemetry.md."
+        f" The server kept the file from before as {name}.old, deleted records and all (its"
+        " configuration does not say pack-keep-old false): see docs/telemetry.md."
     )
+
+
+def servers_file(db):
+    """The ZEO server's FileStorage file, by its full path: the name the server gives its
+    storage as the client connects (ClientStorage keeps it in `_info`, with no API of its own),
+    a FileStorage's absolute path; None for a storage of another kind."""
+    name = getattr(db.storage, "_info", {}).get("name")
+    return name if isinstance(name, str) and os.path.isabs(name) else None
+
+
+def is_seen_here(name, db):
+    """Whether the server's file is on this machine: a file of that path, of the size the
+    server reports (the same path on another machine is another file)."""
+    try:
+        return os.path.getsize(name) == db.getSize()
+    except OSError:
+        return False

@@ -575,6 +575,37 @@ def test_runzeo_after_a_crash_yields_a_server_that_listens(tmp_path):
         assert client.connect_ex(str(tmp_path / "zeo.sock")) == 0
 
 
+def test_a_receivers_pack_losing_its_zeo_server_says_so_without_a_status_page(tmp_path):
+    """As the app's pack below, for the receiver's database: its line spoke of a pack "unnoted
+    on the status page", which the receiver does not have."""
+    ini = write_server_ini(tmp_path / "receiver.ini", {"zodbconn.uri": zeo_uri(tmp_path, 2)},
+                           use="egg:fftelemetry#receiver")
+    with runzeo(tmp_path):
+        first = fftelemetry("pack", ini)  # the receiver's database
+        assert first.communicate(timeout=60) and first.returncode == 0
+        db = DB(ClientStorage(str(tmp_path / "zeo.sock"), wait_timeout=10))
+        for value in (1, None):  # old revisions of the root, for the next pack to drop
+            with db.transaction() as conn:
+                conn.root()["scratch"] = value
+        db.close()
+    with (
+        runzeo(tmp_path) as zeo,
+        commit_lock_held(tmp_path),
+        fftelemetry("pack", ini) as run,
+    ):
+        wait_until((tmp_path / "Data.fs.pack").exists, 30, "the pack")
+        zeo.kill()
+        zeo.wait(10)
+        out, err = run.communicate(timeout=60)
+    assert run.returncode == 1, err
+    assert err.splitlines() == [
+        "fftelemetry pack: the pack failed (the ZEO server cannot be reached); the server replaces "
+        "its file only once its copy is complete, so nothing was lost; a server still running "
+        "goes on with the pack"
+    ], err
+    assert out == ""
+
+
 PACK_FAILED = ("the pack failed (the ZEO server cannot be reached); the server replaces its file "
                "only once its copy is complete, so nothing was lost; a server still running goes "
                "on with the pack, unnoted on the status page")

@@ -2,8 +2,14 @@
 batch leaves the old revisions of what it rewrote in receiver.fs, and only a pack drops them,
 leaving every record, batch and count as it was."""
 
-import webtest
+import os
 
+import pytest
+import webtest
+import ZEO
+from ZODB import DB
+
+from fftelemetry.cli.pack import server_note
 from fftelemetry.receiver import main as receiver_main
 from fftelemetry.receiver.resources import ROOT_KEY
 from fftelemetry.scripting import close_databases, database
@@ -126,3 +132,75 @@ def test_a_receivers_setting_refused_is_said_once(tmp_path, run_cli):
     assert "fftelemetry receiver:" not in result.stderr
     assert not (tmp_path / "receiver.fs").exists()
 
+
+
+@pytest.fixture
+def receivers_zeo_server(tmp_path):
+    """serve(keep_old) -> a ZEO server of the receiver's own on 127.0.0.1, on receiver.fs, its
+    pack-keep-old as given, in a thread of the test's (stopped after the test); its address."""
+    stops = []
+
+    def serve(keep_old):
+        conf = (f"<filestorage>\n path {tmp_path / 'receiver.fs'}\n"
+                f" pack-keep-old {'true' if keep_old else 'false'}\n</filestorage>\n")
+        address, stop = ZEO.server(storage_conf=conf)
+        stops.append(stop)
+        return address
+
+    yield serve
+    for stop in stops:
+        stop()
+
+
+def packed_on_zeo(tmp_path, run_cli, address):
+    """`fftelemetry pack receiver.ini` of a receiver whose database is on the ZEO server at
+    `address`, after a batch it took (old revisions to drop); the command's line."""
+    uri = "zeo://{}:{}?wait_timeout=10".format(*address)
+    ini = tmp_path / "receiver.ini"
+    ini.write_text(f"[app:main]\nuse = egg:fftelemetry#receiver\nzodbconn.uri = {uri}\n")
+    wsgi = receiver_main({}, **{"zodbconn.uri": uri})
+    post(webtest.TestApp(wsgi), [record()], 200)
+    close_databases(wsgi.registry)
+    result = run_cli("pack", str(ini))
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_a_pack_on_a_zeo_server_keeping_the_old_file_names_it(tmp_path, run_cli,
+                                                              receivers_zeo_server):
+    # it said "the server keeps the file from before as Data.fs.old" whatever the file, and
+    # whether or not the server keeps one
+    line = packed_on_zeo(tmp_path, run_cli, receivers_zeo_server(keep_old=True))
+
+    assert line.endswith(
+        f"; no history kept. The server kept the file from before as {tmp_path}/receiver.fs.old, "
+        "deleted records and all (its configuration does not say pack-keep-old false): see "
+        "docs/telemetry.md.\n"
+    ), line
+    assert (tmp_path / "receiver.fs.old").exists()
+
+
+def test_a_pack_on_a_zeo_server_keeping_no_old_file_says_none(tmp_path, run_cli,
+                                                              receivers_zeo_server):
+    line = packed_on_zeo(tmp_path, run_cli, receivers_zeo_server(keep_old=False))
+
+    assert line.startswith("Packed the ZEO server's database") and line.endswith(
+        "; no history kept.\n"
+    ), line
+    assert not (tmp_path / "receiver.fs.old").exists()
+
+
+def test_a_zeo_servers_file_not_seen_here_is_said_as_it_may_be(tmp_path, receivers_zeo_server):
+    # the server's path on this machine is no file of the server's size: another machine's
+    db = DB(ZEO.client(receivers_zeo_server(keep_old=True), wait_timeout=10))
+    try:
+        with db.transaction() as conn:
+            conn.root()["x"] = 1
+        os.rename(tmp_path / "receiver.fs", tmp_path / "elsewhere.fs")  # the server keeps it open
+        assert server_note(db) == (
+            " Unless its configuration says pack-keep-old false (the shipped zeo.conf does), the"
+            f" server keeps the file from before as {tmp_path}/receiver.fs.old: see "
+            "docs/telemetry.md."
+        )
+    finally:
+        db.close()
