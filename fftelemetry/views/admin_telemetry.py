@@ -223,13 +223,27 @@ def submit(context, request):
         finally:
             running.release()
         if outcome.server_lost:
-            return database_unavailable_page(
-                request,
-                f"The database server went away during the submission. {outcome.message()} "
-                "Try again in a minute; if it keeps happening, tell the administrator.",
-            )
+            return database_unavailable_page(request, lost_during_submission(outcome))
         request.session.flash(outcome.message(), "info" if outcome.ok else "error")
     return back_to_records(request, context)
+
+
+def lost_during_submission(outcome):
+    """The 503 page's words for a run that lost the database server: what it sent and marked,
+    and what is left to do. A run that sent everything lost it only as it ended (the log of the
+    run, or its connection's closing abort): nothing is left to send again."""
+    if outcome.ok:
+        return (
+            f"The database server went away as the submission ended. {outcome.message()} "
+            "Nothing is left to send again; the submission log on the status page may not show "
+            "this submission."
+        )
+    return (
+        f"The database server went away during the submission. {outcome.message()} What is "
+        "still pending goes with the next fftelemetry cron run, or press \"Submit pending "
+        "records now\" again once the server is back; if it keeps happening, tell the "
+        "administrator."
+    )
 
 
 def why_off(settings):

@@ -14,8 +14,12 @@ from signal import SIGTERM
 
 import psycopg2
 import pytest
+import zodburi
+from ZODB import DB
+from ZODB.utils import u64
 
-from tests.conftest import STUB_ANSWER, serving
+from fftelemetry.resources import telemetry_store_in
+from tests.conftest import STUB_ANSWER, Stub, serving
 
 from .harness import (
     BIN,
@@ -740,7 +744,9 @@ def test_submit_now_losing_the_server_after_a_batch_says_what_was_sent(cluster, 
             assert "Nothing was changed" not in refused.text, refused.text
             assert ("Sent 1 record, then the submission failed: a batch was sent but could not "
                     "be marked (the PostgreSQL server cannot be reached); it will be re-sent. "
-                    "The other records stay pending for the next try.") in refused.text
+                    "The other records stay pending for the next try. What is still pending goes "
+                    "with the next fftelemetry cron run, or press") in refused.text
+            assert "again once the server is back" in refused.text
             assert refused.headers["Retry-After"] == "30"
             log = ini.with_suffix(".log").read_text()
             assert "Traceback" not in log and PASSWORD not in log, log
@@ -748,6 +754,61 @@ def test_submit_now_losing_the_server_after_a_batch_says_what_was_sent(cluster, 
                     "reached.") in log, log
             wait_until_it_reconnects(base)
             assert pending_shown(admin, base) == len(records) - 1  # the first batch's mark stands
+
+
+@contextmanager
+def submission_log_locked(cluster, name, uri):
+    """The store and its submission log (the objects a run's log writes, and a batch's mark does
+    not) held by a session of the test's, with shared advisory locks on their oids, as
+    objects_locked holds every object: the log's commit waits there."""
+    factory, db_args = zodburi.resolve_uri(uri)
+    db = DB(factory(), **db_args)
+    try:
+        with db.transaction() as conn:
+            store = telemetry_store_in(conn.root())
+            zoids = [u64(store._p_oid), u64(store.log._p_oid)]
+    finally:
+        db.close()
+    conn = psycopg2.connect(host="127.0.0.1", port=cluster.port, user=USER, password=PASSWORD,
+                            dbname=name)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock_shared(zoid) FROM unnest(%s) AS zoid",
+                           (zoids,))
+        yield
+    finally:
+        conn.close()
+
+
+def test_submit_now_losing_the_server_once_all_was_sent_says_nothing_is_left(cluster, tmp_path):
+    """Every record sent and marked in one batch, then the run's log waits for a lock the test
+    holds as the server is stopped (and the run's closing abort fails on it): the 503 page said
+    "Sent N records" and then "Try again in a minute", with nothing left to send."""
+    uri, name = named_database(cluster)
+    port = free_port()
+    receiver = Stub()
+    with serving(receiver) as url:
+        settings = app_settings(uri, **CHEAP, **{"fftelemetry.telemetry_url": url})
+        ini = write_server_ini(tmp_path / "web.ini", settings, port)
+        with pserve(ini, port) as base:
+            admin, records, _ = admin_and_delete_all_form(base, "other@example.org")
+            page = admin.get(f"{base}{RECORDS}", timeout=30)
+            press = partial(admin.post, f"{base}{RECORDS}/submit", timeout=120,
+                            data={"csrf_token": csrf_token(page.text)})
+            refused = stopped_as_it_waits(
+                cluster, name, partial(submission_log_locked, uri=uri), "the run's log", press,
+                120,
+            )
+            assert refused.status_code == 503, refused.text
+            assert (f"The database server went away as the submission ended. Sent "
+                    f"{len(records)} records; the receiver's reference is ") in refused.text
+            assert ("Nothing is left to send again; the submission log on the status page may "
+                    "not show this submission.") in refused.text
+            assert "Try again" not in refused.text
+            wait_until_it_reconnects(base)
+            assert len(receiver.requests) == 1
+            assert pending_shown(admin, base) == 0  # every record marked: none to send again
 
 
 def submitted_in(ini):
