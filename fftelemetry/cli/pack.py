@@ -206,13 +206,16 @@ def server_note(db):
     unless configured not to (pack-keep-old), which the server does not tell its clients. Said as
     seen when the server's file is on this machine, else as it may be; nothing for a server's
     storage of another kind, which keeps no such file."""
-    name = servers_file(db) if database_driver(db) == "ZEO" else None
+    if database_driver(db) != "ZEO":
+        return ""
+    name = servers_file(db)
     if name is None:
         return ""
-    if not is_seen_here(name, db):
+    if name is UNKNOWN or not is_seen_here(name, db):
+        old = "its file's .old" if name is UNKNOWN else f"{name}.old"
         return (
             " Unless its configuration says pack-keep-old false (the shipped zeo.conf does), the"
-            f" server keeps the file from before as {name}.old: see docs/telemetry.md."
+            f" server keeps the file from before as {old}: see docs/telemetry.md."
         )
     if not os.path.exists(f"{name}.old"):  # pack-keep-old false: removed once replaced
         return ""
@@ -222,11 +225,19 @@ def server_note(db):
     )
 
 
+# A ZEO client that no longer keeps what its server said of its storage (a later ZEO's).
+UNKNOWN = object()
+
+
 def servers_file(db):
     """The ZEO server's FileStorage file, by its full path: the name the server gives its
     storage as the client connects (ClientStorage keeps it in `_info`, with no API of its own),
-    a FileStorage's absolute path; None for a storage of another kind."""
-    name = getattr(db.storage, "_info", {}).get("name")
+    a FileStorage's absolute path; None for a storage of another kind; UNKNOWN if the client
+    has no `_info`, when the note falls back to what any FileStorage server may keep."""
+    info = getattr(db.storage, "_info", None)
+    if not isinstance(info, dict):
+        return UNKNOWN
+    name = info.get("name")
     return name if isinstance(name, str) and os.path.isabs(name) else None
 
 

@@ -204,3 +204,19 @@ def test_a_zeo_servers_file_not_seen_here_is_said_as_it_may_be(tmp_path, receive
         )
     finally:
         db.close()
+
+
+def test_a_zeo_client_that_keeps_no_server_info_gets_the_note_as_it_may_be(
+    receivers_zeo_server,
+):
+    # ClientStorage's `_info` is ZEO's private state: a later ZEO without it still gets the note
+    db = DB(ZEO.client(receivers_zeo_server(keep_old=True), wait_timeout=10))
+    try:
+        del db.storage._info
+        assert server_note(db) == (
+            " Unless its configuration says pack-keep-old false (the shipped zeo.conf does), the"
+            " server keeps the file from before as its file's .old: see docs/telemetry.md."
+        )
+    finally:
+        db.storage._info = {}
+        db.close()
