@@ -204,13 +204,10 @@ def where(db):
 def server_note(db):
     """What a ZEO server's FileStorage kept of its file from before the pack: <its file>.old,
     unless configured not to (pack-keep-old), which the server does not tell its clients. Said as
-    seen when the server's file is on this machine, else as it may be; nothing for a server's
-    storage of another kind, which keeps no such file."""
+    seen when the server's file is on this machine, else as it may be."""
     if database_driver(db) != "ZEO":
         return ""
     name = servers_file(db)
-    if name is None:
-        return ""
     if name is UNKNOWN or not is_seen_here(name, db):
         old = "its file's .old" if name is UNKNOWN else f"{name}.old"
         return (
@@ -225,20 +222,25 @@ def server_note(db):
     )
 
 
-# A ZEO client that no longer keeps what its server said of its storage (a later ZEO's).
+# The server's file unknown: a ZEO client that no longer keeps what its server said of its
+# storage (a later ZEO's), or a relative path that is not this command's too.
 UNKNOWN = object()
 
 
 def servers_file(db):
     """The ZEO server's FileStorage file, by its full path: the name the server gives its
     storage as the client connects (ClientStorage keeps it in `_info`, with no API of its own),
-    a FileStorage's absolute path; None for a storage of another kind; UNKNOWN if the client
-    has no `_info`, when the note falls back to what any FileStorage server may keep."""
+    its path as the server's configuration gives it. A relative one (`runzeo -f Data.fs`, the
+    shipped zeo.conf's `var/Data.fs`) is from the folder the server was started in, taken as
+    this command's when the file is seen there (`make run` starts the server in the project's
+    folder, where its commands are run). UNKNOWN otherwise, or when the client has no `_info`:
+    the note falls back to what any FileStorage server may keep. A storage of another kind, its
+    name no path, gets that note too, its name not shown."""
     info = getattr(db.storage, "_info", None)
-    if not isinstance(info, dict):
-        return UNKNOWN
-    name = info.get("name")
-    return name if isinstance(name, str) and os.path.isabs(name) else None
+    name = info.get("name") if isinstance(info, dict) else None
+    if isinstance(name, str) and (os.path.isabs(name) or is_seen_here(name, db)):
+        return os.path.abspath(name)
+    return UNKNOWN
 
 
 def is_seen_here(name, db):

@@ -125,9 +125,11 @@ def test_pack_under_the_shipped_zeo_conf_leaves_no_deleted_record_on_disk(tmp_pa
         assert "Deleted 6 records" in done.text
         assert "Data.fs" in files_holding(var, deleted)
 
+        # from the folder the server was started in, as `make run`'s commands are: the server's
+        # var/Data.fs is this folder's, seen to have left no copy
         result = subprocess.run([str(BIN / "fftelemetry"), "pack", str(ini)],
                                 env=child_environment(), capture_output=True, text=True,
-                                timeout=60, check=False)
+                                timeout=60, check=False, cwd=tmp_path)
 
         assert result.returncode == 0, result.stderr
         assert result.stdout.endswith("; no history kept.\n"), result.stdout  # no copy to name

@@ -220,3 +220,44 @@ def test_a_zeo_client_that_keeps_no_server_info_gets_the_note_as_it_may_be(
     finally:
         db.storage._info = {}
         db.close()
+
+
+
+@pytest.fixture
+def zeo_server_on_a_relative_path(tmp_path, monkeypatch):
+    """A ZEO server started in tmp_path/server on `receiver.fs`, a relative path, as `runzeo -f
+    receiver.fs` there would be (keeping the file from before a pack); its client's DB."""
+    (tmp_path / "server").mkdir()
+    monkeypatch.chdir(tmp_path / "server")
+    address, stop = ZEO.server(storage_conf="<filestorage>\n path receiver.fs\n</filestorage>\n")
+    db = DB(ZEO.client(address, wait_timeout=10))
+    assert db.storage._info["name"] == "receiver.fs"  # the path as given, from its folder
+    for value in (1, 2):  # an old revision for the pack to drop
+        with db.transaction() as conn:
+            conn.root()["x"] = value
+    db.pack()
+    yield db
+    db.close()
+    stop()
+
+
+def test_a_zeo_servers_file_by_a_relative_path_from_this_folder_is_named(
+    tmp_path, zeo_server_on_a_relative_path
+):
+    # `runzeo -f Data.fs` keeps Data.fs.old, and its storage's name is the path as given: the
+    # note said nothing at all, as for a storage of another kind
+    assert server_note(zeo_server_on_a_relative_path) == (
+        f" The server kept the file from before as {tmp_path}/server/receiver.fs.old, deleted"
+        " records and all (its configuration does not say pack-keep-old false): see"
+        " docs/telemetry.md."
+    )
+
+
+def test_a_zeo_servers_file_by_a_relative_path_from_another_folder_is_said_as_it_may_be(
+    tmp_path, monkeypatch, zeo_server_on_a_relative_path
+):
+    monkeypatch.chdir(tmp_path)  # the command runs elsewhere: receiver.fs here is no file
+    assert server_note(zeo_server_on_a_relative_path) == (
+        " Unless its configuration says pack-keep-old false (the shipped zeo.conf does), the"
+        " server keeps the file from before as its file's .old: see docs/telemetry.md."
+    )
