@@ -13,12 +13,19 @@ from contextlib import ExitStack, contextmanager
 
 import pytest
 import requests
-import trustme
 
 from tests.functional.test_receiver import record
 
 from .harness import free_port, pserve
-from .test_tls_proxy import NAME, NGINX, ROOT, nginx_blocks, nginx_conf, nginx_process, swap
+from .test_tls_proxy import (
+    NAME,
+    ROOT,
+    nginx_and_certificate,
+    nginx_blocks,
+    nginx_conf,
+    nginx_process,
+    swap,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -80,16 +87,11 @@ def trickling(sockets, every=2):
 
 
 def test_the_receiver_behind_readmes_nginx_block(tmp_path):
-    if NGINX is None:
-        pytest.skip("NO NGINX HERE: the receiver was not tried behind README's nginx block. "
-                    "Install Debian's nginx (.ci/run does).")
-    ca = trustme.CA()
-    ca.cert_pem.write_to_path(ca_file := tmp_path / "ca.pem")
-    cert = ca.issue_cert(NAME)
-    cert.cert_chain_pems[0].write_to_path(tmp_path / "cert.pem")
-    cert.private_key_pem.write_to_path(tmp_path / "key.pem")
+    ca_file, cert, key = nginx_and_certificate(
+        tmp_path, "the receiver was not tried behind README's nginx block"
+    )
     receiver, tls = free_port(), free_port()
-    site = receiver_site(tls, receiver, tmp_path / "cert.pem", tmp_path / "key.pem")
+    site = receiver_site(tls, receiver, cert, key)
     submit = f"https://{NAME}:{tls}/submit"
     sender = requests.Session()
     sender.trust_env = False

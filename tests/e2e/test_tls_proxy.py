@@ -138,21 +138,30 @@ def send_form(session, base, path, page=None, headers=None, **fields):
                         timeout=10)
 
 
-def test_production_ini_behind_nginx(tmp_path):
+def nginx_and_certificate(folder, untried):
+    """What a test of nginx needs: nginx, or the test skips, saying loudly what was `untried`;
+    a throwaway CA (trustme) and its certificate for NAME, written to `folder`. The paths of the
+    CA's certificate, the site's certificate and its key."""
     if NGINX is None:
-        pytest.skip("NO NGINX HERE: production.ini was not tried behind a TLS proxy. "
-                    "Install Debian's nginx (.ci/run does).")
+        pytest.skip(f"NO NGINX HERE: {untried}. Install Debian's nginx (.ci/run does).")
     ca = trustme.CA()
-    ca.cert_pem.write_to_path(ca_file := tmp_path / "ca.pem")
-    cert = ca.issue_cert(NAME)
-    cert.cert_chain_pems[0].write_to_path(tmp_path / "cert.pem")
-    cert.private_key_pem.write_to_path(tmp_path / "key.pem")
+    ca.cert_pem.write_to_path(ca_file := folder / "ca.pem")
+    issued = ca.issue_cert(NAME)
+    issued.cert_chain_pems[0].write_to_path(cert := folder / "cert.pem")
+    issued.private_key_pem.write_to_path(key := folder / "key.pem")
+    return ca_file, cert, key
+
+
+def test_production_ini_behind_nginx(tmp_path):
+    ca_file, cert, key = nginx_and_certificate(
+        tmp_path, "production.ini was not tried behind a TLS proxy"
+    )
     app, tls, http = free_port(), free_port(), free_port()
     ini = production_ini(tmp_path, app)
     base = f"https://{NAME}:{tls}"
 
     with runzeo(tmp_path), pserve_process(ini, app), nginx(
-        tmp_path, tls, http=http, app=app, cert=tmp_path / "cert.pem", key=tmp_path / "key.pem"
+        tmp_path, tls, http=http, app=app, cert=cert, key=key
     ):
         owner = client(ca_file, CLIENT)
         asked = owner.get(f"{base}/admin/telemetry", allow_redirects=False, timeout=10)
