@@ -5,14 +5,20 @@ import logging
 
 from pyramid.httpexceptions import HTTPBadRequest
 from pyramid.view import exception_view_config, notfound_view_config, view_config
-from ZEO.Exceptions import ClientDisconnected
+from ZEO.Exceptions import ClientDisconnected, ServerException
 from ZODB.POSException import ConflictError
 
-from ..failures import POSTGRESQL_ERRORS, lost_postgresql_server_behind
+from ..failures import (
+    POSTGRESQL_ERRORS,
+    is_no_room,
+    lost_postgresql_server_behind,
+    what_went_wrong,
+    why_not_written,
+)
 from ..resources.generations import GenerationError
 from ..resources.store import utcnow
 from ..scripting import lost_server
-from ..shown import quoted, request_line
+from ..shown import LOGGED_CHARS, quoted, request_line, shown
 from ..telemetry.sender import records_word
 from .resources import Receiver
 from .validation import Invalid, check_content_type, parse_batch
@@ -136,6 +142,25 @@ def database_unavailable(exc, request):
 
 for error in POSTGRESQL_ERRORS:  # as stacked decorators would; none without the postgresql extra
     exception_view_config(error, renderer="json")(database_unavailable)
+
+
+# ZEO's client raises its server's OSError as a ServerException (failures.server_os_error)
+@exception_view_config(OSError, renderer="json")
+@exception_view_config(ServerException, renderer="json")
+def no_room(exc, request):
+    """A write the disk refused (full, a file size limit, a quota: is_no_room), here or on the
+    ZEO server: one line, no traceback, as the app's "Not saved" page has, since it is no bug.
+    507 Insufficient Storage (RFC 4918); the sender keeps the batch pending, as for any answer
+    but a 200, and sends it again on its next run. Any other OSError is the generic 500's."""
+    if not is_no_room(exc):
+        return failed(exc, request)
+    error = shown(what_went_wrong(exc), LOGGED_CHARS)
+    log.warning("%s not stored, no room: %s", request_line(request), error)
+    request.response.status_int = 507
+    return {
+        "error": f"the receiver has no room to store the batch ({why_not_written(exc)}); nothing "
+        "was stored, send the batch again later"
+    }
 
 
 @exception_view_config(Exception, retryable_error=False, renderer="json")

@@ -1,6 +1,7 @@
 """Faults: the cron command killed mid-submission, a corrupted .env, an unreadable ini. Each ends
 in a clear error or a clean recovery, and no record is lost or marked twice."""
 
+import logging
 import os
 import re
 import subprocess
@@ -10,6 +11,7 @@ from contextlib import contextmanager
 from signal import SIGINT, SIGKILL, SIGTERM
 
 import pytest
+import webtest
 from ZEO.ClientStorage import ClientStorage
 from ZODB import DB
 from ZODB.FileStorage import FileStorage
@@ -465,3 +467,35 @@ def test_an_evolve_on_the_zeo_servers_full_disk_stops_in_one_line(tmp_path):
     assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines() == [EVOLVE_NOT_WRITTEN.format(ini=ini)], result.stderr
     assert data.read_bytes() == before
+
+
+def test_a_receiver_on_its_zeo_servers_full_disk_answers_507_in_one_line(tmp_path, caplog):
+    """The ZEO server's OSError (ServerException) is a full disk for the receiver too, as on a
+    file:// database: its 507 in JSON and one WARNING line, not a 500 after a traceback."""
+    uri = zeo_uri(tmp_path, wait_timeout=5)
+    batch = [{"id": "0" * 31 + "1", "installation_id": "1" * 32, "type": "feature",
+              "collected_at": "2026-11-26T05:40:43+00:00", "key": "system.users.count",
+              "value": 3}]
+
+    def posted(status):
+        app = receiver_main({}, **{"zodbconn.uri": uri})
+        try:
+            return webtest.TestApp(app).post_json("/submit", batch, status=status)
+        finally:  # before its server stops: a client that loses it logs that
+            close_databases(app.registry)
+
+    with runzeo(tmp_path):
+        posted(200)
+    caplog.set_level("INFO")
+    caplog.clear()
+    with runzeo(tmp_path, file_size_limit=(tmp_path / "Data.fs").stat().st_size):
+        answer = posted(507)
+    assert answer.json == {
+        "error": "the receiver has no room to store the batch (File too large); nothing was "
+        "stored, send the batch again later"
+    }
+    logged = [(r.levelname, r.getMessage(), r.exc_info) for r in caplog.records
+              if r.levelno >= logging.WARNING]
+    assert logged == [
+        ("WARNING", "POST /submit not stored, no room: OSError: [Errno 27] File too large", None)
+    ]

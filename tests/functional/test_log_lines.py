@@ -152,10 +152,15 @@ def test_the_receiver_logs_a_refused_request_escaped(receiver_app, caplog):
 
 
 @pytest.mark.parametrize(
-    "view, status, said", [("bug", 500, "failed"), ("conflict", 503, "gave up")]
+    "view, status, said",
+    [("bug", 500, "failed"), ("conflict", 503, "gave up"), ("write", 507, "not stored, no room")],
 )
-def test_the_receiver_logs_a_failed_request_escaped(receiver_app, caplog, view, status, said):
-    send(receiver_app(**HOOK), f"/{view}{ADDRESS}", status)
+def test_the_receiver_logs_a_failed_request_escaped(tmp_path, receiver_app, caplog, view, status,
+                                                    said):
+    app = receiver_app(**HOOK)
+    full_disk = file_size_limit((tmp_path / "receiver.fs").stat().st_size)
+    with full_disk if view == "write" else nullcontext():
+        send(app, f"/{view}{ADDRESS}", status)
     [line] = logged_lines(caplog)
     assert line.startswith(f"{SHOWN.replace(' /', f' /{view}/')} {said}")
 

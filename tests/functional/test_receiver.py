@@ -472,15 +472,37 @@ def test_a_long_unknown_address_is_not_repeated_whole(app):
     assert answer.json == {"error": f"nothing here: GET /{'y' * 99}; POST batches to /submit"}
 
 
-def test_a_failure_is_a_json_500_and_stores_nothing(tmp_path, app):
+def test_a_full_disk_is_a_json_507_in_one_warning_line_and_stores_nothing(tmp_path, app, caplog):
+    """A write the disk refuses is no bug: one WARNING line with its reason, no traceback, and
+    an answer that says so (it was a 500, "the receiver failed", after an ERROR's traceback)."""
     post(app, [record()], 200)
-    data_fs = tmp_path / "receiver.fs"
-    with file_size_limit(data_fs.stat().st_size):  # the commit cannot write: a full disk
-        answer = post(app, [record()], 500)
+    caplog.set_level("INFO")
+    caplog.clear()
+    with file_size_limit((tmp_path / "receiver.fs").stat().st_size):  # the commit cannot write
+        answer = post(app, [record()], 507)
+    assert answer.json == {
+        "error": "the receiver has no room to store the batch (File too large); nothing was "
+        "stored, send the batch again later"
+    }
+    assert [(r.levelname, r.getMessage(), r.exc_info) for r in caplog.records] == [
+        ("WARNING", "POST /submit not stored, no room: OSError: [Errno 27] File too large", None)
+    ]
+    assert app.get("/stats").json == {"records": 1, "batches": 1}
+
+
+@pytest.mark.parametrize("path", ["/bug/x", "/file/x"])  # a bug; an OSError of no full disk
+def test_a_failure_is_a_json_500_with_its_traceback_and_stores_nothing(tmp_path, caplog, path):
+    hook = "tests.functional.test_log_lines.any_address"  # views that fail, under /bug, /file
+    wsgi = main({}, **{"zodbconn.uri": f"file://{tmp_path}/receiver.fs", "pyramid.includes": hook})
+    try:
+        answer = webtest.TestApp(wsgi).post(path, b"[]", status=500)
+    finally:
+        close_databases(wsgi.registry)
     assert answer.json == {
         "error": "the receiver failed; nothing was stored, send the batch again later"
     }
-    assert app.get("/stats").json == {"records": 1, "batches": 1}
+    [logged] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert logged.getMessage() == f"POST {path} failed" and logged.exc_info is not None
 
 
 def stored_lines(caplog):
@@ -498,7 +520,7 @@ def test_a_stored_batch_is_one_info_line_once_committed(tmp_path, app, caplog):
     again = post(app, [kept], 200).json["uuid"]  # a re-sent record: stored once
     post(app, b"{nope", 400)
     with file_size_limit((tmp_path / "receiver.fs").stat().st_size):  # the commit fails
-        post(app, [record()], 500)
+        post(app, [record()], 507)
     assert stored_lines(caplog) == [
         f"POST /submit: stored batch {first}, 2 records, 2 new",
         f"POST /submit: stored batch {again}, 1 record, 0 new",
@@ -520,7 +542,7 @@ def test_every_answer_is_json_to_a_browser_never_a_page(tmp_path, app):
         app.post("/submit", b"[]", content_type="text/plain", status=415),
     ]
     with file_size_limit((tmp_path / "receiver.fs").stat().st_size):  # the commit fails
-        answers.append(post(app, [record()], 500))
+        answers.append(post(app, [record()], 507))
     for answer in answers:
         assert answer.headers.getall("X-Content-Type-Options") == ["nosniff"], answer.status
         assert answer.headers.getall("Content-Security-Policy") == [
