@@ -60,13 +60,19 @@ assert tuple(name for name, module in COMMANDS.items() if counted(module)) == CO
 )
 
 
+def the_commands_failure(exc):
+    """A command's `unusable` unless its module has one: a write it could not do is its own
+    failure, exit status 1, not a database that cannot be used (2)."""
+    return False
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="fftelemetry",
         description="Console commands of fftelemetry.",
         epilog="Exit status: 0 done; 1 the command failed, or status --check found submissions "
         "overdue; 2 bad usage, or a config or database that cannot be used (a read-only one, "
-        "for a command that writes; for status, one it cannot read); 3 delete without --yes "
+        "for a command that writes; for status, one whose server it loses); 3 delete without --yes "
         "that found something to delete (nothing deleted); 130 interrupted (Ctrl-C); 141 the "
         "output's reader went away; 143 stopped by SIGTERM.",
     )
@@ -81,6 +87,7 @@ def build_parser():
         sub.set_defaults(
             run=module.run,
             cannot_write=getattr(module, "cannot_write", cannot_write),
+            unusable=getattr(module, "unusable", the_commands_failure),
             counted=counted(module),
             writes=getattr(module, "writes", always),
             # the receiver's ini too (pack), which the others refuse in one line
@@ -217,9 +224,9 @@ def run_on(registry, args):
         line = hide_passwords(args.cannot_write(exc), registry.settings)
         print(f"fftelemetry {args.command}: {shown(line)}", file=sys.stderr)
         write_failed = True
-        # a read that failed (status's: a lost server) is a database that cannot be used, as at
-        # start-up: 2, a monitor's CRITICAL, not the 1 `status --check` gives for "overdue"
-        return 2 if isinstance(exc, status.NotRead) else 1
+        # status's lost server (in its read, or the write of its use) is a database that cannot
+        # be used, as at start-up: 2, a monitor's CRITICAL, not the 1 --check gives for "overdue"
+        return 2 if args.unusable(exc) else 1
     finally:
         # FileStorage flushes its file on close, and the same disk refuses that too: said above.
         with contextlib.suppress(*(CANNOT_WRITE if write_failed else ())):

@@ -5,7 +5,7 @@ import json
 
 from ZODB.POSException import StorageError
 
-from ..failures import CANNOT_WRITE, what_went_wrong
+from ..failures import CANNOT_WRITE, is_server_lost, what_went_wrong
 from ..resources import telemetry_store
 from ..scripting import database, is_read_only, request_environment
 from ..shown import shown
@@ -34,7 +34,7 @@ def add_arguments(parser):
         "--check",
         action="store_true",
         help="one line, and exit status 1 if submissions are overdue (0 otherwise; 2 if the "
-        "database cannot be used or read): for a monitoring check",
+        "database cannot be used, or its server is lost): for a monitoring check",
     )
 
 
@@ -73,6 +73,14 @@ def read_facts(registry, recent):
 class NotRead(StorageError):
     """Reading the facts failed (a lost database server): said by main, in cannot_write's words,
     with exit status 2, as for a database that cannot be opened."""
+
+
+def unusable(exc):
+    """Whether main's failure is a database that cannot be used, exit status 2 as when it cannot
+    be opened (a monitor's CRITICAL, not --check's 1 of "overdue"): the read's, or a lost server
+    whichever step met it, the write of its use before the read too. A full disk or conflicts
+    in that write are the command's failure, 1."""
+    return isinstance(exc, NotRead) or is_server_lost(exc)
 
 
 def cannot_write(exc):

@@ -487,6 +487,26 @@ def test_status_whose_read_meets_a_lost_postgresql_server_says_it_could_not_read
     assert records_in(ini) == before
 
 
+@pytest.mark.parametrize("check", [(), ("--check",)])
+def test_status_whose_use_meets_a_lost_postgresql_server_exits_2(cluster, tmp_path, check):
+    """`status` writes its use (its first run, telemetry on), then reads. The write that waits
+    for a lock the test holds as the server is stopped ends in RelStorage's conflict, and its
+    rerun meets the lost server: a database it cannot use, 2 as for a failed read, whichever
+    step met the server (it exited 1, `--check`'s "overdue", a monitor's WARNING)."""
+    uri, name = named_database(cluster)
+    ini, before = app_with_records(tmp_path, uri)
+    run, out, err = command_stopped_as_it_waits(cluster, name, objects_locked,
+                                                "the write of its use", "status", ini, *check)
+    assert run.returncode == 2, err
+    retried, said = err.splitlines()
+    assert retried == ("INFO [fftelemetry.scripting] retrying a console transaction after "
+                       f"{LOST_AS_IT_WAITED} (attempt 2 of 10)"), err
+    assert said.startswith(f"fftelemetry status: could not write ({LOST} "), err
+    assert said.endswith("); the change in progress was rolled back"), err
+    assert PASSWORD not in err and out == ""
+    assert records_in(ini) == before
+
+
 @contextmanager
 def newest_transaction_locked(cluster, name):
     """The row of the newest transaction of database `name` locked by a session of the test's:

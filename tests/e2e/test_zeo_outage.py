@@ -611,17 +611,25 @@ PACK_FAILED = ("the pack failed (the ZEO server cannot be reached); the server r
                "on with the pack, unnoted on the status page")
 
 
-@pytest.mark.parametrize(("command", "line"), [
+USE_NOT_WRITTEN = ("could not write (the ZEO server cannot be reached); the change in progress "
+                   "was rolled back")
+
+
+@pytest.mark.parametrize(("command", "line", "exit_status"), [
     (("delete", "all", "--yes"),
-     "could not delete (the ZEO server cannot be reached); nothing was deleted"),
-    (("status",),  # its first run: it writes its use before it reads
-     "could not write (the ZEO server cannot be reached); the change in progress was rolled back"),
-    (("pack",), PACK_FAILED),
+     "could not delete (the ZEO server cannot be reached); nothing was deleted", 1),
+    # its first run: it writes its use before it reads; a lost server is a database it cannot
+    # use (2, a monitor's CRITICAL), whichever step met it
+    (("status",), USE_NOT_WRITTEN, 2),
+    (("status", "--check"), USE_NOT_WRITTEN, 2),
+    (("pack",), PACK_FAILED, 1),
 ])
-def test_a_command_losing_its_zeo_server_mid_run_says_so_in_one_line(tmp_path, command, line):
+def test_a_command_losing_its_zeo_server_mid_run_says_so_in_one_line(tmp_path, command, line,
+                                                                     exit_status):
     """The server is lost (killed) while the command waits on it: its commit waiting for the
     commit lock the test holds, or its pack, which needs that lock to end. Deterministic: the
-    test sees the command waiting before it takes the server away."""
+    test sees the command waiting before it takes the server away. `status` exited 1 when the
+    write of its use lost it, and 2 when its read did."""
     ini = write_server_ini(tmp_path / "app.ini", settings_for(tmp_path))
     with runzeo(tmp_path):
         first = fftelemetry("pack", ini)  # a database, with records and old revisions to pack
@@ -639,7 +647,7 @@ def test_a_command_losing_its_zeo_server_mid_run_says_so_in_one_line(tmp_path, c
         zeo.kill()  # lost as in a crash (SIGTERM would abort the test's transaction first)
         zeo.wait(10)
         out, err = run.communicate(timeout=60)
-    assert run.returncode == 1, err
+    assert run.returncode == exit_status, err
     assert err.splitlines() == [f"fftelemetry {command[0]}: {line}"], err
     assert out == ""
     with runzeo(tmp_path):

@@ -13,6 +13,7 @@ from ZODB.FileStorage import FileStorage
 
 from fftelemetry.resources import telemetry_store_in
 from fftelemetry.resources.store import SubmissionResult, utcnow
+from tests.conftest import file_size_limit
 from tests.functional.test_cli import (
     collected_days_ago,
     made_quietly,
@@ -436,3 +437,20 @@ def test_the_receivers_cas_the_setting_names_are_shown_beside_the_receiver(tmp_p
     lines = run_cli("status", ini, cwd="/").stdout.splitlines()
     at = lines.index(f"Receiver: {facts['receiver']}")
     assert lines[at + 1] == f"Receiver's CAs: {tmp_path / 'certs'} (TELEMETRY_CA_BUNDLE)"
+
+
+def test_a_full_disk_for_its_use_is_the_commands_failure_not_an_unusable_database(
+    tmp_path, write_ini, run_cli
+):
+    """The write of its use before the read meets a full disk: exit 1, its failure, as for any
+    command (a lost server there is 2, a database that cannot be used: see test_zeo_outage.py)."""
+    made_quietly(write_ini, run_cli)  # a database, no use of status collected yet
+    ini = write_ini()
+    with file_size_limit((tmp_path / "Data.fs").stat().st_size):
+        check = run_cli("status", ini, "--check")
+    assert check.returncode == 1, check.stderr
+    assert [line for line in check.stderr.splitlines() if not line.startswith("INFO [")] == [
+        "fftelemetry status: could not write (OSError: [Errno 27] File too large); the change in "
+        "progress was rolled back"
+    ]
+    assert check.stdout == ""
