@@ -5,7 +5,8 @@ Each command runs against the application's own settings and database (loaded fr
 failing one as `system.command.errored` (both only when telemetry is on), except for a command
 whose module says COUNTED = False (delete: see there). A config that cannot be loaded gives one
 line on stderr and exit status 2, never a traceback; a write that cannot be done (a full disk,
-conflicts on every attempt) one line and exit status 1, its transaction rolled back. Ctrl-C or
+conflicts on every attempt) one line and exit status 1, its transaction rolled back (2 where the
+command's `unusable` says the database cannot be used: status's read, its lost server). Ctrl-C or
 SIGTERM (fftelemetry.cli.stopping) stops a command in one line too, exit status 130 or 143, its
 databases closed.
 
@@ -72,9 +73,9 @@ def build_parser():
         description="Console commands of fftelemetry.",
         epilog="Exit status: 0 done; 1 the command failed, or status --check found submissions "
         "overdue; 2 bad usage, or a config or database that cannot be used (a read-only one, "
-        "for a command that writes; for status, one whose server it loses); 3 delete without --yes "
-        "that found something to delete (nothing deleted); 130 interrupted (Ctrl-C); 141 the "
-        "output's reader went away; 143 stopped by SIGTERM.",
+        "for a command that writes; for status, one it cannot read, or whose server it loses); "
+        "3 delete without --yes that found something to delete (nothing deleted); 130 "
+        "interrupted (Ctrl-C); 141 the output's reader went away; 143 stopped by SIGTERM.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in COMMANDS.items():
@@ -224,8 +225,8 @@ def run_on(registry, args):
         line = hide_passwords(args.cannot_write(exc), registry.settings)
         print(f"fftelemetry {args.command}: {shown(line)}", file=sys.stderr)
         write_failed = True
-        # status's lost server (in its read, or the write of its use) is a database that cannot
-        # be used, as at start-up: 2, a monitor's CRITICAL, not the 1 --check gives for "overdue"
+        # status's failed read, or its server lost in the write of its use, is a database that
+        # cannot be used, as at start-up: 2, a monitor's CRITICAL, not --check's 1 of "overdue"
         return 2 if args.unusable(exc) else 1
     finally:
         # FileStorage flushes its file on close, and the same disk refuses that too: said above.

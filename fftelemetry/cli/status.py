@@ -34,7 +34,7 @@ def add_arguments(parser):
         "--check",
         action="store_true",
         help="one line, and exit status 1 if submissions are overdue (0 otherwise; 2 if the "
-        "database cannot be used, or its server is lost): for a monitoring check",
+        "database cannot be used or read, or its server is lost): for a monitoring check",
     )
 
 
@@ -71,8 +71,8 @@ def read_facts(registry, recent):
 
 
 class NotRead(StorageError):
-    """Reading the facts failed (a lost database server): said by main, in cannot_write's words,
-    with exit status 2, as for a database that cannot be opened."""
+    """Reading the facts failed (a lost database server, say): said by main, in cannot_write's
+    words, with exit status 2, as for a database that cannot be opened."""
 
 
 def unusable(exc):
