@@ -62,8 +62,8 @@ def run(registry, args):
     db = database(registry)
     file = file_storage(db.storage)
     if file is not None:
-        # FileStorage keeps the file from before the pack as Data.fs.old by default: every
-        # deleted record would stay on disk in it.
+        # FileStorage keeps the file from before the pack as <its file>.old by default (Data.fs.old,
+        # the receiver's receiver.fs.old): every deleted record would stay on disk in it.
         file.pack_keep_old = False
     before, now = db.getSize(), utcnow()
     # both log a failed pack with its traceback before raising it; main says it in one line
@@ -79,7 +79,7 @@ def run(registry, args):
     try:
         if not is_receivers(registry):
             record_pack(registry, now, args.days)
-    finally:  # the pack is done, noted or not; "after" is the file's size with the note
+    finally:  # the pack is done, noted or not; "after" is the file's size with the note, if any
         print(f"Packed {where(db)}: {before:,} bytes before, {size_after(db)}; "
               f"{history_kept(args.days)}.{server_note(db)}")
     return 0
