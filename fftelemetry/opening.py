@@ -16,12 +16,12 @@ import zodburi
 from pyramid_zodbconn import get_uris
 from zc.lockfile import LockError
 from ZEO.asyncio.client import Fallback
-from ZEO.Exceptions import ClientDisconnected
+from ZEO.Exceptions import ClientDisconnected, ServerException
 from ZODB.FileStorage.FileStorage import FileStorageFormatError, packed_version
 from ZODB.POSException import ConflictError, ReadOnlyError, StorageError
 from ZODB.utils import z64
 
-from .failures import hide_passwords, is_no_room, is_server_lost, server_said
+from .failures import hide_passwords, is_no_room, is_server_lost, server_said, why_not_written
 from .resources.generations import GenerationError, named
 from .scripting import database, databases, file_storage
 from .settings import DATABASE_VARIABLE
@@ -200,7 +200,9 @@ def open_database(config, global_config, generations, program, set_in=None):
             raise
         missing = generations.not_made(named(where), shown(exc.filename))
         raise SystemExit(f"{program}: {missing}") from None
-    except OSError as exc:  # a full disk (or ulimit -f) as a FileStorage is opened
+    # a full disk (or ulimit -f) as a FileStorage is opened, or as a new ZEO server's makes the
+    # ZODB root, which its client raises as a ServerException (failures.server_os_error)
+    except (OSError, ServerException) as exc:
         if not is_no_room(exc):
             raise
         raise SystemExit(f"{program}: {not_written(where, exc, made)}") from None
@@ -418,7 +420,7 @@ def not_written(where, exc, made):
     set aside with a warning) is removed; its .lock is left, as every FileStorage leaves it.
     An existing one had only its lock written, or its root made if it had none. `made`: the
     files each database that had none when the start began would make."""
-    reason = shown(exc.strerror)
+    reason = shown(why_not_written(exc))
     # Another process (a first cron run, say) may have made one of them since, and
     # written to it: a file that holds a transaction is not this start's to remove.
     new = [path for path in made if holds_nothing(path)]

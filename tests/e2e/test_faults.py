@@ -469,6 +469,22 @@ def test_an_evolve_on_the_zeo_servers_full_disk_stops_in_one_line(tmp_path):
     assert data.read_bytes() == before
 
 
+def test_a_new_database_on_the_zeo_servers_full_disk_stops_in_one_line(tmp_path):
+    """ZODB makes a new database's root as a command opens it: the ZEO server's full disk there
+    is said as a file:// database's, in one line with its reason, exit 2, not "cannot load
+    app.ini: ('builtins.OSError', (27, 'File too large'))"; the next start with room makes it."""
+    ini = write_server_ini(tmp_path / "app.ini", app_settings(zeo_uri(tmp_path, wait_timeout=5)))
+    with runzeo(tmp_path, file_size_limit=100):  # its file's header fits, not the root
+        result = fftelemetry("status", ini)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        f"fftelemetry: the database named in {ini} could not be written as it was opened (File "
+        "too large): nothing it holds was changed; start again once there is room"
+    ], result.stderr
+    with runzeo(tmp_path):
+        assert fftelemetry("status", ini).returncode == 0
+
+
 def test_a_receiver_on_its_zeo_servers_full_disk_answers_507_in_one_line(tmp_path, caplog):
     """The ZEO server's OSError (ServerException) is a full disk for the receiver too, as on a
     file:// database: its 507 in JSON and one WARNING line, not a 500 after a traceback."""
