@@ -66,6 +66,7 @@ def run(registry, args):
         # the receiver's receiver.fs.old): every deleted record would stay on disk in it.
         file.pack_keep_old = False
     before, now = db.getSize(), utcnow()
+    noted = not is_receivers(registry)  # the receiver has no store to note its pack in
     # both log a failed pack with its traceback before raising it; main says it in one line
     with quiet("ZODB.DB"), without_tracebacks(RELSTORAGE_PACK):
         try:
@@ -74,10 +75,10 @@ def run(registry, args):
             drop_unfinished_copy(file)
             raise
         except NOT_WRITTEN as exc:
-            left = left_by_failed_pack(db, exc, noted=not is_receivers(registry))
+            left = left_by_failed_pack(db, exc, noted=noted)
             raise PackFailed(what_went_wrong(exc), left) from exc
     try:
-        if not is_receivers(registry):
+        if noted:
             record_pack(registry, now, args.days)
     finally:  # the pack is done, noted or not; "after" is the file's size with the note, if any
         print(f"Packed {where(db)}: {before:,} bytes before, {size_after(db)}; "
@@ -208,12 +209,16 @@ def server_note(db):
     if database_driver(db) != "ZEO":
         return ""
     name = servers_file(db)
-    if name is UNKNOWN or not is_seen_here(name, db):
-        old = "its file's .old" if name is UNKNOWN else f"{name}.old"
+    if name is None or not is_seen_here(name, db):
+        # a relative path (`runzeo -f Data.fs`) is from the folder the server started in, not
+        # said unless seen from this command's; a name that is no path is not shown at all
+        named = name is not None and os.path.isabs(name)
+        old = f"{name}.old" if named else "its file's .old"
         return (
             " Unless its configuration says pack-keep-old false (the shipped zeo.conf does), the"
             f" server keeps the file from before as {old}: see docs/telemetry.md."
         )
+    name = os.path.abspath(name)
     if not os.path.exists(f"{name}.old"):  # pack-keep-old false: removed once replaced
         return ""
     return (
@@ -222,25 +227,16 @@ def server_note(db):
     )
 
 
-# The server's file unknown: a ZEO client that no longer keeps what its server said of its
-# storage (a later ZEO's), or a relative path that is not this command's too.
-UNKNOWN = object()
-
-
 def servers_file(db):
-    """The ZEO server's FileStorage file, by its full path: the name the server gives its
-    storage as the client connects (ClientStorage keeps it in `_info`, with no API of its own),
-    its path as the server's configuration gives it. A relative one (`runzeo -f Data.fs`, the
-    shipped zeo.conf's `var/Data.fs`) is from the folder the server was started in, taken as
-    this command's when the file is seen there (`make run` starts the server in the project's
-    folder, where its commands are run). UNKNOWN otherwise, or when the client has no `_info`:
-    the note falls back to what any FileStorage server may keep. A storage of another kind, its
-    name no path, gets that note too, its name not shown."""
+    """The ZEO server's FileStorage file as its configuration names it, or None: the name the
+    server gives its storage as the client connects (ClientStorage keeps it in `_info`, with no
+    API of its own). A relative one (`runzeo -f Data.fs`, the shipped zeo.conf's `var/Data.fs`)
+    is from the folder the server was started in, which is this command's when the file is seen
+    there (`make run` starts the server in the project's folder, where its commands are run). A
+    storage of another kind has a name that is no path, which is_seen_here does not find."""
     info = getattr(db.storage, "_info", None)
     name = info.get("name") if isinstance(info, dict) else None
-    if isinstance(name, str) and (os.path.isabs(name) or is_seen_here(name, db)):
-        return os.path.abspath(name)
-    return UNKNOWN
+    return name if isinstance(name, str) else None
 
 
 def is_seen_here(name, db):
