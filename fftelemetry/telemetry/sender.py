@@ -347,12 +347,17 @@ def _log_run(tm, conn, settings, outcome, now):
             store.log_submission(result, keep=settings.submission_log_size)
 
     if outcome.server_lost:
-        log.warning("Telemetry submission log not updated: %s.", outcome.server_lost)
+        not_logged(outcome.server_lost)
         return
     try:
         _write(tm, conn, log_it)
     except NOT_WRITTEN as exc:
-        log.warning("Telemetry submission log not updated: %s.", why_not_written(exc))
+        not_logged(why_not_written(exc))
+
+
+def not_logged(why):
+    """The one line for a run the submission log could not keep (`why`: why_not_written's)."""
+    log.warning("Telemetry submission log not updated: %s.", why)
 
 
 def log_stopped_run(db, settings, stopped, how, server_lost=None):
@@ -364,11 +369,11 @@ def log_stopped_run(db, settings, stopped, how, server_lost=None):
     error = f"{how} after {records_word(stopped.sent)} sent and marked; the rest stay pending"
     if server_lost:  # not even opened: a connection that cannot reach its server on opening
         # is left half open by ZODB (DB.close then failed with a KeyError traceback)
-        log.warning("Telemetry submission log not updated: %s.", server_lost)
+        not_logged(server_lost)
         return
     outcome = Outcome(sent=stopped.sent, status=None, uuid=None, error=error)
     try:
         with own_connection(db) as (tm, conn):
             _log_run(tm, conn, settings, outcome, stopped.at)
     except NOT_WRITTEN as exc:  # the connection's open or last abort (a lost PostgreSQL server)
-        log.warning("Telemetry submission log not updated: %s.", why_not_written(exc))
+        not_logged(why_not_written(exc))
