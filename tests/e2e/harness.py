@@ -187,3 +187,10 @@ def post_form(session, url, data, timeout=30):
 
 def new_session():
     return requests.Session()
+
+
+def stored_batch(session, base, batch, timeout=30):
+    """POST `batch` to the receiver at `base` as a sender does; its uuid, once it was stored."""
+    answer = session.post(f"{base}/submit", json=batch, timeout=timeout)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["uuid"]

@@ -27,6 +27,7 @@ from .harness import (
     pserve,
     runzeo,
     runzeo_shipped,
+    stored_batch,
     write_server_ini,
     zeo_uri,
 )
@@ -193,15 +194,10 @@ def test_the_receivers_database_on_zeo_is_packed_while_the_receiver_serves(tmp_p
     with runzeo(tmp_path), pserve(ini, port) as base:
         session = new_session()
 
-        def send(batch):
-            answer = session.post(f"{base}/submit", json=batch, timeout=30)
-            assert answer.status_code == 200, answer.text
-            return answer.json()["uuid"]
-
         resent = [record(), record()]
-        send(resent)
+        stored_batch(session, base, resent)
         for _ in range(40):  # small batches, each leaving old revisions of its buckets
-            send([record()])
+            stored_batch(session, base, [record()])
         stats = session.get(f"{base}/stats", timeout=30).json()
         assert stats == {"records": 42, "batches": 41}
 
@@ -217,6 +213,6 @@ def test_the_receivers_database_on_zeo_is_packed_while_the_receiver_serves(tmp_p
         before, after = (int(size.replace(",", "")) for size in line.groups())
         assert after == data.stat().st_size < before / 4
         assert session.get(f"{base}/stats", timeout=30).json() == stats
-        send(resent)  # its dedup keys kept: counted once
-        send([record()])
+        stored_batch(session, base, resent)  # its dedup keys kept: counted once
+        stored_batch(session, base, [record()])
         assert session.get(f"{base}/stats", timeout=30).json() == {"records": 43, "batches": 43}

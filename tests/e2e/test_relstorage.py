@@ -25,6 +25,7 @@ from .harness import (
     child_environment,
     free_port,
     pserve,
+    stored_batch,
     write_server_ini,
 )
 from .postgresql import PASSWORD, USER
@@ -344,16 +345,10 @@ def test_the_receivers_database_is_packed_while_the_receiver_serves(cluster, tmp
     revisions = "SELECT count(*) FROM object_state"
     name = uri.rpartition("/")[2]
     with pserve(ini, port) as base:
-
-        def send(batch):
-            answer = requests.post(f"{base}/submit", json=batch, timeout=30)
-            assert answer.status_code == 200, answer.text
-            return answer.json()["uuid"]
-
         resent = [record(), record()]
-        send(resent)
+        stored_batch(requests, base, resent)
         for _ in range(20):
-            send([record()])
+            stored_batch(requests, base, [record()])
         stats = requests.get(f"{base}/stats", timeout=30).json()
         assert stats == {"records": 22, "batches": 21}
         before = cluster.query(name, revisions)[0][0]
@@ -364,6 +359,6 @@ def test_the_receivers_database_is_packed_while_the_receiver_serves(cluster, tmp
         assert pack.stdout.startswith("Packed the RelStorage database"), pack.stdout
         assert cluster.query(name, revisions)[0][0] < before / 4
         assert requests.get(f"{base}/stats", timeout=30).json() == stats
-        send(resent)  # counted once
-        send([record()])
+        stored_batch(requests, base, resent)  # counted once
+        stored_batch(requests, base, [record()])
         assert requests.get(f"{base}/stats", timeout=30).json() == {"records": 23, "batches": 23}

@@ -38,6 +38,7 @@ from .harness import (
     pserve,
     runzeo,
     socket_open,
+    stored_batch,
     wait_until,
     write_server_ini,
     zeo_uri,
@@ -232,8 +233,7 @@ def test_a_receiver_losing_its_zeo_server_is_not_rerun_while_it_is_away(tmp_path
                                                  use="egg:fftelemetry#receiver"))
     with runzeo(tmp_path) as zeo, pserve(ini, port) as base:
         sender = new_session()
-        stored = sender.post(f"{base}/submit", json=[record()], timeout=30)
-        assert stored.status_code == 200, stored.text
+        stored_batch(sender, base, [record()])
         stop(zeo)
         refused = sender.post(f"{base}/submit", json=[record()], timeout=120)
         assert (refused.status_code, refused.headers["Retry-After"]) == (503, "30"), refused.text
@@ -272,8 +272,7 @@ def test_the_shipped_receiver_ini_on_its_zeo_server_logs_no_reconnection_attempt
     ini = shipped_receiver_ini_on_zeo(tmp_path, port)
     with receiver_zeo(tmp_path) as zeo, pserve(ini, port) as base:
         sender = new_session()
-        stored = sender.post(f"{base}/submit", json=[record()], timeout=30)
-        assert stored.status_code == 200, stored.text
+        stored_batch(sender, base, [record()])
         stop(zeo)
         refused = sender.post(f"{base}/submit", json=[record()], timeout=30)
         assert (refused.status_code, refused.headers["Retry-After"]) == (503, "30"), refused.text
