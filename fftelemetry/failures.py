@@ -14,10 +14,10 @@ from .shown import error_text
 
 try:  # the postgresql extra: RelStorage on psycopg2
     from psycopg2 import InterfaceError, OperationalError
-    from psycopg2.errors import lookup
+    from psycopg2.errors import DiskFull, lookup
     from relstorage.adapters.interfaces import ReplicaClosedException
 except ImportError:  # not installed: there is no PostgreSQL server to lose
-    POSTGRESQL_ERRORS = POSTGRESQL_LOST = ()
+    POSTGRESQL_ERRORS = POSTGRESQL_LOST = POSTGRESQL_NO_ROOM = ()
     OperationalError = None
 else:
     # What RelStorage takes for a lost connection (its driver's disconnected_exceptions, in
@@ -34,6 +34,12 @@ else:
         *map(lookup, ("08000", "08001", "08003", "08004", "08006", "08007", "08P01")),
         *map(lookup, ("57P01", "57P02", "57P03")),
     )
+    # A server whose disk has no room: 53100, what PostgreSQL answers for ENOSPC as a table's
+    # file grows. Not the rest of class 53 (insufficient resources): out of memory (53200), too
+    # many connections (53300), a configured limit (53400, max_locks_per_transaction) are no
+    # disk's, and room on it would not help. A quota (EDQUOT) or a file size limit (EFBIG) on
+    # the server is XX000, an internal error, told apart only by its (translated) text.
+    POSTGRESQL_NO_ROOM = (DiskFull,)
 
 
 def is_server_lost(exc):
@@ -99,9 +105,11 @@ NO_ROOM = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
 
 
 def is_no_room(exc):
-    """Whether `exc` is a write that failed for want of room, not a bug to trace: here or on
-    the ZEO server (server_os_error)."""
+    """Whether `exc` is a write that failed for want of room, not a bug to trace: here, on the
+    ZEO server (server_os_error) or on the PostgreSQL server (POSTGRESQL_NO_ROOM)."""
     exc = server_os_error(exc) or exc
+    if isinstance(exc, POSTGRESQL_NO_ROOM):
+        return True
     return isinstance(exc, OSError) and exc.errno in NO_ROOM
 
 
@@ -132,6 +140,8 @@ def why_not_written(exc):
         return "the ZEO server cannot be reached"
     if isinstance(exc, POSTGRESQL_ERRORS) and is_server_lost(exc):  # its text names the server
         return "the PostgreSQL server cannot be reached"
+    if isinstance(exc, POSTGRESQL_NO_ROOM):  # its text names a file of the server's
+        return "the PostgreSQL server's disk is full"
     return getattr(exc, "strerror", None) or type(exc).__name__
 
 
@@ -140,11 +150,16 @@ def what_went_wrong(exc):
     server and a read-only database (whose exceptions have no text) and a conflict on every
     attempt (whose text is ZODB's oids and serials, nothing an operator can act on), what
     happened; a lost PostgreSQL server with libpq's reason (which may quote the database's
-    name: see hide_passwords); a ZEO server's OSError as the OSError it is. Not escaped: the
-    line that shows it escapes it (fftelemetry.shown)."""
+    name: see hide_passwords); a ZEO server's OSError as the OSError it is, and a PostgreSQL
+    server's full disk by its own reason. Not escaped: the line that shows it escapes it
+    (fftelemetry.shown)."""
     exc = server_os_error(exc) or exc
     if isinstance(exc, ClientDisconnected):
         return "the ZEO server cannot be reached"
+    if isinstance(exc, POSTGRESQL_NO_ROOM):
+        # the server's reason alone, as an OSError's: not its HINT ("Check free disk space."),
+        # nor the CONTEXT of RelStorage's statement
+        return f"{type(exc).__name__}: {exc.diag.message_primary or server_said(exc)}"
     if isinstance(exc, POSTGRESQL_ERRORS):
         reason = server_said(exc)
         if not is_server_lost(exc):  # a server that answered: a statement timeout, a deadlock

@@ -526,9 +526,10 @@ def opened_every_database(registry):
 
 
 def quiet_lost_servers():
-    """A lost database server is said once a request (or command) by the error view's line
-    (the command's), not in a traceback of each library that met it. Once a process, however
-    many apps it makes: addFilter skips a filter it already has."""
+    """A lost database server (or a PostgreSQL server's full disk) is said once a request (or
+    command) by the error view's line (the command's), not in a traceback of each library that
+    met it. Once a process, however many apps it makes: addFilter skips a filter it already
+    has."""
     logging.getLogger("ZODB.Connection").addFilter(not_a_lost_server)
     logging.getLogger(RELSTORAGE_CONNECTIONS).addFilter(not_a_lost_postgresql_server)
     logging.getLogger(RELSTORAGE_RECONNECTS).addFilter(not_a_lost_postgresql_server)
@@ -536,6 +537,9 @@ def quiet_lost_servers():
     # holds the lock, logs that failure with its traceback, and raises a conflict, whose rerun
     # meets the lost server and says so
     logging.getLogger(RELSTORAGE_LOCKS).addFilter(not_a_lost_server)
+    # a PostgreSQL server's full disk: a new store connection cannot make its temporary tables
+    # there, which RelStorage logs with its traceback before raising it
+    logging.getLogger(RELSTORAGE_RECONNECTS).addFilter(not_for_want_of_room)
 
 
 RELSTORAGE_RECONNECTS = "relstorage.adapters.connections"

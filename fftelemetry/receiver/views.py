@@ -10,6 +10,7 @@ from ZODB.POSException import ConflictError
 
 from ..failures import (
     POSTGRESQL_ERRORS,
+    POSTGRESQL_NO_ROOM,
     is_no_room,
     lost_postgresql_server_behind,
     what_went_wrong,
@@ -149,7 +150,8 @@ for error in POSTGRESQL_ERRORS:  # as stacked decorators would; none without the
 @exception_view_config(ServerException, renderer="json")
 def no_room(exc, request):
     """A write the disk refused (full, a file size limit, a quota: is_no_room), here or on the
-    ZEO server: one line, no traceback, as the app's "Not saved" page has, since it is no bug.
+    ZEO or PostgreSQL server: one line, no traceback, as the app's "Not saved" page has, since
+    it is no bug.
     507 Insufficient Storage (RFC 4918); the sender keeps the batch pending, as for any answer
     but a 200, and sends it again on its next run. Any other OSError is the generic 500's."""
     if not is_no_room(exc):
@@ -161,6 +163,10 @@ def no_room(exc, request):
         "error": f"the receiver has no room to store the batch ({why_not_written(exc)}); nothing "
         "was stored, send the batch again later"
     }
+
+
+for error in POSTGRESQL_NO_ROOM:  # before psycopg2's OperationalError, which it is
+    exception_view_config(error, renderer="json")(no_room)
 
 
 @exception_view_config(Exception, retryable_error=False, renderer="json")

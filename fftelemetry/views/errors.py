@@ -25,6 +25,7 @@ from zope.interface.interfaces import IInterface
 
 from ..failures import (
     POSTGRESQL_ERRORS,
+    POSTGRESQL_NO_ROOM,
     is_server_lost,
     lost_postgresql_server_behind,
     what_went_wrong,
@@ -208,8 +209,9 @@ def method_not_allowed(exc, request):
 @exception_view_config(OSError)
 @exception_view_config(StorageError)
 def cannot_save(exc, request):
-    """The database could not write (a full disk, a lost ZEO server...). pyramid_tm renders this
-    for an error raised by the commit too; the transaction is aborted, so nothing half-saved."""
+    """The database could not write (a full disk, the PostgreSQL server's too, a lost ZEO
+    server...). pyramid_tm renders this for an error raised by the commit too; the transaction
+    is aborted, so nothing half-saved."""
     # any OSError lands here, and its text may quote a name that came from outside; a
     # read-only database's error has no text, and is said in words (as on the console)
     error = shown(what_went_wrong(exc), LOGGED_CHARS)
@@ -221,6 +223,10 @@ def cannot_save(exc, request):
         f"The database could not store this ({why_not_written(exc)}). Nothing was changed. "
         + what_to_do(exc),
     )
+
+
+for error in POSTGRESQL_NO_ROOM:  # before psycopg2's OperationalError, which it is (below)
+    exception_view_config(error)(cannot_save)
 
 
 def what_to_do(exc):

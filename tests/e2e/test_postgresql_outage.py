@@ -199,8 +199,9 @@ def test_a_commands_line_never_shows_the_password(cluster, tmp_path):
 
 def test_a_statement_timeout_is_not_a_lost_server(cluster, tmp_path):
     """psycopg2's OperationalError is also a statement cancelled by `statement_timeout` (or a
-    lock timeout, a deadlock, a full disk on the server): the server answered, so the request gets
-    the generic 500 and its traceback in the log, not "cannot be reached" and no traceback."""
+    lock timeout, a deadlock): the server answered, so the request gets the generic 500 and its
+    traceback in the log, not "cannot be reached" and no traceback. (A full disk on the server is
+    one too: test_postgresql_full_disk.py.)"""
     uri, name = named_database(cluster)
     cluster.set(name, "statement_timeout", "500ms")  # for RelStorage's sessions, started after
     port = free_port()

@@ -12,6 +12,7 @@ from fftelemetry.failures import (
     CANNOT_WRITE,
     hide_passwords,
     in_second_phase,
+    is_no_room,
     is_server_lost,
     what_went_wrong,
     why_not_written,
@@ -49,7 +50,7 @@ def test_a_lost_postgresql_server_is_named_with_libpq_reason_on_one_line():
 
 def test_a_postgresql_server_that_answered_is_not_said_to_be_lost():
     """psycopg2's OperationalError is a statement timeout, a lock timeout, a deadlock or a full
-    disk too: the server was reached, and the line says what it answered."""
+    disk too: the server was reached, and the line says what it answered (a full disk: below)."""
     timeout = psycopg2.errors.QueryCanceled("canceling statement due to statement timeout\n")
     assert main.cannot_write(timeout) == (
         "could not write (QueryCanceled: canceling statement due to statement timeout); "
@@ -68,6 +69,18 @@ def test_a_postgresql_server_that_answered_is_not_said_to_be_lost():
         assert is_server_lost(lost), type(lost).__name__
 
 
+def test_a_postgresql_servers_full_disk_is_no_room_and_said_without_its_file():
+    """SQLSTATE 53100 is a full disk, as an OSError's ENOSPC is: said in words on a web page,
+    which must not name the server's file. The rest of class 53 is no disk's."""
+    full = psycopg2.errors.DiskFull('could not extend file "base/16385/16402": No space left on '
+                                    "device\nHINT:  Check free disk space.\n")
+    assert is_no_room(full) and not is_server_lost(full)
+    assert why_not_written(full) == "the PostgreSQL server's disk is full"
+    for other in (psycopg2.errors.OutOfMemory(), psycopg2.errors.TooManyConnections(),
+                  psycopg2.errors.ConfigurationLimitExceeded(), psycopg2.errors.QueryCanceled()):
+        assert not is_no_room(other), type(other).__name__
+
+
 def test_a_password_of_the_ini_is_never_shown():
     settings = {"zodbconn.uri": "postgres://app:s3cret@db:5432/s3cret?connect_timeout=5"}
     assert hide_passwords('database "s3cret" does not exist', settings) == (
@@ -82,7 +95,8 @@ sys.modules["psycopg2"] = sys.modules["relstorage"] = None  # an import of eithe
 from webtest import TestApp
 from ZEO.Exceptions import ClientDisconnected
 from fftelemetry import failures, main
-assert failures.POSTGRESQL_ERRORS == () and failures.is_server_lost(ClientDisconnected())
+assert failures.POSTGRESQL_ERRORS == failures.POSTGRESQL_NO_ROOM == ()
+assert failures.is_server_lost(ClientDisconnected()) and not failures.is_no_room(Exception())
 app = TestApp(main({}, **{"zodbconn.uri": "file://%s/Data.fs",
                           "fftelemetry.session_secret": "s" * 32}))
 print(app.get("/health").text, end="")

@@ -1,0 +1,142 @@
+"""The disk of a RelStorage database's PostgreSQL server has no room: the database is made in a
+tablespace on a tmpfs of its own, which a file then fills. The server answers DiskFull (SQLSTATE
+53100), said as a file:// database's or a ZEO server's full disk is: the app's "Not saved" page,
+the receiver's 507 in JSON, one log line without a traceback, a command's one line; nothing is
+saved, and once the file is gone the same writes succeed, with no restart."""
+
+import errno
+import json
+import os
+import pwd
+import subprocess
+from contextlib import contextmanager
+from itertools import count
+
+import pytest
+
+from tests.conftest import Stub, serving
+
+from .harness import app_settings, free_port, new_session, pserve, write_server_ini
+from .test_postgresql_outage import CHEAP, cron, receiver_and_sender, register
+from .test_zeo_outage import records_in
+
+pytestmark = pytest.mark.slow
+
+# A new database takes some 7.5 MB (template1's copy): room for it, and for the app's first
+# writes, before the filler takes the rest.
+TMPFS_SIZE = "24m"
+FULL = "the PostgreSQL server's disk is full"
+DISK_FULL = "DiskFull: could not extend file "
+
+tablespaces = count()
+
+
+class Room:
+    """A tmpfs that a file can fill (`full()`): the tablespace of a database."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    @contextmanager
+    def full(self):
+        """No room left on the tmpfs for the block: a file takes every byte of it."""
+        filler = self.folder / "filler"
+        with open(filler, "wb", buffering=0) as file:
+            try:
+                while True:
+                    file.write(bytes(1 << 16))
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+        try:
+            yield
+        finally:
+            filler.unlink()
+
+
+@contextmanager
+def database_on_a_tmpfs(cluster):
+    """A new database of `cluster`, in a tablespace on a tmpfs mounted for it: its URI and its
+    Room. Mounting needs root (the tests run as root in CI, .ci/run); elsewhere the test skips."""
+    name = f"tiny{next(tablespaces)}"
+    folder = cluster.folder / name
+    folder.mkdir()
+    options = f"size={TMPFS_SIZE},mode=0700"
+    if cluster.as_postgres:  # the server runs as postgres: the tablespace's folder is its own
+        owner = pwd.getpwnam("postgres")
+        options += f",uid={owner.pw_uid},gid={owner.pw_gid}"
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, name, str(folder)],
+                             capture_output=True, text=True, check=False)
+    if mounted.returncode:
+        pytest.skip(f"CANNOT MOUNT A TMPFS HERE ({mounted.stderr.strip()}): the PostgreSQL "
+                    "full-disk tests did not run. They need root, as .ci/run has them.")
+    try:
+        cluster.run("postgres", f"CREATE TABLESPACE {name} LOCATION '{folder}'")
+        cluster.run("postgres", f"CREATE DATABASE {name} TABLESPACE {name}")
+        try:
+            yield cluster.uri(name), Room(folder)
+        finally:
+            cluster.run("postgres", f"DROP DATABASE {name} WITH (FORCE)")
+            cluster.run("postgres", f"DROP TABLESPACE {name}")
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=False)
+        os.rmdir(folder)
+
+
+def test_the_app_on_a_full_postgresql_server_says_not_saved(cluster, tmp_path):
+    stub = Stub()
+    port = free_port()
+    with database_on_a_tmpfs(cluster) as (uri, room), serving(stub) as url:
+        settings = app_settings(uri, **{"fftelemetry.telemetry_url": url}, **CHEAP)
+        ini = write_server_ini(tmp_path / "web.ini", settings, port)
+        with pserve(ini, port) as base:
+            admin = new_session()
+            assert register(base, "owner@example.org", admin).status_code == 200
+            before = records_in(ini)
+            with room.full():
+                refused = register(base, "second@example.org")
+                assert refused.status_code == 503, refused.text
+                assert "Not saved" in refused.text and "Welcome!" not in refused.text
+                assert f"The database could not store this ({FULL}). Nothing was changed." in (
+                    refused.text)
+                assert "could not extend file" not in refused.text  # nor the server's file
+                sent = cron(ini)
+                assert sent.returncode == 1, sent.stderr
+                [said] = sent.stderr.splitlines()  # no traceback before it
+                assert said.startswith(f"fftelemetry cron: could not write ({DISK_FULL}"), said
+                assert said.endswith(": No space left on device); the change in progress was "
+                                     "rolled back"), said
+                assert stub.requests == []  # the records stay pending
+            log = ini.with_suffix(".log").read_text()
+            assert f"POST /register not saved: {DISK_FULL}" in log, log
+            assert "Traceback" not in log, log
+            assert register(base, "second@example.org").status_code == 200
+            assert records_in(ini) > before
+            sent = cron(ini)
+            assert sent.returncode == 0, sent.stderr
+            [(_, body)] = stub.requests
+            assert len(json.loads(body)) >= before
+
+
+def test_a_receiver_on_a_full_postgresql_server_answers_507(cluster, tmp_path):
+    with database_on_a_tmpfs(cluster) as (uri, room):
+        receiver_ini, port, ini = receiver_and_sender(tmp_path, uri)
+        with pserve(receiver_ini, port) as base:
+            assert new_session().get(f"{base}/stats", timeout=30).json()["records"] == 0
+            with room.full():
+                refused = cron(ini)
+                stats = new_session().get(f"{base}/stats", timeout=30).json()
+            assert refused.returncode == 1, refused.stderr
+            assert (f"the receiver answered HTTP 507: the receiver has no room to store the batch "
+                    f"({FULL}); nothing was stored, send the batch again later; the records stay "
+                    "pending") in refused.stderr, refused.stderr
+            assert stats["records"] == 0
+            log = receiver_ini.with_suffix(".log").read_text()
+            warned = [line for line in log.splitlines() if line.startswith(("WARNING", "ERROR"))]
+            assert len(warned) == 1, log
+            assert warned[0].startswith(f"WARNING [fftelemetry.receiver.views] POST /submit not "
+                                        f"stored, no room: {DISK_FULL}"), log
+            assert "Traceback" not in log, log
+            sent = cron(ini)
+            assert sent.returncode == 0, sent.stderr
+            assert new_session().get(f"{base}/stats", timeout=30).json()["records"] > 0
