@@ -21,7 +21,14 @@ from ZODB.FileStorage.FileStorage import FileStorageFormatError, packed_version
 from ZODB.POSException import ConflictError, ReadOnlyError, StorageError
 from ZODB.utils import z64
 
-from .failures import hide_passwords, is_no_room, is_server_lost, server_said, why_not_written
+from .failures import (
+    POSTGRESQL_NO_ROOM,
+    hide_passwords,
+    is_no_room,
+    is_server_lost,
+    server_said,
+    why_not_written,
+)
 from .resources.generations import GenerationError, named
 from .scripting import database, databases, file_storage
 from .settings import DATABASE_VARIABLE
@@ -201,8 +208,9 @@ def open_database(config, global_config, generations, program, set_in=None):
         missing = generations.not_made(named(where), shown(exc.filename))
         raise SystemExit(f"{program}: {missing}") from None
     # a full disk (or ulimit -f) as a FileStorage is opened, or as a new ZEO server's makes the
-    # ZODB root, which its client raises as a ServerException (failures.server_os_error)
-    except (OSError, ServerException) as exc:
+    # ZODB root, which its client raises as a ServerException (failures.server_os_error), or as
+    # a PostgreSQL server's makes RelStorage's tables or the root (DiskFull)
+    except (OSError, ServerException, *POSTGRESQL_NO_ROOM) as exc:
         if not is_no_room(exc):
             raise
         raise SystemExit(f"{program}: {not_written(where, exc, made)}") from None

@@ -1,8 +1,9 @@
 """The disk of a RelStorage database's PostgreSQL server has no room: the database is made in a
 tablespace on a tmpfs of its own, which a file then fills. The server answers DiskFull (SQLSTATE
 53100), said as a file:// database's or a ZEO server's full disk is: the app's "Not saved" page,
-the receiver's 507 in JSON, one log line without a traceback, a command's one line; nothing is
-saved, and once the file is gone the same writes succeed, with no restart."""
+the receiver's 507 in JSON, one log line without a traceback, a command's one line, a start's
+one line; nothing is saved, and once the file is gone the same writes succeed, with no
+restart."""
 
 import errno
 import json
@@ -14,11 +15,11 @@ from itertools import count
 
 import pytest
 
-from tests.conftest import Stub, serving
+from tests.conftest import Stub, run_pserve, serving
 
 from .harness import app_settings, free_port, new_session, pserve, write_server_ini
 from .test_postgresql_outage import CHEAP, cron, receiver_and_sender, register
-from .test_zeo_outage import records_in
+from .test_zeo_outage import fftelemetry, records_in
 
 pytestmark = pytest.mark.slow
 
@@ -73,6 +74,9 @@ def database_on_a_tmpfs(cluster):
     try:
         cluster.run("postgres", f"CREATE TABLESPACE {name} LOCATION '{folder}'")
         cluster.run("postgres", f"CREATE DATABASE {name} TABLESPACE {name}")
+        # a first connection writes the server's cache of the new database's catalogs: without
+        # room for it, the server refuses every connection ("could not write init file")
+        cluster.query(name, "SELECT 1")
         try:
             yield cluster.uri(name), Room(folder)
         finally:
@@ -140,3 +144,23 @@ def test_a_receiver_on_a_full_postgresql_server_answers_507(cluster, tmp_path):
             sent = cron(ini)
             assert sent.returncode == 0, sent.stderr
             assert new_session().get(f"{base}/stats", timeout=30).json()["records"] > 0
+
+
+def test_a_new_database_on_a_full_postgresql_server_stops_in_one_line(cluster, tmp_path):
+    """RelStorage makes its tables, and ZODB the root, as a new database is first opened: the
+    server's full disk there stops a command and pserve in the one line of a file:// database's
+    or a ZEO server's, not as a server that refused the connection; the next start with room
+    makes the database."""
+    with database_on_a_tmpfs(cluster) as (uri, room):
+        ini = write_server_ini(tmp_path / "app.ini", app_settings(uri))
+        with room.full():
+            command = fftelemetry("status", ini)
+            _, said = command.communicate(timeout=60)
+            served = run_pserve(ini)
+        line = (f"fftelemetry: the database named in {ini} could not be written as it was opened "
+                f"({FULL}): nothing it holds was changed; start again once there is room")
+        assert (command.returncode, said.splitlines()) == (2, [line]), said
+        assert (served.returncode, served.stderr.splitlines()) == (1, [line]), served.stderr
+        again = fftelemetry("status", ini)
+        again.communicate(timeout=60)
+        assert again.returncode == 0
