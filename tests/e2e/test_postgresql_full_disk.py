@@ -10,14 +10,24 @@ import json
 import os
 import pwd
 import subprocess
+import sys
 from contextlib import contextmanager
 from itertools import count
 
 import pytest
 
 from tests.conftest import Stub, run_pserve, serving
+from tests.functional.test_faults import EVOLVE_NOT_WRITTEN
+from tests.functional.test_generations import WITH_A_STEP
 
-from .harness import app_settings, free_port, new_session, pserve, write_server_ini
+from .harness import (
+    app_settings,
+    child_environment,
+    free_port,
+    new_session,
+    pserve,
+    write_server_ini,
+)
 from .test_postgresql_outage import CHEAP, cron, receiver_and_sender, register
 from .test_zeo_outage import fftelemetry, records_in
 
@@ -164,3 +174,29 @@ def test_a_new_database_on_a_full_postgresql_server_stops_in_one_line(cluster, t
         again = fftelemetry("status", ini)
         again.communicate(timeout=60)
         assert again.returncode == 0
+
+
+def test_an_evolve_on_a_full_postgresql_server_stops_in_one_line(cluster, tmp_path):
+    """An evolve step's commit meets the server's full disk: its one line with the reason, as
+    on a file:// database or a ZEO server, the database left at its generation; with room again
+    the next start evolves it."""
+    with database_on_a_tmpfs(cluster) as (uri, room):
+        ini = write_server_ini(tmp_path / "app.ini", app_settings(uri))
+        made = fftelemetry("status", ini)  # generation 1, made by this version
+        made.communicate(timeout=60)
+        assert made.returncode == 0
+
+        def with_a_step():
+            return subprocess.run([sys.executable, "-c", WITH_A_STEP, "status", str(ini)],
+                                  capture_output=True, text=True, timeout=120, check=False,
+                                  env=child_environment())
+
+        with room.full():
+            refused = with_a_step()
+        assert refused.returncode == 2, refused.stderr
+        assert refused.stderr.splitlines() == [
+            EVOLVE_NOT_WRITTEN.format(ini=ini).replace("File too large", FULL)
+        ], refused.stderr
+        evolved = with_a_step()
+        assert evolved.returncode == 0, evolved.stderr
+        assert "evolved the database" in evolved.stderr, evolved.stderr
