@@ -1,9 +1,10 @@
 """Every page through axe-core, the accessibility engine, inside the real browser (Debian's
-headless Chromium, as in test_browser.py), against WCAG 2.1's level A and AA rules: signed out,
-a member, an administrator with records and submissions (pages of them, overdue, a failure),
-telemetry off on a read-only database, and the error pages (400, 403, 404, 503). axe-core is
-vendored in tests/e2e/axe/ (npm's axe-core, its licences beside it; README.md there says how to
-update it): nothing is downloaded as the test runs."""
+headless Chromium, as in test_browser.py), against WCAG 2.1's level A and AA rules: signed out
+(a login refused, then too many attempts), a member, an administrator with records and
+submissions (pages of them, overdue, a failure), telemetry off on a read-only database, and the
+error pages (400, 403, 404, 503). axe-core is vendored in tests/e2e/axe/ (npm's axe-core, its
+licences beside it; README.md there says how to update it): nothing is downloaded as the test
+runs."""
 
 import hashlib
 from datetime import timedelta
@@ -102,6 +103,10 @@ def test_every_page_passes_axe(browser, make_app, receiver):
         browser.get(f"{base}/login")
         submit(browser, fill(browser, "login", email=EMAIL, password="wrong password"))
         audit("login, refused")
+        for _ in range(5):  # fftelemetry.login_attempts' 5 failures, then a sixth attempt
+            submit(browser, fill(browser, "login", email=EMAIL, password="wrong password"))
+        assert "Too many login attempts" in browser.find_element("id", "form-error").text
+        audit("login, too many attempts (429)")
 
         # the first account: the administrator
         browser.get(f"{base}/register")
@@ -168,6 +173,6 @@ def test_every_page_passes_axe(browser, make_app, receiver):
         assert browser.title.startswith("Not saved")
         audit("503, a read-only database")
 
-    assert len(audit.pages) == 25
+    assert len(audit.pages) == 26
     if audit.found:  # the report alone: pytest's repr of the dict would repeat it, unreadably
         pytest.fail("axe-core (WCAG 2.1 A and AA) found:\n" + audit.report(), pytrace=False)

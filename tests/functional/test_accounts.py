@@ -902,6 +902,22 @@ def test_five_failed_logins_lock_the_right_password_out_too(site, admin):
     assert_throttled(log_in(browser, " Owner@EXAMPLE.org"), email=" Owner@EXAMPLE.org")
 
 
+def test_the_too_many_attempts_error_describes_the_email_field_but_marks_nothing_invalid(
+    site, admin
+):
+    """The email takes the focus, so a screen reader reads the 429's error with it, as it reads a
+    wrong password's; the email may be right, so it is not marked aria-invalid."""
+    browser = browser_at(site, ATTACKER)
+    fail_logins(browser, 5)
+    page = log_in(browser, ADMIN_EMAIL)
+    assert_throttled(page)
+    described = page.html.select("#login [aria-describedby~=form-error]")
+    assert [(field["name"], field.has_attr("autofocus")) for field in described] == [
+        ("email", True)
+    ]
+    assert fields_tied_to_the_error(page)[0] == []  # none aria-invalid
+
+
 def test_another_address_or_email_is_not_locked_out(site, admin, member):
     fail_logins(browser_at(site, ATTACKER), 5)
     assert_throttled(log_in(browser_at(site, ATTACKER), ADMIN_EMAIL))
