@@ -8,6 +8,7 @@ from pyramid.csrf import new_csrf_token
 from pyramid.httpexceptions import HTTPSeeOther
 from pyramid.security import forget, remember
 from pyramid.view import view_config
+from urllib3.util import parse_url
 
 from .. import i18n
 from ..events import PreferencesChanged, UserRegistered
@@ -25,13 +26,19 @@ MAX_CAME_FROM = 500
 
 def safe_next(request, url):
     """`url` if it points into this application, else the home page (no open redirects); home
-    too for one longer than MAX_CAME_FROM."""
+    too for one longer than MAX_CAME_FROM. What a URI may not hold raw (a space, a backslash,
+    "<", a stray "%": RFC 3986) is percent-encoded, as a Location header needs."""
     home = request.application_url + "/"
     if url and not (url.isascii() and url.isprintable()):
         return home  # a Location header holds neither control characters nor raw non-ASCII
     if url and url.startswith("/") and not url.startswith("//") and "\\" not in url:
         url = request.application_url + url
-    if url and url.startswith(home) and len(url) <= MAX_CAME_FROM:
+    if not (url and url.startswith(home)):
+        return home
+    # urllib3's parser also lowercases the host and removes dot segments, so home is compared as
+    # parsed too: "/app/../x" is outside an app at /app once a browser removes them
+    url = parse_url(url).url
+    if url.startswith(parse_url(home).url) and len(url) <= MAX_CAME_FROM:
         return url
     return home
 

@@ -223,6 +223,46 @@ def test_login_never_redirects_to_another_site(site, admin):
     assert res.location == "http://localhost/"
 
 
+# RFC 3986's characters of a URI reference, its "#" once: a Location header holds no others raw
+URI_CHARACTER = r"(?:[A-Za-z0-9._~!$&'()*+,;=:@/?-]|%[0-9A-Fa-f]{2})"
+URI_REFERENCE = re.compile(f"{URI_CHARACTER}*(?:#{URI_CHARACTER}*)?")
+
+
+@pytest.mark.parametrize(
+    ("came_from", "location"),
+    [
+        ("/%20/evil", "http://localhost/%20/evil"),  # a raw space: "/ /evil"
+        ("http://localhost/%5Cevil", "http://localhost/%5Cevil"),  # a backslash past the host
+        ("/%22%3C%3E%5E%60%7B%7C%7D%5B%5D", "http://localhost/%22%3C%3E%5E%60%7B%7C%7D%5B%5D"),
+        ("/%25zz", "http://localhost/%25zz"),  # a "%" that starts no escape
+        ("/view%3Fa%3Db%20c%23d%23e", "http://localhost/view?a=b%20c#d%23e"),  # a second "#"
+        ("/a%2520b", "http://localhost/a%20b"),  # what is escaped already stays as it is
+        ("/%09/evil", "http://localhost/"),  # a tab, a DEL, non-ASCII: home, as before
+        ("/%7F/evil", "http://localhost/"),
+        ("/%C3%A9", "http://localhost/"),
+        ("/%5Cevil.example", "http://localhost/"),  # "/\\": "//" to a browser
+        ("/" + "%20" * 200, "http://localhost/"),  # past MAX_CAME_FROM once escaped
+    ],
+)
+def test_a_came_from_a_uri_may_not_hold_raw_is_escaped_in_the_location(site, admin, came_from,
+                                                                         location):
+    """The address after signing in is the Location header, which holds a URI reference: "/ /"
+    was one with a raw space (on this site still, but not a URI)."""
+    res = log_in(site.browser(), ADMIN_EMAIL, came_from=came_from)
+    assert res.status_int == 303 and res.headers["Location"] == location
+    assert URI_REFERENCE.fullmatch(location)
+
+
+def test_a_came_from_whose_dot_segments_leave_the_app_goes_home(site, admin):
+    """Under a path prefix, "/../x" was http://localhost/app/../x: inside the app by its text,
+    http://localhost/x once a browser removed the dot segments."""
+    res = log_in(browser_at(site, "127.0.0.1", SCRIPT_NAME="/app"), ADMIN_EMAIL, came_from="/../x")
+    assert res.headers["Location"] == "http://localhost/app/"
+    res = log_in(browser_at(site, "127.0.0.1", SCRIPT_NAME="/app"), ADMIN_EMAIL,
+                 came_from="/x/../y")
+    assert res.headers["Location"] == "http://localhost/app/y"
+
+
 def test_a_came_from_too_long_for_a_location_header_goes_home(site, admin):
     """A came_from of 100 KB was a Location header of 100 KB after signing in (three times
     that escaped, to the wizard), which a front proxy answers with a 502."""
