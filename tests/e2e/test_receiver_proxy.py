@@ -10,13 +10,16 @@ import socket
 import ssl
 import threading
 from contextlib import ExitStack, contextmanager
+from urllib.parse import urlsplit
 
 import pytest
 import requests
+from pyramid.paster import get_appsettings
 
 from tests.functional.test_receiver import record
 
 from .harness import free_port, pserve
+from .test_production_ini import SHIPPED
 from .test_tls_proxy import (
     NAME,
     ROOT,
@@ -24,6 +27,7 @@ from .test_tls_proxy import (
     nginx_blocks,
     nginx_conf,
     nginx_process,
+    readme_server_blocks,
     swap,
 )
 
@@ -35,6 +39,14 @@ HELD = 120  # more than waitress's 100 connections
 def readme_receiver_block():
     (block,) = [block for block in nginx_blocks() if "127.0.0.1:6544" in block]
     return block
+
+
+def test_production_ini_sends_to_the_receivers_name_in_readme_not_the_apps():
+    """An operator who follows README for both sites, and puts their names in place of its, sends
+    to their receiver: production.ini's placeholder was the name README gives the app itself."""
+    host = urlsplit(get_appsettings(str(SHIPPED))["fftelemetry.telemetry_url"]).hostname
+    assert f"server_name {host};" in readme_receiver_block()
+    assert host not in readme_server_blocks()
 
 
 def receiver_site(tls, receiver, cert, key):
