@@ -22,7 +22,7 @@ from ..resources import Admin, RecordsView, SubmissionsView, TelemetryAdmin, tel
 from ..resources.store import ALL, FILTERS, KEY_MAX, KEY_MIN, PENDING, SUBMITTED
 from ..scripting import is_read_only, own_connection, zeo_server_away
 from ..telemetry.deleting import deleted_all, deleted_submitted
-from ..telemetry.sender import encode, next_batch, record_noun, submit_pending
+from ..telemetry.sender import encode, ended, next_batch, record_noun, submit_pending
 from ..telemetry.status import format_time as when
 from ..telemetry.status import status_facts, submission_log
 from .errors import database_unavailable_page
@@ -228,6 +228,12 @@ def submit(context, request):
     return back_to_records(request, context)
 
 
+NEXT_TRY = (
+    "the next fftelemetry cron run, or press \"Submit pending records now\" again once the "
+    "server is back; if it keeps happening, tell the administrator."
+)
+
+
 def lost_during_submission(outcome):
     """The 503 page's words for a run that lost the database server: what it sent and marked,
     and what is left to do. A run that sent everything lost it only as it ended (the log of the
@@ -238,11 +244,20 @@ def lost_during_submission(outcome):
             "Nothing is left to send again; the submission log on the status page may not show "
             "this submission."
         )
+    if not outcome.sent and not outcome.marked_or_not:
+        # Nothing marked: one statement, where the run's message and this page's each said what
+        # was sent and what stays pending
+        if outcome.uuid is None:  # the POST failed; the run's end met the lost server
+            what = f"Nothing was sent: {ended(outcome.error)} The database server went away too"
+        else:  # the first batch, which the receiver took, could not be marked
+            what = "A batch was sent but not marked as sent: the database server went away"
+        return (
+            f"{what} ({outcome.server_lost}), so all the records stay pending and go with "
+            f"{NEXT_TRY}"
+        )
     return (
         f"The database server went away during the submission. {outcome.message()} What is "
-        "still pending goes with the next fftelemetry cron run, or press \"Submit pending "
-        "records now\" again once the server is back; if it keeps happening, tell the "
-        "administrator."
+        f"still pending goes with {NEXT_TRY}"
     )
 
 

@@ -865,3 +865,46 @@ def test_cron_stopped_with_its_postgresql_server_lost_says_it_was_stopped(cluste
         "fftelemetry cron: stopped by SIGTERM: 1 record sent and marked, the rest stay pending",
     ], err
     assert submitted_in(ini) == 1
+
+
+class RefusingReceiver(StoppingReceiver):
+    """A stand-in receiver that stops the PostgreSQL server as a batch comes in, then refuses
+    the batch: the sender sends nothing, and its run's end (the log of the run, RelStorage's
+    closing abort) meets the lost server."""
+
+    def __call__(self, environ, start_response):
+        self.batches += 1
+        self.cluster.stop()
+        start_response("500 Internal Server Error", [("Content-Type", "application/json")])
+        return [b'{"error": "the receiver failed"}']
+
+
+def test_submit_now_refused_and_losing_the_server_says_nothing_was_sent(cluster, tmp_path):
+    """The receiver refuses the batch as the server stops: the run's end (its log, RelStorage's
+    closing abort) meets the lost server. The 503 page says so in one statement: it said the
+    records stay pending, and then that what is still pending goes with the next run."""
+    uri, _ = named_database(cluster)
+    port = free_port()
+    receiver = RefusingReceiver(cluster)
+    with serving(receiver) as url:
+        settings = app_settings(uri, **CHEAP, **{"fftelemetry.telemetry_url": url})
+        ini = write_server_ini(tmp_path / "web.ini", settings, port)
+        with pserve(ini, port) as base:
+            admin, records, _ = admin_and_delete_all_form(base)
+            page = admin.get(f"{base}{RECORDS}", timeout=30)
+            try:
+                refused = admin.post(f"{base}{RECORDS}/submit", timeout=120,
+                                     data={"csrf_token": csrf_token(page.text)})
+            finally:
+                cluster.start()
+            assert refused.status_code == 503 and receiver.batches == 1, refused.text
+            said = re.search(r"<h1>Database unavailable</h1>\s*<p>(.*?)</p>", refused.text)[1]
+            assert said == (  # the whole of it: nothing said twice
+                "Nothing was sent: the receiver answered HTTP 500: the receiver failed. The "
+                "database server went away too (the PostgreSQL server cannot be reached), so all "
+                "the records stay pending and go with the next fftelemetry cron run, or press "
+                "\"Submit pending records now\" again once the server is back; if it keeps "
+                "happening, tell the administrator."
+            ), said
+            wait_until_it_reconnects(base)
+            assert pending_shown(admin, base) == len(records)
