@@ -19,7 +19,10 @@ def collect_unless_busy(registry, what, collect, later="a later run collects it"
     still, a later run collects them. So does a read-only database (a replica), tried not at
     all: a command that only reads runs there, and a run on the writable database collects.
     A storage that cannot write otherwise is raised, for main's one line: a full disk or a lost
-    server is for the operator to see to before anything else."""
+    server is for the operator to see to before anything else. While telemetry is off nothing
+    is tried, nor said: there is nothing a later run would collect."""
+    if not registry.app_settings.send_telemetry:
+        return False
     if is_read_only(database(registry)):
         log.warning(
             "%s not collected (%s); %s on the writable database", what, READ_ONLY, later

@@ -164,6 +164,22 @@ def test_instructions_and_delete_without_yes_run_on_a_read_only_database(
     assert (tmp_path / "Data.fs").read_bytes() == before
 
 
+def test_a_replica_with_telemetry_off_warns_of_nothing_left_to_collect(
+    tmp_path, write_ini, run_cli
+):
+    # while off, a read-only database's commands logged that their use was "not collected
+    # ... a later run collects it on the writable database": off, no run collects anything
+    made_quietly(write_ini, run_cli)
+    ini = replica(tmp_path, write_ini, **{"fftelemetry.send_telemetry": "false"})
+
+    check = run_cli("status", ini, "--check")
+    assert (check.returncode, warnings(check)) == (0, [])
+    assert check.stdout == "OK: telemetry is disabled (ini): nothing is sent\n"
+    shown = run_cli("instructions", "install", ini)
+    assert (shown.returncode, warnings(shown)) == (0, [])
+    assert shown.stdout.endswith("Telemetry is off: nothing was collected.\n")
+
+
 ON_A_REPLICA = (
     "  1. Add no cron or pack line, and create no user, with this config: its database is "
     "read-only (a replica) and those commands write to it, so they would be refused; run this "
