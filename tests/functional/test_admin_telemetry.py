@@ -612,6 +612,31 @@ def test_submit_is_refused_while_telemetry_is_off(make_site):
         assert store.last_submission() is None
 
 
+def test_status_page_while_off_says_what_becomes_of_the_pending_records(make_site):
+    # they are not sent while off, and go with the first submission once it is on again
+    site = make_site(**{"fftelemetry.send_telemetry": "false"})
+    admin = site.register("owner@example.org")
+    assert admin.get(STATUS).html.select_one("#pending-while-off") is None  # none pending
+    site.seed(3, submitted=1)
+    said = " ".join(admin.get(STATUS).html.select_one("#pending-while-off").text.split())
+    assert said == (
+        "The records collected while it was on and still pending (2) stay here, unsent. They go "
+        "with the first submission after telemetry is switched on again, however old they are: "
+        "to have them never sent, delete them on the records page first."
+    )
+    data_fs = site.app.registry.settings["zodbconn.uri"]
+    close_databases(site.app.registry)  # a file:// FileStorage allows one writer
+    receiver = Stub()
+    with serving(receiver) as url:  # switched on again: the first press sends them
+        on = make_site(**{"fftelemetry.send_telemetry": "true", "zodbconn.uri": data_fs,
+                          "fftelemetry.telemetry_url": url})
+        browser = on.browser()
+        browser.set_cookie("session", admin.cookies["session"])
+        submit_now(browser)
+    [(_, body)] = receiver.requests
+    assert [record["value"] for record in json.loads(body)] == [1001, 1002]
+
+
 def test_submit_reports_an_unreachable_receiver(make_site, closed_port_url):
     site = make_site(**{"fftelemetry.telemetry_url": closed_port_url})
     admin = site.register("owner@example.org")
