@@ -13,9 +13,9 @@ import webtest
 from ZODB.POSException import ConflictError
 
 from fftelemetry.receiver import main
-from fftelemetry.receiver.resources import Receiver
+from fftelemetry.receiver.resources import ROOT_KEY, Receiver
 from fftelemetry.receiver.validation import parse_batch
-from fftelemetry.scripting import close_databases
+from fftelemetry.scripting import close_databases, database
 from tests.conftest import file_size_limit, serving
 
 
@@ -61,6 +61,36 @@ def test_a_valid_batch_is_stored_and_answered_with_a_uuid(app):
     assert uuid.UUID(answer.json["uuid"]).version == 4
     assert app.get("/stats").json == {"records": 2, "batches": 1}
     assert app.get("/").json == {"records": 2, "batches": 1}
+
+
+def test_a_batch_is_kept_as_sent_without_who_sent_it(tmp_path, app, caplog):
+    """What the receiver keeps of a sender (docs/telemetry.md, "What the receiver keeps"): each
+    record's six fields and its batch's uuid, and of each batch when it came, its ids and how
+    many were new. Not the sender's address, a forwarded one, its User-Agent nor other headers:
+    not in receiver.fs, not in the log."""
+    caplog.set_level("INFO")
+    sent = record()
+    headers = {"User-Agent": "fftelemetry/9.8.7-probe", "X-Forwarded-For": "198.51.100.23",
+               "X-Probe": "probe-header-value"}
+    answer = app.post("/submit", json.dumps([sent]).encode(), content_type="application/json",
+                      headers=headers, extra_environ={"REMOTE_ADDR": "203.0.113.45"})
+    with database(app.app.registry).transaction() as conn:
+        receiver = conn.root()[ROOT_KEY]
+        [kept] = receiver.records.values()
+        batch = receiver.batches[answer.json["uuid"]]
+        installation = uuid.UUID(sent["installation_id"]).hex  # kept in one spelling
+        assert kept._asdict() == dict(sent, installation_id=installation,
+                                      batch_uuid=answer.json["uuid"])
+        assert (sorted(vars(batch)), batch.record_ids, batch.new_records) == (
+            ["new_records", "received_at", "record_ids"], (sent["id"],), 1
+        )
+    close_databases(app.app.registry)
+    kept_bytes = (tmp_path / "receiver.fs").read_bytes()
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    for told in ("203.0.113.45", "198.51.100.23", "9.8.7-probe", "probe-header-value"):
+        assert told.encode() not in kept_bytes
+        assert told not in logged
+    assert installation.encode() in kept_bytes  # the scan does find what is kept
 
 
 def test_a_resent_record_is_counted_once(app):
