@@ -28,6 +28,8 @@ import weakref
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.auth import HTTPBasicAuth
+from requests.utils import get_auth_from_url
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 from urllib3.util.retry import Retry
@@ -260,6 +262,7 @@ def _exchange(session, settings, url, body):
         data=body,
         timeout=(settings.connect_timeout, settings.read_timeout),
         allow_redirects=False,
+        auth=address_auth(url),
         stream=True,
         # the setting's CAs, else requests' own (True: certifi's, or REQUESTS_CA_BUNDLE's)
         verify=settings.telemetry_ca_bundle or True,
@@ -270,6 +273,21 @@ def _exchange(session, settings, url, body):
             if len(content) > MAX_ANSWER_BYTES:
                 return response.status_code, None, None
         return response.status_code, response.headers.get("Content-Type", ""), bytes(content)
+
+
+def address_auth(url):
+    """The login the receiver's address holds (user:password@), as requests would send it, and
+    never ~/.netrc's, which requests adds to an address without one (its `default` line: for
+    every host): a login kept there for other tools is not the receiver's to get."""
+    user, password = get_auth_from_url(url)
+    if user or password:
+        return HTTPBasicAuth(user, password)
+    return no_login
+
+
+def no_login(request):
+    """requests' auth that adds nothing: given, requests looks for none in ~/.netrc."""
+    return request
 
 
 def _why_failed(exc, url, started, settings):

@@ -876,6 +876,26 @@ def test_a_password_in_the_url_is_sent_but_never_shown(db, closed_port_url, capl
     assert not [text for text in shown if "s3cret" in text]
 
 
+def test_a_login_in_netrc_is_never_sent_to_the_receiver(db, tmp_path, monkeypatch):
+    # requests adds ~/.netrc's login for a URL without one (its `default` line: for any host),
+    # so a login kept there for other tools went to the receiver, over plain HTTP too
+    netrc = tmp_path / "netrc"
+    netrc.write_text("default login bob password netrc-s3cret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))  # requests reads it in place of ~/.netrc
+    collect(db, 1)
+    stub = Stub()
+    with serving(stub) as url:
+        assert submit_pending(db, settings_for(url)).error is None
+        in_store(db, lambda store: store.add_feature("system.users.count", 2))
+        assert submit_pending(db, settings_for(url.replace("://", "://alice:s3cret@"))).sent
+    [(plain, _), (with_password, _)] = stub.requests
+    assert sorted(plain) == [  # everything in the POST's headers (docs/telemetry.md)
+        "ACCEPT", "ACCEPT_ENCODING", "CONNECTION", "CONTENT_TYPE", "HOST", "USER_AGENT"
+    ]
+    assert with_password["AUTHORIZATION"] == "Basic YWxpY2U6czNjcmV0"  # the URL's: alice:s3cret
+
+
 @pytest.mark.parametrize(
     "url", ["http://telemetry.example..org", "http://alice:pw%E2%82%AC@127.0.0.1:1"]
 )
