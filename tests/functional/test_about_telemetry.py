@@ -71,6 +71,14 @@ def test_it_says_how_often_records_are_sent(make_site):
     assert "are sent every 3 days; the administrator can also send them sooner" in text
 
 
+def test_it_says_a_delete_does_not_reach_the_receiver(make_site):
+    # "the administrator can ... delete them" read as if what was sent could be taken back
+    page = make_site(**ON).browser().get(ABOUT)
+    assert words(page.html.select_one("#sent-stays-sent")) == (
+        "A delete here does not reach the receiver: what was sent stays with whoever runs it."
+    )
+
+
 def test_it_says_how_long_sent_records_stay(make_site, tmp_path):
     kept = make_site(**ON).browser().get(ABOUT)
     assert "A record that was sent stays on this installation for 90 days, then it is deleted." \
