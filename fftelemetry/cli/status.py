@@ -91,6 +91,14 @@ def cannot_write(exc):
     return default_cannot_write(exc)
 
 
+# as the status page says it (telemetry_status.pt), with the command for its button
+PENDING_WHILE_OFF = (
+    "Pending records: not sent while telemetry is off; they go with the first submission after "
+    "it is switched on again, however old: to have them never sent, delete them first "
+    "(fftelemetry delete all)"
+)
+
+
 def describe(facts):
     counts = facts.counts
     cas = f"Receiver's CAs: {shown(facts.ca_bundle)} ({facts.ca_bundle_setting})"
@@ -106,6 +114,8 @@ def describe(facts):
     if facts.enabled:
         due = _when(facts.next_due) or "now (on the next cron run)"
         lines.append(f"Next submission due: {due}")
+    elif counts["pending"]:
+        lines.append(PENDING_WHILE_OFF)
     if facts.overdue:
         lines.append(overdue_line(facts))
     if facts.cron_found_off_at:

@@ -622,7 +622,7 @@ def test_status_page_while_off_says_what_becomes_of_the_pending_records(make_sit
     assert said == (
         "The records collected while it was on and still pending (2) stay here, unsent. They go "
         "with the first submission after telemetry is switched on again, however old they are: "
-        "to have them never sent, delete them on the records page first."
+        "to have them never sent, delete them first (Delete all records on the records page)."
     )
     data_fs = site.app.registry.settings["zodbconn.uri"]
     close_databases(site.app.registry)  # a file:// FileStorage allows one writer

@@ -164,7 +164,15 @@ def test_never_overdue_while_telemetry_is_off(tmp_path, write_ini, run_cli, rece
     check = run_cli("status", off, "--check")
     assert (check.returncode, check.stdout) == (0, "OK: telemetry is disabled (ini): nothing is "
                                                    "sent\n")
-    assert "overdue" not in run_cli("status", off).stdout
+    text = run_cli("status", off).stdout
+    assert "overdue" not in text
+    # what becomes of them, as the status page says it
+    assert (
+        "\nPending records: not sent while telemetry is off; they go with the first submission "
+        "after it is switched on again, however old: to have them never sent, delete them first "
+        "(fftelemetry delete all)\n"
+    ) in text
+    assert "Pending records:" not in run_cli("status", on).stdout
 
 
 def cron_ran_off_days_ago(tmp_path, days):
