@@ -11,7 +11,8 @@ Two wider counts, of SPREAD times as many attempts, close what that key leaves o
   them): once it is used up, each address gets one attempt at that email a window, not 5, so
   guesses spread over many addresses are slowed fivefold, and the owner still gets in.
 A success counts for neither: it gives back its own attempt (an attacker's own account cannot
-clear its address's count) and clears the pair's.
+clear its address's count) and clears the pair's. An attempt whose password was never checked
+(the database server lost as the account was looked up) counts for none of the three.
 
 The counts live in this process's memory, not in the database: a guess must not become a write
 (load, and conflicts between ZEO clients). So with N app processes an address gets up to N times
@@ -175,12 +176,22 @@ class LoginThrottle:
             entry = self._failures.pop(key, None)
             if entry is not None:
                 self._spent -= self._used_up(key, entry)
-            for key in ("address", address), ("email", email):
-                entry = self._failures.get(key)
-                if entry is not None and entry[1] > 0:
-                    self._spent -= self._used_up(key, entry)
-                    entry[1] -= 1
-                    self._spent += self._used_up(key, entry)
+            self._give_back(("address", address), ("email", email))
+
+    def not_checked(self, email, address):
+        """The attempt ended before its password was checked (the database server lost as the
+        account was looked up: a 503, or a rerun of the request, which counts it again): it is
+        given back to all three counts, as a guess it was not."""
+        with self._lock:
+            self._give_back(("pair", email, address), ("address", address), ("email", email))
+
+    def _give_back(self, *keys):
+        for key in keys:
+            entry = self._failures.get(key)
+            if entry is not None and entry[1] > 0:
+                self._spent -= self._used_up(key, entry)
+                entry[1] -= 1
+                self._spent += self._used_up(key, entry)
 
 
 def shown_email(email):

@@ -121,9 +121,17 @@ def login(context, request):
             error = f"Too many login attempts. Please try again in {seconds(wait)}."
             return {"page_title": "Log in", "came_from": came_from, "email": email, "error": error,
                     "invalid": (), "ended": ended}
-        user = context["users"].by_email(email)
         password = request.POST.get("password", "")
-        if user is not None and user.verify_password(password, request.password_hasher):
+        try:
+            user = context["users"].by_email(email)
+            right = user is not None and user.verify_password(password, request.password_hasher)
+        except BaseException:
+            # Not checked (a lost database server): no guess, and pyramid_retry's rerun of the
+            # request, once the server is back, counts it again. Counted, an owner's tries
+            # through an outage (each a 503) locked the owner out once the server was back.
+            throttle.not_checked(*key)
+            raise
+        if right:
             throttle.succeeded(*key)
             return sign_in(request, user, came_from)
         if user is None:

@@ -133,6 +133,32 @@ def test_signed_in_pages_missing_the_server_are_quick_503s_not_reruns(tmp_path):
     assert "Couldn't load state" not in log and "Traceback" not in log
 
 
+def test_logins_the_lost_server_kept_from_checking_lock_nobody_out(tmp_path):
+    """A login whose account this process had not read as its ZEO server went is a 503, its
+    password unchecked: no failed attempt. The owner who tried as often as the throttle allows
+    during the outage signs in once the server is back, rather than getting a 429."""
+    port = free_port()
+    settings = dict(settings_for(tmp_path), **{"fftelemetry.login_attempts": "2"})
+    ini = write_server_ini(tmp_path / "web.ini", settings, port)
+    login = {"email": "owner@example.org", "password": PASSWORD}
+    with runzeo(tmp_path) as zeo:
+        with pserve(ini, port) as base:
+            assert register(base, "owner@example.org").status_code == 200
+        with pserve(ini, port) as base:  # a fresh process: no account in its caches
+            browser = new_session()
+            form = browser.get(f"{base}/login", timeout=30)
+            data = {**login, "csrf_token": csrf_token(form.text)}
+            stop(zeo)
+            for _ in range(2):
+                down = browser.post(f"{base}/login", data=data, timeout=120, allow_redirects=False)
+                assert down.status_code == 503 and "Database unavailable" in down.text
+            with runzeo(tmp_path):
+                wait_until(lambda: new_session().get(f"{base}/health", timeout=30).ok, 30,
+                           "the app to reconnect")
+                back = browser.post(f"{base}/login", data=data, timeout=30, allow_redirects=False)
+                assert back.status_code == 303, back.text
+
+
 def test_the_503_pages_stylesheet_and_icon_need_no_database(tmp_path):
     """The files every page links (its stylesheet, script, icon) are served while the ZEO server
     is away, also by a process that has read nothing from it yet: they are no part of the

@@ -74,6 +74,21 @@ def test_a_success_gives_its_attempt_back_but_clears_no_address():
     assert throttle.attempt("e", "attacker") > 0
 
 
+def test_an_attempt_whose_password_was_not_checked_counts_for_nothing():
+    """A login that lost the database server as it looked the account up (a 503, or a rerun
+    that counts it again) is no guess: given back to the pair, the address and the email."""
+    throttle = LoginThrottle(2, 60, clock=Clock())
+    fail(throttle, 2)
+    for _ in range(2):
+        throttle.not_checked("owner", "attacker")
+    fail(throttle, 2)  # the pair's two attempts are there again
+    assert throttle.attempt("owner", "attacker") == 60
+    for n in range(5):  # the email's count: 2 + 5 of 8, its first 2 given back
+        fail(throttle, 1, address=f"elsewhere{n}")
+    assert throttle.attempt("owner", "bot") == 0  # the 8th
+    assert throttle._spent == 2  # the locked pair and the used-up email
+
+
 def test_an_email_guessed_from_many_addresses_gets_one_attempt_an_address_but_the_owner_in():
     throttle = LoginThrottle(5, 60, clock=Clock())
     for n in range(SPREAD):
