@@ -134,7 +134,8 @@ class Partition(Persistent):
         """Add (seq, record) pairs."""
         for seq, record in items:
             self.records[seq] = record
-        self.count.change(len(items))
+        if items:  # as in take: a batch another run marked first moves nothing, writes nothing
+            self.count.change(len(items))
 
     def __len__(self):
         return self.count()

@@ -290,6 +290,20 @@ def test_a_delete_conflicts_with_a_record_changed_meanwhile(two_transactions, de
     assert counts_after() == {ALL: 3, PENDING: 1, SUBMITTED: 2}
 
 
+def test_marking_a_batch_marked_already_writes_nothing(two_transactions):
+    """Another run (cron's, as an admin presses "Submit now") marked the batch first: this mark
+    moves nothing and writes nothing, so a "delete submitted" meanwhile, which a real mark must
+    make conflict, is not made to conflict and run again by it."""
+    (tm1, deleting), (tm2, marking), counts_after = two_transactions
+    deleting.counts()
+    marked = list(marking.submitted.records.keys())
+    assert marking.mark_submitted(marked, "u-2") == 0
+    tm2.commit()
+    assert deleting.delete_submitted() == 1
+    tm1.commit()  # no ConflictError: the counts it read are current
+    assert counts_after() == {ALL: 2, PENDING: 2, SUBMITTED: 0}
+
+
 COLLECTED_MEANWHILE = {
     "feature": lambda store: store.add_feature("system.command.executed", "pack"),
     "recurring": lambda store: store.add_recurring("system.users.count", 9, every_days=7),
