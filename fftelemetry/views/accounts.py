@@ -4,6 +4,8 @@ These views announce what happened with events (fftelemetry.events) and know not
 who listens; telemetry is one listener.
 """
 
+import re
+
 from pyramid.csrf import new_csrf_token
 from pyramid.httpexceptions import HTTPSeeOther
 from pyramid.security import forget, remember
@@ -37,10 +39,21 @@ def safe_next(request, url):
         return home
     # urllib3's parser also lowercases the host and removes dot segments, so home is compared as
     # parsed too: "/app/../x" is outside an app at /app once a browser removes them
-    url = parse_url(url).url
-    if url.startswith(parse_url(home).url) and len(url) <= MAX_CAME_FROM:
+    url = as_parsed(url)
+    if url.startswith(as_parsed(home)) and len(url) <= MAX_CAME_FROM:
         return url
     return home
+
+
+# "%2e", which a browser takes for "." in a dot segment (the URL Standard's "%2e%2e" is ".."),
+# and urllib3's parser leaves as it is
+ENCODED_DOT = re.compile("%2e", re.IGNORECASE)
+
+
+def as_parsed(url):
+    """`url` as urllib3's RFC 3986 parser writes it, its "%2e"s decoded first (RFC 3986 makes
+    them "." all the same): "/app/%2e%2e/x" is "/x" here too, as it is to a browser."""
+    return parse_url(ENCODED_DOT.sub(".", url)).url
 
 
 def sign_in(request, user, came_from):

@@ -263,6 +263,26 @@ def test_a_came_from_whose_dot_segments_leave_the_app_goes_home(site, admin):
     assert res.headers["Location"] == "http://localhost/app/y"
 
 
+
+@pytest.mark.parametrize(
+    ("came_from", "location"),
+    [
+        ("/%252e%252e/x", "http://localhost/app/"),  # "%2e%2e": ".." to a browser
+        ("/%252E./x", "http://localhost/app/"),
+        ("/.%252e", "http://localhost/app/"),
+        ("/x/%252e%252e/y", "http://localhost/app/y"),  # inside the app still
+        ("/x?a=%252e%252e", "http://localhost/app/x?a=.."),  # the same query, to the app
+        ("/x/%25252e%25252e/y", "http://localhost/app/x/%252e%252e/y"),  # "%2e" as text
+    ],
+)
+def test_a_came_from_whose_encoded_dot_segments_leave_the_app_goes_home(site, admin, came_from,
+                                                                         location):
+    """A browser takes "%2e" for "." in a dot segment (the URL Standard), which urllib3 leaves
+    as it is: "/app/%2e%2e/x" was inside the app by its text, http://localhost/x to a browser."""
+    res = log_in(browser_at(site, "127.0.0.1", SCRIPT_NAME="/app"), ADMIN_EMAIL,
+                 came_from=came_from)
+    assert res.headers["Location"] == location
+
 def test_a_came_from_too_long_for_a_location_header_goes_home(site, admin):
     """A came_from of 100 KB was a Location header of 100 KB after signing in (three times
     that escaped, to the wizard), which a front proxy answers with a 502."""
