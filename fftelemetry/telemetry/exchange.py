@@ -25,11 +25,11 @@ import threading
 import time
 import uuid
 import weakref
+from urllib.parse import unquote, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 from requests.auth import HTTPBasicAuth
-from requests.utils import get_auth_from_url
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ProtocolError, ReadTimeoutError
 from urllib3.util.retry import Retry
@@ -276,10 +276,12 @@ def _exchange(session, settings, url, body):
 
 
 def address_auth(url):
-    """The login the receiver's address holds (user:password@), as requests would send it, and
-    never ~/.netrc's, which requests adds to an address without one (its `default` line: for
-    every host): a login kept there for other tools is not the receiver's to get."""
-    user, password = get_auth_from_url(url)
+    """The login the receiver's address holds (user:password@, or a user name alone: a token),
+    in Basic auth, and never ~/.netrc's, which requests adds to an address without one (its
+    `default` line: for every host): a login kept there for other tools is not the receiver's
+    to get. Not requests' get_auth_from_url: it finds no login in a user name alone."""
+    parts = urlsplit(url)
+    user, password = unquote(parts.username or ""), unquote(parts.password or "")
     if user or password:
         return HTTPBasicAuth(user, password)
     return no_login

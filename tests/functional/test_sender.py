@@ -896,6 +896,17 @@ def test_a_login_in_netrc_is_never_sent_to_the_receiver(db, tmp_path, monkeypatc
     assert with_password["AUTHORIZATION"] == "Basic YWxpY2U6czNjcmV0"  # the URL's: alice:s3cret
 
 
+def test_a_user_name_alone_in_the_url_is_sent_as_a_token(db):
+    # README: a user name alone (a token) is sent; requests' get_auth_from_url finds no login
+    # in an address without a password, so none was
+    collect(db, 1)
+    stub = Stub()
+    with serving(stub) as url:
+        assert submit_pending(db, settings_for(url.replace("://", "://t%40ken@"))).sent == 1
+    [(headers, _)] = stub.requests
+    assert headers["AUTHORIZATION"] == "Basic dEBrZW46"  # t@ken: with no password
+
+
 @pytest.mark.parametrize(
     "url", ["http://telemetry.example..org", "http://alice:pw%E2%82%AC@127.0.0.1:1"]
 )
