@@ -25,6 +25,7 @@ import threading
 import time
 import uuid
 import weakref
+from http.cookiejar import DefaultCookiePolicy
 from urllib.parse import unquote, urlsplit
 
 import requests
@@ -80,7 +81,7 @@ class SubmissionFailed(Exception):
 
 def make_session():
     """A requests Session (a context manager that closes its connections) that retries failed
-    connections, only those: nothing has reached the receiver then."""
+    connections, only those: nothing has reached the receiver then. It keeps no cookie."""
     retry = Retry(
         total=CONNECT_RETRIES,
         connect=CONNECT_RETRIES,
@@ -92,6 +93,9 @@ def make_session():
         raise_on_status=False,
     )
     session = requests.Session()
+    # No cookie is kept, so none goes back: a receiver (or a balancer in front) that sets one
+    # would get it back with the run's next batches: a mark that ties them together
+    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
     adapter = CuttableAdapter(max_retries=retry)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

@@ -896,6 +896,30 @@ def test_a_login_in_netrc_is_never_sent_to_the_receiver(db, tmp_path, monkeypatc
     assert with_password["AUTHORIZATION"] == "Basic YWxpY2U6czNjcmV0"  # the URL's: alice:s3cret
 
 
+def setting_a_cookie(app):
+    """`app` with a cookie set in each answer, as a load balancer's sticky one is."""
+    def wrapped(environ, start_response):
+        def with_cookie(status, headers, *exc_info):
+            return start_response(status, [*headers, ("Set-Cookie", "lb=node-2; Path=/")],
+                                  *exc_info)
+
+        return app(environ, with_cookie)
+
+    return wrapped
+
+
+def test_a_cookie_the_receiver_sets_is_not_sent_back(db):
+    # the session kept it for the run's next batches: a receiver, or a balancer in front of it,
+    # could tell one run's batches apart from another's, and docs/telemetry.md says no cookie
+    collect(db, 2)
+    stub = Stub()
+    with serving(setting_a_cookie(stub)) as url:
+        assert submit_pending(db, settings_for(url, batch_size=1)).sent == 2
+    assert [sorted(headers) for headers, _ in stub.requests] == [[
+        "ACCEPT", "ACCEPT_ENCODING", "CONNECTION", "CONTENT_TYPE", "HOST", "USER_AGENT"
+    ]] * 2
+
+
 def test_a_user_name_alone_in_the_url_is_sent_as_a_token(db):
     # README: a user name alone (a token) is sent; requests' get_auth_from_url finds no login
     # in an address without a password, so none was
