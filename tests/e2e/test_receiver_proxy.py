@@ -1,8 +1,9 @@
 """The receiver behind a real nginx running README's server block (The receiver on the network; a
 certificate from trustme for localhost) in front of `pserve receiver.ini` as shipped: clients
 that hold POSTs half-sent, which take every one of waitress's connections when it serves alone,
-keep no batch out; nginx's own answers are the receiver's JSON. Without nginx the test skips,
-saying so loudly (.ci/run installs it)."""
+keep no batch out; nginx's own answers are the receiver's JSON; its access log keeps what
+docs/telemetry.md says of a sender. Without nginx the test skips, saying so loudly (.ci/run
+installs it)."""
 
 import json
 import re
@@ -115,7 +116,8 @@ def test_the_receiver_behind_readmes_nginx_block(tmp_path):
         with pserve(receiver_ini(tmp_path, receiver), receiver), ExitStack() as held:
             sockets = [held.enter_context(half_sent_post(tls, context)) for _ in range(HELD)]
             with trickling(sockets):  # never dropped while the sender waits for its answer
-                stored = sender.post(submit, json=[record()], timeout=30)
+                stored = sender.post(submit, json=[record()], timeout=30,
+                                     auth=("tok3n", ""))  # a token: https://tok3n@…
             assert stored.status_code == 200 and "uuid" in stored.json(), stored.text
             # past receiver.max_body_bytes (1 MiB): refused by nginx, or by the receiver itself
             too_large = [
@@ -124,6 +126,12 @@ def test_the_receiver_behind_readmes_nginx_block(tmp_path):
                 for size in (1024 * 1024 + 1, 3 * 1024 * 1024)
             ]
         stopped = sender.post(submit, json=[record()], timeout=30)
+
+    # what nginx's access log keeps of the sender (docs/telemetry.md, What the receiver keeps)
+    [logged] = [line for line in (tmp_path / "access.log").read_text().splitlines()
+                if " tok3n " in line]
+    assert logged.startswith("127.0.0.1 - tok3n [") and '"POST /submit HTTP/1.1" 200 ' in logged
+    assert logged.endswith(f'"{requests.utils.default_user_agent()}"')
 
     # in the receiver's words, whichever refused it: not "the receiver takes 2 MiB"
     assert [(answer.status_code, answer.json()) for answer in too_large] == [
