@@ -988,12 +988,15 @@ def test_a_proxy_that_never_ends_its_answer_is_cut_at_the_deadline(db, monkeypat
     assert counts(db)["pending"] == 1
 
 
-def test_a_proxy_that_is_down_is_named_with_the_systems_reason(db, monkeypatch, closed_port_url):
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "ALL_PROXY", "all_proxy"])
+def test_a_proxy_that_is_down_is_named_with_the_systems_reason(db, monkeypatch, closed_port_url,
+                                                               variable):
+    # every proxy variable requests reads, as docs/telemetry.md lists them
     collect(db, 1)
-    use_proxy(monkeypatch, closed_port_url)
+    use_proxy(monkeypatch, closed_port_url, variable)
     outcome = submit_pending(db, settings_for("http://192.0.2.1:6544"))
     assert outcome.error == (
-        f"cannot connect to the proxy {closed_port_url} (HTTP_PROXY) for "
+        f"cannot connect to the proxy {closed_port_url} ({variable}) for "
         "http://192.0.2.1:6544/submit (connection refused; tried 3 times)"
     )
 
@@ -1248,6 +1251,18 @@ def test_a_receiver_whose_ca_is_trusted_is_sent_to(db, trusted):
         outcome = submit_pending(db, settings_for(url))
     assert (outcome.ok, outcome.sent, outcome.uuid) == (True, 2, STUB_UUID), outcome.error
     assert counts(db)["submitted"] == 2
+
+def test_curls_ca_bundle_variable_is_read_too(db, ca, tmp_path, monkeypatch):
+    # requests reads CURL_CA_BUNDLE when REQUESTS_CA_BUNDLE is not set (docs/telemetry.md)
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("CURL_CA_BUNDLE", str(bundle))
+    collect(db, 1)
+    with tls_serving(Stub(), ca.issue_cert("127.0.0.1")) as url:
+        outcome = submit_pending(db, settings_for(url))
+    assert (outcome.ok, outcome.sent) == (True, 1), outcome.error
+
 
 
 @pytest.mark.parametrize(
