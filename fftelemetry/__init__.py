@@ -5,7 +5,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pyramid.config import Configurator
 
 from . import settings as app_settings
-from .opening import open_database, quiet_lost_servers, require_database
+from .library_logs import quiet_lost_servers
+from .opening import open_database, require_database
 from .request import use_app_request
 from .resources import GENERATIONS, root_factory
 from .shown import shown

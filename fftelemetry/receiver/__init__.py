@@ -12,7 +12,8 @@ from pyramid.config import Configurator
 from pyramid.events import ContextFound, NewRequest, NewResponse
 from pyramid.renderers import JSON
 
-from ..opening import open_database, quiet_lost_servers, require_database
+from ..library_logs import quiet_lost_servers
+from ..opening import open_database, require_database
 from ..request import no_subpath, reject_undecodable_address
 from ..settings import MAX_RETRY_ATTEMPTS, RETRY_ATTEMPTS, SettingsError, parse_number
 from ..shown import shown
