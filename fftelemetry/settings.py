@@ -50,6 +50,10 @@ VARIABLES = (
 # A path a refusal quotes is cut to this: no real path is as long, a certificate pasted in whole
 # (its PEM text for its file's name) is.
 QUOTED_PATH_CHARS = 200
+# A receiver URL is at most this long: the sender names it in every line it writes (cron's, the
+# log's, "submit now"'s), and the submission log keeps those lines. A megabyte's in a .env made
+# every one a megabyte; a real one is a fraction of this.
+MAX_URL_CHARS = 2000
 
 # The numeric settings: (default, least, most). A float default takes a decimal point too. The
 # most is as much as an operator could sensibly want; more only failed later, on a page or in
@@ -320,6 +324,8 @@ def check_url(url, setting):
     # or session cookie can carry.
     if not url.isprintable():
         raise SettingsError(f"{setting} is not a valid URL")
+    if len(url) > MAX_URL_CHARS:
+        raise SettingsError(f"{setting} is longer than {MAX_URL_CHARS:,} characters")
     try:
         parts = parse_url(url)
         if parts.host and not parts.host.startswith("["):
@@ -458,7 +464,7 @@ def load(ini, global_config=None, environ=None):
     given = (found.value or DEFAULT_TELEMETRY_URL).strip()
     # errors name the setting, and show the value, as the operator wrote them
     name = "fftelemetry.telemetry_url" if found.source == "ini" else "TELEMETRY_URL"
-    setting = f"{name}='{shown_url(given)}'"
+    setting = f"{name}={quoted(shown_url(given), QUOTED_PATH_CHARS)}"
     scheme, sep, rest = given.partition("://")
     if not sep or scheme.lower() not in ("http", "https"):  # HTTPS://host will do too
         raise SettingsError(f"{setting} must start with http:// or https://")

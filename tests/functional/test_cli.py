@@ -204,6 +204,15 @@ def test_a_setting_start_up_refuses_is_escaped_once(write_ini, run_cli, monkeypa
     assert result.stderr == line
 
 
+def test_a_url_of_a_megabyte_stops_start_up_in_a_short_line(write_ini, run_cli, tmp_path):
+    # a .env may say anything: it was every line the sender wrote, a megabyte each
+    (tmp_path / ".env").write_text("TELEMETRY_URL=http://h/" + "a" * 1_000_000 + "\n")
+    result = run_cli("status", write_ini(**{"fftelemetry.env_file": str(tmp_path / ".env")}))
+    cut = "TELEMETRY_URL='http://h/" + "a" * 191 + "…' (1,000,009 characters)"
+    assert_one_line(result, 2, f"{cut} is longer than 2,000 characters")
+    assert len(result.stderr) < 300
+
+
 def test_a_file_an_error_names_is_escaped_once(tmp_path, write_ini, run_cli):
     # an OSError's text repr()s the file's name, and the line escaped that again (an ini value
     # cannot hold a line break); here a transfer log in a folder that does not exist

@@ -355,11 +355,18 @@ def test_numbers_and_url():
         # requests sends Basic auth in Latin-1: every run would end in a UnicodeEncodeError
         ("http://alice:pw%E2%82%AC@127.0.0.1:6544", "must be Latin-1 characters"),
         ("http://alice:pw\u20ac@127.0.0.1:6544", "must be Latin-1 characters"),
+        # named in every line the sender writes: a megabyte's made each a megabyte
+        ("http://h/" + "a" * 1992, "is longer than 2,000 characters"),
     ],
 )
 def test_a_url_the_sender_could_never_use_stops_start_up(url, reason):
     with pytest.raises(SettingsError, match=reason):
         load(environ={"TELEMETRY_URL": url})
+
+
+def test_a_url_just_short_enough_is_taken():
+    url = "http://h/" + "a" * 1991
+    assert load(environ={"TELEMETRY_URL": url}).telemetry_url == url
 
 
 def test_a_bad_url_is_named_and_shown_as_the_operator_wrote_it():
