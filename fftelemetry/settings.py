@@ -50,9 +50,10 @@ VARIABLES = (
 # A path a refusal quotes is cut to this: no real path is as long, a certificate pasted in whole
 # (its PEM text for its file's name) is.
 QUOTED_PATH_CHARS = 200
-# A receiver URL is at most this long: the sender names it in every line it writes (cron's, the
-# log's, "submit now"'s), and the submission log keeps those lines. A megabyte's in a .env made
-# every one a megabyte; a real one is a fraction of this.
+# A receiver URL is at most this long as shown: the sender names it in every line it writes
+# (cron's, the log's, "submit now"'s), and the submission log keeps those lines. A megabyte's in a
+# .env made every one a megabyte; a real one is a fraction of this. A password or token in it is
+# shown as ***, in no line: however long, it is not counted.
 MAX_URL_CHARS = 2000
 
 # The numeric settings: (default, least, most). A float default takes a decimal point too. The
@@ -324,7 +325,7 @@ def check_url(url, setting):
     # or session cookie can carry.
     if not url.isprintable():
         raise SettingsError(f"{setting} is not a valid URL")
-    if len(url) > MAX_URL_CHARS:
+    if len(shown_url(url)) > MAX_URL_CHARS:  # as the lines show it: no password, no token
         raise SettingsError(f"{setting} is longer than {MAX_URL_CHARS:,} characters")
     try:
         parts = parse_url(url)

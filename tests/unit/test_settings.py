@@ -369,6 +369,14 @@ def test_a_url_just_short_enough_is_taken():
     assert load(environ={"TELEMETRY_URL": url}).telemetry_url == url
 
 
+def test_a_long_token_in_the_url_is_taken():
+    # the cap is on the URL every line names, where a token or password is *** (a long token
+    # was refused as 'https://***@receiver.example' "longer than 2,000 characters")
+    for login in ("t" * 2100, "alice:" + "p" * 2100):
+        url = f"https://{login}@receiver.example"
+        assert load(environ={"TELEMETRY_URL": url}).telemetry_url == url
+
+
 def test_a_bad_url_is_named_and_shown_as_the_operator_wrote_it():
     # "'http:' must start with http://" (the slashes taken off first); an ini setting named
     # by the environment variable's name
