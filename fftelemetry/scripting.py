@@ -95,9 +95,14 @@ def database(registry):
 def zeo_server_away(registry):
     """Whether the app's database is a ZEO client whose server is away (it may still answer loads
     from its cache). Any other storage has no server to lose. Asked of the database, not of a
-    request's connection: a RelStorage connection that could not open fails again as it opens."""
+    request's connection: a RelStorage connection that could not open fails again as it opens.
+    Away too once a command found it lost (registry.database_server_lost): ZEO's client fails the
+    call that was waiting on its server before it marks itself disconnected (connection_lost in
+    ZEO.asyncio.client), so just after that call's error it may still say it is connected."""
     is_connected = getattr(database(registry).storage, "is_connected", None)
-    return is_connected is not None and not is_connected()
+    if is_connected is None:
+        return False
+    return getattr(registry, "database_server_lost", False) or not is_connected()
 
 
 @dataclass(frozen=True)

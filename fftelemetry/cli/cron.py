@@ -83,6 +83,8 @@ def run(registry, args):
     except SubmissionInterrupted as stopped:
         log_stopped(registry, db, settings, stopped)
         raise  # main says it in one line, and exits 130 or 143
+    if outcome.server_lost:  # for main, which then writes no more (scripting.zeo_server_away)
+        registry.database_server_lost = True
     if outcome.ok:
         log.info(outcome.message())
     return 0 if outcome.ok else 1

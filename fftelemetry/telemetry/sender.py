@@ -200,7 +200,20 @@ def _send_batches(conn, tm, settings, now, tally):
             if tally.sent // FLUSH_CACHE_EVERY > (tally.sent - marked) // FLUSH_CACHE_EVERY:
                 conn.cacheMinimize()  # memory stays flat however many records are sent
             batch, in_flight = following, next_in_flight
-            following, following_body = prepare(after=batch[-1][0]) if batch else ([], None)
+            try:
+                following, following_body = prepare(after=batch[-1][0]) if batch else ([], None)
+            except CANNOT_WRITE as exc:  # a read's failure too: the database server lost, say
+                # What was marked stands, and the batch in flight is cut (Poster), to be re-sent
+                why = why_not_written(exc)
+                reason = (
+                    f"a batch was sent but not marked, as the next one could not be read ({why}); "
+                    "it will be re-sent"
+                )
+                log.warning("Telemetry submission failed: %s.", reason)
+                return Outcome(
+                    sent=tally.sent, status=status, uuid=reference, error=reason,
+                    server_lost=why if is_server_lost(exc) else None,
+                )
     return Outcome(sent=tally.sent, status=status, uuid=reference, error=None)
 
 

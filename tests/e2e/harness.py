@@ -15,7 +15,8 @@ from pathlib import Path
 import requests
 
 BIN = Path(sys.executable).parent
-ZEO_CONF = Path(__file__).resolve().parents[2] / "zeo.conf"  # the shipped one, the Procfile's
+ROOT = Path(__file__).resolve().parents[2]
+ZEO_CONF = ROOT / "zeo.conf"  # the shipped one, the Procfile's
 
 
 def child_environment(extra=None):
@@ -131,6 +132,27 @@ def runzeo(folder, file_size_limit=None):
         limits = {"preexec_fn": limited, "env": unmeasured}
     ready = partial(socket_open, sock)
     with process(args, Path(folder) / "zeo.log", ready=ready, **limits) as child:
+        yield child
+
+
+@contextmanager
+def runzeo_on_cue(folder, flag):
+    """runzeo as runzeo(folder) starts it, on a storage that ends the server at the first load
+    after the first commit once the file `flag` exists (tests/e2e/zeo_on_cue). Yields its
+    process."""
+    sock = Path(folder) / "zeo.sock"
+    conf = Path(folder) / "zeo-on-cue.conf"
+    conf.write_text(
+        "%import tests.e2e.zeo_on_cue\n"
+        f"<zeo>\n  address {sock}\n</zeo>\n"
+        f"<dyingfilestorage>\n  path {Path(folder) / 'Data.fs'}\n  flag {flag}\n"
+        "</dyingfilestorage>\n"
+    )
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    args = [str(BIN / "runzeo"), "-C", str(conf)]
+    ready = partial(socket_open, sock)
+    env = child_environment({"PYTHONPATH": path})
+    with process(args, Path(folder) / "zeo.log", ready=ready, env=env) as child:
         yield child
 
 

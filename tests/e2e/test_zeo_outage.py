@@ -21,9 +21,9 @@ from ZODB import DB
 from ZODB.Connection import TransactionMetaData
 
 from fftelemetry.telemetry.sender import submit_pending
-from tests.conftest import Stub, serving
+from tests.conftest import STUB_UUID, Stub, serving
 from tests.functional.test_receiver import record
-from tests.functional.test_sender import collect, counts
+from tests.functional.test_sender import collect, counts, in_store
 from tests.functional.test_sender import settings_for as sender_settings
 
 from .harness import (
@@ -37,6 +37,7 @@ from .harness import (
     process,
     pserve,
     runzeo,
+    runzeo_on_cue,
     socket_open,
     stored_batch,
     wait_until,
@@ -682,3 +683,122 @@ def test_a_command_losing_its_zeo_server_mid_run_says_so_in_one_line(tmp_path, c
     assert out == ""
     with runzeo(tmp_path):
         assert records_in(ini) == before
+
+
+class FlaggingReceiver(Stub):
+    """A stand-in receiver that takes the first batch, creating the file `flag` as it comes in:
+    that arms runzeo_on_cue's server, which dies at the first load after the next commit (the
+    first batch's mark), the sender's read of a batch no cache holds. It answers the batches
+    after the first once `released` is set: the one sent as the server dies is still in flight
+    as the run ends."""
+
+    def __init__(self, flag):
+        super().__init__()
+        self.flag, self.released = flag, threading.Event()
+
+    def __call__(self, environ, start_response):
+        if self.requests:
+            self.released.wait(60)
+        else:
+            self.flag.touch()
+        return super().__call__(environ, start_response)
+
+
+# Batches of 100 records, trees' buckets of 30: the third batch's read, right after the first's
+# mark, loads buckets that the reads before it did not (they read one record past their batch)
+CUE_BATCH = 100
+CUE_RECORDS = 400
+
+
+def collected_elsewhere(folder, count):
+    """`count` records added to the database by a client of the test's own, closed then: they
+    are in no cache of the app's or a command's."""
+    db = DB(ClientStorage(str(folder / "zeo.sock"), wait_timeout=10))
+    try:  # counts no installation has had yet: each a record
+        in_store(db, lambda store: [store.add_feature("system.users.count", 10_000 + n)
+                                    for n in range(count)])
+    finally:
+        db.close()
+
+
+def test_submit_now_losing_the_zeo_server_reading_a_later_batch_says_what_it_sent(tmp_path):
+    """As below, through "Submit now": the 503 page says what was sent and marked, and what goes
+    with the next try. It said "Nothing was changed", the first batch marked."""
+    flag = tmp_path / "received"
+    receiver = FlaggingReceiver(flag)
+    port = free_port()
+    with serving(receiver) as url:
+        settings = {**settings_for(tmp_path), "fftelemetry.telemetry_url": url,
+                    "fftelemetry.batch_size": str(CUE_BATCH)}
+        ini = write_server_ini(tmp_path / "web.ini", settings, port)
+        with runzeo_on_cue(tmp_path, flag) as zeo, pserve(ini, port) as base:
+            admin = new_session()
+            register(base, "owner@example.org", admin)
+            collected_elsewhere(tmp_path, CUE_RECORDS)
+            records = pending_shown(admin, base)
+            page = admin.get(f"{base}{RECORDS}", timeout=30)
+            try:
+                pressed = admin.post(f"{base}{RECORDS}/submit", timeout=120,
+                                     data={"csrf_token": csrf_token(page.text)})
+            finally:
+                receiver.released.set()
+            assert zeo.poll() is not None, "the server died on cue"
+            assert pressed.status_code == 503, pressed.text
+            said = re.search(r"<h1>Database unavailable</h1>\s*<p>(.*?)</p>", pressed.text)[1]
+            assert said == (
+                f"The database server went away during the submission. Sent {CUE_BATCH} records, "
+                "then the submission failed: a batch was sent but not marked, as the next one "
+                "could not be read (the ZEO server cannot be reached); it will be re-sent. The "
+                "other records stay pending for the next try. What is still pending goes with the "
+                "next fftelemetry cron run, or press \"Submit pending records now\" again once "
+                "the server is back; if it keeps happening, tell the administrator."
+            ), said
+            log = ini.with_suffix(".log").read_text()
+            assert log.count("Telemetry submission log not updated: the ZEO server cannot be "
+                             "reached.") == 1, log
+            assert "Traceback" not in log and "retrying POST" not in log, log
+
+            with runzeo(tmp_path):
+                wait_until(lambda: admin.get(f"{base}/health", timeout=30).text == "OK\n", 30,
+                           "the app to reconnect")
+                assert pending_shown(admin, base) == records - CUE_BATCH  # the first mark stands
+                page = admin.get(f"{base}{RECORDS}", timeout=30)
+                sent = admin.post(f"{base}{RECORDS}/submit", timeout=60,
+                                  data={"csrf_token": csrf_token(page.text)})
+                assert f"Sent {records - CUE_BATCH} records" in sent.text, sent.text
+
+
+def test_cron_losing_its_zeo_server_reading_a_later_batch_says_what_it_sent(tmp_path):
+    """The server dies as the third batch is read, the first sent and marked, the second in
+    flight: cron says what became of them and exits 1, and the first batch's mark stands. It
+    said "could not write …; the change in progress was rolled back"."""
+    flag = tmp_path / "received"
+    receiver = FlaggingReceiver(flag)
+    with runzeo_on_cue(tmp_path, flag) as zeo, serving(receiver) as url:
+        settings = {**settings_for(tmp_path), "fftelemetry.telemetry_url": url,
+                    "fftelemetry.batch_size": str(CUE_BATCH)}
+        ini = write_server_ini(tmp_path / "app.ini", settings)
+        made = fftelemetry("status", ini)  # the database, its use a record to send
+        assert made.communicate(timeout=60) and made.returncode == 0
+        collected_elsewhere(tmp_path, CUE_RECORDS)
+        try:
+            _, err = (lost := fftelemetry("cron", ini, "--force")).communicate(timeout=120)
+        finally:
+            receiver.released.set()
+        assert zeo.poll() is not None, "the server died on cue"
+    assert lost.returncode == 1, err
+    assert "Traceback" not in err, err
+    assert err.splitlines()[-3:] == [
+        'INFO [fftelemetry.telemetry.sender] Result of submission [200]: {"uuid":"'
+        f"{STUB_UUID}\"}}",  # the first batch's; the second was cut
+        "WARNING [fftelemetry.telemetry.sender] Telemetry submission failed: a batch was sent "
+        "but not marked, as the next one could not be read (the ZEO server cannot be reached); "
+        "it will be re-sent.",
+        "WARNING [fftelemetry.telemetry.sender] Telemetry submission log not updated: the ZEO "
+        "server cannot be reached.",
+    ], err
+    with runzeo(tmp_path):
+        out, _ = fftelemetry("status", ini, "--json").communicate(timeout=60)
+    counts = json.loads(out)["counts"]
+    assert counts["submitted"] == CUE_BATCH, counts
+    assert counts["pending"] == counts["all"] - CUE_BATCH, counts
