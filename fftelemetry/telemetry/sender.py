@@ -50,6 +50,8 @@ class Outcome:
     server_lost: str | None = None
     # the batch's mark failed in its commit's second phase (in_second_phase): it may be saved
     marked_or_not: bool = False
+    # a batch was in flight as the run stopped, its POST cut: the receiver may have it
+    cut: bool = False
 
     @property
     def ok(self) -> bool:
@@ -66,8 +68,10 @@ class Outcome:
         if not self.sent:
             if self.marked_or_not:  # its error says what may have become of the batch
                 return f"{error[0].upper()}{error[1:]}"
-            # a batch the receiver acknowledged (it has a uuid) but that could not be marked
-            nothing = "Nothing was sent" if self.uuid is None else "Nothing was marked as sent"
+            # a batch the receiver acknowledged (it has a uuid) but that could not be marked,
+            # or one cut in flight, which it may have
+            taken = self.uuid is not None or self.cut
+            nothing = "Nothing was marked as sent" if taken else "Nothing was sent"
             return f"{nothing}: {error} The records stay pending for the next try."
         rest = "The records not marked" if self.marked_or_not else "The other records"
         return (
@@ -166,7 +170,10 @@ def _send_batches(conn, tm, settings, now, tally):
 
         batch, body = prepare()
         in_flight = poster.submit(body) if batch else None
-        following, following_body = prepare(after=batch[-1][0]) if batch else ([], None)
+        try:
+            following, following_body = prepare(after=batch[-1][0]) if batch else ([], None)
+        except CANNOT_WRITE as exc:  # the first batch in flight, nothing marked yet
+            return _next_not_read(exc, tally, status, reference)
         while in_flight is not None:
             try:
                 status, batch_uuid = in_flight.result()
@@ -202,19 +209,25 @@ def _send_batches(conn, tm, settings, now, tally):
             batch, in_flight = following, next_in_flight
             try:
                 following, following_body = prepare(after=batch[-1][0]) if batch else ([], None)
-            except CANNOT_WRITE as exc:  # a read's failure too: the database server lost, say
-                # What was marked stands, and the batch in flight is cut (Poster), to be re-sent
-                why = why_not_written(exc)
-                reason = (
-                    f"a batch was sent but not marked, as the next one could not be read ({why}); "
-                    "it will be re-sent"
-                )
-                log.warning("Telemetry submission failed: %s.", reason)
-                return Outcome(
-                    sent=tally.sent, status=status, uuid=reference, error=reason,
-                    server_lost=why if is_server_lost(exc) else None,
-                )
+            except CANNOT_WRITE as exc:
+                return _next_not_read(exc, tally, status, reference)
     return Outcome(sent=tally.sent, status=status, uuid=reference, error=None)
+
+
+def _next_not_read(exc, tally, status, reference):
+    """The Outcome of a run whose read of the next batch failed (a CANNOT_WRITE: the database
+    server lost, say) while a batch was in flight: what was marked stands, and the batch in
+    flight is cut (Poster), to be re-sent."""
+    why = why_not_written(exc)
+    reason = (
+        f"a batch was sent but not marked, as the next one could not be read ({why}); "
+        "it will be re-sent"
+    )
+    log.warning("Telemetry submission failed: %s.", reason)
+    return Outcome(
+        sent=tally.sent, status=status, uuid=reference, error=reason,
+        server_lost=why if is_server_lost(exc) else None, cut=True,
+    )
 
 
 class Poster:

@@ -136,16 +136,17 @@ def runzeo(folder, file_size_limit=None):
 
 
 @contextmanager
-def runzeo_on_cue(folder, flag):
+def runzeo_on_cue(folder, flag=None, oids=None):
     """runzeo as runzeo(folder) starts it, on a storage that ends the server at the first load
-    after the first commit once the file `flag` exists (tests/e2e/zeo_on_cue). Yields its
-    process."""
+    after the first commit once the file `flag` exists, or at the first load of an object the
+    file `oids` lists once it exists (tests/e2e/zeo_on_cue). Yields its process."""
     sock = Path(folder) / "zeo.sock"
     conf = Path(folder) / "zeo-on-cue.conf"
+    cues = "".join(f"  {key} {path}\n" for key, path in (("flag", flag), ("oids", oids)) if path)
     conf.write_text(
         "%import tests.e2e.zeo_on_cue\n"
         f"<zeo>\n  address {sock}\n</zeo>\n"
-        f"<dyingfilestorage>\n  path {Path(folder) / 'Data.fs'}\n  flag {flag}\n"
+        f"<dyingfilestorage>\n  path {Path(folder) / 'Data.fs'}\n{cues}"
         "</dyingfilestorage>\n"
     )
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))

@@ -19,7 +19,9 @@ import pytest
 from ZEO.ClientStorage import ClientStorage
 from ZODB import DB
 from ZODB.Connection import TransactionMetaData
+from ZODB.utils import u64
 
+from fftelemetry.resources import telemetry_store_in
 from fftelemetry.telemetry.sender import submit_pending
 from tests.conftest import STUB_UUID, Stub, serving
 from tests.functional.test_receiver import record
@@ -802,3 +804,131 @@ def test_cron_losing_its_zeo_server_reading_a_later_batch_says_what_it_sent(tmp_
     counts = json.loads(out)["counts"]
     assert counts["submitted"] == CUE_BATCH, counts
     assert counts["pending"] == counts["all"] - CUE_BATCH, counts
+
+
+class HoldingReceiver(Stub):
+    """A stand-in receiver that answers no batch until `released` is set: the first is still in
+    flight as a run that cannot read the second ends."""
+
+    def __init__(self):
+        super().__init__()
+        self.released = threading.Event()
+
+    def __call__(self, environ, start_response):
+        self.released.wait(60)
+        return super().__call__(environ, start_response)
+
+
+def doom_the_read_of(folder, position, oids):
+    """Write to the file `oids` the oid of the bucket of the pending records' tree that holds the
+    `position`th pending record (from 1, oldest first): runzeo_on_cue's server dies at the first
+    load of it, by a read that reaches that record and has none of the caches hold it. Loaded here
+    by a client of the test's own, closed then, before the file exists."""
+    db = DB(ClientStorage(str(folder / "zeo.sock"), wait_timeout=10))
+    try:
+        with db.transaction() as conn:
+            tree = telemetry_store_in(conn.root()).pending.records
+            seq = list(tree.keys())[position - 1]
+            bucket = tree.__getstate__()[1]  # a tree of several buckets: (children, first one)
+            while True:  # a bucket's state: its keys and values, then the next bucket
+                bucket._p_activate()
+                state = bucket.__getstate__()
+                if seq in state[0][::2]:
+                    break
+                bucket = state[1]
+            oid = u64(bucket._p_oid)
+    finally:
+        db.close()
+    oids.write_text(f"{oid:x}\n")
+
+
+SECOND_BATCH_AND_NO_CACHE = 2 * CUE_BATCH  # its last record: the first's read goes to the 101st
+
+
+def test_submit_now_losing_the_zeo_server_reading_the_second_batch_says_nothing_was_marked(
+    tmp_path,
+):
+    """The server dies as the second batch is read, the first in flight and nothing marked: the
+    503 page says a batch was sent and not marked, and all the records stay pending. It said
+    "Nothing was changed", though the receiver may have had the first batch."""
+    doomed = tmp_path / "doomed"
+    receiver = HoldingReceiver()
+    port = free_port()
+    with serving(receiver) as url:
+        settings = {**settings_for(tmp_path), "fftelemetry.telemetry_url": url,
+                    "fftelemetry.batch_size": str(CUE_BATCH)}
+        ini = write_server_ini(tmp_path / "web.ini", settings, port)
+        with runzeo_on_cue(tmp_path, oids=doomed) as zeo, pserve(ini, port) as base:
+            admin = new_session()
+            register(base, "owner@example.org", admin)
+            collected_elsewhere(tmp_path, CUE_RECORDS)
+            records = pending_shown(admin, base)
+            page = admin.get(f"{base}{RECORDS}", timeout=30)
+            doom_the_read_of(tmp_path, SECOND_BATCH_AND_NO_CACHE, doomed)
+            try:
+                pressed = admin.post(f"{base}{RECORDS}/submit", timeout=120,
+                                     data={"csrf_token": csrf_token(page.text)})
+            finally:
+                receiver.released.set()
+            assert zeo.poll() is not None, "the server died on cue"
+            assert pressed.status_code == 503, pressed.text
+            said = re.search(r"<h1>Database unavailable</h1>\s*<p>(.*?)</p>", pressed.text)[1]
+            assert said == (
+                "A batch was sent but not marked as sent: the database server went away (the ZEO "
+                "server cannot be reached), so all the records stay pending and go with the next "
+                "fftelemetry cron run, or press \"Submit pending records now\" again once the "
+                "server is back; if it keeps happening, tell the administrator."
+            ), said
+            log = ini.with_suffix(".log").read_text()
+            assert ("Telemetry submission failed: a batch was sent but not marked, as the next "
+                    "one could not be read (the ZEO server cannot be reached); it will be "
+                    "re-sent.") in log, log
+            assert "Traceback" not in log, log
+
+            with runzeo(tmp_path):
+                wait_until(lambda: admin.get(f"{base}/health", timeout=30).text == "OK\n", 30,
+                           "the app to reconnect")
+                assert pending_shown(admin, base) == records  # nothing was marked
+                page = admin.get(f"{base}{RECORDS}", timeout=30)
+                sent = admin.post(f"{base}{RECORDS}/submit", timeout=60,
+                                  data={"csrf_token": csrf_token(page.text)})
+                assert f"Sent {records} records" in sent.text, sent.text
+
+
+def test_cron_losing_its_zeo_server_reading_the_second_batch_says_nothing_was_marked(tmp_path):
+    """The server dies as the second batch is read, the first in flight and nothing marked: cron
+    says what became of the batch and exits 1, and the next run sends every record. It said
+    "could not write …; the change in progress was rolled back"."""
+    doomed = tmp_path / "doomed"
+    receiver = HoldingReceiver()
+    with runzeo_on_cue(tmp_path, oids=doomed) as zeo, serving(receiver) as url:
+        settings = {**settings_for(tmp_path), "fftelemetry.telemetry_url": url,
+                    "fftelemetry.batch_size": str(CUE_BATCH)}
+        ini = write_server_ini(tmp_path / "app.ini", settings)
+        made = fftelemetry("status", ini)  # the database, its use a record to send
+        assert made.communicate(timeout=60) and made.returncode == 0
+        collected_elsewhere(tmp_path, CUE_RECORDS)
+        doom_the_read_of(tmp_path, SECOND_BATCH_AND_NO_CACHE, doomed)
+        try:
+            _, err = (lost := fftelemetry("cron", ini, "--force")).communicate(timeout=120)
+        finally:
+            receiver.released.set()
+        assert zeo.poll() is not None, "the server died on cue"
+        assert lost.returncode == 1, err
+        assert "Traceback" not in err and "could not write" not in err, err
+        assert err.splitlines()[-2:] == [
+            "WARNING [fftelemetry.telemetry.sender] Telemetry submission failed: a batch was "
+            "sent but not marked, as the next one could not be read (the ZEO server cannot be "
+            "reached); it will be re-sent.",
+            "WARNING [fftelemetry.telemetry.sender] Telemetry submission log not updated: the "
+            "ZEO server cannot be reached.",
+        ], err
+        with runzeo(tmp_path):
+            out, _ = fftelemetry("status", ini, "--json").communicate(timeout=60)
+            assert json.loads(out)["counts"]["submitted"] == 0, out
+            again = fftelemetry("cron", ini, "--force")
+            _, err = again.communicate(timeout=120)
+            assert again.returncode == 0, err
+            out, _ = fftelemetry("status", ini, "--json").communicate(timeout=60)
+    counts = json.loads(out)["counts"]
+    assert counts["pending"] == 0 and counts["submitted"] == counts["all"] > CUE_RECORDS, counts
