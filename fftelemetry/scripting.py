@@ -95,14 +95,20 @@ def database(registry):
 def zeo_server_away(registry):
     """Whether the app's database is a ZEO client whose server is away (it may still answer loads
     from its cache). Any other storage has no server to lose. Asked of the database, not of a
-    request's connection: a RelStorage connection that could not open fails again as it opens.
-    Away too once a command found it lost (registry.database_server_lost): ZEO's client fails the
-    call that was waiting on its server before it marks itself disconnected (connection_lost in
-    ZEO.asyncio.client), so just after that call's error it may still say it is connected."""
+    request's connection: a RelStorage connection that could not open fails again as it opens."""
     is_connected = getattr(database(registry).storage, "is_connected", None)
-    if is_connected is None:
-        return False
-    return getattr(registry, "database_server_lost", False) or not is_connected()
+    return is_connected is not None and not is_connected()
+
+
+def database_server_lost(registry):
+    """Whether a command's database server is lost: it found so (registry.database_server_lost,
+    cron's run), or its ZEO server is away. A write then would wait for the server only to fail:
+    ZEO's its wait_timeout, RelStorage's a new connection to PostgreSQL, which may hang until the
+    network gives up on a server that does not answer. The flag, not ZEO's is_connected alone:
+    ZEO's client fails the call that was waiting on its server before it marks itself
+    disconnected (connection_lost in ZEO.asyncio.client), so just after that call's error it may
+    still say it is connected."""
+    return getattr(registry, "database_server_lost", False) or zeo_server_away(registry)
 
 
 @dataclass(frozen=True)

@@ -83,7 +83,7 @@ def run(registry, args):
     except SubmissionInterrupted as stopped:
         log_stopped(registry, db, settings, stopped)
         raise  # main says it in one line, and exits 130 or 143
-    if outcome.server_lost:  # for main, which then writes no more (scripting.zeo_server_away)
+    if outcome.server_lost:  # for main, which then writes no more (database_server_lost)
         registry.database_server_lost = True
     if outcome.ok:
         log.info(outcome.message())

@@ -25,7 +25,7 @@ import signal
 import sys
 
 from ..failures import CANNOT_WRITE, NOT_WRITTEN, READ_ONLY, hide_passwords
-from ..scripting import close_databases, database, is_read_only, zeo_server_away
+from ..scripting import close_databases, database, database_server_lost, is_read_only
 from ..shown import shown
 from ..telemetry.sender import SubmissionInterrupted, records_word
 from . import COMMAND_NAMES, create_user, cron, delete, instructions, pack, status
@@ -212,9 +212,9 @@ def run_on(registry, args):
         except Verdict as verdict:  # an answer, not a failure: not collected as one
             print(verdict)
             return verdict.status
-        # Not with its ZEO server away (cron's lost it): the write would wait its wait_timeout
-        # only to fail, and its line would replace the command's own.
-        if exit_status != 0 and counted and not zeo_server_away(registry):
+        # Not with its database server lost (cron's run lost it, ZEO's or PostgreSQL's): the
+        # write would wait for it only to fail, and its line would replace the command's own.
+        if exit_status != 0 and counted and not database_server_lost(registry):
             collect(registry, "system.command.errored", args.command)
         return exit_status
     except BrokenPipeError:
