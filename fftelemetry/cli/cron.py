@@ -87,6 +87,9 @@ def run(registry, args):
         registry.database_server_lost = True
     if outcome.ok:
         log.info(outcome.message())
+    elif outcome.server_lost:  # the submission log could not keep the run: cron's last line
+        # says what it sent and marked, and what stays pending
+        log.warning(outcome.message())
     return 0 if outcome.ok else 1
 
 

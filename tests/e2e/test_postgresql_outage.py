@@ -124,12 +124,15 @@ def test_cron_losing_the_postgresql_server_says_so_in_one_line(cluster, tmp_path
         # exit status 1, as for a write a lost ZEO server refuses (2 is for a start without it)
         assert lost.returncode == 1, lost.stderr
         assert "Traceback" not in lost.stderr and PASSWORD not in lost.stderr, lost.stderr
-        assert lost.stderr.splitlines()[-2:] == [
+        assert lost.stderr.splitlines()[-3:] == [
             "WARNING [fftelemetry.telemetry.sender] Telemetry submission failed: a batch was "
             "sent but could not be marked (the PostgreSQL server cannot be reached); it will be "
             "re-sent.",
             "WARNING [fftelemetry.telemetry.sender] Telemetry submission log not updated: the "
             "PostgreSQL server cannot be reached.",
+            "WARNING [fftelemetry.cli.cron] Nothing was marked as sent: a batch was sent but "
+            "could not be marked (the PostgreSQL server cannot be reached); it will be re-sent. "
+            "The records stay pending for the next try.",
         ], lost.stderr
         assert "could not write" not in lost.stderr, lost.stderr
         again = cron(ini)  # the batch that could not be marked is sent again
