@@ -133,7 +133,9 @@ def submit_pending(db, settings, *, now=None) -> Outcome:
                 outcome = _send_batches(conn, tm, settings, now, tally)
             except KeyboardInterrupt as exc:  # the POST in flight is cut on the way here (Poster)
                 raise SubmissionInterrupted(tally.sent, now) from exc
-            _log_run(tm, conn, settings, outcome, now)
+            lost = _log_run(tm, conn, settings, outcome, now)
+            if lost:  # ZEO's: its abort below does not ask the server, as RelStorage's does
+                outcome = replace(outcome, server_lost=lost)
     except CANNOT_WRITE as exc:
         # The run's end, its connection's abort, met the lost server (RelStorage's asks it, ZEO's
         # does not): what the run sent and marked stands, and the run says it.
@@ -360,6 +362,8 @@ def _mark(tm, conn, seqs, batch_uuid, now, tally):
 
 
 def _log_run(tm, conn, settings, outcome, now):
+    """Keep the run in the submission log; why_not_written of a database server that write
+    lost, for the run to say (Outcome.server_lost), else None."""
     result = SubmissionResult(
         at=now, sent=outcome.sent, status=outcome.status, uuid=outcome.uuid, error=outcome.error
     )
@@ -374,11 +378,14 @@ def _log_run(tm, conn, settings, outcome, now):
 
     if outcome.server_lost:
         not_logged(outcome.server_lost)
-        return
+        return None  # said already
     try:
         _write(tm, conn, log_it)
     except NOT_WRITTEN as exc:
         not_logged(why_not_written(exc))
+        if is_server_lost(exc):
+            return why_not_written(exc)
+    return None
 
 
 def not_logged(why):

@@ -487,6 +487,75 @@ def test_submit_now_losing_the_zeo_server_after_a_batch_says_what_was_sent(tmp_p
                 assert pending_shown(admin, base) == len(records) - 1  # the first mark stands
 
 
+class OidsDoomingReceiver(Stub):
+    """A stand-in receiver that answers the batch and, as it comes in, writes `oids` to the file
+    runzeo_on_cue's server reads: the first load of one of them ends the server."""
+
+    def __init__(self, oids_file, **answer):
+        super().__init__(**answer)
+        self.oids_file, self.oids = oids_file, []
+
+    def __call__(self, environ, start_response):
+        self.oids_file.write_text("".join(f"{oid:x}\n" for oid in self.oids))
+        return super().__call__(environ, start_response)
+
+
+def submission_log_oid(folder):
+    """The oid of the store's submission log, loaded by a client of the test's own."""
+    db = DB(ClientStorage(str(folder / "zeo.sock"), wait_timeout=WAIT_TIMEOUT))
+    try:
+        with db.transaction() as conn:
+            return u64(telemetry_store_in(conn.root()).log._p_oid)
+    finally:
+        db.close()
+
+
+REFUSED = {"status": "500 Internal Server Error", "body": b'{"error": "the receiver failed"}'}
+AS_IT_ENDED = (
+    "The database server went away as the submission ended. Sent {records} records; the "
+    f"receiver's reference is {STUB_UUID}. Nothing is left to send again; the submission log on "
+    "the status page may not show this submission."
+)
+REFUSED_AND_LOST = (
+    "Nothing was sent: the receiver answered HTTP 500: the receiver failed. The database server "
+    "went away too (the ZEO server cannot be reached), so all the records stay pending and go "
+    "with the next fftelemetry cron run, or press \"Submit pending records now\" again once the "
+    "server is back; if it keeps happening, tell the administrator."
+)
+
+
+@pytest.mark.parametrize("answer, page_says", [({}, AS_IT_ENDED), (REFUSED, REFUSED_AND_LOST)])
+def test_submit_now_losing_the_zeo_server_as_it_logs_the_run_says_so(tmp_path, answer, page_says):
+    """The batch taken (every record sent and marked) or refused, then the server dies at the
+    run's read of the submission log: the 503 page says what became of the records, as for a
+    PostgreSQL server. The run's message was flashed on the records page, served from the
+    caches as if the server were there."""
+    oids_file = tmp_path / "doomed-oids"
+    port = free_port()
+    receiver = OidsDoomingReceiver(oids_file, **answer)
+    with runzeo_on_cue(tmp_path, oids=oids_file) as zeo, serving(receiver) as url:
+        settings = {**settings_for(tmp_path), "fftelemetry.telemetry_url": url}
+        ini = write_server_ini(tmp_path / "web.ini", settings, port)
+        # the database made by another process: pserve's cache does not hold the log then
+        made = fftelemetry("status", ini)
+        assert made.communicate(timeout=60) and made.returncode == 0
+        with pserve(ini, port) as base:
+            admin = new_session()
+            register(base, "owner@example.org", admin)
+            records = exported_ids(admin, base)
+            page = admin.get(f"{base}{RECORDS}", timeout=30)
+            receiver.oids = [submission_log_oid(tmp_path)]
+            pressed = admin.post(f"{base}{RECORDS}/submit", timeout=120,
+                                 data={"csrf_token": csrf_token(page.text)})
+            assert zeo.poll() is not None, "the server died on cue"
+    assert len(receiver.requests) == 1
+    assert pressed.status_code == 503, pressed.text
+    said = re.search(r"<h1>Database unavailable</h1>\s*<p>(.*?)</p>", pressed.text)[1]
+    assert said == page_says.format(records=len(records)), said
+    log = ini.with_suffix(".log").read_text()
+    assert "Telemetry submission log not updated: the ZEO server cannot be reached" in log, log
+
+
 def test_a_submission_meeting_a_lost_zeo_server_writes_once_and_marks_nothing(tmp_path, caplog):
     """A lost server is no conflict: marking the batch is not tried again, nor is the run's
     entry in the submission log, each of which would wait once more in ZEO's abort for the
