@@ -198,6 +198,11 @@ REFUSED = {
     "wrong type": ([record(type="recurring")], 400, 0, "type", "of type 'feature'"),
     "bad value": ([record(), record(value="12.50 EUR")], 400, 1, "value", "Python version"),
     "bad value type": ([record(key="system.users.count", value="3")], 400, 0, "value", "number"),
+    # named by its type: a list's repr() would escape the text in it
+    "a list for a value": (
+        [record(value=["3.11.7"])], 400, 0, "value", "'value': a list is not a valid Python"
+    ),
+    "null for a value": ([record(value=None)], 400, 0, "value", "'value': None is not a valid"),
     # \d matched any script's digits
     "a version in other digits": ([record(value="\u0663.\u0661\u0661.\u0667")], 400, 0, "value",
                                   "not a valid Python version"),
@@ -362,6 +367,33 @@ def test_a_batch_at_the_limits_is_taken(app):
     assert len(padded) == 4000
     post(app, padded, 200)
     assert app.get("/stats").json == {"records": 6, "batches": 2}
+
+
+# Every bound of the catalog's validators, from both sides: moved by one either way, a bound
+# took a value the catalog does not allow or refused one it does, and no test noticed.
+AT_THE_EDGE = {
+    "system.users.count": [0, 10_000_000],
+    "system.python.version": ["3.1.0", "99.999.999rc99+", "3.13.0a1"],
+    "system.os.version": ["L", "A" + "b" * 19, "Linux 6", "Linux 1234.1234.1234"],
+}
+PAST_THE_EDGE = {
+    "system.users.count": [-1, 10_000_001],
+    "system.python.version": [".11.7", "100.1.1", "3..7", "3.1000.1", "3.11.", "3.1.1000",
+                              "3.13.0rc", "3.13.0rc100"],
+    "system.os.version": ["A" + "b" * 20, "Linux .1", "Linux 12345", "Linux 1.", "Linux 1.12345",
+                          "Linux 1.2.3.4"],
+}
+
+
+def test_values_at_the_catalogs_edges_are_taken_and_past_them_refused(app):
+    for key, values in AT_THE_EDGE.items():
+        post(app, [record(key=key, value=value) for value in values], 200)
+    for key, values in PAST_THE_EDGE.items():
+        for value in values:
+            answer = post(app, [record(key=key, value=value)], 400).json
+            assert answer["field"] == "value", (key, value)
+    taken = sum(len(values) for values in AT_THE_EDGE.values())
+    assert app.get("/stats").json == {"records": taken, "batches": len(AT_THE_EDGE)}
 
 
 def test_a_body_without_content_length_is_measured_too(app):
