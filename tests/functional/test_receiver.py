@@ -127,7 +127,8 @@ def test_an_id_that_is_no_uuid_spelling_is_refused(app, spelling, field):
 @pytest.mark.parametrize(
     "stamp",
     ["2026-11-26T05:40:43Z", "2026-11-26 05:40:43+00:00", "2026-11-26t05:40:43,5+00:00",
-     "2026-W48-4T06:40:43+01:00", "20261126T054043Z"],
+     "2026-W48-4T06:40:43+01:00", "20261126T054043Z",
+     "2026-11-26T05:40:43.83163800000000+00:00"],  # 40 characters, the most taken
 )
 def test_a_timestamp_in_any_iso_8601_or_rfc_3339_spelling_is_taken(app, stamp):
     post(app, [record(collected_at=stamp)], 200)
@@ -156,6 +157,8 @@ def field_twice(name, value):
 REFUSED = {
     "not json": (b"{nope", 400, None, None, "not JSON"),
     "not an array": ({"id": 1}, 400, None, None, "expected a JSON array"),
+    "null": (None, 400, None, None, "expected a JSON array of records, got null"),
+    "a number": (5, 400, None, None, "expected a JSON array of records, got a number"),
     "an object with a name twice": (b'{"id": 1, "id": 1}', 400, None, None, "got an object"),
     # json.loads kept the last and dropped the other: {"value": 3, "value": 5} was stored as 5
     "a field twice": (field_twice("value", "3.12.1"), 400, 1, "value", "this field twice"),
@@ -177,6 +180,14 @@ REFUSED = {
         [record(collected_at="0001-01-01T00:00:00+12:00")], 400, 0, "collected_at", "out of range"
     ),
     "bad timestamp": ([record(collected_at="yesterday")], 400, 0, "collected_at", "ISO 8601"),
+    "timestamp not a string": (
+        [record(collected_at=1764135643)], 400, 0, "collected_at", "ISO 8601 timestamp string"
+    ),
+    # fromisoformat takes any number of a fraction's digits; a timestamp is 40 characters at most
+    "timestamp of 41 characters": (
+        [record(collected_at="2026-11-26T05:40:43.831638000000000+00:00")], 400, 0,
+        "collected_at", "ISO 8601 timestamp string",
+    ),
     # Python 3.11's fromisoformat took any character between date and time, and a NUL after them
     **{
         f"a timestamp with {name}": (
