@@ -112,3 +112,27 @@ def test_a_count_out_of_range_is_shown_cut_with_its_length(sign):
         f"system.users.count: count {sign}1{'0' * (39 - len(sign))}… ({4001 + len(sign):,} "
         f"characters) out of range 0..{catalog.MAX_USERS}"
     )
+
+
+# A refusal names the value and what the key takes: the receiver's 400 and a dropped value's log
+# line carry it, for whoever finds the sender's bug.
+TAKES = {
+    "system.users.count": "expected a whole number, got str",
+    "config.default_language": "'xx' is not a supported language",
+    "user.preferences.language": "'zz' is not a supported language",
+    "user.preferences.locale": "'en' is not a supported locale",
+    "system.python.version": "'3' is not a valid Python version",
+    "system.os.version": "'Linux 6.1.0-13-amd64 #1 SMP PREEMPT_DYNA…' (50 characters) is not a "
+    "valid OS version",
+    "system.database.driver": "'PostgreSQL 15.4' is not a supported database driver",
+    "system.os.is_docker": "'yes' is not a supported true/false value",
+    "system.command.executed": "'cron --force' is not a supported console command",
+    "system.command.errored": "'unknown' is not a supported console command",
+}
+
+
+@pytest.mark.parametrize("key", sorted(TAKES))
+def test_a_refusal_names_the_value_and_what_the_key_takes(key):
+    with pytest.raises(catalog.CatalogError) as info:
+        catalog.validate(key, BAD[key][0])
+    assert str(info.value) == f"{key}: {TAKES[key]}"
