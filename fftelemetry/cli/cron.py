@@ -88,9 +88,19 @@ def run(registry, args):
     if outcome.ok:
         log.info(outcome.message())
     elif outcome.server_lost:  # the submission log could not keep the run: cron's last line
-        # says what it sent and marked, and what stays pending
-        log.warning(outcome.message())
+        log.warning(lost_run(outcome))
     return 0 if outcome.ok else 1
+
+
+def lost_run(outcome):
+    """What the submission log would have kept of a failed run that lost the database server:
+    how far it got. Not outcome.message(), whose reason the sender's line above has said."""
+    done = f"sent and marked {records_word(outcome.sent)}"
+    if outcome.marked_or_not:  # the sender's line says the last batch's mark may be saved
+        done = f"{done}, and maybe the batch it was marking"
+    elif not outcome.sent:
+        done = "marked no record as sent"
+    return f"This submission {done}; the records not marked stay pending for the next try."
 
 
 def log_stopped(registry, db, settings, stopped):
