@@ -796,22 +796,24 @@ def collected_elsewhere(folder, count):
         db.close()
 
 
-def test_submit_now_losing_the_zeo_server_reading_a_later_batch_says_what_it_sent(tmp_path):
-    """As below, through "Submit now": the 503 page says what was sent and marked, and what goes
-    with the next try. It said "Nothing was changed", the first batch marked."""
-    flag = tmp_path / "received"
-    receiver = FlaggingReceiver(flag)
+@contextmanager
+def submit_now_on_cue(tmp_path, receiver, doom=lambda: None, **cue):
+    """"Submit now" pressed on a site whose ZEO server dies on cue (runzeo_on_cue's `cue`), with
+    CUE_RECORDS records collected elsewhere, sent in batches of CUE_BATCH; `doom` is called just
+    before the press. The press must get the 503 page: yields the site's admin session, its
+    address, its log file, the records pending before the press, and the page's paragraph."""
     port = free_port()
     with serving(receiver) as url:
         settings = {**settings_for(tmp_path), "fftelemetry.telemetry_url": url,
                     "fftelemetry.batch_size": str(CUE_BATCH)}
         ini = write_server_ini(tmp_path / "web.ini", settings, port)
-        with runzeo_on_cue(tmp_path, flag) as zeo, pserve(ini, port) as base:
+        with runzeo_on_cue(tmp_path, **cue) as zeo, pserve(ini, port) as base:
             admin = new_session()
             register(base, "owner@example.org", admin)
             collected_elsewhere(tmp_path, CUE_RECORDS)
             records = pending_shown(admin, base)
             page = admin.get(f"{base}{RECORDS}", timeout=30)
+            doom()
             try:
                 pressed = admin.post(f"{base}{RECORDS}/submit", timeout=120,
                                      data={"csrf_token": csrf_token(page.text)})
@@ -820,27 +822,41 @@ def test_submit_now_losing_the_zeo_server_reading_a_later_batch_says_what_it_sen
             assert zeo.poll() is not None, "the server died on cue"
             assert pressed.status_code == 503, pressed.text
             said = re.search(r"<h1>Database unavailable</h1>\s*<p>(.*?)</p>", pressed.text)[1]
-            assert said == (
-                f"The database server went away during the submission. Sent {CUE_BATCH} records, "
-                "then the submission failed: a batch was sent but not marked, as the next one "
-                "could not be read (the ZEO server cannot be reached); it will be re-sent. The "
-                "other records stay pending for the next try. What is still pending goes with the "
-                "next fftelemetry cron run, or press \"Submit pending records now\" again once "
-                "the server is back; if it keeps happening, tell the administrator."
-            ), said
-            log = ini.with_suffix(".log").read_text()
-            assert log.count("Telemetry submission log not updated: the ZEO server cannot be "
-                             "reached.") == 1, log
-            assert "Traceback" not in log and "retrying POST" not in log, log
+            yield admin, base, ini.with_suffix(".log").read_text(), records, said
 
-            with runzeo(tmp_path):
-                wait_until(lambda: admin.get(f"{base}/health", timeout=30).text == "OK\n", 30,
-                           "the app to reconnect")
-                assert pending_shown(admin, base) == records - CUE_BATCH  # the first mark stands
-                page = admin.get(f"{base}{RECORDS}", timeout=30)
-                sent = admin.post(f"{base}{RECORDS}/submit", timeout=60,
-                                  data={"csrf_token": csrf_token(page.text)})
-                assert f"Sent {records - CUE_BATCH} records" in sent.text, sent.text
+
+def submits_the_rest_once_back(tmp_path, admin, base, pending):
+    """With the server back, the site reconnects by itself, `pending` records are pending, and
+    "Submit now" sends them."""
+    with runzeo(tmp_path):
+        wait_until(lambda: admin.get(f"{base}/health", timeout=30).text == "OK\n", 30,
+                   "the app to reconnect")
+        assert pending_shown(admin, base) == pending
+        page = admin.get(f"{base}{RECORDS}", timeout=30)
+        sent = admin.post(f"{base}{RECORDS}/submit", timeout=60,
+                          data={"csrf_token": csrf_token(page.text)})
+        assert f"Sent {pending} records" in sent.text, sent.text
+
+
+def test_submit_now_losing_the_zeo_server_reading_a_later_batch_says_what_it_sent(tmp_path):
+    """As below, through "Submit now": the 503 page says what was sent and marked, and what goes
+    with the next try. It said "Nothing was changed", the first batch marked."""
+    flag = tmp_path / "received"
+    with submit_now_on_cue(tmp_path, FlaggingReceiver(flag), flag=flag) as (
+        admin, base, log, records, said,
+    ):
+        assert said == (
+            f"The database server went away during the submission. Sent {CUE_BATCH} records, "
+            "then the submission failed: a batch was sent but not marked, as the next one "
+            "could not be read (the ZEO server cannot be reached); it will be re-sent. The "
+            "other records stay pending for the next try. What is still pending goes with the "
+            "next fftelemetry cron run, or press \"Submit pending records now\" again once "
+            "the server is back; if it keeps happening, tell the administrator."
+        ), said
+        assert log.count("Telemetry submission log not updated: the ZEO server cannot be "
+                         "reached.") == 1, log
+        assert "Traceback" not in log and "retrying POST" not in log, log
+        submits_the_rest_once_back(tmp_path, admin, base, records - CUE_BATCH)  # the mark stands
 
 
 def test_cron_losing_its_zeo_server_reading_a_later_batch_says_what_it_sent(tmp_path):
@@ -927,47 +943,21 @@ def test_submit_now_losing_the_zeo_server_reading_the_second_batch_says_nothing_
     503 page says a batch was sent and not marked, and all the records stay pending. It said
     "Nothing was changed", though the receiver may have had the first batch."""
     doomed = tmp_path / "doomed"
-    receiver = HoldingReceiver()
-    port = free_port()
-    with serving(receiver) as url:
-        settings = {**settings_for(tmp_path), "fftelemetry.telemetry_url": url,
-                    "fftelemetry.batch_size": str(CUE_BATCH)}
-        ini = write_server_ini(tmp_path / "web.ini", settings, port)
-        with runzeo_on_cue(tmp_path, oids=doomed) as zeo, pserve(ini, port) as base:
-            admin = new_session()
-            register(base, "owner@example.org", admin)
-            collected_elsewhere(tmp_path, CUE_RECORDS)
-            records = pending_shown(admin, base)
-            page = admin.get(f"{base}{RECORDS}", timeout=30)
-            doom_the_read_of(tmp_path, SECOND_BATCH_AND_NO_CACHE, doomed)
-            try:
-                pressed = admin.post(f"{base}{RECORDS}/submit", timeout=120,
-                                     data={"csrf_token": csrf_token(page.text)})
-            finally:
-                receiver.released.set()
-            assert zeo.poll() is not None, "the server died on cue"
-            assert pressed.status_code == 503, pressed.text
-            said = re.search(r"<h1>Database unavailable</h1>\s*<p>(.*?)</p>", pressed.text)[1]
-            assert said == (
-                "A batch was sent but not marked as sent: the database server went away (the ZEO "
-                "server cannot be reached), so all the records stay pending and go with the next "
-                "fftelemetry cron run, or press \"Submit pending records now\" again once the "
-                "server is back; if it keeps happening, tell the administrator."
-            ), said
-            log = ini.with_suffix(".log").read_text()
-            assert ("Telemetry submission failed: a batch was sent but not marked, as the next "
-                    "one could not be read (the ZEO server cannot be reached); it will be "
-                    "re-sent.") in log, log
-            assert "Traceback" not in log, log
-
-            with runzeo(tmp_path):
-                wait_until(lambda: admin.get(f"{base}/health", timeout=30).text == "OK\n", 30,
-                           "the app to reconnect")
-                assert pending_shown(admin, base) == records  # nothing was marked
-                page = admin.get(f"{base}{RECORDS}", timeout=30)
-                sent = admin.post(f"{base}{RECORDS}/submit", timeout=60,
-                                  data={"csrf_token": csrf_token(page.text)})
-                assert f"Sent {records} records" in sent.text, sent.text
+    doom = partial(doom_the_read_of, tmp_path, SECOND_BATCH_AND_NO_CACHE, doomed)
+    with submit_now_on_cue(tmp_path, HoldingReceiver(), doom, oids=doomed) as (
+        admin, base, log, records, said,
+    ):
+        assert said == (
+            "A batch was sent but not marked as sent: the database server went away (the ZEO "
+            "server cannot be reached), so all the records stay pending and go with the next "
+            "fftelemetry cron run, or press \"Submit pending records now\" again once the "
+            "server is back; if it keeps happening, tell the administrator."
+        ), said
+        assert ("Telemetry submission failed: a batch was sent but not marked, as the next "
+                "one could not be read (the ZEO server cannot be reached); it will be "
+                "re-sent.") in log, log
+        assert "Traceback" not in log, log
+        submits_the_rest_once_back(tmp_path, admin, base, records)  # nothing was marked
 
 
 def test_cron_losing_its_zeo_server_reading_the_second_batch_says_nothing_was_marked(tmp_path):
