@@ -859,42 +859,52 @@ def test_submit_now_losing_the_zeo_server_reading_a_later_batch_says_what_it_sen
         submits_the_rest_once_back(tmp_path, admin, base, records - CUE_BATCH)  # the mark stands
 
 
-def test_cron_losing_its_zeo_server_reading_a_later_batch_says_what_it_sent(tmp_path):
-    """The server dies as the third batch is read, the first sent and marked, the second in
-    flight: cron says what became of them and exits 1, and the first batch's mark stands. It
-    said "could not write …; the change in progress was rolled back"."""
-    flag = tmp_path / "received"
-    receiver = FlaggingReceiver(flag)
-    with runzeo_on_cue(tmp_path, flag) as zeo, serving(receiver) as url:
+@contextmanager
+def cron_on_cue(tmp_path, receiver, doom=lambda: None, **cue):
+    """`fftelemetry cron --force` run on a database whose ZEO server dies on cue (runzeo_on_cue's
+    `cue`), with CUE_RECORDS records collected elsewhere, sent in batches of CUE_BATCH to
+    `receiver`, which serves until the block ends; `doom` is called just before the run. Yields
+    the ini, the run's process and its stderr."""
+    with runzeo_on_cue(tmp_path, **cue) as zeo, serving(receiver) as url:
         settings = {**settings_for(tmp_path), "fftelemetry.telemetry_url": url,
                     "fftelemetry.batch_size": str(CUE_BATCH)}
         ini = write_server_ini(tmp_path / "app.ini", settings)
         made = fftelemetry("status", ini)  # the database, its use a record to send
         assert made.communicate(timeout=60) and made.returncode == 0
         collected_elsewhere(tmp_path, CUE_RECORDS)
+        doom()
         try:
             _, err = (lost := fftelemetry("cron", ini, "--force")).communicate(timeout=120)
         finally:
             receiver.released.set()
         assert zeo.poll() is not None, "the server died on cue"
-    assert lost.returncode == 1, err
-    assert "Traceback" not in err, err
-    assert err.splitlines()[-4:] == [
-        'INFO [fftelemetry.telemetry.sender] Result of submission [200]: {"uuid":"'
-        f"{STUB_UUID}\"}}",  # the first batch's; the second was cut
-        "WARNING [fftelemetry.telemetry.sender] Telemetry submission failed: a batch was sent "
-        "but not marked, as the next one could not be read (the ZEO server cannot be reached); "
-        "it will be re-sent.",
-        "WARNING [fftelemetry.telemetry.sender] Telemetry submission log not updated: the ZEO "
-        "server cannot be reached.",
-        f"WARNING [fftelemetry.cli.cron] This submission sent and marked {CUE_BATCH} records; "
-        "the records not marked stay pending for the next try.",  # what the log could not keep
-    ], err
-    with runzeo(tmp_path):
-        out, _ = fftelemetry("status", ini, "--json").communicate(timeout=60)
-    counts = json.loads(out)["counts"]
-    assert counts["submitted"] == CUE_BATCH, counts
-    assert counts["pending"] == counts["all"] - CUE_BATCH, counts
+        yield ini, lost, err
+
+
+def test_cron_losing_its_zeo_server_reading_a_later_batch_says_what_it_sent(tmp_path):
+    """The server dies as the third batch is read, the first sent and marked, the second in
+    flight: cron says what became of them and exits 1, and the first batch's mark stands. It
+    said "could not write …; the change in progress was rolled back"."""
+    flag = tmp_path / "received"
+    with cron_on_cue(tmp_path, FlaggingReceiver(flag), flag=flag) as (ini, lost, err):
+        assert lost.returncode == 1, err
+        assert "Traceback" not in err, err
+        assert err.splitlines()[-4:] == [
+            'INFO [fftelemetry.telemetry.sender] Result of submission [200]: {"uuid":"'
+            f"{STUB_UUID}\"}}",  # the first batch's; the second was cut
+            "WARNING [fftelemetry.telemetry.sender] Telemetry submission failed: a batch was sent "
+            "but not marked, as the next one could not be read (the ZEO server cannot be reached); "
+            "it will be re-sent.",
+            "WARNING [fftelemetry.telemetry.sender] Telemetry submission log not updated: the ZEO "
+            "server cannot be reached.",
+            f"WARNING [fftelemetry.cli.cron] This submission sent and marked {CUE_BATCH} records; "
+            "the records not marked stay pending for the next try.",  # what the log could not keep
+        ], err
+        with runzeo(tmp_path):
+            out, _ = fftelemetry("status", ini, "--json").communicate(timeout=60)
+        counts = json.loads(out)["counts"]
+        assert counts["submitted"] == CUE_BATCH, counts
+        assert counts["pending"] == counts["all"] - CUE_BATCH, counts
 
 
 class HoldingReceiver(Stub):
@@ -965,20 +975,8 @@ def test_cron_losing_its_zeo_server_reading_the_second_batch_says_nothing_was_ma
     says what became of the batch and exits 1, and the next run sends every record. It said
     "could not write …; the change in progress was rolled back"."""
     doomed = tmp_path / "doomed"
-    receiver = HoldingReceiver()
-    with runzeo_on_cue(tmp_path, oids=doomed) as zeo, serving(receiver) as url:
-        settings = {**settings_for(tmp_path), "fftelemetry.telemetry_url": url,
-                    "fftelemetry.batch_size": str(CUE_BATCH)}
-        ini = write_server_ini(tmp_path / "app.ini", settings)
-        made = fftelemetry("status", ini)  # the database, its use a record to send
-        assert made.communicate(timeout=60) and made.returncode == 0
-        collected_elsewhere(tmp_path, CUE_RECORDS)
-        doom_the_read_of(tmp_path, SECOND_BATCH_AND_NO_CACHE, doomed)
-        try:
-            _, err = (lost := fftelemetry("cron", ini, "--force")).communicate(timeout=120)
-        finally:
-            receiver.released.set()
-        assert zeo.poll() is not None, "the server died on cue"
+    doom = partial(doom_the_read_of, tmp_path, SECOND_BATCH_AND_NO_CACHE, doomed)
+    with cron_on_cue(tmp_path, HoldingReceiver(), doom, oids=doomed) as (ini, lost, err):
         assert lost.returncode == 1, err
         assert "Traceback" not in err and "could not write" not in err, err
         assert err.splitlines()[-3:] == [
