@@ -81,6 +81,13 @@ def test_recurring_window(store):
     assert {r.type for _, r in store.page()} == {"recurring"}
 
 
+def test_recurring_window_at_the_clocks_time(store):
+    """As the collector calls it (no `now`): the window holds from the time the store read."""
+    assert store.add_recurring("k", 1, 7)
+    assert store.add_recurring("k", 2, 7) is None
+    assert store.counts()[ALL] == 1
+
+
 def _fill(store, n, start=T0):
     for i in range(n):
         store.add_feature("system.users.count", i, start + timedelta(seconds=i))
@@ -223,6 +230,27 @@ def test_records_survive_a_reopened_filestorage(tmp_path):
             assert store.page(SUBMITTED, size=1)[0][1].submission_uuid == "u"
     finally:
         db.close()
+
+
+def test_records_collected_in_the_same_microsecond_keep_a_key_each(store):
+    """More records than a microsecond has keys (10 random bits: 1,024), as a clock that ticks
+    in milliseconds gives: none overwrites another, pending or submitted, and the counts say
+    what the trees hold."""
+    for i in range(1100):
+        store.add_feature("system.users.count", i, T0)
+    store.mark_submitted([seq for seq, _ in store.pending_batch(1100)], "u-1")
+    for i in range(1100, 2200):  # the same microsecond again, with every key of it submitted
+        store.add_feature("system.users.count", i, T0)
+    assert store.counts() == {ALL: 2200, PENDING: 1100, SUBMITTED: 1100}
+    assert len(store.pending.records) == len(store.submitted.records) == 1100
+    assert sorted(r.value for _, r in store.page(size=3000)) == list(range(2200))
+    # their keys are neighbours: keyset pages, down and back up, skip none of them
+    pages = [store.page(size=100)]
+    while older := store.page(before=pages[-1][-1][0], size=100):
+        pages.append(older)
+    assert sorted(r.value for page in pages for _, r in page) == list(range(2200))
+    newer = store.page_above(ALL, pages[-1][0][0], size=100)
+    assert newer == pages[-2]
 
 
 def test_concurrent_collects_in_two_connections_both_commit(tmp_path):
@@ -433,6 +461,16 @@ def test_expiry_looks_at_most_limit_records_a_step_and_goes_on_where_it_stopped(
     assert steps == [10, 10, 8, 5]  # the third step looked at 10: 8 old, the 2 young ones
     assert _values(store, SUBMITTED) == [25, 26]
     assert store.counts()[SUBMITTED] == 2
+
+
+def test_a_record_collected_and_sent_just_before_the_cut_off_is_expired(store):
+    """The walk stops at the cut-off's key: a record collected a microsecond before the cut-off
+    lies below it, and goes."""
+    _sent(store, [1], NOW - KEEP - timedelta(microseconds=1),
+          collected=NOW - KEEP - timedelta(microseconds=1))
+    _sent(store, [2], NOW - KEEP, collected=NOW - KEEP - timedelta(microseconds=2))
+    assert _expire(store, NOW - KEEP) == 1
+    assert _values(store, SUBMITTED) == [2]
 
 
 def test_records_collected_after_the_cut_off_are_not_even_looked_at(store):
