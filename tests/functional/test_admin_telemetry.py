@@ -478,7 +478,7 @@ def test_paging_keeps_the_filter(site, admin):
 @pytest.mark.parametrize(
     "query",
     [{"show": "everything"}, {"before": "x"}, {"after": "1.5"}, {"before": "9" * 30},
-     {"after": str(-(2**63) - 1)}],
+     {"after": str(-(2**63) - 1)}, {"after": str(2**63)}],
 )
 def test_bad_query_is_400(admin, query):
     page = admin.get(RECORDS, query, status=400)
@@ -509,6 +509,13 @@ def test_a_key_is_ascii_digits_of_any_length(admin, name):
 @pytest.mark.parametrize("before", ["1", str(-(2**63))])  # the least: a 500 (below it, no key)
 def test_an_empty_page_offers_the_way_back(site, admin, before):
     page = admin.get(RECORDS, {"before": before})
+    assert "No records here." in page.text
+    assert len(rows(page.click("Newest"))) == site.counts()["all"]
+
+
+def test_nothing_is_newer_than_the_greatest_key(site, admin):
+    site.seed(3)
+    page = admin.get(RECORDS, {"after": str(2**63 - 1)})  # the greatest: a 500 above it
     assert "No records here." in page.text
     assert len(rows(page.click("Newest"))) == site.counts()["all"]
 
