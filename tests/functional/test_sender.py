@@ -615,6 +615,18 @@ def test_a_record_this_version_may_not_send_is_discarded_and_the_rest_sent(db, r
                               "(system.command.executed)")
 
 
+def test_a_batch_of_nothing_but_refused_records_is_walked_past(db, receiver):
+    """One record a batch: the refused one fills a batch alone; the run goes on past it."""
+    first, _refused, *rest = store_one_this_version_refuses(db)
+    bodies = list(pending_bodies(db, batch_size=1))
+    assert [r["id"] for body in bodies for r in json.loads(body)] == [first, *rest]
+    assert len(bodies) == 3
+    outcome = submit_pending(db, settings_for(receiver.url, batch_size=1))
+    assert (outcome.ok, outcome.sent) == (True, 3), outcome
+    assert receiver.stats() == {"records": 3, "batches": 3}
+    assert counts(db) == {"all": 3, "pending": 0, "submitted": 3}
+
+
 def test_a_record_of_another_type_than_the_catalog_says_is_discarded_not_sent(db, receiver):
     # An older version stored this key as recurring: the receiver would refuse the whole batch
     # ("type"), every run, and nothing after it would ever be sent.
