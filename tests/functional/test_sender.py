@@ -25,6 +25,7 @@ import trustme
 import webtest
 from ZODB import DB
 from ZODB.FileStorage import FileStorage
+from ZODB.POSException import ConflictError
 
 from fftelemetry import __version__
 from fftelemetry.receiver import main as receiver_main
@@ -729,6 +730,20 @@ def test_a_write_that_conflicts_is_tried_again(db):
         assert _write(tm, conn, change) == 2
     assert seen == [None, theirs], "the rerun read the other's commit"
     assert in_store(db, lambda store: store.last_success_at) == ours
+
+
+def test_a_write_that_conflicts_every_time_is_tried_three_times_then_fails(db):
+    """As docs/telemetry.md says: three tries, then the conflict is the run's error."""
+    tries = []
+
+    def change(store):
+        tries.append(store.last_success_at)
+        in_store(db, lambda other: setattr(other, "last_success_at", utcnow()))
+        store.last_success_at = utcnow()
+
+    with own_connection(db) as (tm, conn), pytest.raises(ConflictError):
+        _write(tm, conn, change)
+    assert len(tries) == 3
 
 
 class RefusesToAbort:
