@@ -257,6 +257,7 @@ def test_a_failure_after_some_batches_keeps_the_rest(db):
     assert (outcome.sent, outcome.ok) == (2, False)
     assert counts(db) == {"all": 5, "pending": 3, "submitted": 2}
     assert outcome.message().startswith("Sent 2 records, then the submission failed")
+    assert outcome.message().endswith(" The other records stay pending for the next try.")
 
 
 def test_a_crash_between_post_and_commit_resends_and_counts_once(db, fs_path, receiver):
