@@ -172,11 +172,13 @@ def _send_batches(conn, tm, settings, now, tally):
 
         batch, body = prepare()
         in_flight = poster.submit(body) if batch else None
-        try:
-            following, following_body = prepare(after=batch[-1][0]) if batch else ([], None)
-        except CANNOT_WRITE as exc:  # the first batch in flight, nothing marked yet
-            return _next_not_read(exc, tally, status, reference)
         while in_flight is not None:
+            # the batch after the one in flight: for the first, as soon as it is sent; then just
+            # after the mark of the batch before it (at the end of the previous turn)
+            try:
+                following, following_body = prepare(after=batch[-1][0])
+            except CANNOT_WRITE as exc:
+                return _next_not_read(exc, tally, status, reference)
             try:
                 status, batch_uuid = in_flight.result()
             except SubmissionFailed as exc:
@@ -209,10 +211,6 @@ def _send_batches(conn, tm, settings, now, tally):
             if tally.sent // FLUSH_CACHE_EVERY > (tally.sent - marked) // FLUSH_CACHE_EVERY:
                 conn.cacheMinimize()  # memory stays flat however many records are sent
             batch, in_flight = following, next_in_flight
-            try:
-                following, following_body = prepare(after=batch[-1][0]) if batch else ([], None)
-            except CANNOT_WRITE as exc:
-                return _next_not_read(exc, tally, status, reference)
     return Outcome(sent=tally.sent, status=status, uuid=reference, error=None)
 
 
@@ -382,9 +380,10 @@ def _log_run(tm, conn, settings, outcome, now):
     try:
         _write(tm, conn, log_it)
     except NOT_WRITTEN as exc:
-        not_logged(why_not_written(exc))
+        why = why_not_written(exc)
+        not_logged(why)
         if is_server_lost(exc):
-            return why_not_written(exc)
+            return why
     return None
 
 
