@@ -57,6 +57,12 @@ class Outcome:
     def ok(self) -> bool:
         return self.error is None
 
+    @property
+    def batch_may_be_received(self) -> bool:
+        """Of a failed run that marked nothing: whether the receiver took a batch (acknowledged,
+        it has a uuid) or may have (one cut in flight), rather than none reaching it."""
+        return self.uuid is not None or self.cut
+
     def message(self) -> str:
         if self.error == TELEMETRY_OFF:
             return "Telemetry is off: nothing was sent."
@@ -68,9 +74,7 @@ class Outcome:
         if not self.sent:
             if self.marked_or_not:  # its error says what may have become of the batch
                 return f"{error[0].upper()}{error[1:]}"
-            # a batch the receiver acknowledged (it has a uuid) but that could not be marked,
-            # or one cut in flight, which it may have
-            taken = self.uuid is not None or self.cut
+            taken = self.batch_may_be_received
             nothing = "Nothing was marked as sent" if taken else "Nothing was sent"
             return f"{nothing}: {error} The records stay pending for the next try."
         rest = "The records not marked" if self.marked_or_not else "The other records"

@@ -247,12 +247,10 @@ def lost_during_submission(outcome):
     if not outcome.sent and not outcome.marked_or_not:
         # Nothing marked: one statement, where the run's message and this page's each said what
         # was sent and what stays pending
-        if outcome.uuid is None and not outcome.cut:  # the POST failed; the run's end met
-            # the lost server
-            what = f"Nothing was sent: {ended(outcome.error)} The database server went away too"
-        else:  # the first batch, which the receiver took, could not be marked; or it was cut
-            # in flight (the receiver may have it) as the next one could not be read
+        if outcome.batch_may_be_received:  # acknowledged but not marked, or cut in flight
             what = "A batch was sent but not marked as sent: the database server went away"
+        else:  # the POST failed; the run's end met the lost server
+            what = f"Nothing was sent: {ended(outcome.error)} The database server went away too"
         return (
             f"{what} ({outcome.server_lost}), so all the records stay pending and go with "
             f"{NEXT_TRY}"
