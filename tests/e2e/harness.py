@@ -201,6 +201,13 @@ def csrf_token(html):
     return match.group(1)
 
 
+def unavailable_said(html):
+    """The paragraph of the app's "Database unavailable" page (its 503), whole."""
+    match = re.search(r"<h1>Database unavailable</h1>\s*<p>(.*?)</p>", html)
+    assert match, "not the Database unavailable page"
+    return match[1]
+
+
 def post_form(session, url, data, timeout=30):
     """GET the page for its CSRF token, then POST the form as a browser would."""
     page = session.get(url, timeout=timeout)

@@ -30,6 +30,7 @@ from .harness import (
     new_session,
     post_form,
     pserve,
+    unavailable_said,
     wait_until,
     write_server_ini,
 )
@@ -906,7 +907,7 @@ def test_submit_now_refused_and_losing_the_server_says_nothing_was_sent(cluster,
             finally:
                 cluster.start()
             assert refused.status_code == 503 and receiver.batches == 1, refused.text
-            said = re.search(r"<h1>Database unavailable</h1>\s*<p>(.*?)</p>", refused.text)[1]
+            said = unavailable_said(refused.text)
             assert said == (  # the whole of it: nothing said twice
                 "Nothing was sent: the receiver answered HTTP 500: the receiver failed. The "
                 "database server went away too (the PostgreSQL server cannot be reached), so all "

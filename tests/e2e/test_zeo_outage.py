@@ -42,6 +42,7 @@ from .harness import (
     runzeo_on_cue,
     socket_open,
     stored_batch,
+    unavailable_said,
     wait_until,
     write_server_ini,
     zeo_uri,
@@ -409,7 +410,7 @@ def test_submit_now_losing_the_zeo_server_says_so_and_marks_nothing(tmp_path):
             assert pressed.status_code == 503 and len(receiver.requests) == 1, pressed.text
             assert "Database unavailable" in pressed.text, pressed.text
             assert "Nothing was changed" not in pressed.text, pressed.text
-            said = re.search(r"<h1>Database unavailable</h1>\s*<p>(.*?)</p>", pressed.text)[1]
+            said = unavailable_said(pressed.text)
             assert said == (  # the whole of it: nothing said twice
                 "A batch was sent but not marked as sent: the database server went away (the ZEO "
                 "server cannot be reached), so all the records stay pending and go with the next "
@@ -550,7 +551,7 @@ def test_submit_now_losing_the_zeo_server_as_it_logs_the_run_says_so(tmp_path, a
             assert zeo.poll() is not None, "the server died on cue"
     assert len(receiver.requests) == 1
     assert pressed.status_code == 503, pressed.text
-    said = re.search(r"<h1>Database unavailable</h1>\s*<p>(.*?)</p>", pressed.text)[1]
+    said = unavailable_said(pressed.text)
     assert said == page_says.format(records=len(records)), said
     log = ini.with_suffix(".log").read_text()
     assert "Telemetry submission log not updated: the ZEO server cannot be reached" in log, log
@@ -821,7 +822,7 @@ def submit_now_on_cue(tmp_path, receiver, doom=lambda: None, **cue):
                 receiver.released.set()
             assert zeo.poll() is not None, "the server died on cue"
             assert pressed.status_code == 503, pressed.text
-            said = re.search(r"<h1>Database unavailable</h1>\s*<p>(.*?)</p>", pressed.text)[1]
+            said = unavailable_said(pressed.text)
             yield admin, base, ini.with_suffix(".log").read_text(), records, said
 
 
