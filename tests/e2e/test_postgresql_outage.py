@@ -4,7 +4,6 @@ that needs it gets a 503 and one log line, `/health` a 503 in plain text, a comm
 the receiver a 503 in JSON; nothing is saved, and the app recovers by itself."""
 
 import json
-import re
 import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +34,7 @@ from .harness import (
     write_server_ini,
 )
 from .postgresql import PASSWORD, USER
-from .test_zeo_outage import RECORDS, exported_ids, fftelemetry, records_in
+from .test_zeo_outage import RECORDS, exported_ids, fftelemetry, pending_shown, records_in
 
 pytestmark = pytest.mark.slow
 
@@ -728,12 +727,6 @@ class GatedReceiver:
             self.go.wait(60)
         start_response("200 OK", [("Content-Type", "application/json")])
         return [STUB_ANSWER]
-
-
-def pending_shown(admin, base):
-    """How many records the records page says are pending."""
-    page = admin.get(f"{base}{RECORDS}", timeout=30)
-    return int(re.search(r"collected: (\d+) pending", page.text).group(1))
 
 
 def test_submit_now_losing_the_server_after_a_batch_says_what_was_sent(cluster, tmp_path):
