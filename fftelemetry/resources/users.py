@@ -38,6 +38,9 @@ class AccountError(ValueError):
         super().__init__(message)
         self.field = field
 
+    def __reduce__(self):  # unpickled by calling the class with these: both, as __init__ takes
+        return type(self), (*self.args, self.field)
+
 
 def normalise_email(email):
     """One spelling per address: lower case, and composed (NFC). A keyboard or a password manager

@@ -101,6 +101,9 @@ class SubmissionInterrupted(KeyboardInterrupt):
         self.sent, self.at = sent, at
         self.server_lost = None
 
+    def __reduce__(self):  # as __init__ takes them, and server_lost, set after it
+        return type(self), (self.sent, self.at), self.__dict__
+
 
 @dataclass
 class Tally:
