@@ -348,9 +348,10 @@ class TelemetryStore(Persistent):
     def delete_submitted(self):
         """Forget the submitted records (their facts stay known, so they are not re-sent)."""
         count = len(self.submitted)
+        if not count:  # as Partition.put([]): nothing written, nothing for a mark to conflict with
+            return 0
         self._deleting(self.submitted)
-        if count:
-            self.records_deleted_at = utcnow()
+        self.records_deleted_at = utcnow()
         self.submitted = Partition()
         return count
 

@@ -479,3 +479,19 @@ def test_records_collected_after_the_cut_off_are_not_even_looked_at(store):
           collected=NOW - KEEP + timedelta(seconds=1))  # a clock ahead: sent before collected
     old, after = store.old_submitted(NOW - KEEP, 1000)
     assert (len(old), after) == (1, None)
+
+
+def test_deleting_submitted_records_when_there_are_none_writes_nothing(opened_root):
+    """As a mark that moves nothing: no transaction, and nothing for a concurrent writer (a run
+    marking a batch) to conflict with."""
+    root, tm = opened_root
+    store = root["admin"]["telemetry"].store
+    _fill(store, 2)  # pending, none submitted
+    tm.commit()
+    storage = store._p_jar.db().storage
+    last = storage.lastTransaction()
+    assert store.delete_submitted() == 0
+    assert not store._p_changed
+    tm.commit()
+    assert storage.lastTransaction() == last
+    assert store.counts() == {ALL: 2, PENDING: 2, SUBMITTED: 0}
