@@ -50,7 +50,8 @@ class Outcome:
     server_lost: str | None = None
     # the batch's mark failed in its commit's second phase (in_second_phase): it may be saved
     marked_or_not: bool = False
-    # a batch was in flight as the run stopped, its POST cut: the receiver may have it
+    # a batch was in flight as the run stopped, its POST cut (or just acknowledged): the receiver
+    # may have it
     cut: bool = False
 
     @property
@@ -201,17 +202,24 @@ def _send_batches(conn, tm, settings, now, tally):
             except NOT_WRITTEN as exc:
                 why = why_not_written(exc)
                 marked_or_not = in_second_phase(exc)  # pending or not, it is right either way
+                # the batch after it, on its way meanwhile, is cut (Poster) and not marked either
+                cut = next_in_flight is not None
                 if marked_or_not:
                     reason = (
                         f"a batch was sent, which may have been marked as sent or not ({why}, as "
                         "the mark was being saved); if not, it will be re-sent"
                     )
+                    if cut:
+                        reason += ", and the batch sent after it will be in any case"
                 else:
                     reason = f"a batch was sent but could not be marked ({why}); it will be re-sent"
+                    if cut:
+                        reason += ", as will the batch sent after it"
                 log.warning("Telemetry submission failed: %s.", reason)
                 return Outcome(
                     sent=tally.sent, status=status, uuid=batch_uuid, error=reason,
                     server_lost=why if is_server_lost(exc) else None, marked_or_not=marked_or_not,
+                    cut=cut,
                 )
             if marked:
                 reference = batch_uuid

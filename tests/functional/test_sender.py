@@ -284,6 +284,32 @@ def test_a_crash_between_post_and_commit_resends_and_counts_once(db, fs_path, re
     assert receiver.read(lambda r: sorted(rec.id for rec in r.records.values())) == sorted(ids)
 
 
+def test_a_mark_that_fails_says_the_batch_sent_after_it_stays_pending_too(db, fs_path, receiver,
+                                                                         caplog):
+    """The second batch is sent as the first is marked: the first's mark fails, and the second,
+    cut or acknowledged, is not marked either; the run says so, not only of the first."""
+    collect(db, 3)
+    db.close()
+    read_only = DB(FileStorage(fs_path, read_only=True))
+    try:
+        failed = submit_pending(read_only, settings_for(receiver.url, batch_size=2))
+    finally:
+        read_only.close()
+    assert (failed.ok, failed.sent, failed.cut) == (False, 0, True)
+    assert failed.error == (
+        "a batch was sent but could not be marked (the database is read-only); it will be "
+        "re-sent, as will the batch sent after it"
+    )
+    assert f"Telemetry submission failed: {failed.error}." in caplog.messages
+    reopened = DB(FileStorage(fs_path))
+    try:
+        assert counts(reopened)["pending"] == 3
+        assert submit_pending(reopened, settings_for(receiver.url, batch_size=2)).sent == 3
+    finally:
+        reopened.close()
+    assert receiver.read(lambda r: len(r.records)) == 3, "each counted once"
+
+
 def test_a_run_overtaken_by_another_counts_only_what_it_marked(db, receiver):
     # "Submit now" pressed while cron's run is sending: both POST the same batch, the first to
     # mark it is the one that sent it.
@@ -704,7 +730,8 @@ def test_a_full_disk_while_marking_keeps_the_batch_pending_and_says_so(db, fs_pa
         outcome = submit_pending(db, settings_for(url, batch_size=100))
     assert (outcome.ok, outcome.sent) == (False, 0)
     assert outcome.error == (
-        "a batch was sent but could not be marked (File too large); it will be re-sent"
+        "a batch was sent but could not be marked (File too large); it will be re-sent, as "
+        "will the batch sent after it"
     )
     assert outcome.message().startswith("Nothing was marked as sent: a batch was sent but")
     assert counts(db) == {"all": 300, "pending": 300, "submitted": 0}
