@@ -40,6 +40,7 @@ import threading
 import time
 from collections import OrderedDict
 from itertools import islice
+from typing import NamedTuple
 
 from .shown import LOGGED_CHARS, quoted, shown
 
@@ -52,6 +53,11 @@ MAX_KEYS = 10_000
 SPREAD = 4
 # The attempts each address gets at an email whose own count is used up.
 SLOWED_ATTEMPTS = 1
+
+
+class Attempt(NamedTuple):
+    wait: int  # seconds until the next attempt is let through; 0: this one is, and counted
+    at: float  # the throttle's clock as it was counted: what a give-back names it by
 
 
 class LoginThrottle:
@@ -112,17 +118,19 @@ class LoginThrottle:
         return True
 
     def attempt(self, email, address):
-        """Count an attempt at `email` from `address` and return 0; or, once an attempt is more
-        than its counts allow, the whole seconds until it may try again, counting nothing.
-        Counted as the attempt begins, under the lock, and given back by `succeeded`: checked at
-        the start and counted once the password had failed, every request that came in while
-        others were being checked got through too (waitress serves several at once), a guess
-        more per worker thread. A WARNING line is written outside the lock."""
+        """Count an attempt at `email` from `address`: an Attempt whose wait is 0; or, once an
+        attempt is more than its counts allow, the whole seconds until it may try again,
+        counting nothing. Counted as the attempt begins, under the lock, and given back by
+        `succeeded`: checked at the start and counted once the password had failed, every
+        request that came in while others were being checked got through too (waitress serves
+        several at once), a guess more per worker thread. A WARNING line is written outside the
+        lock."""
         with self._lock:
-            wait, warning = self._attempt(email, address, self.clock())
+            now = self.clock()
+            wait, warning = self._attempt(email, address, now)
         if warning is not None:
             log.warning(*warning)
-        return wait
+        return Attempt(wait, now)
 
     def _attempt(self, email, address, now):
         """attempt()'s wait, and the WARNING line it has to write, if any: once per key a
@@ -168,27 +176,31 @@ class LoginThrottle:
             self._spent += entry[1] == self._limit(key)
         return 0, warning
 
-    def succeeded(self, email, address):
-        """The password was right: the pair's count is cleared, and the attempt given back to
-        the address's and the email's."""
+    def succeeded(self, email, address, counted_at):
+        """The password was right: the pair's count is cleared, and the attempt (the Attempt's
+        `at`) given back to the address's and the email's."""
         with self._lock:
             key = "pair", email, address
             entry = self._failures.pop(key, None)
             if entry is not None:
                 self._spent -= self._used_up(key, entry)
-            self._give_back(("address", address), ("email", email))
+            self._give_back(counted_at, ("address", address), ("email", email))
 
-    def not_checked(self, email, address):
-        """The attempt ended before its password was checked (the database server lost as the
-        account was looked up: a 503, or a rerun of the request, which counts it again): it is
-        given back to all three counts, as a guess it was not."""
+    def not_checked(self, email, address, counted_at):
+        """The attempt (the Attempt's `at`) ended before its password was checked (the database
+        server lost as the account was looked up: a 503, or a rerun of the request, which counts
+        it again): it is given back to all three counts, as a guess it was not."""
         with self._lock:
-            self._give_back(("pair", email, address), ("address", address), ("email", email))
+            self._give_back(
+                counted_at, ("pair", email, address), ("address", address), ("email", email)
+            )
 
-    def _give_back(self, *keys):
+    def _give_back(self, counted_at, *keys):
+        """Only to a window the attempt was counted in: one that started after it (the request
+        hung past its window, and others began a new one) holds other attempts."""
         for key in keys:
             entry = self._failures.get(key)
-            if entry is not None and entry[1] > 0:
+            if entry is not None and entry[0] <= counted_at and entry[1] > 0:
                 self._spent -= self._used_up(key, entry)
                 entry[1] -= 1
                 self._spent += self._used_up(key, entry)

@@ -126,7 +126,8 @@ def login(context, request):
     email, error, invalid = request.POST.get("email", ended or ""), None, ()
     if request.method == "POST":
         throttle, key = request.registry.login_throttle, throttle_key(request, email)
-        wait = throttle.attempt(*key)  # counted now, cleared if the password is right
+        counted = throttle.attempt(*key)  # counted now, cleared if the password is right
+        wait = counted.wait
         if wait:
             # The password is not checked: a right guess must not get in now, nor cost argon2.
             request.response.status = 429
@@ -142,10 +143,10 @@ def login(context, request):
             # Not checked (a lost database server): no guess, and pyramid_retry's rerun of the
             # request, once the server is back, counts it again. Counted, an owner's tries
             # through an outage (each a 503) locked the owner out once the server was back.
-            throttle.not_checked(*key)
+            throttle.not_checked(*key, counted.at)
             raise
         if right:
-            throttle.succeeded(*key)
+            throttle.succeeded(*key, counted.at)
             return sign_in(request, user, came_from)
         if user is None:
             request.password_hasher.hash(password)  # as slow as a wrong password: no probing

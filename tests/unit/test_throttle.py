@@ -15,40 +15,43 @@ class Clock:
 
 
 def fail(throttle, count, email="owner", address="attacker"):
+    """`count` attempts, each let through; the time of the last, for a give-back."""
     for _ in range(count):
-        assert throttle.attempt(email, address) == 0
+        counted = throttle.attempt(email, address)
+        assert counted.wait == 0
+    return counted.at
 
 
 def test_locked_after_the_attempts_until_the_window_from_the_first_attempt_ends():
     clock = Clock()
     throttle = LoginThrottle(3, 60, clock=clock)
     for _ in range(3):
-        assert throttle.attempt("e", "a") == 0
+        assert throttle.attempt("e", "a").wait == 0
         clock.now += 10
-    assert throttle.attempt("e", "a") == 30  # 60 from the first attempt, 30 ago
+    assert throttle.attempt("e", "a").wait == 30  # 60 from the first attempt, 30 ago
     clock.now += 29.5
-    assert throttle.attempt("e", "a") == 1  # rounded up: never "try again in 0 seconds"
+    assert throttle.attempt("e", "a").wait == 1  # rounded up: never "try again in 0 seconds"
     clock.now += 0.5
-    assert throttle.attempt("e", "a") == 0  # the window is over: a new one begins with this attempt
+    assert throttle.attempt("e", "a").wait == 0  # the window is over: a new one begins with it
     assert list(throttle._failures.values()) == [[clock.now, 1, False]] * 3  # pair, address, email
 
 
 def test_an_attempt_refused_is_not_counted():
     clock = Clock()
     throttle = LoginThrottle(1, 60, clock=clock)
-    assert throttle.attempt("e", "a") == 0
+    assert throttle.attempt("e", "a").wait == 0
     for _ in range(5):
-        assert throttle.attempt("e", "a") == 60
+        assert throttle.attempt("e", "a").wait == 60
     clock.now += 60
-    assert throttle.attempt("e", "a") == 0
+    assert throttle.attempt("e", "a").wait == 0
 
 
 def test_a_success_clears_its_pair_only():
     throttle = LoginThrottle(1, 60, clock=Clock())
-    throttle.attempt("a", "here")
+    counted = throttle.attempt("a", "here")
     throttle.attempt("b", "here")
-    throttle.succeeded("a", "here")
-    assert (throttle.attempt("a", "here"), throttle.attempt("b", "here")) == (0, 60)
+    throttle.succeeded("a", "here", counted.at)
+    assert (throttle.attempt("a", "here").wait, throttle.attempt("b", "here").wait) == (0, 60)
 
 
 def test_an_address_cycling_emails_is_locked_out_of_every_email():
@@ -56,10 +59,10 @@ def test_an_address_cycling_emails_is_locked_out_of_every_email():
     throttle = LoginThrottle(5, 60, clock=clock)
     for n in range(5 * SPREAD):
         fail(throttle, 1, f"guess{n}")
-    assert throttle.attempt("owner", "attacker") == 60  # an email it never tried
-    assert throttle.attempt("owner", "elsewhere") == 0  # the owner is not
+    assert throttle.attempt("owner", "attacker").wait == 60  # an email it never tried
+    assert throttle.attempt("owner", "elsewhere").wait == 0  # the owner is not
     clock.now += 60
-    assert throttle.attempt("owner", "attacker") == 0
+    assert throttle.attempt("owner", "attacker").wait == 0
 
 
 def test_a_success_gives_its_attempt_back_but_clears_no_address():
@@ -68,25 +71,44 @@ def test_a_success_gives_its_attempt_back_but_clears_no_address():
     for email in ("a", "b", "c"):
         fail(throttle, 5, email)
     fail(throttle, 4, "d")  # 19 of 20
-    fail(throttle, 1, "mine")
-    throttle.succeeded("mine", "attacker")  # not counted: still 19
+    mine = fail(throttle, 1, "mine")
+    throttle.succeeded("mine", "attacker", mine)  # not counted: still 19
     fail(throttle, 1, "mine")  # the 20th
-    assert throttle.attempt("e", "attacker") > 0
+    assert throttle.attempt("e", "attacker").wait > 0
 
 
 def test_an_attempt_whose_password_was_not_checked_counts_for_nothing():
     """A login that lost the database server as it looked the account up (a 503, or a rerun
     that counts it again) is no guess: given back to the pair, the address and the email."""
-    throttle = LoginThrottle(2, 60, clock=Clock())
+    clock = Clock()
+    throttle = LoginThrottle(2, 60, clock=clock)
     fail(throttle, 2)
     for _ in range(2):
-        throttle.not_checked("owner", "attacker")
+        throttle.not_checked("owner", "attacker", clock.now)
     fail(throttle, 2)  # the pair's two attempts are there again
-    assert throttle.attempt("owner", "attacker") == 60
+    assert throttle.attempt("owner", "attacker").wait == 60
     for n in range(5):  # the email's count: 2 + 5 of 8, its first 2 given back
         fail(throttle, 1, address=f"elsewhere{n}")
-    assert throttle.attempt("owner", "bot") == 0  # the 8th
+    assert throttle.attempt("owner", "bot").wait == 0  # the 8th
     assert throttle._spent == 2  # the locked pair and the used-up email
+
+
+def test_a_give_back_goes_to_the_window_its_attempt_was_counted_in():
+    """A login that hung past its whole window (a database server that took minutes to answer)
+    gives its attempt back to that window: the next window's count is its own guesses'."""
+    clock = Clock()
+    throttle = LoginThrottle(2, 60, clock=clock)
+    hung = fail(throttle, 1)  # the hung login's attempt, and its mine
+    mine = fail(throttle, 1, "mine")
+    clock.now += 60
+    fail(throttle, 2)  # the pair's new window, used up
+    for n in range(2 * SPREAD - 3):  # the address's, up to one short of its 8
+        fail(throttle, 1, f"guess{n}")
+    throttle.not_checked("owner", "attacker", hung)  # its database server lost, at last
+    throttle.succeeded("mine", "attacker", mine)
+    assert throttle.attempt("owner", "attacker").wait == 60
+    fail(throttle, 1, "mine")  # the address's 8th
+    assert throttle.attempt("other", "attacker").wait == 60
 
 
 def test_an_email_guessed_from_many_addresses_gets_one_attempt_an_address_but_the_owner_in():
@@ -94,11 +116,11 @@ def test_an_email_guessed_from_many_addresses_gets_one_attempt_an_address_but_th
     for n in range(SPREAD):
         fail(throttle, 5, address=f"bot{n}")  # 20 at the owner's email: as many as it takes
     fail(throttle, 1, address="bot-new")
-    assert throttle.attempt("owner", "bot-new") > 0  # one attempt, not five
-    assert throttle.attempt("other", "bot-new") == 0  # other emails as before
-    fail(throttle, 1, address="home")  # the owner, elsewhere, is not locked out
-    throttle.succeeded("owner", "home")
-    assert throttle.attempt("owner", "home") == 0  # the success cleared its pair
+    assert throttle.attempt("owner", "bot-new").wait > 0  # one attempt, not five
+    assert throttle.attempt("other", "bot-new").wait == 0  # other emails as before
+    home = fail(throttle, 1, address="home")  # the owner, elsewhere, is not locked out
+    throttle.succeeded("owner", "home", home)
+    assert throttle.attempt("owner", "home").wait == 0  # the success cleared its pair
 
 
 def test_at_most_max_keys_are_kept_the_oldest_dropped():
@@ -109,7 +131,7 @@ def test_at_most_max_keys_are_kept_the_oldest_dropped():
         clock.now += 0.001
     assert len(throttle) == MAX_KEYS == 10_000
     fail(throttle, 1, "email600", "address600")  # kept: its second attempt
-    assert throttle.attempt("email600", "address600") > 0
+    assert throttle.attempt("email600", "address600").wait > 0
     fail(throttle, 2, "email499", "address499")  # dropped: a first attempt again
 
 
@@ -121,7 +143,7 @@ def test_a_key_that_used_up_its_count_is_never_dropped_to_make_room():
         clock.now += 0.1
         fail(throttle, 1, f"guess{n}", f"bot{n}")
         assert len(throttle) <= 30
-    assert throttle.attempt("owner", "attacker") == 50  # still locked, from its first attempt
+    assert throttle.attempt("owner", "attacker").wait == 50  # still locked, from its first attempt
     assert ("address", "attacker") not in throttle._failures  # not used up: dropped
 
 
@@ -133,8 +155,8 @@ def test_a_new_key_is_refused_rather_than_a_used_up_one_forgotten():
     fail(throttle, 1, "b", "two")  # room made by dropping "one" and "a", not the pair
     clock.now += 10
     # three keys more fit only if a locked pair is dropped: refused until the oldest window ends
-    assert throttle.attempt("c", "three") == 40
-    assert throttle.attempt("a", "one") == 40  # still locked
+    assert throttle.attempt("c", "three").wait == 40
+    assert throttle.attempt("a", "one").wait == 40  # still locked
     assert len(throttle) == 4
     clock.now += 40
     fail(throttle, 1, "c", "three")
@@ -148,7 +170,7 @@ def test_the_count_of_used_up_keys_stays_true():
     for _ in range(5000):
         email, address = f"e{rng.randrange(6)}", f"a{rng.randrange(12)}"
         if rng.random() < 0.1:
-            throttle.succeeded(email, address)
+            throttle.succeeded(email, address, clock.now - rng.random() * 90)
         else:
             throttle.attempt(email, address)
         clock.now += rng.random() * 2
@@ -180,15 +202,16 @@ def test_a_lock_is_logged_once_a_window_whatever_is_given_back(caplog):
     for n in range(5 * SPREAD):
         fail(throttle, 1, f"guess{n}")
     for _ in range(3):
-        assert throttle.attempt("owner", "attacker") > 0
-    throttle.succeeded("mine", "attacker")  # a login let in before the lock, right after it
+        assert throttle.attempt("owner", "attacker").wait > 0
+    # a login let in before the lock, right after it
+    throttle.succeeded("mine", "attacker", clock.now)
     fail(throttle, 1, "mine")
-    assert throttle.attempt("owner", "attacker") > 0
+    assert throttle.attempt("owner", "attacker").wait > 0
     assert len(warnings_of(caplog)) == 1
     clock.now += 60
     for n in range(5 * SPREAD):
         fail(throttle, 1, f"guess{n}")
-    assert throttle.attempt("owner", "attacker") > 0
+    assert throttle.attempt("owner", "attacker").wait > 0
     assert warnings_of(caplog)[1:] == [
         "login: attacker is locked out of every account for 60 s (20 attempts across accounts "
         "within 60 s); refused at 'owner'"
@@ -202,7 +225,7 @@ def test_a_slowed_email_is_logged_once_a_window(caplog):
         fail(throttle, 5, address=f"bot{n}")
     assert warnings_of(caplog) == []
     fail(throttle, 1, address="bot-new")
-    assert throttle.attempt("owner", "bot-new") > 0
+    assert throttle.attempt("owner", "bot-new").wait > 0
     fail(throttle, 1, address="bot-newer")
     assert warnings_of(caplog) == [
         "login: 'owner' is slowed to 1 attempt an address for 60 s (20 attempts at it from "
@@ -215,13 +238,13 @@ def test_a_full_store_is_logged_once_a_window(caplog):
     throttle = LoginThrottle(1, 60, max_keys=3, clock=clock)
     fail(throttle, 1, "a", "one")  # its pair is used up: never dropped
     for n in range(5):
-        assert throttle.attempt("b", f"bot{n}") == 60
+        assert throttle.attempt("b", f"bot{n}").wait == 60
     clock.now += 59
-    assert throttle.attempt("b", "bot") == 1
+    assert throttle.attempt("b", "bot").wait == 1
     assert len(warnings_of(caplog)) == 1
     clock.now += 1
     fail(throttle, 1, "c", "two")  # the window is over: its keys expired
-    assert throttle.attempt("b", "bot") == 60
+    assert throttle.attempt("b", "bot").wait == 60
     assert warnings_of(caplog)[1:] == [
         "login: all 3 keys of the login throttle refuse or slow a guesser: /login refuses every "
         "address and email not yet counted for up to 60 s; refused bot at 'b'"
