@@ -40,6 +40,25 @@ def pytest_configure(config):
     # has one: such a child would never see the Ctrl-C. Start from Python's own default.
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    # SIGTERM to the test run (a CI job's timeout, `kill`) ends it as Ctrl-C does, so that the
+    # with blocks and fixtures' finalizers still run: by default it died at once, and left what
+    # the e2e tests had started (a tmpfs mounted, a PostgreSQL server, pserve and runzeo). Not if
+    # it was ignored: its children ignore it too, as they would have. A child the tests start gets
+    # the default again (exec resets a handler), as the tests of the entry points' own want.
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, stop_as_ctrl_c)
+
+
+def pytest_unconfigure(config):
+    if signal.getsignal(signal.SIGTERM) is stop_as_ctrl_c:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def stop_as_ctrl_c(signum, frame):
+    """The first SIGTERM stops the run as a KeyboardInterrupt; a second ends it at once, as
+    before, whatever its cleanup was doing."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise KeyboardInterrupt("SIGTERM")
 
 
 @pytest.fixture(autouse=True)
