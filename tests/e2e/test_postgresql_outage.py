@@ -712,6 +712,28 @@ def test_cron_whose_mark_is_lost_as_it_is_saved_says_it_may_be_marked(cluster, t
         assert "Sent 1 record" in again.stderr, again.stderr
 
 
+def test_cron_whose_mark_is_lost_as_it_is_saved_says_the_batch_after_it_goes_again(cluster,
+                                                                                   tmp_path):
+    """As above, with batches of one record: the second was sent as the first's mark waited,
+    and stays pending whatever became of the first's, which the sender's line says."""
+    uri, name = named_database(cluster)
+    receiver = HoldingReceiver(cluster, name)
+    with serving(receiver) as url, receiver.held:
+        settings = app_settings(uri, **{"fftelemetry.telemetry_url": url,
+                                        "fftelemetry.batch_size": "1"}, **CHEAP)
+        ini = write_server_ini(tmp_path / "app.ini", settings)
+        made = fftelemetry("status", ini)  # the database, its use a record to send
+        assert made.communicate(timeout=60) and made.returncode == 0
+        run, _, err = command_stopped_as_it_waits(cluster, name, None, "the mark's COMMIT",
+                                                  "cron", ini, "--force")
+        assert run.returncode == 1, err
+        assert ("Telemetry submission failed: a batch was sent, which may have been marked as "
+                "sent or not (the PostgreSQL server cannot be reached, as the mark was being "
+                "saved); if not, it will be re-sent, and the batch sent after it will be in any "
+                "case.") in err, err
+    assert receiver.batches == 2
+
+
 class GatedReceiver:
     """A stand-in receiver that takes every batch at once but the second, whose answer waits
     until `go` is set: the sender marks the first batch meanwhile (its POST of the second went
