@@ -54,11 +54,40 @@ def pytest_unconfigure(config):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def stop_as_ctrl_c(signum, frame):
+class StopAsCtrlC:
     """The first SIGTERM stops the run as a KeyboardInterrupt; a second ends it at once, as
-    before, whatever its cleanup was doing."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    raise KeyboardInterrupt("SIGTERM")
+    before, whatever its cleanup was doing. One that comes as a test is torn down is raised once
+    the teardown is over: raised in a finalizer, it cut that one short and skipped the test's
+    others (pytest goes on to the next finalizer after an Exception only), a tmpfs left mounted."""
+
+    def __init__(self):
+        self.tearing_down = False
+        self.put_off = False
+
+    def __call__(self, signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if self.tearing_down:
+            self.put_off = True
+        else:
+            raise KeyboardInterrupt("SIGTERM")
+
+    def raise_put_off(self):
+        if self.put_off:
+            self.put_off = False
+            raise KeyboardInterrupt("SIGTERM")
+
+
+stop_as_ctrl_c = StopAsCtrlC()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    stop_as_ctrl_c.tearing_down = True
+    try:
+        return (yield)
+    finally:
+        stop_as_ctrl_c.tearing_down = False
+        stop_as_ctrl_c.raise_put_off()  # even after a finalizer's error: the run still stops
 
 
 @pytest.fixture(autouse=True)
