@@ -266,6 +266,9 @@ class DatabaseInUse(SystemExit):
         super().__init__(line)
         self.held = held
 
+    def __reduce__(self):  # unpickled by calling the class with these: both, as __init__ takes
+        return type(self), (*self.args, self.held), self.__dict__  # and its notes (add_note)
+
 
 def include_zodbconn(config):
     """pyramid_zodbconn opens the ini's databases. Processes started at the same moment on a new

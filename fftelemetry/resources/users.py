@@ -39,7 +39,7 @@ class AccountError(ValueError):
         self.field = field
 
     def __reduce__(self):  # unpickled by calling the class with these: both, as __init__ takes
-        return type(self), (*self.args, self.field)
+        return type(self), (*self.args, self.field), self.__dict__  # and its notes (add_note)
 
 
 def normalise_email(email):
