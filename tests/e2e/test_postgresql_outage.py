@@ -731,7 +731,8 @@ def test_cron_whose_mark_is_lost_as_it_is_saved_says_the_batch_after_it_goes_aga
                 "sent or not (the PostgreSQL server cannot be reached, as the mark was being "
                 "saved); if not, it will be re-sent, and the batch sent after it will be in any "
                 "case.") in err, err
-    assert receiver.batches == 2
+    # not `receiver.batches == 2`: the second POST is submitted before the mark, deterministically,
+    # but whether it reaches the receiver before the run cuts it is a race
 
 
 class GatedReceiver:
