@@ -741,6 +741,28 @@ def test_a_full_disk_while_marking_keeps_the_batch_pending_and_says_so(db, fs_pa
     assert counts(db)["submitted"] == 300
 
 
+def test_a_mark_that_fails_on_a_full_disk_is_a_failed_run_not_a_lost_server(db, fs_path, caplog):
+    # Room for the run's small entry in the submission log (~900 bytes here), not for the mark
+    # of 100 records (~12 kB): the failure is what the log keeps and the status page shows.
+    # A run that took it for a lost server would log nothing, and "Submit now" would show the
+    # database-unavailable page.
+    collect(db, 300)
+    with serving(Stub()) as url, file_size_limit(Path(fs_path).stat().st_size + 4096):
+        outcome = submit_pending(db, settings_for(url, batch_size=100))
+    error = (
+        "a batch was sent but could not be marked (File too large); it will be re-sent, as will "
+        "the batch sent after it"
+    )
+    assert (outcome.ok, outcome.sent, outcome.error, outcome.server_lost) == (
+        False, 0, error, None
+    )
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [f"Telemetry submission failed: {error}."]
+    last = in_store(db, lambda store: store.last_submission())
+    assert (last.sent, last.status, last.uuid, last.error) == (0, 200, STUB_UUID, error)
+    assert counts(db) == {"all": 300, "pending": 300, "submitted": 0}
+
+
 def test_a_write_that_conflicts_is_tried_again(db):
     """The sender's writes (marking a batch, logging the run) are rerun on a conflict: another
     process committed the same object between the transaction's read and its commit."""
