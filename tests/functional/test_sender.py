@@ -723,16 +723,22 @@ def test_a_mark_that_may_have_been_saved_is_not_said_as_nothing_marked():
     )
 
 
-def test_a_full_disk_while_marking_keeps_the_batch_pending_and_says_so(db, fs_path):
+def test_a_full_disk_while_marking_keeps_the_batch_pending_and_says_so(db, fs_path, caplog):
     collect(db, 300)
     stub = Stub()
     with serving(stub) as url, file_size_limit(Path(fs_path).stat().st_size):
         outcome = submit_pending(db, settings_for(url, batch_size=100))
-    assert (outcome.ok, outcome.sent) == (False, 0)
-    assert outcome.error == (
+    assert (outcome.ok, outcome.sent, outcome.server_lost) == (False, 0, None)
+    error = (
         "a batch was sent but could not be marked (File too large); it will be re-sent, as "
         "will the batch sent after it"
     )
+    assert outcome.error == error
+    # no room for the run in the submission log either: the console says so
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+        f"Telemetry submission failed: {error}.",
+        "Telemetry submission log not updated: File too large.",
+    ]
     assert outcome.message().startswith("Nothing was marked as sent: a batch was sent but")
     assert counts(db) == {"all": 300, "pending": 300, "submitted": 0}
 
