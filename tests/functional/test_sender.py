@@ -1071,6 +1071,20 @@ def test_a_proxy_that_never_ends_its_answer_is_cut_at_the_deadline(db, monkeypat
     assert counts(db)["pending"] == 1
 
 
+def test_an_https_exchange_that_never_ends_is_cut_at_the_deadline_too(db, monkeypatch):
+    # https goes through the same cuttable adapter as http: here its proxy's answer to CONNECT
+    # never ends, and the run still fails in one line (with requests' own adapter, it crashed)
+    collect(db, 1)
+    settings = settings_for("https://192.0.2.1:6544", connect_timeout=0.5, read_timeout=0.5)
+    with raw_receiver(trickled_headers) as (url, what):
+        use_proxy(monkeypatch, url, "HTTPS_PROXY")
+        outcome, _ = submit_in_thread(db, settings, wait=10)
+    assert what["requests"] == 1, "the proxy was asked for the tunnel"
+    assert outcome is not None, "the run must not last as long as the proxy trickles"
+    assert outcome.error == "no complete answer from https://192.0.2.1:6544/submit within 3s"
+    assert counts(db)["pending"] == 1
+
+
 @pytest.mark.parametrize("variable", ["HTTP_PROXY", "ALL_PROXY", "all_proxy"])
 def test_a_proxy_that_is_down_is_named_with_the_systems_reason(db, monkeypatch, closed_port_url,
                                                                variable):
