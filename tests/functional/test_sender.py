@@ -631,6 +631,9 @@ def test_a_record_this_version_may_not_send_is_discarded_and_the_rest_sent(db, r
     first, _refused, *rest = store_one_this_version_refuses(db)
     bodies = list(pending_bodies(db, batch_size=2))  # what --dry-run shows: never the refused
     assert [[r["id"] for r in json.loads(body)] for body in bodies] == [[first], rest]
+    # a batch read past the refused one goes on after its own last record, not before it
+    bodies = list(pending_bodies(db, batch_size=3))
+    assert [[r["id"] for r in json.loads(body)] for body in bodies] == [[first, rest[0]], [rest[1]]]
     assert counts(db)["pending"] == 4, "looking changes nothing"
 
     outcome = submit_pending(db, settings_for(receiver.url, batch_size=2))
