@@ -646,6 +646,24 @@ def test_a_record_this_version_may_not_send_is_discarded_and_the_rest_sent(db, r
                               "(system.command.executed)")
 
 
+def test_a_refused_record_that_cannot_be_discarded_is_not_said_discarded(db, fs_path, receiver,
+                                                                        caplog):
+    store_one_this_version_refuses(db)
+    db.close()
+    read_only = DB(FileStorage(fs_path, read_only=True))
+    try:
+        outcome = submit_pending(read_only, settings_for(receiver.url))
+    finally:
+        read_only.close()
+    assert (outcome.ok, outcome.sent) == (False, 0)
+    # the refused record stays pending, to be discarded by a run that can write
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == [
+        "Telemetry submission failed: a batch was sent but could not be marked (the database is "
+        "read-only); it will be re-sent.",
+        "Telemetry submission log not updated: the database is read-only.",
+    ]
+
+
 def test_a_batch_of_nothing_but_refused_records_is_walked_past(db, receiver):
     """One record a batch: the refused one fills a batch alone; the run goes on past it."""
     first, _refused, *rest = store_one_this_version_refuses(db)
