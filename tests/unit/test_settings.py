@@ -241,6 +241,17 @@ def test_zodbconn_uri_from_the_environment_then_env_file(tmp_path):
     )
 
 
+def test_only_a_database_the_environment_alone_names_is_this_process_only(tmp_path):
+    # `instructions install` then tells the operator to put ZODBCONN_URI in the .env for cron
+    uri = "zeo://db:8100"
+    assert load(tmp_path=tmp_path).database_in_environment_only is False  # the ini's: shared
+    assert load({}, {"ZODBCONN_URI": uri}, "", tmp_path).database_in_environment_only is True
+    dotenv = f"ZODBCONN_URI={uri}\n"
+    assert load({}, {}, dotenv, tmp_path).database_in_environment_only is False
+    # honcho hands the .env on as the environment: cron's lines read the same .env
+    assert load({}, {"ZODBCONN_URI": uri}, dotenv, tmp_path).database_in_environment_only is False
+
+
 def test_the_settings_repr_holds_no_secret(tmp_path):
     # a debugger, a traceback's locals, a log line of the object: none of them shows a secret
     settings = load({"fftelemetry.session_secret": "the-session-secret-0123456789"},
@@ -487,6 +498,28 @@ def test_every_number_has_a_most(name, most, over):
     with pytest.raises(SettingsError) as info:
         load(ini={f"fftelemetry.{name}": over})
     assert str(info.value) == f"fftelemetry.{name}={over!r} must be at most {most}"
+
+
+@pytest.mark.parametrize(
+    ("name", "default", "least", "under"),
+    [
+        ("batch_size", 1000, 1, "0"),
+        ("interval_days", 7, 1, "0"),  # cron would submit on every run
+        ("connect_timeout", 5.0, 0.001, "0"),
+        ("read_timeout", 30.0, 0.001, "0.0009"),
+        ("submission_log_size", 50, 1, "0"),  # the log would keep no run
+        ("session_lifetime_hours", 168, 1, "0"),
+        ("login_attempts", 5, 1, "0"),
+        ("login_window_seconds", 60, 1, "0"),  # no failed login would count
+        ("keep_submitted_days", 90, 0, "-1"),
+    ],
+)
+def test_every_number_has_its_default_and_a_least(name, default, least, under):
+    assert getattr(load(), name) == default
+    assert getattr(load(ini={f"fftelemetry.{name}": str(least)}), name) == least
+    with pytest.raises(SettingsError) as info:
+        load(ini={f"fftelemetry.{name}": under})
+    assert str(info.value) == f"fftelemetry.{name}={under!r} must be at least {least}"
 
 
 @pytest.mark.parametrize("name", ["keep_submitted_days", "batch_size", "read_timeout"])
