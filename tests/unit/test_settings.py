@@ -79,6 +79,16 @@ def test_a_bad_switch_that_honcho_hands_on_from_the_env_file_is_the_env_files(tm
              tmp_path=tmp_path)
 
 
+@pytest.mark.parametrize("in_dotenv", ["maybe", ""])
+def test_a_bad_switch_in_the_environment_is_the_environments_whatever_the_env_file_holds(
+    tmp_path, in_dotenv
+):
+    # neither means anything, nor the same: the line must not send the operator to the .env
+    with pytest.raises(SettingsError, match=re.escape("'ture' (in the environment)")):
+        load(environ={"SEND_TELEMETRY": "ture"}, dotenv_text=f"SEND_TELEMETRY={in_dotenv}\n",
+             tmp_path=tmp_path)
+
+
 def test_a_bad_ini_only_switch_says_the_ini():
     with pytest.raises(SettingsError) as refused:
         load(ini={"fftelemetry.secure_cookies": "ja"})
