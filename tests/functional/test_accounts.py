@@ -502,6 +502,13 @@ def test_a_sign_in_lasts_a_week_however_busy_its_session(site, admin):
     week_old.get("/admin/telemetry", status=200)
 
 
+def test_a_sign_in_that_has_not_ended_is_not_said_to_have(site, admin):
+    # the login page of a browser still signed in (another account's login, say)
+    page = admin.get("/login", status=200)
+    assert "has ended" not in page.text
+    assert page.forms["login"]["email"].value == ""
+
+
 def test_a_sign_in_time_ahead_of_the_clock_is_allowed_a_few_minutes(site, admin):
     signed_in_hours_ago(site, ADMIN_EMAIL, -0.05).get("/admin/telemetry", status=200)  # 3 min
     signed_in_hours_ago(site, ADMIN_EMAIL, -1).get("/admin/telemetry", status=303)
