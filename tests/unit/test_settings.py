@@ -95,6 +95,16 @@ def test_a_bad_ini_only_switch_says_the_ini():
     assert str(refused.value).startswith("fftelemetry.secure_cookies='ja' (in the ini) is not")
 
 
+@pytest.mark.parametrize(
+    ("name", "default"),
+    [("allow_registration", True), ("strict_catalog", False), ("secure_cookies", False)],
+)
+def test_an_ini_only_switch_has_its_default_and_takes_the_other_value(name, default):
+    # strict by default, a value the catalog refuses would be an error page, not a dropped fact
+    assert getattr(load(), name) is default
+    assert getattr(load(ini={f"fftelemetry.{name}": str(not default)}), name) is (not default)
+
+
 def test_default_is_off():
     result = load()
     assert (result.send_telemetry, result.send_telemetry_source) == (False, "default")
