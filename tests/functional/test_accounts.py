@@ -502,6 +502,12 @@ def test_a_sign_in_lasts_a_week_however_busy_its_session(site, admin):
     week_old.get("/admin/telemetry", status=200)
 
 
+def test_a_sign_in_ends_within_minutes_of_its_lifetime(site, admin):
+    # two minutes either side of the week: an hour counted a second long or short is ~3 min
+    signed_in_hours_ago(site, ADMIN_EMAIL, 168 - 2 / 60).get("/admin/telemetry", status=200)
+    signed_in_hours_ago(site, ADMIN_EMAIL, 168 + 2 / 60).get("/admin/telemetry", status=303)
+
+
 def test_a_sign_in_that_has_not_ended_is_not_said_to_have(site, admin):
     # the login page of a browser still signed in (another account's login, say)
     page = admin.get("/login", status=200)
