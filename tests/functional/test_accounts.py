@@ -454,12 +454,13 @@ def test_logout_signs_the_account_out_everywhere_and_no_one_else(site, admin, me
     member.get("/preferences", status=200)
 
 
-def session_cookie(state, hashalg=SESSION_HASHALG):
+def session_cookie(state, hashalg=SESSION_HASHALG, idle_seconds=0):
     """A session cookie holding `state`, signed as the application signs them (Pyramid's
-    SignedCookieSessionFactory format: signed JSON of renewed, created, state), used just now."""
+    SignedCookieSessionFactory format: signed JSON of renewed, created, state), last used
+    `idle_seconds` ago."""
     signer = SignedSerializer(SECRET, "fftelemetry.session.", hashalg, JSONSerializer())
     now = time.time()
-    return signer.dumps((now, now, state)).decode()
+    return signer.dumps((now - idle_seconds, now - idle_seconds, state)).decode()
 
 
 def earlier_versions_session_cookie(email):
@@ -506,6 +507,16 @@ def test_a_sign_in_ends_within_minutes_of_its_lifetime(site, admin):
     # two minutes either side of the week: an hour counted a second long or short is ~3 min
     signed_in_hours_ago(site, ADMIN_EMAIL, 168 - 2 / 60).get("/admin/telemetry", status=200)
     signed_in_hours_ago(site, ADMIN_EMAIL, 168 + 2 / 60).get("/admin/telemetry", status=303)
+
+
+def test_a_session_unused_for_eight_hours_ends(site, admin):
+    with site.root() as root:
+        key = root["users"][ADMIN_EMAIL].session_key
+    state = {"userid": ADMIN_EMAIL, SESSION_KEY: key, SIGNED_IN_AT: int(time.time())}
+    for idle_hours, status in ((8 - 2 / 60, 200), (8 + 2 / 60, 303)):  # two minutes either side
+        browser = site.browser()
+        browser.set_cookie("session", session_cookie(state, idle_seconds=idle_hours * 3600))
+        browser.get("/admin/telemetry", status=status)
 
 
 def test_a_sign_in_that_has_not_ended_is_not_said_to_have(site, admin):
