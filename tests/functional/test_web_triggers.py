@@ -88,3 +88,20 @@ def test_refused_registration_collects_nothing(site):
     form["email"], form["password"] = "nobody", "short"
     form.submit(status=400)
     assert stored(site) == ([], None)
+
+
+def test_the_wizard_sent_again_once_finished_saves_and_collects(site):
+    # the wizard open in a second tab, sent after the first finished it: a choice like any
+    # other, saved and collected, not dropped by the redirect that a finished wizard's GET gets
+    browser = site.register(ADMIN_EMAIL, wizard=None)
+    second_tab = browser.get("/welcome")
+    finish_wizard(browser.get("/welcome"), "nl", "equal")
+    form = second_tab.forms["preferences"]
+    form["language"], form["locale"] = "fr", "fr_CA"
+    assert form.submit(status=303).location == "http://localhost/"
+    with site.root() as root:
+        user = root["users"][ADMIN_EMAIL]
+        assert (user.language, user.locale) == ("fr", "fr_CA")
+    records, _ = stored(site)
+    assert ("user.preferences.language", "fr") in records
+    assert ("user.preferences.locale", "fr_CA") in records
