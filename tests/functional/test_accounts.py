@@ -781,6 +781,17 @@ def test_new_user_is_sent_to_the_wizard_until_it_is_finished(site, admin):
     assert browser.get("/welcome", status=303).location.endswith("/preferences")
 
 
+def test_the_wizard_finishes_where_the_login_was_going(site, admin):
+    # not /preferences, where the preferences page's own form goes too: the wizard's page posts
+    # to /welcome, with the came_from, and thanks the user there
+    site.register(USER_EMAIL, wizard=None)
+    page = log_in(site.browser(), USER_EMAIL, came_from="/telemetry").follow()
+    assert (page.html.title.text, page.html.h1.text) == ("Welcome \u2014 fftelemetry", "Welcome")
+    done = page.forms["preferences"].submit(status=303)
+    assert done.location == "http://localhost/telemetry"
+    assert "Thank you, you are all set." in done.follow().text
+
+
 def test_account_pages_need_a_login(anonymous):
     for url in ("/welcome", "/preferences"):
         assert "/login?came_from=" in anonymous.get(url, status=303).location
