@@ -35,12 +35,18 @@ def test_os_version_is_name_and_major_minor(system, release, expected):
     catalog.validate("system.os.version", expected)
 
 
+class ShardedStorage(MappingStorage):
+    """A storage of a kind the catalog does not name (a third party's, say)."""
+
+
 def test_database_driver_names_the_storage_kind(tmp_path):
     for storage, kind in ((MappingStorage(), "MappingStorage"),
-                          (FileStorage(str(tmp_path / "x.fs")), "FileStorage")):
+                          (FileStorage(str(tmp_path / "x.fs")), "FileStorage"),
+                          (ShardedStorage(), "other")):
         db = DB(storage)
         try:
             assert database_driver(db) == kind
+            catalog.validate("system.database.driver", kind)
         finally:
             db.close()
 
