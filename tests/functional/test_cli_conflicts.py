@@ -258,7 +258,10 @@ def test_instructions_whose_facts_conflict_on_every_attempt_are_printed_all_the_
     assert len(noted) == 2
     out, err = capsys.readouterr()
     assert "Next steps:" in out and "fftelemetry create-user" in out
-    assert "could not be recorded this time" in out
+    assert out.endswith(
+        "could not be recorded this time (see the warning); running this command again records "
+        "them.\n"
+    )
     assert err == ""
     assert errors_logged(caplog) == []
     assert warned(caplog) == [(
