@@ -769,7 +769,7 @@ def test_a_full_disk_while_marking_keeps_the_batch_pending_and_says_so(db, fs_pa
 
 
 def test_a_mark_that_fails_on_a_full_disk_is_a_failed_run_not_a_lost_server(db, fs_path, caplog):
-    # Room for the run's small entry in the submission log (~900 bytes here), not for the mark
+    # Room for the run's small entry in the submission log (~450 bytes here), not for the mark
     # of 100 records (~12 kB): the failure is what the log keeps and the status page shows.
     # A run that took it for a lost server would log nothing, and "Submit now" would show the
     # database-unavailable page.
