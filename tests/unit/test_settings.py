@@ -542,6 +542,27 @@ def test_every_number_has_its_default_and_a_least(name, default, least, under):
     assert str(info.value) == f"fftelemetry.{name}={under!r} must be at least {least}"
 
 
+@pytest.mark.parametrize(
+    ("raw", "taken", "refused"),
+    [
+        (None, 10, None),  # the default main() gives it
+        ("1", 1, None),
+        ("100", 100, None),
+        ("0", None, "must be at least 1"),  # pyramid_retry's assert: a traceback
+        ("101", None, "must be at most 100"),
+    ],
+)
+def test_retry_attempts_is_read_as_the_apps_numbers_are(raw, taken, refused):
+    # pyramid_retry's setting, not ours: main() reads it with settings.retry_attempts
+    ini = {} if raw is None else {"retry.attempts": raw}
+    if refused is None:
+        assert settings.retry_attempts(ini, default=10) == taken
+        return
+    with pytest.raises(SettingsError) as info:
+        settings.retry_attempts(ini, default=10)
+    assert str(info.value) == f"retry.attempts={raw!r} {refused}"
+
+
 @pytest.mark.parametrize("name", ["keep_submitted_days", "batch_size", "read_timeout"])
 def test_a_number_longer_than_int_reads_is_over_its_most(name):
     # int() stops at 4,300 digits with a ValueError: a traceback from pserve, not a line
