@@ -228,6 +228,16 @@ def test_a_receiver_that_is_down(db, closed_port_url, caplog):
     assert [r.levelname for r in caplog.records] == ["WARNING"]  # no urllib3 retry chatter
 
 
+def test_only_urllib3s_retry_notices_are_kept_out_of_the_log(db, closed_port_url, caplog):
+    # an operator who turns urllib3's log up to DEBUG still gets its other lines
+    caplog.set_level(logging.DEBUG, logger="urllib3.connectionpool")
+    collect(db, 1)
+    submit_pending(db, settings_for(closed_port_url))
+    urllib3s = [r.getMessage() for r in caplog.records if r.name == "urllib3.connectionpool"]
+    assert any(m.startswith("Starting new HTTP connection") for m in urllib3s), urllib3s
+    assert not any(m.startswith("Retrying (") for m in urllib3s), urllib3s
+
+
 def test_a_host_name_that_does_not_resolve_is_not_said_to_refuse(db):
     # a typo in the host would otherwise read exactly as a receiver that is down
     collect(db, 1)
