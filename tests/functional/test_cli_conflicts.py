@@ -275,3 +275,25 @@ def test_instructions_whose_facts_conflict_on_every_attempt_are_printed_all_the_
     assert run_on(site.app.registry, command("instructions", "install")) == 0
     assert "are recorded, each value once" in capsys.readouterr().out
     assert values_of(make_site(), "system.python.version") == [platform.python_version()]
+
+
+def test_cron_whose_note_while_off_conflicts_on_every_attempt_is_one_line(
+    make_site, capsys, caplog
+):
+    """Telemetry off, records pending: cron notes its run in the store (note_off), while a pack
+    notes its own there during each attempt. Its one line is the write's, exit 1: there is
+    nothing old to delete, so not the deleting's."""
+    site = make_site(**{"retry.attempts": "2", "fftelemetry.send_telemetry": "false"})
+    site.seed(1)
+    noted = note_packs_meanwhile(site, skip=lambda opened, noted: False)
+
+    assert run_on(site.app.registry, command("cron")) == 1
+
+    assert capsys.readouterr() == ("", (
+        f"fftelemetry cron: could not write ({CONFLICTS}); the change in progress was rolled "
+        "back: try again\n"
+    ))
+    assert errors_logged(caplog) == []
+    assert noted
+    with make_site().store() as store:
+        assert store.cron_ran_off_at is None
