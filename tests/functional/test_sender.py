@@ -552,6 +552,17 @@ def test_a_long_answer_is_cut_in_the_log_line(db, caplog):
     assert len(line) < 400 and "\n" not in line and "… (5,012 characters)" in line
 
 
+def test_an_answer_that_is_not_utf8_is_logged_with_replacement_characters(db, caplog):
+    # a proxy's page in Latin-1, say: its bytes are not UTF-8, and the run still fails in words
+    collect(db, 1)
+    caplog.set_level(logging.INFO, logger="fftelemetry")
+    with serving(Stub(status="502 Bad Gateway", body=b"Passerelle d\xe9faillante")) as url:
+        outcome = submit_pending(db, settings_for(url))
+    assert "Result of submission [502]: Passerelle d\ufffdfaillante" in caplog.messages
+    assert outcome.error.startswith("the receiver answered HTTP 502")
+    assert counts(db)["pending"] == 1
+
+
 def test_the_real_receivers_cut_reads_as_a_cut_in_the_log_line(db, receiver, caplog):
     # the receiver's 404 repeats the address it was asked, cut: its "…" was logged \\u2026
     collect(db, 1)
