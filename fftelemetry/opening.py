@@ -266,8 +266,10 @@ class DatabaseInUse(SystemExit):
         super().__init__(line)
         self.held = held
 
-    def __reduce__(self):  # unpickled by calling the class with these: both, as __init__ takes
-        return type(self), (*self.args, self.held), self.__dict__  # and its notes (add_note)
+    def __reduce__(self):
+        # Unpickling calls the class with these: both arguments its __init__ takes, then the
+        # instance's dict back (its notes, from add_note).
+        return type(self), (*self.args, self.held), self.__dict__
 
 
 def include_zodbconn(config):

@@ -38,8 +38,10 @@ class AccountError(ValueError):
         super().__init__(message)
         self.field = field
 
-    def __reduce__(self):  # unpickled by calling the class with these: both, as __init__ takes
-        return type(self), (*self.args, self.field), self.__dict__  # and its notes (add_note)
+    def __reduce__(self):
+        # Unpickling calls the class with these: both arguments its __init__ takes, then the
+        # instance's dict back (its notes, from add_note).
+        return type(self), (*self.args, self.field), self.__dict__
 
 
 def normalise_email(email):
