@@ -632,6 +632,22 @@ def test_a_login_starts_a_new_csrf_token(site, admin):
     assert before != after
 
 
+def test_a_sign_in_starts_a_session_that_holds_nothing_of_the_one_before(site, admin, member):
+    """A message left unread for the account signed in before (its action's page in another
+    tab, not followed) is not shown to the account signed in next in this browser."""
+    login = admin.get("/login").forms["login"]  # opened first, in a tab of its own
+    admin.get("/admin/telemetry/view").forms["delete-all-form"].submit(status=303)
+    login["email"], login["password"] = USER_EMAIL, PASSWORD
+    home = login.submit(status=303).follow()
+    assert USER_EMAIL in home.text  # signed in
+    assert "Nothing deleted" not in home.text
+    # the control: unread, the admin's own next page shows it
+    again = site.browser()
+    log_in(again, ADMIN_EMAIL)
+    again.get("/admin/telemetry/view").forms["delete-all-form"].submit(status=303)
+    assert "Nothing deleted: tick the box" in again.get("/").text
+
+
 def test_session_cookie_is_httponly_and_samesite(site):
     res = site.browser().get("/login")
     cookie = res.headers["Set-Cookie"]
