@@ -135,6 +135,20 @@ def test_at_most_max_keys_are_kept_the_oldest_dropped():
     fail(throttle, 2, "email499", "address499")  # dropped: a first attempt again
 
 
+def test_a_store_at_its_bound_makes_room_for_one_new_key_too():
+    """A new email from a known address is one key more, not three: room is made for it too."""
+    clock = Clock()
+    throttle = LoginThrottle(1, 60, max_keys=6, clock=clock)
+    fail(throttle, 1, "a", "one")
+    clock.now += 1
+    fail(throttle, 1, "b", "two")
+    assert len(throttle) == 6
+    clock.now += 1
+    fail(throttle, 1, "a", "two")  # a pair only is new
+    assert len(throttle) == 6
+    assert ("address", "one") not in throttle._failures  # the oldest that did not use its count
+
+
 def test_a_key_that_used_up_its_count_is_never_dropped_to_make_room():
     clock = Clock()
     throttle = LoginThrottle(5, 60, max_keys=30, clock=clock)
