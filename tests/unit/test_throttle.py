@@ -176,6 +176,17 @@ def test_a_new_key_is_refused_rather_than_a_used_up_one_forgotten():
     fail(throttle, 1, "c", "three")
 
 
+def test_the_attempts_own_keys_are_not_counted_as_room_to_make():
+    """The email's count, which this attempt needs, is not dropped for it: with the rest used
+    up, there is no room, and the attempt is refused rather than the store let past its bound."""
+    clock = Clock()
+    throttle = LoginThrottle(1, 60, max_keys=3, clock=clock)
+    fail(throttle, 1, "a", "one")  # its pair used up; its address droppable; its email needed
+    clock.now += 10
+    assert throttle.attempt("a", "two").wait == 50
+    assert len(throttle) == 3
+
+
 def test_the_count_of_used_up_keys_stays_true():
     """The throttle counts the keys that used up their count as they change, to refuse a new
     key at once when nothing can be dropped; a random run of attempts, successes and time."""
