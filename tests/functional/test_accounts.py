@@ -419,6 +419,16 @@ def test_logout_is_a_post_and_get_changes_nothing(site, admin):
     admin.get("/preferences", status=303)
 
 
+def test_logout_starts_a_new_session_with_a_new_csrf_token(site, admin):
+    """Nothing of the signed-in session outlives the log-out in this browser: its CSRF token,
+    which the next person at it would otherwise post with, is not the one of the log-out's page."""
+    home = admin.get("/")
+    before = home.forms["logout"]["csrf_token"].value
+    home.forms["logout"].submit(status=303)
+    after = admin.get("/login").forms["login"]["csrf_token"].value
+    assert after != before
+
+
 def copy_of(site, browser):
     """Another browser holding the same session cookie, as someone who copied it would."""
     other = site.browser()
