@@ -36,6 +36,19 @@ def test_locked_after_the_attempts_until_the_window_from_the_first_attempt_ends(
     assert list(throttle._failures.values()) == [[clock.now, 1, False]] * 3  # pair, address, email
 
 
+def test_a_window_that_ends_forgets_its_own_keys_only():
+    clock = Clock()
+    throttle = LoginThrottle(1, 60, clock=clock)
+    fail(throttle, 1, "a", "one")
+    clock.now += 30
+    fail(throttle, 1, "b", "two")  # its pair locked for the 60 s of its own window
+    clock.now += 31  # the first window is over, the second has 29 s to go
+    assert throttle.attempt("b", "two").wait == 29
+    assert list(throttle._failures) == [
+        ("address", "two"), ("pair", "b", "two"), ("email", "b")
+    ]
+
+
 def test_an_attempt_refused_is_not_counted():
     clock = Clock()
     throttle = LoginThrottle(1, 60, clock=clock)
