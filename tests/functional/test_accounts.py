@@ -222,6 +222,13 @@ def test_login_never_redirects_to_another_site(site, admin):
     assert res.location == "http://localhost/" and "x=1" not in res.headers.get("Set-Cookie")
     res = log_in(site.browser(), ADMIN_EMAIL, came_from="/%E6%97%A5%E6%9C%AC")  # /日本
     assert res.location == "http://localhost/"
+    # the same sent in the form itself, not through the login page's address
+    for came_from in ("/日本", "/\r\nSet-Cookie: x=1", "//evil.example/steal"):
+        browser = site.browser()
+        token = browser.get("/login").forms["login"]["csrf_token"].value
+        res = browser.post("/login", {"email": ADMIN_EMAIL, "password": PASSWORD,
+                                      "csrf_token": token, "came_from": came_from}, status=303)
+        assert res.location == "http://localhost/"
 
 
 # RFC 3986's characters of a URI reference, its "#" once: a Location header holds no others raw
