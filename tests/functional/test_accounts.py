@@ -7,6 +7,7 @@ import re
 import threading
 import time
 
+import argon2
 import babel
 import pytest
 import requests
@@ -198,6 +199,20 @@ def test_login_wrong_password_or_unknown_email(site, admin):
         assert page.status_int == 400
         assert "Wrong email address or password." in page.text
         browser.get("/preferences", status=303)  # still anonymous
+
+
+def test_an_unknown_email_costs_the_argon2_work_of_a_wrong_password(site, admin, monkeypatch):
+    """No probing for accounts by the time a login takes: an email no account has gets one
+    argon2 hash computed, as a wrong password gets its check (the work counted, not timed)."""
+    work = []
+    for name in ("hash", "verify"):  # argon2's own methods, counted as they are called
+        done = getattr(argon2.PasswordHasher, name)
+        monkeypatch.setattr(argon2.PasswordHasher, name,
+                            lambda *args, _name=name, _do=done: work.append(_name) or _do(*args))
+    log_in(site.browser(), "nobody@example.org", "wrong password")
+    unknown, work[:] = list(work), []
+    log_in(site.browser(), ADMIN_EMAIL, "wrong password")
+    assert (unknown, work) == (["hash"], ["verify"])
 
 
 def test_anonymous_admin_page_goes_to_login_and_back(site, admin):
