@@ -90,6 +90,16 @@ def test_a_success_gives_its_attempt_back_but_clears_no_address():
     assert throttle.attempt("e", "attacker").wait > 0
 
 
+def test_a_success_gives_its_attempt_back_to_the_email_too():
+    """An account signed in to often, from many addresses (a shared one), is not slowed by it:
+    a mistyped password afterwards leaves the next attempt free."""
+    throttle = LoginThrottle(5, 60, clock=Clock())
+    for n in range(5 * SPREAD):
+        throttle.succeeded("shared", f"desk{n}", fail(throttle, 1, "shared", f"desk{n}"))
+    fail(throttle, 1, "shared", "desk0")  # mistyped
+    assert throttle.attempt("shared", "desk0").wait == 0
+
+
 def test_an_attempt_whose_password_was_not_checked_counts_for_nothing():
     """A login that lost the database server as it looked the account up (a 503, or a rerun
     that counts it again) is no guess: given back to the pair, the address and the email."""
