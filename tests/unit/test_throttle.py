@@ -116,6 +116,14 @@ def test_an_attempt_whose_password_was_not_checked_counts_for_nothing():
     assert throttle._spent == 2  # the locked pair and the used-up email
 
 
+def test_attempts_not_checked_are_given_back_to_the_address_too():
+    """An owner's tries through an outage, at any emails, do not lock its address out."""
+    throttle = LoginThrottle(2, 60, clock=Clock())
+    for n in range(2 * SPREAD):  # as many as the address's count across emails
+        throttle.not_checked(f"email{n}", "attacker", fail(throttle, 1, f"email{n}"))
+    assert throttle.attempt("owner", "attacker").wait == 0
+
+
 def test_a_give_back_goes_to_the_window_its_attempt_was_counted_in():
     """A login that hung past its whole window (a database server that took minutes to answer)
     gives its attempt back to that window: the next window's count is its own guesses'."""
