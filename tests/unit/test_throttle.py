@@ -124,6 +124,15 @@ def test_attempts_not_checked_are_given_back_to_the_address_too():
     assert throttle.attempt("owner", "attacker").wait == 0
 
 
+def test_attempts_not_checked_are_given_back_to_the_email_too():
+    """Tries at one account through an outage, from several devices, do not slow it."""
+    throttle = LoginThrottle(2, 60, clock=Clock())
+    for n in range(2 * SPREAD):  # as many as the email's count across addresses
+        throttle.not_checked("owner", f"desk{n}", fail(throttle, 1, "owner", f"desk{n}"))
+    fail(throttle, 1, "owner", "desk0")  # mistyped, once the server is back
+    assert throttle.attempt("owner", "desk0").wait == 0
+
+
 def test_a_give_back_goes_to_the_window_its_attempt_was_counted_in():
     """A login that hung past its whole window (a database server that took minutes to answer)
     gives its attempt back to that window: the next window's count is its own guesses'."""
