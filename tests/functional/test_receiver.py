@@ -5,6 +5,7 @@ import json
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import requests
@@ -17,6 +18,8 @@ from fftelemetry.receiver.resources import ROOT_KEY, Receiver
 from fftelemetry.receiver.validation import parse_batch
 from fftelemetry.scripting import close_databases, database
 from tests.conftest import file_size_limit, serving
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -91,6 +94,19 @@ def test_a_batch_is_kept_as_sent_without_who_sent_it(tmp_path, app, caplog):
         assert told.encode() not in kept_bytes
         assert told not in logged
     assert installation.encode() in kept_bytes  # the scan does find what is kept
+
+
+def test_the_records_are_under_the_root_key_the_operator_page_names(app):
+    """docs/telemetry.md sends the receiver's operator to its ZODB root's `fftelemetry-receiver`
+    to remove an installation's records, and a receiver.fs of an earlier release has them there:
+    under another key, a receiver would start empty beside them."""
+    sent = record()
+    post(app, [sent], 200)
+    page = " ".join((ROOT / "docs" / "telemetry.md").read_text().split())
+    assert "its ZODB root's `fftelemetry-receiver`" in page
+    with database(app.app.registry).transaction() as conn:
+        [kept] = conn.root()["fftelemetry-receiver"].records.values()
+    assert kept.id == sent["id"]
 
 
 def test_a_resent_record_is_counted_once(app):
