@@ -107,6 +107,56 @@ def test_json_next_due_is_a_week_after_the_last_success(tmp_path, write_ini, run
     assert moment(facts["next_due"]) == moment(facts["last_success_at"]) + timedelta(days=7)
 
 
+def said_at(moment):
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def test_the_text_says_each_fact_and_each_submission_in_words(tmp_path, write_ini, run_cli,
+                                                              receiver, closed_port_url):
+    """Line by line: a success is listed with its answer and the receiver's reference, a refused
+    connection as no answer and FAILED with its reason (only --json's submissions were checked:
+    a success listed as 'FAILED: None', or an answer's status dropped, passed every test)."""
+    made_quietly(write_ini, run_cli)
+    assert sent_days_ago(tmp_path, receiver.url, 3, [1, 2]) == 2
+    down = write_ini("down.ini", **{"fftelemetry.telemetry_url": closed_port_url})
+    assert run_cli("cron", down, "--force").returncode == 1  # a failed attempt after it
+    ini = write_ini(**{"fftelemetry.telemetry_url": receiver.url})
+
+    text = run_cli("status", ini).stdout
+    installation_id, _, (failed, sent) = stored(tmp_path)
+    assert text.splitlines() == [
+        "Telemetry: enabled (ini)",
+        f"Installation id: {installation_id}",
+        f"Receiver: {receiver.url}/submit",
+        "Records: 5 (3 pending, 2 submitted)",  # cron's run and error, and this status
+        f"Last successful submission: {said_at(sent.at)}",
+        "Next submission due: now (on the next cron run)",  # the last attempt failed
+        "Retention: submitted records are kept 90 days after they were sent, then deleted by "
+        "fftelemetry cron",
+        "Database packed: never",
+        "Recent submissions:",
+        f"  {said_at(failed.at)}  sent 0  no answer  FAILED: cannot connect to "
+        f"{closed_port_url}/submit (connection refused; tried 3 times)",
+        f"  {said_at(sent.at)}  sent 2  HTTP 200  receiver uuid {sent.uuid}",
+    ]
+
+
+def test_the_text_of_a_database_that_never_collected_says_none_yet(write_ini, run_cli):
+    ini = write_ini(**{"fftelemetry.send_telemetry": "false",
+                       "fftelemetry.telemetry_url": "https://receiver.example.org"})
+    assert run_cli("status", ini).stdout.splitlines() == [
+        "Telemetry: disabled (ini)",
+        "Installation id: none yet",
+        "Receiver: https://receiver.example.org/submit",
+        "Records: 0 (0 pending, 0 submitted)",
+        "Last successful submission: never",
+        "Retention: submitted records are kept 90 days after they were sent, then deleted by "
+        "fftelemetry cron",
+        "Database packed: never",
+        "Recent submissions: none",
+    ]
+
+
 # (last success, oldest pending record's collection) in days ago; None: never sent. Overdue two
 # days (the grace) past the due time (a week after the last success, at once if never sent) or
 # past the oldest pending record's collection if that is later.
