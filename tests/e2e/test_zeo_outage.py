@@ -998,3 +998,27 @@ def test_cron_losing_its_zeo_server_reading_the_second_batch_says_nothing_was_ma
             out, _ = fftelemetry("status", ini, "--json").communicate(timeout=60)
     counts = json.loads(out)["counts"]
     assert counts["pending"] == 0 and counts["submitted"] == counts["all"] > CUE_RECORDS, counts
+
+
+def test_cron_losing_its_zeo_server_reading_the_first_batch_says_so_in_one_line(tmp_path):
+    """The server dies as the first batch is read, nothing sent yet: cron says so in one line
+    and exits 1, and the next run sends every record. (The sender's re-raise of that read's
+    error is what says it: with nothing to report, the run has no outcome of its own.)"""
+    doomed = tmp_path / "doomed"
+    doom = partial(doom_the_read_of, tmp_path, 2, doomed)  # the first record collected elsewhere
+    receiver = HoldingReceiver()
+    with cron_on_cue(tmp_path, receiver, doom, oids=doomed) as (ini, lost, err):
+        assert lost.returncode == 1, err
+        assert "Traceback" not in err, err
+        assert err.splitlines()[-1] == (
+            "fftelemetry cron: could not write (the ZEO server cannot be reached); the change in "
+            "progress was rolled back"
+        ), err
+        assert receiver.requests == [], err
+        with runzeo(tmp_path):
+            again = fftelemetry("cron", ini, "--force")
+            _, err = again.communicate(timeout=120)
+            assert again.returncode == 0, err
+            out, _ = fftelemetry("status", ini, "--json").communicate(timeout=60)
+    counts = json.loads(out)["counts"]
+    assert counts["pending"] == 0 and counts["submitted"] == counts["all"] > CUE_RECORDS, counts
