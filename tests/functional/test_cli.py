@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -116,6 +117,65 @@ def test_install_instructions_give_a_cron_line_that_runs_under_cron(
     assert result.stdout == result.stderr == ""  # cron would mail any output, every day
     assert "Result of submission [200]" in log.read_text()
     assert [submitted for _, _, submitted in stored(tmp_path)[1]] == [True] * 6
+
+
+# The test's own environment's bin folder: its `fftelemetry` and `pserve` scripts (pip put them).
+SCRIPTS = Path(sysconfig.get_path("scripts"))
+CRON_PATH = "/usr/bin:/bin"  # cron's bare PATH
+
+
+def python_without_the_script(tmp_path):
+    """A Python whose environment (a venv in tmp_path) has no `fftelemetry` script in its bin
+    folder yet imports ours and its libraries (a .pth adds this environment's site-packages),
+    as a `python -m fftelemetry.cli.main` run by another Python than pip installed it for."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site_packages = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    ours = sysconfig.get_path("purelib")
+    Path(site_packages, "ours.pth").write_text(f"import site; site.addsitedir({ours!r})\n")
+    assert not (venv / "bin" / "fftelemetry").exists()
+    return python
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["python -m from an environment without the script", "an environment not on PATH"],
+)
+def test_install_instructions_name_commands_that_run_wherever_the_script_is(tmp_path,
+                                                                            write_ini, where):
+    """The lines name commands that run: the operator's by the name their PATH finds (else by
+    its full path), cron's by a full path, as cron's bare PATH finds none of ours. A Python with
+    no script in its bin folder names the one its PATH finds (the fallback to it deleted, or
+    bin_prefix's `or` made `and`, named its own bin folder's or a bare `fftelemetry`, which cron
+    cannot find, and every test passed)."""
+    if where == "an environment not on PATH":
+        python, operators_path = sys.executable, CRON_PATH
+    else:
+        python, operators_path = python_without_the_script(tmp_path), f"{SCRIPTS}:{CRON_PATH}"
+    shown = subprocess.run(
+        [python, "-m", "fftelemetry.cli.main", "instructions", "install", write_ini()],
+        env={**os.environ, "PATH": operators_path}, capture_output=True, text=True, timeout=60,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    operators = re.findall(r"(\S*(?:fftelemetry|pserve)) (?:create-user|\S+\.ini$)",
+                           shown.stdout, re.M)
+    crons = re.findall(r"&& (?:out=\$\()?(\S+) (?:cron|pack|status) ", shown.stdout)
+    assert (len(operators), len(crons)) == (2, 3), shown.stdout
+    assert all(command.startswith("/") for command in crons), crons
+    (tmp_path / "home").mkdir()
+    runs = [(c, operators_path) for c in operators] + [(c, CRON_PATH) for c in crons]
+    for command, path in runs:
+        helped = subprocess.run(
+            ["/bin/sh", "-c", f"{command} --help"], cwd=tmp_path / "home",
+            env={"PATH": path, "HOME": str(tmp_path / "home")}, capture_output=True, text=True,
+            timeout=60, check=False,
+        )
+        assert helped.returncode == 0 and helped.stdout.startswith("usage: "), (command, helped)
 
 
 def test_install_instructions_skip_creating_the_first_user_once_there_is_one(write_ini, run_cli):
