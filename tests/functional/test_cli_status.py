@@ -48,6 +48,11 @@ def to_the_second(moment):
     return moment.astimezone(UTC).replace(microsecond=0)
 
 
+def said_at(moment):
+    """A time as the text says it."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def test_json_gives_the_facts_the_text_gives(tmp_path, write_ini, run_cli, receiver,
                                             closed_port_url):
     made_quietly(write_ini, run_cli)
@@ -62,11 +67,10 @@ def test_json_gives_the_facts_the_text_gives(tmp_path, write_ini, run_cli, recei
     installation_id, records, log = stored(tmp_path)
     assert set(facts) == KEYS
     assert (facts["enabled"], facts["source"]) == (True, "ini")
-    assert facts["installation_id"] == installation_id and installation_id in text
+    assert facts["installation_id"] == installation_id
     assert facts["receiver"] == receiver.url.replace("http://", "http://ann:***@") + "/submit"
-    assert f"Receiver: {facts['receiver']}" in text
-    assert facts["ca_bundle"] is None and "Receiver's CAs" not in text  # requests' own
-    assert facts["read_only"] is False and "Database: " not in text
+    assert facts["ca_bundle"] is None  # requests' own
+    assert facts["read_only"] is False
     submitted = sum(1 for _, _, sent in records if sent)
     assert facts["counts"] == {"all": len(records), "pending": len(records) - submitted,
                                "submitted": submitted}
@@ -87,6 +91,23 @@ def test_json_gives_the_facts_the_text_gives(tmp_path, write_ini, run_cli, recei
     assert (sent["ok"], sent["sent"], sent["status"], sent["error"]) == (True, 2, 200, None)
     assert sent["uuid"] == log[1].uuid and sent["uuid"] in receiver.read(
         lambda r: list(r.batches.keys()))
+    # the same, line by line, in words (a success listed as 'FAILED: None', or an answer's
+    # status dropped, passed every test while only --json's submissions were checked)
+    assert text.splitlines() == [
+        "Telemetry: enabled (ini)",
+        f"Installation id: {installation_id}",
+        f"Receiver: {facts['receiver']}",
+        "Records: 5 (3 pending, 2 submitted)",
+        f"Last successful submission: {said_at(log[1].at)}",
+        "Next submission due: now (on the next cron run)",  # the last attempt failed
+        "Retention: submitted records are kept 90 days after they were sent, then deleted by "
+        "fftelemetry cron",
+        "Database packed: never",
+        "Recent submissions:",
+        f"  {said_at(log[0].at)}  sent 0  no answer  FAILED: cannot connect to "
+        f"{closed_port_url}/submit (connection refused; tried 3 times)",
+        f"  {said_at(log[1].at)}  sent 2  HTTP 200  receiver uuid {log[1].uuid}",
+    ]
     assert "s3cret" not in json.dumps(facts) and "s3cret" not in text
 
     # a delete, then a pack: the facts status says about them
@@ -105,40 +126,6 @@ def test_json_next_due_is_a_week_after_the_last_success(tmp_path, write_ini, run
     sent_days_ago(tmp_path, receiver.url, 3, [1])
     facts = status_json(run_cli, write_ini(**{"fftelemetry.telemetry_url": receiver.url}))
     assert moment(facts["next_due"]) == moment(facts["last_success_at"]) + timedelta(days=7)
-
-
-def said_at(moment):
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def test_the_text_says_each_fact_and_each_submission_in_words(tmp_path, write_ini, run_cli,
-                                                              receiver, closed_port_url):
-    """Line by line: a success is listed with its answer and the receiver's reference, a refused
-    connection as no answer and FAILED with its reason (only --json's submissions were checked:
-    a success listed as 'FAILED: None', or an answer's status dropped, passed every test)."""
-    made_quietly(write_ini, run_cli)
-    assert sent_days_ago(tmp_path, receiver.url, 3, [1, 2]) == 2
-    down = write_ini("down.ini", **{"fftelemetry.telemetry_url": closed_port_url})
-    assert run_cli("cron", down, "--force").returncode == 1  # a failed attempt after it
-    ini = write_ini(**{"fftelemetry.telemetry_url": receiver.url})
-
-    text = run_cli("status", ini).stdout
-    installation_id, _, (failed, sent) = stored(tmp_path)
-    assert text.splitlines() == [
-        "Telemetry: enabled (ini)",
-        f"Installation id: {installation_id}",
-        f"Receiver: {receiver.url}/submit",
-        "Records: 5 (3 pending, 2 submitted)",  # cron's run and error, and this status
-        f"Last successful submission: {said_at(sent.at)}",
-        "Next submission due: now (on the next cron run)",  # the last attempt failed
-        "Retention: submitted records are kept 90 days after they were sent, then deleted by "
-        "fftelemetry cron",
-        "Database packed: never",
-        "Recent submissions:",
-        f"  {said_at(failed.at)}  sent 0  no answer  FAILED: cannot connect to "
-        f"{closed_port_url}/submit (connection refused; tried 3 times)",
-        f"  {said_at(sent.at)}  sent 2  HTTP 200  receiver uuid {sent.uuid}",
-    ]
 
 
 def test_the_text_of_a_database_that_never_collected_says_none_yet(write_ini, run_cli):
