@@ -1,3 +1,4 @@
+import errno
 import subprocess
 import sys
 
@@ -5,7 +6,8 @@ import psycopg2
 import psycopg2.errors
 import pytest
 import transaction
-from ZEO.Exceptions import ClientDisconnected
+from ZEO.Exceptions import ClientDisconnected, ServerException
+from ZODB.POSException import ConflictError, ReadOnlyError
 
 from fftelemetry.cli import main, pack
 from fftelemetry.failures import (
@@ -76,9 +78,54 @@ def test_a_postgresql_servers_full_disk_is_no_room_and_said_without_its_file():
                                     "device\nHINT:  Check free disk space.\n")
     assert is_no_room(full) and not is_server_lost(full)
     assert why_not_written(full) == "the PostgreSQL server's disk is full"
+    # a console line: the server's reason (here, without the diagnostics of a real server's
+    # answer, its whole text) after the error's kind
+    assert what_went_wrong(full) == (
+        'DiskFull: could not extend file "base/16385/16402": No space left on device '
+        "HINT: Check free disk space."
+    )
     for other in (psycopg2.errors.OutOfMemory(), psycopg2.errors.TooManyConnections(),
                   psycopg2.errors.ConfigurationLimitExceeded(), psycopg2.errors.QueryCanceled()):
         assert not is_no_room(other), type(other).__name__
+
+
+def test_a_zeo_servers_os_error_is_said_as_the_os_error_it_is():
+    """ZEO's client raises its server's full disk as ServerException('builtins.OSError', ...):
+    said by its reason, and no room, not "ServerException" and a bug to trace."""
+    too_large = ServerException("builtins.OSError", (errno.EFBIG, "File too large"))
+    assert is_no_room(too_large)
+    assert why_not_written(too_large) == "File too large"  # on a web page
+    assert main.cannot_write(too_large) == (
+        "could not write (OSError: [Errno 27] File too large); "
+        "the change in progress was rolled back"
+    )
+    # a server's error of another kind is no OSError, whatever its arguments
+    other = ServerException("builtins.ValueError", ("bad",))
+    assert not is_no_room(other) and why_not_written(other) == "ServerException"
+    assert what_went_wrong(other) == "ServerException: ('builtins.ValueError', ('bad',))"
+
+
+def test_a_full_disk_here_is_no_room_and_said_by_its_reason():
+    for no_room in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        assert is_no_room(OSError(no_room, "no room")), no_room
+    assert not is_no_room(OSError(errno.EACCES, "Permission denied"))
+    assert why_not_written(OSError(errno.ENOSPC, "No space left on device")) == (
+        "No space left on device"
+    )
+
+
+def test_a_conflict_and_a_read_only_database_are_said_in_words():
+    """Neither has a text an operator can act on: a web page and a command's line say what
+    happened."""
+    assert why_not_written(ConflictError()) == "conflicting writes"
+    assert why_not_written(ReadOnlyError()) == "the database is read-only"
+    assert main.cannot_write(ConflictError()) == (
+        "could not write (conflicting writes on every attempt: another process kept changing "
+        "the same data); the change in progress was rolled back: try again"
+    )
+    assert main.cannot_write(ReadOnlyError()) == (
+        "could not write (the database is read-only); the change in progress was rolled back"
+    )
 
 
 def test_a_password_of_the_ini_is_never_shown():
