@@ -6,6 +6,7 @@ import psycopg2
 import psycopg2.errors
 import pytest
 import transaction
+from relstorage.adapters.interfaces import UnableToLockRowsToModifyError
 from ZEO.Exceptions import ClientDisconnected, ServerException
 from ZODB.POSException import ConflictError, ReadOnlyError
 
@@ -16,6 +17,7 @@ from fftelemetry.failures import (
     in_second_phase,
     is_no_room,
     is_server_lost,
+    retried_after,
     what_went_wrong,
     why_not_written,
 )
@@ -126,6 +128,22 @@ def test_a_conflict_and_a_read_only_database_are_said_in_words():
     assert main.cannot_write(ReadOnlyError()) == (
         "could not write (the database is read-only); the change in progress was rolled back"
     )
+
+
+def test_a_lock_timeout_behind_relstorages_conflict_is_a_conflict_not_a_lost_server():
+    """RelStorage raises a commit lock's failure as a conflict with the server's error as its
+    __relstorage_cause__ (relstorage/adapters/locker.py): only a lost server's is said to be a
+    lost server; a lock timeout is a conflict, rerun and said as one."""
+    conflict = UnableToLockRowsToModifyError("Acquiring a lock during commit failed: timeout")
+    conflict.__relstorage_cause__ = psycopg2.errors.LockNotAvailable(
+        "canceling statement due to lock timeout\n"
+    )
+    assert retried_after(conflict) == "UnableToLockRowsToModifyError"
+    assert what_went_wrong(conflict) == (
+        "conflicting writes on every attempt: another process kept changing the same data"
+    )
+    conflict.__relstorage_cause__ = psycopg2.OperationalError("server closed the connection")
+    assert retried_after(conflict) == "losing the PostgreSQL server as it waited for a lock"
 
 
 def test_a_password_of_the_ini_is_never_shown():
