@@ -216,3 +216,11 @@ def test_a_commit_that_failed_in_its_second_phase_may_have_been_saved(phase):
             "could not write (the ZEO server cannot be reached) as the change was being saved: "
             "it may have been saved or not; look before running the command again"
         )
+
+
+def test_an_error_chain_that_loops_is_read_once():
+    """`raise ... from` can make a chain that loops (an error raised from its own context): the
+    walk through it ends, and finds no second phase."""
+    first, second = ClientDisconnected(), OSError(errno.EIO, "Input/output error")
+    first.__cause__, second.__context__ = second, first
+    assert not in_second_phase(first)
