@@ -711,3 +711,43 @@ def test_an_address_that_is_not_utf8_is_a_json_400(app):
     for url in ("/%ff", "/stats?x=%ff"):
         answer = app.get(url, status=400)
         assert answer.json == {"error": "the address is not valid UTF-8"}
+
+
+def test_a_receiver_set_no_limits_takes_what_the_readme_says(tmp_path):
+    """No receiver.max_records, max_body_bytes nor retry.attempts: the README's 2,000 records,
+    1 MiB and three attempts, each used to the full and refused one past it."""
+    wsgi = main({}, **{"zodbconn.uri": f"file://{tmp_path}/receiver.fs",
+                       "pyramid.includes": "tests.functional.test_receiver.conflicting_view"})
+    app = webtest.TestApp(wsgi)
+    try:
+        batch = [record() for _ in range(2001)]  # ~500 KB: within the body's limit
+        post(app, batch[:2000], 200)
+        answer = post(app, batch, 413)
+        assert answer.json["error"] == "at most 2000 records per batch, got 2001"
+        body = json.dumps([record()]).encode()
+        padded = body[:-1] + b" " * (1024 * 1024 - len(body)) + b"]"
+        post(app, padded, 200)
+        answer = post(app, padded[:-1] + b" ]", 413)
+        assert answer.json["error"] == "the body is larger than 1048576 bytes"
+        assert app.get("/stats").json == {"records": 2001, "batches": 2}
+        assert app.get("/conflict?n=2").json == {"ok": 2}
+        app.get("/conflict?n=3", status=503)
+    finally:
+        close_databases(wsgi.registry)
+
+
+@pytest.mark.parametrize(
+    "name, least, most",
+    [("receiver.max_records", 1, 100_000), ("receiver.max_body_bytes", 1, 256 * 1024 * 1024),
+     ("retry.attempts", 1, 100)],
+)
+def test_each_limit_takes_its_least_and_most_and_refuses_past_them(tmp_path, name, least, most):
+    for value in (least, most):
+        wsgi = main({}, **{"zodbconn.uri": f"file://{tmp_path}/receiver.fs", name: str(value)})
+        assert wsgi.registry.settings[name] == value
+        close_databases(wsgi.registry)
+    for value, says in ((least - 1, f"must be at least {least}"),
+                        (most + 1, f"must be at most {most}")):
+        with pytest.raises(SystemExit) as info:
+            main({}, **{"zodbconn.uri": "memory://", name: str(value)})
+        assert str(info.value) == f"fftelemetry receiver: {name}='{value}' {says}"
