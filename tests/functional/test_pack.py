@@ -239,6 +239,24 @@ def test_a_pack_stopped_during_its_copy_removes_the_copy_and_loses_nothing(
     assert ids_in([data], deleted) == set(deleted)
 
 
+def test_a_pack_that_cannot_write_its_use_says_so_in_one_line_and_packs_nothing(
+    tmp_path, make_site, write_ini, run_cli
+):
+    deleted = deleted_and_closed(make_site, 20)
+    data = tmp_path / "Data.fs"
+    before = data.read_bytes()
+
+    with file_size_limit(len(before)):  # the disk is full: not a byte more for the pack's use
+        result = run_cli("pack", write_ini())
+
+    assert_one_line(
+        result, 1, "fftelemetry pack: could not write (OSError: [Errno 27] File too large); "
+        "the change in progress was rolled back",
+    )
+    assert data.read_bytes() == before
+    assert ids_in([data], deleted) == set(deleted)
+
+
 def test_install_instructions_give_a_weekly_pack_line_that_runs_under_cron(
     tmp_path, make_site, write_ini, run_cli
 ):
