@@ -11,6 +11,7 @@ import pytest
 import requests
 import webob
 import webtest
+from pyramid.events import ContextFound
 from ZODB.POSException import ConflictError
 
 from fftelemetry.receiver import main
@@ -483,6 +484,60 @@ def test_batches_posted_at_once_are_all_taken(tmp_path):
         close_databases(wsgi.registry)
     assert statuses == [200] * (SENDERS * BATCHES_EACH)
     assert stats == {"records": SENDERS * BATCHES_EACH * 1000, "batches": SENDERS * BATCHES_EACH}
+
+
+HELD = {}  # test_a_batch_is_stored_only_once_the_one_before_is's events and finding
+
+
+def held_batches(config):
+    """`pyramid.includes` hook: a POST sent with X-Hold holds its commit until another POST is
+    in a transaction too, or a bound passes (HELD["met"]: whether one was)."""
+
+    def subscriber(event):  # ContextFound: inside pyramid_tm's transaction
+        request = event.request
+        if request.method != "POST":
+            return
+        if "X-Hold" in request.headers:
+            request.tm.get().addBeforeCommitHook(hold)
+        else:
+            HELD["entered"].set()
+
+    def hold():
+        HELD["holding"].set()
+        HELD["met"] = HELD["entered"].wait(2)  # a bound: one at a time, no other comes in
+
+    config.add_subscriber(subscriber, ContextFound)
+
+
+def test_a_batch_is_stored_only_once_the_one_before_is(tmp_path):
+    """Deterministic where the test above is not: two batches in transactions at once conflict,
+    and a busy sender's were retried until refused as busy (503)."""
+    HELD.update(entered=threading.Event(), holding=threading.Event(), met=None)
+    wsgi = main({}, **{"zodbconn.uri": f"file://{tmp_path}/receiver.fs",
+                       "pyramid.includes": "tests.functional.test_receiver.held_batches"})
+    statuses = []
+
+    def post_held(url):
+        answer = requests.post(f"{url}/submit", json=[record()], headers={"X-Hold": "1"},
+                               timeout=60)
+        statuses.append(answer.status_code)
+
+    try:
+        with serving(wsgi) as url:
+            # the receiver's root made first: made by two requests at once, they conflict
+            assert requests.get(f"{url}/stats", timeout=10).json()["batches"] == 0
+            first = threading.Thread(target=post_held, args=(url,))
+            first.start()
+            assert HELD["holding"].wait(30), "the first batch never reached its commit"
+            assert requests.get(f"{url}/stats", timeout=10).json()["batches"] == 0  # not held
+            second = requests.post(f"{url}/submit", json=[record()], timeout=60)
+            first.join(60)
+            stats = requests.get(f"{url}/stats", timeout=10).json()
+    finally:
+        close_databases(wsgi.registry)
+    assert HELD["met"] is False  # the second batch began only once the first was stored
+    assert [*statuses, second.status_code] == [200, 200]
+    assert stats == {"records": 2, "batches": 2}
 
 
 def test_submit_takes_only_post(app):
