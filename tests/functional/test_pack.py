@@ -153,6 +153,14 @@ def test_pack_with_days_keeps_the_recent_history(tmp_path, make_site, write_ini,
     assert ids_in(database_files(tmp_path), deleted) == set()
 
 
+@pytest.mark.parametrize(("days", "kept"), [("0", "no history kept"),
+                                            ("36500", "the history of the last 36500 days kept")])
+def test_days_from_0_to_36500_are_taken(tmp_path, make_site, write_ini, run_cli, days, kept):
+    deleted = deleted_and_closed(make_site, 20)
+    assert packed(run_cli("pack", write_ini(), "--days", days))[3] == kept
+    assert ids_in(database_files(tmp_path), deleted) == (set() if days == "0" else set(deleted))
+
+
 @pytest.mark.parametrize("days", ["-1", "1.5", "seven", " 7", "\u0663", "36501", ""])
 def test_a_bad_days_value_is_a_clear_error_and_changes_nothing(
     tmp_path, make_site, write_ini, run_cli, days
