@@ -240,8 +240,8 @@ def test_a_pack_stopped_during_its_copy_removes_the_copy_and_loses_nothing(
 
     assert_one_line(result, 143, "fftelemetry pack: stopped by SIGTERM")
     assert data.read_bytes() == before
-    # ZODB removes its copy when the pack fails with an OSError only: this one was left, as
-    # large as the database, until the next pack overwrote it
+    # the unfinished Data.fs.pack is gone: ZODB removes it only when the pack fails with an
+    # OSError, and without pack's own clean-up it stayed, as large as the database
     assert database_files(tmp_path) == [data, *(tmp_path / f"Data.fs.{end}" for end in
                                                 ("index", "lock", "tmp"))]
     assert ids_in([data], deleted) == set(deleted)
