@@ -971,6 +971,19 @@ def test_submit_now_losing_the_zeo_server_reading_the_second_batch_says_nothing_
         submits_the_rest_once_back(tmp_path, admin, base, records)  # nothing was marked
 
 
+def cron_sends_every_record_once_back(tmp_path, ini):
+    """With the server back, no record is marked yet, and the next cron run sends them all."""
+    with runzeo(tmp_path):
+        out, _ = fftelemetry("status", ini, "--json").communicate(timeout=60)
+        assert json.loads(out)["counts"]["submitted"] == 0, out
+        again = fftelemetry("cron", ini, "--force")
+        _, err = again.communicate(timeout=120)
+        assert again.returncode == 0, err
+        out, _ = fftelemetry("status", ini, "--json").communicate(timeout=60)
+    counts = json.loads(out)["counts"]
+    assert counts["pending"] == 0 and counts["submitted"] == counts["all"] > CUE_RECORDS, counts
+
+
 def test_cron_losing_its_zeo_server_reading_the_second_batch_says_nothing_was_marked(tmp_path):
     """The server dies as the second batch is read, the first in flight and nothing marked: cron
     says what became of the batch and exits 1, and the next run sends every record. It said
@@ -989,15 +1002,7 @@ def test_cron_losing_its_zeo_server_reading_the_second_batch_says_nothing_was_ma
             "WARNING [fftelemetry.cli.cron] This submission marked no record as sent; the "
             "records not marked stay pending for the next try.",
         ], err
-        with runzeo(tmp_path):
-            out, _ = fftelemetry("status", ini, "--json").communicate(timeout=60)
-            assert json.loads(out)["counts"]["submitted"] == 0, out
-            again = fftelemetry("cron", ini, "--force")
-            _, err = again.communicate(timeout=120)
-            assert again.returncode == 0, err
-            out, _ = fftelemetry("status", ini, "--json").communicate(timeout=60)
-    counts = json.loads(out)["counts"]
-    assert counts["pending"] == 0 and counts["submitted"] == counts["all"] > CUE_RECORDS, counts
+        cron_sends_every_record_once_back(tmp_path, ini)
 
 
 def test_cron_losing_its_zeo_server_reading_the_first_batch_says_so_in_one_line(tmp_path):
@@ -1015,10 +1020,4 @@ def test_cron_losing_its_zeo_server_reading_the_first_batch_says_so_in_one_line(
             "progress was rolled back"
         ), err
         assert receiver.requests == [], err
-        with runzeo(tmp_path):
-            again = fftelemetry("cron", ini, "--force")
-            _, err = again.communicate(timeout=120)
-            assert again.returncode == 0, err
-            out, _ = fftelemetry("status", ini, "--json").communicate(timeout=60)
-    counts = json.loads(out)["counts"]
-    assert counts["pending"] == 0 and counts["submitted"] == counts["all"] > CUE_RECORDS, counts
+        cron_sends_every_record_once_back(tmp_path, ini)
