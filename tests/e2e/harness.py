@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
+import pytest
 import requests
 
 BIN = Path(sys.executable).parent
@@ -26,6 +27,23 @@ def child_environment(extra=None):
     env.update(extra or {})
     return env
 SECRET = "end-to-end-secret-0123456789"
+
+
+@contextmanager
+def tmpfs(folder, options, what_did_not_run):
+    """A tmpfs of its own mounted on `folder`, made for it and removed after. Mounting needs root
+    (the tests run as root in CI, .ci/run); elsewhere the test skips, saying what did not run."""
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, folder.name, str(folder)],
+                             capture_output=True, text=True, check=False)
+    if mounted.returncode:
+        pytest.skip(f"CANNOT MOUNT A TMPFS HERE ({mounted.stderr.strip()}): {what_did_not_run} "
+                    "did not run. Mounting needs root, as .ci/run has it.")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", "--lazy", str(folder)], check=False)
+        os.rmdir(folder)
 
 
 def free_port():

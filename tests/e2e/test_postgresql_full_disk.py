@@ -7,7 +7,6 @@ restart."""
 
 import errno
 import json
-import os
 import pwd
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from .harness import (
     free_port,
     new_session,
     pserve,
+    tmpfs,
     write_server_ini,
 )
 from .test_postgresql_outage import CHEAP, cron, receiver_and_sender, register
@@ -71,17 +71,11 @@ def database_on_a_tmpfs(cluster):
     Room. Mounting needs root (the tests run as root in CI, .ci/run); elsewhere the test skips."""
     name = f"tiny{next(tablespaces)}"
     folder = cluster.folder / name
-    folder.mkdir()
     options = f"size={TMPFS_SIZE},mode=0700"
     if cluster.as_postgres:  # the server runs as postgres: the tablespace's folder is its own
         owner = pwd.getpwnam("postgres")
         options += f",uid={owner.pw_uid},gid={owner.pw_gid}"
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, name, str(folder)],
-                             capture_output=True, text=True, check=False)
-    if mounted.returncode:
-        pytest.skip(f"CANNOT MOUNT A TMPFS HERE ({mounted.stderr.strip()}): the PostgreSQL "
-                    "full-disk tests did not run. They need root, as .ci/run has them.")
-    try:
+    with tmpfs(folder, options, "the PostgreSQL full-disk tests"):
         cluster.run("postgres", f"CREATE TABLESPACE {name} LOCATION '{folder}'")
         cluster.run("postgres", f"CREATE DATABASE {name} TABLESPACE {name}")
         # a first connection writes the server's cache of the new database's catalogs: without
@@ -92,9 +86,6 @@ def database_on_a_tmpfs(cluster):
         finally:
             cluster.run("postgres", f"DROP DATABASE {name} WITH (FORCE)")
             cluster.run("postgres", f"DROP TABLESPACE {name}")
-    finally:
-        subprocess.run(["umount", "--lazy", str(folder)], check=False)
-        os.rmdir(folder)
 
 
 def test_the_app_on_a_full_postgresql_server_says_not_saved(cluster, tmp_path):

@@ -8,31 +8,21 @@ import re
 import subprocess
 from contextlib import contextmanager
 
-import pytest
-
 from tests.functional.test_cli import collected_days_ago
+
+from .harness import tmpfs
 
 NO_LOG = re.escape("mailed by cron: no log is kept")
 
 
 @contextmanager
 def read_only_folder(folder, fill):
-    """`folder` a tmpfs of its own, `fill(folder)` written to it, then remounted read-only.
-    Mounting needs root (the tests run as root in CI, .ci/run); elsewhere the test skips."""
-    folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "ini", folder],
-                             capture_output=True, text=True, check=False)
-    if mounted.returncode:
-        pytest.skip(f"CANNOT MOUNT A TMPFS HERE ({mounted.stderr.strip()}): the test of an ini "
-                    "in a read-only folder did not run. It needs root, as .ci/run has it.")
-    try:
+    """`folder` a tmpfs of its own, `fill(folder)` written to it, then remounted read-only."""
+    with tmpfs(folder, "size=1m,mode=0755", "the test of an ini in a read-only folder"):
         fill(folder)
         subprocess.run(["mount", "-o", "remount,ro", folder], check=True)
         assert not os.access(folder, os.W_OK)
         yield
-    finally:
-        subprocess.run(["umount", "--lazy", folder], check=False)
-        os.rmdir(folder)
 
 
 def test_an_ini_in_a_read_only_folder_has_cron_mail_the_output(tmp_path, write_ini, run_cli,
