@@ -27,7 +27,7 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff check fftelemetry tests scripts
 
 test: $(VENV)/.installed lint
-	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --cov --cov-report=term --durations=20 $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
