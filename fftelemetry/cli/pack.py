@@ -16,7 +16,13 @@ import os
 from ZEO.Exceptions import ClientDisconnected
 from ZODB.POSException import StorageError
 
-from ..failures import NOT_WRITTEN, POSTGRESQL_ERRORS, is_server_lost, what_went_wrong
+from ..failures import (
+    NOT_WRITTEN,
+    POSTGRESQL_ERRORS,
+    hide_passwords,
+    is_server_lost,
+    what_went_wrong,
+)
 from ..resources import telemetry_store
 from ..resources.store import utcnow
 from ..scripting import database, file_storage, run_in_transaction
@@ -81,7 +87,7 @@ def run(registry, args):
         if noted:
             record_pack(registry, now, args.days)
     finally:  # the pack is done, noted or not; "after" is the file's size with the note, if any
-        print(f"Packed {where(db)}: {before:,} bytes before, {size_after(db)}; "
+        print(f"Packed {where(db)}: {before:,} bytes before, {size_after(db, registry.settings)}; "
               f"{history_kept(args.days)}.{server_note(db)}")
     return 0
 
@@ -115,16 +121,18 @@ def drop_unfinished_copy(file):
             os.remove(f"{file.getName()}.pack")
 
 
-def size_after(db):
-    """The size after the pack, for its line, unless the server went as the pack was noted:
-    RelStorage asks it the size, and that error replaced the one that said why the note
-    failed (the pack was said to have failed)."""
+def size_after(db, settings):
+    """The size after the pack, for its line, or why it is unknown: RelStorage asks its server,
+    which may have gone as the pack was noted, or answer with an error (the query cancelled by
+    a statement_timeout, say). The pack is done either way: raised, the error replaced the one
+    that said why the note failed, or made a pack done and noted say "could not write (…); the
+    change in progress was rolled back", with no line of it."""
     try:
         return f"{db.getSize():,} after"
     except (ClientDisconnected, *POSTGRESQL_ERRORS) as exc:
-        if not is_server_lost(exc):
-            raise
-        return "the size after unknown (the server cannot be reached)"
+        if is_server_lost(exc):
+            return "the size after unknown (the server cannot be reached)"
+        return f"the size after unknown ({hide_passwords(what_went_wrong(exc), settings)})"
 
 
 def record_pack(registry, at, days):

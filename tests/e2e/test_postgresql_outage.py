@@ -472,6 +472,47 @@ def test_a_pack_whose_note_meets_a_lost_postgresql_server_says_it_packed(cluster
     assert records_in(ini) == before
 
 
+def size_cancelled_once_packed(cluster, name):
+    """Database `name`'s server answers the query for its size (RelStorage's getSize) as for a
+    statement cancelled by its statement_timeout once a pack has marked a transaction packed: a
+    function of the database's own, found before PostgreSQL's by the search_path of the
+    sessions started after. The pack's own statements are not cancelled, nor the size before."""
+    cluster.run(name, """
+        CREATE FUNCTION public.pg_database_size(name) RETURNS bigint LANGUAGE plpgsql AS $$
+        BEGIN
+            IF EXISTS (SELECT 1 FROM "transaction" WHERE packed) THEN
+                RAISE 'canceling statement due to statement timeout' USING ERRCODE = '57014';
+            END IF;
+            RETURN pg_catalog.pg_database_size($1);
+        END $$""")
+    cluster.run(name, f"ALTER DATABASE {name} SET search_path = public, pg_catalog")
+
+
+def test_a_pack_whose_size_after_is_cancelled_says_it_packed(cluster, tmp_path):
+    """A server that answers the size after the pack with an error, not a lost one: the pack
+    is done and noted, so its line is printed with the size after unknown and why, and the
+    command exits 0 (the error, raised from the line, was said as "could not write (…); the
+    change in progress was rolled back", exit 1, with no line of the pack)."""
+    uri, name = named_database(cluster)
+    ini = write_server_ini(tmp_path / "app.ini", app_settings(uri, **CHEAP))
+    first = fftelemetry("status", ini)  # a database, with records, never packed
+    assert first.communicate(timeout=60) and first.returncode == 0
+    before = records_in(ini)
+    size_cancelled_once_packed(cluster, name)
+    run = fftelemetry("pack", ini)
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 0, err
+    assert out.startswith("Packed the RelStorage database"), out
+    assert (" bytes before, the size after unknown (QueryCanceled: canceling statement due to "
+            "statement timeout") in out, out
+    assert out.endswith("); no history kept.\n"), out
+    assert "cannot be reached" not in out + err and "Traceback" not in err, err
+    status = fftelemetry("status", ini)
+    shown, _ = status.communicate(timeout=60)
+    assert "Database packed: never" not in shown and "Database packed: " in shown, shown
+    assert records_in(ini) == before + 1  # + the pack's use, collected on its first run
+
+
 @pytest.mark.parametrize("check", [(), ("--check",)])
 def test_status_whose_read_meets_a_lost_postgresql_server_says_it_could_not_read(
     cluster, tmp_path, check
