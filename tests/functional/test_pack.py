@@ -175,6 +175,18 @@ def test_a_bad_days_value_is_a_clear_error_and_changes_nothing(
     assert (tmp_path / "Data.fs").read_bytes() == data
 
 
+def test_help_says_what_a_pack_drops_and_what_kept_days_leave(run_cli):
+    """--help is where an operator choosing --days looks: the days of history kept keep what
+    was deleted in them in the file, and the default keeps none."""
+    listed = " ".join(run_cli("--help").stdout.split())
+    assert ("pack pack the database (the app's, or the receiver's with its ini): drop the "
+            "history of old revisions, deleted records included") in listed
+    said = " ".join(run_cli("pack", "--help").stdout.split())
+    assert ("--days N keep the history of the last N days (default 0: none, so nothing deleted "
+            "stays in the file).") in said
+    assert "what was deleted in those days stays in the file until a later pack drops it" in said
+
+
 def test_a_pack_that_cannot_write_is_one_line_and_loses_nothing(
     tmp_path, make_site, write_ini, run_cli
 ):
