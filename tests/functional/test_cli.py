@@ -502,8 +502,11 @@ def test_install_instructions_with_no_env_file_say_where_cron_finds_the_database
 
 def test_an_ini_without_a_database_names_zodbconn_uri_too(write_ini, run_cli):
     result = run_cli("status", write_ini(**{"zodbconn.uri": None}))
-    assert_one_line(result, 2, "set zodbconn.uri in the ini, or ZODBCONN_URI in the environment "
-                    "or .env")
+    # the whole line: its end names the kinds of URI and where an example is
+    assert result.stderr.strip() == (
+        "fftelemetry: no database: set zodbconn.uri in the ini, or ZODBCONN_URI in the "
+        "environment or .env (zeo://, file://; see development.ini)"
+    ), result.stderr
 
 
 # zodbconn.uri's query -> what the line says: zodburi's own error named neither the setting nor

@@ -701,7 +701,10 @@ def test_bad_limits_stop_start_up_in_one_line():
     assert str(info.value) == "fftelemetry receiver: receiver.max_records='many' is not a number"
     with pytest.raises(SystemExit) as info:
         main({}, **{"receiver.max_records": "50"})
-    assert str(info.value).startswith("fftelemetry receiver: no database: set zodbconn.uri")
+    assert str(info.value) == (
+        "fftelemetry receiver: no database: set zodbconn.uri in the ini (zeo://, file://; see "
+        "development.ini)"
+    )
 
 
 @pytest.mark.parametrize(
