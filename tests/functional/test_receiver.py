@@ -741,6 +741,41 @@ def test_no_zeo_server_stops_start_up_in_one_line(tmp_path):
     )
 
 
+def refused_uri_line(uri):
+    """The line that stops the receiver's start on a zodbconn.uri of `uri`."""
+    with pytest.raises(SystemExit) as info:
+        main({}, **{"zodbconn.uri": uri})
+    return str(info.value)
+
+
+# zodburi's own error quoted the whole URI, password and all
+@pytest.mark.parametrize("uri", ["/srv/fftelemetry/Data.fs", "fftelemetry:s3cret@db.example/app",
+                                 "1pg://fftelemetry:s3cret@127.0.0.1/app"])
+def test_a_database_uri_without_a_kind_stops_start_up_naming_the_kinds_known(uri):
+    line = refused_uri_line(uri)
+    assert line.startswith(
+        "fftelemetry receiver: zodbconn.uri: is no database URI: it starts with none of demo://, "
+        "file://, "
+    ), line
+    assert line.endswith(", zeo://") and "s3cret" not in line, line
+
+
+def test_a_kind_not_known_is_named_and_only_postgresqls_other_spellings_get_a_hint():
+    known = "demo://, file://, memory://"
+    line = refused_uri_line("redis://fftelemetry:s3cret@127.0.0.1:6379/0")
+    assert line.startswith(
+        f"fftelemetry receiver: zodbconn.uri: no database of the kind redis:// is known here "
+        f"(only {known}, "
+    ), line
+    assert line.endswith(", zeo://)") and "s3cret" not in line, line
+    line = refused_uri_line("pg://fftelemetry:s3cret@127.0.0.1:5432/app")
+    assert line.startswith(
+        f"fftelemetry receiver: zodbconn.uri: no database of the kind pg:// is known here "
+        f"(only {known}, "
+    ), line
+    assert line.endswith(", zeo://): RelStorage's PostgreSQL is postgres://"), line
+
+
 def conflicting_view(config):
     """`pyramid.includes` hook: /conflict stores nothing and conflicts on the first `n`
     attempts (n in the query)."""
