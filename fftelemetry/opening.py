@@ -95,7 +95,8 @@ def setting_named(name, where, set_in, global_config):
     refused: with the ini it is in, or as ZODBCONN_URI and where that was set (`where`)."""
     if set_in and name == "zodbconn.uri":  # the primary's, named by ZODBCONN_URI
         return where
-    return f"{name} in {where}" if "__file__" in global_config else name
+    # a zodbconn.uri.NAME has no variable: it is the ini's, whatever names the primary
+    return f"{name} in {shown(global_config['__file__'])}" if "__file__" in global_config else name
 
 
 # A URI's scheme (RFC 3986): what comes before its "://", and never its password.

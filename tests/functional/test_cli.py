@@ -551,7 +551,7 @@ def test_a_refused_zodbconn_uri_parameter_is_named_in_one_line(tmp_path, write_i
 
 
 def test_a_refused_parameter_of_a_named_database_is_named_with_its_setting(
-    tmp_path, write_ini, run_cli
+    tmp_path, write_ini, run_cli, monkeypatch
 ):
     # the primary's URI was looked at again, resolved, and the line was zodburi's own, said of
     # the whole ini ("cannot load app.ini: invalid literal for int() with base 10: 'x'")
@@ -562,6 +562,15 @@ def test_a_refused_parameter_of_a_named_database_is_named_with_its_setting(
     result = run_cli("status", ini)
     assert_one_line(result, 2, f"fftelemetry: zodbconn.uri.other in {ini}: {said}")
     with pytest.raises(SystemExit) as stopped:  # pserve's app factory: not a traceback
+        main({"here": str(tmp_path), "__file__": ini}, **app_settings(tmp_path, **named))
+    assert stopped.value.code == f"fftelemetry: zodbconn.uri.other in {ini}: {said}"
+
+    # ZODBCONN_URI names the primary alone: the line named the ini's zodbconn.uri.other as if it
+    # were in the environment ("zodbconn.uri.other in ZODBCONN_URI (in the environment): …")
+    monkeypatch.setenv("ZODBCONN_URI", f"file://{tmp_path}/Data.fs")
+    result = run_cli("status", ini)
+    assert_one_line(result, 2, f"fftelemetry: zodbconn.uri.other in {ini}: {said}")
+    with pytest.raises(SystemExit) as stopped:
         main({"here": str(tmp_path), "__file__": ini}, **app_settings(tmp_path, **named))
     assert stopped.value.code == f"fftelemetry: zodbconn.uri.other in {ini}: {said}"
 
