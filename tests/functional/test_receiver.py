@@ -18,7 +18,7 @@ from fftelemetry.receiver import main
 from fftelemetry.receiver.resources import ROOT_KEY, Receiver
 from fftelemetry.receiver.validation import parse_batch
 from fftelemetry.scripting import close_databases, database
-from tests.conftest import file_size_limit, serving
+from tests.conftest import file_size_limit, free_port, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -741,10 +741,11 @@ def test_no_zeo_server_stops_start_up_in_one_line(tmp_path):
     )
 
 
-def refused_uri_line(uri):
-    """The line that stops the receiver's start on a zodbconn.uri of `uri`."""
+def refused_uri_line(uri, **named):
+    """The line that stops the receiver's start on a zodbconn.uri of `uri` (and `named`'s
+    zodbconn.uri.NAME)."""
     with pytest.raises(SystemExit) as info:
-        main({}, **{"zodbconn.uri": uri})
+        main({}, **{"zodbconn.uri": uri}, **named)
     return str(info.value)
 
 
@@ -774,6 +775,20 @@ def test_a_kind_not_known_is_named_and_only_postgresqls_other_spellings_get_a_hi
         f"(only {known}, "
     ), line
     assert line.endswith(", zeo://): RelStorage's PostgreSQL is postgres://"), line
+
+
+def test_a_named_databases_refusal_names_its_setting_and_the_kind_of_its_server(tmp_path):
+    line = refused_uri_line("memory://", **{
+        "zodbconn.uri.other": "postgresql://fftelemetry:s3cret@127.0.0.1:5432/app"})
+    assert line.startswith("fftelemetry receiver: zodbconn.uri.other: no database of the kind "
+                           "postgresql:// is known here"), line
+    # its server is PostgreSQL, whatever the primary's kind; no server listens on that port
+    line = refused_uri_line(f"file://{tmp_path}/Data.fs", **{
+        "zodbconn.uri.other": f"postgres://fftelemetry:s3cret@127.0.0.1:{free_port()}/app"})
+    assert line.startswith(
+        "fftelemetry receiver: cannot open the PostgreSQL database named in "
+    ), line
+    assert "Connection refused" in line and "s3cret" not in line, line
 
 
 def conflicting_view(config):
