@@ -595,6 +595,17 @@ def test_a_database_file_that_is_no_filestorage_is_one_line_and_status_2(tmp_pat
     assert (tmp_path / "Data.fs").read_bytes() == b"SQLite format 3\x00" + bytes(100)
 
 
+def test_a_database_error_not_a_servers_keeps_its_own_words(tmp_path, write_ini, run_cli):
+    # ZConfig's error reached start-up's catch-all for a database server's refusal, which is
+    # not one: it is said as it was, not as a server's ("cannot open the None")
+    conf = tmp_path / "zodb.conf"
+    conf.write_text("<zodb>\n  <bogus>\n  </bogus>\n</zodb>\n")
+    ini = write_ini(**{"zodbconn.uri": f"zconfig://{conf}"})
+    result = run_cli("status", ini)
+    assert_one_line(result, 2, f"fftelemetry: cannot load {ini}: unknown type name: 'bogus' "
+                    f"(line 2 in file://{conf})")
+
+
 def test_bad_switch_is_one_line_and_status_2(write_ini, run_cli, monkeypatch):
     monkeypatch.setenv("SEND_TELEMETRY", "maybe")
     result = run_cli("cron", write_ini())
