@@ -600,10 +600,13 @@ def test_a_database_error_not_a_servers_keeps_its_own_words(tmp_path, write_ini,
     # not one: it is said as it was, not as a server's ("cannot open the None")
     conf = tmp_path / "zodb.conf"
     conf.write_text("<zodb>\n  <bogus>\n  </bogus>\n</zodb>\n")
+    said = f"unknown type name: 'bogus' (line 2 in file://{conf})"
     ini = write_ini(**{"zodbconn.uri": f"zconfig://{conf}"})
-    result = run_cli("status", ini)
-    assert_one_line(result, 2, f"fftelemetry: cannot load {ini}: unknown type name: 'bogus' "
-                    f"(line 2 in file://{conf})")
+    assert_one_line(run_cli("status", ini), 2, f"fftelemetry: cannot load {ini}: {said}")
+    # nor when a PostgreSQL database is named beside it
+    ini = write_ini(**{"zodbconn.uri": f"zconfig://{conf}",
+                       "zodbconn.uri.other": "postgres://u:s3cret@127.0.0.1:5432/app"})
+    assert_one_line(run_cli("status", ini), 2, f"fftelemetry: cannot load {ini}: {said}")
 
 
 def test_bad_switch_is_one_line_and_status_2(write_ini, run_cli, monkeypatch):
