@@ -791,6 +791,16 @@ def test_a_named_databases_refusal_names_its_setting_and_the_kind_of_its_server(
     assert "Connection refused" in line and "s3cret" not in line, line
 
 
+def test_a_relstorage_database_of_no_server_kind_known_is_named_relstorages(tmp_path):
+    # RelStorage's sqlite://, whose data_dir is a file: no server, so the line says RelStorage
+    (tmp_path / "a-file").write_text("")
+    line = refused_uri_line(f"sqlite://?data_dir={tmp_path}/a-file")
+    assert line == (
+        "fftelemetry receiver: cannot open the RelStorage database named in zodbconn.uri: unable "
+        f"to open database file (At: '{tmp_path}/a-file/main.sqlite3')"
+    )
+
+
 def conflicting_view(config):
     """`pyramid.includes` hook: /conflict stores nothing and conflicts on the first `n`
     attempts (n in the query)."""
