@@ -222,6 +222,22 @@ def test_a_first_command_on_a_full_disk_stops_in_one_line_and_leaves_no_database
     assert "Data.fs.tr0" not in left_of(data)
 
 
+def test_a_first_command_on_a_full_disk_names_each_new_database_it_leaves_nothing_of(
+    tmp_path, write_ini, run_cli
+):
+    # the ini's zodbconn.uri.NAME is new too: what this start would have made of it is removed
+    other = tmp_path / "other.fs"
+    ini = write_ini(**{"zodbconn.uri.other": f"file://{other}"})
+    data = tmp_path / "Data.fs"
+    with file_size_limit(130):
+        result = run_cli("status", ini)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        NEW_NOT_WRITTEN.format(program="fftelemetry", ini=ini, data=f"{data}, {other}")
+    ]
+    assert left_of(data) == ["Data.fs.lock"] and left_of(other) == []
+
+
 @pytest.mark.parametrize("program", ["fftelemetry", "fftelemetry receiver"])
 def test_a_first_pserve_on_a_full_disk_stops_in_one_line_and_the_next_one_serves(
     write_server_ini, program
