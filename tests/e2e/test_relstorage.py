@@ -307,7 +307,7 @@ def test_a_uri_without_its_port_is_one_line(tmp_path):
     line = refused(f"postgres://{USER}:{PASSWORD}@127.0.0.1/app", tmp_path)
     assert line.endswith("leaves out its port, which RelStorage needs written out "
                          "(postgres://user:password@host:port/dbname)")
-    line = refused(f"postgres://127.0.0.1:{free_port()}", tmp_path)  # each part it names
+    line = refused(f"postgres://127.0.0.1:{free_port()}/", tmp_path)  # each part it names
     assert line.endswith("leaves out its user, password, database name, which RelStorage needs "
                          "written out (postgres://user:password@host:port/dbname)")
 
