@@ -59,6 +59,10 @@ def why_failed(exc, url, started, settings):
         isinstance(exc, requests.ConnectionError) and isinstance(cause, ProtocolError)
     ):
         return f"{url} closed the connection without a complete answer"
+    if isinstance(exc, requests.exceptions.ContentDecodingError):
+        # a body that is not what its Content-Encoding names (a proxy's rewrite, say): also
+        # urllib3's HTTPError, it was said to be "not a URL the sender can use"
+        return f"the answer from {url} does not decode as its Content-Encoding says"
     if isinstance(exc, requests.ConnectionError) and socks:
         # PySocks' failure to reach the proxy, or the proxy's to reach the receiver, which
         # urllib3 wraps as a failure of the receiver's connection: the proxy is named too

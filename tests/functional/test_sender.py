@@ -1070,6 +1070,24 @@ def test_a_url_the_sender_cannot_use_fails_the_run_not_the_process(db, url):
     assert counts(db)["pending"] == 1
 
 
+def test_an_answer_that_does_not_decode_is_not_said_to_be_a_bad_url(db):
+    # the body is not the gzip its Content-Encoding names: requests' ContentDecodingError, also
+    # urllib3's HTTPError, read as "… is not a URL the sender can use (ContentDecodingError)"
+    def gzip_that_is_not(environ, start_response):
+        environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        headers = [("Content-Type", "application/json"), ("Content-Encoding", "gzip")]
+        start_response("200 OK", headers)
+        return [STUB_ANSWER]
+
+    collect(db, 1)
+    with serving(gzip_that_is_not) as url:
+        outcome = submit_pending(db, settings_for(url))
+    expected = f"the answer from {url}/submit does not decode as its Content-Encoding says"
+    assert outcome.error == expected
+    assert in_store(db, lambda store: store.last_submission()).error == expected
+    assert counts(db)["pending"] == 1
+
+
 def test_a_timer_late_past_its_exchange_cuts_nothing(db, monkeypatch):
     """The timer's thread saw the deadline pass, then ran only once the exchange had ended and
     the next batch was on the same pooled connection: that one must not be cut."""
