@@ -197,6 +197,27 @@ def test_https_to_a_plain_http_receiver_says_what_timed_out(db, connect, read):
     assert counts(db)["pending"] == 1
 
 
+def test_https_to_a_web_server_that_answers_in_plain_http_names_the_handshakes_failure(
+    db, tmp_path
+):
+    # http.server answers the TLS ClientHello with its plain-HTTP 400 page, at once: the reason
+    # is OpenSSL's, as a handshake of the standard library's own gets it
+    collect(db, 1)
+    with file_server(str(tmp_path)) as url:
+        address = url.replace("http://", "https://")
+        outcome = submit_pending(db, settings_for(address))
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as sock, pytest.raises(
+            ssl.SSLError
+        ) as refused:
+            ssl.create_default_context().wrap_socket(sock, server_hostname="127.0.0.1")
+    assert refused.value.reason
+    assert outcome.error == (
+        f"the TLS handshake with {address}/submit failed ({refused.value.reason})"
+    )
+    assert counts(db)["pending"] == 1
+
+
 def test_a_redirect_is_not_followed_and_the_records_stay_pending(db):
     elsewhere = Stub()  # would acknowledge anything it gets
     collect(db, 2)
@@ -226,6 +247,25 @@ def test_a_receiver_that_is_down(db, closed_port_url, caplog):
     assert outcome.status is None and counts(db)["pending"] == 1
     assert outcome.message().startswith("Nothing was sent: cannot connect")
     assert [r.levelname for r in caplog.records] == ["WARNING"]  # no urllib3 retry chatter
+
+
+def test_a_receiver_that_never_takes_the_connection_says_connecting_timed_out(db):
+    # a listener whose queue is full (a server too busy to accept): the kernel drops the
+    # connection's SYN, as a firewall that drops would
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+    queued = [socket.socket() for _ in range(3)]
+    try:
+        for sock in queued:
+            sock.setblocking(False)
+            sock.connect_ex(listener.getsockname())
+        collect(db, 1)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        outcome = submit_pending(db, settings_for(url, connect_timeout=0.2))
+    finally:
+        for sock in [*queued, listener]:
+            sock.close()
+    assert outcome.error == f"connecting to {url}/submit timed out after 0.2s"
+    assert counts(db)["pending"] == 1
 
 
 def test_only_urllib3s_retry_notices_are_kept_out_of_the_log(db, closed_port_url, caplog):
@@ -433,12 +473,29 @@ def nginx_bad_gateway(environ, start_response):
             b"</body>\r\n</html>\r\n"]
 
 
+def answering(status, body, content_type=None):
+    """A web server's answer to anything, with this Content-Type (None: without one)."""
+
+    def app(environ, start_response):
+        environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        start_response(status, [("Content-Type", content_type)] if content_type else [])
+        return [body]
+
+    return app
+
+
 @pytest.mark.parametrize(
     ("server", "status", "page", "words"),
     [
         (file_server, 501, "an HTML page", "Unsupported method ('POST')"),
         (lambda _: serving(nginx_bad_gateway), 502, "an HTML page", "<center>nginx</center>"),
         (lambda _: serving(Stub("502 Bad Gateway", b"")), 502, "an empty answer", "]: "),
+        (lambda _: serving(answering("404 Not Found", b"no such page", "text/plain")), 404,
+         "an answer of type text/plain", "no such page"),
+        (lambda _: serving(answering("404 Not Found", b"no such page")), 404,
+         "an answer with no Content-Type", "no such page"),
+        (lambda _: serving(answering("500 Internal Server Error", b"{oops", "application/json")),
+         500, "an answer of type application/json that does not parse", "{oops"),
     ],
 )
 def test_an_answer_that_is_no_receivers_json_says_so(db, tmp_path, caplog, server, status, page,
@@ -953,6 +1010,22 @@ def test_an_answer_that_never_ends_is_cut_at_the_deadline(db, answer):
     assert took < 4
     assert outcome.error == f"no complete answer from {url}/submit within 1.8s"
     assert counts(db)["pending"] == 2
+
+
+def stalled_body(conn, send, stop):
+    send(conn, b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+               b"Content-Length: 100\r\n\r\n{")
+    stop.wait()
+
+
+def test_an_answer_that_stops_half_way_says_which_timeout_ran_out(db):
+    # the read timeout runs out in the body, where requests raises a ConnectionError (around
+    # urllib3's ReadTimeoutError): not "cannot connect to" a receiver that answered
+    collect(db, 1)
+    with raw_receiver(stalled_body) as (url, _):
+        outcome = submit_pending(db, settings_for(url, connect_timeout=0.1, read_timeout=0.3))
+    assert outcome.error == f"no answer from {url}/submit within 0.3s"
+    assert counts(db)["pending"] == 1
 
 
 def flood(conn, send, stop):
