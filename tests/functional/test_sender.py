@@ -1535,7 +1535,9 @@ def test_a_ca_bundle_that_is_not_there_fails_the_run_not_the_database(db, ca, tm
     assert stub.requests == [] and counts(db)["pending"] == 1
 
 
-@pytest.mark.parametrize("bundle", [None, "another CA's", "ours, for another name"])
+@pytest.mark.parametrize(
+    "bundle", [None, "another CA's", "ours, for another name", "ours, for another host name"]
+)
 def test_a_refused_certificate_says_which_cas_it_was_checked_against(db, ca, tmp_path,
                                                                      monkeypatch, bundle):
     # cron's environment holds none of a login shell's variables, nor does .env set them: the
@@ -1549,6 +1551,8 @@ def test_a_refused_certificate_says_which_cas_it_was_checked_against(db, ca, tmp
     collect(db, 1)
     issued_for = "receiver.example.org" if bundle and bundle.startswith("ours") else "127.0.0.1"
     with tls_serving(Stub(), ca.issue_cert(issued_for)) as url:
+        if bundle == "ours, for another host name":  # a receiver named, not addressed
+            url = url.replace("127.0.0.1", "localhost")
         outcome = submit_pending(db, settings_for(url))
     refused = f"the certificate of {url}/submit was not accepted: "
     expected = {
@@ -1559,6 +1563,8 @@ def test_a_refused_certificate_says_which_cas_it_was_checked_against(db, ca, tmp
         # its CA trusted: nothing about CAs, and one full stop, the sentence's, not two
         "ours, for another name": f"{refused}IP address mismatch, certificate is not valid "
         "for '127.0.0.1'",
+        "ours, for another host name": f"{refused}Hostname mismatch, certificate is not valid "
+        "for 'localhost'",
     }[bundle]
     assert outcome.error == expected
     assert counts(db)["pending"] == 1
