@@ -5,6 +5,7 @@ start-up (the steps here are registered for the test only, and run by the real r
 
 import gc
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -298,7 +299,7 @@ def test_a_step_another_process_finished_first_is_not_applied_twice(
 
 
 def test_steps_run_in_order_and_a_failing_one_leaves_its_generation(
-    app_database, make_app, next_generation
+    app_database, make_app, next_generation, caplog
 ):
     def second(root):
         root.evolved = "to 2"
@@ -316,6 +317,12 @@ def test_steps_run_in_order_and_a_failing_one_leaves_its_generation(
         "failed (ValueError: cannot convert); it is left at generation 2, nothing of the step "
         "was stored"
     )
+    # a step that raises is a bug of this version: its traceback is logged, to be reported
+    [failed] = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert failed.getMessage() == (
+        "evolving the database named in zodbconn.uri to generation 3 failed"
+    )
+    assert failed.exc_info[0] is ValueError
     state = stored(app_database, ROOT_KEY)
     assert (state["generation"], state["evolved"]) == (2, "to 2")
 
