@@ -1536,7 +1536,9 @@ def test_a_ca_bundle_that_is_not_there_fails_the_run_not_the_database(db, ca, tm
 
 
 @pytest.mark.parametrize(
-    "bundle", [None, "another CA's", "ours, for another name", "ours, for another host name"]
+    "bundle",
+    [None, "another CA's", "another CA's, in CURL_CA_BUNDLE", "ours, for another name",
+     "ours, for another host name"],
 )
 def test_a_refused_certificate_says_which_cas_it_was_checked_against(db, ca, tmp_path,
                                                                      monkeypatch, bundle):
@@ -1546,6 +1548,9 @@ def test_a_refused_certificate_says_which_cas_it_was_checked_against(db, ca, tmp
         monkeypatch.delenv(name, raising=False)
     if bundle == "another CA's":
         trust(trustme.CA(), tmp_path, monkeypatch)
+    elif bundle == "another CA's, in CURL_CA_BUNDLE":  # requests' own fallback
+        trustme.CA().cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+        monkeypatch.setenv("CURL_CA_BUNDLE", str(tmp_path / "ca.pem"))
     elif bundle is not None:
         trust(ca, tmp_path, monkeypatch)
     collect(db, 1)
@@ -1560,6 +1565,8 @@ def test_a_refused_certificate_says_which_cas_it_was_checked_against(db, ca, tmp
         "CAs: name a CA of your own in TELEMETRY_CA_BUNDLE)",
         "another CA's": f"{refused}unable to get local issuer certificate (checked against "
         f"REQUESTS_CA_BUNDLE={tmp_path / 'ca.pem'})",
+        "another CA's, in CURL_CA_BUNDLE": f"{refused}unable to get local issuer certificate "
+        f"(checked against CURL_CA_BUNDLE={tmp_path / 'ca.pem'})",
         # its CA trusted: nothing about CAs, and one full stop, the sentence's, not two
         "ours, for another name": f"{refused}IP address mismatch, certificate is not valid "
         "for '127.0.0.1'",
