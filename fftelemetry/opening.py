@@ -19,6 +19,7 @@ from ZEO.Exceptions import ClientDisconnected, ServerException
 from ZODB.FileStorage.FileStorage import FileStorageFormatError, packed_version
 from ZODB.POSException import ConflictError, ReadOnlyError, StorageError
 from ZODB.utils import z64
+from zodburi.datatypes import convert_int
 
 from .failures import (
     POSTGRESQL_NO_ROOM,
@@ -396,8 +397,12 @@ def close_after_failure(db):
 
 
 def file_paths(settings):
-    """The file of each file:// database the ini names, as zodburi opens it."""
-    return [file_path(uri) for _, uri in get_uris(settings) if uri.startswith("file://")]
+    """The file of each file:// database the ini names, as zodburi opens it, and whether it is
+    opened writable."""
+    return {
+        file_path(uri): is_writable(uri) for _, uri in get_uris(settings)
+        if uri.startswith("file://")
+    }
 
 
 def file_path(uri):
@@ -405,13 +410,24 @@ def file_path(uri):
     return os.path.normpath(uri.removeprefix("file://").partition("?")[0])
 
 
+def is_writable(uri):
+    """Whether zodburi opens the FileStorage of a file:// `uri` writable: its read_only, as
+    zodburi reads it (one it refuses is left to its own line, after this)."""
+    read_only = dict(parse_qsl(uri.partition("?")[2])).get("read_only", "")
+    with suppress(ValueError):
+        return not convert_int(read_only)
+    return True
+
+
 def refuse_links_to_nothing(files, where, program, uri_name):
     """Stop, before anything is opened, on a database file that is a link to nothing (a volume
     not mounted, a shared file gone): a writable FileStorage made a new, empty database at the
     link's target, where the target's folder was there, and failed in a traceback where it was
     not, as a read-only one did. Nor is it said to be a read-only database's missing file: it
-    may be opened writable, and the fix is the link's, not the config's."""
-    for path in files:
+    may be opened writable, and the fix is the link's, not the config's. Nor, opened writable,
+    on its .lock or .tmp linked into a folder that is not there, which it failed on in a
+    traceback. `files`: file_paths'."""
+    for path, writable in files.items():
         if os.path.islink(path) and not os.path.exists(path):
             raise SystemExit(
                 f"{program}: {named(where)}, {shown(path)}, is a link to "
@@ -419,6 +435,26 @@ def refuse_links_to_nothing(files, where, program, uri_name):
                 "a file moved or deleted?): nothing was opened or made; restore what it links "
                 f"to, or name the database's file in {uri_name}"
             )
+        for companion in (f"{path}{suffix}" for suffix in OPENED_BESIDE if writable):
+            if links_into_nothing(companion):
+                raise SystemExit(
+                    f"{program}: {named(where)}, {shown(path)}, cannot be opened: "
+                    f"{shown(companion)} is a link to {shown(os.path.realpath(companion))}, "
+                    "whose folder does not exist (a volume not mounted? a folder moved or "
+                    "deleted?): nothing was opened or made; restore that folder, or remove the "
+                    "link (a FileStorage makes that file itself)"
+                )
+
+
+# The files a writable FileStorage opens beside its own as it is opened, which it cannot make in
+# a folder that is not there (its .index, a link to anywhere, it replaces with a file of its own)
+OPENED_BESIDE = (".lock", ".tmp")
+
+
+def links_into_nothing(path):
+    """Whether `path` is a link whose target's folder does not exist: a file cannot be made
+    there (a link to a missing file in a folder that is there is made as the file)."""
+    return os.path.islink(path) and not os.path.isdir(os.path.dirname(os.path.realpath(path)))
 
 
 def not_written(where, exc, made):

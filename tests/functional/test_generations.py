@@ -677,3 +677,58 @@ def test_a_missing_file_that_is_no_databases_is_not_said_to_be(tmp_path, write_i
     ]
     assert result.returncode == 2
     assert (tmp_path / "Data.fs").exists()  # it was opened, and is closed
+
+
+LINK_INTO_NO_FOLDER = (
+    "{program}: the database named in {ini}, {data}, cannot be opened: {link} is a link to "
+    "{target}, whose folder does not exist (a volume not mounted? a folder moved or deleted?): "
+    "nothing was opened or made; restore that folder, or remove the link (a FileStorage makes "
+    "that file itself)"
+)
+
+
+@pytest.mark.parametrize("suffix", [".lock", ".tmp"])
+def test_a_database_whose_lock_or_tmp_links_into_no_folder_stops_a_command_in_one_line(
+    tmp_path, write_ini, run_cli, suffix
+):
+    # a writable FileStorage opens both beside its file and cannot make them there: the
+    # command ended in FileNotFoundError's traceback, naming the link alone
+    data, link = tmp_path / "Data.fs", tmp_path / f"Data.fs{suffix}"
+    target = tmp_path / "unmounted" / link.name
+    link.symlink_to(target)
+    ini = write_ini(**{"zodbconn.uri": f"file://{data}"})
+    result = run_cli("status", ini)
+    assert result.returncode == 2, result.stderr
+    line = LINK_INTO_NO_FOLDER.format(
+        program="fftelemetry", ini=ini, data=data, link=link, target=target
+    )
+    assert result.stderr.splitlines() == [line]
+    assert sorted(tmp_path.iterdir()) == sorted([link, tmp_path / "app.ini"])  # nothing made
+
+
+def test_a_read_only_database_whose_lock_links_into_no_folder_is_opened(
+    tmp_path, write_ini, run_cli
+):
+    # read-only, a FileStorage opens neither its .lock nor its .tmp: nothing to refuse
+    data = tmp_path / "Data.fs"
+    assert run_cli("status", write_ini()).returncode == 0  # makes the database
+    (tmp_path / "Data.fs.lock").unlink()
+    (tmp_path / "Data.fs.lock").symlink_to(tmp_path / "unmounted" / "Data.fs.lock")
+    result = run_cli("status", write_ini(**{"zodbconn.uri": f"file://{data}?read_only=true"}))
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("program", ["fftelemetry", "fftelemetry receiver"])
+def test_pserve_on_a_database_whose_lock_links_into_no_folder_stops_in_one_line(
+    tmp_path, write_server_ini, program
+):
+    ini, data, _ = write_server_ini(program)
+    link = data.with_name(f"{data.name}.lock")
+    link.symlink_to(tmp_path / "unmounted" / link.name)
+    result = run_pserve(ini, timeout=30)
+    assert result.returncode == 1, result.stderr
+    line = LINK_INTO_NO_FOLDER.format(
+        program=program, ini=ini, data=data, link=link, target=tmp_path / "unmounted" / link.name
+    )
+    assert result.stderr.splitlines() == [line]
+    assert not data.exists()
