@@ -100,6 +100,16 @@ def setting_named(name, where, set_in, global_config):
     return f"{name} in {shown(global_config['__file__'])}" if "__file__" in global_config else name
 
 
+def refused_setting(registry, where, uri_name, set_in, global_config):
+    """(where, uri_name) for start-up's lines about the database it failed on: a named
+    database's zodbconn.uri.NAME, with the ini it is in, in place of the primary's `where` (the
+    ini, or ZODBCONN_URI's) and `uri_name` (zodbconn.uri or ZODBCONN_URI)."""
+    name, _ = failed_uri(registry) or ("zodbconn.uri", None)
+    if name == "zodbconn.uri":
+        return where, uri_name
+    return setting_named(name, where, set_in, global_config), name
+
+
 # A URI's scheme (RFC 3986): what comes before its "://", and never its password.
 URI_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
 
@@ -176,6 +186,11 @@ def open_database(config, global_config, generations, program, set_in=None):
             include_zodbconn(config)
             generations.bring_up_to_date(database(config.registry), where, evolve)
         except BaseException:
+            # the lines below about one database name its setting (a zodbconn.uri.NAME's),
+            # not the primary's
+            refused, refused_name = refused_setting(
+                config.registry, where, uri_name, set_in, global_config
+            )
             # what was opened is closed, not left to the garbage collector: a FileStorage writes
             # its index and releases its lock (a refused start in a running process, a test's,
             # kept the same file from being opened again), a ZEO client ends its connection
@@ -185,16 +200,16 @@ def open_database(config, global_config, generations, program, set_in=None):
     except ClientDisconnected:
         if refusals:
             raise SystemExit(
-                f"{program}: the ZEO server named in {where} is read-only and refused a writable "
-                f"connection: name the writable server, or add read_only=true to {uri_name} "
+                f"{program}: the ZEO server named in {refused} is read-only and refused a writable "
+                f"connection: name the writable server, or add read_only=true to {refused_name} "
                 "for a replica"
             ) from None
         raise SystemExit(
-            f"{program}: cannot reach the ZEO server named in {where}: is runzeo running?"
+            f"{program}: cannot reach the ZEO server named in {refused}: is runzeo running?"
         ) from None
     except ReadOnlyError:  # ZODB.DB makes the ZODB root of a storage without one (a new ZEO
         # server's, a file of 0 bytes) as it opens it: read-only, it cannot
-        raise SystemExit(f"{program}: {generations.not_made(named(where))}") from None
+        raise SystemExit(f"{program}: {generations.not_made(named(refused))}") from None
     except FileNotFoundError as exc:
         # a read-only FileStorage does not make a missing file (a writable one does); neither
         # makes a missing folder (a volume not mounted, a misspelt path), which pserve said in a
@@ -206,13 +221,13 @@ def open_database(config, global_config, generations, program, set_in=None):
         folder = os.path.dirname(os.path.abspath(name))
         if not os.path.isdir(folder):
             raise SystemExit(
-                f"{program}: {named(where)} cannot be opened: its folder, {shown(folder)}, does "
+                f"{program}: {named(refused)} cannot be opened: its folder, {shown(folder)}, does "
                 "not exist (a volume not mounted? a misspelt path?), and opening a database "
                 "does not make one"
             ) from None
         if os.path.lexists(name):
             raise
-        missing = generations.not_made(named(where), shown(exc.filename))
+        missing = generations.not_made(named(refused), shown(exc.filename))
         raise SystemExit(f"{program}: {missing}") from None
     # a full disk (or ulimit -f) as a FileStorage is opened, or as a new ZEO server's makes the
     # ZODB root, which its client raises as a ServerException (failures.server_os_error), or as
@@ -220,20 +235,21 @@ def open_database(config, global_config, generations, program, set_in=None):
     except (OSError, ServerException, *POSTGRESQL_NO_ROOM) as exc:
         if not is_no_room(exc):
             raise
+        # the line names every new database's file: the ini's (or ZODBCONN_URI's) line
         raise SystemExit(f"{program}: {not_written(where, exc, made)}") from None
     except LockError:  # a file:// FileStorage another process holds (a running pserve, say)
         _, uri = failed_uri(config.registry) or (None, "")
         held = f", {shown(file_path(uri))}," if uri.startswith("file://") else ""
         raise DatabaseInUse(
-            f"{program}: {named(where)}{held} is in use by another process (a file:// "
+            f"{program}: {named(refused)}{held} is in use by another process (a file:// "
             "FileStorage allows only one); serve it with ZEO (zeo://, see development.ini) to "
             "share it",
-            f"{named(where)}{held}",
+            f"{named(refused)}{held}",
         ) from None
     except FileStorageFormatError as exc:  # its text is the file's name alone
         raise SystemExit(
-            f"{program}: the database of {where}, {shown(exc)}, is not a ZODB FileStorage "
-            f"file ({uri_name} names another kind of file?)"
+            f"{program}: the database of {refused}, {shown(exc)}, is not a ZODB FileStorage "
+            f"file ({refused_name} names another kind of file?)"
         ) from None
     except GenerationError as exc:
         raise SystemExit(f"{program}: {exc}") from None
@@ -249,7 +265,11 @@ def open_database(config, global_config, generations, program, set_in=None):
         setting = setting_named(name, where, set_in, global_config)
         raise SystemExit(f"{program}: {setting}: {shown(refused)}") from None
     except Exception as exc:
-        refusal = database_server_refusal(exc, config.registry.settings, where, uri_name)
+        # after every database opened (an evolve's), the primary's
+        _, uri = failed_uri(config.registry) or next(get_uris(config.registry.settings))
+        refusal = database_server_refusal(
+            exc, uri, config.registry.settings, refused, refused_name
+        )
         if refusal is None:
             raise
         raise SystemExit(f"{program}: cannot open the {refusal}") from None
@@ -328,27 +348,27 @@ CATALOG_DUPLICATE = 'violates unique constraint "pg_'  # an index of PostgreSQL'
 SERVERS = {"postgres": "PostgreSQL", "mysql": "MySQL", "oracle": "Oracle"}
 
 
-def database_server_refusal(exc, settings, where, uri_name="zodbconn.uri"):
+def database_server_refusal(exc, uri, settings, where, uri_name="zodbconn.uri"):
     """Why a RelStorage database's server refused a connection or could not be reached (not
     running, a wrong password, no such database), in words that name the kind of server and
     hold no password of zodbconn.uri; None for any other error. Each driver has its own
     exception classes, all named as DB-API 2 names them: a DatabaseError (OperationalError for
     a server not reached or refusing) or an InterfaceError; RelStorage's own refusal is a
     StorageError (a keep_history the database was not made with), which pserve showed in a
-    traceback. `uri_name`: the setting that holds the URI, zodbconn.uri or ZODBCONN_URI."""
+    traceback. `uri`: the database's; `uri_name`: the setting that holds it (zodbconn.uri,
+    zodbconn.uri.NAME or ZODBCONN_URI)."""
     if not (is_dbapi_error(exc) or isinstance(exc, StorageError)):
         return None
     relstorage_schemes = {
         point.name for point in entry_points(group="zodburi.resolvers")
         if point.value.startswith("relstorage.")
     }
-    uris = [urlsplit(uri) for _, uri in get_uris(settings)]
-    uris = [uri for uri in uris if uri.scheme in relstorage_schemes]
-    if not uris:
+    parts = urlsplit(uri)
+    if parts.scheme not in relstorage_schemes:
         return None
-    server = SERVERS.get(uris[0].scheme, "RelStorage")
-    unwritten = [name for name, part in unwritten_parts(uris[0]) if part is None]
-    if unwritten and uris[0].scheme == "postgres":
+    server = SERVERS.get(parts.scheme, "RelStorage")
+    unwritten = [name for name, part in unwritten_parts(parts) if part is None]
+    if unwritten and parts.scheme == "postgres":
         # RelStorage writes a part the URI leaves out as the word None (port='None')
         return (
             f"{server} database named in {where}: {uri_name} leaves out its "

@@ -35,6 +35,7 @@ from tests.conftest import (
     Stub,
     app_settings,
     file_size_limit,
+    free_port,
     run_pserve,
     serving,
 )
@@ -573,6 +574,34 @@ def test_a_refused_parameter_of_a_named_database_is_named_with_its_setting(
     with pytest.raises(SystemExit) as stopped:
         main({"here": str(tmp_path), "__file__": ini}, **app_settings(tmp_path, **named))
     assert stopped.value.code == f"fftelemetry: zodbconn.uri.other in {ini}: {said}"
+
+
+def test_a_named_database_that_cannot_be_opened_is_named_with_its_setting(
+    tmp_path, write_ini, run_cli, monkeypatch
+):
+    # these lines named the primary's setting: "the ZEO server named in ZODBCONN_URI (in the
+    # environment)", which names Data.fs alone; "the PostgreSQL database named in zodbconn.uri"
+    # beside "zodbconn.uri leaves out its port", of zodbconn.uri.other
+    monkeypatch.setenv("ZODBCONN_URI", f"file://{tmp_path}/Data.fs")
+    zeo = write_ini(**{"zodbconn.uri.other": f"zeo://{tmp_path}/no-zeo.sock?wait_timeout=1"})
+    assert_one_line(run_cli("status", zeo), 2, f"fftelemetry: cannot reach the ZEO server named "
+                    f"in zodbconn.uri.other in {zeo}: is runzeo running?")
+    # no server listens on that port of 127.0.0.1
+    refused = f"postgres://fftelemetry:s3cret@127.0.0.1:{free_port()}/app"
+    ini = write_ini(**{"zodbconn.uri.other": refused})
+    result = run_cli("status", ini)
+    assert_one_line(result, 2, f"fftelemetry: cannot open the PostgreSQL database named in "
+                    f"zodbconn.uri.other in {ini}: ", "Connection refused")
+    assert "s3cret" not in result.stderr
+    named = {"zodbconn.uri.other": "postgres://fftelemetry@127.0.0.1/app"}
+    unwritten = write_ini(**named)
+    with pytest.raises(SystemExit) as stopped:  # pserve's app factory
+        main({"here": str(tmp_path), "__file__": unwritten}, **app_settings(tmp_path, **named))
+    assert stopped.value.code == (
+        f"fftelemetry: cannot open the PostgreSQL database named in zodbconn.uri.other in "
+        f"{unwritten}: zodbconn.uri.other leaves out its password, port, which RelStorage needs "
+        "written out (postgres://user:password@host:port/dbname)"
+    )
 
 
 def test_a_zodbconn_uri_whose_port_is_refused_blames_no_parameter(tmp_path, write_ini, run_cli):

@@ -786,7 +786,7 @@ def test_a_named_databases_refusal_names_its_setting_and_the_kind_of_its_server(
     line = refused_uri_line(f"file://{tmp_path}/Data.fs", **{
         "zodbconn.uri.other": f"postgres://fftelemetry:s3cret@127.0.0.1:{free_port()}/app"})
     assert line.startswith(
-        "fftelemetry receiver: cannot open the PostgreSQL database named in "
+        "fftelemetry receiver: cannot open the PostgreSQL database named in zodbconn.uri.other: "
     ), line
     assert "Connection refused" in line and "s3cret" not in line, line
 
