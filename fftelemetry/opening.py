@@ -88,7 +88,13 @@ def failed_uri(registry):
     if opened == len(uris):
         return None
     name, uri = uris[opened]
-    return f"zodbconn.uri.{name}" if name else "zodbconn.uri", uri
+    return setting_of(name), uri
+
+
+def setting_of(name):
+    """The setting of get_uris' database `name`: zodbconn.uri.NAME, the primary's (None)
+    zodbconn.uri."""
+    return f"zodbconn.uri.{name}" if name else "zodbconn.uri"
 
 
 def setting_named(name, where, set_in, global_config):
@@ -101,10 +107,15 @@ def setting_named(name, where, set_in, global_config):
 
 
 def refused_setting(registry, where, uri_name, set_in, global_config):
-    """(where, uri_name) for start-up's lines about the database it failed on: a named
+    """(where, uri_name) for start-up's lines about the database it failed on (see naming)."""
+    name, _ = failed_uri(registry) or ("zodbconn.uri", None)
+    return naming(name, where, uri_name, set_in, global_config)
+
+
+def naming(name, where, uri_name, set_in, global_config):
+    """(where, uri_name) for start-up's lines about the database of the setting `name`: a named
     database's zodbconn.uri.NAME, with the ini it is in, in place of the primary's `where` (the
     ini, or ZODBCONN_URI's) and `uri_name` (zodbconn.uri or ZODBCONN_URI)."""
-    name, _ = failed_uri(registry) or ("zodbconn.uri", None)
     if name == "zodbconn.uri":
         return where, uri_name
     return setting_named(name, where, set_in, global_config), name
@@ -157,7 +168,9 @@ def open_database(config, global_config, generations, program, set_in=None):
     # a console command's dry run loads the app with this option: it must not evolve either
     evolve = global_config.get(NO_EVOLVE) != "true"
     files = file_paths(config.registry.settings)
-    refuse_links_to_nothing(files, where, program, uri_name)
+    refuse_links_to_nothing(
+        files, program, lambda name: naming(name, where, uri_name, set_in, global_config)
+    )
     # a database with no file yet: what a start that cannot write makes of it is removed
     made = {
         path: [name for name in (path, f"{path}.index", f"{path}.tmp") if not os.path.lexists(name)]
@@ -417,11 +430,11 @@ def close_after_failure(db):
 
 
 def file_paths(settings):
-    """The file of each file:// database the ini names, as zodburi opens it, and whether it is
-    opened writable."""
+    """The file of each file:// database the ini names, as zodburi opens it: its setting's name
+    (zodbconn.uri, zodbconn.uri.NAME) and whether it is opened writable."""
     return {
-        file_path(uri): is_writable(uri) for _, uri in get_uris(settings)
-        if uri.startswith("file://")
+        file_path(uri): (setting_of(name), is_writable(uri))
+        for name, uri in get_uris(settings) if uri.startswith("file://")
     }
 
 
@@ -439,15 +452,16 @@ def is_writable(uri):
     return True
 
 
-def refuse_links_to_nothing(files, where, program, uri_name):
+def refuse_links_to_nothing(files, program, naming):
     """Stop, before anything is opened, on a database file that is a link to nothing (a volume
     not mounted, a shared file gone): a writable FileStorage made a new, empty database at the
     link's target, where the target's folder was there, and failed in a traceback where it was
     not, as a read-only one did. Nor is it said to be a read-only database's missing file: it
     may be opened writable, and the fix is the link's, not the config's. Nor, opened writable,
     on its .lock or .tmp linked into a folder that is not there, which it failed on in a
-    traceback. `files`: file_paths'."""
-    for path, writable in files.items():
+    traceback. `files`: file_paths'; `naming`: (where, uri_name) of a setting's name."""
+    for path, (name, writable) in files.items():
+        where, uri_name = naming(name)
         if os.path.islink(path) and not os.path.exists(path):
             raise SystemExit(
                 f"{program}: {named(where)}, {shown(path)}, is a link to "

@@ -602,6 +602,13 @@ def test_a_named_database_that_cannot_be_opened_is_named_with_its_setting(
         f"{unwritten}: zodbconn.uri.other leaves out its password, port, which RelStorage needs "
         "written out (postgres://user:password@host:port/dbname)"
     )
+    # checked before anything is opened: "the database named in ZODBCONN_URI (in the
+    # environment), …/other.fs, …: name the database's file in ZODBCONN_URI"
+    (tmp_path / "other.fs").symlink_to(tmp_path / "gone" / "other.fs")
+    linked = write_ini(**{"zodbconn.uri.other": f"file://{tmp_path}/other.fs"})
+    assert_one_line(run_cli("status", linked), 2, f"fftelemetry: the database named in "
+                    f"zodbconn.uri.other in {linked}, {tmp_path}/other.fs, is a link to ",
+                    "name the database's file in zodbconn.uri.other")
 
 
 def test_a_zodbconn_uri_whose_port_is_refused_blames_no_parameter(tmp_path, write_ini, run_cli):
