@@ -201,7 +201,7 @@ def open_database(config, global_config, generations, program, set_in=None):
         except BaseException:
             # the lines below about one database name its setting (a zodbconn.uri.NAME's),
             # not the primary's
-            refused, refused_name = refused_setting(
+            failed_where, failed_uri_name = refused_setting(
                 config.registry, where, uri_name, set_in, global_config
             )
             # what was opened is closed, not left to the garbage collector: a FileStorage writes
@@ -213,16 +213,16 @@ def open_database(config, global_config, generations, program, set_in=None):
     except ClientDisconnected:
         if refusals:
             raise SystemExit(
-                f"{program}: the ZEO server named in {refused} is read-only and refused a writable "
-                f"connection: name the writable server, or add read_only=true to {refused_name} "
-                "for a replica"
+                f"{program}: the ZEO server named in {failed_where} is read-only and refused a "
+                "writable connection: name the writable server, or add read_only=true to "
+                f"{failed_uri_name} for a replica"
             ) from None
         raise SystemExit(
-            f"{program}: cannot reach the ZEO server named in {refused}: is runzeo running?"
+            f"{program}: cannot reach the ZEO server named in {failed_where}: is runzeo running?"
         ) from None
     except ReadOnlyError:  # ZODB.DB makes the ZODB root of a storage without one (a new ZEO
         # server's, a file of 0 bytes) as it opens it: read-only, it cannot
-        raise SystemExit(f"{program}: {generations.not_made(named(refused))}") from None
+        raise SystemExit(f"{program}: {generations.not_made(named(failed_where))}") from None
     except FileNotFoundError as exc:
         # a read-only FileStorage does not make a missing file (a writable one does); neither
         # makes a missing folder (a volume not mounted, a misspelt path), which pserve said in a
@@ -234,13 +234,13 @@ def open_database(config, global_config, generations, program, set_in=None):
         folder = os.path.dirname(os.path.abspath(name))
         if not os.path.isdir(folder):
             raise SystemExit(
-                f"{program}: {named(refused)} cannot be opened: its folder, {shown(folder)}, does "
-                "not exist (a volume not mounted? a misspelt path?), and opening a database "
-                "does not make one"
+                f"{program}: {named(failed_where)} cannot be opened: its folder, "
+                f"{shown(folder)}, does not exist (a volume not mounted? a misspelt path?), and "
+                "opening a database does not make one"
             ) from None
         if os.path.lexists(name):
             raise
-        missing = generations.not_made(named(refused), shown(exc.filename))
+        missing = generations.not_made(named(failed_where), shown(exc.filename))
         raise SystemExit(f"{program}: {missing}") from None
     # a full disk (or ulimit -f) as a FileStorage is opened, or as a new ZEO server's makes the
     # ZODB root, which its client raises as a ServerException (failures.server_os_error), or as
@@ -254,15 +254,15 @@ def open_database(config, global_config, generations, program, set_in=None):
         _, uri = failed_uri(config.registry) or (None, "")
         held = f", {shown(file_path(uri))}," if uri.startswith("file://") else ""
         raise DatabaseInUse(
-            f"{program}: {named(refused)}{held} is in use by another process (a file:// "
+            f"{program}: {named(failed_where)}{held} is in use by another process (a file:// "
             "FileStorage allows only one); serve it with ZEO (zeo://, see development.ini) to "
             "share it",
-            f"{named(refused)}{held}",
+            f"{named(failed_where)}{held}",
         ) from None
     except FileStorageFormatError as exc:  # its text is the file's name alone
         raise SystemExit(
-            f"{program}: the database of {refused}, {shown(exc)}, is not a ZODB FileStorage "
-            f"file ({refused_name} names another kind of file?)"
+            f"{program}: the database of {failed_where}, {shown(exc)}, is not a ZODB FileStorage "
+            f"file ({failed_uri_name} names another kind of file?)"
         ) from None
     except GenerationError as exc:
         raise SystemExit(f"{program}: {exc}") from None
@@ -281,7 +281,7 @@ def open_database(config, global_config, generations, program, set_in=None):
         # after every database opened (an evolve's), the primary's
         _, uri = failed_uri(config.registry) or next(get_uris(config.registry.settings))
         refusal = database_server_refusal(
-            exc, uri, config.registry.settings, refused, refused_name
+            exc, uri, config.registry.settings, failed_where, failed_uri_name
         )
         if refusal is None:
             raise
