@@ -611,6 +611,30 @@ def test_a_named_database_that_cannot_be_opened_is_named_with_its_setting(
                     "name the database's file in zodbconn.uri.other")
 
 
+def test_a_named_databases_file_that_cannot_be_opened_is_named_with_its_setting(
+    tmp_path, write_ini, run_cli, monkeypatch
+):
+    # its missing folder, its lock held and its format: each line named the primary's setting
+    monkeypatch.setenv("ZODBCONN_URI", f"file://{tmp_path}/Data.fs")
+    other = tmp_path / "other.fs"
+    ini = write_ini(**{"zodbconn.uri.other": f"file://{tmp_path}/gone/other.fs"})
+    named = f"the database named in zodbconn.uri.other in {ini}"
+    assert_one_line(run_cli("status", ini), 2, f"fftelemetry: {named} cannot be opened: its "
+                    f"folder, {tmp_path}/gone, does not exist")
+    ini = write_ini(**{"zodbconn.uri.other": f"file://{other}"})
+    db = DB(FileStorage(str(other)))  # holds the lock, as a running pserve would
+    try:
+        result = run_cli("status", ini)
+    finally:
+        db.close()
+    assert_one_line(result, 2, f"fftelemetry: {named}, {other}, is in use by another process")
+    for name in ("other.fs", "other.fs.index", "other.fs.lock", "other.fs.tmp"):
+        (tmp_path / name).unlink(missing_ok=True)
+    other.write_bytes(b"SQLite format 3\x00" + bytes(100))
+    assert_one_line(run_cli("status", ini), 2, f"fftelemetry: the database of zodbconn.uri.other "
+                    f"in {ini}, {other}, is not a ZODB FileStorage file (zodbconn.uri.other names")
+
+
 def test_a_zodbconn_uri_whose_port_is_refused_blames_no_parameter(tmp_path, write_ini, run_cli):
     # each parameter was tried alone on the same host and port: the port's error was said of the
     # first parameter ("cache_size='100' is refused: Port could not be cast ...")
