@@ -452,16 +452,21 @@ def is_writable(uri):
     return True
 
 
-def refuse_links_to_nothing(files, program, naming):
+# The files a writable FileStorage opens beside its own as it is opened, which it cannot make in
+# a folder that is not there (its .index, a link to anywhere, it replaces with a file of its own)
+OPENED_BESIDE = (".lock", ".tmp")
+
+
+def refuse_links_to_nothing(files, program, named_by):
     """Stop, before anything is opened, on a database file that is a link to nothing (a volume
     not mounted, a shared file gone): a writable FileStorage made a new, empty database at the
     link's target, where the target's folder was there, and failed in a traceback where it was
     not, as a read-only one did. Nor is it said to be a read-only database's missing file: it
     may be opened writable, and the fix is the link's, not the config's. Nor, opened writable,
     on its .lock or .tmp linked into a folder that is not there, which it failed on in a
-    traceback. `files`: file_paths'; `naming`: (where, uri_name) of a setting's name."""
+    traceback. `files`: file_paths'; `named_by`: (where, uri_name) of a setting's name."""
     for path, (name, writable) in files.items():
-        where, uri_name = naming(name)
+        where, uri_name = named_by(name)
         if os.path.islink(path) and not os.path.exists(path):
             raise SystemExit(
                 f"{program}: {named(where)}, {shown(path)}, is a link to "
@@ -478,11 +483,6 @@ def refuse_links_to_nothing(files, program, naming):
                     "deleted?): nothing was opened or made; restore that folder, or remove the "
                     "link (a FileStorage makes that file itself)"
                 )
-
-
-# The files a writable FileStorage opens beside its own as it is opened, which it cannot make in
-# a folder that is not there (its .index, a link to anywhere, it replaces with a file of its own)
-OPENED_BESIDE = (".lock", ".tmp")
 
 
 def links_into_nothing(path):
