@@ -84,11 +84,19 @@ def failed_uri(registry):
     one: it opens them in get_uris' order (zodbconn.uri, then each zodbconn.uri.NAME) and stops
     at the first that fails, so a named one's error is not the primary's to explain."""
     uris = list(get_uris(registry.settings))
-    opened = len(databases(registry))
+    opened = len(opened_databases(registry))
     if opened == len(uris):
         return None
     name, uri = uris[opened]
     return setting_of(name), uri
+
+
+def opened_databases(registry):
+    """The databases pyramid_zodbconn opened: ZODB.DB maps each by its name before it makes its
+    root, which can fail (read-only, a full disk), and pyramid_zodbconn gives it an
+    ActivityMonitor once it is made. Counted by the map alone, a read-only zodbconn.uri with no
+    root was said to be the zodbconn.uri.NAME after it, and a read-only named one the primary."""
+    return [db for db in databases(registry) if db.getActivityMonitor() is not None]
 
 
 def setting_of(name):

@@ -454,6 +454,19 @@ def test_a_new_read_only_database_stops_the_app_and_the_receiver_in_one_line(
     assert data.read_bytes() == before
 
 
+def test_a_new_read_only_database_beside_a_named_one_is_the_one_named(tmp_path):
+    # ZODB.DB maps a database by its name before it fails to make its root: the primary's line
+    # named the zodbconn.uri.NAME after it, and a named one's the primary
+    read_only, writable = f"file://{tmp_path}/new.fs?read_only=true", f"file://{tmp_path}/w.fs"
+    new_database(tmp_path / "new.fs", "empty file")
+    for primary, other, where in ((read_only, writable, "zodbconn.uri"),
+                                  (writable, read_only, "zodbconn.uri.other")):
+        settings = app_settings(tmp_path, **{"zodbconn.uri": primary, "zodbconn.uri.other": other})
+        with pytest.raises(SystemExit) as stopped:
+            main({"here": str(tmp_path)}, **settings)
+        assert stopped.value.code == refusal(NOT_MADE, "fftelemetry", where)
+
+
 @pytest.mark.parametrize("program", ["fftelemetry", "fftelemetry receiver"])
 def test_a_read_only_database_whose_file_is_missing_stops_in_one_line(tmp_path, program):
     # FileStorage's FileNotFoundError came out of pserve as a traceback
