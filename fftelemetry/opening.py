@@ -234,9 +234,10 @@ def open_database(config, global_config, generations, program, set_in=None):
     except FileNotFoundError as exc:
         # a read-only FileStorage does not make a missing file (a writable one does); neither
         # makes a missing folder (a volume not mounted, a misspelt path), which pserve said in a
-        # traceback. A file that is not a database's is left to its own error.
+        # traceback. A file that is not a database's is left to its own error: one missing
+        # after every database opened is not (the transfer log, zodbconn.transferlog, is next)
         name = exc.filename or ""
-        if not name or opened_every_database(config.registry):
+        if not name or failed_uri(config.registry) is None:
             raise
         # a relative file:// path is the working folder's: named whole, and "" is that folder
         folder = os.path.dirname(os.path.abspath(name))
@@ -532,9 +533,3 @@ def holds_nothing(path):
         return os.path.getsize(path) <= len(packed_version)
     except FileNotFoundError:
         return True
-
-
-def opened_every_database(registry):
-    """Whether pyramid_zodbconn opened every database the ini names: a file missing after that
-    is not one of theirs (its transfer log, zodbconn.transferlog, is opened next)."""
-    return len(databases(registry)) == len(list(get_uris(registry.settings)))
