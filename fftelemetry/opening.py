@@ -249,6 +249,14 @@ def open_database(config, global_config, generations, program, set_in=None):
             ) from None
         if os.path.lexists(name):
             raise
+        _, uri = failed_uri(config.registry)
+        if is_writable(uri):
+            # what a writable storage failed to make in a folder that is there (RelStorage's
+            # sqlite:// data_dir under /proc, say): not "opened read-only it is not made"
+            raise SystemExit(
+                f"{program}: {named(failed_where)} cannot be opened: {shown(name)} could not be "
+                f"made ({exc.strerror})"
+            ) from None
         missing = generations.not_made(named(failed_where), shown(exc.filename))
         raise SystemExit(f"{program}: {missing}") from None
     # a full disk (or ulimit -f) as a FileStorage is opened, or as a new ZEO server's makes the
@@ -453,8 +461,8 @@ def file_path(uri):
 
 
 def is_writable(uri):
-    """Whether zodburi opens the FileStorage of a file:// `uri` writable: its read_only, as
-    zodburi reads it (one it refuses is left to its own line, after this)."""
+    """Whether zodburi opens the storage of `uri` (a file://, a RelStorage's) writable: its
+    read_only, as zodburi reads it (one it refuses is left to its own line, after this)."""
     read_only = dict(parse_qsl(uri.partition("?")[2])).get("read_only", "")
     with suppress(ValueError):
         return not convert_int(read_only)

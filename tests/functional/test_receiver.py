@@ -801,6 +801,16 @@ def test_a_relstorage_database_of_no_server_kind_known_is_named_relstorages(tmp_
     )
 
 
+def test_a_data_dir_a_writable_relstorage_cannot_make_is_not_said_to_be_read_only():
+    # mkdir under /proc/1 fails with ENOENT in a folder that is there: the line said "does not
+    # exist, and opened read-only it is not made", of a database opened writable
+    line = refused_uri_line("sqlite://?data_dir=/proc/1/nope")
+    assert line == (
+        "fftelemetry receiver: the database named in zodbconn.uri cannot be opened: /proc/1/nope "
+        "could not be made (No such file or directory)"
+    )
+
+
 def conflicting_view(config):
     """`pyramid.includes` hook: /conflict stores nothing and conflicts on the first `n`
     attempts (n in the query)."""
