@@ -312,6 +312,15 @@ def test_a_uri_without_its_port_is_one_line(tmp_path):
                          "written out (postgres://user:password@host:port/dbname)")
 
 
+def test_a_uri_without_its_host_is_one_line(tmp_path, monkeypatch):
+    # RelStorage writes host='None', a name libpq would look up: PGHOSTADDR keeps that
+    # connection on loopback, and refused, as a host the URI names would be
+    monkeypatch.setenv("PGHOSTADDR", "127.0.0.1")
+    line = refused(f"postgres://{USER}:{PASSWORD}@:{free_port()}/app", tmp_path)
+    assert line.endswith("zodbconn.uri leaves out its host, which RelStorage needs written out "
+                         "(postgres://user:password@host:port/dbname)"), line
+
+
 def test_a_uri_libpq_cannot_take_is_one_line(tmp_path):
     line = refused(f"postgres://{USER}:{PASSWORD}@127.0.0.1:{free_port()}/app?ssl_mode=require",
                    tmp_path)
