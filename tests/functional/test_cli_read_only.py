@@ -321,6 +321,27 @@ def test_a_read_only_zeo_server_refusing_a_writable_client_is_still_an_error(
     )
 
 
+def test_a_read_only_zeo_server_of_a_named_database_is_named_with_its_setting(
+    tmp_path, write_ini, run_cli
+):
+    # the named database's server refuses the writable connection, not the primary's: the line
+    # names zodbconn.uri.NAME and tells to add read_only=true to that setting
+    DB(str(tmp_path / "other.fs")).close()  # a database the read-only server can open
+    address, stop = ZEO.server(path=str(tmp_path / "other.fs"), zeo_conf={"read_only": True})
+    host, port = address
+    ini = write_ini(**{"zodbconn.uri.other": f"zeo://{host}:{port}?wait_timeout=1"})
+    try:
+        result = run_cli("status", ini)
+    finally:
+        stop()
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"fftelemetry: the ZEO server named in zodbconn.uri.other in {ini} is read-only and "
+        "refused a writable connection: name the writable server, or add read_only=true to "
+        "zodbconn.uri.other for a replica"
+    )
+
+
 @pytest.mark.parametrize("quieted", ["ZEO", "root"])
 def test_a_read_only_zeo_server_is_said_to_refuse_whatever_the_log_levels(
     tmp_path, write_ini, run_cli, quieted
