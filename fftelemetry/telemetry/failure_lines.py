@@ -10,10 +10,17 @@ import os
 import re
 import ssl
 import time
+from urllib.parse import urlsplit
 
 import requests
 from urllib3.exceptions import HTTPError as Urllib3Error
-from urllib3.exceptions import ProtocolError, ReadTimeoutError
+from urllib3.exceptions import (
+    LocationParseError,
+    LocationValueError,
+    ProtocolError,
+    ReadTimeoutError,
+)
+from urllib3.util import parse_url
 
 from ..settings import CA_BUNDLE_VARIABLE, QUOTED_PATH_CHARS, shown_url
 from ..shown import quoted, shown
@@ -23,6 +30,8 @@ from ..shown import quoted, shown
 # times as many.
 LOGGED_BODY_CHARS = 300
 CONNECT_RETRIES = 2
+# The SOCKS proxies urllib3 knows, each a version of PySocks' (and whether it resolves names)
+SOCKS_SCHEMES = ("socks4", "socks4a", "socks5", "socks5h")
 # OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH
 NAME_MISMATCH = {62, 64}
 # waitress's own error answers (utilities.Error): "<reason>\r\n\r\n<detail>\r\n\r\n(generated
@@ -45,6 +54,13 @@ def why_failed(exc, url, started, settings):
         # HTTPS_PROXY=localhost:3128: its host is read as a scheme, for want of one
         named = _proxy_variable_named(settings) or "it"
         return f"the proxy for {url} cannot be used: {named} names no host (write http://host:port)"
+    if isinstance(exc, requests.exceptions.InvalidURL) and isinstance(cause, LocationValueError):
+        # urllib3's refusal of a URL, which requests says as the receiver's: the proxy's when
+        # the proxy is one urllib3 cannot use (a receiver URL requests cannot read is refused
+        # before, with no urllib3 error in it). The line sent the operator to TELEMETRY_URL.
+        unusable = _unusable_proxy(settings)
+        if unusable:
+            return f"the proxy for {url} cannot be used: {unusable}"
     socks = _socks_proxy_named(settings)
     if isinstance(exc, requests.exceptions.InvalidSchema) and socks:
         # requests' stand-in for urllib3's SOCKS support when PySocks is not installed
@@ -141,6 +157,39 @@ def _socks_proxy_named(settings):
     if not (proxy or "").lower().startswith("socks"):
         return None
     return _proxy_variable_named(settings) or quoted(shown_url(proxy), QUOTED_PATH_CHARS)
+
+
+def _unusable_proxy(settings):
+    """"HTTPS_PROXY='ftp://host:21' is not an http(s):// or socks proxy URL": why urllib3
+    cannot use the proxy for the receiver, named as _socks_proxy_named does; None if it can (or
+    there is none)."""
+    url = settings.telemetry_url + "/submit"
+    proxy = requests.utils.select_proxy(url, requests.utils.get_environ_proxies(url))
+    if not proxy:
+        return None
+    named = _proxy_variable_named(settings) or quoted(shown_url(proxy), QUOTED_PATH_CHARS)
+    with_scheme = proxy if "://" in proxy else f"http://{proxy}"  # requests' default scheme
+    try:
+        scheme = parse_url(with_scheme).scheme  # as urllib3's proxy managers read it
+    except LocationParseError:
+        return f"{named} has no valid {_unreadable_part(with_scheme)}"
+    if scheme in SOCKS_SCHEMES or scheme in ("http", "https"):
+        return None
+    return f"{named} is not an http(s):// or socks proxy URL"
+
+
+def _unreadable_part(url):
+    """"port" or "host": the part of a URL urllib3 cannot read (it does not say which), as
+    urllib's reading finds it."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an IPv6 address with no ]
+        return "host"
+    try:
+        _ = parts.port  # read when asked for
+    except ValueError:  # not a number, or past 65535
+        return "port"
+    return "host"
 
 
 def _proxy_setting(url):

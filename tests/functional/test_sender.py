@@ -1321,6 +1321,45 @@ def test_a_socks_proxy_that_is_down_is_named_with_the_systems_reason(db, monkeyp
     )
     assert counts(db)["pending"] == 1
 
+
+@pytest.mark.parametrize(
+    ("scheme", "variable", "proxy", "why"),
+    [
+        ("https", "HTTPS_PROXY", "ftp://host:21", "is not an http(s):// or socks proxy URL"),
+        ("http", "HTTP_PROXY", "ftp://host:21", "is not an http(s):// or socks proxy URL"),
+        ("https", "https_proxy", "http://127.0.0.1:99999", "has no valid port"),
+        ("http", "ALL_PROXY", "http://alice:s3cret@127.0.0.1:abc", "has no valid port"),
+        ("https", "HTTPS_PROXY", "http://[::1", "has no valid host"),
+    ],
+)
+def test_a_proxy_urllib3_cannot_use_is_named_not_the_receivers_url(db, monkeypatch, caplog, scheme,
+                                                                    variable, proxy, why):
+    # urllib3 refuses it (ProxySchemeUnknown, LocationParseError), which requests raises as
+    # InvalidURL: the line said "https://…/submit is not a URL the sender can use (InvalidURL)"
+    collect(db, 1)
+    use_proxy(monkeypatch, proxy, variable)
+    url = f"{scheme}://192.0.2.1:6544"
+    outcome = submit_pending(db, settings_for(url))
+    shown = proxy.replace("s3cret", "***")
+    assert outcome.error == f"the proxy for {url}/submit cannot be used: {variable}='{shown}' {why}"
+    assert not [text for text in caplog.messages if "s3cret" in text]
+    assert counts(db)["pending"] == 1
+
+
+def test_an_unusable_proxy_is_named_by_the_variable_requests_took(db, monkeypatch):
+    # both cases set: urllib (so requests) takes the lower-case one; a NO_PROXY naming other
+    # hosts leaves the proxy in use
+    collect(db, 1)
+    use_proxy(monkeypatch, "http://127.0.0.1:3128", "HTTPS_PROXY")
+    monkeypatch.setenv("https_proxy", "ftp://host:21")
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    outcome = submit_pending(db, settings_for("https://192.0.2.1:6544"))
+    assert outcome.error == (
+        "the proxy for https://192.0.2.1:6544/submit cannot be used: https_proxy='ftp://host:21' "
+        "is not an http(s):// or socks proxy URL"
+    )
+    assert counts(db)["pending"] == 1
+
 # -- a resolver that is slow to answer, or never does: its own network and resolv.conf, in a
 # namespace of a process of its own (unshare), so nothing but that process sees them ------------
 
