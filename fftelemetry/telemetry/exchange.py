@@ -29,6 +29,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.auth import HTTPBasicAuth
 from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import ProxySchemeUnknown
+from urllib3.util import parse_url
 from urllib3.util.retry import Retry
 
 from .. import __version__
@@ -124,7 +126,18 @@ class CuttableAdapter(HTTPAdapter):
         self._track(self.poolmanager)
 
     def proxy_manager_for(self, proxy, **proxy_kwargs):
-        return self._track(super().proxy_manager_for(proxy, **proxy_kwargs))
+        try:
+            manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        except ValueError as exc:
+            # urllib3's SOCKSProxyManager refuses a version it does not know (socks6://) with a
+            # bare ValueError, which post_batch raises again (not a request's failure): raised as
+            # the ProxySchemeUnknown urllib3 raises for ftp://, requests fails the request with
+            # it (InvalidURL) and the run says why in one line. Its subclasses are left alone
+            # (requests' InvalidSchema without PySocks, urllib3's LocationParseError).
+            if type(exc) is not ValueError or not proxy.lower().startswith("socks"):
+                raise
+            raise ProxySchemeUnknown(parse_url(proxy).scheme) from exc
+        return self._track(manager)
 
     def _track(self, manager):
         if not getattr(manager, "_fftelemetry_tracked", False):

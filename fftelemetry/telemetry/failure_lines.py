@@ -175,6 +175,11 @@ def _unusable_proxy(settings):
         return f"{named} has no valid {_unreadable_part(with_scheme)}"
     if scheme in SOCKS_SCHEMES or scheme in ("http", "https"):
         return None
+    if scheme.startswith("socks"):
+        return (
+            f"{named} names a SOCKS version PySocks does not know (it knows "
+            f"{', '.join(SOCKS_SCHEMES)})"
+        )
     return f"{named} is not an http(s):// or socks proxy URL"
 
 

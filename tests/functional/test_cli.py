@@ -39,7 +39,7 @@ from tests.conftest import (
     run_pserve,
     serving,
 )
-from tests.functional.test_sender import tls_serving
+from tests.functional.test_sender import tls_serving, use_proxy
 
 
 def stored(tmp_path):
@@ -835,6 +835,29 @@ def test_cron_trusts_the_receivers_ca_where_the_setting_names_it(tmp_path, write
         [uuid] = receiver.read(lambda r: list(r.batches.keys()))
         assert (log[0].uuid, log[0].sent) == (uuid, 1)
         assert records == [("system.command.executed", "cron", True)]
+
+
+def test_cron_through_a_socks_version_pysocks_does_not_know_fails_in_one_line(tmp_path, write_ini,
+                                                                             run_cli, monkeypatch):
+    # urllib3's SOCKSProxyManager refuses socks6:// with a bare ValueError, which the exchange
+    # raised again as not the request's: cron's traceback, "fftelemetry cron failed"
+    pytest.importorskip("socks")  # PySocks: selenium's urllib3[socks] brings it to the tests
+    use_proxy(monkeypatch, "socks6://127.0.0.1:1080", "HTTPS_PROXY")
+    ini = write_ini(**{"fftelemetry.telemetry_url": "https://192.0.2.1:6544"})
+    result = run_cli("cron", ini, "--force")
+    said = (
+        "the proxy for https://192.0.2.1:6544/submit cannot be used: "
+        "HTTPS_PROXY='socks6://127.0.0.1:1080' names a SOCKS version PySocks does not know (it "
+        "knows socks4, socks4a, socks5, socks5h)"
+    )
+    assert result.returncode == 1, result.stderr
+    assert [line for line in result.stderr.splitlines() if not line.startswith("INFO [")] == [
+        f"WARNING [fftelemetry.telemetry.sender] Telemetry submission failed: {said}; the "
+        "records stay pending."
+    ]
+    _, records, log = stored(tmp_path)
+    assert records and not any(submitted for _, _, submitted in records)
+    assert log[0].error == said
 
 
 def test_cron_retries_the_next_day_after_a_failure(tmp_path, write_ini, run_cli,
