@@ -341,3 +341,24 @@ def test_notes_set_to_a_str_are_one_line_not_one_a_character():
     # the repr()'s escapes, their backslashes written \\ as every backslash is
     doubled = FORGED_SHOWN.replace("\\", "\\\\")
     assert lines[-2:] == ["  ValueError: bad header", f"  'then {doubled}'"]
+
+
+class Unconvertible:
+    """A note, or __notes__, whose text cannot be had: its str() and repr() raise."""
+
+    def __str__(self):
+        raise RuntimeError("no text")
+
+    __repr__ = __str__
+
+
+def test_a_note_that_cannot_be_converted_is_said_to_as_python_says_it():
+    """Python's traceback writes <note str() failed> (<__notes__ repr() failed>): the record is
+    written whole, with that line, not lost to a "--- Logging error ---" of its own."""
+    exc = ValueError("bad header")
+    exc.__notes__ = [Unconvertible()]  # add_note takes a str; code may set the list itself
+    assert logged_traceback(exc)[-2:] == ["  ValueError: bad header", "  <note str() failed>"]
+    exc = ValueError("bad header")
+    exc.__notes__ = Unconvertible()  # not a sequence: its repr() is written
+    assert logged_traceback(exc)[-2:] == ["  ValueError: bad header",
+                                          "  <__notes__ repr() failed>"]
