@@ -3,6 +3,7 @@ read-only ZEO server), as real subprocesses: a command that only reads runs, its
 run on the writable database to collect; one that writes is refused before it does anything."""
 
 import json
+import logging
 import re
 import subprocess
 import time
@@ -12,7 +13,7 @@ import pytest
 import ZEO
 from ZODB import DB
 
-from fftelemetry.scripting import is_read_only
+from fftelemetry.scripting import close_databases, is_read_only
 from tests.conftest import Stub, free_port, run_pserve, serving
 from tests.functional.test_cli import (
     assert_one_line,
@@ -370,3 +371,20 @@ def test_a_read_only_zeo_server_is_said_to_refuse_whatever_the_log_levels(
          " connection: name the writable server, or add read_only=true to zodbconn.uri for a"
          " replica"],
     )  # and nothing else: ZEO's ERROR lines stay as unshown as the ini set them
+
+
+def test_a_read_only_zeo_server_is_said_to_refuse_with_zeos_logger_disabled(tmp_path, make_app):
+    # a logger disabled (logging's fileConfig or dictConfig with disable_existing_loggers, run
+    # in a process that had imported ZEO) makes no record at all, the refusal's ERROR neither
+    close_databases(make_app().registry)  # the app's database, made, for the server to serve
+    address, stop = ZEO.server(path=str(tmp_path / "Data.fs"), zeo_conf={"read_only": True})
+    host, port = address
+    zeo_client_log = logging.getLogger("ZEO.asyncio.client")
+    zeo_client_log.disabled = True
+    try:
+        with pytest.raises(SystemExit, match="is read-only and refused a writable connection"):
+            make_app(**{"zodbconn.uri": f"zeo://{host}:{port}?wait_timeout=1"})
+        assert zeo_client_log.disabled  # put back as the operator set it
+    finally:
+        zeo_client_log.disabled = False
+        stop()
