@@ -388,3 +388,19 @@ def test_a_read_only_zeo_server_is_said_to_refuse_with_zeos_logger_disabled(tmp_
     finally:
         zeo_client_log.disabled = False
         stop()
+
+
+def test_a_zeo_server_refusing_for_another_reason_is_not_said_to_be_read_only(
+    tmp_path, write_ini, run_cli
+):
+    # ZEO's client logs other errors of its server (here an unknown storage name) as ERRORs
+    # too: only a ReadOnlyError is the read-only server's refusal
+    address, stop = ZEO.server(path=str(tmp_path / "Data.fs"))
+    host, port = address
+    try:
+        result = run_cli("status", write_ini(
+            **{"zodbconn.uri": f"zeo://{host}:{port}?storage=nope&wait_timeout=1"}))
+    finally:
+        stop()
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].startswith("fftelemetry: cannot reach the ZEO server")
