@@ -136,6 +136,10 @@ def test_conflicts_on_every_attempt_are_a_503_page_and_keep_nothing(make_site, c
     assert "Nothing was changed. Try again in a moment." in page.text
     assert site.counts() == before
     assert [r.levelname for r in caplog.records] == ["INFO", "INFO", "WARNING"]
+    # each rerun's line counts the attempt it starts, of the attempts allowed
+    assert [r.getMessage() for r in caplog.records[:2]] == [
+        f"retrying GET /conflict after ConflictError (attempt {attempt} of 3)" for attempt in (2, 3)
+    ]
 
 
 def test_an_unexpected_error_is_a_500_page_logged_and_nothing_is_kept(make_site, caplog):
