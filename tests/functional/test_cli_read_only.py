@@ -404,3 +404,19 @@ def test_a_zeo_server_refusing_for_another_reason_is_not_said_to_be_read_only(
         stop()
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1].startswith("fftelemetry: cannot reach the ZEO server")
+
+
+def test_zeos_logger_is_put_back_at_its_level_once_the_app_has_started(tmp_path, make_app):
+    # start-up lowers a ZEO client logger set above ERROR to hear a refusal: after it, ZEO's
+    # ERROR lines stay as unshown as the operator set them
+    close_databases(make_app().registry)
+    address, stop = ZEO.server(path=str(tmp_path / "Data.fs"))
+    host, port = address
+    zeo_client_log = logging.getLogger("ZEO.asyncio.client")
+    zeo_client_log.setLevel(logging.CRITICAL)
+    try:
+        close_databases(make_app(**{"zodbconn.uri": f"zeo://{host}:{port}"}).registry)
+        assert zeo_client_log.level == logging.CRITICAL
+    finally:
+        zeo_client_log.setLevel(logging.NOTSET)
+        stop()
