@@ -380,13 +380,14 @@ def test_a_read_only_zeo_server_is_said_to_refuse_with_zeos_logger_disabled(tmp_
     address, stop = ZEO.server(path=str(tmp_path / "Data.fs"), zeo_conf={"read_only": True})
     host, port = address
     zeo_client_log = logging.getLogger("ZEO.asyncio.client")
+    before = zeo_client_log.disabled
     zeo_client_log.disabled = True
     try:
         with pytest.raises(SystemExit, match="is read-only and refused a writable connection"):
             make_app(**{"zodbconn.uri": f"zeo://{host}:{port}?wait_timeout=1"})
         assert zeo_client_log.disabled  # put back as the operator set it
     finally:
-        zeo_client_log.disabled = False
+        zeo_client_log.disabled = before
         stop()
 
 
@@ -413,10 +414,11 @@ def test_zeos_logger_is_put_back_at_its_level_once_the_app_has_started(tmp_path,
     address, stop = ZEO.server(path=str(tmp_path / "Data.fs"))
     host, port = address
     zeo_client_log = logging.getLogger("ZEO.asyncio.client")
+    before = zeo_client_log.level
     zeo_client_log.setLevel(logging.CRITICAL)
     try:
         close_databases(make_app(**{"zodbconn.uri": f"zeo://{host}:{port}"}).registry)
         assert zeo_client_log.level == logging.CRITICAL
     finally:
-        zeo_client_log.setLevel(logging.NOTSET)
+        zeo_client_log.setLevel(before)
         stop()
