@@ -8,6 +8,7 @@ databases."""
 import logging
 
 from ZEO.asyncio.client import Fallback
+from ZEO.Exceptions import ServerException
 
 from .failures import is_no_room, is_server_lost
 
@@ -73,6 +74,9 @@ def not_a_failed_statement(record):
 FROM_SERVER = "%s from server: %s:%s"
 READ_ONLY_ERROR = "ZODB.POSException.ReadOnlyError"
 FALLBACK_CONNECTION = f", {Fallback!r}"
+# How it logs its server's refusal of a storage name it does not serve (ZEO/asyncio/server.py)
+REGISTRATION_FAILED = "Registration or cache validation failed, %s"
+UNKNOWN_STORAGE = "unknown storage: "
 
 
 def is_read_only_refusal(record):
@@ -86,23 +90,37 @@ def is_read_only_refusal(record):
     )
 
 
+def unknown_storage(record):
+    """The storage name a ZEO server refused as one it does not serve, from its client's
+    record of that refusal (a URI's storage= that names none of runzeo's), or None."""
+    refusal = record.args[0] if record.msg == REGISTRATION_FAILED and record.args else None
+    if not isinstance(refusal, ServerException) or len(refusal.args) != 2:
+        return None
+    kind, args = refusal.args
+    said = args[0] if kind == "builtins.ValueError" and len(args) == 1 else ""
+    return said.removeprefix(UNKNOWN_STORAGE) if str(said).startswith(UNKNOWN_STORAGE) else None
+
+
 def from_a_fallback(record):
     """Whether a ZEO client's record is of a connection made with read_only_fallback=true."""
     return str(record.args[0]).endswith(FALLBACK_CONNECTION)
 
 
-def hear_read_only_refusals(logger, refusals):
-    """Keep in `refusals` each read-only refusal of a writable connection that ZEO's client
-    `logger` logs from now on, whatever the operator's logging levels: a ZEO logger set to
-    CRITICAL, or disabled, made no record of it, and start-up said that the server could not be
-    reached. So the logger makes ERROR records until the returned function is called, and a
-    record the operator's levels would not have let through is dropped once looked at: the log
-    shows what it showed. That function puts the logger back as it was."""
+def hear_zeo_refusals(logger, refusals):
+    """Keep in `refusals` each refusal that ZEO's client `logger` logs from now on, whatever the
+    operator's logging levels: a read-only server's of a writable connection, and a server's of
+    a storage name it does not serve (unknown_storage). A ZEO logger set to CRITICAL, or
+    disabled, made no record of either, and the client waits on until wait_timeout: start-up
+    said that the server could not be reached. So the logger makes ERROR records until the
+    returned function is called, and a record the operator's levels would not have let through
+    is dropped once looked at: the log shows what it showed. That function puts the logger back
+    as it was."""
     level, disabled = logger.level, logger.disabled
     shown_from = logging.CRITICAL + 1 if disabled else logger.getEffectiveLevel()
 
     def note(record):
-        if is_read_only_refusal(record) and not from_a_fallback(record):
+        read_only = is_read_only_refusal(record) and not from_a_fallback(record)
+        if read_only or unknown_storage(record) is not None:
             refusals.append(record)
         return record.levelno >= shown_from
 

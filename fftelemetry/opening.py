@@ -31,9 +31,10 @@ from .failures import (
 from .library_logs import (
     RELSTORAGE_SCRIPTS,
     fallback_refusal_as_info,
-    hear_read_only_refusals,
+    hear_zeo_refusals,
     not_a_failed_statement,
     not_for_want_of_room,
+    unknown_storage,
 )
 from .resources.generations import GenerationError, named
 from .scripting import database, databases, file_storage
@@ -191,7 +192,7 @@ def open_database(config, global_config, generations, program, set_in=None):
     # A read-only server refuses a client that asked to write, and the client waits on until
     # wait_timeout, which then reads as a server that cannot be reached: noted, to say why.
     refusals = []
-    stop_hearing = hear_read_only_refusals(zeo_client_log, refusals)
+    stop_hearing = hear_zeo_refusals(zeo_client_log, refusals)
     # the transactions of this thread, which make a new database's ZODB root and evolve an
     # older one: on a full disk, the abort that follows a failed commit fails as it did, and
     # that second error, logged with its traceback, is the one line's to say
@@ -219,6 +220,13 @@ def open_database(config, global_config, generations, program, set_in=None):
                 close_after_failure(db)
             raise
     except ClientDisconnected:
+        storages = list(filter(None, map(unknown_storage, refusals)))
+        if storages:
+            raise SystemExit(
+                f"{program}: the ZEO server named in {failed_where} serves no storage named "
+                f"{shown(quoted(storages[0]))}: name one it serves in {failed_uri_name}'s "
+                "storage= (runzeo's default is 1)"
+            ) from None
         if refusals:
             raise SystemExit(
                 f"{program}: the ZEO server named in {failed_where} is read-only and refused a "

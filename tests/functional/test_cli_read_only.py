@@ -391,20 +391,30 @@ def test_a_read_only_zeo_server_is_said_to_refuse_with_zeos_logger_disabled(tmp_
         stop()
 
 
-def test_a_zeo_server_refusing_for_another_reason_is_not_said_to_be_read_only(
-    tmp_path, write_ini, run_cli
+@pytest.mark.parametrize("quieted", [False, True], ids=["ERROR", "CRITICAL"])
+def test_a_zeo_server_refusing_a_storage_it_does_not_serve_says_so_in_one_line(
+    tmp_path, write_ini, run_cli, quieted
 ):
-    # ZEO's client logs other errors of its server (here an unknown storage name) as ERRORs
-    # too: only a ReadOnlyError is the read-only server's refusal
+    # ZEO's client logs that refusal as an ERROR and waits on until wait_timeout: start-up said
+    # "cannot reach the ZEO server …: is runzeo running?" of a server running, nor read-only
     address, stop = ZEO.server(path=str(tmp_path / "Data.fs"))
     host, port = address
+    ini = Path(write_ini(**{"zodbconn.uri.other": f"file://{tmp_path}/other.fs",
+                            "zodbconn.uri": f"zeo://{host}:{port}?storage=nope&wait_timeout=1"}))
+    if quieted:  # heard whatever the operator's levels, as the read-only refusal is
+        ini.write_text(ini.read_text().replace("keys = root\n", "keys = root, zeo\n", 1)
+                       + "\n[logger_zeo]\nlevel = CRITICAL\nhandlers =\nqualname = ZEO\n")
     try:
-        result = run_cli("status", write_ini(
-            **{"zodbconn.uri": f"zeo://{host}:{port}?storage=nope&wait_timeout=1"}))
+        result = run_cli("status", str(ini))
     finally:
         stop()
     assert result.returncode == 2
-    assert result.stderr.splitlines()[-1].startswith("fftelemetry: cannot reach the ZEO server")
+    assert result.stderr.splitlines()[-1] == (
+        f"fftelemetry: the ZEO server named in {ini} serves no storage named 'nope': name one it "
+        "serves in zodbconn.uri's storage= (runzeo's default is 1)"
+    )
+    if quieted:
+        assert len(result.stderr.splitlines()) == 1, result.stderr
 
 
 def test_zeos_logger_is_put_back_at_its_level_once_the_app_has_started(tmp_path, make_app):
