@@ -1060,6 +1060,7 @@ def test_an_unreachable_zeo_server_is_one_line(tmp_path, write_ini, run_cli):
 
 
 CTRL_C = b"\x03"  # the terminal turns it into SIGINT
+CTRL_D = b"\x04"  # on an empty line, the terminal's end of input
 SIGTERM = "SIGTERM"  # an answer that is no answer: the command is sent SIGTERM at the prompt
 
 
@@ -1086,7 +1087,7 @@ def converse(argv, *answers, timeout=30):
                 if answer == SIGTERM.encode():
                     os.kill(pid, signal.SIGTERM)
                 else:
-                    os.write(fd, answer if answer == CTRL_C else answer + b"\n")
+                    os.write(fd, answer if answer in (CTRL_C, CTRL_D) else answer + b"\n")
     else:
         os.kill(pid, signal.SIGKILL)  # stuck: fail the test, don't hang it
     _, status = os.waitpid(pid, 0)
@@ -1110,6 +1111,16 @@ def test_create_user_interrupted_at_the_prompt_is_one_line(tmp_path, write_ini):
     status, shown = converse(argv, "a good password", CTRL_C.decode())
     assert status == 130 and "fftelemetry create-user: interrupted" in shown
     assert "Traceback" not in shown and "KeyboardInterrupt" not in shown
+    assert values(stored(tmp_path)[1], "system.users.count") == []
+
+
+def test_create_user_given_no_password_at_the_prompt_is_one_line(tmp_path, write_ini):
+    argv = [sys.executable, "-m", "fftelemetry.cli.main", "create-user", write_ini(),
+            "--email", "cy@example.org"]
+    status, shown = converse(argv, CTRL_D.decode())
+    assert status == 1, shown
+    assert shown.splitlines()[-1].endswith(": fftelemetry create-user: no password given")
+    assert "Traceback" not in shown
     assert values(stored(tmp_path)[1], "system.users.count") == []
 
 
