@@ -1279,3 +1279,19 @@ def test_a_percent_is_blamed_on_the_setting_that_holds_it(write_ini, run_cli, he
         f"fftelemetry: cannot load {ini}: receiver_password in [app:main] {said}"
     ]
     assert "secret" not in result.stderr + result.stdout
+
+
+def test_a_substitution_that_loops_is_named_not_quoted(write_ini, run_cli):
+    # configparser's InterpolationDepthError quotes the raw value; holder follows the loop, once
+    ini = write_ini(**{
+        "fftelemetry.telemetry_url": "http://alice:%(first)s@127.0.0.1:6544",
+        "first": "secret%(second)s",
+        "second": "%(first)s",
+    })
+    result = run_cli("status", ini)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"fftelemetry: cannot load {ini}: first in [app:main] cannot be substituted "
+        "(InterpolationDepthError)"
+    ]
+    assert "secret" not in result.stderr + result.stdout
