@@ -221,6 +221,39 @@ def test_a_stop_as_an_object_loads_is_no_error_in_the_log(tmp_path, caplog):
     assert "Couldn't load state" not in caplog.text, caplog.text
 
 
+class FailingAsItLoads(FileStorage):
+    """ZODB's FileStorage, failing to read the object `failing_at` (an oid) as a disk would."""
+
+    failing_at = None
+
+    def loadBefore(self, oid, tid):
+        if oid == self.failing_at:
+            raise OSError(5, "Input/output error")
+        return super().loadBefore(oid, tid)
+
+
+def test_a_load_that_fails_for_another_reason_keeps_its_error_in_the_log(tmp_path, caplog):
+    # only the stop's cut load is dropped: ZODB's line for a damaged file or disk is the
+    # operator's clue, which a filter dropping every record of ZODB.Connection would lose
+    path = tmp_path / "Data.fs"
+    first = DB(FileStorage(str(path)))
+    with first.transaction() as conn:
+        conn.root()["kept"] = PersistentMapping()
+    first.close()
+    storage = FailingAsItLoads(str(path))
+    db = DB(storage)
+    try:
+        with stopped_as_ctrl_c(), pytest.raises(OSError), db.transaction() as conn:
+            kept = conn.root()["kept"]  # a ghost
+            storage.failing_at = kept._p_oid
+            len(kept)  # its state loaded
+    finally:
+        storage.failing_at = None
+        db.close()
+    assert "Couldn't load state" in caplog.text, caplog.text
+    assert "Input/output error" in caplog.text
+
+
 def test_a_stop_ignored_as_the_command_starts_stays_ignored():
     # a shell runs a command it starts in the background (`fftelemetry cron … &` in a script)
     # with SIGINT ignored, so that Ctrl-C stops the script and not it; Python keeps that, and the
