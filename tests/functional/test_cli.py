@@ -18,13 +18,14 @@ from pathlib import Path
 
 import pytest
 import trustme
+from argon2 import PasswordHasher
 from ZODB import DB
 from ZODB.FileStorage import FileStorage
 from ZODB.fsIndex import fsIndex
 
 from fftelemetry import main, settings
 from fftelemetry.cli.instructions import is_docker
-from fftelemetry.resources import telemetry_store_in
+from fftelemetry.resources import appmaker, telemetry_store_in
 from fftelemetry.resources.store import utcnow
 from fftelemetry.telemetry.sender import submit_pending
 from tests.conftest import (
@@ -231,6 +232,30 @@ def test_create_user_refuses_a_duplicate(tmp_path, write_ini, run_cli):
     assert run_cli(*args, input="a good password\n").returncode == 0
     again = run_cli(*args, "--admin", input="another password\n")
     assert_one_line(again, 1, "exists already")
+
+
+def test_create_user_makes_an_administrator_with_admin_and_a_user_without(tmp_path, write_ini,
+                                                                         run_cli):
+    ini = write_ini()
+    for email, admin, said in [
+        ("ann@example.org", (), "Created administrator ann@example.org.\n"),  # the first
+        ("bo@example.org", (), "Created user bo@example.org.\n"),
+        ("cy@example.org", ("--admin",), "Created administrator cy@example.org.\n"),
+    ]:
+        created = run_cli("create-user", ini, "--email", email, *admin, "--password-stdin",
+                          input=f"{email}'s password\r\n")
+        assert (created.returncode, created.stdout) == (0, said), created.stderr
+    db = DB(FileStorage(str(tmp_path / "Data.fs"), read_only=True))
+    try:
+        users = appmaker(db.open().root())["users"]
+        made = {email: users.by_email(email) for email in ("bo@example.org", "cy@example.org")}
+        assert {email: user.is_admin for email, user in made.items()} == {
+            "bo@example.org": False, "cy@example.org": True}
+        # the line's end (\r\n) is no part of the password
+        assert PasswordHasher().verify(made["cy@example.org"].password_hash,
+                                       "cy@example.org's password")
+    finally:
+        db.close()
 
 
 def test_missing_config_is_one_line_and_status_2(tmp_path, run_cli):
