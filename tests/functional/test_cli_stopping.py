@@ -75,6 +75,28 @@ def test_a_stop_during_a_commit_waits_for_its_end(db, signum):
         assert "kept" in fresh.root()
 
 
+def test_a_stop_during_the_blocks_last_commit_is_not_raised_after_it(db):
+    # its retry, sent again once the commit is over, landed after the block: in Python's own
+    # handlers, back by then, KeyboardInterrupt raised outside the command (SIGTERM's ended it)
+    tm = transaction.TransactionManager()
+    conn = db.open(tm)
+    conn.root()["kept"] = PersistentMapping()
+    tm.get().addBeforeCommitHook(signal.raise_signal, (signal.SIGINT,))
+    stops = None
+    try:
+        with stopped_as_ctrl_c() as stops:
+            tm.commit()  # the block's last step
+        for retry in threading.enumerate():  # a retry still on its way lands now
+            if isinstance(retry, threading.Timer):
+                retry.join()
+    except KeyboardInterrupt:
+        # raised in the block, had the retry come before its end; never after it
+        assert stops is not None and stops.signum == signal.SIGINT, "raised after the block"
+    conn.close()
+    with db.transaction() as fresh:
+        assert "kept" in fresh.root()
+
+
 def packed_file(path, when):
     """A FileStorage at `path` with history to drop (three revisions of its root), packed with
     SIGTERM sent to this process during the copy (`when="copying"`) or once the copy is made,
