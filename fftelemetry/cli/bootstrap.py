@@ -50,10 +50,8 @@ def load_registry(config_uri, may_write=True, receiver_too=False):
     try:
         setup_command_logging(loader)
         _quiet_zeo_unless_configured()
-        # zc.lockfile logs a traceback before raising; fftelemetry.opening says it in one line
-        with quiet("zc.lockfile"):
-            # as pyramid.paster.get_app: the app the URI's #name names, else main
-            app = loader.get_wsgi_app(defaults=None if may_write else {NO_EVOLVE: "true"})
+        # as pyramid.paster.get_app: the app the URI's #name names, else main
+        app = loader.get_wsgi_app(defaults=None if may_write else {NO_EVOLVE: "true"})
     except SystemExit as exc:  # fftelemetry.main's one line (a setting refused, no ZEO, not a
         # FileStorage), escaped already: escaped again, each backslash would double
         if receivers and isinstance(exc, DatabaseInUse):
