@@ -394,6 +394,28 @@ def test_the_receivers_ini_is_one_line_and_status_2(tmp_path, run_cli, more):
     assert not (tmp_path / "r.fs").exists()  # the receiver's database is not even opened
 
 
+COMPOSITE = """
+def in_front(loader, global_conf, **local_conf):
+    return loader.get_app("receiver")
+"""
+
+
+def test_the_receivers_ini_behind_a_composite_is_one_line_and_status_2(tmp_path, run_cli,
+                                                                       monkeypatch):
+    # a composite's factory is not told from the ini (factory_of): the app is made, and its
+    # registry, the receiver's, has no settings of the app's for the command to run on
+    (tmp_path / "composites.py").write_text(COMPOSITE)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
+    ini = tmp_path / "receiver.ini"
+    ini.write_text(
+        "[composite:main]\nuse = call:composites:in_front\n\n[app:receiver]\n"
+        f"use = egg:fftelemetry#receiver\nzodbconn.uri = file://{tmp_path}/r.fs\n"
+    )
+    result = run_cli("status", str(ini))
+    assert_one_line(result, 2, f"fftelemetry: {ini} does not make fftelemetry's app")
+
+
 @pytest.mark.parametrize("behind_a_filter", [False, True], ids=["app", "pipeline"])
 def test_the_receivers_ini_is_told_apart_while_the_receiver_serves(tmp_path, run_cli, receiver,
                                                                    behind_a_filter):
