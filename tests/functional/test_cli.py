@@ -803,6 +803,8 @@ def test_bad_usage_is_status_2(write_ini, run_cli):
     assert run_cli("instructions", "reinstall", write_ini()).returncode == 2
     assert run_cli("cron").returncode == 2
     assert "--dry-run" in run_cli("cron", "--help").stdout
+    no_email = run_cli("create-user", write_ini(), "--password-stdin", input="a good password\n")
+    assert no_email.returncode == 2 and "required: --email" in no_email.stderr
 
 
 # -- cron -------------------------------------------------------------------------------------
