@@ -119,6 +119,27 @@ def test_the_receivers_ini_is_taken_by_pack_alone(tmp_path, run_cli):
         close_databases(wsgi.registry)
 
 
+def test_the_receivers_ini_behind_a_filter_is_packed(tmp_path, run_cli):
+    # the registry is the receiver's Router's, which the pipeline's app (a prefix filter) has not
+    data = tmp_path / "receiver.fs"
+    wsgi, app = opened(data)
+    post(app, [record()], 200)
+    close_databases(wsgi.registry)
+    ini = tmp_path / "receiver.ini"
+    ini.write_text(
+        "[pipeline:main]\npipeline = prefix receiver\n\n[filter:prefix]\n"
+        "use = egg:PasteDeploy#prefix\n\n[app:receiver]\nuse = egg:fftelemetry#receiver\n"
+        f"zodbconn.uri = file://{data}\n"
+    )
+    name, _, _, _ = packed(run_cli("pack", str(ini), "--days", "1"))
+    assert name == str(data)
+    wsgi, app = opened(data)
+    try:
+        assert app.get("/stats").json == {"records": 1, "batches": 1}
+    finally:
+        close_databases(wsgi.registry)
+
+
 def test_a_receivers_setting_refused_is_said_once(tmp_path, run_cli):
     # the receiver's own line, prefixed by the command's alone, not "fftelemetry: fftelemetry
     # receiver: ..."
