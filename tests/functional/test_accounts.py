@@ -391,6 +391,15 @@ def test_a_form_that_is_not_utf8_is_a_400_and_creates_nothing(site, caplog, cont
     assert not [record for record in caplog.records if record.levelname == "ERROR"]
 
 
+@pytest.mark.parametrize("content_type", [None, "text/plain; charset=latin-1"])
+def test_a_body_that_is_no_form_is_not_read_as_one(site, caplog, content_type):
+    # Only a form is checked for UTF-8: a page asked for with some other body still answers
+    page = site.browser().request("/login", method="GET", body=b"jos\xe9",
+                                  content_type=content_type, status=200)
+    assert "Log in" in page.text
+    assert not [record for record in caplog.records if record.levelname == "ERROR"]
+
+
 @pytest.mark.parametrize("content_type", ["multipart/form-data", "multipart/form-data; boundary="])
 def test_a_multipart_form_without_a_boundary_is_a_400(site, caplog, content_type):
     browser = site.browser()
