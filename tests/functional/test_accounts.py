@@ -933,6 +933,19 @@ def test_unknown_pages_are_404_pages(admin):
     admin.get(f"/users/{ADMIN_EMAIL}", status=404)
 
 
+def test_an_error_page_keeps_the_message_waiting_for_the_next_page(member):
+    """A message saved for the next page (a flash) is not shown by an error page opened in
+    between, and not lost: the page after shows it, once (fftelemetry/views/errors.py)."""
+    form = member.get("/preferences").forms["preferences"]
+    saved = form.submit(status=303)
+    for path, status in (("/no-such-page", 404), ("/admin/telemetry", 403)):
+        page = member.get(path, status=status)
+        assert page.html.select(".flash p") == [], path
+        assert "Set-Cookie" not in page.headers, path
+    assert "Your preferences are saved." in saved.follow().text
+    assert "Your preferences are saved." not in member.get("/preferences").text
+
+
 @pytest.mark.parametrize(
     "url",
     ["/%ff", "/login/%ff", "/static/%ff", "/login?came_from=%ff", "/admin/telemetry/view?show=%ff"],
