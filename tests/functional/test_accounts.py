@@ -333,7 +333,8 @@ def test_non_admin_gets_403_on_every_admin_page(member):
                 "/admin/telemetry/view/preview", "/admin/telemetry/view/export.json",
                 "/admin/telemetry/submissions"):
         page = member.get(url, status=403)
-        assert "for administrators" in page.text
+        assert page.html.h1.text == "Not allowed", url
+        assert "This page is for administrators of this installation." in page.text
 
 
 def test_login_without_csrf_token_is_refused(site, admin):
