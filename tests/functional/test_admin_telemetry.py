@@ -491,6 +491,7 @@ def test_bad_query_is_400(admin, query):
 
 def test_a_bad_query_says_what_is_wrong(admin):
     page = admin.get(RECORDS, {"show": "everything"}, status=400)
+    assert page.html.h1.text == "Bad request"
     assert "show must be one of all, pending, submitted." in page.text
 
 
