@@ -133,6 +133,7 @@ def test_conflicts_on_every_attempt_are_a_503_page_and_keep_nothing(make_site, c
     caplog.set_level(logging.INFO)
     caplog.clear()
     page = admin.get("/conflict", status=503)
+    assert page.html.h1.text == "Busy"
     assert "Nothing was changed. Try again in a moment." in page.text
     assert site.counts() == before
     assert [r.levelname for r in caplog.records] == ["INFO", "INFO", "WARNING"]
