@@ -40,6 +40,7 @@ def test_a_write_error_at_commit_is_a_clear_page_and_loses_nothing(site, admin):
 
     page = submit_on_a_full_disk(site, form)
     assert "File too large" in page.text and "Nothing was changed" in page.text
+    assert "Try again later; if it keeps happening, tell the administrator." in page.text
     assert site.counts() == before
     with site.root() as root:
         assert root["users"].get("owner@example.org").language == "en"
@@ -150,7 +151,8 @@ def test_an_unexpected_error_is_a_500_page_logged_and_nothing_is_kept(make_site,
 
     page = admin.get("/broken", status=500)
 
-    assert "Something went wrong" in page.text and "Nothing was changed" in page.text
+    assert page.html.h1.text == "Something went wrong"
+    assert "Nothing was changed. The error was logged for the administrator." in page.text
     assert "a bug" not in page.text and "Log out" in page.text  # the site's layout, no details
     assert site.counts() == before
     [logged] = [r for r in caplog.records if r.levelname == "ERROR"]
