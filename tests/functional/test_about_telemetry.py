@@ -1,6 +1,8 @@
 """/telemetry tells the people telemetry is about, with no login; the forms that collect say
 what they record while it is on; every page links to it."""
 
+import pytest
+
 from fftelemetry import catalog
 from tests.functional.conftest import ADMIN_EMAIL
 
@@ -65,10 +67,11 @@ def test_while_on_it_lists_every_catalog_key_and_when_it_is_collected(make_site)
     assert page.html.find(id=box["aria-labelledby"]).text == "What is collected, and when"
 
 
-def test_it_says_how_often_records_are_sent(make_site):
-    page = make_site(**ON, **{"fftelemetry.interval_days": "3"}).browser().get(ABOUT)
+@pytest.mark.parametrize("days, every", [("3", "every 3 days"), ("1", "every day")])
+def test_it_says_how_often_records_are_sent(make_site, days, every):
+    page = make_site(**ON, **{"fftelemetry.interval_days": days}).browser().get(ABOUT)
     text = words(page.html.main)
-    assert "are sent every 3 days; the administrator can also send them sooner" in text
+    assert f"are sent {every}; the administrator can also send them sooner" in text
 
 
 def test_it_says_a_delete_does_not_reach_the_receiver(make_site):
