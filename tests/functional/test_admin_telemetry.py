@@ -127,6 +127,25 @@ def test_a_method_an_address_does_not_take_is_a_405_token_or_not(site, admin, ur
     admin.get("/preferences", status=200)  # still signed in
 
 
+# what a 405 page is headed and says, by the methods the address takes
+METHOD_PAGES = [
+    (f"{RECORDS}/submit", "Use the button", "This address only takes a form's POST; nothing was "
+     "changed. Use the button on the page instead."),
+    (f"{RECORDS}/preview", "Only to read", "This address is only read (GET); nothing was changed."),
+    ("/preferences", "Use the form", "This address shows a form (GET) and takes it back filled in "
+     "(POST); nothing was changed. Use the form on the page instead."),
+]
+
+
+@pytest.mark.parametrize(("url", "heading", "message"), METHOD_PAGES)
+def test_a_405_page_is_headed_by_what_to_do_instead(admin, url, heading, message):
+    # only parts of the messages were read, and no heading: "Use the form" by no test at all
+    page = admin.request(url, method="PUT", status=405)
+    assert page.html.h1.text == heading
+    assert page.html.title.text == f"{heading} — fftelemetry"
+    assert page.html.h1.find_next("p").text == message
+
+
 # -- the status page ------------------------------------------------------------------------------
 
 
