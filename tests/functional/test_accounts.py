@@ -370,6 +370,8 @@ NOT_UTF8 = "the form is not valid UTF-8"
         ("application/x-www-form-urlencoded", "jos%E9@example.org", NOT_UTF8),
         ("application/x-www-form-urlencoded", "%ED%A0%80@example.org", NOT_UTF8),  # a surrogate
         ("multipart/form-data; boundary=b", "jos\xe9@example.org", NOT_UTF8),
+        # a POST without a Content-Type: WebOb parses its body as a form all the same
+        (None, "jos%E9@example.org", NOT_UTF8),
     ],
 )
 def test_a_form_that_is_not_utf8_is_a_400_and_creates_nothing(site, caplog, content_type, email,
@@ -380,7 +382,7 @@ def test_a_form_that_is_not_utf8_is_a_400_and_creates_nothing(site, caplog, cont
         "password": PASSWORD,
         "csrf_token": browser.get("/register").forms["register"]["csrf_token"].value,
     }
-    if content_type.startswith("multipart"):
+    if content_type and content_type.startswith("multipart"):
         body = multipart(**fields)
     else:
         body = "&".join(f"{name}={value}" for name, value in fields.items())
