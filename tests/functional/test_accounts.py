@@ -435,11 +435,14 @@ def test_a_file_sent_in_a_form_is_a_400(site, caplog):
 def test_a_multipart_form_in_utf8_is_taken(site):
     browser = site.browser()
     token = browser.get("/register").forms["register"]["csrf_token"].value
-    body = multipart(email="josé@example.org", password=PASSWORD, csrf_token=token)
+    # A multipart value is not %-encoded: a password with "%E9" in it is taken as typed
+    password = f"{PASSWORD} 100%E9+"
+    body = multipart(email="josé@example.org", password=password, csrf_token=token)
     browser.request("/register", method="POST", body=body.encode(),
                     content_type="multipart/form-data; boundary=b", status=303)
     with site.root() as root:
         assert list(root["users"].data) == ["josé@example.org"]
+    assert log_in(site.browser(), "josé@example.org", password).status_int == 303
 
 
 def test_logout_is_a_post_and_get_changes_nothing(site, admin):
