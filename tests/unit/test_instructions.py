@@ -4,7 +4,12 @@ import os
 from pathlib import Path
 
 import pytest
+import ZEO
+import ZODB.config
+from ZEO.ClientStorage import ClientStorage
 from ZODB import DB
+from ZODB.blob import BlobStorage
+from ZODB.DemoStorage import DemoStorage
 from ZODB.FileStorage import FileStorage
 from ZODB.MappingStorage import MappingStorage
 
@@ -49,6 +54,33 @@ def test_database_driver_names_the_storage_kind(tmp_path):
             catalog.validate("system.database.driver", kind)
         finally:
             db.close()
+
+
+def sqlite_relstorage(folder):
+    return ZODB.config.storageFromString(
+        f"%import relstorage\n<relstorage>\n<sqlite3>\ndata-dir {folder}\n</sqlite3>\n"
+        "</relstorage>\n"
+    )
+
+
+def test_database_driver_names_each_kind_the_catalog_knows(tmp_path):
+    # A ZEO or RelStorage site taken for "other" would report a wrong driver every week
+    address, stop = ZEO.server(path=str(tmp_path / "zeo.fs"))
+    try:
+        for storage, kind in (
+            (lambda: ClientStorage(address, wait_timeout=10), "ZEO"),
+            (lambda: sqlite_relstorage(tmp_path / "rel"), "RelStorage"),
+            (DemoStorage, "DemoStorage"),
+            (lambda: BlobStorage(str(tmp_path / "blobs"), MappingStorage()), "BlobStorage"),
+        ):
+            db = DB(storage())
+            try:
+                assert database_driver(db) == kind
+                catalog.validate("system.database.driver", kind)
+            finally:
+                db.close()
+    finally:
+        stop()
 
 
 def test_is_docker_looks_at_dockerenv_and_cgroup(tmp_path):
