@@ -121,6 +121,21 @@ def test_install_instructions_give_a_cron_line_that_runs_under_cron(
     assert [submitted for _, _, submitted in stored(tmp_path)[1]] == [True] * 6
 
 
+def test_install_instructions_give_a_weekly_pack_line_that_runs_under_cron(tmp_path, write_ini,
+                                                                          run_cli):
+    ini = write_ini(**{"fftelemetry.send_telemetry": "false"})
+    shown = run_cli("instructions", "install", ini).stdout
+    # a crontab line of its own, on Sundays after the daily run (17 4 * * *)
+    command = re.search(r"^ +47 4 \* \* 0  (\S.* pack .*)$", shown, re.M).group(1)
+    cron = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home"), "SHELL": "/bin/sh"}
+    (tmp_path / "home").mkdir()
+    result = subprocess.run(["/bin/sh", "-c", command], cwd=tmp_path / "home", env=cron,
+                            capture_output=True, text=True, timeout=60, check=False)
+    log = (tmp_path / "cron.log").read_text()
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", ""), log
+    assert "Packed" in log, log
+
+
 # The test's own environment's bin folder: its `fftelemetry` and `pserve` scripts (pip put them).
 SCRIPTS = Path(sysconfig.get_path("scripts"))
 CRON_PATH = "/usr/bin:/bin"  # cron's bare PATH
