@@ -97,8 +97,8 @@ def unknown_storage(record):
     if not isinstance(refusal, ServerException) or len(refusal.args) != 2:
         return None
     kind, args = refusal.args
-    said = args[0] if kind == "builtins.ValueError" and len(args) == 1 else ""
-    return said.removeprefix(UNKNOWN_STORAGE) if str(said).startswith(UNKNOWN_STORAGE) else None
+    said = str(args[0]) if kind == "builtins.ValueError" and len(args) == 1 else ""
+    return said.removeprefix(UNKNOWN_STORAGE) if said.startswith(UNKNOWN_STORAGE) else None
 
 
 def from_a_fallback(record):
