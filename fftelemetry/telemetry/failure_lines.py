@@ -149,25 +149,30 @@ def _proxy_variable_named(settings):
     return f"{variable}={quoted(shown_url(proxy), QUOTED_PATH_CHARS)}" if variable else None
 
 
-def _socks_proxy_named(settings):
-    """The proxy for the receiver, named as _proxy_variable_named does (or by its URL alone), if
-    it is a SOCKS one (socks5://, socks5h://, socks4://, socks4a://); else None."""
+def _receivers_proxy(settings):
+    """(proxy, named): the proxy requests takes for the receiver, and how a line names it, as
+    _proxy_variable_named does (or by its URL alone); (None, None) if there is none."""
     url = settings.telemetry_url + "/submit"
     proxy = requests.utils.select_proxy(url, requests.utils.get_environ_proxies(url))
-    if not (proxy or "").lower().startswith("socks"):
-        return None
-    return _proxy_variable_named(settings) or quoted(shown_url(proxy), QUOTED_PATH_CHARS)
+    if not proxy:
+        return None, None
+    return proxy, _proxy_variable_named(settings) or quoted(shown_url(proxy), QUOTED_PATH_CHARS)
+
+
+def _socks_proxy_named(settings):
+    """The proxy for the receiver, named as _receivers_proxy does, if it is a SOCKS one
+    (socks5://, socks5h://, socks4://, socks4a://); else None."""
+    proxy, named = _receivers_proxy(settings)
+    return named if (proxy or "").lower().startswith("socks") else None
 
 
 def _unusable_proxy(settings):
     """"HTTPS_PROXY='ftp://host:21' is not an http(s):// or socks proxy URL": why urllib3
-    cannot use the proxy for the receiver, named as _socks_proxy_named does; None if it can (or
+    cannot use the proxy for the receiver, named as _receivers_proxy does; None if it can (or
     there is none)."""
-    url = settings.telemetry_url + "/submit"
-    proxy = requests.utils.select_proxy(url, requests.utils.get_environ_proxies(url))
+    proxy, named = _receivers_proxy(settings)
     if not proxy:
         return None
-    named = _proxy_variable_named(settings) or quoted(shown_url(proxy), QUOTED_PATH_CHARS)
     with_scheme = proxy if "://" in proxy else f"http://{proxy}"  # requests' default scheme
     try:
         scheme = parse_url(with_scheme).scheme  # as urllib3's proxy managers read it
