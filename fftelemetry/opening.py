@@ -244,8 +244,8 @@ def open_database(config, global_config, generations, program, set_in=None):
         # makes a missing folder (a volume not mounted, a misspelt path), which pserve said in a
         # traceback. A file that is not a database's is left to its own error: one missing
         # after every database opened is not (the transfer log, zodbconn.transferlog, is next)
-        name = exc.filename or ""
-        if not name or failed_uri(config.registry) is None:
+        name, failed = exc.filename or "", failed_uri(config.registry)
+        if not name or failed is None:
             raise
         # a relative file:// path is the working folder's: named whole, and "" is that folder
         folder = os.path.dirname(os.path.abspath(name))
@@ -257,7 +257,7 @@ def open_database(config, global_config, generations, program, set_in=None):
             ) from None
         if os.path.lexists(name):
             raise
-        _, uri = failed_uri(config.registry)
+        _, uri = failed
         if is_writable(uri):
             # what a writable storage failed to make in a folder that is there (RelStorage's
             # sqlite:// data_dir under /proc, say): not "opened read-only it is not made"
