@@ -242,6 +242,14 @@ def write_server_ini(tmp_path, write_ini):
     return write
 
 
+def with_zeo_logger(ini, level, qualname="ZEO"):
+    """The ini (a Path, written by write_ini or write_server_ini), with a logger of its own for
+    ZEO's `qualname` at `level`, where the root's level decides it otherwise."""
+    text = ini.read_text().replace("keys = root\n", "keys = root, zeo\n", 1)
+    ini.write_text(f"{text}\n[logger_zeo]\nlevel = {level}\nhandlers =\nqualname = {qualname}\n")
+    return ini
+
+
 BIN = Path(sys.executable).parent
 
 

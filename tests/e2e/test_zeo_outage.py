@@ -23,7 +23,7 @@ from ZODB.utils import u64
 
 from fftelemetry.resources import telemetry_store_in
 from fftelemetry.telemetry.sender import submit_pending
-from tests.conftest import STUB_UUID, Stub, serving
+from tests.conftest import STUB_UUID, Stub, serving, with_zeo_logger
 from tests.functional.test_receiver import record
 from tests.functional.test_sender import collect, counts, in_store
 from tests.functional.test_sender import settings_for as sender_settings
@@ -618,10 +618,7 @@ def records_in(ini):
 def with_zeo_waits_logged(ini):
     """The ini, with ZEO's client logging at DEBUG: the end of each wait in its abort of a
     commit that met a lost server ("ClientDisconnected in tpc_abort() ignored")."""
-    text = ini.read_text().replace("keys = root\n", "keys = root, zeo\n", 1)
-    zeo = "[logger_zeo]\nlevel = DEBUG\nhandlers =\nqualname = ZEO.ClientStorage\n"
-    ini.write_text(f"{text}\n{zeo}")
-    return ini
+    return with_zeo_logger(ini, "DEBUG", "ZEO.ClientStorage")
 
 
 def test_cron_losing_its_zeo_server_before_marking_says_so_and_waits_once(tmp_path):

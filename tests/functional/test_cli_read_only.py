@@ -14,7 +14,7 @@ import ZEO
 from ZODB import DB
 
 from fftelemetry.scripting import close_databases, is_read_only
-from tests.conftest import Stub, free_port, run_pserve, serving
+from tests.conftest import Stub, free_port, run_pserve, serving, with_zeo_logger
 from tests.functional.test_cli import (
     assert_one_line,
     collected_days_ago,
@@ -293,9 +293,7 @@ def test_a_read_only_zeo_server_refusing_a_writable_client_is_still_an_error(
     host, port = address
     uri = f"zeo://{host}:{port}?wait_timeout=1"
     fallback = Path(write_ini("fallback.ini", **{"zodbconn.uri": f"{uri}&read_only_fallback=true"}))
-    # an ini that shows ZEO's INFO lines
-    fallback.write_text(fallback.read_text().replace("keys = root\n", "keys = root, zeo\n", 1)
-                        + "\n[logger_zeo]\nlevel = INFO\nhandlers =\nqualname = ZEO\n")
+    with_zeo_logger(fallback, "INFO")  # an ini that shows ZEO's INFO lines
     try:
         writable_ini = write_ini("writable.ini", **{"zodbconn.uri": uri})
         writable = run_cli("status", writable_ini)
@@ -354,8 +352,7 @@ def test_a_read_only_zeo_server_is_said_to_refuse_whatever_the_log_levels(
     host, port = address
     ini = Path(write_ini(**{"zodbconn.uri": f"zeo://{host}:{port}?wait_timeout=1"}))
     if quieted == "ZEO":  # a command: ZEO's logger at CRITICAL
-        ini.write_text(ini.read_text().replace("keys = root\n", "keys = root, zeo\n", 1)
-                       + "\n[logger_zeo]\nlevel = CRITICAL\nhandlers =\nqualname = ZEO\n")
+        with_zeo_logger(ini, "CRITICAL")
     else:  # pserve, which leaves ZEO's logger to the root's level: CRITICAL
         ini.write_text(ini.read_text().replace("[logger_root]\nlevel = INFO", "[logger_root]\n"
                                                "level = CRITICAL", 1)
@@ -402,8 +399,7 @@ def test_a_zeo_server_refusing_a_storage_it_does_not_serve_says_so_in_one_line(
     ini = Path(write_ini(**{"zodbconn.uri.other": f"file://{tmp_path}/other.fs",
                             "zodbconn.uri": f"zeo://{host}:{port}?storage=nope&wait_timeout=1"}))
     if quieted:  # heard whatever the operator's levels, as the read-only refusal is
-        ini.write_text(ini.read_text().replace("keys = root\n", "keys = root, zeo\n", 1)
-                       + "\n[logger_zeo]\nlevel = CRITICAL\nhandlers =\nqualname = ZEO\n")
+        with_zeo_logger(ini, "CRITICAL")
     try:
         result = run_cli("status", str(ini))
     finally:
