@@ -90,6 +90,18 @@ def test_install_instructions_name_commands_that_run(write_ini, run_cli):
     assert len(commands) == 3 and all(shutil.which(command) for command in commands), commands
 
 
+CRON_PATH = "/usr/bin:/bin"  # cron's bare PATH
+
+
+def run_as_cron(command, tmp_path):
+    """A crontab line's command run as cron runs it: from the home folder (tmp_path/home), with
+    a bare PATH and nothing of ours around."""
+    (tmp_path / "home").mkdir()
+    cron = {"PATH": CRON_PATH, "HOME": str(tmp_path / "home"), "SHELL": "/bin/sh"}
+    return subprocess.run(["/bin/sh", "-c", command], cwd=tmp_path / "home", env=cron,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
 @pytest.mark.parametrize(
     ("folder", "given_as"),
     [("site", "a name in the current folder"), ("my site", "a URI")],
@@ -109,12 +121,7 @@ def test_install_instructions_give_a_cron_line_that_runs_under_cron(
     else:
         shown = run_cli("instructions", "install", "app.ini", cwd=ini.parent).stdout  # make run
     line = re.search(r"^ +(17 4 \* \* \*  .*)$", shown, re.M).group(1)
-    # as cron runs it: from the home folder, with a bare PATH and nothing of ours around
-    command = line.removeprefix("17 4 * * *  ")
-    cron = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home"), "SHELL": "/bin/sh"}
-    (tmp_path / "home").mkdir()
-    result = subprocess.run(["/bin/sh", "-c", command], cwd=tmp_path / "home", env=cron,
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = run_as_cron(line.removeprefix("17 4 * * *  "), tmp_path)
     assert result.returncode == 0, log.read_text()
     assert result.stdout == result.stderr == ""  # cron would mail any output, every day
     assert "Result of submission [200]" in log.read_text()
@@ -127,10 +134,7 @@ def test_install_instructions_give_a_weekly_pack_line_that_runs_under_cron(tmp_p
     shown = run_cli("instructions", "install", ini).stdout
     # a crontab line of its own, on Sundays after the daily run (17 4 * * *)
     command = re.search(r"^ +47 4 \* \* 0  (\S.* pack .*)$", shown, re.M).group(1)
-    cron = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home"), "SHELL": "/bin/sh"}
-    (tmp_path / "home").mkdir()
-    result = subprocess.run(["/bin/sh", "-c", command], cwd=tmp_path / "home", env=cron,
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = run_as_cron(command, tmp_path)
     log = (tmp_path / "cron.log").read_text()
     assert (result.returncode, result.stdout, result.stderr) == (0, "", ""), log
     assert "Packed" in log, log
@@ -138,7 +142,6 @@ def test_install_instructions_give_a_weekly_pack_line_that_runs_under_cron(tmp_p
 
 # The test's own environment's bin folder: its `fftelemetry` and `pserve` scripts (pip put them).
 SCRIPTS = Path(sysconfig.get_path("scripts"))
-CRON_PATH = "/usr/bin:/bin"  # cron's bare PATH
 
 
 def python_without_the_script(tmp_path):
